@@ -1,0 +1,34 @@
+# One command sets up and runs each job on a fresh machine:
+#   make test        system packages + .venv + lint + type check + tests
+#   make quickstart  system packages + .venv + the offline end-to-end demo
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint typecheck pytest quickstart clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py scripts/install_system_packages.sh
+	bash scripts/install_system_packages.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# One resolver run, so nothing upgrades fairseq2's pins afterwards.
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

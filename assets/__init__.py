@@ -1,0 +1,1 @@
+"""Asset cards of the plugin, installed as ``speechmapper_plugin.assets``."""

@@ -1,0 +1,36 @@
+"""Registers every component of the plugin with the fairseq2 runtime."""
+
+from __future__ import annotations
+
+from fairseq2.composition import register_model_family, register_package_assets
+from fairseq2.runtime.dependency import DependencyContainer
+
+from speechmapper_plugin.models.speechmapper import (
+    SPEECHMAPPER_FAMILY,
+    SpeechMapperConfig,
+    SpeechMapperProjector,
+    convert_speechmapper_state_dict,
+    create_speechmapper_model,
+    register_speechmapper_configs,
+)
+
+ASSETS_PACKAGE = "speechmapper_plugin.assets"
+
+
+def setup_fairseq2_extension(container: DependencyContainer) -> None:
+    """The ``fairseq2.extension`` entry point (see ``pyproject.toml``)."""
+    _register_models(container)
+
+    register_package_assets(container, ASSETS_PACKAGE)
+
+
+def _register_models(container: DependencyContainer) -> None:
+    register_model_family(
+        container,
+        SPEECHMAPPER_FAMILY,
+        kls=SpeechMapperProjector,
+        config_kls=SpeechMapperConfig,
+        factory=create_speechmapper_model,
+        state_dict_converter=convert_speechmapper_state_dict,
+    )
+    register_speechmapper_configs(container)

@@ -1,0 +1,192 @@
+"""The SpeechMapper projector: SFM features -> LLM token-embedding space."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from fairseq2.models.transformer import TransformerEncoder
+from fairseq2.nn import BatchLayout, Linear, PositionEncoder
+from torch import Tensor
+from torch.nn import Conv1d, Module, ModuleList
+
+from speechmapper_plugin.models.speechmapper.config import SpeechMapperConfig
+from speechmapper_plugin.models.speechmapper.lengths import (
+    conv_output_length,
+    min_input_frames,
+    output_length,
+)
+
+
+class ProjectorInputTooShortError(ValueError):
+    """Raised when an input yields no output position at all."""
+
+    def __init__(
+        self, rows: Sequence[int], lengths: Sequence[int], minimum: int
+    ) -> None:
+        pairs = ", ".join(
+            f"row {r}: {n} frames" for r, n in zip(rows, lengths, strict=True)
+        )
+        super().__init__(
+            f"Input too short for the projector ({pairs}); it needs at least {minimum} frames to produce one output position. Drop these utterances before batching."
+        )
+        self.rows = list(rows)
+        self.lengths = list(lengths)
+        self.minimum = minimum
+
+
+def zero_padding(seqs: Tensor, seq_lens: Tensor) -> Tensor:
+    """Zero the positions at or beyond each row's length (``seqs``: [B, T, D])."""
+    positions = torch.arange(seqs.size(1), device=seqs.device)
+    valid = positions.unsqueeze(0) < seq_lens.unsqueeze(1)
+    return seqs * valid.unsqueeze(-1).to(seqs.dtype)
+
+
+def average_frames(
+    seqs: Tensor, seq_lens: Tensor, factor: int
+) -> tuple[Tensor, Tensor]:
+    """Average ``factor`` consecutive frames; a trailing remainder is dropped."""
+    if factor == 1:
+        return seqs, seq_lens
+    batch_size, width, dim = seqs.shape
+    usable = (width // factor) * factor
+    seqs = seqs[:, :usable].reshape(batch_size, usable // factor, factor, dim)
+    return seqs.mean(dim=2), torch.div(seq_lens, factor, rounding_mode="floor")
+
+
+class ProjectorBlock(Module):
+    """Strided Conv1d -> (position encoding) -> Transformer encoder -> Linear."""
+
+    conv: Conv1d
+    pos_encoder: PositionEncoder | None
+    encoder: TransformerEncoder
+    proj: Linear
+
+    def __init__(
+        self,
+        conv: Conv1d,
+        pos_encoder: PositionEncoder | None,
+        encoder: TransformerEncoder,
+        proj: Linear,
+    ) -> None:
+        super().__init__()
+        self.conv = conv
+        self.pos_encoder = pos_encoder
+        self.encoder = encoder
+        self.proj = proj
+
+    def output_length(self, length: Tensor) -> Tensor:
+        return conv_output_length(
+            length,
+            self.conv.kernel_size[0],
+            self.conv.stride[0],
+            int(self.conv.padding[0]),
+        )
+
+    def forward(self, seqs: Tensor, seq_lens: Tensor) -> tuple[Tensor, Tensor]:
+        # Padded positions hold arbitrary values (batch padding or the previous
+        # block's outputs there); zero them so they act as conv zero padding
+        # and never leak into valid positions.
+        seqs = zero_padding(seqs, seq_lens)
+
+        # [B, T, C] -> [B, C, T] -> conv -> [B, T', C']
+        seqs = self.conv(seqs.transpose(1, 2)).transpose(1, 2)
+
+        seq_lens = self.output_length(seq_lens)
+
+        layout = BatchLayout.of(seqs, seq_lens.tolist())
+
+        if self.pos_encoder is not None:
+            seqs = self.pos_encoder(seqs, layout)
+
+        seqs = self.encoder(seqs, layout)
+
+        return self.proj(seqs), seq_lens
+
+
+class SpeechMapperProjector(Module):
+    """Maps SFM features ``[B, T, input_dim]`` to ``[B, T', output_dim]``.
+
+    Positions at or beyond an output row's length are padding and hold
+    undefined values; use the returned layout (or ``zero_padding``).
+    """
+
+    config: SpeechMapperConfig
+    blocks: ModuleList
+    final_proj: Linear
+
+    def __init__(
+        self,
+        config: SpeechMapperConfig,
+        blocks: Sequence[ProjectorBlock],
+        final_proj: Linear,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.blocks = ModuleList(blocks)
+        self.final_proj = final_proj
+
+    @property
+    def output_dim(self) -> int:
+        return self.config.output_dim
+
+    def output_lengths(
+        self, input_lengths: Tensor, *, pre_averaged: bool = False
+    ) -> Tensor:
+        """Exact output lengths for ``input_lengths`` frames (0 = too short)."""
+        return output_length(self.config, input_lengths, pre_averaged=pre_averaged)
+
+    def forward(
+        self, seqs: Tensor, seqs_layout: BatchLayout, *, pre_averaged: bool = False
+    ) -> tuple[Tensor, BatchLayout]:
+        """
+        :param seqs: SFM features. *Shape:* ``[B, T, input_dim]``, right-padded.
+        :param seqs_layout: The lengths of ``seqs``.
+        :param pre_averaged: ``seqs`` were already averaged
+            ``config.frame_averaging``:1 (e.g. read from a feature store).
+        :raises ProjectorInputTooShortError: if a row yields no output.
+        """
+        if seqs_layout.packed:
+            raise ValueError("The projector does not support packed batches.")
+
+        if seqs.dim() != 3 or seqs.size(-1) != self.config.input_dim:
+            raise ValueError(
+                f"`seqs` must be [batch, frames, {self.config.input_dim}], but has shape {tuple(seqs.shape)}."
+            )
+
+        seq_lens = seqs_layout.seq_lens_pt.to(seqs.device)
+
+        max_frames = self.config.max_input_frames
+        if not pre_averaged:
+            too_long = seqs_layout.max_seq_len > max_frames
+        else:
+            too_long = (
+                seqs_layout.max_seq_len * self.config.frame_averaging > max_frames
+            )
+        if too_long:
+            raise ValueError(
+                f"An input of {seqs_layout.max_seq_len} frames (pre_averaged={pre_averaged}) exceeds `max_input_frames` ({max_frames}) of the projector; split long audio or raise `max_input_frames`."
+            )
+
+        out_lens = self.output_lengths(seq_lens, pre_averaged=pre_averaged)
+        if bool((out_lens < 1).any()):
+            rows = torch.nonzero(out_lens < 1).flatten().tolist()
+            raise ProjectorInputTooShortError(
+                rows,
+                [int(seq_lens[r]) for r in rows],
+                min_input_frames(self.config, pre_averaged=pre_averaged),
+            )
+
+        if not pre_averaged:
+            seqs, seq_lens = average_frames(seqs, seq_lens, self.config.frame_averaging)
+
+        for block in self.blocks:
+            seqs, seq_lens = block(seqs, seq_lens)
+
+        seqs = self.final_proj(seqs)
+
+        return seqs, BatchLayout.of(seqs, seq_lens.tolist())
+
+    if TYPE_CHECKING:
+        __call__ = forward

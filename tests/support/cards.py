@@ -1,0 +1,87 @@
+"""Tiny checkpoints and their asset cards, written once per test session.
+
+Add a builder here when a test needs ``load_model("<card>")`` on a checkpoint it
+creates; keep builders fast (well under a second each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+
+@dataclass
+class TestCards:
+    root: Path
+    card_dir: Path
+    projector_checkpoint: Path
+
+
+def write_cards(path: Path, cards: list[dict[str, object]]) -> None:
+    """Write a multi-document YAML card file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump_all(cards, sort_keys=False))
+
+
+def _build_projector_cards(root: Path, card_dir: Path) -> Path:
+    from speechmapper_plugin.models.speechmapper import (
+        ProjectorBlockConfig,
+        SpeechMapperConfig,
+        create_speechmapper_model,
+    )
+
+    torch.manual_seed(0)
+    config = SpeechMapperConfig(
+        input_dim=64,
+        blocks=[
+            ProjectorBlockConfig(
+                model_dim=64,
+                output_dim=64,
+                num_layers=2,
+                num_attn_heads=4,
+                ffn_inner_dim=128,
+            ),
+            ProjectorBlockConfig(
+                model_dim=64,
+                output_dim=64,
+                num_layers=2,
+                num_attn_heads=4,
+                ffn_inner_dim=128,
+            ),
+        ],
+        output_dim=32,
+        dropout_p=0.0,
+    )
+    model = create_speechmapper_model(config)
+    checkpoint = root / "projector" / "model.pt"
+    checkpoint.parent.mkdir(parents=True)
+    torch.save({"model": model.state_dict()}, checkpoint)
+
+    write_cards(
+        card_dir / "projector.yaml",
+        [
+            {
+                "name": "test_projector_base",
+                "model_family": "speechmapper",
+                "model_arch": "tiny",
+                "model_config": {"output_dim": 32},
+                "checkpoint": str(checkpoint),
+            },
+            {"name": "test_projector_child", "base": "test_projector_base"},
+        ],
+    )
+    return checkpoint
+
+
+def build_test_cards(root: Path) -> TestCards:
+    card_dir = root / "cards"
+    card_dir.mkdir(parents=True)
+
+    projector_checkpoint = _build_projector_cards(root, card_dir)
+
+    return TestCards(
+        root=root, card_dir=card_dir, projector_checkpoint=projector_checkpoint
+    )
