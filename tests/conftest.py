@@ -1,9 +1,10 @@
 """Test-session setup: offline, loud plugin failures, one fairseq2 runtime.
 
-fairseq2 builds its asset store once per process. Tests that need cards for
-checkpoints they create (tiny models in temp dirs) register a *card builder*
-in ``tests/support/cards.py``; the session fixture runs every builder into one
-temp directory before the runtime starts, then registers that directory.
+fairseq2 builds its asset store once per process, on first use. Tests that need
+cards for checkpoints they create (tiny models in temp dirs) add a *card
+builder* to ``tests/support/cards.py``; the session fixture starts the runtime
+with one temp card directory registered, then runs every builder into it before
+any test can touch the asset store.
 """
 
 from __future__ import annotations
@@ -20,26 +21,26 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tests.support.cards import TestCards, build_test_cards  # noqa: E402
+from tests.support.cards import SessionCards, build_test_cards  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
-def test_cards(tmp_path_factory: pytest.TempPathFactory) -> TestCards:
+def test_cards(tmp_path_factory: pytest.TempPathFactory) -> SessionCards:
     """Writes the test checkpoints and cards, then starts the fairseq2 runtime."""
     from fairseq2 import init_fairseq2
     from fairseq2.composition import register_file_assets
     from fairseq2.runtime.dependency import DependencyContainer
 
     root = tmp_path_factory.mktemp("test_assets")
-
-    cards = build_test_cards(root)
+    card_dir = root / "cards"
+    card_dir.mkdir()
 
     def register_test_assets(container: DependencyContainer) -> None:
-        register_file_assets(container, cards.card_dir)
+        register_file_assets(container, card_dir)
 
     init_fairseq2(extras=register_test_assets)
 
-    return cards
+    return build_test_cards(root, card_dir)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import yaml
 
 
 @dataclass
-class TestCards:
+class SessionCards:
     root: Path
     card_dir: Path
     projector_checkpoint: Path
@@ -76,12 +76,9 @@ def _build_projector_cards(root: Path, card_dir: Path) -> Path:
     return checkpoint
 
 
-def build_test_cards(root: Path) -> TestCards:
-    card_dir = root / "cards"
-    card_dir.mkdir(parents=True)
-
+def build_test_cards(root: Path, card_dir: Path) -> SessionCards:
     projector_checkpoint = _build_projector_cards(root, card_dir)
 
-    return TestCards(
+    return SessionCards(
         root=root, card_dir=card_dir, projector_checkpoint=projector_checkpoint
     )

@@ -20,12 +20,14 @@ LengthT = TypeVar("LengthT", int, Tensor)
 def conv_output_length(
     length: LengthT, kernel_size: int, stride: int, padding: int
 ) -> LengthT:
-    """Length after a Conv1d; 0 where the (padded) input is shorter than the kernel."""
+    """Length after a Conv1d; 0 for an empty input or a (padded) input shorter
+    than the kernel."""
     padded = length + 2 * padding
     if isinstance(padded, Tensor):
         out = torch.div(padded - kernel_size, stride, rounding_mode="floor") + 1
-        return torch.where(padded >= kernel_size, out, torch.zeros_like(out))
-    if padded < kernel_size:
+        usable = (padded >= kernel_size) & (length > 0)
+        return torch.where(usable, out, torch.zeros_like(out))
+    if length < 1 or padded < kernel_size:
         return 0
     return (padded - kernel_size) // stride + 1
 

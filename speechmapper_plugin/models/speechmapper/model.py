@@ -40,7 +40,8 @@ def zero_padding(seqs: Tensor, seq_lens: Tensor) -> Tensor:
     """Zero the positions at or beyond each row's length (``seqs``: [B, T, D])."""
     positions = torch.arange(seqs.size(1), device=seqs.device)
     valid = positions.unsqueeze(0) < seq_lens.unsqueeze(1)
-    return seqs * valid.unsqueeze(-1).to(seqs.dtype)
+    # `where`, not a product: padding may hold NaN or inf.
+    return torch.where(valid.unsqueeze(-1), seqs, seqs.new_zeros(()))
 
 
 def average_frames(

@@ -1,0 +1,19 @@
+"""The losses of SpeechMapper's two training stages (the heart of the method)."""
+
+from __future__ import annotations
+
+from speechmapper_plugin.losses.embedding_mse import (
+    EmbeddingMSELoss as EmbeddingMSELoss,
+)
+from speechmapper_plugin.losses.embedding_mse import (
+    UntrainableRowsError as UntrainableRowsError,
+)
+from speechmapper_plugin.losses.embedding_mse import build_targets as build_targets
+from speechmapper_plugin.losses.embedding_mse import check_alpha as check_alpha
+from speechmapper_plugin.losses.embedding_mse import (
+    embedding_mse_loss as embedding_mse_loss,
+)
+from speechmapper_plugin.losses.embedding_mse import position_masks as position_masks
+from speechmapper_plugin.losses.embedding_mse import trainable_rows as trainable_rows
+from speechmapper_plugin.losses.mixed import check_sigma as check_sigma
+from speechmapper_plugin.losses.mixed import mixed_ce_mse_loss as mixed_ce_mse_loss
