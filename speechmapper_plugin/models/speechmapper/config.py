@@ -127,6 +127,11 @@ class SpeechMapperConfig:
     """The longest input (in SFM frames, before averaging) the projector accepts:
     30 000 frames are 10 minutes at 50 Hz."""
 
+    target_llm: str | None = None
+    """The asset card of the LLM whose embedding space the projector was trained
+    to map into. Set by the stage-1 recipe; stage 2 and inference refuse an LLM
+    other than this one."""
+
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 

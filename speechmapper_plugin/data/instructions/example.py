@@ -1,0 +1,130 @@
+"""The instruction-data format: one JSON object per line.
+
+Fields:
+
+- ``id`` (str, unique): the example id.
+- ``speech`` (str): a feature-store id, **or** ``audio`` (str): an audio path
+  (relative paths are resolved against the JSONL file's folder).
+- ``instruction`` (str): the user turn; it must contain ``<speech>`` exactly
+  once, where the speech embeddings go.
+- ``response`` (str): the answer the LLM should give (may be empty for
+  inference-only files).
+- ``task`` (str, optional): ``asr``, ``st``, ``sqa`` or any label.
+- ``lang`` / ``target_lang`` (str, optional): source and target languages.
+- ``transcript`` (str, optional): what is said; stage 2 adds the MSE term for
+  examples that have one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from speechmapper_plugin.data.instructions.prompts import SPEECH_PLACEHOLDER
+
+
+class InstructionFormatError(ValueError):
+    """A line of an instruction file is not a valid example."""
+
+
+@dataclass(frozen=True)
+class InstructionExample:
+    id: str
+    instruction: str
+    response: str = ""
+    speech: str | None = None
+    audio: str | None = None
+    task: str | None = None
+    lang: str | None = None
+    target_lang: str | None = None
+    transcript: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {k: v for k, v in asdict(self).items() if v is not None}, ensure_ascii=False
+        )
+
+
+def check_placeholder(instruction: str, where: str = "The instruction") -> None:
+    count = instruction.count(SPEECH_PLACEHOLDER)
+    if count != 1:
+        raise InstructionFormatError(
+            f"{where} must contain the placeholder {SPEECH_PLACEHOLDER} exactly once (where the speech goes), but contains it {count} times: {instruction!r}."
+        )
+
+
+def parse_example(
+    line: str, *, where: str, base_dir: Path | None = None
+) -> InstructionExample:
+    """Parses and checks one JSONL line; ``where`` names it in errors."""
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as ex:
+        raise InstructionFormatError(f"{where}: not valid JSON ({ex.msg}).") from None
+    if not isinstance(data, dict):
+        raise InstructionFormatError(f"{where}: expected a JSON object.")
+
+    known = set(InstructionExample.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InstructionFormatError(
+            f"{where}: unknown fields {unknown}; known fields: {sorted(known)}."
+        )
+
+    for name in ("id", "instruction"):
+        if not isinstance(data.get(name), str) or not data[name].strip():
+            raise InstructionFormatError(
+                f"{where}: `{name}` must be a non-empty string."
+            )
+    for name in known - {"id", "instruction"}:
+        if name in data and data[name] is not None and not isinstance(data[name], str):
+            raise InstructionFormatError(f"{where}: `{name}` must be a string.")
+
+    if (data.get("speech") is None) == (data.get("audio") is None):
+        raise InstructionFormatError(
+            f"{where}: give exactly one of `speech` (a feature-store id) and `audio` (a path)."
+        )
+
+    check_placeholder(data["instruction"], f"{where}: `instruction`")
+
+    audio = data.get("audio")
+    if audio is not None and base_dir is not None and not Path(audio).is_absolute():
+        data["audio"] = str(base_dir / audio)
+
+    return InstructionExample(**data)
+
+
+def read_instructions(path: Path) -> list[InstructionExample]:
+    """Reads an instruction file; any bad line or duplicate id is an error that
+    names the file and line (a malformed file is unusable as a whole)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Instruction file {path} does not exist.")
+    examples: list[InstructionExample] = []
+    seen: dict[str, int] = {}
+    with path.open(encoding="utf-8") as fp:
+        for line_no, line in enumerate(fp, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            example = parse_example(line, where=where, base_dir=path.parent)
+            if example.id in seen:
+                raise InstructionFormatError(
+                    f"{where}: duplicate id '{example.id}' (first on line {seen[example.id]})."
+                )
+            seen[example.id] = line_no
+            examples.append(example)
+    if not examples:
+        raise InstructionFormatError(f"Instruction file {path} holds no example.")
+    return examples
+
+
+def write_instructions(path: Path, examples: Iterable[InstructionExample]) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with path.open("w", encoding="utf-8") as fp:
+        for example in examples:
+            fp.write(example.to_json() + "\n")
+            n += 1
+    return n

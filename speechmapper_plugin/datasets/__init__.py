@@ -1,0 +1,1 @@
+"""fairseq2 dataset families used by the training recipes."""
