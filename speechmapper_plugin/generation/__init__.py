@@ -1,0 +1,43 @@
+"""Generation from speech embeddings: greedy and beam search over fairseq2's KV cache."""
+
+from __future__ import annotations
+
+from speechmapper_plugin.generation.beam import beam_search as beam_search
+from speechmapper_plugin.generation.config import (
+    GenerationConfig as GenerationConfig,
+)
+from speechmapper_plugin.generation.config import (
+    RepetitionGuardConfig as RepetitionGuardConfig,
+)
+from speechmapper_plugin.generation.decoder import (
+    EmbeddingDecoder as EmbeddingDecoder,
+)
+from speechmapper_plugin.generation.decoder import GenerationError as GenerationError
+from speechmapper_plugin.generation.embeddings import (
+    embed_token_ids as embed_token_ids,
+)
+from speechmapper_plugin.generation.generate import (
+    generate_from_embeddings as generate_from_embeddings,
+)
+from speechmapper_plugin.generation.greedy import greedy_search as greedy_search
+from speechmapper_plugin.generation.hypothesis import (
+    GenerationResult as GenerationResult,
+)
+from speechmapper_plugin.generation.hypothesis import Hypothesis as Hypothesis
+from speechmapper_plugin.generation.hypothesis import (
+    RepetitionLoop as RepetitionLoop,
+)
+from speechmapper_plugin.generation.hypothesis import StopReason as StopReason
+from speechmapper_plugin.generation.inputs import (
+    PromptTooLongError as PromptTooLongError,
+)
+from speechmapper_plugin.generation.inputs import token_budgets as token_budgets
+from speechmapper_plugin.generation.prompts import (
+    SpeechPromptBatch as SpeechPromptBatch,
+)
+from speechmapper_plugin.generation.prompts import (
+    splice_speech_prompts as splice_speech_prompts,
+)
+from speechmapper_plugin.generation.repetition import (
+    find_repetition_loop as find_repetition_loop,
+)

@@ -1,0 +1,174 @@
+"""Greedy decoding from prompt embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from fairseq2.error import InternalError
+from fairseq2.models.transformer_lm import TransformerLM
+from torch import Tensor
+from torch.nn.functional import log_softmax
+
+from speechmapper_plugin.generation.config import GenerationConfig
+from speechmapper_plugin.generation.decoder import EmbeddingDecoder
+from speechmapper_plugin.generation.hypothesis import (
+    GenerationResult,
+    Hypothesis,
+    StopReason,
+)
+from speechmapper_plugin.generation.inputs import (
+    GenerationInputs,
+    LengthsLike,
+    prepare_inputs,
+)
+from speechmapper_plugin.generation.repetition import (
+    find_repetition_loop,
+    loop_completions,
+)
+from speechmapper_plugin.generation.state import SearchState, make_hypothesis
+
+
+@torch.inference_mode()
+def greedy_search(
+    model: TransformerLM,
+    prompt_embeds: Tensor,
+    prompt_lens: LengthsLike,
+    *,
+    stop_token_ids: Sequence[int],
+    config: GenerationConfig | None = None,
+    num_speech_positions: Sequence[int] | Tensor | None = None,
+) -> list[GenerationResult]:
+    """Greedy decoding; ``config.beam_size`` is ignored.
+
+    See :func:`~speechmapper_plugin.generation.generate_from_embeddings` for
+    the arguments.
+    """
+    config = config or GenerationConfig()
+
+    inputs = prepare_inputs(
+        model,
+        prompt_embeds,
+        prompt_lens,
+        stop_token_ids=stop_token_ids,
+        config=config,
+        num_speech_positions=num_speech_positions,
+    )
+
+    return _GreedySearch(model, inputs, config).run()
+
+
+class _GreedySearch:
+    def __init__(
+        self, model: TransformerLM, inputs: GenerationInputs, config: GenerationConfig
+    ) -> None:
+        self._inputs = inputs
+        self._config = config
+        self._periods = config.repetition_guard.periods()
+        self._decoder = EmbeddingDecoder(model, inputs.total_len)
+        self._state = SearchState.start(inputs, beam_size=1)
+
+        self._stop_mask = torch.zeros(
+            inputs.vocab_size, dtype=torch.bool, device=inputs.embeds.device
+        )
+        self._stop_mask[inputs.stop_token_ids] = True
+
+        self._hypotheses: list[Hypothesis | None] = [None] * len(inputs.prompt_lens)
+
+    def run(self) -> list[GenerationResult]:
+        while self._state.examples:
+            self._step()
+
+        results = []
+        for example, hypothesis in enumerate(self._hypotheses):
+            if hypothesis is None:
+                raise InternalError(f"Example {example} has no hypothesis.")
+            results.append(
+                GenerationResult(
+                    hypotheses=[hypothesis],
+                    prompt_len=self._inputs.prompt_lens[example],
+                    max_new_tokens=self._inputs.budgets[example],
+                )
+            )
+        return results
+
+    def _step(self) -> None:
+        state = self._state
+
+        logits = state.feed_next(self._decoder, self._inputs.embeds)
+
+        # The position the logits predict; rows whose prompt is longer ignore them.
+        position = self._decoder.position
+
+        lprobs = log_softmax(logits, dim=-1, dtype=torch.float32)
+
+        num_generated = position - state.prompt_lens
+        generating = num_generated >= 0
+
+        if self._config.min_new_tokens > 0:
+            blocked = num_generated < self._config.min_new_tokens
+            lprobs.masked_fill_(blocked.unsqueeze(1) & self._stop_mask, -torch.inf)
+
+        tokens = lprobs.argmax(dim=-1)
+        token_lprobs = lprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+
+        is_stop = generating & self._stop_mask[tokens]
+
+        is_loop = torch.zeros_like(is_stop)
+        if self._periods:
+            completions = loop_completions(
+                state.seqs, num_generated, position, self._periods
+            )
+            is_loop = (completions == tokens.unsqueeze(1)).any(dim=1)
+            is_loop &= generating & ~is_stop
+
+        keeps_token = generating & ~is_stop
+        state.seqs[:, position] = torch.where(keeps_token, tokens, -1)
+        state.token_log_probs[:, position] = torch.where(keeps_token, token_lprobs, 0.0)
+
+        reached = generating & (num_generated + 1 >= state.budgets)
+
+        finished = (is_stop | is_loop | reached).nonzero().flatten().tolist()
+        if not finished:
+            return
+
+        stopped = set(finished)
+
+        for index in finished:
+            self._finish(
+                index, position, int(tokens[index]), float(token_lprobs[index])
+            )
+
+        keep = [i for i in range(len(state.examples)) if i not in stopped]
+
+        new_order = state.keep_examples(keep)
+        if state.examples:
+            self._decoder.reorder(new_order)
+            state.reorder_rows(new_order)
+
+    def _finish(
+        self, index: int, position: int, token: int, token_lprob: float
+    ) -> None:
+        state = self._state
+        example = state.examples[index]
+        prompt_len = self._inputs.prompt_lens[example]
+
+        if bool(self._stop_mask[token]):
+            tokens, lprobs = state.generated(index, prompt_len, position)
+            hypothesis = make_hypothesis(
+                tokens,
+                lprobs,
+                "eos",
+                self._config,
+                stop_token_id=token,
+                stop_log_prob=token_lprob,
+            )
+        else:
+            tokens, lprobs = state.generated(index, prompt_len, position + 1)
+            loop = find_repetition_loop(tokens, self._config.repetition_guard)
+            reason: StopReason = "repetition" if loop is not None else "max_length"
+            hypothesis = make_hypothesis(
+                tokens, lprobs, reason, self._config, loop=loop
+            )
+
+        self._hypotheses[example] = hypothesis

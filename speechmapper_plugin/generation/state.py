@@ -1,0 +1,146 @@
+"""Bookkeeping shared by greedy and beam search.
+
+Rows are grouped by example (``beam_size`` consecutive rows each); every row
+sits at the same sequence position, so generated tokens are stored at their
+absolute position in ``seqs`` and each example's generated part starts at its
+own prompt length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from speechmapper_plugin.generation.config import GenerationConfig
+from speechmapper_plugin.generation.decoder import EmbeddingDecoder
+from speechmapper_plugin.generation.hypothesis import (
+    Hypothesis,
+    RepetitionLoop,
+    StopReason,
+)
+from speechmapper_plugin.generation.inputs import GenerationInputs
+
+
+@dataclass
+class SearchState:
+    """The active examples and the per-row token history."""
+
+    beam_size: int
+
+    examples: list[int]
+    """The indices (in the input batch) of the examples still decoding."""
+
+    prompt_lens: Tensor
+    """``[A]`` int64, one per active example."""
+
+    budgets: Tensor
+    """``[A]`` int64, the maximum number of new tokens per active example."""
+
+    seqs: Tensor
+    """``[A * beam_size, T]`` int64 generated tokens at their positions; -1 elsewhere."""
+
+    token_log_probs: Tensor
+    """``[A * beam_size, T]`` float32 log-probabilities of the tokens in ``seqs``."""
+
+    @staticmethod
+    def start(inputs: GenerationInputs, beam_size: int) -> SearchState:
+        device = inputs.embeds.device
+        batch_size = len(inputs.prompt_lens)
+        num_rows = batch_size * beam_size
+        width = inputs.total_len
+        return SearchState(
+            beam_size=beam_size,
+            examples=list(range(batch_size)),
+            prompt_lens=torch.tensor(inputs.prompt_lens, device=device),
+            budgets=torch.tensor(inputs.budgets, device=device),
+            seqs=torch.full((num_rows, width), -1, dtype=torch.int64, device=device),
+            token_log_probs=torch.zeros(
+                (num_rows, width), dtype=torch.float32, device=device
+            ),
+        )
+
+    @property
+    def row_prompt_lens(self) -> Tensor:
+        """``[A * beam_size]`` prompt length of each row."""
+        return self.prompt_lens.repeat_interleave(self.beam_size)
+
+    def keep_examples(self, keep: list[int]) -> Tensor:
+        """Drop all but the active examples at indices ``keep``; returns their row order."""
+        device = self.seqs.device
+        keep_pt = torch.tensor(keep, dtype=torch.int64, device=device)
+        self.examples = [self.examples[i] for i in keep]
+        self.prompt_lens = self.prompt_lens.index_select(0, keep_pt)
+        self.budgets = self.budgets.index_select(0, keep_pt)
+        offsets = torch.arange(self.beam_size, device=device)
+        return (keep_pt.unsqueeze(1) * self.beam_size + offsets).flatten()
+
+    def feed_next(self, decoder: EmbeddingDecoder, embeds: Tensor) -> Tensor:
+        """Feed the next position(s) and return the logits predicting the one after.
+
+        While every active row is still inside its prompt, the prompts' common
+        part is fed in one call (the prefill, or a catch-up after the shorter
+        examples finished); otherwise one position: the prompt embedding for
+        rows still reading their prompt, the last generated token for the rest.
+        """
+        position = decoder.position
+        example_rows = torch.tensor(self.examples, device=embeds.device)
+        example_rows = example_rows.repeat_interleave(self.beam_size)
+
+        common_len = int(self.prompt_lens.min())
+        if common_len > position:
+            chunk = embeds[:, position:common_len].index_select(0, example_rows)
+            return decoder.feed(chunk)
+
+        step_embeds = decoder.embed_tokens(self.seqs[:, position].clamp(min=0))
+        if position < embeds.size(1):  # some prompts may still be read
+            prompt_embeds = embeds[:, position : position + 1]
+            prompt_embeds = prompt_embeds.index_select(0, example_rows)
+            in_prompt = (self.row_prompt_lens > position).view(-1, 1, 1)
+            step_embeds = torch.where(in_prompt, prompt_embeds, step_embeds)
+        return decoder.feed(step_embeds)
+
+    def reorder_rows(self, new_order: Tensor) -> None:
+        self.seqs = self.seqs.index_select(0, new_order)
+        self.token_log_probs = self.token_log_probs.index_select(0, new_order)
+
+    def generated(
+        self, row: int, prompt_len: int, end: int
+    ) -> tuple[list[int], list[float]]:
+        """Row ``row``'s generated tokens and log-probabilities before position ``end``."""
+        tokens = self.seqs[row, prompt_len:end].tolist()
+        log_probs = self.token_log_probs[row, prompt_len:end].tolist()
+        return tokens, log_probs
+
+
+def make_hypothesis(
+    tokens: list[int],
+    token_log_probs: list[float],
+    stop_reason: StopReason,
+    config: GenerationConfig,
+    *,
+    stop_token_id: int | None = None,
+    stop_log_prob: float = 0.0,
+    loop: RepetitionLoop | None = None,
+) -> Hypothesis:
+    """A finished hypothesis with its log-probability and ranking score."""
+    log_prob = sum(token_log_probs)
+    num_scored = len(tokens)
+    if stop_reason == "eos":
+        log_prob += stop_log_prob
+        num_scored += 1
+
+    score = log_prob
+    if config.normalize_scores and num_scored > 0:
+        score = log_prob / num_scored**config.length_penalty
+
+    return Hypothesis(
+        tokens=tokens,
+        token_log_probs=token_log_probs,
+        log_prob=log_prob,
+        score=score,
+        stop_reason=stop_reason,
+        stop_token_id=stop_token_id,
+        loop=loop,
+    )

@@ -1,0 +1,386 @@
+"""Greedy and beam search from prompt embeddings against full-forward references."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from fairseq2.nn import BatchLayout
+
+from speechmapper_plugin.generation import (
+    GenerationConfig,
+    GenerationResult,
+    RepetitionGuardConfig,
+    beam_search,
+    embed_token_ids,
+    generate_from_embeddings,
+    greedy_search,
+)
+from tests.support.generation import (
+    random_prompts,
+    reference_greedy,
+    scripted_llama,
+    teacher_forced_log_prob,
+    tiny_llama,
+)
+
+NO_GUARD = RepetitionGuardConfig(enabled=False)
+
+
+def assert_same_results(
+    actual: list[GenerationResult], expected: list[GenerationResult]
+) -> None:
+    assert len(actual) == len(expected)
+    for example, (a, e) in enumerate(zip(actual, expected, strict=True)):
+        assert a.max_new_tokens == e.max_new_tokens, example
+        assert [h.tokens for h in a.hypotheses] == [h.tokens for h in e.hypotheses]
+        assert [h.stop_reason for h in a.hypotheses] == [
+            h.stop_reason for h in e.hypotheses
+        ]
+        assert [h.loop for h in a.hypotheses] == [h.loop for h in e.hypotheses]
+        for ha, he in zip(a.hypotheses, e.hypotheses, strict=True):
+            assert ha.score == pytest.approx(he.score, abs=1e-4)
+            assert ha.token_log_probs == pytest.approx(he.token_log_probs, abs=1e-4)
+
+
+def first_new_token(tokens: list[int], min_index: int) -> int:
+    """A token of ``tokens`` at index >= ``min_index`` that does not occur before it."""
+    for index in range(min_index, len(tokens)):
+        if tokens[index] not in tokens[:index]:
+            return tokens[index]
+    raise AssertionError(f"no new token in {tokens}")
+
+
+def test_greedy_equals_argmax_of_full_forward_passes() -> None:
+    model = tiny_llama(logit_scale=3.0)
+    prompt_lens = [4, 9, 15, 6]
+    prompts = random_prompts(prompt_lens, model.model_dim)
+    budget = 12
+
+    # A stop token that row 0 reaches at its fourth step or later, so the batch
+    # mixes hypotheses ending on the stop token and on the budget.
+    free_run, _, _ = reference_greedy(
+        model, prompts[0, :4], stop_token_ids=[], max_new_tokens=budget
+    )
+    stop_ids = [first_new_token(free_run, 3)]
+
+    config = GenerationConfig(max_new_tokens=budget, repetition_guard=NO_GUARD)
+    results = greedy_search(
+        model, prompts, prompt_lens, stop_token_ids=stop_ids, config=config
+    )
+
+    reasons = set()
+    for row, length in enumerate(prompt_lens):
+        tokens, log_probs, reason = reference_greedy(
+            model, prompts[row, :length], stop_token_ids=stop_ids, max_new_tokens=budget
+        )
+        best = results[row].best
+        assert best.tokens == tokens, row
+        assert best.stop_reason == reason, row
+        assert best.token_log_probs == pytest.approx(log_probs, abs=1e-5)
+        reasons.add(reason)
+
+    assert reasons == {"eos", "max_length"}
+    assert results[0].stop_reason == "eos"
+    assert results[0].best.stop_token_id == stop_ids[0]
+
+
+# Few stop tokens: most hypotheses run to their budget (or loop); many: most
+# examples collect their hypotheses early and leave the batch at different steps.
+STOP_SETS = {"few_stops": [5, 17, 42], "many_stops": list(range(0, 97, 8))}
+
+
+@pytest.mark.parametrize("stops", STOP_SETS.keys())
+@pytest.mark.parametrize("beam_size", [1, 3, 4])
+def test_batched_generation_equals_one_by_one(beam_size: int, stops: str) -> None:
+    model = tiny_llama(logit_scale=2.0)
+    prompt_lens = [3, 11, 6, 17, 9]
+    num_speech_positions = [1, 9, 4, 15, 7]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=2)
+    stop_ids = STOP_SETS[stops]
+    config = GenerationConfig(
+        beam_size=beam_size, max_new_tokens=14, max_len_a=0.5, max_len_b=6
+    )
+
+    batched = generate_from_embeddings(
+        model,
+        prompts,
+        prompt_lens,
+        stop_token_ids=stop_ids,
+        config=config,
+        num_speech_positions=num_speech_positions,
+    )
+
+    one_by_one = [
+        generate_from_embeddings(
+            model,
+            prompts[row : row + 1, :length],
+            [length],
+            stop_token_ids=stop_ids,
+            config=config,
+            num_speech_positions=[num_speech_positions[row]],
+        )[0]
+        for row, length in enumerate(prompt_lens)
+    ]
+
+    assert_same_results(batched, one_by_one)
+    assert [r.max_new_tokens for r in batched] == [6, 10, 8, 13, 9]
+    for result in batched:
+        assert 1 <= len(result.hypotheses) <= beam_size
+
+
+def test_batch_order_does_not_matter() -> None:
+    model = tiny_llama(logit_scale=2.0)
+    prompt_lens = [5, 12, 8]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=3)
+    config = GenerationConfig(beam_size=3, max_new_tokens=10)
+    order = [2, 0, 1]
+
+    forward = beam_search(
+        model, prompts, prompt_lens, stop_token_ids=[1], config=config
+    )
+    permuted = beam_search(
+        model,
+        prompts[order],
+        [prompt_lens[i] for i in order],
+        stop_token_ids=[1],
+        config=config,
+    )
+
+    assert_same_results([forward[i] for i in order], permuted)
+
+
+def test_beam_size_one_equals_greedy() -> None:
+    model = tiny_llama(logit_scale=2.0)
+    prompt_lens = [3, 11, 6, 17]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=4)
+    config = GenerationConfig(beam_size=1, max_new_tokens=16)
+
+    greedy = greedy_search(
+        model, prompts, prompt_lens, stop_token_ids=[7, 8], config=config
+    )
+    beam = beam_search(
+        model, prompts, prompt_lens, stop_token_ids=[7, 8], config=config
+    )
+
+    assert_same_results(beam, greedy)
+
+
+def test_beam_hypotheses_are_scored_like_a_full_forward_pass() -> None:
+    """Each n-best entry's log-probability, recomputed from scratch, matches:
+    the KV cache followed every beam through its reorderings."""
+    model = tiny_llama(logit_scale=2.0)
+    prompt_lens = [7, 13, 4]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=5)
+    config = GenerationConfig(beam_size=4, max_new_tokens=12, length_penalty=0.7)
+
+    results = beam_search(
+        model, prompts, prompt_lens, stop_token_ids=[3, 30], config=config
+    )
+
+    for row, result in enumerate(results):
+        prompt = prompts[row, : prompt_lens[row]]
+        hypotheses = result.hypotheses
+        assert len(hypotheses) == 4
+        assert [h.score for h in hypotheses] == sorted(
+            (h.score for h in hypotheses), reverse=True
+        )
+        assert len({tuple(h.tokens) for h in hypotheses}) == len(hypotheses)
+
+        for h in hypotheses:
+            scored = h.tokens + ([h.stop_token_id] if h.stop_reason == "eos" else [])
+            assert all(isinstance(t, int) for t in scored)
+            expected = teacher_forced_log_prob(model, prompt, scored)  # type: ignore[arg-type]
+            assert h.log_prob == pytest.approx(expected, abs=1e-4)
+            assert h.score == pytest.approx(
+                h.log_prob / h.num_scored_tokens**0.7, abs=1e-6
+            )
+            assert len(h.tokens) <= result.max_new_tokens
+
+
+def test_a_beam_wider_than_all_hypotheses_finds_the_best_one() -> None:
+    """With more beams than possible answers, beam search is exhaustive."""
+    vocab_size, budget, stop = 5, 3, 0
+    model = tiny_llama(vocab_size=vocab_size, logit_scale=2.0, seed=7)
+    prompt = random_prompts([6], model.model_dim, seed=6)
+    config = GenerationConfig(
+        beam_size=125, max_new_tokens=budget, repetition_guard=NO_GUARD
+    )
+
+    (result,) = beam_search(model, prompt, [6], stop_token_ids=[stop], config=config)
+
+    words = [t for t in range(vocab_size) if t != stop]
+    expected: dict[tuple[int, ...], float] = {}
+    for length in range(budget + 1):
+        for tokens in itertools.product(words, repeat=length):
+            scored = list(tokens) if length == budget else [*tokens, stop]
+            log_prob = teacher_forced_log_prob(model, prompt[0], scored)
+            expected[tokens] = log_prob / len(scored)
+
+    assert len(result.hypotheses) == len(expected) == 1 + 4 + 16 + 64
+    found = {tuple(h.tokens): h.score for h in result.hypotheses}
+    assert found.keys() == expected.keys()
+    for tokens, score in expected.items():
+        assert found[tokens] == pytest.approx(score, abs=1e-5)
+    assert result.best.score == pytest.approx(max(expected.values()), abs=1e-6)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_stops_on_the_end_of_turn_token(beam_size: int, dtype: torch.dtype) -> None:
+    start, a, b, c, eot, other_eot = 9, 1, 2, 3, 15, 14
+    model = scripted_llama({start: a, a: b, b: c, c: eot, 4: other_eot}, dtype=dtype)
+
+    # prompt = speech ++ embed(suffix token); row 1 answers with a stop at once.
+    speech = random_prompts([8], model.model_dim, seed=8)[0]
+    suffix = embed_token_ids(model, torch.tensor([start, 4])).float()
+    prompt_lens = [6, 9]
+    prompts = torch.zeros(2, 9, model.model_dim)
+    prompts[0, :5], prompts[0, 5] = speech[:5], suffix[0]
+    prompts[1, :8], prompts[1, 8] = speech, suffix[1]
+
+    config = GenerationConfig(beam_size=beam_size, max_new_tokens=50)
+    results = generate_from_embeddings(
+        model,
+        prompts,
+        prompt_lens,
+        stop_token_ids=[eot, other_eot],
+        config=config,
+    )
+
+    assert results[0].tokens == [a, b, c]
+    assert results[0].stop_reason == "eos"
+    assert results[0].best.stop_token_id == eot
+    assert results[1].tokens == []
+    assert results[1].best.stop_token_id == other_eot
+    assert results[1].best.num_scored_tokens == 1
+
+
+def test_min_new_tokens_blocks_early_stops() -> None:
+    model = tiny_llama(logit_scale=2.0)
+    prompts = random_prompts([6, 10], model.model_dim, seed=9)
+    short = GenerationConfig(max_new_tokens=8)
+    free = greedy_search(model, prompts, [6, 10], stop_token_ids=[0], config=short)
+    # Stop on the first token each row would generate: without a minimum,
+    # both rows end at once.
+    stop_ids = [r.tokens[0] for r in free]
+    unconstrained = greedy_search(
+        model, prompts, [6, 10], stop_token_ids=stop_ids, config=short
+    )
+    assert [r.tokens for r in unconstrained] == [[], []]
+
+    for beam_size in (1, 3):
+        config = GenerationConfig(
+            beam_size=beam_size, min_new_tokens=3, max_new_tokens=8
+        )
+        results = generate_from_embeddings(
+            model, prompts, [6, 10], stop_token_ids=stop_ids, config=config
+        )
+        for result in results:
+            for h in result.hypotheses:
+                assert len(h.tokens) >= 3
+
+
+@pytest.mark.parametrize("beam_size", [1, 2])
+def test_max_length_is_tied_to_the_input_length(beam_size: int) -> None:
+    # a -> b -> a -> ... never stops; the guard is off, so only budgets end it.
+    a, b, start = 1, 2, 9
+    model = scripted_llama({start: a, a: b, b: a}, max_seq_len=40)
+    start_embed = embed_token_ids(model, torch.tensor([start]))
+
+    prompt_lens = [3, 6, 10, 36]
+    prompts = torch.zeros(4, 36, model.model_dim)
+    for row, length in enumerate(prompt_lens):
+        prompts[row, length - 1] = start_embed[0]
+
+    config = GenerationConfig(
+        beam_size=beam_size,
+        max_new_tokens=12,
+        max_len_a=0.5,
+        max_len_b=3,
+        repetition_guard=NO_GUARD,
+    )
+    results = generate_from_embeddings(
+        model,
+        prompts,
+        prompt_lens,
+        stop_token_ids=[15],
+        config=config,
+        num_speech_positions=[4, 10, 30, 10],
+    )
+
+    # 0.5 * 4 + 3 = 5; 0.5 * 10 + 3 = 8; min(18, max_new_tokens=12);
+    # min(8, max_seq_len 40 - 36 = 4).
+    assert [r.max_new_tokens for r in results] == [5, 8, 12, 4]
+    for result in results:
+        assert len(result.best.tokens) == result.max_new_tokens
+        assert result.best.tokens == [
+            [a, b][i % 2] for i in range(result.max_new_tokens)
+        ]
+        assert result.stop_reason == "max_length"
+
+
+def test_without_speech_positions_only_the_caps_apply() -> None:
+    model = scripted_llama({1: 2, 2: 1, 9: 1})
+    prompt = embed_token_ids(model, torch.tensor([[9]]))
+    config = GenerationConfig(max_new_tokens=7, repetition_guard=NO_GUARD)
+
+    (result,) = greedy_search(model, prompt, [1], stop_token_ids=[0], config=config)
+
+    assert result.max_new_tokens == 7
+    assert len(result.tokens) == 7
+
+
+def test_lengths_may_be_a_batch_layout_or_a_tensor() -> None:
+    model = tiny_llama()
+    prompt_lens = [4, 7]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=10).nan_to_num(0.0)
+    config = GenerationConfig(max_new_tokens=6)
+
+    from_list = greedy_search(
+        model, prompts, prompt_lens, stop_token_ids=[2], config=config
+    )
+    layout = BatchLayout(prompts.shape[:2], seq_lens=prompt_lens)
+    from_layout = greedy_search(
+        model, prompts, layout, stop_token_ids=[2], config=config
+    )
+    from_tensor = greedy_search(
+        model, prompts, torch.tensor(prompt_lens), stop_token_ids=[2], config=config
+    )
+
+    assert_same_results(from_layout, from_list)
+    assert_same_results(from_tensor, from_list)
+
+
+def test_the_model_is_left_untouched() -> None:
+    model = tiny_llama()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prompts = random_prompts([5, 3], model.model_dim, seed=11)
+
+    for beam_size in (1, 3):
+        config = GenerationConfig(beam_size=beam_size, max_new_tokens=5)
+        generate_from_embeddings(
+            model, prompts, [5, 3], stop_token_ids=[1], config=config
+        )
+
+    assert not model.training
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        assert torch.equal(value, after[key]), key
+
+
+def test_a_bfloat16_model_accepts_float32_prompts() -> None:
+    model = tiny_llama(dtype=torch.bfloat16)
+    prompts = random_prompts([5, 8], model.model_dim, seed=12)
+
+    for beam_size in (1, 2):
+        config = GenerationConfig(beam_size=beam_size, max_new_tokens=6)
+        results = generate_from_embeddings(
+            model, prompts, [5, 8], stop_token_ids=[1], config=config
+        )
+        for result in results:
+            assert 0 <= len(result.tokens) <= 6
+            assert all(0 <= t < 97 for t in result.tokens)
+            assert torch.isfinite(torch.tensor(result.best.score))

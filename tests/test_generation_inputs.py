@@ -1,0 +1,174 @@
+"""Bad input to generation gets a clear error before any decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from fairseq2.models.transformer_lm import TransformerLM
+from fairseq2.utils.validation import ValidationError
+
+from speechmapper_plugin.generation import (
+    GenerationConfig,
+    PromptTooLongError,
+    beam_search,
+    generate_from_embeddings,
+    greedy_search,
+    token_budgets,
+)
+from tests.support.generation import random_prompts, tiny_llama
+
+DIM = 32  # tiny_llama's model_dim
+
+SEARCHES = [greedy_search, beam_search, generate_from_embeddings]
+
+
+Run = Callable[..., Any]
+
+
+@pytest.fixture(scope="module")
+def model() -> TransformerLM:
+    # Built in a fixture: the fairseq2 runtime starts in the session fixture.
+    return tiny_llama(model_dim=DIM, max_seq_len=32)
+
+
+@pytest.fixture
+def run(model: TransformerLM) -> Run:
+    """``run(search, prompts, lens, **kwargs)`` with the model and a stop token."""
+
+    def run(search: Run, prompts: torch.Tensor, lens: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("stop_token_ids", [1])
+        return search(model, prompts, lens, **kwargs)
+
+    return run
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_an_empty_batch_is_refused(run: Run, search: Callable[..., Any]) -> None:
+    with pytest.raises(ValueError, match="empty batch"):
+        run(search, torch.zeros(0, 4, DIM), [])
+
+
+@pytest.mark.parametrize("search", SEARCHES)
+def test_a_mismatched_embedding_width_is_refused(
+    run: Run, search: Callable[..., Any]
+) -> None:
+    with pytest.raises(ValueError, match=rf"48-dimensional.*expects {DIM}"):
+        run(search, torch.zeros(2, 4, 48), [4, 3])
+
+
+def test_prompts_must_be_three_dimensional(run: Run) -> None:
+    with pytest.raises(ValueError, match=r"\[batch, positions, model_dim\]"):
+        run(greedy_search, torch.zeros(4, DIM), [4])
+
+
+def test_prompts_must_be_floating_point(run: Run) -> None:
+    with pytest.raises(TypeError, match="floating-point"):
+        run(greedy_search, torch.zeros(1, 4, DIM, dtype=torch.int64), [4])
+
+
+def test_prompts_must_be_on_the_model_device(run: Run) -> None:
+    with pytest.raises(ValueError, match="is on meta"):
+        run(greedy_search, torch.zeros(1, 4, DIM, device="meta"), [4])
+
+
+@pytest.mark.parametrize(
+    ("lens", "message"),
+    [
+        ([4], "has 1 entries, but `prompt_embeds` holds 2"),
+        ([4, 0], r"must be in \[1, 4\].*row 1: 0"),
+        ([5, 2], r"must be in \[1, 4\].*row 0: 5"),
+        (torch.tensor([[4, 2]]), "1-D integer tensor"),
+    ],
+)
+def test_bad_prompt_lengths_are_refused(run: Run, lens: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        run(greedy_search, torch.zeros(2, 4, DIM), lens)
+
+
+def test_nan_inside_a_prompt_is_refused_but_not_in_padding(run: Run) -> None:
+    prompts = random_prompts([3, 4, 2], DIM)  # NaN padding is fine
+    run(greedy_search, prompts, [3, 4, 2], config=GenerationConfig(max_new_tokens=2))
+
+    prompts[1, 2, 5] = torch.nan
+    with pytest.raises(ValueError, match=r"NaN or infinite.*rows \[1\]"):
+        run(greedy_search, prompts, [3, 4, 2])
+
+
+@pytest.mark.parametrize(
+    ("stop_ids", "message"),
+    [([], "`stop_token_ids` is empty"), ([1, 97], r"\[97\] are outside")],
+)
+def test_bad_stop_tokens_are_refused(
+    run: Run, stop_ids: list[int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        run(greedy_search, torch.zeros(1, 4, DIM), [4], stop_token_ids=stop_ids)
+
+
+@pytest.mark.parametrize(
+    ("positions", "message"),
+    [([3], "has 1 entries"), ([3, -1], "must be non-negative.*row 1: -1")],
+)
+def test_bad_speech_positions_are_refused(
+    run: Run, positions: list[int], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        run(
+            greedy_search,
+            torch.zeros(2, 4, DIM),
+            [4, 4],
+            num_speech_positions=positions,
+        )
+
+
+def test_prompts_that_fill_the_model_are_refused_by_row(run: Run) -> None:
+    prompts = torch.zeros(3, 32, DIM)
+    with pytest.raises(PromptTooLongError, match=r"row 1: 32 positions") as info:
+        run(greedy_search, prompts, [31, 32, 5])
+    assert info.value.rows == [1]
+
+
+def test_a_model_in_training_mode_is_refused() -> None:
+    model = tiny_llama()
+    model.train()
+    with pytest.raises(ValueError, match=r"training mode.*model.eval\(\)"):
+        greedy_search(model, torch.zeros(1, 4, DIM), [4], stop_token_ids=[1])
+    assert model.training
+
+
+def test_only_transformer_lms_are_accepted() -> None:
+    with pytest.raises(TypeError, match="TransformerLM"):
+        greedy_search(
+            torch.nn.Linear(2, 2),  # type: ignore[arg-type]
+            torch.zeros(1, 4, DIM),
+            [4],
+            stop_token_ids=[1],
+        )
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        (GenerationConfig(beam_size=0), "beam_size"),
+        (GenerationConfig(max_new_tokens=0), "max_new_tokens"),
+        (GenerationConfig(max_len_a=-1.0), "max_len_a"),
+        (GenerationConfig(max_len_b=0), "max_len_b"),
+        (GenerationConfig(min_new_tokens=-1), "min_new_tokens"),
+        (GenerationConfig(length_penalty=-0.5), "length_penalty"),
+    ],
+)
+def test_invalid_configs_are_refused(
+    run: Run, config: GenerationConfig, field: str
+) -> None:
+    with pytest.raises(ValidationError, match=field):
+        run(generate_from_embeddings, torch.zeros(1, 4, DIM), [4], config=config)
+
+
+def test_token_budgets() -> None:
+    config = GenerationConfig(max_new_tokens=20, max_len_a=1.5, max_len_b=2)
+    # floor(1.5 * 3 + 2) = 6; floor(1.5 * 13 + 2) = 21 -> 20; room left 100 - 95 = 5.
+    assert token_budgets(config, [10, 10, 95], [3, 13, 13], 100) == [6, 20, 5]
+    assert token_budgets(config, [10, 95], None, 100) == [20, 5]
