@@ -5,6 +5,7 @@ from __future__ import annotations
 from fairseq2.composition import register_model_family, register_package_assets
 from fairseq2.runtime.dependency import DependencyContainer
 
+from speechmapper_plugin.llm.archs import register_target_llm_configs
 from speechmapper_plugin.models.speechmapper import (
     SPEECHMAPPER_FAMILY,
     SpeechMapperConfig,
@@ -34,3 +35,6 @@ def _register_models(container: DependencyContainer) -> None:
         state_dict_converter=convert_speechmapper_state_dict,
     )
     register_speechmapper_configs(container)
+
+    # Target LLMs use fairseq2's own families; we add the archs it lacks (EuroLLM).
+    register_target_llm_configs(container)

@@ -15,6 +15,7 @@ from speechmapper_plugin.generation import (
     embed_token_ids,
     find_repetition_loop,
     generate_from_embeddings,
+    stop_reason_counts,
 )
 from speechmapper_plugin.generation.repetition import (
     completion_mask,
@@ -48,6 +49,8 @@ def test_a_looping_model_is_stopped_by_the_guard(beam_size: int) -> None:
         assert best.loop == RepetitionLoop(ngram_size=3, num_repeats=4, start=0)
         assert best.trimmed_tokens() == [A, B, C]
         assert best.log_prob == pytest.approx(0.0, abs=1e-3)
+
+    assert stop_reason_counts(results) == {"eos": 0, "max_length": 0, "repetition": 2}
 
 
 def test_without_the_guard_the_loop_runs_to_the_budget() -> None:

@@ -28,6 +28,9 @@ from speechmapper_plugin.generation.hypothesis import (
     RepetitionLoop as RepetitionLoop,
 )
 from speechmapper_plugin.generation.hypothesis import StopReason as StopReason
+from speechmapper_plugin.generation.hypothesis import (
+    stop_reason_counts as stop_reason_counts,
+)
 from speechmapper_plugin.generation.inputs import (
     PromptTooLongError as PromptTooLongError,
 )

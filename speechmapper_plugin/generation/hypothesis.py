@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, get_args
 
 StopReason: TypeAlias = Literal["eos", "max_length", "repetition"]
 """Why a hypothesis ended: a stop (end-of-turn) token, its token budget, or
@@ -94,3 +95,15 @@ class GenerationResult:
     @property
     def stop_reason(self) -> StopReason:
         return self.best.stop_reason
+
+
+def stop_reason_counts(results: Iterable[GenerationResult]) -> dict[StopReason, int]:
+    """How often the best hypotheses stopped for each reason (all reasons listed).
+
+    A rising ``repetition`` or ``max_length`` share is the signature of a
+    projector the LLM cannot follow.
+    """
+    counts: dict[StopReason, int] = {reason: 0 for reason in get_args(StopReason)}
+    for result in results:
+        counts[result.stop_reason] += 1
+    return counts

@@ -12,12 +12,16 @@ from pathlib import Path
 import torch
 import yaml
 
+from tests.support.llm import TinyLLMs, build_tiny_llms
+
 
 @dataclass
 class SessionCards:
     root: Path
     card_dir: Path
     projector_checkpoint: Path
+    llms: TinyLLMs
+    """Tiny Llama-3-style and EuroLLM-style LLMs (cards ``test_llama``, ``test_eurollm``)."""
 
 
 def write_cards(path: Path, cards: list[dict[str, object]]) -> None:
@@ -76,9 +80,19 @@ def _build_projector_cards(root: Path, card_dir: Path) -> Path:
     return checkpoint
 
 
+def _build_llm_cards(root: Path, card_dir: Path) -> TinyLLMs:
+    llms, cards = build_tiny_llms(root / "llms")
+    write_cards(card_dir / "llms.yaml", cards)
+    return llms
+
+
 def build_test_cards(root: Path, card_dir: Path) -> SessionCards:
     projector_checkpoint = _build_projector_cards(root, card_dir)
+    llms = _build_llm_cards(root, card_dir)
 
     return SessionCards(
-        root=root, card_dir=card_dir, projector_checkpoint=projector_checkpoint
+        root=root,
+        card_dir=card_dir,
+        projector_checkpoint=projector_checkpoint,
+        llms=llms,
     )

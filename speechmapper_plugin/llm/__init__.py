@@ -1,0 +1,60 @@
+"""The target-LLM side: archs, cards, embedding-only loading, chat templates."""
+
+from __future__ import annotations
+
+from speechmapper_plugin.llm.archs import EUROLLM_9B_ARCH as EUROLLM_9B_ARCH
+from speechmapper_plugin.llm.archs import eurollm_9b_config as eurollm_9b_config
+from speechmapper_plugin.llm.archs import (
+    register_target_llm_configs as register_target_llm_configs,
+)
+from speechmapper_plugin.llm.cards import CHAT_TEMPLATE_FIELD as CHAT_TEMPLATE_FIELD
+from speechmapper_plugin.llm.cards import PAD_TOKEN_FIELD as PAD_TOKEN_FIELD
+from speechmapper_plugin.llm.cards import TargetLLMCardError as TargetLLMCardError
+from speechmapper_plugin.llm.cards import (
+    read_chat_template_name as read_chat_template_name,
+)
+from speechmapper_plugin.llm.cards import read_pad_token as read_pad_token
+from speechmapper_plugin.llm.cards import (
+    resolve_checkpoint_path as resolve_checkpoint_path,
+)
+from speechmapper_plugin.llm.cards import retrieve_llm_card as retrieve_llm_card
+from speechmapper_plugin.llm.chat_template import CHAT_TEMPLATES as CHAT_TEMPLATES
+from speechmapper_plugin.llm.chat_template import CHATML_TEMPLATE as CHATML_TEMPLATE
+from speechmapper_plugin.llm.chat_template import LLAMA3_1_TEMPLATE as LLAMA3_1_TEMPLATE
+from speechmapper_plugin.llm.chat_template import LLAMA3_TEMPLATE as LLAMA3_TEMPLATE
+from speechmapper_plugin.llm.chat_template import (
+    SPEECH_PLACEHOLDER as SPEECH_PLACEHOLDER,
+)
+from speechmapper_plugin.llm.chat_template import ChatTemplate as ChatTemplate
+from speechmapper_plugin.llm.chat_template import (
+    chat_template_for_card as chat_template_for_card,
+)
+from speechmapper_plugin.llm.chat_template import get_chat_template as get_chat_template
+from speechmapper_plugin.llm.speech_prompt import SpeechPrompt as SpeechPrompt
+from speechmapper_plugin.llm.speech_prompt import encode_response as encode_response
+from speechmapper_plugin.llm.speech_prompt import (
+    encode_speech_prompt as encode_speech_prompt,
+)
+from speechmapper_plugin.llm.speech_prompt import stop_token_ids as stop_token_ids
+from speechmapper_plugin.llm.target_embeddings import (
+    TargetLLMEmbeddings as TargetLLMEmbeddings,
+)
+from speechmapper_plugin.llm.target_embeddings import (
+    load_target_llm_embeddings as load_target_llm_embeddings,
+)
+from speechmapper_plugin.llm.token_embeddings import EMBEDDING_KEYS as EMBEDDING_KEYS
+from speechmapper_plugin.llm.token_embeddings import (
+    TokenEmbeddingLoadError as TokenEmbeddingLoadError,
+)
+from speechmapper_plugin.llm.token_embeddings import (
+    TokenEmbeddingSource as TokenEmbeddingSource,
+)
+from speechmapper_plugin.llm.token_embeddings import (
+    load_token_embeddings as load_token_embeddings,
+)
+from speechmapper_plugin.llm.token_embeddings import (
+    locate_token_embeddings as locate_token_embeddings,
+)
+from speechmapper_plugin.llm.tokens import UnknownTokenError as UnknownTokenError
+from speechmapper_plugin.llm.tokens import max_token_id as max_token_id
+from speechmapper_plugin.llm.tokens import token_to_id as token_to_id

@@ -1,0 +1,51 @@
+"""Architectures the plugin adds to fairseq2's ``llama`` family (target LLMs)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fairseq2.models.llama import LLaMAConfig
+from fairseq2.runtime.config_registry import ConfigRegistrar
+from fairseq2.runtime.dependency import DependencyContainer
+
+EUROLLM_9B_ARCH: Final = "eurollm_9b"
+
+
+def eurollm_9b_config() -> LLaMAConfig:
+    """EuroLLM-9B (``utter-project/EuroLLM-9B[-Instruct]``): a Llama-architecture
+    decoder with its own shape.
+
+    Public HF config: hidden 4096, 42 layers, 32 heads / 8 KV heads, intermediate
+    12288, vocab 128000, rope_theta 10000, 4096 positions, rms_norm_eps 1e-5,
+    untied embeddings, pad ``</s>`` = 2. fairseq2 derives the FFN width as
+    ``ffn_inner_dim * multiplier * 2/3`` rounded up to ``ffn_inner_dim_multiple_of``,
+    so ``ffn_inner_dim = 12288 * 3 / 2`` lands exactly on 12288.
+    """
+    return LLaMAConfig(
+        model_dim=4096,
+        max_seq_len=4096,
+        vocab_size=128_000,
+        pad_idx=2,
+        tied_embeddings=False,
+        num_layers=42,
+        num_attn_heads=32,
+        num_key_value_heads=8,
+        ffn_inner_dim=12_288 * 3 // 2,
+        ffn_inner_dim_multiplier=1.0,
+        ffn_inner_dim_multiple_of=256,
+        rope_theta=10_000.0,
+        use_scaled_rope=False,
+        dropout_p=0.0,
+        # The vocabulary (128000) splits evenly under tensor parallelism, like
+        # Llama 3's; shard the vocabulary, not the embedding width.
+        shard_embed_dim=False,
+    )
+
+
+def register_target_llm_configs(container: DependencyContainer) -> None:
+    """Register the target-LLM archs that fairseq2 does not ship."""
+    arch = ConfigRegistrar(container, LLaMAConfig)
+
+    @arch(EUROLLM_9B_ARCH)
+    def eurollm_9b() -> LLaMAConfig:
+        return eurollm_9b_config()

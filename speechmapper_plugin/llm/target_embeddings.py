@@ -1,0 +1,245 @@
+"""The frozen target LLM as stage 1 sees it: tokenizer + token-embedding table.
+
+Stage 1 regresses the projector output onto the LLM's token embeddings of the
+transcript, padded with the pad token's embedding; it never runs (or builds)
+the LLM decoder. :func:`load_target_llm_embeddings` loads exactly what that
+needs from a target-LLM card and checks, before reading the table, that the
+tokenizer, the pad token and the checkpoint belong together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from fairseq2.assets import AssetCard
+from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
+from fairseq2.models import ModelFamily, maybe_get_model_family_name
+from fairseq2.runtime.dependency import get_dependency_resolver
+from torch import Tensor
+
+from speechmapper_plugin.llm.cards import (
+    PAD_TOKEN_FIELD,
+    TargetLLMCardError,
+    read_pad_token,
+    retrieve_llm_card,
+)
+from speechmapper_plugin.llm.token_embeddings import (
+    TokenEmbeddingSource,
+    locate_token_embeddings,
+)
+from speechmapper_plugin.llm.tokens import (
+    UnknownTokenError,
+    create_text_decoder,
+    id_to_token,
+    max_token_id,
+    token_to_id,
+)
+
+
+class TargetLLMEmbeddings:
+    """A target LLM's tokenizer and token-embedding table ``[V, D]``.
+
+    ``encode`` gives the transcript ids whose embeddings are the stage-1 targets;
+    ``decode`` turns ids back into text (special tokens dropped) for the
+    embedding-space WER.
+    """
+
+    def __init__(
+        self,
+        *,
+        card_name: str,
+        tokenizer: Tokenizer,
+        table: Tensor,
+        pad_idx: int,
+        pad_token: str,
+        bos_idx: int | None = None,
+        eos_idx: int | None = None,
+    ) -> None:
+        """:param bos_idx: prepended by :meth:`encode` when not ``None``.
+        :param eos_idx: appended by :meth:`encode` when not ``None``."""
+        if table.ndim != 2:
+            raise ValueError(
+                f"`table` must be [vocab, dim], but has shape {list(table.shape)}."
+            )
+
+        for name, idx in (
+            ("pad_idx", pad_idx),
+            ("bos_idx", bos_idx),
+            ("eos_idx", eos_idx),
+        ):
+            if idx is not None and not 0 <= idx < table.size(0):
+                raise ValueError(
+                    f"`{name}` ({idx}) is outside the embedding table of {card_name} ({table.size(0)} rows)."
+                )
+
+        self.card_name = card_name
+        self.tokenizer = tokenizer
+        self.table = table
+        self.pad_idx = pad_idx
+        self.pad_token = pad_token
+        self.bos_idx = bos_idx
+        self.eos_idx = eos_idx
+
+        self._encoder = tokenizer.create_raw_encoder()
+        self._decoder = create_text_decoder(tokenizer)
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.table.size(0)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.table.size(1)
+
+    @property
+    def pad_embedding(self) -> Tensor:
+        """``[D]``: what stage-1 targets are padded with."""
+        return self.table[self.pad_idx]
+
+    def encode(self, text: str) -> Tensor:
+        """The transcript's token ids (int64), with BOS/EOS only if configured."""
+        ids = self._encoder(text)
+
+        parts = [ids]
+        if self.bos_idx is not None:
+            parts.insert(0, ids.new_tensor([self.bos_idx]))
+        if self.eos_idx is not None:
+            parts.append(ids.new_tensor([self.eos_idx]))
+
+        return torch.cat(parts) if len(parts) > 1 else ids
+
+    def decode(self, ids: Tensor | Sequence[int]) -> str:
+        """The text of ``ids``, special tokens (BOS, EOS, pad, ...) skipped."""
+        if not isinstance(ids, Tensor):
+            ids = torch.tensor(list(ids), dtype=torch.int64)
+
+        return self._decoder(ids.detach().to("cpu", torch.int64))
+
+    def embed(self, ids: Tensor) -> Tensor:
+        """The embeddings of ``ids`` (any shape) from the table: ``[*, D]``."""
+        return self.table[ids.to(self.table.device)]
+
+    def __repr__(self) -> str:
+        return f"TargetLLMEmbeddings(card_name={self.card_name!r}, table={list(self.table.shape)} {self.table.dtype}, pad_token={self.pad_token!r}, pad_idx={self.pad_idx})"
+
+
+def load_target_llm_embeddings(
+    card_name: str | AssetCard,
+    *,
+    pad_token: str | None = None,
+    add_bos: bool = False,
+    add_eos: bool = False,
+    dtype: torch.dtype | None = None,
+) -> TargetLLMEmbeddings:
+    """Load a target LLM's tokenizer and embedding table from its asset card.
+
+    :param pad_token: the token whose embedding pads the targets; defaults to the
+        card's ``speechmapper_pad_token``, then to the tokenizer's pad token.
+    :param add_bos: make :meth:`TargetLLMEmbeddings.encode` prepend BOS.
+    :param add_eos: make :meth:`TargetLLMEmbeddings.encode` append EOS.
+    :param dtype: the table's dtype; ``None`` keeps the checkpoint's (bf16 for
+        Llama 3.1 / EuroLLM: ~1 GB).
+
+    Raises before reading the table if the pad token is unknown, if the
+    tokenizer can produce ids beyond the table, or if the table's shape
+    disagrees with the card's model configuration.
+    """
+    card = retrieve_llm_card(card_name)
+
+    tokenizer = load_tokenizer(card)
+
+    pad_token, pad_idx = _resolve_pad(card, tokenizer, pad_token)
+
+    bos_idx = (
+        _special_idx(card, "BOS", tokenizer.vocab_info.bos_idx) if add_bos else None
+    )
+    eos_idx = (
+        _special_idx(card, "EOS", tokenizer.vocab_info.eos_idx) if add_eos else None
+    )
+
+    source = locate_token_embeddings(card)
+
+    _check_tokenizer_fits(card, tokenizer, source)
+    _check_model_config(card, source)
+
+    table = source.read(dtype)
+
+    return TargetLLMEmbeddings(
+        card_name=card.name,
+        tokenizer=tokenizer,
+        table=table,
+        pad_idx=pad_idx,
+        pad_token=pad_token,
+        bos_idx=bos_idx,
+        eos_idx=eos_idx,
+    )
+
+
+def _resolve_pad(
+    card: AssetCard, tokenizer: Tokenizer, pad_token: str | None
+) -> tuple[str, int]:
+    if pad_token is not None:
+        origin = "`pad_token`"
+    else:
+        pad_token = read_pad_token(card)
+        origin = f"`{PAD_TOKEN_FIELD}` of the {card.name} asset card"
+
+    if pad_token is None:
+        pad_idx = tokenizer.vocab_info.pad_idx
+        if pad_idx is None:
+            raise TargetLLMCardError(
+                f"No pad token for {card.name}: the tokenizer defines none. Set `{PAD_TOKEN_FIELD}` in the card or pass `pad_token` (e.g. '<|finetune_right_pad_id|>' for Llama 3.1, '</s>' for EuroLLM)."
+            )
+
+        return id_to_token(tokenizer, pad_idx), pad_idx
+
+    try:
+        return pad_token, token_to_id(tokenizer, pad_token)
+    except UnknownTokenError:
+        raise TargetLLMCardError(
+            f"The pad token '{pad_token}' ({origin}) is not a token of the {card.name} tokenizer; name a single (special) token of its vocabulary."
+        ) from None
+
+
+def _special_idx(card: AssetCard, what: str, idx: int | None) -> int:
+    if idx is None:
+        raise TargetLLMCardError(
+            f"{what} was requested, but the tokenizer of {card.name} defines no {what} token."
+        )
+
+    return idx
+
+
+def _check_tokenizer_fits(
+    card: AssetCard, tokenizer: Tokenizer, source: TokenEmbeddingSource
+) -> None:
+    largest = max_token_id(tokenizer)
+    if largest >= source.num_embeddings:
+        raise TargetLLMCardError(
+            f"The tokenizer of {card.name} can produce token id {largest}, but the embedding table in {source.file} has only {source.num_embeddings} rows: the tokenizer and the checkpoint do not belong together."
+        )
+
+
+def _check_model_config(card: AssetCard, source: TokenEmbeddingSource) -> None:
+    """The table must have the shape the card's model config promises (if any)."""
+    family_name = maybe_get_model_family_name(card)
+    if family_name is None:
+        return
+
+    resolver = get_dependency_resolver()
+    family = resolver.resolve(ModelFamily, key=family_name)  # type: ignore[type-abstract]
+
+    config = family.get_model_config(card)
+
+    expected = {
+        "vocab_size": getattr(config, "vocab_size", None),
+        "model_dim": getattr(config, "model_dim", None),
+    }
+    actual = {"vocab_size": source.num_embeddings, "model_dim": source.embed_dim}
+
+    wrong = {k: v for k, v in expected.items() if v is not None and v != actual[k]}
+    if wrong:
+        raise TargetLLMCardError(
+            f"The embedding table in {source.file} is {list(source.shape)}, but the model config of the {card.name} asset card says {wrong}: the card and its checkpoint disagree."
+        )

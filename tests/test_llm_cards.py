@@ -1,0 +1,103 @@
+"""The target-LLM cards shipped in assets/ and the EuroLLM-9B arch."""
+
+from __future__ import annotations
+
+import torch
+from fairseq2.assets import get_asset_store
+from fairseq2.data.tokenizers import (
+    Tokenizer,
+    TokenizerHubAccessor,
+    get_tokenizer_family_name,
+)
+from fairseq2.models.hg import HgTokenizerConfig
+from fairseq2.models.llama import LLaMATokenizerConfig, get_llama_model_hub
+
+from speechmapper_plugin.llm import (
+    CHATML_TEMPLATE,
+    EUROLLM_9B_ARCH,
+    LLAMA3_TEMPLATE,
+    chat_template_for_card,
+    read_pad_token,
+)
+
+LLAMA_CARD = "speechmapper_llama3_1_8b_instruct"
+EUROLLM_CARD = "speechmapper_eurollm_9b_instruct"
+
+
+def eurollm_9b_parameter_count() -> int:
+    """EuroLLM-9B's parameters from its published Hugging Face config."""
+    hidden, layers, heads, kv_heads = 4096, 42, 32, 8
+    intermediate, vocab = 12288, 128000
+    head_dim = hidden // heads
+
+    attention = 2 * hidden * hidden + 2 * hidden * kv_heads * head_dim  # q, o + k, v
+    mlp = 3 * hidden * intermediate  # gate, up, down
+    norms = 2 * hidden
+    per_layer = attention + mlp + norms
+
+    embeddings = 2 * vocab * hidden  # untied embed_tokens + lm_head
+
+    return embeddings + layers * per_layer + hidden  # + final norm
+
+
+def test_eurollm_9b_arch_has_the_published_shape() -> None:
+    hub = get_llama_model_hub()
+
+    assert EUROLLM_9B_ARCH in hub.get_archs()
+
+    config = hub.get_arch_config(EUROLLM_9B_ARCH)
+    model = hub.create_new_model(config, device=torch.device("cpu"), meta=True)
+
+    assert next(model.parameters()).device.type == "meta"
+
+    num_params = sum(p.numel() for p in model.parameters())
+    assert num_params == eurollm_9b_parameter_count() == 9_152_319_488
+
+    layer = model.decoder.layers[0]
+    assert layer.ffn.gate_proj.weight.shape == (12288, 4096)
+    assert layer.self_attn.k_proj.weight.shape == (1024, 4096)
+    assert model.decoder_frontend.embed.weight.shape == (128000, 4096)
+    assert model.final_proj.weight.shape == (128000, 4096)
+    assert len(model.decoder.layers) == 42
+
+
+def test_target_llm_cards_resolve_with_their_speechmapper_fields() -> None:
+    store = get_asset_store()
+    hub = get_llama_model_hub()
+
+    llama = store.retrieve_card(LLAMA_CARD)
+    assert llama.field("checkpoint").as_(str) == "hg://meta-llama/Llama-3.1-8B-Instruct"
+    assert llama.field("tokenizer").as_(str) == "hg://meta-llama/Llama-3.1-8B-Instruct"
+    assert llama.field("model_arch").as_(str) == "llama3_1_8b"  # from fairseq2's card
+    assert read_pad_token(llama) == "<|finetune_right_pad_id|>"
+    assert chat_template_for_card(LLAMA_CARD) is LLAMA3_TEMPLATE
+    assert get_tokenizer_family_name(llama) == "llama"
+
+    llama_config = hub.get_model_config(llama)
+    assert (llama_config.model_dim, llama_config.vocab_size) == (4096, 128256)
+
+    eurollm = store.retrieve_card(EUROLLM_CARD)
+    assert (
+        eurollm.field("checkpoint").as_(str) == "hg://utter-project/EuroLLM-9B-Instruct"
+    )
+    assert eurollm.field("model_arch").as_(str) == EUROLLM_9B_ARCH
+    assert read_pad_token(eurollm) == "</s>"
+    assert chat_template_for_card(eurollm) is CHATML_TEMPLATE
+    assert get_tokenizer_family_name(eurollm) == "hg"
+
+    eurollm_config = hub.get_model_config(eurollm)
+    assert (eurollm_config.model_dim, eurollm_config.vocab_size) == (4096, 128000)
+
+
+def test_tokenizer_configs_of_the_cards() -> None:
+    llama_tokenizers = TokenizerHubAccessor("llama", Tokenizer, LLaMATokenizerConfig)()
+    llama = llama_tokenizers.get_tokenizer_config(LLAMA_CARD)
+    assert (llama.impl, llama.use_eot) == ("hg", True)
+
+    hg_tokenizers = TokenizerHubAccessor("hg", Tokenizer, HgTokenizerConfig)()
+    eurollm = hg_tokenizers.get_tokenizer_config(EUROLLM_CARD)
+    assert (eurollm.bos_token, eurollm.eos_token, eurollm.pad_token) == (
+        "<s>",
+        "<|im_end|>",
+        "</s>",
+    )
