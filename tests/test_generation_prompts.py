@@ -1,6 +1,12 @@
-"""Splicing speech embeddings into chat prompts, then generating from them."""
+"""Generation from prompts assembled by ``speech_llm.assemble_inputs``.
+
+This is the inference path: chat-template prefix and suffix around the speech
+embeddings, right-padded by the stage-2 prompt assembly, decoded here.
+"""
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 import torch
@@ -9,75 +15,46 @@ from speechmapper_plugin.generation import (
     GenerationConfig,
     embed_token_ids,
     generate_from_embeddings,
-    splice_speech_prompts,
 )
+from speechmapper_plugin.speech_llm import assemble_inputs
 from tests.support.generation import random_prompts, scripted_llama, tiny_llama
 
 
-def test_prompts_are_prefix_speech_suffix_right_padded() -> None:
+def test_embed_token_ids_is_the_frontend() -> None:
     model = tiny_llama()
-    speech = random_prompts([3, 5], model.model_dim, seed=30)  # NaN padding
-    prefix, suffix = [1, 2, 3, 4], [5, 6]
+    ids = torch.tensor([[3, 1, 4], [1, 5, 9]])
 
-    batch = splice_speech_prompts(model, speech, [3, 5], prefix, suffix)
+    embeds = embed_token_ids(model, ids)
 
-    assert batch.prompt_lens == [9, 11]
-    assert batch.num_speech_positions == [3, 5]
-    prefix_embeds = embed_token_ids(model, torch.tensor(prefix))
-    suffix_embeds = embed_token_ids(model, torch.tensor(suffix))
-    for row, n in enumerate([3, 5]):
-        expected = torch.cat([prefix_embeds, speech[row, :n], suffix_embeds])
-        assert torch.equal(batch.embeds[row, : 6 + n], expected)
-    assert torch.equal(batch.embeds[0, 9:], torch.zeros(2, model.model_dim))
-
-
-def test_prefixes_and_suffixes_may_differ_per_row() -> None:
-    model = tiny_llama()
-    speech = random_prompts([2, 2], model.model_dim, seed=31)
-
-    batch = splice_speech_prompts(model, speech, [2, 2], [[1], [1, 2, 3]], [[], [4]])
-
-    assert batch.prompt_lens == [3, 6]
-    assert torch.equal(batch.embeds[0, 1:3], speech[0])
-    assert torch.equal(batch.embeds[1, 3:5], speech[1])
-
-
-@pytest.mark.parametrize(
-    ("speech", "lens", "prefix", "message"),
-    [
-        (torch.zeros(2, 4, 48), [4, 4], [1], "48-dimensional"),
-        (torch.zeros(2, 4, 32), [4], [1], "has 1 entries"),
-        (torch.zeros(2, 4, 32), [4, 0], [1], r"row 1: 0"),
-        (torch.zeros(2, 4, 32), [4, 4], [[1], [2], [3]], "has 3 rows"),
-        (torch.zeros(2, 4, 32), [4, 4], [1, [2]], "mixes token ids"),
-        (torch.zeros(4, 32), [4], [1], r"\[batch, positions, dim\]"),
-    ],
-)
-def test_bad_speech_batches_are_refused(
-    speech: torch.Tensor, lens: list[int], prefix: object, message: str
-) -> None:
-    model = tiny_llama()
-    with pytest.raises(ValueError, match=message):
-        splice_speech_prompts(model, speech, lens, prefix, [2])  # type: ignore[arg-type]
+    assert torch.equal(embeds, model.decoder_frontend.embed(ids))
+    assert torch.equal(embed_token_ids(model, ids[1]), embeds[1])
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
-def test_speech_prompts_generate_the_answer(beam_size: int) -> None:
+def test_assembled_speech_prompts_generate_the_answer(beam_size: int) -> None:
     # The suffix ends with <start>; the scripted LLM answers a b c <eot>.
     start, a, b, c, eot = 9, 1, 2, 3, 15
     model = scripted_llama({start: a, a: b, b: c, c: eot})
-    speech = random_prompts([4, 7, 2], model.model_dim, seed=32)
+    speech_lens = [4, 7, 2]
+    speech = random_prompts(speech_lens, model.model_dim, seed=32)
 
-    batch = splice_speech_prompts(model, speech, [4, 7, 2], [5, 6], [7, start])
+    inputs = assemble_inputs(
+        partial(embed_token_ids, model),
+        prefix_ids=[[5, 6], [5], [5, 6, 7]],
+        speech=speech,
+        speech_lens=speech_lens,
+        suffix_ids=[[7, start]] * 3,
+    )
     results = generate_from_embeddings(
         model,
-        batch.embeds,
-        batch.prompt_lens,
+        inputs.embeds,
+        inputs.layout,
         stop_token_ids=[eot],
         config=GenerationConfig(beam_size=beam_size),
-        num_speech_positions=batch.num_speech_positions,
+        num_speech_positions=speech_lens,
     )
 
+    assert [r.prompt_len for r in results] == [8, 10, 7]
     for result in results:
         assert result.tokens == [a, b, c]
         assert result.stop_reason == "eos"

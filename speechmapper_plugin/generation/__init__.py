@@ -35,12 +35,6 @@ from speechmapper_plugin.generation.inputs import (
     PromptTooLongError as PromptTooLongError,
 )
 from speechmapper_plugin.generation.inputs import token_budgets as token_budgets
-from speechmapper_plugin.generation.prompts import (
-    SpeechPromptBatch as SpeechPromptBatch,
-)
-from speechmapper_plugin.generation.prompts import (
-    splice_speech_prompts as splice_speech_prompts,
-)
 from speechmapper_plugin.generation.repetition import (
     find_repetition_loop as find_repetition_loop,
 )
