@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 import torch
 from fairseq2.models.transformer_lm import TransformerLM
+from fairseq2.utils.structured import StandardValueConverter
 from fairseq2.utils.validation import ValidationError
 
 from speechmapper_plugin.generation import (
     GenerationConfig,
+    GenerationError,
     PromptTooLongError,
     beam_search,
     generate_from_embeddings,
@@ -172,3 +174,30 @@ def test_token_budgets() -> None:
     # floor(1.5 * 3 + 2) = 6; floor(1.5 * 13 + 2) = 21 -> 20; room left 100 - 95 = 5.
     assert token_budgets(config, [10, 10, 95], [3, 13, 13], 100) == [6, 20, 5]
     assert token_budgets(config, [10, 95], None, 100) == [20, 5]
+
+
+def test_nan_logits_stop_generation_with_a_clear_error() -> None:
+    model = tiny_llama()
+    with torch.no_grad():
+        model.final_proj.weight[7, 0] = torch.nan
+
+    with pytest.raises(
+        GenerationError, match=r"NaN logits at position 3 for batch rows \[0, 1\]"
+    ):
+        greedy_search(model, torch.ones(2, 4, DIM), [4, 4], stop_token_ids=[1])
+
+
+def test_the_config_reads_from_recipe_yaml_values() -> None:
+    """Recipes structure their config sections with fairseq2's value converter."""
+    converter = StandardValueConverter()
+
+    config = converter.structure(
+        {"beam_size": 4, "repetition_guard": {"ngram_repeats": 3}}, GenerationConfig
+    )
+
+    assert config.beam_size == 4
+    assert config.repetition_guard.ngram_repeats == 3
+    assert config.repetition_guard.token_repeats == 8
+    assert (
+        converter.structure(converter.unstructure(config), GenerationConfig) == config
+    )
