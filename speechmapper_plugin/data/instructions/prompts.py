@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Final
 
-SPEECH_PLACEHOLDER: Final = "<speech>"
+from speechmapper_plugin.llm.chat_template import (
+    SPEECH_PLACEHOLDER as SPEECH_PLACEHOLDER,
+)
 
 ASR_TRAIN_PROMPTS: Final = (
     "Transcribe the audio.",
