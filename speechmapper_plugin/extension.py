@@ -6,6 +6,9 @@ from fairseq2.composition import register_model_family, register_package_assets
 from fairseq2.runtime.dependency import DependencyContainer
 
 from speechmapper_plugin.llm.archs import register_target_llm_configs
+from speechmapper_plugin.models.sm4t_speech_encoder import (
+    register_sm4t_speech_encoder_family,
+)
 from speechmapper_plugin.models.speechmapper import (
     SPEECHMAPPER_FAMILY,
     SpeechMapperConfig,
@@ -35,6 +38,10 @@ def _register_models(container: DependencyContainer) -> None:
         state_dict_converter=convert_speechmapper_state_dict,
     )
     register_speechmapper_configs(container)
+
+    # Wired like `register_model_family`, but with a checkpoint loader that
+    # reads only the speech-encoder tensors of SeamlessM4T checkpoints.
+    register_sm4t_speech_encoder_family(container)
 
     # Target LLMs use fairseq2's own families; we add the archs it lacks (EuroLLM).
     register_target_llm_configs(container)

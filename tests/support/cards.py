@@ -20,6 +20,8 @@ class SessionCards:
     root: Path
     card_dir: Path
     projector_checkpoint: Path
+    sm4t_hf_dir: Path
+    sm4t_meta_checkpoint: Path
     llms: TinyLLMs
     """Tiny Llama-3-style and EuroLLM-style LLMs (cards ``test_llama``, ``test_eurollm``)."""
 
@@ -80,6 +82,30 @@ def _build_projector_cards(root: Path, card_dir: Path) -> Path:
     return checkpoint
 
 
+def _build_sm4t_cards(root: Path, card_dir: Path) -> tuple[Path, Path]:
+    """A tiny SeamlessM4T-v2 in HF safetensors shards and as Meta's ``.pt``."""
+    from tests.support.sm4t import (
+        SM4T_SEED,
+        build_hf_model,
+        save_hf_checkpoint,
+        save_meta_checkpoint,
+    )
+
+    model = build_hf_model(SM4T_SEED)
+    hf_dir = save_hf_checkpoint(model, root / "sm4t_hf")
+    meta_checkpoint = save_meta_checkpoint(model, root / "sm4t_meta" / "model.pt")
+
+    family = {"model_family": "sm4t_speech_encoder", "model_arch": "tiny"}
+    write_cards(
+        card_dir / "sm4t.yaml",
+        [
+            {"name": "test_sm4t_hf", **family, "checkpoint": str(hf_dir)},
+            {"name": "test_sm4t_meta", **family, "checkpoint": str(meta_checkpoint)},
+        ],
+    )
+    return hf_dir, meta_checkpoint
+
+
 def _build_llm_cards(root: Path, card_dir: Path) -> TinyLLMs:
     llms, cards = build_tiny_llms(root / "llms")
     write_cards(card_dir / "llms.yaml", cards)
@@ -88,11 +114,14 @@ def _build_llm_cards(root: Path, card_dir: Path) -> TinyLLMs:
 
 def build_test_cards(root: Path, card_dir: Path) -> SessionCards:
     projector_checkpoint = _build_projector_cards(root, card_dir)
+    sm4t_hf_dir, sm4t_meta_checkpoint = _build_sm4t_cards(root, card_dir)
     llms = _build_llm_cards(root, card_dir)
 
     return SessionCards(
         root=root,
         card_dir=card_dir,
         projector_checkpoint=projector_checkpoint,
+        sm4t_hf_dir=sm4t_hf_dir,
+        sm4t_meta_checkpoint=sm4t_meta_checkpoint,
         llms=llms,
     )

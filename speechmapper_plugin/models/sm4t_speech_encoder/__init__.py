@@ -1,0 +1,58 @@
+"""The SeamlessM4T-v2 speech encoder model family (``sm4t_speech_encoder``)."""
+
+from __future__ import annotations
+
+from speechmapper_plugin.models.sm4t_speech_encoder.checkpoint import (
+    SpeechEncoderCheckpointLoader as SpeechEncoderCheckpointLoader,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.checkpoint import (
+    read_speech_encoder_safetensors as read_speech_encoder_safetensors,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.config import (
+    SM4T_SPEECH_ENCODER_FAMILY as SM4T_SPEECH_ENCODER_FAMILY,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.config import (
+    SM4TSpeechEncoderConfig as SM4TSpeechEncoderConfig,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.config import (
+    register_sm4t_speech_encoder_configs as register_sm4t_speech_encoder_configs,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.extractor import (
+    SpeechFeatureExtractor as SpeechFeatureExtractor,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.factory import (
+    ConformerShawEncoderFactory as ConformerShawEncoderFactory,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.factory import (
+    SM4TSpeechEncoderFactory as SM4TSpeechEncoderFactory,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.factory import (
+    create_sm4t_speech_encoder_model as create_sm4t_speech_encoder_model,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.family import (
+    register_sm4t_speech_encoder_family as register_sm4t_speech_encoder_family,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.hub import (
+    get_sm4t_speech_encoder_hub as get_sm4t_speech_encoder_hub,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
+    HF_FORMAT as HF_FORMAT,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
+    META_FORMAT as META_FORMAT,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
+    CheckpointFormat as CheckpointFormat,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
+    convert_sm4t_speech_encoder_state_dict as convert_sm4t_speech_encoder_state_dict,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
+    select_speech_encoder_keys as select_speech_encoder_keys,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.model import (
+    SM4TSpeechEncoder as SM4TSpeechEncoder,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.sdpa import (
+    GatheredShawRelativePositionSDPA as GatheredShawRelativePositionSDPA,
+)

@@ -1,0 +1,295 @@
+"""Reads the speech encoder out of the two SeamlessM4T-v2 checkpoint formats.
+
+- Meta's fairseq2-0.2 ``seamlessM4T_v2_large.pt``: ``{"model": state_dict}``
+  with ``speech_encoder_frontend.*``, ``speech_encoder.inner.*`` and
+  ``speech_encoder.inner_layer_norm.*``. Sub-module names equal fairseq2
+  0.8.1's, so only the prefixes change.
+- Hugging Face ``SeamlessM4Tv2Model`` safetensors: ``speech_encoder.*`` with
+  transformers' module names.
+- Checkpoints saved from :class:`SM4TSpeechEncoder` itself pass through.
+
+Trap: the name ``inner_layer_norm`` means different LayerNorms in the two
+formats. Meta's ``speech_encoder.inner_layer_norm`` (after the last Conformer
+block) is HF's ``speech_encoder.encoder.layer_norm``; HF's
+``speech_encoder.inner_layer_norm`` is Meta's ``speech_encoder.layer_norm``
+(after the length adaptor), which we drop.
+
+Everything outside the speech encoder (text encoder/decoder, T2U model,
+vocoder) and the speech-encoder parts after ``inner_layer_norm`` (the
+``proj1``/``proj2`` FFN, HF ``intermediate_ffn``, the length adaptor) is
+dropped by explicit pattern; any other key raises ``ValueError`` naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from speechmapper_plugin.models.sm4t_speech_encoder.config import (
+    SM4TSpeechEncoderConfig,
+)
+
+_P: Final = r"(?:weight|bias)"  # parameter leaf names
+
+
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """The key rules of one checkpoint format."""
+
+    name: str
+
+    renames: tuple[tuple[re.Pattern[str], str], ...]
+    """``(pattern, replacement)``: keys we load and their fairseq2 names."""
+
+    drops: tuple[re.Pattern[str], ...]
+    """Keys we know and deliberately skip."""
+
+    def convert_key(self, key: str) -> str | None:
+        """The fairseq2 name of ``key``, ``None`` if it is dropped.
+
+        :raises ValueError: if ``key`` is neither loaded nor known to be skipped.
+        """
+        for pattern, replacement in self.renames:
+            if pattern.fullmatch(key):
+                return pattern.sub(replacement, key)
+
+        if any(pattern.match(key) for pattern in self.drops):
+            return None
+
+        raise ValueError(
+            f"Unexpected key `{key}` in a {self.name} SeamlessM4T checkpoint: it is neither a speech-encoder weight nor a known part of the model to skip. The checkpoint may be of a different architecture (e.g. SeamlessM4T v1 or a fairseq1 checkpoint)."
+        )
+
+
+def _compile(
+    renames: Iterable[tuple[str, str]], drops: Iterable[str]
+) -> tuple[tuple[tuple[re.Pattern[str], str], ...], tuple[re.Pattern[str], ...]]:
+    return (
+        tuple((re.compile(p), r) for p, r in renames),
+        tuple(re.compile(p) for p in drops),
+    )
+
+
+# The names inside one Conformer block in fairseq2 (0.2 and 0.8.1 alike).
+_BLOCK_PARAMS: Final = (
+    rf"(?:ffn[12]_layer_norm\.{_P}"
+    rf"|ffn[12]\.(?:inner_proj|output_proj)\.{_P}"
+    rf"|self_attn_layer_norm\.{_P}"
+    rf"|self_attn\.(?:q_proj|k_proj|v_proj|output_proj)\.{_P}"
+    r"|self_attn\.sdpa\.rel_k_embed\.weight"
+    rf"|conv_layer_norm\.{_P}"
+    r"|conv\.(?:pointwise_conv1|depthwise_conv|pointwise_conv2)\.weight"
+    rf"|conv\.layer_norm\.{_P}"
+    rf"|layer_norm\.{_P})"
+)
+
+_FRONTEND_PARAMS: Final = rf"(?:post_extract_layer_norm|model_dim_proj)\.{_P}"
+
+NATIVE_FORMAT: Final = CheckpointFormat(
+    "fairseq2 (speechmapper)",
+    *_compile(
+        [
+            (rf"encoder_frontend\.({_FRONTEND_PARAMS})", r"encoder_frontend.\1"),
+            (rf"encoder\.layers\.([0-9]+)\.({_BLOCK_PARAMS})", r"encoder.layers.\1.\2"),
+            (rf"inner_layer_norm\.({_P})", r"inner_layer_norm.\1"),
+        ],
+        [],
+    ),
+)
+
+META_FORMAT: Final = CheckpointFormat(
+    "Meta fairseq2-0.2 (seamless_communication)",
+    *_compile(
+        [
+            (
+                rf"speech_encoder_frontend\.({_FRONTEND_PARAMS})",
+                r"encoder_frontend.\1",
+            ),
+            (
+                rf"speech_encoder\.inner\.layers\.([0-9]+)\.({_BLOCK_PARAMS})",
+                r"encoder.layers.\1.\2",
+            ),
+            # The LayerNorm after the last Conformer block.
+            (rf"speech_encoder\.inner_layer_norm\.({_P})", r"inner_layer_norm.\1"),
+        ],
+        [
+            # Speech-encoder parts after `inner_layer_norm`.
+            r"speech_encoder\.proj1\.",
+            r"speech_encoder\.proj2\.",
+            r"speech_encoder\.adaptor_layers\.",
+            r"speech_encoder\.layer_norm\.",  # after the adaptor
+            # The rest of UnitY.
+            r"text_encoder_frontend\.",
+            r"text_encoder\.",
+            r"text_decoder_frontend\.",
+            r"text_decoder\.",
+            r"final_proj\.",
+            r"t2u_model\.",
+        ],
+    ),
+)
+
+HF_FORMAT: Final = CheckpointFormat(
+    "Hugging Face (transformers SeamlessM4Tv2Model)",
+    *_compile(
+        [
+            (
+                rf"speech_encoder\.feature_projection\.layer_norm\.({_P})",
+                r"encoder_frontend.post_extract_layer_norm.\1",
+            ),
+            (
+                rf"speech_encoder\.feature_projection\.projection\.({_P})",
+                r"encoder_frontend.model_dim_proj.\1",
+            ),
+            # HF's `encoder.layer_norm` is Meta's `inner_layer_norm`.
+            (rf"speech_encoder\.encoder\.layer_norm\.({_P})", r"inner_layer_norm.\1"),
+            (
+                rf"speech_encoder\.encoder\.layers\.([0-9]+)\.(ffn[12]_layer_norm|self_attn_layer_norm)\.({_P})",
+                r"encoder.layers.\1.\2.\3",
+            ),
+            (
+                rf"speech_encoder\.encoder\.layers\.([0-9]+)\.(ffn[12])\.intermediate_dense\.({_P})",
+                r"encoder.layers.\1.\2.inner_proj.\3",
+            ),
+            (
+                rf"speech_encoder\.encoder\.layers\.([0-9]+)\.(ffn[12])\.output_dense\.({_P})",
+                r"encoder.layers.\1.\2.output_proj.\3",
+            ),
+            (
+                rf"speech_encoder\.encoder\.layers\.([0-9]+)\.self_attn\.linear_([qkv])\.({_P})",
+                r"encoder.layers.\1.self_attn.\2_proj.\3",
+            ),
+            (
+                rf"speech_encoder\.encoder\.layers\.([0-9]+)\.self_attn\.linear_out\.({_P})",
+                r"encoder.layers.\1.self_attn.output_proj.\2",
+            ),
+            (
+                r"speech_encoder\.encoder\.layers\.([0-9]+)\.self_attn\.distance_embedding\.weight",
+                r"encoder.layers.\1.self_attn.sdpa.rel_k_embed.weight",
+            ),
+            # The LayerNorm before the convolution module.
+            (
+                rf"speech_encoder\.encoder\.layers\.([0-9]+)\.conv_module\.layer_norm\.({_P})",
+                r"encoder.layers.\1.conv_layer_norm.\2",
+            ),
+            (
+                rf"speech_encoder\.encoder\.layers\.([0-9]+)\.conv_module\.depthwise_layer_norm\.({_P})",
+                r"encoder.layers.\1.conv.layer_norm.\2",
+            ),
+            (
+                r"speech_encoder\.encoder\.layers\.([0-9]+)\.conv_module\.(pointwise_conv1|depthwise_conv|pointwise_conv2)\.weight",
+                r"encoder.layers.\1.conv.\2.weight",
+            ),
+            (
+                rf"speech_encoder\.encoder\.layers\.([0-9]+)\.final_layer_norm\.({_P})",
+                r"encoder.layers.\1.layer_norm.\2",
+            ),
+        ],
+        [
+            # Speech-encoder parts after `encoder.layer_norm`.
+            r"speech_encoder\.intermediate_ffn\.",
+            r"speech_encoder\.adapter\.",
+            r"speech_encoder\.inner_layer_norm\.",  # after the adaptor
+            # The rest of SeamlessM4Tv2Model.
+            r"shared\.",
+            r"lm_head\.",
+            r"text_encoder\.",
+            r"text_decoder\.",
+            r"t2u_model\.",
+            r"vocoder\.",
+        ],
+    ),
+)
+
+_FORMAT_MARKERS: Final = (
+    (META_FORMAT, ("speech_encoder_frontend.", "speech_encoder.inner.")),
+    (HF_FORMAT, ("speech_encoder.encoder.", "speech_encoder.feature_projection.")),
+    (NATIVE_FORMAT, ("encoder_frontend.", "encoder.layers.")),
+)
+
+
+def detect_checkpoint_format(keys: Iterable[str]) -> CheckpointFormat:
+    """Tell the format from the speech-encoder keys of a (flat) state dict."""
+    keys = list(keys)
+
+    for fmt, prefixes in _FORMAT_MARKERS:
+        if any(k.startswith(prefixes) for k in keys):
+            return fmt
+
+    sample = ", ".join(sorted(keys)[:5]) or "none"
+    raise ValueError(
+        f"The checkpoint holds no SeamlessM4T-v2 speech-encoder weights in a known format (Meta `speech_encoder.inner.*`, Hugging Face `speech_encoder.encoder.*` or fairseq2 `encoder.layers.*`); first keys: {sample}."
+    )
+
+
+def select_speech_encoder_keys(keys: Iterable[str]) -> list[str]:
+    """The keys of a flat checkpoint whose tensors the speech encoder needs.
+
+    Decided from names alone, so a loader can call it before reading any
+    tensor data.
+
+    :raises ValueError: naming the first key that is neither needed nor known.
+    """
+    keys = list(keys)
+
+    fmt = detect_checkpoint_format(keys)
+
+    return [k for k in keys if fmt.convert_key(k) is not None]
+
+
+def unwrap_checkpoint(checkpoint: Mapping[str, object]) -> Mapping[str, object]:
+    """The state dict of a checkpoint file.
+
+    Meta's ``.pt`` (like every fairseq2 checkpoint) nests it under ``model``;
+    the other top-level entries are training metadata, not weights.
+    """
+    model = checkpoint.get("model")
+    if isinstance(model, Mapping):
+        return model
+
+    return checkpoint
+
+
+def convert_sm4t_speech_encoder_state_dict(
+    state_dict: dict[str, object], config: SM4TSpeechEncoderConfig
+) -> dict[str, object]:
+    """Map a Meta, Hugging Face or native checkpoint onto :class:`SM4TSpeechEncoder`.
+
+    :raises ValueError: on an unexpected key, or when the checkpoint's number
+        of Conformer blocks differs from ``config.num_encoder_layers``.
+    """
+    source = unwrap_checkpoint(state_dict)
+
+    fmt = detect_checkpoint_format(source)
+
+    converted: dict[str, object] = {}
+
+    for key, value in source.items():
+        new_key = fmt.convert_key(key)
+        if new_key is not None:
+            converted[new_key] = value
+
+    _check_num_layers(converted, config, fmt)
+
+    return converted
+
+
+def _check_num_layers(
+    state_dict: Mapping[str, object],
+    config: SM4TSpeechEncoderConfig,
+    fmt: CheckpointFormat,
+) -> None:
+    layer_ids = {
+        int(m.group(1))
+        for k in state_dict
+        if (m := re.match(r"encoder\.layers\.([0-9]+)\.", k)) is not None
+    }
+
+    num_layers = max(layer_ids) + 1 if layer_ids else 0
+
+    if num_layers != config.num_encoder_layers:
+        raise ValueError(
+            f"The {fmt.name} checkpoint has {num_layers} Conformer blocks, but the model configuration has `num_encoder_layers={config.num_encoder_layers}`; use the matching `model_arch` (e.g. `large`) or `model_config`."
+        )

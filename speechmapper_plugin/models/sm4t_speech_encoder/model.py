@@ -1,0 +1,142 @@
+"""The SeamlessM4T-v2 speech encoder: fbank features -> hidden states of one layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from fairseq2.models.transformer import AttentionBiasCache, TransformerEncoder
+from fairseq2.models.wav2vec2 import Wav2Vec2Frontend
+from fairseq2.nn import BatchLayout, LayerNorm
+from torch import Tensor
+from torch.nn import Module
+
+from speechmapper_plugin.audio.fbank import min_num_samples
+from speechmapper_plugin.models.sm4t_speech_encoder.config import (
+    SM4TSpeechEncoderConfig,
+)
+
+
+class SM4TSpeechEncoder(Module):
+    """Maps per-utterance standardised log-mel fbanks ``[N, S, 80]`` to the
+    hidden states of one Conformer block, ``[N, S // 2, model_dim]`` at 50 Hz.
+
+    Module names follow fairseq2's w2v-BERT/wav2vec2 models, so checkpoints
+    saved from this module and fairseq2-0.2 SeamlessM4T checkpoints differ only
+    by prefix (see ``interop.py``).
+    """
+
+    config: SM4TSpeechEncoderConfig
+    encoder_frontend: Wav2Vec2Frontend
+    encoder: TransformerEncoder
+    inner_layer_norm: LayerNorm
+
+    def __init__(
+        self,
+        config: SM4TSpeechEncoderConfig,
+        encoder_frontend: Wav2Vec2Frontend,
+        encoder: TransformerEncoder,
+        inner_layer_norm: LayerNorm,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder_frontend = encoder_frontend
+        self.encoder = encoder
+        self.inner_layer_norm = inner_layer_norm
+
+    @property
+    def model_dim(self) -> int:
+        return self.config.model_dim
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.encoder.layers)
+
+    def forward(
+        self,
+        seqs: Tensor,
+        seqs_layout: BatchLayout,
+        *,
+        layer: int | None = None,
+        layer_norm: bool | None = None,
+    ) -> tuple[Tensor, BatchLayout]:
+        """
+        :param seqs: Log-mel fbanks, standardised per utterance and bin (see
+            ``speechmapper_plugin.audio.compute_fbank``). *Shape:* ``[N, S, C]``,
+            right-padded; ``seqs_layout`` holds the fbank frame counts.
+        :param layer: The 1-based block whose output to return; defaults to
+            ``config.output_layer``. Later blocks are not run.
+        :param layer_norm: Apply the encoder's final LayerNorm to that output;
+            defaults to ``config.output_layer_norm``.
+
+        :returns: The hidden states ``[N, S // stride, model_dim]`` and their
+            layout. Positions past a row's length are padding (undefined values).
+        """
+        if layer is None:
+            layer = self.config.output_layer
+
+        if layer_norm is None:
+            layer_norm = self.config.output_layer_norm
+
+        self._check_layer(layer)
+
+        seqs, seqs_layout = self.run_frontend(seqs, seqs_layout)
+
+        for output in self.iter_layer_outputs(seqs, seqs_layout, num_layers=layer):
+            seqs = output
+
+        if layer_norm:
+            seqs = self.inner_layer_norm(seqs)
+
+        return seqs, seqs_layout
+
+    def run_frontend(
+        self, seqs: Tensor, seqs_layout: BatchLayout
+    ) -> tuple[Tensor, BatchLayout]:
+        """Stack fbank frames, then LayerNorm and project them to ``model_dim``."""
+        if seqs_layout.packed:
+            raise ValueError("The speech encoder does not support packed batches.")
+
+        num_channels = self.config.num_fbank_channels
+        if seqs.dim() != 3 or seqs.size(-1) != num_channels:
+            raise ValueError(
+                f"`seqs` must be log-mel fbanks of shape [batch, frames, {num_channels}], but has shape {tuple(seqs.shape)}."
+            )
+
+        stride = self.config.fbank_stride
+        short = [(i, n) for i, n in enumerate(seqs_layout.seq_lens) if n < stride]
+        if short:
+            rows = ", ".join(f"row {i}: {n} fbank frames" for i, n in short)
+            raise ValueError(
+                f"Input too short for the speech encoder ({rows}); it needs at least {stride} fbank frames ({min_num_samples(stride)} samples at 16 kHz) to produce one frame."
+            )
+
+        return self.encoder_frontend(seqs, seqs_layout)
+
+    def iter_layer_outputs(
+        self, seqs: Tensor, seqs_layout: BatchLayout, *, num_layers: int
+    ) -> Iterator[Tensor]:
+        """Run the first ``num_layers`` blocks on frontend outputs, yielding the
+        raw output of each (no final LayerNorm).
+
+        fairseq2's encoder layer hooks cannot stop the stack early in 0.8.1, so
+        the blocks are driven here directly.
+        """
+        self._check_layer(num_layers)
+
+        attn_bias_cache = AttentionBiasCache()
+
+        for block in islice(self.encoder.layers, num_layers):
+            seqs = block(seqs, seqs_layout, attn_bias_cache)
+
+            yield seqs
+
+    def _check_layer(self, layer: int) -> None:
+        if not 1 <= layer <= self.num_layers:
+            raise ValueError(
+                f"`layer` is 1-based and must be in [1, {self.num_layers}], but is {layer}."
+            )
+
+    if TYPE_CHECKING:
+        __call__ = forward
