@@ -1,0 +1,57 @@
+"""Why a manifest row is unusable: one short code per cause.
+
+The codes are the first column of every report (``validate_manifest``'s TSV,
+a feature store's ``errors.tsv``), so users can count and grep them; the
+accompanying detail says what exactly was wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MALFORMED_ROW: Final = "malformed_row"
+"""The row cannot be parsed: wrong column count, bad JSON, bad number, missing field."""
+
+DUPLICATE_ID: Final = "duplicate_id"
+"""An earlier row has the same id; the first occurrence is kept."""
+
+EMPTY_TRANSCRIPT: Final = "empty_transcript"
+"""The transcript is empty or only whitespace; stage 1 has nothing to learn from it."""
+
+MISSING_FILE: Final = "missing_file"
+"""The audio file does not exist."""
+
+UNREADABLE_FILE: Final = "unreadable_file"
+"""The audio file exists but cannot be read (permissions, I/O error, a directory)."""
+
+EMPTY_AUDIO: Final = "empty_audio"
+"""The audio has zero length (an empty file, or zero samples declared)."""
+
+UNDECODABLE_AUDIO: Final = "undecodable_audio"
+"""The file is not audio libsndfile can decode (corrupt, truncated, unknown format)."""
+
+INVALID_AUDIO: Final = "invalid_audio"
+"""The audio decodes but holds NaN/inf samples or has an unusable shape."""
+
+TOO_SHORT_AUDIO: Final = "too_short_audio"
+"""The audio is too short for the speech encoder to produce one frame."""
+
+LENGTH_MISMATCH: Final = "length_mismatch"
+"""The declared number of samples or duration disagrees with the decoded audio."""
+
+NON_FINITE_FEATURES: Final = "non_finite_features"
+"""The encoder's features hold NaN/inf (in the storage dtype, e.g. fp16 overflow)."""
+
+ALL_REASONS: Final = (
+    MALFORMED_ROW,
+    DUPLICATE_ID,
+    EMPTY_TRANSCRIPT,
+    MISSING_FILE,
+    UNREADABLE_FILE,
+    EMPTY_AUDIO,
+    UNDECODABLE_AUDIO,
+    INVALID_AUDIO,
+    TOO_SHORT_AUDIO,
+    LENGTH_MISMATCH,
+    NON_FINITE_FEATURES,
+)
