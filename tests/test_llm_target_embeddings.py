@@ -45,6 +45,13 @@ def test_llama_embeddings(test_cards: SessionCards) -> None:
     assert torch.equal(target.table, load_token_embeddings(llms.llama_dir))
     assert torch.equal(target.pad_embedding, target.table[target.pad_idx])
 
+    # Like Llama 3 (128000 regular tokens, 128256 rows), the tokenizer's
+    # `vocab_info.size` counts fewer tokens than the table has rows: fine.
+    assert target.tokenizer.vocab_info.size < target.num_embeddings
+
+    half = target.to(dtype=torch.float16)
+    assert half.table.dtype == torch.float16 and half.pad_idx == target.pad_idx
+
     ids = target.encode(TRANSCRIPT)
     assert ids.dtype == torch.int64
     assert ids.tolist() == reference.encode(TRANSCRIPT, add_special_tokens=False)

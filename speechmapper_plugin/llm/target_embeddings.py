@@ -120,6 +120,20 @@ class TargetLLMEmbeddings:
         """The embeddings of ``ids`` (any shape) from the table: ``[*, D]``."""
         return self.table[ids.to(self.table.device)]
 
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> TargetLLMEmbeddings:
+        """The same embeddings with the table on ``device`` / in ``dtype``."""
+        return TargetLLMEmbeddings(
+            card_name=self.card_name,
+            tokenizer=self.tokenizer,
+            table=self.table.to(device=device, dtype=dtype),
+            pad_idx=self.pad_idx,
+            pad_token=self.pad_token,
+            bos_idx=self.bos_idx,
+            eos_idx=self.eos_idx,
+        )
+
     def __repr__(self) -> str:
         return f"TargetLLMEmbeddings(card_name={self.card_name!r}, table={list(self.table.shape)} {self.table.dtype}, pad_token={self.pad_token!r}, pad_idx={self.pad_idx})"
 
