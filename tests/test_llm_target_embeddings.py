@@ -43,6 +43,7 @@ def test_llama_embeddings(test_cards: SessionCards) -> None:
         "<|finetune_right_pad_id|>"
     )
     assert torch.equal(target.table, load_token_embeddings(llms.llama_dir))
+    assert target.embeddings is target.table
     assert torch.equal(target.pad_embedding, target.table[target.pad_idx])
 
     # Like Llama 3 (128000 regular tokens, 128256 rows), the tokenizer's

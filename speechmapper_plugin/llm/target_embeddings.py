@@ -85,6 +85,11 @@ class TargetLLMEmbeddings:
         self._decoder = create_text_decoder(tokenizer)
 
     @property
+    def embeddings(self) -> Tensor:
+        """The embedding table ``[V, D]`` (the same tensor as :attr:`table`)."""
+        return self.table
+
+    @property
     def num_embeddings(self) -> int:
         return self.table.size(0)
 
