@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from fairseq2.composition import register_model_family, register_package_assets
+from fairseq2.composition import (
+    register_dataset_family,
+    register_model_family,
+    register_package_assets,
+)
 from fairseq2.runtime.dependency import DependencyContainer
 
+from speechmapper_plugin.data.audio_dataset import (
+    AUDIO_MANIFEST_DATASET,
+    AudioManifestDataset,
+    AudioManifestDatasetConfig,
+    open_audio_manifest_dataset,
+)
+from speechmapper_plugin.datasets.speech_features import (
+    SPEECH_FEATURES_DATASET,
+    SpeechFeaturesDataset,
+    SpeechFeaturesDatasetConfig,
+    open_speech_features_dataset,
+)
 from speechmapper_plugin.llm.archs import register_target_llm_configs
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     register_sm4t_speech_encoder_family,
@@ -24,6 +40,10 @@ ASSETS_PACKAGE = "speechmapper_plugin.assets"
 def setup_fairseq2_extension(container: DependencyContainer) -> None:
     """The ``fairseq2.extension`` entry point (see ``pyproject.toml``)."""
     _register_models(container)
+
+    _register_audio_datasets(container)
+
+    _register_training_datasets(container)
 
     register_package_assets(container, ASSETS_PACKAGE)
 
@@ -45,3 +65,23 @@ def _register_models(container: DependencyContainer) -> None:
 
     # Target LLMs use fairseq2's own families; we add the archs it lacks (EuroLLM).
     register_target_llm_configs(container)
+
+
+def _register_audio_datasets(container: DependencyContainer) -> None:
+    register_dataset_family(
+        container,
+        AUDIO_MANIFEST_DATASET,
+        AudioManifestDataset,
+        AudioManifestDatasetConfig,
+        opener=open_audio_manifest_dataset,
+    )
+
+
+def _register_training_datasets(container: DependencyContainer) -> None:
+    register_dataset_family(
+        container,
+        SPEECH_FEATURES_DATASET,
+        SpeechFeaturesDataset,
+        SpeechFeaturesDatasetConfig,
+        opener=open_speech_features_dataset,
+    )

@@ -1,0 +1,1 @@
+"""Feature extraction: an audio manifest -> a sharded, resumable feature store."""

@@ -1,0 +1,153 @@
+"""Configuration of the feature-extraction recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fairseq2.recipe.config import (
+    CommonSection,
+    DatasetSection,
+    GangSection,
+    ReferenceModelSection,
+)
+from fairseq2.utils.validation import ValidationResult
+
+from speechmapper_plugin.data.audio_dataset import AUDIO_MANIFEST_DATASET
+from speechmapper_plugin.data.feature_store import STORAGE_DTYPES
+
+DEFAULT_ENCODER_CARD = "seamless_m4t_v2_large_speech_encoder"
+
+
+@dataclass(kw_only=True)
+class ExtractFeaturesDatasetSection(DatasetSection):
+    """The manifest to extract (``config_overrides.manifests``) and how to read it."""
+
+    split: str = "train"
+    """The split (key of ``config_overrides.manifests``) to extract."""
+
+    max_num_samples: int = 16_000 * 240
+    """Batch budget in 16 kHz samples (240 s of audio): a batch closes once its
+    audio reaches it. Lower it if the encoder runs out of memory."""
+
+    max_batch_size: int = 128
+    """At most this many utterances per batch."""
+
+    num_parallel_decodes: int = 4
+    """Audio files decoded and resampled concurrently."""
+
+    prefetch: int = 2
+    """Batches prepared while the encoder runs."""
+
+    sort_by_length: bool = True
+    """Within a shard, batch the longest utterances first (when the manifest
+    declares lengths): less padding, and memory peaks at the start."""
+
+    def validate(self) -> ValidationResult:
+        result = super().validate()
+        for name in (
+            "max_num_samples",
+            "max_batch_size",
+            "num_parallel_decodes",
+            "prefetch",
+        ):
+            value = getattr(self, name)
+            if value < 1:
+                result.add_error(f"`dataset.{name}` must be positive, but is {value}.")
+        return result
+
+
+@dataclass(kw_only=True)
+class FeaturesSection:
+    """Which features to take from the speech encoder."""
+
+    layer: int = 24
+    """1-based encoder layer (SpeechMapper: 24, the last)."""
+
+    layer_norm: bool = True
+    """Apply the encoder's final LayerNorm to that layer (Hugging Face's
+    ``hidden_states[24]``); ``false`` stores the raw block output."""
+
+    frame_averaging: int = 2
+    """Average this many consecutive encoder frames (2: 50 Hz -> 25 Hz, as
+    SpeechMapper's projector expects)."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        if self.layer < 1:
+            result.add_error(
+                f"`features.layer` is 1-based and must be positive, but is {self.layer}."
+            )
+        if self.frame_averaging < 1:
+            result.add_error(
+                f"`features.frame_averaging` must be positive, but is {self.frame_averaging}."
+            )
+        return result
+
+
+@dataclass(kw_only=True)
+class StoreSection:
+    """Where and how the features are stored."""
+
+    path: Path | None = None
+    """The store directory; default: ``OUT_DIR/features``. Rerunning with the
+    same directory resumes: finished shards are skipped."""
+
+    dtype: str = "float16"
+    """Storage dtype: ``float16`` (more precise; values beyond ±65504 overflow
+    and such rows are skipped), ``bfloat16`` (never overflows) or ``float32``."""
+
+    rows_per_shard: int = 1000
+    """Manifest rows per shard file: the unit of resumption and of work per
+    rank. A shard is held in memory until written (~0.5 GB for 1000 ten-second
+    utterances at full size in fp16)."""
+
+    verify_finished_shards: bool = False
+    """On resume, re-hash finished shards instead of checking their size only."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        if self.dtype not in STORAGE_DTYPES:
+            result.add_error(
+                f"`store.dtype` must be one of {', '.join(STORAGE_DTYPES)}, but is '{self.dtype}'."
+            )
+        if self.rows_per_shard < 1:
+            result.add_error(
+                f"`store.rows_per_shard` must be positive, but is {self.rows_per_shard}."
+            )
+        return result
+
+
+@dataclass(kw_only=True)
+class ExtractFeaturesConfig:
+    model: ReferenceModelSection = field(
+        default_factory=lambda: ReferenceModelSection(name=DEFAULT_ENCODER_CARD)
+    )
+    """The speech encoder (an ``sm4t_speech_encoder`` card); ``dtype`` is its
+    compute dtype (float32 reproduces the reference implementation)."""
+
+    dataset: ExtractFeaturesDatasetSection = field(
+        default_factory=lambda: ExtractFeaturesDatasetSection(
+            family=AUDIO_MANIFEST_DATASET
+        )
+    )
+
+    features: FeaturesSection = field(default_factory=FeaturesSection)
+
+    store: StoreSection = field(default_factory=StoreSection)
+
+    gang: GangSection = field(default_factory=GangSection)
+
+    common: CommonSection = field(
+        default_factory=lambda: CommonSection(no_sweep_dir=True)
+    )
+    """``no_sweep_dir`` is on so that a rerun (with any world size) finds the
+    same output directory and resumes."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        if self.gang.tensor_parallel_size != 1:
+            result.add_error(
+                "`gang.tensor_parallel_size` must be 1: every rank runs a full encoder on its own shards."
+            )
+        return result

@@ -1,0 +1,122 @@
+"""The feature-extraction recipe: a fairseq2 ``Recipe`` running a custom ``Task``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from fairseq2.recipe.base import Recipe, RecipeContext
+from fairseq2.task import Task, TaskStopException
+from fairseq2.utils.structured import ValueConverter
+from typing_extensions import override
+
+from recipes.extract_features.config import ExtractFeaturesConfig
+from speechmapper_plugin.data.audio_dataset import AudioManifestDataset
+from speechmapper_plugin.data.extraction import (
+    ExtractionStopped,
+    FeatureExtraction,
+    build_store_metadata,
+)
+from speechmapper_plugin.data.waveform_reader import WaveformReadOptions
+from speechmapper_plugin.models.sm4t_speech_encoder import (
+    SM4TSpeechEncoder,
+    SpeechFeatureExtractor,
+)
+
+
+class ExtractFeaturesRecipe(Recipe):
+    @override
+    def create_task(self, context: RecipeContext) -> Task:
+        config = context.get_config_as(ExtractFeaturesConfig)
+
+        model = context.get_model_as(SM4TSpeechEncoder)
+
+        extractor = SpeechFeatureExtractor(
+            model,
+            layer=config.features.layer,
+            layer_norm=config.features.layer_norm,
+            frame_averaging=config.features.frame_averaging,
+            dtype=config.model.dtype,
+            device=context.device,
+        )
+
+        dataset = context.get_dataset_as(AudioManifestDataset)
+
+        split = dataset.read_split(config.dataset.split)
+
+        store = config.store.path or context.output_dir / "features"
+        store = store.expanduser().resolve()
+
+        value_converter = context.resolver.resolve(ValueConverter)  # type: ignore[type-abstract]
+
+        metadata = build_store_metadata(
+            split,
+            extractor,
+            encoder=config.model.name or str(config.model.path),
+            dtype=config.store.dtype,
+            rows_per_shard=config.store.rows_per_shard,
+            created_by=_command_line(),
+            config=_as_dict(value_converter.unstructure(config)),
+        )
+
+        extraction = FeatureExtraction(
+            store=store,
+            rows=split.rows,
+            manifest_bad_rows=split.bad_rows,
+            metadata=metadata,
+            extractor=extractor,
+            min_num_samples=extractor.min_num_samples,
+            gangs=context.gangs,
+            read_options=WaveformReadOptions(
+                max_num_samples=config.dataset.max_num_samples,
+                max_batch_size=config.dataset.max_batch_size,
+                num_parallel_decodes=config.dataset.num_parallel_decodes,
+                prefetch=config.dataset.prefetch,
+            ),
+            sort_by_length=config.dataset.sort_by_length,
+            verify_finished_shards=config.store.verify_finished_shards,
+            progress_reporter=context.progress_reporter,
+        )
+
+        return ExtractFeaturesTask(extraction)
+
+    @property
+    @override
+    def config_kls(self) -> type[object]:
+        return ExtractFeaturesConfig
+
+
+def _command_line() -> str:
+    args = sys.argv[1:]
+    return " ".join(["python -m recipes.extract_features", *args])
+
+
+def _as_dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {"config": value}
+
+
+class ExtractFeaturesTask(Task):
+    """Runs one :class:`FeatureExtraction`; SIGUSR1 stops it between batches."""
+
+    def __init__(self, extraction: FeatureExtraction) -> None:
+        self._extraction = extraction
+
+    @override
+    def run(self) -> None:
+        try:
+            self._extraction.run()
+        except ExtractionStopped:
+            raise TaskStopException() from None
+
+    @override
+    def request_stop(self) -> None:
+        self._extraction.request_stop()
+
+    @property
+    @override
+    def step_nr(self) -> int:
+        return self._extraction.num_batches
+
+    @override
+    def close(self) -> None:
+        pass
