@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import csv
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from fairseq2.models import load_model
 from speechmapper_plugin.audio import load_audio
 from speechmapper_plugin.data.audio_dataset import AudioManifestDataset
 from speechmapper_plugin.data.extraction import (
+    ExtractionStopped,
     FeatureExtraction,
     RankReport,
     build_store_metadata,
@@ -97,7 +99,7 @@ def good_rows(speech_dir: Path) -> list[dict[str, object]]:
     ]
 
 
-def extract(
+def make_extraction(
     store: Path,
     manifest: Path,
     model: SM4TSpeechEncoder,
@@ -105,7 +107,7 @@ def extract(
     dtype: str = "float16",
     rows_per_shard: int = 2,
     layer: int = 4,
-) -> tuple[RankReport, StoreSummary | None]:
+) -> FeatureExtraction:
     split = AudioManifestDataset({"train": manifest}).read_split("train")
     extractor = SpeechFeatureExtractor(model, layer=layer, frame_averaging=2)
     metadata = build_store_metadata(
@@ -115,7 +117,7 @@ def extract(
         dtype=dtype,
         rows_per_shard=rows_per_shard,
     )
-    extraction = FeatureExtraction(
+    return FeatureExtraction(
         store=store,
         rows=split.rows,
         manifest_bad_rows=split.bad_rows,
@@ -125,7 +127,12 @@ def extract(
         gangs=create_fake_gangs(torch.device("cpu")),
         read_options=WaveformReadOptions(max_num_samples=16_000 * 4, max_batch_size=3),
     )
-    return extraction.run()
+
+
+def extract(
+    store: Path, manifest: Path, model: SM4TSpeechEncoder, **kwargs: Any
+) -> tuple[RankReport, StoreSummary | None]:
+    return make_extraction(store, manifest, model, **kwargs).run()
 
 
 def errors_by_id(store: Path) -> dict[str, str]:
@@ -347,3 +354,20 @@ def test_wholly_unusable_input_is_a_clear_error(
         extract(tmp_path / "s3", headerless, encoder)
     # Nothing is created for a manifest that cannot be used at all.
     assert not (tmp_path / "s2").exists() and not (tmp_path / "s3").exists()
+
+
+def test_stop_request_keeps_finished_shards_only(
+    tmp_path: Path, speech_dir: Path, encoder: SM4TSpeechEncoder
+) -> None:
+    """SIGUSR1 (fairseq2's stop signal) stops between batches; a rerun resumes."""
+    manifest = write_manifest(tmp_path / "train.tsv", good_rows(speech_dir))
+    store = tmp_path / "store"
+    extraction = make_extraction(store, manifest, encoder)
+    extraction.request_stop()
+
+    with pytest.raises(ExtractionStopped):
+        extraction.run()
+
+    assert not list((store / "shards").glob("*.json"))
+    report, _ = extract(store, manifest, encoder)
+    assert report.extracted == [0, 1, 2] and len(FeatureStore(store)) == 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,20 @@ def test_rebuild_index_command(
     shard_record_file(store, 1).unlink()
     assert rebuild_index_main([str(store)]) == 1
     assert "not finished (shards 1)" in capsys.readouterr().err
+
+
+def test_concurrent_reads_match_sequential_reads(tmp_path: Path) -> None:
+    """Data-pipeline workers read from one store object in parallel threads."""
+    store = tmp_path / "store"
+    write_store(store, num_rows=12, rows_per_shard=2)
+    merge_index(store)
+    fs = FeatureStore(store, max_open_shards=2)  # forces closing and reopening
+    expected = {e.id: fs.read(e) for e in fs.entries}
+
+    def read_all(_: int) -> bool:
+        return all(
+            torch.equal(fs.read(e), expected[e.id]) for e in reversed(fs.entries)
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        assert all(pool.map(read_all, range(16)))

@@ -1,7 +1,8 @@
 """Extracting speech-encoder features of a manifest into a feature store.
 
 Each process (rank ``r`` of ``W``) extracts the shards ``k ≡ r (mod W)`` that
-are not finished yet, writing each atomically; rank 0 then merges the index.
+are not finished yet, writing each atomically; the rank that finishes last
+merges the index.
 A rerun — after a kill, a crash, or with another world size — skips every
 finished shard, because the shards are fixed slices of the manifest.
 """
@@ -37,6 +38,7 @@ from speechmapper_plugin.data.feature_store import (
     shards_of_rank,
 )
 from speechmapper_plugin.data.feature_store.atomic import sha256_file
+from speechmapper_plugin.data.feature_store.layout import shard_record_file
 from speechmapper_plugin.data.feature_store.writer import check_same_identity
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
 from speechmapper_plugin.data.reasons import NON_FINITE_FEATURES
@@ -123,7 +125,7 @@ class RankReport:
 
 
 class FeatureExtraction:
-    """Extracts this rank's unfinished shards, then merges the index on rank 0.
+    """Extracts this rank's unfinished shards; the last rank to finish merges the index.
 
     :param rows: The manifest rows to store (unique ids), in manifest order;
         shard ``k`` is ``rows[k * rows_per_shard : (k + 1) * rows_per_shard]``.
@@ -177,7 +179,8 @@ class FeatureExtraction:
         self._stop_requested = True
 
     def run(self) -> tuple[RankReport, StoreSummary | None]:
-        """:returns: This rank's report, and the store summary on rank 0."""
+        """:returns: This rank's report, and the store summary if this rank
+        merged the index (the last rank to finish does)."""
         gang = self._gangs.root
         start = time.monotonic()
 
@@ -224,28 +227,41 @@ class FeatureExtraction:
             format_duration(report.elapsed_seconds),
         )
 
-        gang.barrier()
-
-        summary = None
-        if gang.rank == 0:
-            summary = merge_index(self._store)
+        # No end-of-run barrier: ranks with less work would wait for the slowest
+        # one and could hit the gang timeout on a large, uneven run. Instead,
+        # every rank checks after writing its last record, so the rank that
+        # finishes last sees every record and merges the index.
+        unfinished = [
+            p.index
+            for p in plans
+            if not shard_record_file(self._store, p.index).exists()
+        ]
+        if unfinished:
             log.info(
-                "Feature store {} complete: {} utterances, {} skipped ({}), {:.3f} h of audio, {:.1f} MiB ({:.0f} MiB per hour of audio).",
+                "Rank {}: done; {} shards are still being extracted by other ranks (e.g. {}). The last rank to finish merges the index (or run `python -m speechmapper_plugin.data.feature_store.rebuild_index {}`).",
+                gang.rank,
+                len(unfinished),
+                unfinished[0],
                 self._store,
-                summary.num_entries,
-                summary.num_skipped,
-                ", ".join(
-                    f"{r}: {n}" for r, n in sorted(summary.skipped_by_reason.items())
-                )
-                or "none",
-                summary.audio_seconds / 3600,
-                (summary.feature_bytes + summary.index_bytes) / 2**20,
-                summary.bytes_per_audio_hour / 2**20,
             )
+            return report, None
 
-        gang.barrier()
+        summary = merge_index(self._store)
 
-        if summary is not None and summary.num_entries == 0:
+        log.info(
+            "Rank {}: feature store {} complete: {} utterances, {} skipped ({}), {} of audio, {:.1f} MiB ({:.0f} MiB per hour of audio).",
+            gang.rank,
+            self._store,
+            summary.num_entries,
+            summary.num_skipped,
+            ", ".join(f"{r}: {n}" for r, n in sorted(summary.skipped_by_reason.items()))
+            or "none",
+            format_duration(summary.audio_seconds),
+            (summary.feature_bytes + summary.index_bytes) / 2**20,
+            summary.bytes_per_audio_hour / 2**20,
+        )
+
+        if summary.num_entries == 0:
             reasons = ", ".join(
                 f"{r}: {n}" for r, n in sorted(summary.skipped_by_reason.items())
             )
