@@ -119,3 +119,16 @@ def test_layer_is_validated(encoder: SM4TSpeechEncoder) -> None:
         SpeechFeatureExtractor(encoder, layer=0)
     with pytest.raises(ValueError, match=r"1-based and must be in \[1, 4\]"):
         SpeechFeatureExtractor(encoder, layer=5)
+
+
+def test_features_can_feed_a_trained_module(
+    encoder: SM4TSpeechEncoder, waveforms: list[torch.Tensor]
+) -> None:
+    """Features carry no graph but, unlike inference tensors, work under autograd."""
+    features, _ = SpeechFeatureExtractor(encoder)(waveforms[:1])
+    assert not features.requires_grad
+
+    projector = torch.nn.Linear(64, 8)
+    projector(features).square().mean().backward()
+
+    assert projector.weight.grad is not None

@@ -20,7 +20,7 @@ from speechmapper_plugin.audio.channels import to_mono
 from speechmapper_plugin.audio.errors import AudioDecodeError
 from speechmapper_plugin.audio.resample import TARGET_SAMPLE_RATE, resample
 
-AudioSource: TypeAlias = "str | os.PathLike[str] | bytes | bytearray | memoryview"
+AudioSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview
 """A path to an audio file, or the encoded file's bytes."""
 
 

@@ -17,6 +17,9 @@ from speechmapper_plugin.models.sm4t_speech_encoder.config import (
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     register_sm4t_speech_encoder_configs as register_sm4t_speech_encoder_configs,
 )
+from speechmapper_plugin.models.sm4t_speech_encoder.download import (
+    SpeechEncoderDownloadManager as SpeechEncoderDownloadManager,
+)
 from speechmapper_plugin.models.sm4t_speech_encoder.extractor import (
     SpeechFeatureExtractor as SpeechFeatureExtractor,
 )

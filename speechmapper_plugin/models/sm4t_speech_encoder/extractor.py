@@ -106,7 +106,9 @@ class SpeechFeatureExtractor:
 
         return batch, BatchLayout.of(batch, [f.size(0) for f in fbanks])
 
-    @torch.inference_mode()
+    # `no_grad`, not `inference_mode`: the features may feed a trained
+    # projector, and inference tensors cannot be saved for its backward pass.
+    @torch.no_grad()
     def __call__(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """
         :param waveforms: Mono float waveforms at 16 kHz in [-1, 1], any

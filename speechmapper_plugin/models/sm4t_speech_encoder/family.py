@@ -1,16 +1,23 @@
 """Registers the ``sm4t_speech_encoder`` model family with the fairseq2 runtime.
 
-This is fairseq2's ``register_model_family`` with one change: the family gets
-a :class:`SpeechEncoderCheckpointLoader` instead of the global checkpoint
-loader, so ``load_model`` reads only speech-encoder tensors from the
-multi-gigabyte SeamlessM4T checkpoints. ``register_model_family`` offers no
-way to pass a loader, and the global loader cannot be replaced (it is a
-singleton) nor preceded (loaders are tried in registration order), so the
-family is wired here with the same ``StandardModelFamily``.
+This is fairseq2's ``register_model_family`` with two family-scoped changes,
+so that ``load_model`` touches only the speech encoder of the multi-gigabyte
+SeamlessM4T checkpoints:
+
+- a :class:`SpeechEncoderCheckpointLoader` instead of the global checkpoint
+  loader (reads only speech-encoder tensors);
+- a :class:`SpeechEncoderDownloadManager` around the global download manager
+  (fetches only the safetensors shards that hold the speech encoder).
+
+``register_model_family`` offers no way to pass either, and the global
+objects cannot be replaced (singletons) nor preceded (loaders are tried in
+registration order), so the family is wired here with the same
+``StandardModelFamily``.
 """
 
 from __future__ import annotations
 
+from fairseq2.assets import AssetDownloadManager
 from fairseq2.model_checkpoint import ModelCheckpointLoader
 from fairseq2.models import ModelFamily, StandardModelFamily
 from fairseq2.runtime.dependency import (
@@ -27,6 +34,9 @@ from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     SM4T_SPEECH_ENCODER_FAMILY,
     SM4TSpeechEncoderConfig,
     register_sm4t_speech_encoder_configs,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.download import (
+    SpeechEncoderDownloadManager,
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.factory import (
     create_sm4t_speech_encoder_model,
@@ -47,6 +57,10 @@ def register_sm4t_speech_encoder_family(container: DependencyContainer) -> None:
             default_loader=resolver.resolve(ModelCheckpointLoader),  # type: ignore[type-abstract]
         )
 
+        download_manager = SpeechEncoderDownloadManager(
+            resolver.resolve(AssetDownloadManager)  # type: ignore[type-abstract]
+        )
+
         return wire_object(
             resolver,
             StandardModelFamily,
@@ -55,6 +69,7 @@ def register_sm4t_speech_encoder_family(container: DependencyContainer) -> None:
             configs=DependencyLookup(resolver, SM4TSpeechEncoderConfig),
             factory=create_sm4t_speech_encoder_model,
             checkpoint_loader=checkpoint_loader,
+            asset_download_manager=download_manager,
             supports_meta=True,
             restrict=True,
             state_dict_converter=convert_sm4t_speech_encoder_state_dict,

@@ -63,7 +63,7 @@ class SM4TSpeechEncoder(Module):
     ) -> tuple[Tensor, BatchLayout]:
         """
         :param seqs: Log-mel fbanks, standardised per utterance and bin (see
-            ``speechmapper_plugin.audio.compute_fbank``). *Shape:* ``[N, S, C]``,
+            ``speechmapper_plugin.audio.FbankExtractor``). *Shape:* ``[N, S, C]``,
             right-padded; ``seqs_layout`` holds the fbank frame counts.
         :param layer: The 1-based block whose output to return; defaults to
             ``config.output_layer``. Later blocks are not run.

@@ -93,21 +93,20 @@ class GatheredShawRelativePositionSDPA(SDPA):
         k = k.transpose(-2, -3)
         v = v.transpose(-2, -3)
 
-        scale = q.size(-1) ** -0.5
-
         # (N, H, S, K) @ (K, P) -> (N, H, S, P): each query against the P
-        # distinct relative keys.
-        rel_logits = torch.matmul(q, self.rel_k_embed.weight.transpose(0, 1))
+        # distinct relative keys, scaled here rather than after the gather so
+        # the scaling touches P, not S_kv, columns.
+        rel_logits = torch.matmul(q * q.size(-1) ** -0.5, self.rel_k_embed.weight.t())
 
         # (S, S_kv) -> (N, H, S, S_kv), a view.
         rel_indices = self._relative_indices(q.size(-2), k.size(-2), q.device)
         rel_indices = rel_indices.expand(*rel_logits.shape[:-1], -1)
 
-        # (N, H, S, S_kv)
-        rel_bias = torch.gather(rel_logits, -1, rel_indices) * scale
+        # (N, H, S, S_kv), a fresh tensor, so the padding mask is added in place.
+        rel_bias = torch.gather(rel_logits, -1, rel_indices)
 
         if bias is not None:
-            rel_bias = rel_bias + bias
+            rel_bias.add_(bias)
 
         if needs_weights:
             attns, weights = naive_scaled_dot_product_attention(
