@@ -39,7 +39,7 @@ print(json.dumps({
 """
 
 
-def run_python(script: str, **env: str) -> str:
+def run_python(script: str, cwd: Path | None = None, **env: str) -> str:
     full_env = {**os.environ, "FAIRSEQ2_EXTENSION_TRACE": "1", **env}
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -47,6 +47,7 @@ def run_python(script: str, **env: str) -> str:
         text=True,
         env=full_env,
         timeout=300,
+        cwd=cwd,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip().splitlines()[-1]
@@ -173,7 +174,8 @@ def test_wheel_ships_cards_and_entry_point(repo_root: Path, tmp_path: Path) -> N
         "files = StandardPackageFileLister().list('speechmapper_plugin.assets', 'test')\n"
         "print(json.dumps({'module': speechmapper_plugin.__file__, 'files': sorted(str(f) for f in files)}))\n"
     )
-    info = json.loads(run_python(script, PYTHONPATH=str(target)))
+    # Run outside the checkout, so that only the wheel's copy is importable first.
+    info = json.loads(run_python(script, cwd=tmp_path, PYTHONPATH=str(target)))
     assert info["module"].startswith(str(target))
     found = {Path(f).name for f in info["files"] if f.endswith(".yaml")}
     assert found == {Path(n).name for n in shipped}

@@ -188,10 +188,14 @@ def synthesize_corpus(
     manifest_name: str = "train.tsv",
     lang: str = "en",
     sample_rate: int = SAMPLE_RATE,
+    speed: int = 160,
 ) -> Path:
     """Speak every sentence (rotating voices) into ``directory/audio/`` and
     write a manifest (``id, audio, num_samples, text, lang``; paths relative
     to ``directory``). Needs espeak-ng and sox (``make setup`` installs them).
+
+    :param speed: words per minute; slower speech gives the projector more
+        output positions per token.
 
     :returns: The manifest path.
     """
@@ -200,7 +204,11 @@ def synthesize_corpus(
         rel = Path("audio") / f"utt{i:05d}.wav"
         target = directory / rel
         synthesize_speech(
-            target, sentence, voice=VOICES[i % len(VOICES)], sample_rate=sample_rate
+            target,
+            sentence,
+            voice=VOICES[i % len(VOICES)],
+            speed=speed,
+            sample_rate=sample_rate,
         )
         rows.append(
             {

@@ -1,0 +1,1 @@
+"""Stage 1: LLM-free pretraining of the SpeechMapper projector."""

@@ -1,0 +1,154 @@
+"""Configuration of the stage-1 recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fairseq2.recipe.config import (
+    ADAMW_OPTIMIZER,
+    COSINE_ANNEALING_LR,
+    AdamWConfig,
+    CommonSection,
+    CosineAnnealingLRConfig,
+    DatasetSection,
+    GangSection,
+    LRSchedulerSection,
+    ModelSection,
+    OptimizerSection,
+    RegimeSection,
+    TrainerSection,
+)
+from fairseq2.utils.validation import ValidationResult
+
+from speechmapper_plugin.datasets.speech_features import SPEECH_FEATURES_DATASET
+from speechmapper_plugin.losses import check_alpha
+from speechmapper_plugin.models.speechmapper import SPEECHMAPPER_FAMILY
+
+
+@dataclass(kw_only=True)
+class TargetLLMSection:
+    """The LLM whose token-embedding space the projector learns to speak.
+
+    Only its tokenizer and its embedding table are loaded; the decoder is never
+    built.
+    """
+
+    name: str = "speechmapper_llama3_1_8b_instruct"
+    """The asset card of the target LLM."""
+
+    pad_token: str | None = None
+    """The token whose embedding pads the targets; default: the card's
+    ``speechmapper_pad_token``, else the tokenizer's pad token."""
+
+    add_bos: bool = False
+    """Prepend the BOS token to transcripts."""
+
+    add_eos: bool = False
+    """Append the EOS token to transcripts."""
+
+
+@dataclass(kw_only=True)
+class Stage1DatasetSection(DatasetSection):
+    train_split: str = "train"
+
+    valid_splits: list[str] = field(default_factory=list)
+    """Each validation split is reported on its own."""
+
+    max_num_frames: int = 20_000
+    """Frames (25 Hz, after 2:1 averaging) per batch and rank, padding included."""
+
+    max_num_valid_frames: int | None = None
+    """Frame budget of validation batches (default: ``max_num_frames``)."""
+
+    batch_size: int | None = None
+    """If set, fixed-size batches instead of frame-budget batches."""
+
+    example_shuffle_window: int = 10_000
+
+    batch_shuffle_window: int = 100
+
+    prefetch: int = 4
+
+    num_parallel_calls: int = 4
+
+    untrainable_policy: Literal["skip", "error"] = "skip"
+    """What to do with transcripts longer than the projector output."""
+
+    def validate(self) -> ValidationResult:
+        result = super().validate()
+        if self.max_num_frames < 1:
+            result.add_error(
+                f"`max_num_frames` must be positive, but is {self.max_num_frames}."
+            )
+        if self.batch_size is not None and self.batch_size < 1:
+            result.add_error(
+                f"`batch_size` must be positive, but is {self.batch_size}."
+            )
+        return result
+
+
+@dataclass(kw_only=True)
+class Stage1LossSection:
+    alpha: float = 9.0
+    """Word-to-pad ratio of ``L1 = (α·MSE_word + (10−α)·MSE_pad)/10``; the
+    paper sweeps {5, 7, 9}."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        try:
+            check_alpha(self.alpha)
+        except ValueError as ex:
+            result.add_error(str(ex))
+        return result
+
+
+@dataclass(kw_only=True)
+class Stage1Config:
+    model: ModelSection = field(
+        default_factory=lambda: ModelSection(family=SPEECHMAPPER_FAMILY, arch="paper")
+    )
+
+    target_llm: TargetLLMSection = field(default_factory=TargetLLMSection)
+
+    dataset: Stage1DatasetSection = field(
+        default_factory=lambda: Stage1DatasetSection(family=SPEECH_FEATURES_DATASET)
+    )
+
+    loss: Stage1LossSection = field(default_factory=Stage1LossSection)
+
+    gang: GangSection = field(default_factory=GangSection)
+
+    trainer: TrainerSection = field(
+        default_factory=lambda: TrainerSection(
+            data_parallelism="ddp", max_grad_norm=1.0
+        )
+    )
+
+    optimizer: OptimizerSection = field(
+        default_factory=lambda: OptimizerSection(
+            name=ADAMW_OPTIMIZER,
+            config=AdamWConfig(lr=1e-4, betas=(0.9, 0.98), weight_decay=0.01),
+        )
+    )
+
+    lr_scheduler: LRSchedulerSection | None = field(
+        default_factory=lambda: LRSchedulerSection(
+            name=COSINE_ANNEALING_LR,
+            config=CosineAnnealingLRConfig(
+                num_warmup_steps=10_000, final_lr_scale=0.01
+            ),
+        )
+    )
+
+    regime: RegimeSection = field(
+        default_factory=lambda: RegimeSection(
+            num_steps=2_000_000,
+            validate_every_n_steps=10_000,
+            checkpoint_every_n_steps=10_000,
+            keep_last_n_checkpoints=2,
+            publish_metrics_every_n_steps=100,
+        )
+    )
+
+    common: CommonSection = field(default_factory=CommonSection)

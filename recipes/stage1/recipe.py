@@ -1,0 +1,204 @@
+"""Stage 1 as a fairseq2 recipe: the projector learns the LLM's embedding space
+from cached SFM features, without the LLM ever running."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fairseq2.checkpoint import ModelMetadataDumper
+from fairseq2.datasets import SyncMode
+from fairseq2.logging import log
+from fairseq2.recipe.base import Recipe, RecipeContext
+from fairseq2.recipe.error import RecipeError
+from fairseq2.task import Task
+
+from recipes.stage1.config import Stage1Config
+from recipes.stage1.units import EmbeddingTargets, Stage1TrainUnit, Stage1ValidUnit
+from speechmapper_plugin.datasets.speech_features import (
+    PreparedSplit,
+    SpeechFeaturesDataset,
+    SpeechFeaturesReadOptions,
+)
+from speechmapper_plugin.llm import TargetLLMEmbeddings, load_target_llm_embeddings
+from speechmapper_plugin.models.speechmapper import (
+    SPEECHMAPPER_FAMILY,
+    SpeechMapperProjector,
+    check_llm_embedding_dim,
+)
+
+
+class Stage1Recipe(Recipe):
+    def create_task(self, context: RecipeContext) -> Task:
+        config = context.get_config_as(Stage1Config)
+
+        projector = context.get_model_as(SpeechMapperProjector)
+
+        target_llm = self._load_target_llm(config)
+
+        try:
+            check_llm_embedding_dim(
+                projector.config, target_llm.embed_dim, target_llm.card_name
+            )
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
+
+        self._record_target_llm(context, projector, target_llm.card_name)
+
+        targets = EmbeddingTargets(
+            table=target_llm.embeddings.to(context.device), pad_idx=target_llm.pad_idx
+        )
+
+        dataset = context.get_dataset_as(SpeechFeaturesDataset)
+
+        dp_model = context.get_data_parallel_model()
+
+        ds = config.dataset
+
+        train_split = self._prepare(
+            context, config, dataset, ds.train_split, target_llm, projector
+        )
+
+        train_reader = dataset.create_reader(
+            ds.train_split,
+            train_split,
+            context.gangs,
+            SpeechFeaturesReadOptions(
+                max_num_frames=ds.max_num_frames,
+                batch_size=ds.batch_size,
+                example_shuffle_window=ds.example_shuffle_window,
+                batch_shuffle_window=ds.batch_shuffle_window,
+                num_accumulate=config.trainer.grad_accumulation.num_batches,
+                prefetch=ds.prefetch,
+                num_parallel_calls=ds.num_parallel_calls,
+                seed=config.common.seed,
+            ),
+        )
+
+        unit = Stage1TrainUnit(dp_model, targets, config.loss.alpha)
+
+        valid_units = []
+        valid_readers = []
+
+        for split in ds.valid_splits:
+            prepared = self._prepare(
+                context, config, dataset, split, target_llm, projector
+            )
+
+            valid_readers.append(
+                dataset.create_reader(
+                    split,
+                    prepared,
+                    context.gangs,
+                    SpeechFeaturesReadOptions(
+                        max_num_frames=ds.max_num_valid_frames or ds.max_num_frames,
+                        batch_size=ds.batch_size,
+                        example_shuffle_window=1,
+                        batch_shuffle_window=1,
+                        prefetch=ds.prefetch,
+                        num_parallel_calls=ds.num_parallel_calls,
+                        sync_mode=SyncMode.UNTIL_LAST,
+                        seed=config.common.seed,
+                    ),
+                )
+            )
+            valid_units.append(
+                Stage1ValidUnit(
+                    dp_model, targets, config.loss.alpha, target_llm.decode, split
+                )
+            )
+
+        return context.create_trainer(unit, train_reader, valid_units, valid_readers)
+
+    @staticmethod
+    def _load_target_llm(config: Stage1Config) -> TargetLLMEmbeddings:
+        section = config.target_llm
+
+        log.info(
+            "Loading the tokenizer and the token embeddings (only) of {}.", section.name
+        )
+
+        try:
+            target_llm = load_target_llm_embeddings(
+                section.name,
+                pad_token=section.pad_token,
+                add_bos=section.add_bos,
+                add_eos=section.add_eos,
+            )
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
+
+        log.info(
+            "Target embeddings: {} x {}, pad token id {}.",
+            target_llm.embeddings.size(0),
+            target_llm.embed_dim,
+            target_llm.pad_idx,
+        )
+
+        return target_llm
+
+    @staticmethod
+    def _prepare(
+        context: RecipeContext,
+        config: Stage1Config,
+        dataset: SpeechFeaturesDataset,
+        split: str,
+        target_llm: TargetLLMEmbeddings,
+        projector: SpeechMapperProjector,
+    ) -> PreparedSplit:
+        ds = config.dataset
+
+        max_frames = ds.max_num_frames if ds.batch_size is None else None
+        if split != ds.train_split and ds.max_num_valid_frames is not None:
+            max_frames = ds.max_num_valid_frames if ds.batch_size is None else None
+
+        try:
+            prepared = dataset.prepare(
+                split,
+                encode=lambda text: target_llm.encode(text).tolist(),
+                projector=projector.config,
+                max_num_frames=max_frames,
+                untrainable_policy=ds.untrainable_policy,
+            )
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
+
+        report = prepared.report
+        log.info("Dataset {}", report.summary())
+
+        if report.num_skipped and context.gangs.root.rank == 0:
+            path = context.output_dir.joinpath(f"skipped/{split}.tsv")
+            report.write_tsv(path)
+            log.warning(
+                "{} skipped examples of '{}' are listed in {}.",
+                report.num_skipped,
+                split,
+                path,
+            )
+
+        return prepared
+
+    @staticmethod
+    def _record_target_llm(
+        context: RecipeContext, projector: SpeechMapperProjector, llm_card: str
+    ) -> None:
+        """Names the target LLM in the projector config and in the checkpoint
+        card (``checkpoints/model.yaml``), so stage 2 and inference can check it."""
+        current = projector.config.target_llm
+        if current is not None and current != llm_card:
+            raise RecipeError(
+                f"The projector was trained for the target LLM '{current}', but `target_llm.name` is '{llm_card}'."
+            )
+
+        projector.config = replace(projector.config, target_llm=llm_card)
+
+        if context.gangs.root.rank == 0:
+            dumper = context.resolver.resolve(ModelMetadataDumper)
+            dumper.dump(
+                context.output_dir.joinpath("checkpoints"),
+                SPEECHMAPPER_FAMILY,
+                projector.config,
+            )
+
+    @property
+    def config_kls(self) -> type[object]:
+        return Stage1Config

@@ -1,0 +1,205 @@
+"""Training and validation units of stage 1."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+
+import torch
+from fairseq2.metrics import Mean, MetricBag, Sum
+from fairseq2.nn import BatchLayout
+from fairseq2.recipe.evaluator import EvalUnit
+from fairseq2.recipe.trainer import TrainUnit
+from torch import Tensor
+from torch.nn import Module
+from torch.nn.functional import embedding
+
+from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
+from speechmapper_plugin.losses import (
+    EmbeddingMSELoss,
+    build_targets,
+    embedding_mse_loss,
+    position_masks,
+)
+from speechmapper_plugin.metrics import (
+    drop_pad_ids,
+    nearest_token_ids,
+    word_errors,
+    word_position_cosine,
+)
+
+
+@dataclass
+class EmbeddingTargets:
+    """The target LLM's side of stage 1, on the training device."""
+
+    table: Tensor
+    """``[V, D]`` the token-embedding table."""
+
+    pad_idx: int
+
+    def embed(self, token_ids: Tensor) -> Tensor:
+        return embedding(token_ids, self.table)
+
+    @property
+    def pad_embedding(self) -> Tensor:
+        return self.table[self.pad_idx]
+
+
+def drop_non_finite_rows(batch: SpeechFeaturesBatch) -> tuple[SpeechFeaturesBatch, int]:
+    """Removes rows whose features hold NaN or inf; returns how many."""
+    finite = torch.isfinite(batch.features).flatten(1).all(dim=1)
+    num_bad = int((~finite).sum())
+    if num_bad == 0:
+        return batch, 0
+    return batch.select(finite), num_bad
+
+
+def project_and_score(
+    model: Module, batch: SpeechFeaturesBatch, targets: EmbeddingTargets, alpha: float
+) -> tuple[Tensor, BatchLayout, EmbeddingMSELoss]:
+    features = batch.features.to(torch.float32)
+    layout = BatchLayout.of(features, batch.feature_lens.tolist())
+
+    outputs, out_layout = model(features, layout, pre_averaged=True)
+
+    loss = embedding_mse_loss(
+        outputs,
+        out_layout.seq_lens_pt,
+        targets.embed(batch.target_ids),
+        batch.target_lens,
+        targets.pad_embedding,
+        alpha=alpha,
+    )
+    return outputs, out_layout, loss
+
+
+def add_loss_metrics(metric_bag: MetricBag) -> None:
+    metric_bag.add("loss", Mean())
+    metric_bag.add("mse_word", Mean())
+    metric_bag.add("mse_pad", Mean())
+    metric_bag.add("num_examples", Sum())
+    metric_bag.add("num_frames", Sum())
+    metric_bag.add("num_skipped_non_finite", Sum())
+
+
+@torch.inference_mode()
+def update_loss_metrics(
+    metric_bag: MetricBag,
+    batch: SpeechFeaturesBatch,
+    loss: EmbeddingMSELoss,
+    num_bad: int,
+) -> None:
+    n = batch.batch_size
+    metric_bag.get("loss", Mean).update(loss.total.detach(), weight=n)
+    metric_bag.get("mse_word", Mean).update(
+        loss.mse_word.detach(), weight=max(loss.num_word_positions, 1)
+    )
+    if loss.num_pad_positions > 0:
+        metric_bag.get("mse_pad", Mean).update(
+            loss.mse_pad.detach(), weight=loss.num_pad_positions
+        )
+    metric_bag.get("num_examples", Sum).update(n)
+    metric_bag.get("num_frames", Sum).update(int(batch.feature_lens.sum()))
+    metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
+
+
+class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
+    """Projects cached SFM features and regresses them onto token embeddings."""
+
+    def __init__(self, model: Module, targets: EmbeddingTargets, alpha: float) -> None:
+        self._model = model
+        self._targets = targets
+        self._alpha = alpha
+
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        add_loss_metrics(metric_bag)
+
+    def process_batch(
+        self, batch: SpeechFeaturesBatch, metric_bag: MetricBag
+    ) -> tuple[Tensor, int | None]:
+        batch, num_bad = drop_non_finite_rows(batch)
+
+        if batch.batch_size == 0:
+            # Keep every rank's backward pass (and DDP's all-reduce) in step.
+            zero = sum(p.sum() for p in self._model.parameters()) * 0.0
+            metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
+            return zero, None
+
+        _, _, loss = project_and_score(self._model, batch, self._targets, self._alpha)
+
+        update_loss_metrics(metric_bag, batch, loss, num_bad)
+
+        # The loss is a mean; the trainer then averages over accumulated batches.
+        return loss.total, None
+
+
+class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
+    """Reports, per validation split: L1, MSE_word, MSE_pad, the mean cosine
+    similarity on word positions and the embedding-space WER."""
+
+    def __init__(
+        self,
+        model: Module,
+        targets: EmbeddingTargets,
+        alpha: float,
+        decode: object,
+        name: str,
+    ) -> None:
+        self._model = model
+        self._targets = targets
+        self._alpha = alpha
+        self._decode = decode
+        self._name = name
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        add_loss_metrics(metric_bag)
+        metric_bag.add("cosine_word", Mean())
+        metric_bag.add("embedding_word_errors", Sum())
+        metric_bag.add("embedding_ref_words", Sum())
+
+    @torch.inference_mode()
+    def process_batch(self, batch: SpeechFeaturesBatch, metric_bag: MetricBag) -> None:
+        batch, num_bad = drop_non_finite_rows(batch)
+        if batch.batch_size == 0:
+            metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
+            return
+
+        outputs, out_layout, loss = project_and_score(
+            self._model, batch, self._targets, self._alpha
+        )
+        update_loss_metrics(metric_bag, batch, loss, num_bad)
+
+        out_lens = out_layout.seq_lens_pt
+        width = outputs.size(1)
+        targets = build_targets(
+            self._targets.embed(batch.target_ids),
+            batch.target_lens,
+            self._targets.pad_embedding,
+            width,
+        )
+        word_mask, _ = position_masks(out_lens, batch.target_lens, width)
+        cos_sum, num_words = word_position_cosine(outputs, targets, word_mask)
+        if num_words:
+            metric_bag.get("cosine_word", Mean).update(
+                cos_sum / num_words, weight=num_words
+            )
+
+        ids = nearest_token_ids(outputs, self._targets.table)
+        hypotheses = [
+            self._decode(drop_pad_ids(ids[i], int(out_lens[i]), self._targets.pad_idx))  # type: ignore[operator]
+            for i in range(batch.batch_size)
+        ]
+        errors, words = word_errors(batch.transcripts, hypotheses)
+        metric_bag.get("embedding_word_errors", Sum).update(errors)
+        metric_bag.get("embedding_ref_words", Sum).update(words)
+
+    def process_metric_values(self, values: MutableMapping[str, object]) -> None:
+        errors = values.pop("embedding_word_errors", None)
+        words = values.pop("embedding_ref_words", None)
+        if errors is not None and words:
+            values["embedding_wer"] = 100.0 * float(errors) / float(words)  # type: ignore[arg-type]

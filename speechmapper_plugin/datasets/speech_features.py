@@ -1,0 +1,340 @@
+"""Stage-1 dataset family: cached SFM features paired with tokenised transcripts.
+
+Every example is checked once, when a split is prepared, so that a run never
+discovers unusable data mid-training: empty transcripts, features too short for
+the projector, transcripts with more tokens than the projector emits positions
+and utterances longer than a batch may hold are counted, listed and skipped
+(or rejected, by policy). Non-finite features can only be seen when read; the
+training and validation units drop and count those rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import torch
+from fairseq2.data import Collater, create_bucket_sizes
+from fairseq2.data.data_pipeline import read_sequence
+from fairseq2.datasets import DataPipelineReader, SyncMode
+from fairseq2.device import Device
+from fairseq2.gang import Gangs
+from torch import Tensor
+
+from speechmapper_plugin.data.feature_store import FeatureStore
+from speechmapper_plugin.datasets.skips import SkipReport
+from speechmapper_plugin.models.speechmapper import SpeechMapperConfig, output_length
+
+SPEECH_FEATURES_DATASET: Final = "speechmapper_speech_features"
+
+UntrainablePolicy = Literal["skip", "error"]
+
+
+@dataclass(kw_only=True)
+class SpeechFeaturesDatasetConfig:
+    """Feature stores (written by ``recipes.extract_features``) per split."""
+
+    splits: dict[str, list[Path]] = field(default_factory=dict)
+    """Split name -> feature-store directories, e.g. ``{"train": [...], "dev": [...]}``."""
+
+
+@dataclass
+class SpeechFeaturesBatch:
+    """A padded batch of pre-averaged SFM features and transcript token ids."""
+
+    features: Tensor
+    """``[B, T, D]`` features (stored dtype), right-padded with zeros."""
+
+    feature_lens: Tensor
+    """``[B]`` valid frames per row."""
+
+    target_ids: Tensor
+    """``[B, S]`` transcript token ids, right-padded with 0."""
+
+    target_lens: Tensor
+    """``[B]`` tokens per row."""
+
+    ids: list[str]
+    transcripts: list[str]
+
+    def to(self, device: Device, *, non_blocking: bool = False) -> None:
+        self.features = self.features.to(device, non_blocking=non_blocking)
+        self.feature_lens = self.feature_lens.to(device, non_blocking=non_blocking)
+        self.target_ids = self.target_ids.to(device, non_blocking=non_blocking)
+        self.target_lens = self.target_lens.to(device, non_blocking=non_blocking)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.ids)
+
+    def select(self, rows: Tensor) -> SpeechFeaturesBatch:
+        """The sub-batch of the rows where ``rows`` (a ``[B]`` bool mask) is true."""
+        keep = rows.nonzero().flatten()
+        keep_list = keep.tolist()
+        lens = self.feature_lens[keep]
+        tlens = self.target_lens[keep]
+        width = int(lens.max()) if len(keep_list) else 0
+        twidth = int(tlens.max()) if len(keep_list) else 0
+        return SpeechFeaturesBatch(
+            features=self.features[keep, :width],
+            feature_lens=lens,
+            target_ids=self.target_ids[keep, :twidth],
+            target_lens=tlens,
+            ids=[self.ids[i] for i in keep_list],
+            transcripts=[self.transcripts[i] for i in keep_list],
+        )
+
+
+@dataclass(frozen=True)
+class PreparedExample:
+    store_index: int
+    entry_index: int
+    id: str
+    num_frames: int
+    transcript: str
+    token_ids: list[int]
+
+
+@dataclass
+class PreparedSplit:
+    """The usable examples of a split, and what was skipped."""
+
+    examples: list[PreparedExample]
+    report: SkipReport
+
+
+@dataclass(kw_only=True)
+class SpeechFeaturesReadOptions:
+    max_num_frames: int = 40_000
+    """Frames (after 2:1 averaging) per batch, padding included."""
+
+    batch_size: int | None = None
+    """If set, fixed-size batches instead of frame-budget batches."""
+
+    example_shuffle_window: int = 10_000
+    """0 = shuffle the whole split, 1 = no shuffling."""
+
+    batch_shuffle_window: int = 100
+
+    num_accumulate: int = 1
+
+    prefetch: int = 4
+
+    num_parallel_calls: int = 4
+
+    drop_remainder: bool = False
+
+    sync_batches: bool = True
+    """Make every data-parallel rank read the same number of batches."""
+
+    sync_mode: SyncMode = SyncMode.UNTIL_FIRST
+
+    seed: int = 2
+
+
+class SpeechFeaturesDataset:
+    """One or more feature stores per split."""
+
+    def __init__(self, splits: Mapping[str, Sequence[Path]]) -> None:
+        self._split_paths = {k: [Path(p) for p in v] for k, v in splits.items()}
+        self._stores: dict[Path, FeatureStore] = {}
+
+    @property
+    def splits(self) -> set[str]:
+        return set(self._split_paths)
+
+    def stores(self, split: str) -> list[FeatureStore]:
+        if split not in self._split_paths:
+            raise ValueError(
+                f"Split '{split}' is not in the dataset; known splits: {sorted(self._split_paths)}."
+            )
+        paths = self._split_paths[split]
+        if not paths:
+            raise ValueError(f"Split '{split}' lists no feature store.")
+        for path in paths:
+            if path not in self._stores:
+                self._stores[path] = FeatureStore(path)
+        return [self._stores[p] for p in paths]
+
+    def prepare(
+        self,
+        split: str,
+        *,
+        encode: Callable[[str], Sequence[int]],
+        projector: SpeechMapperConfig,
+        max_num_frames: int | None = None,
+        untrainable_policy: UntrainablePolicy = "skip",
+    ) -> PreparedSplit:
+        """Tokenises the transcripts and keeps the examples stage 1 can train on.
+
+        :param encode: transcript -> token ids (no BOS/EOS unless wanted).
+        :param projector: the projector the examples feed; its output lengths
+            decide which transcripts fit.
+        :param max_num_frames: the longest utterance a batch may hold.
+        :param untrainable_policy: ``"skip"`` counts and skips transcripts
+            longer than the projector output; ``"error"`` raises on the first.
+        :raises ValueError: if a store does not match the projector, or if no
+            example of the split is usable.
+        """
+        report = SkipReport(split)
+        examples = []
+
+        for store_index, store in enumerate(self.stores(split)):
+            check_store_matches_projector(store, projector)
+
+            for entry_index, entry in enumerate(store.entries):
+                report.num_examples += 1
+
+                transcript = entry.transcript.strip()
+                if not transcript:
+                    report.skip(entry.id, "empty transcript")
+                    continue
+
+                num_outputs = output_length(
+                    projector, entry.num_frames, pre_averaged=True
+                )
+                if num_outputs < 1:
+                    report.skip(
+                        entry.id,
+                        f"too short: {entry.num_frames} frames give no projector output",
+                    )
+                    continue
+
+                if max_num_frames is not None and entry.num_frames > max_num_frames:
+                    report.skip(
+                        entry.id,
+                        f"too long for a batch: {entry.num_frames} frames > max_num_frames {max_num_frames}",
+                    )
+                    continue
+
+                token_ids = list(encode(transcript))
+                if not token_ids:
+                    report.skip(entry.id, "empty transcript: no tokens")
+                    continue
+
+                if len(token_ids) > num_outputs:
+                    reason = f"transcript longer than projector output: {len(token_ids)} tokens > {num_outputs} positions"
+                    if untrainable_policy == "error":
+                        raise ValueError(
+                            f"Example '{entry.id}' of split '{split}' cannot be trained on ({reason}); set `untrainable_policy: skip` to skip such examples."
+                        )
+                    report.skip(entry.id, reason)
+                    continue
+
+                examples.append(
+                    PreparedExample(
+                        store_index=store_index,
+                        entry_index=entry_index,
+                        id=entry.id,
+                        num_frames=entry.num_frames,
+                        transcript=transcript,
+                        token_ids=token_ids,
+                    )
+                )
+
+        if not examples:
+            raise ValueError(
+                f"No usable example in split '{split}'. {report.summary()}"
+            )
+
+        return PreparedSplit(examples, report)
+
+    def create_reader(
+        self,
+        split: str,
+        prepared: PreparedSplit,
+        gangs: Gangs,
+        options: SpeechFeaturesReadOptions,
+    ) -> DataPipelineReader[SpeechFeaturesBatch]:
+        """Length-bucketed, shuffled batches of this rank's share of ``prepared``."""
+        stores = self.stores(split)
+        examples = prepared.examples
+
+        builder = read_sequence(list(range(len(examples))))
+
+        if options.example_shuffle_window != 1:
+            builder.shuffle(options.example_shuffle_window, seed=options.seed)
+
+        builder.shard(gangs.dp.rank, gangs.dp.size, allow_uneven=True)
+
+        def load(index: int) -> dict[str, Any]:
+            example = examples[index]
+            store = stores[example.store_index]
+            features = store.read(store.entries[example.entry_index])
+            return {
+                "features": features,
+                "target_ids": torch.tensor(example.token_ids, dtype=torch.int64),
+                "id": example.id,
+                "transcript": example.transcript,
+            }
+
+        builder.map(load, num_parallel_calls=options.num_parallel_calls)
+
+        if options.batch_size is not None:
+            builder.bucket(options.batch_size, drop_remainder=options.drop_remainder)
+        else:
+            longest = max(e.num_frames for e in examples)
+            # fairseq2 wants the budget to be a multiple of the longest
+            # example; `prepare` guarantees longest <= max_num_frames.
+            bucket_sizes = create_bucket_sizes(
+                max_num_elements=(options.max_num_frames // longest) * longest,
+                max_seq_len=longest,
+            )
+            # `prepare` dropped every example longer than the budget, so no
+            # example is ever skipped here.
+            builder.bucket_by_length(
+                bucket_sizes,
+                selector="features",
+                drop_remainder=options.drop_remainder,
+            )
+
+        if options.batch_shuffle_window != 1:
+            builder.shuffle(options.batch_shuffle_window, seed=options.seed + 1)
+
+        builder.map(Collater(pad_value=0))
+
+        builder.prefetch(options.prefetch)
+
+        def to_batch(data: dict[str, Any]) -> SpeechFeaturesBatch:
+            return SpeechFeaturesBatch(
+                features=data["features"]["seqs"],
+                feature_lens=torch.as_tensor(data["features"]["seq_lens"]),
+                target_ids=data["target_ids"]["seqs"],
+                target_lens=torch.as_tensor(data["target_ids"]["seq_lens"]),
+                ids=list(data["id"]),
+                transcripts=list(data["transcript"]),
+            )
+
+        pipeline = builder.map(to_batch).and_return()
+
+        return DataPipelineReader[SpeechFeaturesBatch](
+            pipeline,
+            gangs,
+            num_accumulate=options.num_accumulate,
+            drop_remainder=options.drop_remainder,
+            sync=options.sync_batches,
+            sync_mode=options.sync_mode,
+        )
+
+
+def check_store_matches_projector(
+    store: FeatureStore, projector: SpeechMapperConfig
+) -> None:
+    """Raises if a store's features cannot feed ``projector``."""
+    meta = store.metadata
+    if meta.dim != projector.input_dim:
+        raise ValueError(
+            f"Feature store {store.path} holds {meta.dim}-d features, but the projector expects `input_dim` {projector.input_dim}."
+        )
+    if meta.frame_averaging != projector.frame_averaging:
+        raise ValueError(
+            f"Feature store {store.path} averaged frames {meta.frame_averaging}:1, but the projector's `frame_averaging` is {projector.frame_averaging}; re-extract or set `model.config_overrides.frame_averaging`."
+        )
+
+
+def open_speech_features_dataset(
+    config: SpeechFeaturesDatasetConfig,
+) -> SpeechFeaturesDataset:
+    return SpeechFeaturesDataset(config.splits)

@@ -1,0 +1,49 @@
+"""Running the plugin's recipes the way users do: ``python -m recipes.<name>``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def recipe_env(**extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "FAIRSEQ2_NO_PROGRESS": "1",
+        "FAIRSEQ2_DEVICE": "cpu",
+        "PYTHONPATH": str(REPO),
+        **extra,
+    }
+
+
+def recipe_command(recipe: str, out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", f"recipes.{recipe}", str(out), *args, "--no-rich"]
+
+
+def run_recipe(
+    recipe: str, out: Path, *args: str, check: bool = True, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """Runs a recipe to completion; with ``check``, a failure shows its output."""
+    done = subprocess.run(
+        recipe_command(recipe, out, *args),
+        cwd=REPO,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check:
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    return done
+
+
+def read_metrics(out: Path, name: str) -> list[dict[str, Any]]:
+    """The records fairseq2's JSONL recorder wrote to ``metrics/<name>.jsonl``."""
+    path = out / "metrics" / f"{name}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

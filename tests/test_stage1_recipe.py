@@ -1,0 +1,290 @@
+"""Stage 1 end to end: synthesised speech -> manifest -> features -> projector.
+
+Runs the real recipes as subprocesses with the tiny SeamlessM4T encoder and the
+tiny HF-format Llama built for the session.
+"""
+
+from __future__ import annotations
+
+import glob
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.support.audio import has_espeak, synthesize_corpus
+from tests.support.cards import SessionCards
+from tests.support.feature_store import Utterance, write_feature_store
+from tests.support.llm import training_sentences
+from tests.support.recipes import (
+    REPO,
+    read_metrics,
+    recipe_command,
+    recipe_env,
+    run_recipe,
+)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox"),
+]
+
+TINY = str(REPO / "recipes/stage1/configs/tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def features(
+    tmp_path_factory: pytest.TempPathFactory, test_cards: SessionCards
+) -> Path:
+    """40 synthesised utterances (plus one whose transcript cannot fit), extracted
+    with the tiny SFM by the extraction recipe."""
+    root = tmp_path_factory.mktemp("stage1_corpus")
+    # Sentences the tiny tokenizer was trained on; slow speech leaves room for
+    # every token in the projector output.
+    sentences = training_sentences(400)[80:120]
+    manifest = synthesize_corpus(root, sentences, speed=110)
+    # A short recording with a long transcript: stage 1 must skip it, counted.
+    with manifest.open("a") as fp:
+        first = manifest.read_text().splitlines()[1].split("\t")
+        fp.write(
+            "\t".join(["dense", first[1], first[2], " ".join(sentences[:3]), "en"])
+            + "\n"
+        )
+
+    out = root / "extract"
+    run_recipe(
+        "extract_features",
+        out,
+        "--config-file",
+        str(REPO / "recipes/extract_features/configs/tiny.yaml"),
+        "--config",
+        "model.name=test_sm4t_hf",
+        f"dataset.config_overrides.manifests.train={manifest}",
+        f"common.assets.extra_paths=[{test_cards.card_dir}]",
+    )
+    return out / "features"
+
+
+def stage1_args(store: Path, cards: SessionCards, *overrides: str) -> list[str]:
+    return [
+        "--config-file",
+        TINY,
+        "--config",
+        f"target_llm.name={cards.llms.llama_card}",
+        f"dataset.config_overrides.splits={{train: [{store}]}}",
+        f"common.assets.extra_paths=[{cards.card_dir}]",
+        *overrides,
+    ]
+
+
+def last_model_state(out: Path, step: int) -> dict[str, torch.Tensor]:
+    (path,) = glob.glob(
+        str(out / f"checkpoints/step_{step}/model/**/*.pt"), recursive=True
+    )
+    state: dict[str, torch.Tensor] = torch.load(path, weights_only=True)
+    return state
+
+
+def test_stage1_learns_the_embedding_space(
+    features: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    out = tmp_path / "stage1"
+    run_recipe("stage1", out, *stage1_args(features, test_cards))
+
+    valid = read_metrics(out, "valid/train")
+    first, last = valid[0], valid[-1]
+    assert first["Step"] == 0 and last["Step"] == 300
+    assert first["mse_word"] >= 5 * last["mse_word"], (
+        first["mse_word"],
+        last["mse_word"],
+    )
+    assert last["embedding_wer"] < 50.0, last["embedding_wer"]
+    assert last["cosine_word"] > first["cosine_word"]
+    for key in ("mse_pad", "Loss", "num_skipped_non_finite"):
+        assert key in last
+
+    # The unusable utterance was skipped, counted and listed.
+    log = (out / "logs/rank_0.log").read_text()
+    assert (
+        "kept 40 of 41 examples; skipped 1 transcript longer than projector output"
+        in log
+    )
+    assert (out / "skipped/train.tsv").read_text().splitlines()[1].startswith("dense\t")
+
+    # The checkpoint card names the target LLM and loads as `last_checkpoint`.
+    assert "target_llm: test_llama" in (out / "checkpoints/model.yaml").read_text()
+    script = (
+        "import sys, torch\n"
+        "from pathlib import Path\n"
+        "from fairseq2 import init_fairseq2\n"
+        "from fairseq2.composition import register_checkpoint_models\n"
+        "init_fairseq2(extras=lambda c: register_checkpoint_models(c, Path(sys.argv[1])))\n"
+        "from fairseq2.models import load_model\n"
+        "m = load_model('last_checkpoint', device=torch.device('cpu'))\n"
+        "print(m.config.target_llm, sum(p.sum().item() for p in m.parameters()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(out / "checkpoints")],
+        cwd=REPO,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    llm, checksum = done.stdout.split()
+    assert llm == "test_llama"
+    expected = sum(v.sum().item() for v in last_model_state(out, 300).values())
+    assert float(checksum) == pytest.approx(expected, rel=1e-6)
+
+
+def test_killed_run_resumes_to_identical_weights(
+    features: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    args = stage1_args(
+        features,
+        test_cards,
+        "regime.num_steps=100",
+        "regime.checkpoint_every_n_steps=20",
+        "regime.validate_every_n_steps=100",
+        "regime.validate_at_start=false",
+        "regime.keep_last_n_checkpoints=2",
+    )
+
+    reference = tmp_path / "uninterrupted"
+    run_recipe("stage1", reference, *args)
+
+    out = tmp_path / "killed"
+    log = out / "logs/rank_0.log"
+    proc = subprocess.Popen(
+        recipe_command("stage1", out, *args),
+        cwd=REPO,
+        env=recipe_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (log.exists() and "Checkpoint at step 40 saved" in log.read_text()):
+            assert proc.poll() is None, "stage 1 ended before it could be killed"
+            assert time.monotonic() < deadline, "no checkpoint at step 40"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "checkpoints/step_100").exists()
+
+    done = run_recipe("stage1", out, *args)
+    assert (
+        "Restoring training from the last checkpoint at step"
+        in done.stdout + done.stderr + (out / "logs/rank_0.log").read_text()
+    )
+
+    resumed, uninterrupted = (
+        last_model_state(out, 100),
+        last_model_state(reference, 100),
+    )
+    assert resumed.keys() == uninterrupted.keys()
+    for key, value in uninterrupted.items():
+        assert torch.equal(resumed[key], value), key
+
+
+def test_projector_width_must_match_the_llm(
+    features: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    done = run_recipe(
+        "stage1",
+        tmp_path / "bad",
+        *stage1_args(features, test_cards, "model.config_overrides.output_dim=32"),
+        check=False,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert (
+        "`output_dim` of the projector (32) does not match the embedding width of test_llama (64)"
+        in output
+    )
+    assert "Traceback" not in output
+
+
+def test_non_finite_features_are_skipped_and_counted(
+    test_cards: SessionCards, tmp_path: Path
+) -> None:
+    sentences = training_sentences(400)[80:92]
+    utterances = []
+    for i, sentence in enumerate(sentences):
+        feats = torch.randn(90, 64, generator=torch.Generator().manual_seed(i))
+        if i in (3, 7):
+            feats[5, 1] = float("nan") if i == 3 else float("inf")
+        utterances.append(Utterance(f"u{i}", feats, sentence))
+    store = write_feature_store(tmp_path / "store", utterances)
+
+    out = tmp_path / "stage1"
+    run_recipe(
+        "stage1",
+        out,
+        *stage1_args(
+            store,
+            test_cards,
+            "regime.num_steps=20",
+            "regime.validate_every_n_steps=20",
+            "lr_scheduler.config.num_warmup_steps=5",
+            "dataset.batch_size=12",
+        ),
+    )
+    train = read_metrics(out, "train")
+    assert sum(r["num_skipped_non_finite"] for r in train) == 2 * 20
+    assert all(r["Number of Examples"] == 10 * 10 for r in train)
+    assert all(r["Loss"] == r["Loss"] for r in train)  # finite, not NaN
+    valid = read_metrics(out, "valid/train")
+    assert valid[-1]["num_skipped_non_finite"] == 2
+
+
+def test_two_processes_split_the_data(test_cards: SessionCards, tmp_path: Path) -> None:
+    sentences = training_sentences(400)[80:88]
+    utterances = [
+        Utterance(
+            f"u{i}", torch.randn(90, 64, generator=torch.Generator().manual_seed(i)), s
+        )
+        for i, s in enumerate(sentences)
+    ]
+    store = write_feature_store(tmp_path / "store", utterances)
+
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "recipes.stage1",
+        str(out),
+        *stage1_args(
+            store,
+            test_cards,
+            "regime.num_steps=10",
+            "regime.validate_every_n_steps=10",
+            "lr_scheduler.config.num_warmup_steps=2",
+            "regime.validate_at_start=false",
+            "dataset.batch_size=2",
+        ),
+        "--no-rich",
+    ]
+    done = subprocess.run(
+        command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    log = (out / "logs/rank_0.log").read_text()
+    assert "Running on 2 process(es)" in log
+    assert (out / "logs/rank_1.log").exists()
+    # Each rank trains on its own 2 examples per step: 4 per step in total.
+    train = read_metrics(out, "train")
+    assert train[-1]["Number of Examples"] == 4 * 10
+    assert read_metrics(out, "valid/train")[-1]["Number of Examples"] == 8
