@@ -15,6 +15,12 @@ from speechmapper_plugin.data.audio_dataset import (
     AudioManifestDatasetConfig,
     open_audio_manifest_dataset,
 )
+from speechmapper_plugin.datasets.instructions import (
+    INSTRUCTION_DATASET,
+    InstructionDataset,
+    InstructionDatasetConfig,
+    open_instruction_dataset,
+)
 from speechmapper_plugin.datasets.speech_features import (
     SPEECH_FEATURES_DATASET,
     SpeechFeaturesDataset,
@@ -84,4 +90,11 @@ def _register_training_datasets(container: DependencyContainer) -> None:
         SpeechFeaturesDataset,
         SpeechFeaturesDatasetConfig,
         opener=open_speech_features_dataset,
+    )
+    register_dataset_family(
+        container,
+        INSTRUCTION_DATASET,
+        InstructionDataset,
+        InstructionDatasetConfig,
+        opener=open_instruction_dataset,
     )

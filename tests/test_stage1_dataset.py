@@ -9,10 +9,10 @@ import pytest
 import torch
 from fairseq2.gang import FakeGang, Gangs, create_fake_gangs
 
+from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.speech_features import (
     SpeechFeaturesBatch,
     SpeechFeaturesDataset,
-    SpeechFeaturesReadOptions,
 )
 from speechmapper_plugin.llm import load_target_llm_embeddings
 from speechmapper_plugin.models.speechmapper import (
@@ -154,7 +154,7 @@ def read_epoch(
         "train",
         prepared,
         gangs,
-        SpeechFeaturesReadOptions(num_parallel_calls=1, prefetch=1, **options),  # type: ignore[arg-type]
+        SpeechReadOptions(num_parallel_calls=1, prefetch=1, **options),  # type: ignore[arg-type]
     )
     return [batch for batches in reader for batch in batches]
 

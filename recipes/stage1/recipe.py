@@ -3,25 +3,22 @@ from cached SFM features, without the LLM ever running."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from fairseq2.checkpoint import ModelMetadataDumper
 from fairseq2.datasets import SyncMode
 from fairseq2.logging import log
 from fairseq2.recipe.base import Recipe, RecipeContext
 from fairseq2.recipe.error import RecipeError
 from fairseq2.task import Task
 
+from recipes.common import log_skip_report, record_target_llm
 from recipes.stage1.config import Stage1Config
 from recipes.stage1.units import EmbeddingTargets, Stage1TrainUnit, Stage1ValidUnit
+from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.speech_features import (
     PreparedSplit,
     SpeechFeaturesDataset,
-    SpeechFeaturesReadOptions,
 )
 from speechmapper_plugin.llm import TargetLLMEmbeddings, load_target_llm_embeddings
 from speechmapper_plugin.models.speechmapper import (
-    SPEECHMAPPER_FAMILY,
     SpeechMapperProjector,
     check_llm_embedding_dim,
 )
@@ -42,7 +39,7 @@ class Stage1Recipe(Recipe):
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
-        self._record_target_llm(context, projector, target_llm.card_name)
+        record_target_llm(context, projector, target_llm.card_name)
 
         targets = EmbeddingTargets(
             table=target_llm.embeddings.to(context.device), pad_idx=target_llm.pad_idx
@@ -62,7 +59,7 @@ class Stage1Recipe(Recipe):
             ds.train_split,
             train_split,
             context.gangs,
-            SpeechFeaturesReadOptions(
+            SpeechReadOptions(
                 max_num_frames=ds.max_num_frames,
                 batch_size=ds.batch_size,
                 example_shuffle_window=ds.example_shuffle_window,
@@ -89,7 +86,7 @@ class Stage1Recipe(Recipe):
                     split,
                     prepared,
                     context.gangs,
-                    SpeechFeaturesReadOptions(
+                    SpeechReadOptions(
                         max_num_frames=ds.max_num_valid_frames or ds.max_num_frames,
                         batch_size=ds.batch_size,
                         example_shuffle_window=1,
@@ -162,42 +159,9 @@ class Stage1Recipe(Recipe):
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
-        report = prepared.report
-        log.info("Dataset {}", report.summary())
-
-        if report.num_skipped and context.gangs.root.rank == 0:
-            path = context.output_dir.joinpath(f"skipped/{split}.tsv")
-            report.write_tsv(path)
-            log.warning(
-                "{} skipped examples of '{}' are listed in {}.",
-                report.num_skipped,
-                split,
-                path,
-            )
+        log_skip_report(context, prepared.report)
 
         return prepared
-
-    @staticmethod
-    def _record_target_llm(
-        context: RecipeContext, projector: SpeechMapperProjector, llm_card: str
-    ) -> None:
-        """Names the target LLM in the projector config and in the checkpoint
-        card (``checkpoints/model.yaml``), so stage 2 and inference can check it."""
-        current = projector.config.target_llm
-        if current is not None and current != llm_card:
-            raise RecipeError(
-                f"The projector was trained for the target LLM '{current}', but `target_llm.name` is '{llm_card}'."
-            )
-
-        projector.config = replace(projector.config, target_llm=llm_card)
-
-        if context.gangs.root.rank == 0:
-            dumper = context.resolver.resolve(ModelMetadataDumper)
-            dumper.dump(
-                context.output_dir.joinpath("checkpoints"),
-                SPEECHMAPPER_FAMILY,
-                projector.config,
-            )
 
     @property
     def config_kls(self) -> type[object]:

@@ -37,7 +37,9 @@ class SkipReport:
     def summary(self) -> str:
         if not self.skipped:
             return f"{self.split}: all {self.num_examples} examples usable."
-        parts = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts().items()))
+        parts = ", ".join(
+            f"{n} {reason}" for reason, n in sorted(self.counts().items())
+        )
         return f"{self.split}: kept {self.num_kept} of {self.num_examples} examples; skipped {parts}."
 
     def write_tsv(self, path: Path) -> None:

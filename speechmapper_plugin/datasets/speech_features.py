@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 import torch
-from fairseq2.data import Collater, create_bucket_sizes
-from fairseq2.data.data_pipeline import read_sequence
-from fairseq2.datasets import DataPipelineReader, SyncMode
+from fairseq2.datasets import DataPipelineReader
 from fairseq2.device import Device
 from fairseq2.gang import Gangs
 from torch import Tensor
 
 from speechmapper_plugin.data.feature_store import FeatureStore
+from speechmapper_plugin.datasets.batching import (
+    SpeechReadOptions,
+    create_speech_reader,
+    pad_sequences,
+)
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.models.speechmapper import SpeechMapperConfig, output_length
 
@@ -103,35 +106,6 @@ class PreparedSplit:
 
     examples: list[PreparedExample]
     report: SkipReport
-
-
-@dataclass(kw_only=True)
-class SpeechFeaturesReadOptions:
-    max_num_frames: int = 40_000
-    """Frames (after 2:1 averaging) per batch, padding included."""
-
-    batch_size: int | None = None
-    """If set, fixed-size batches instead of frame-budget batches."""
-
-    example_shuffle_window: int = 10_000
-    """0 = shuffle the whole split, 1 = no shuffling."""
-
-    batch_shuffle_window: int = 100
-
-    num_accumulate: int = 1
-
-    prefetch: int = 4
-
-    num_parallel_calls: int = 4
-
-    drop_remainder: bool = False
-
-    sync_batches: bool = True
-    """Make every data-parallel rank read the same number of batches."""
-
-    sync_mode: SyncMode = SyncMode.UNTIL_FIRST
-
-    seed: int = 2
 
 
 class SpeechFeaturesDataset:
@@ -246,77 +220,43 @@ class SpeechFeaturesDataset:
         split: str,
         prepared: PreparedSplit,
         gangs: Gangs,
-        options: SpeechFeaturesReadOptions,
+        options: SpeechReadOptions,
     ) -> DataPipelineReader[SpeechFeaturesBatch]:
         """Length-bucketed, shuffled batches of this rank's share of ``prepared``."""
         stores = self.stores(split)
         examples = prepared.examples
 
-        builder = read_sequence(list(range(len(examples))))
-
-        if options.example_shuffle_window != 1:
-            builder.shuffle(options.example_shuffle_window, seed=options.seed)
-
-        builder.shard(gangs.dp.rank, gangs.dp.size, allow_uneven=True)
-
         def load(index: int) -> dict[str, Any]:
             example = examples[index]
             store = stores[example.store_index]
-            features = store.read(store.entries[example.entry_index])
             return {
-                "features": features,
-                "target_ids": torch.tensor(example.token_ids, dtype=torch.int64),
-                "id": example.id,
-                "transcript": example.transcript,
+                "features": store.read(store.entries[example.entry_index]),
+                "example": example,
             }
 
-        builder.map(load, num_parallel_calls=options.num_parallel_calls)
-
-        if options.batch_size is not None:
-            builder.bucket(options.batch_size, drop_remainder=options.drop_remainder)
-        else:
-            longest = max(e.num_frames for e in examples)
-            # fairseq2 wants the budget to be a multiple of the longest
-            # example; `prepare` guarantees longest <= max_num_frames.
-            bucket_sizes = create_bucket_sizes(
-                max_num_elements=(options.max_num_frames // longest) * longest,
-                max_seq_len=longest,
-            )
-            # `prepare` dropped every example longer than the budget, so no
-            # example is ever skipped here.
-            builder.bucket_by_length(
-                bucket_sizes,
-                selector="features",
-                drop_remainder=options.drop_remainder,
-            )
-
-        if options.batch_shuffle_window != 1:
-            builder.shuffle(options.batch_shuffle_window, seed=options.seed + 1)
-
-        builder.map(Collater(pad_value=0))
-
-        builder.prefetch(options.prefetch)
-
-        def to_batch(data: dict[str, Any]) -> SpeechFeaturesBatch:
-            return SpeechFeaturesBatch(
-                features=data["features"]["seqs"],
-                feature_lens=torch.as_tensor(data["features"]["seq_lens"]),
-                target_ids=data["target_ids"]["seqs"],
-                target_lens=torch.as_tensor(data["target_ids"]["seq_lens"]),
-                ids=list(data["id"]),
-                transcripts=list(data["transcript"]),
-            )
-
-        pipeline = builder.map(to_batch).and_return()
-
-        return DataPipelineReader[SpeechFeaturesBatch](
-            pipeline,
+        return create_speech_reader(
+            [e.num_frames for e in examples],
+            load,
+            collate_speech_features,
             gangs,
-            num_accumulate=options.num_accumulate,
-            drop_remainder=options.drop_remainder,
-            sync=options.sync_batches,
-            sync_mode=options.sync_mode,
+            options,
         )
+
+
+def collate_speech_features(items: list[dict[str, Any]]) -> SpeechFeaturesBatch:
+    features, feature_lens = pad_sequences([item["features"] for item in items])
+    examples: list[PreparedExample] = [item["example"] for item in items]
+    target_ids, target_lens = pad_sequences(
+        [torch.tensor(e.token_ids, dtype=torch.int64) for e in examples]
+    )
+    return SpeechFeaturesBatch(
+        features=features,
+        feature_lens=feature_lens,
+        target_ids=target_ids,
+        target_lens=target_lens,
+        ids=[e.id for e in examples],
+        transcripts=[e.transcript for e in examples],
+    )
 
 
 def check_store_matches_projector(

@@ -13,6 +13,7 @@ from speechmapper_plugin.llm.cards import TargetLLMCardError as TargetLLMCardErr
 from speechmapper_plugin.llm.cards import (
     read_chat_template_name as read_chat_template_name,
 )
+from speechmapper_plugin.llm.cards import read_llm_embed_dim as read_llm_embed_dim
 from speechmapper_plugin.llm.cards import read_pad_token as read_pad_token
 from speechmapper_plugin.llm.cards import (
     resolve_checkpoint_path as resolve_checkpoint_path,
@@ -41,6 +42,9 @@ from speechmapper_plugin.llm.target_embeddings import (
 )
 from speechmapper_plugin.llm.target_embeddings import (
     load_target_llm_embeddings as load_target_llm_embeddings,
+)
+from speechmapper_plugin.llm.target_embeddings import (
+    target_llm_embeddings_of_loaded_model as target_llm_embeddings_of_loaded_model,
 )
 from speechmapper_plugin.llm.token_embeddings import EMBEDDING_KEYS as EMBEDDING_KEYS
 from speechmapper_plugin.llm.token_embeddings import (

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Final
 
 from fairseq2.assets import AssetCard, get_asset_download_manager, get_asset_store
+from fairseq2.models import ModelFamily, maybe_get_model_family_name
+from fairseq2.runtime.dependency import get_dependency_resolver
 from fairseq2.utils.uri import Uri
 
 PAD_TOKEN_FIELD: Final = "speechmapper_pad_token"
@@ -52,6 +54,27 @@ def _optional_str_field(card: AssetCard, name: str) -> str | None:
         )
 
     return value
+
+
+def read_llm_embed_dim(card: AssetCard | str) -> int:
+    """The LLM's embedding width from its card's model config, without loading it
+    (so that mismatches are caught before any heavy work)."""
+    card = retrieve_llm_card(card)
+
+    family_name = maybe_get_model_family_name(card)
+    if family_name is None:
+        raise TargetLLMCardError(f"The {card.name} asset card names no `model_family`.")
+
+    family = get_dependency_resolver().resolve(ModelFamily, key=family_name)  # type: ignore[type-abstract]
+    config = family.get_model_config(card)
+
+    model_dim = getattr(config, "model_dim", None)
+    if not isinstance(model_dim, int):
+        raise TargetLLMCardError(
+            f"The model config of {card.name} ({family_name} family) has no `model_dim`; it is not a decoder-only LLM this plugin supports."
+        )
+
+    return model_dim
 
 
 def read_pad_token(card: AssetCard) -> str | None:

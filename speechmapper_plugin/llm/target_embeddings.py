@@ -195,6 +195,28 @@ def load_target_llm_embeddings(
     )
 
 
+def target_llm_embeddings_of_loaded_model(
+    card_name: str | AssetCard,
+    tokenizer: Tokenizer,
+    table: Tensor,
+    *,
+    pad_token: str | None = None,
+) -> TargetLLMEmbeddings:
+    """The same view of an LLM that is already loaded (stage 2, inference):
+    ``table`` is its own embedding weight, nothing is read again."""
+    card = retrieve_llm_card(card_name)
+
+    pad_token, pad_idx = _resolve_pad(card, tokenizer, pad_token)
+
+    return TargetLLMEmbeddings(
+        card_name=card.name,
+        tokenizer=tokenizer,
+        table=table,
+        pad_idx=pad_idx,
+        pad_token=pad_token,
+    )
+
+
 def _resolve_pad(
     card: AssetCard, tokenizer: Tokenizer, pad_token: str | None
 ) -> tuple[str, int]:

@@ -46,6 +46,8 @@ def word_position_cosine(
     outputs: Tensor, targets: Tensor, word_mask: Tensor
 ) -> tuple[Tensor, int]:
     """Sum of cosine similarities on word positions and their number."""
-    cosine = torch.nn.functional.cosine_similarity(outputs.float(), targets.float(), dim=-1)
+    cosine = torch.nn.functional.cosine_similarity(
+        outputs.float(), targets.float(), dim=-1
+    )
     cosine = torch.where(word_mask, cosine, cosine.new_zeros(()))
     return cosine.sum(), int(word_mask.sum())

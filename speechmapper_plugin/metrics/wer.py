@@ -22,7 +22,9 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
-def word_errors(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[int, int]:
+def word_errors(
+    references: Sequence[str], hypotheses: Sequence[str]
+) -> tuple[int, int]:
     """Total word edits (substitutions + deletions + insertions) and reference words.
 
     Pairs whose normalised reference is empty count every hypothesis word as an

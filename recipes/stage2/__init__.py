@@ -1,0 +1,1 @@
+"""Stage 2: attach the projector to the frozen LLM and instruction-tune it."""

@@ -1,0 +1,134 @@
+"""Configuration of the stage-2 recipe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from fairseq2.recipe.config import (
+    ADAMW_OPTIMIZER,
+    COSINE_ANNEALING_LR,
+    AdamWConfig,
+    CommonSection,
+    CosineAnnealingLRConfig,
+    DatasetSection,
+    GangSection,
+    LRSchedulerSection,
+    ModelSection,
+    OptimizerSection,
+    ReferenceModelSection,
+    RegimeSection,
+    TrainerSection,
+)
+from fairseq2.utils.validation import ValidationResult
+
+from speechmapper_plugin.datasets.instructions import INSTRUCTION_DATASET
+from speechmapper_plugin.losses import check_alpha, check_sigma
+
+
+@dataclass(kw_only=True)
+class PromptSection:
+    system_prompt: str | None = None
+    """An optional system turn in every prompt."""
+
+    pad_token: str | None = None
+    """The pad token of the MSE targets (default: the LLM card's
+    ``speechmapper_pad_token``, as in stage 1)."""
+
+
+@dataclass(kw_only=True)
+class Stage2DatasetSection(DatasetSection):
+    train_split: str = "train"
+
+    valid_splits: list[str] = field(default_factory=list)
+
+    max_num_frames: int = 4_000
+    """Frames (25 Hz) per batch and rank: the LLM runs on every example, so
+    batches are much smaller than in stage 1."""
+
+    batch_size: int | None = None
+
+    example_shuffle_window: int = 10_000
+
+    batch_shuffle_window: int = 100
+
+    prefetch: int = 4
+
+    num_parallel_calls: int = 4
+
+
+@dataclass(kw_only=True)
+class Stage2LossSection:
+    sigma: float = 0.9
+    """``L2 = (1−σ)·CE + σ·MSE``: 0.9 keeps the projector task-agnostic (the
+    paper's regime for unseen tasks); 0.5 is the task-specific default."""
+
+    alpha: float = 9.0
+    """The word-to-pad ratio of the MSE term (as in stage 1)."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        for check, value in ((check_sigma, self.sigma), (check_alpha, self.alpha)):
+            try:
+                check(value)
+            except ValueError as ex:
+                result.add_error(str(ex))
+        return result
+
+
+@dataclass(kw_only=True)
+class Stage2Config:
+    model: ModelSection = field(
+        default_factory=lambda: ModelSection(name="last_checkpoint")
+    )
+    """The projector to tune: by default the last checkpoint of the stage-1
+    run given in ``common.assets.prev_checkpoint_dir``."""
+
+    llm: ReferenceModelSection = field(
+        default_factory=lambda: ReferenceModelSection(
+            name="speechmapper_llama3_1_8b_instruct", dtype=torch.bfloat16
+        )
+    )
+    """The frozen LLM (never trained, never checkpointed)."""
+
+    prompt: PromptSection = field(default_factory=PromptSection)
+
+    dataset: Stage2DatasetSection = field(
+        default_factory=lambda: Stage2DatasetSection(family=INSTRUCTION_DATASET)
+    )
+
+    loss: Stage2LossSection = field(default_factory=Stage2LossSection)
+
+    gang: GangSection = field(default_factory=GangSection)
+
+    trainer: TrainerSection = field(
+        default_factory=lambda: TrainerSection(
+            data_parallelism="ddp", max_grad_norm=1.0
+        )
+    )
+
+    optimizer: OptimizerSection = field(
+        default_factory=lambda: OptimizerSection(
+            name=ADAMW_OPTIMIZER,
+            config=AdamWConfig(lr=5e-5, betas=(0.9, 0.98), weight_decay=0.01),
+        )
+    )
+
+    lr_scheduler: LRSchedulerSection | None = field(
+        default_factory=lambda: LRSchedulerSection(
+            name=COSINE_ANNEALING_LR,
+            config=CosineAnnealingLRConfig(num_warmup_steps=100, final_lr_scale=0.1),
+        )
+    )
+
+    regime: RegimeSection = field(
+        default_factory=lambda: RegimeSection(
+            num_steps=1_000,
+            validate_every_n_steps=100,
+            checkpoint_every_n_steps=250,
+            keep_last_n_checkpoints=1,
+            publish_metrics_every_n_steps=10,
+        )
+    )
+
+    common: CommonSection = field(default_factory=CommonSection)

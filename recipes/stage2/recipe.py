@@ -1,0 +1,184 @@
+"""Stage 2 as a fairseq2 recipe: the stage-1 projector is attached to the frozen
+LLM and tuned on instructions with ``(1−σ)·CE + σ·MSE``.
+
+The LLM is a reference model (its own config section, loaded frozen and in
+eval mode): it is never a submodule of the trained model, so the optimizer and
+the checkpoints hold the projector only.
+"""
+
+from __future__ import annotations
+
+from fairseq2.data.tokenizers import load_tokenizer
+from fairseq2.datasets import SyncMode
+from fairseq2.logging import log
+from fairseq2.models.transformer_lm import TransformerLM
+from fairseq2.recipe.base import Recipe, RecipeContext
+from fairseq2.recipe.error import RecipeError
+from fairseq2.task import Task
+
+from recipes.common import log_skip_report, record_target_llm
+from recipes.stage2.config import Stage2Config
+from recipes.stage2.units import Stage2Objective, Stage2TrainUnit, Stage2ValidUnit
+from speechmapper_plugin.datasets.batching import SpeechReadOptions
+from speechmapper_plugin.datasets.instructions import (
+    InstructionDataset,
+    PreparedInstructions,
+)
+from speechmapper_plugin.llm import (
+    ChatTemplate,
+    TargetLLMEmbeddings,
+    chat_template_for_card,
+    read_llm_embed_dim,
+    target_llm_embeddings_of_loaded_model,
+)
+from speechmapper_plugin.models.speechmapper import (
+    SpeechMapperProjector,
+    check_llm_embedding_dim,
+)
+
+
+class Stage2Recipe(Recipe):
+    def create_task(self, context: RecipeContext) -> Task:
+        config = context.get_config_as(Stage2Config)
+
+        llm_card = config.llm.name
+        if llm_card is None:
+            raise RecipeError("`llm.name` must name the asset card of the target LLM.")
+
+        projector = context.get_model_as(SpeechMapperProjector)
+
+        # Cheap checks first: a projector trained for another LLM is refused
+        # before the LLM is loaded.
+        record_target_llm(context, projector, llm_card)
+
+        try:
+            check_llm_embedding_dim(
+                projector.config, read_llm_embed_dim(llm_card), llm_card
+            )
+            template = chat_template_for_card(llm_card)
+            tokenizer = load_tokenizer(llm_card)
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
+
+        llm = context.bootstrap_reference_model_as(TransformerLM, "llm")
+
+        try:
+            target = target_llm_embeddings_of_loaded_model(
+                llm_card,
+                tokenizer,
+                llm.decoder_frontend.embed.weight,  # type: ignore[union-attr,arg-type]
+                pad_token=config.prompt.pad_token,
+            )
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
+
+        dataset = context.get_dataset_as(InstructionDataset)
+
+        ds = config.dataset
+
+        def objective(*, compute_all: bool) -> Stage2Objective:
+            return Stage2Objective(
+                context.get_data_parallel_model(),
+                llm,
+                target.table,
+                target.pad_idx,
+                config.loss.sigma,
+                config.loss.alpha,
+                compute_all=compute_all,
+            )
+
+        train = self._prepare(
+            context, config, dataset, ds.train_split, target, template, projector, llm
+        )
+
+        train_reader = dataset.create_reader(
+            train,
+            context.gangs,
+            SpeechReadOptions(
+                max_num_frames=ds.max_num_frames,
+                batch_size=ds.batch_size,
+                example_shuffle_window=ds.example_shuffle_window,
+                batch_shuffle_window=ds.batch_shuffle_window,
+                num_accumulate=config.trainer.grad_accumulation.num_batches,
+                prefetch=ds.prefetch,
+                num_parallel_calls=ds.num_parallel_calls,
+                seed=config.common.seed,
+            ),
+        )
+
+        valid_units = []
+        valid_readers = []
+        for split in ds.valid_splits:
+            prepared = self._prepare(
+                context, config, dataset, split, target, template, projector, llm
+            )
+            valid_readers.append(
+                dataset.create_reader(
+                    prepared,
+                    context.gangs,
+                    SpeechReadOptions(
+                        max_num_frames=ds.max_num_frames,
+                        batch_size=ds.batch_size,
+                        example_shuffle_window=1,
+                        batch_shuffle_window=1,
+                        prefetch=ds.prefetch,
+                        num_parallel_calls=ds.num_parallel_calls,
+                        sync_mode=SyncMode.UNTIL_LAST,
+                        seed=config.common.seed,
+                    ),
+                )
+            )
+            valid_units.append(Stage2ValidUnit(objective(compute_all=True), split))
+
+        log.info(
+            "Stage 2: σ = {} (CE weight {}), α = {}; the LLM ({}) stays frozen.",
+            config.loss.sigma,
+            1.0 - config.loss.sigma,
+            config.loss.alpha,
+            llm_card,
+        )
+
+        unit = Stage2TrainUnit(objective(compute_all=False))
+
+        return context.create_trainer(unit, train_reader, valid_units, valid_readers)
+
+    @staticmethod
+    def _prepare(
+        context: RecipeContext,
+        config: Stage2Config,
+        dataset: InstructionDataset,
+        split: str,
+        target: TargetLLMEmbeddings,
+        template: ChatTemplate,
+        projector: SpeechMapperProjector,
+        llm: TransformerLM,
+    ) -> PreparedInstructions:
+        ds = config.dataset
+        try:
+            prepared = dataset.prepare(
+                split,
+                tokenizer=target.tokenizer,
+                template=template,
+                encode_transcript=lambda text: target.encode(text).tolist(),
+                projector=projector.config,
+                max_seq_len=llm.max_seq_len,
+                max_num_frames=ds.max_num_frames if ds.batch_size is None else None,
+                system_prompt=config.prompt.system_prompt,
+            )
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
+
+        log_skip_report(context, prepared.report)
+        if prepared.num_without_mse:
+            log.info(
+                "{} of {} kept examples of '{}' train without the MSE term (no transcript, or one longer than the projector output).",
+                prepared.num_without_mse,
+                len(prepared.examples),
+                split,
+            )
+
+        return prepared
+
+    @property
+    def config_kls(self) -> type[object]:
+        return Stage2Config

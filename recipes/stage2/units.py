@@ -1,0 +1,121 @@
+"""Training and validation units of stage 2."""
+
+from __future__ import annotations
+
+import torch
+from fairseq2.metrics import Mean, MetricBag, Sum
+from fairseq2.models.transformer_lm import TransformerLM
+from fairseq2.recipe.evaluator import EvalUnit
+from fairseq2.recipe.trainer import TrainUnit
+from torch import Tensor
+from torch.nn import Module
+
+from speechmapper_plugin.datasets.instructions import InstructionBatch
+from speechmapper_plugin.speech_llm.stage2_loss import Stage2Loss, stage2_loss
+
+
+class Stage2Objective:
+    """``(1−σ)·CE + σ·MSE`` of the projector + frozen LLM on a batch."""
+
+    def __init__(
+        self,
+        projector: Module,
+        llm: TransformerLM,
+        embedding_table: Tensor,
+        pad_idx: int,
+        sigma: float,
+        alpha: float,
+        *,
+        compute_all: bool = False,
+    ) -> None:
+        self.projector = projector
+        self.compute_all = compute_all
+        self.llm = llm
+        self.embedding_table = embedding_table
+        self.pad_idx = pad_idx
+        self.sigma = sigma
+        self.alpha = alpha
+
+    def __call__(self, batch: InstructionBatch) -> Stage2Loss:
+        return stage2_loss(
+            self.projector,
+            self.llm,
+            batch.features,
+            batch.feature_lens,
+            batch.prefix_ids,
+            batch.suffix_ids,
+            batch.response_ids,
+            batch.transcript_ids,
+            embedding_table=self.embedding_table,
+            pad_idx=self.pad_idx,
+            sigma=self.sigma,
+            alpha=self.alpha,
+            compute_all=self.compute_all,
+        )
+
+
+def add_metrics(metric_bag: MetricBag) -> None:
+    metric_bag.add("loss", Mean())
+    metric_bag.add("ce", Mean())
+    metric_bag.add("mse", Mean())
+    metric_bag.add("mse_word", Mean())
+    metric_bag.add("num_examples", Sum())
+    metric_bag.add("num_response_tokens", Sum())
+    metric_bag.add("num_mse_examples", Sum())
+
+
+@torch.inference_mode()
+def update_metrics(
+    metric_bag: MetricBag, batch: InstructionBatch, loss: Stage2Loss
+) -> None:
+    n = batch.batch_size
+    metric_bag.get("loss", Mean).update(loss.total.detach(), weight=n)
+    if loss.ce is not None:
+        metric_bag.get("ce", Mean).update(
+            loss.ce.detach(), weight=loss.num_response_tokens
+        )
+    if loss.mse is not None:
+        metric_bag.get("mse", Mean).update(
+            loss.mse.total.detach(), weight=loss.num_mse_rows
+        )
+        metric_bag.get("mse_word", Mean).update(
+            loss.mse.mse_word.detach(), weight=max(loss.mse.num_word_positions, 1)
+        )
+    metric_bag.get("num_examples", Sum).update(n)
+    metric_bag.get("num_response_tokens", Sum).update(loss.num_response_tokens)
+    metric_bag.get("num_mse_examples", Sum).update(loss.num_mse_rows)
+
+
+class Stage2TrainUnit(TrainUnit[InstructionBatch]):
+    def __init__(self, objective: Stage2Objective) -> None:
+        self._objective = objective
+
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        add_metrics(metric_bag)
+
+    def process_batch(
+        self, batch: InstructionBatch, metric_bag: MetricBag
+    ) -> tuple[Tensor, int | None]:
+        loss = self._objective(batch)
+        update_metrics(metric_bag, batch, loss)
+        # A mean over the batch; the trainer averages accumulated batches.
+        return loss.total, None
+
+
+class Stage2ValidUnit(EvalUnit[InstructionBatch]):
+    """CE and MSE on held-out instructions (both terms, whatever σ)."""
+
+    def __init__(self, objective: Stage2Objective, name: str) -> None:
+        self._objective = objective
+        self._name = name
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        add_metrics(metric_bag)
+
+    @torch.inference_mode()
+    def process_batch(self, batch: InstructionBatch, metric_bag: MetricBag) -> None:
+        update_metrics(metric_bag, batch, self._objective(batch))
