@@ -4,3 +4,32 @@ from __future__ import annotations
 
 from speechmapper_plugin.speech_llm.assemble import AssembledInputs as AssembledInputs
 from speechmapper_plugin.speech_llm.assemble import assemble_inputs as assemble_inputs
+from speechmapper_plugin.speech_llm.audio_inputs import AudioInput as AudioInput
+from speechmapper_plugin.speech_llm.audio_inputs import (
+    AudioInputError as AudioInputError,
+)
+from speechmapper_plugin.speech_llm.audio_inputs import (
+    SpeechTooLongError as SpeechTooLongError,
+)
+from speechmapper_plugin.speech_llm.audio_inputs import (
+    SpeechTooShortError as SpeechTooShortError,
+)
+from speechmapper_plugin.speech_llm.compatibility import (
+    IncompatibleComponentsError as IncompatibleComponentsError,
+)
+from speechmapper_plugin.speech_llm.compatibility import (
+    component_problems as component_problems,
+)
+from speechmapper_plugin.speech_llm.compatibility import (
+    tokenizer_problems as tokenizer_problems,
+)
+from speechmapper_plugin.speech_llm.pipeline import (
+    SpeechMapperPipeline as SpeechMapperPipeline,
+)
+from speechmapper_plugin.speech_llm.pipeline_cards import (
+    model_config_of as model_config_of,
+)
+from speechmapper_plugin.speech_llm.pipeline_result import (
+    PipelineResult as PipelineResult,
+)
+from speechmapper_plugin.speech_llm.task_prompts import TaskPrompts as TaskPrompts

@@ -82,6 +82,53 @@ def _build_projector_cards(root: Path, card_dir: Path) -> Path:
     return checkpoint
 
 
+TRAINED_PROJECTOR_CARDS = {
+    "test_llama": "test_projector_llama",
+    "test_eurollm": "test_projector_eurollm",
+}
+"""LLM card -> a tiny projector card "trained" (random weights) for it: tiny arch,
+64-d in (``test_sm4t_hf``'s width), 64-d out, ``target_llm`` set."""
+
+
+def _build_trained_projector_cards(root: Path, card_dir: Path) -> None:
+    from speechmapper_plugin.models.speechmapper import (
+        ProjectorBlockConfig,
+        SpeechMapperConfig,
+        create_speechmapper_model,
+    )
+
+    # The `tiny` arch (not looked up: the asset store must not start before
+    # every card file is written).
+    block = {"model_dim": 64, "output_dim": 64, "num_layers": 2}
+    block |= {"num_attn_heads": 4, "ffn_inner_dim": 128}
+
+    cards: list[dict[str, object]] = []
+    for seed, (llm, name) in enumerate(sorted(TRAINED_PROJECTOR_CARDS.items())):
+        torch.manual_seed(100 + seed)
+        config = SpeechMapperConfig(
+            input_dim=64,
+            blocks=[ProjectorBlockConfig(**block), ProjectorBlockConfig(**block)],
+            output_dim=64,
+            dropout_p=0.0,
+            target_llm=llm,
+        )
+        checkpoint = root / name / "model.pt"
+        checkpoint.parent.mkdir(parents=True)
+        torch.save(
+            {"model": create_speechmapper_model(config).state_dict()}, checkpoint
+        )
+        cards.append(
+            {
+                "name": name,
+                "model_family": "speechmapper",
+                "model_arch": "tiny",
+                "model_config": {"target_llm": llm},
+                "checkpoint": str(checkpoint),
+            }
+        )
+    write_cards(card_dir / "trained_projectors.yaml", cards)
+
+
 def _build_sm4t_cards(root: Path, card_dir: Path) -> tuple[Path, Path]:
     """A tiny SeamlessM4T-v2 in HF safetensors shards and as Meta's ``.pt``."""
     from tests.support.sm4t import (
@@ -116,6 +163,7 @@ def build_test_cards(root: Path, card_dir: Path) -> SessionCards:
     projector_checkpoint = _build_projector_cards(root, card_dir)
     sm4t_hf_dir, sm4t_meta_checkpoint = _build_sm4t_cards(root, card_dir)
     llms = _build_llm_cards(root, card_dir)
+    _build_trained_projector_cards(root, card_dir)
 
     return SessionCards(
         root=root,

@@ -1,0 +1,147 @@
+"""What the pipeline accepts as audio, turned into mono 16 kHz waveforms.
+
+An input is a file path, the bytes of an encoded file (WAV, FLAC, Ogg, ...),
+or a 1-D float waveform (numpy array or tensor, in [-1, 1]) at ``sample_rate``
+(16 kHz unless given; other rates are resampled). Every failure names the
+input (and, in a batch, its position), so a user with a hundred files knows
+which one to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TypeAlias
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from speechmapper_plugin.audio import (
+    SAMPLE_RATE,
+    AudioError,
+    InvalidWaveformError,
+    load_audio,
+    resample,
+)
+
+AudioInput: TypeAlias = (
+    str | os.PathLike[str] | bytes | bytearray | memoryview | np.ndarray | Tensor
+)
+"""A path, encoded audio bytes, or a 1-D float waveform."""
+
+
+class AudioInputError(ValueError):
+    """An audio input cannot be used; the message names the input."""
+
+    def __init__(self, where: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.where = where
+        self.reason = reason
+
+
+class SpeechTooShortError(AudioInputError):
+    """The audio is too short to give the LLM a single speech embedding."""
+
+
+class SpeechTooLongError(AudioInputError):
+    """The audio is longer than the projector or the LLM can take."""
+
+
+def is_batch(audio: object) -> bool:
+    """Lists and tuples are batches; everything else is one input."""
+    return isinstance(audio, (list, tuple))
+
+
+def describe_input(audio: object, index: int | None) -> str:
+    """``"audio input 3 (/data/a.wav)"``: how errors refer to an input."""
+    if isinstance(audio, (str, os.PathLike)):
+        what = str(audio)
+    elif isinstance(audio, (bytes, bytearray, memoryview)):
+        what = f"{len(audio)} bytes"
+    elif isinstance(audio, (np.ndarray, Tensor)):
+        what = f"waveform of shape {tuple(audio.shape)}"
+    else:
+        what = type(audio).__name__
+
+    position = "audio input" if index is None else f"audio input {index}"
+    return f"{position} ({what})"
+
+
+def load_input(
+    audio: AudioInput, *, sample_rate: int | None = None, index: int | None = None
+) -> Tensor:
+    """Decode or convert one input to a mono float32 16 kHz waveform on CPU.
+
+    :param sample_rate: The rate of array/tensor inputs (default 16 kHz);
+        files and bytes carry their own rate.
+    :param index: The input's position in a batch, for error messages.
+    :raises AudioInputError: for unusable input (undecodable, missing file,
+        wrong shape or dtype, NaN/inf samples, empty).
+    """
+    where = describe_input(audio, index)
+
+    try:
+        if isinstance(audio, (str, os.PathLike, bytes, bytearray, memoryview)):
+            return _load_encoded(audio, sample_rate, where)
+
+        if isinstance(audio, (np.ndarray, Tensor)):
+            return _convert_array(audio, sample_rate or SAMPLE_RATE)
+    except AudioError as ex:
+        raise AudioInputError(where, str(ex)) from ex
+    except OSError as ex:
+        raise AudioInputError(where, f"the file cannot be read ({ex})") from ex
+
+    raise AudioInputError(
+        where,
+        "expected a path, encoded audio bytes, a 1-D numpy array or tensor, or a list of these.",
+    )
+
+
+def _load_encoded(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    sample_rate: int | None,
+    where: str,
+) -> Tensor:
+    if sample_rate is not None and sample_rate != SAMPLE_RATE:
+        # A file's own header states its rate; a different one here is a mistake.
+        raise AudioInputError(
+            where,
+            f"`sample_rate` ({sample_rate}) applies to waveform arrays only; files and encoded bytes are resampled from the rate in their header.",
+        )
+
+    if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
+        what = "is a directory" if Path(source).is_dir() else "does not exist"
+        raise AudioInputError(where, f"the file {what}.")
+
+    return _check_finite(load_audio(source))
+
+
+def _convert_array(audio: np.ndarray | Tensor, sample_rate: int) -> Tensor:
+    waveform = (
+        torch.from_numpy(np.asarray(audio)) if isinstance(audio, np.ndarray) else audio
+    )
+
+    if waveform.dim() != 1:
+        raise InvalidWaveformError(
+            f"a waveform must be 1-D (mono samples), but has shape {tuple(waveform.shape)}; downmix multichannel audio first, and pass a batch as a list of waveforms."
+        )
+
+    if not waveform.is_floating_point():
+        raise InvalidWaveformError(
+            f"a waveform must be floating point in [-1, 1], but has dtype {waveform.dtype}; divide 16-bit PCM by 32768."
+        )
+
+    if waveform.numel() == 0:
+        raise InvalidWaveformError("the waveform is empty.")
+
+    waveform = _check_finite(waveform.detach().to("cpu", torch.float32))
+
+    return resample(waveform, sample_rate, SAMPLE_RATE)
+
+
+def _check_finite(waveform: Tensor) -> Tensor:
+    if not bool(torch.isfinite(waveform).all()):
+        raise InvalidWaveformError("the audio holds NaN or infinite samples.")
+
+    return waveform

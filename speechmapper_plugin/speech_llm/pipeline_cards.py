@@ -1,0 +1,166 @@
+"""Loading the pipeline's three components from asset cards.
+
+The cards' model configurations, the LLM's chat template and its tokenizer
+(all cheap) are checked against each other first; model weights (the LLM's
+can be tens of gigabytes) are only read once everything fits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+from fairseq2.assets import AssetCard, AssetCardError, get_asset_store
+from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
+from fairseq2.device import Device
+from fairseq2.models import ModelFamily, load_model, maybe_get_model_family_name
+from fairseq2.models.transformer_lm import TransformerLM
+from fairseq2.runtime.dependency import get_dependency_resolver
+from torch.nn import Module
+
+from speechmapper_plugin.llm import (
+    ChatTemplate,
+    chat_template_for_card,
+    retrieve_llm_card,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder import (
+    SM4TSpeechEncoder,
+    get_sm4t_speech_encoder_hub,
+)
+from speechmapper_plugin.models.speechmapper import (
+    SpeechMapperProjector,
+    get_speechmapper_model_hub,
+)
+from speechmapper_plugin.speech_llm.compatibility import (
+    check_components,
+    component_problems,
+    tokenizer_problems,
+)
+
+ModelT = TypeVar("ModelT", bound=Module)
+
+
+@dataclass
+class LoadedComponents:
+    sfm: SM4TSpeechEncoder
+    projector: SpeechMapperProjector
+    llm: TransformerLM
+    tokenizer: Tokenizer
+    template: ChatTemplate
+    llm_name: str
+
+
+def load_components(
+    sfm: str,
+    projector: str,
+    llm: str,
+    *,
+    device: Device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    sfm_dtype: torch.dtype = torch.float32,
+) -> LoadedComponents:
+    """Check, then load, the speech encoder, projector and LLM (+ tokenizer).
+
+    :raises IncompatibleComponentsError: before any weights are loaded.
+    """
+    sfm_card = _retrieve(sfm, "speech encoder")
+    projector_card = _retrieve(projector, "projector")
+    llm_card = retrieve_llm_card(llm)
+
+    try:
+        projector_config = get_speechmapper_model_hub().get_model_config(projector_card)
+    except AssetCardError as ex:
+        raise ValueError(
+            f"'{projector}' is not a SpeechMapper projector card: {ex}"
+        ) from None
+
+    try:
+        sfm_config = get_sm4t_speech_encoder_hub().get_model_config(sfm_card)
+    except AssetCardError as ex:
+        raise ValueError(f"'{sfm}' is not a speech-encoder card: {ex}") from None
+
+    llm_config = model_config_of(llm_card)
+
+    template = chat_template_for_card(llm_card)
+    tokenizer = load_tokenizer(llm_card)
+
+    check_components(
+        component_problems(
+            projector_config,
+            llm_name=llm_card.name,
+            llm_embed_dim=_int_field(llm_config, "model_dim", llm_card),
+            sfm_feature_dim=sfm_config.model_dim,
+            projector_name=f"The projector '{projector_card.name}'",
+            sfm_name=f"the speech encoder '{sfm_card.name}'",
+        )
+        + tokenizer_problems(
+            tokenizer,
+            template,
+            llm_name=llm_card.name,
+            vocab_size=_int_field(llm_config, "vocab_size", llm_card),
+        )
+    )
+
+    target = torch.device(device) if isinstance(device, str) else device
+
+    projector_model = _load(projector_card, SpeechMapperProjector, target, dtype)
+    sfm_model = _load(sfm_card, SM4TSpeechEncoder, target, sfm_dtype)
+    llm_model = _load(llm_card, TransformerLM, target, dtype)
+
+    return LoadedComponents(
+        sfm=sfm_model,
+        projector=projector_model,
+        llm=llm_model,
+        tokenizer=tokenizer,
+        template=template,
+        llm_name=llm_card.name,
+    )
+
+
+def model_config_of(card: AssetCard) -> object:
+    """The model configuration a card describes (its arch plus ``model_config``),
+    for any registered model family, without loading weights."""
+    family_name = maybe_get_model_family_name(card)
+    if family_name is None:
+        raise ValueError(f"The {card.name} asset card does not describe a model.")
+
+    resolver = get_dependency_resolver()
+    family = resolver.resolve(ModelFamily, key=family_name)  # type: ignore[type-abstract]
+
+    return family.get_model_config(card)
+
+
+def _retrieve(name: str, what: str) -> AssetCard:
+    card = get_asset_store().maybe_retrieve_card(name)
+    if card is None:
+        raise ValueError(
+            f"No asset card named '{name}' (the {what}). Check the name with `python -m fairseq2.assets list`."
+        )
+
+    return card
+
+
+def _int_field(config: object, name: str, card: AssetCard) -> int:
+    value = getattr(config, name, None)
+    if not isinstance(value, int):
+        raise ValueError(
+            f"The model config of the {card.name} asset card ({type(config).__name__}) has no integer `{name}`; is it a decoder-only LLM?"
+        )
+
+    return value
+
+
+def _load(
+    card: AssetCard,
+    kls: type[ModelT],
+    device: Device | None,
+    dtype: torch.dtype,
+) -> ModelT:
+    model = load_model(card, device=device, dtype=dtype)
+    if not isinstance(model, kls):
+        raise ValueError(
+            f"The {card.name} asset card loads a {type(model).__name__}, not a {kls.__name__}."
+        )
+
+    return model

@@ -1,0 +1,325 @@
+"""SpeechMapperPipeline: audio in every accepted form -> text, single or batched.
+
+The components are the session's tiny SeamlessM4T-v2 encoder (``test_sm4t_hf``),
+a tiny projector trained "for" ``test_llama`` and that LLM, all with random
+weights: the answers are gibberish, so the tests check behaviour (types,
+batching, prompts, resampling, results) and compare log-probabilities, which
+depend on the audio even where the random LLM's argmax does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fairseq2.nn import BatchLayout
+
+from speechmapper_plugin.audio import decode_audio, load_audio
+from speechmapper_plugin.generation import GenerationConfig, embed_token_ids
+from speechmapper_plugin.generation.config import RepetitionGuardConfig
+from speechmapper_plugin.speech_llm import (
+    PipelineResult,
+    SpeechMapperPipeline,
+    TaskPrompts,
+)
+from tests.support.audio import tone, write_wav
+
+GENERATION = GenerationConfig(max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> SpeechMapperPipeline:
+    return SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GENERATION,
+    )
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Four 16 kHz files of different lengths and content."""
+    root = tmp_path_factory.mktemp("pipeline_audio")
+    return [
+        write_wav(root / f"a{i}.wav", tone(seconds, freq=freq, seed=i))
+        for i, (seconds, freq) in enumerate(
+            [(1.2, 180.0), (2.5, 240.0), (0.9, 300.0), (1.7, 140.0)]
+        )
+    ]
+
+
+def assert_same_result(actual: PipelineResult, expected: PipelineResult) -> None:
+    assert actual.token_ids == expected.token_ids
+    assert actual.stop_reason == expected.stop_reason
+    assert actual.num_speech_positions == expected.num_speech_positions
+    torch.testing.assert_close(
+        torch.tensor(actual.generation.best.token_log_probs),
+        torch.tensor(expected.generation.best.token_log_probs),
+        atol=1e-4,
+        rtol=0,
+    )
+
+
+def test_single_inputs_give_text_and_batches_give_lists(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    single = [
+        pipeline.transcribe(wavs[0]),
+        pipeline.translate(wavs[0], "de"),
+        pipeline.answer(wavs[0], "Who saw the dog?"),
+        pipeline.generate(wavs[0], "Repeat what was said.\n<speech>"),
+    ]
+    assert all(isinstance(text, str) for text in single)
+
+    batched = [
+        pipeline.transcribe(wavs),
+        pipeline.translate(tuple(wavs), "German"),
+        pipeline.answer(wavs, ["Who?", "What?", "Where?", "When?"]),
+        pipeline.generate(wavs, "Repeat what was said.\n<speech>"),
+    ]
+    for texts in batched:
+        assert isinstance(texts, list) and len(texts) == len(wavs)
+        assert all(isinstance(text, str) for text in texts)
+
+    # A batch of one is still a batch.
+    assert pipeline.transcribe([wavs[0]]) == [single[0]]
+
+
+def test_paths_bytes_arrays_and_tensors_are_the_same_audio(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    path = wavs[1]
+    waveform = load_audio(path)
+
+    from_path, from_str, from_bytes, from_array, from_tensor = pipeline.run(
+        [path, str(path), path.read_bytes(), waveform.numpy(), waveform],
+        "Transcribe the audio.\n<speech>",
+    )
+
+    for other in (from_str, from_bytes, from_array, from_tensor):
+        assert_same_result(other, from_path)
+
+
+def test_a_batch_equals_one_by_one(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    instructions = [
+        "Transcribe the audio.\n<speech>",
+        "Repeat what was said.\n<speech>",
+        "<speech>\nWrite down what you hear.",
+        "Transcribe the audio.\n<speech>",
+    ]
+
+    batched = pipeline.run(wavs, instructions, batch_size=3)
+
+    for path, instruction, result in zip(wavs, instructions, batched, strict=True):
+        (alone,) = pipeline.run(path, instruction)
+        assert result.instruction == instruction
+        assert_same_result(result, alone)
+
+    # Different audio changes what the LLM sees (its log-probabilities).
+    first, second = batched[0].generation.best, batched[3].generation.best
+    assert first.token_log_probs != second.token_log_probs
+
+
+def test_results_record_how_generation_ended(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    results = pipeline.run(wavs, "Transcribe the audio.\n<speech>")
+
+    for path, result in zip(wavs, results, strict=True):
+        assert result.stop_reason in ("eos", "max_length", "repetition")
+        assert result.repetition_stopped == (result.stop_reason == "repetition")
+        assert result.max_length_reached == (result.stop_reason == "max_length")
+        assert len(result.token_ids) <= GENERATION.max_new_tokens
+        # The count the pipeline predicts before running is what the projector gave.
+        num_samples = load_audio(path).numel()
+        assert result.num_speech_positions == pipeline.check_audio(
+            num_samples, result.instruction
+        )
+        assert result.prompt_len == (
+            len(result.prompt.prefix_ids)
+            + result.num_speech_positions
+            + len(result.prompt.suffix_ids)
+        )
+        decoded = pipeline.tokenizer.create_decoder(skip_special_tokens=True)
+        assert result.text == decoded(torch.tensor(result.token_ids)).strip()
+
+
+def test_stop_reasons_follow_the_generation_config(wavs: list[Path]) -> None:
+    # Stop tokens blocked for the whole budget and no guard: every answer
+    # must end at its length limit.
+    forced = SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GenerationConfig(
+            max_new_tokens=4,
+            min_new_tokens=4,
+            repetition_guard=RepetitionGuardConfig(enabled=False),
+        ),
+    )
+    results = forced.run(wavs, "Transcribe the audio.\n<speech>")
+    assert [r.stop_reason for r in results] == ["max_length"] * len(wavs)
+    assert all(r.max_length_reached and len(r.token_ids) == 4 for r in results)
+
+
+@pytest.fixture
+def llm_inputs(pipeline: SpeechMapperPipeline) -> Iterator[list[torch.Tensor]]:
+    """The embeddings the LLM's decoder receives on its first (prefill) call."""
+    seen: list[torch.Tensor] = []
+
+    def hook(module: torch.nn.Module, args: tuple[object, ...]) -> None:
+        embeds = args[0]
+        assert isinstance(embeds, torch.Tensor)
+        seen.append(embeds.detach().clone())
+
+    handle = pipeline.llm.decoder.register_forward_pre_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def prefix_embeds(pipeline: SpeechMapperPipeline, instruction: str) -> torch.Tensor:
+    ids = pipeline.encode_prompt(instruction).prefix_ids
+    with torch.inference_mode():
+        return embed_token_ids(pipeline.llm, torch.tensor(ids))
+
+
+@pytest.mark.parametrize(
+    ("call", "instruction"),
+    [
+        ("transcribe", TaskPrompts().asr),
+        ("translate", "Translate the audio into German.\n<speech>"),
+        (
+            "answer",
+            "Listen to the audio and answer the question.\n<speech>\nQuestion: Who saw the dog?",
+        ),
+        ("generate", "Repeat what was said.\n<speech>"),
+    ],
+)
+def test_each_task_sends_its_instruction_to_the_llm(
+    pipeline: SpeechMapperPipeline,
+    wavs: list[Path],
+    llm_inputs: list[torch.Tensor],
+    call: str,
+    instruction: str,
+) -> None:
+    args = {
+        "transcribe": (),
+        "translate": ("de",),
+        "answer": ("Who saw the dog?",),
+        "generate": ("Repeat what was said.\n<speech>",),
+    }[call]
+
+    getattr(pipeline, call)(wavs[0], *args)
+
+    expected = prefix_embeds(pipeline, instruction)
+    prefill = llm_inputs[0][0]
+    torch.testing.assert_close(prefill[: expected.size(0)], expected)
+
+    # The rendered prompt holds the instruction around the speech.
+    prompt = pipeline.encode_prompt(instruction)
+    before, after = instruction.split("<speech>")
+    assert before.strip() in prompt.text.split("<speech>")[0]
+    assert after.strip() in prompt.text.split("<speech>")[1]
+
+
+def test_the_prefill_is_prefix_speech_suffix(
+    pipeline: SpeechMapperPipeline, wavs: list[Path], llm_inputs: list[torch.Tensor]
+) -> None:
+    instruction = "Repeat what was said.\n<speech>"
+    (result,) = pipeline.run(wavs[1], instruction)
+
+    waveform = load_audio(wavs[1])
+    with torch.inference_mode():
+        features, lens = pipeline.extractor([waveform])
+        speech, _ = pipeline.projector(
+            features, BatchLayout.of(features, lens.tolist())
+        )
+        suffix = embed_token_ids(pipeline.llm, torch.tensor(result.prompt.suffix_ids))
+
+    prefill = llm_inputs[0][0]
+    num_prefix = len(result.prompt.prefix_ids)
+    speech_part = prefill[num_prefix : num_prefix + result.num_speech_positions]
+    torch.testing.assert_close(speech_part, speech[0])
+    torch.testing.assert_close(
+        prefill[num_prefix + result.num_speech_positions :][: suffix.size(0)], suffix
+    )
+
+
+def test_the_system_prompt_reaches_the_prompt(wavs: list[Path]) -> None:
+    with_system = SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GENERATION,
+        system_prompt="You are a helpful assistant.",
+    )
+    (result,) = with_system.run(wavs[0], "Transcribe the audio.\n<speech>")
+    assert result.prompt.text.startswith(
+        "<|start_header_id|>system<|end_header_id|>\n\nYou are a helpful assistant."
+    )
+
+
+def test_arrays_at_other_rates_are_resampled(
+    pipeline: SpeechMapperPipeline, tmp_path: Path
+) -> None:
+    file_8k = write_wav(tmp_path / "8k.wav", tone(2.0, 8_000, freq=200.0), 8_000)
+    at_8k = decode_audio(file_8k).waveform[:, 0].numpy()  # the file's samples
+    instruction = "Transcribe the audio.\n<speech>"
+
+    (resampled,) = pipeline.run(at_8k, instruction, sample_rate=8_000)
+    (from_file,) = pipeline.run(file_8k, instruction)
+    (misread,) = pipeline.run(at_8k, instruction)
+
+    # Declared as 8 kHz: the same audio as the 8 kHz file, resampled to 16 kHz.
+    assert_same_result(resampled, from_file)
+    assert resampled.num_speech_positions == pipeline.check_audio(32_000, instruction)
+
+    # Taken as 16 kHz it is half as long: fewer speech positions.
+    assert misread.num_speech_positions == pipeline.check_audio(16_000, instruction)
+    assert misread.num_speech_positions < resampled.num_speech_positions
+
+
+def test_pre_averaged_features_give_the_waveform_answer(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    """A feature store holds features averaged 2:1 by the extractor; fed with
+    ``pre_averaged=True`` they must reproduce the waveform path."""
+    from speechmapper_plugin.models.sm4t_speech_encoder import SpeechFeatureExtractor
+
+    waveforms = [load_audio(p) for p in wavs[:2]]
+    instruction = "Transcribe the audio.\n<speech>"
+
+    averaging = SpeechFeatureExtractor(
+        pipeline.extractor.model,
+        frame_averaging=pipeline.projector.config.frame_averaging,
+    )
+    features, lens = averaging(waveforms)
+    stored = [features[i, : lens[i]].to(torch.float16) for i in range(2)]
+
+    from_features = pipeline.run_features(stored, [instruction] * 2)
+    from_audio = pipeline.run_waveforms(waveforms, [instruction] * 2)
+
+    for actual, expected in zip(from_features, from_audio, strict=True):
+        assert actual.num_speech_positions == expected.num_speech_positions
+        assert actual.token_ids == expected.token_ids
+
+
+def test_models_are_in_eval_mode_and_left_untrained(
+    pipeline: SpeechMapperPipeline,
+) -> None:
+    assert not pipeline.llm.training
+    assert not pipeline.projector.training
+    assert not pipeline.extractor.model.training
+    assert pipeline.device == torch.device("cpu")
+    assert np.isclose(pipeline.min_num_samples / 16_000, 0.655)
