@@ -1,0 +1,1 @@
+"""Generation: audio manifest or instruction file -> hypotheses JSONL + summary."""

@@ -1,0 +1,419 @@
+"""The generate recipe end to end: espeak speech -> hypotheses.jsonl + summary.json.
+
+Runs ``python -m recipes.generate`` as users do, with the session's tiny
+SeamlessM4T-v2 encoder, a tiny projector trained "for" ``test_llama`` and
+that LLM (random weights: the hypotheses are gibberish, and are checked
+against the in-process :class:`SpeechMapperPipeline` on the same audio).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from speechmapper_plugin.audio import load_audio
+from speechmapper_plugin.data.instructions import InstructionExample, write_instructions
+from speechmapper_plugin.generation import GenerationConfig
+from speechmapper_plugin.speech_llm import SpeechMapperPipeline
+from tests.support.audio import has_espeak, synthesize_corpus, tone, write_wav
+from tests.support.cards import SessionCards
+from tests.support.feature_store import Utterance, write_feature_store
+from tests.support.llm import training_sentences
+from tests.support.recipes import REPO, recipe_env, run_recipe
+
+pytestmark = pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
+
+TINY = str(REPO / "recipes/generate/configs/tiny.yaml")
+
+# The generation settings of tiny.yaml.
+GENERATION = GenerationConfig(max_new_tokens=32, max_len_a=1.0, max_len_b=16)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five spoken sentences plus four unusable rows; returns the manifest."""
+    root = tmp_path_factory.mktemp("generate_corpus")
+    sentences = training_sentences(400)[80:85]
+    manifest = synthesize_corpus(root, sentences, speed=130)
+
+    write_wav(root / "audio/short.wav", tone(0.4))  # under the 0.655 s minimum
+    with manifest.open("a", encoding="utf-8") as fp:
+        fp.write("missing\taudio/missing.wav\t16000\tA dog.\ten\n")
+        fp.write("short\taudio/short.wav\t6400\tA cat.\ten\n")
+        fp.write("malformed\tonly two columns\n")
+        fp.write("utt00001\taudio/utt00002.wav\t\tA duplicate id.\ten\n")
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> SpeechMapperPipeline:
+    return SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GENERATION,
+    )
+
+
+def generate_args(cards: SessionCards, *overrides: str) -> list[str]:
+    return [
+        "--config-file",
+        TINY,
+        "--config",
+        "model.name=test_projector_llama",
+        "sfm.name=test_sm4t_hf",
+        "llm.name=test_llama",
+        f"common.assets.extra_paths=[{cards.card_dir}]",
+        *overrides,
+    ]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def manifest_rows(manifest: Path) -> list[list[str]]:
+    return [line.split("\t") for line in manifest.read_text().splitlines()[1:]]
+
+
+def test_manifest_to_transcripts_with_references_flags_and_summary(
+    corpus: Path,
+    test_cards: SessionCards,
+    pipeline: SpeechMapperPipeline,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "asr"
+    done = run_recipe(
+        "generate",
+        out,
+        *generate_args(test_cards, f"input.manifest={corpus}", "prompt.task=asr"),
+    )
+
+    records = read_jsonl(out / "hypotheses.jsonl")
+    good = manifest_rows(corpus)[:5]
+    assert [r["id"] for r in records] == [row[0] for row in good]  # manifest order
+
+    instruction = pipeline.prompts.transcription()
+    audio = [corpus.parent / row[1] for row in good]
+    expected = pipeline.run(audio, instruction)
+
+    for record, row, result in zip(records, good, expected, strict=True):
+        assert record["task"] == "asr"
+        assert record["lang"] == "en"
+        assert record["audio"] == str(corpus.parent / row[1])
+        assert record["instruction"] == instruction
+        assert record["reference"] == row[3]
+        assert record["hypothesis"] == result.text
+        assert record["stop_reason"] == result.stop_reason
+        assert record["repetition_stopped"] == (record["stop_reason"] == "repetition")
+        assert record["max_length_reached"] == (record["stop_reason"] == "max_length")
+        assert record["num_speech_positions"] == result.num_speech_positions > 0
+        assert record["num_generated_tokens"] == len(result.token_ids)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_inputs"] == 9
+    assert summary["num_generated"] == 5
+    assert summary["num_skipped"] == 4
+    assert summary["skipped_by_reason"] == {
+        "duplicate_id": 1,
+        "malformed_row": 1,
+        "missing_file": 1,
+        "too_short_audio": 1,
+    }
+    stops = summary["stop_reasons"]
+    assert set(stops) == {"eos", "max_length", "repetition"}
+    assert sum(stops.values()) == 5
+    for reason, count in stops.items():
+        assert count == sum(r["stop_reason"] == reason for r in records)
+    asr = summary["metrics"]["asr"]
+    assert asr["num_examples"] == 5
+    assert asr["reference_words"] == sum(len(row[3].split()) for row in good)
+    assert asr["wer"] == pytest.approx(
+        100 * asr["word_errors"] / asr["reference_words"]
+    )
+
+    skipped = (out / "skipped.tsv").read_text().splitlines()
+    assert skipped[0] == "line\tid\treason\tdetail"
+    assert [line.split("\t")[2] for line in skipped[1:]] == [
+        "missing_file",
+        "too_short_audio",
+        "malformed_row",
+        "duplicate_id",
+    ]
+    assert not (out / "hypotheses.parts").exists()
+
+    log = done.stdout + done.stderr
+    assert "Generated 5 of 9 examples; skipped 4" in log
+    assert "asr: WER" in log
+
+
+def test_instruction_file_with_audio_and_feature_store_examples(
+    corpus: Path,
+    test_cards: SessionCards,
+    pipeline: SpeechMapperPipeline,
+    tmp_path: Path,
+) -> None:
+    rows = manifest_rows(corpus)[:3]
+    audio = {row[0]: corpus.parent / row[1] for row in rows}
+
+    # A feature store with the speech encoder's real features, averaged 2:1.
+    from speechmapper_plugin.models.sm4t_speech_encoder import SpeechFeatureExtractor
+
+    extractor = SpeechFeatureExtractor(pipeline.extractor.model, frame_averaging=2)
+    features, lens = extractor([load_audio(audio[row[0]]) for row in rows])
+    store = write_feature_store(
+        tmp_path / "store",
+        [
+            Utterance(row[0], features[i, : lens[i]].clone(), row[3])
+            for i, row in enumerate(rows)
+        ],
+    )
+
+    first, second, third = (row[0] for row in rows)
+    examples = [
+        InstructionExample(
+            id="st",
+            audio=str(audio[first]),
+            instruction="Translate the audio into German.\n<speech>",
+            response="Der alte Hund sah einen Vogel.",
+            task="st",
+            target_lang="de",
+        ),
+        InstructionExample(
+            id="sqa",
+            speech=second,
+            instruction="<speech>\nBased on the recording, who saw the bird?",
+            response="The old dog.",
+            task="sqa",
+        ),
+        InstructionExample(
+            id="asr",
+            speech=third,
+            instruction="Transcribe the audio.\n<speech>",
+            response=rows[2][3],
+            task="asr",
+        ),
+        InstructionExample(
+            id="lost",
+            speech="not_in_the_store",
+            instruction="Transcribe the audio.\n<speech>",
+        ),
+    ]
+    instructions = tmp_path / "eval.jsonl"
+    write_instructions(instructions, examples)
+
+    out = tmp_path / "instructions"
+    run_recipe(
+        "generate",
+        out,
+        *generate_args(
+            test_cards,
+            f"input.instructions={instructions}",
+            f"input.feature_store={store}",
+        ),
+    )
+
+    records = {r["id"]: r for r in read_jsonl(out / "hypotheses.jsonl")}
+    assert list(records) == ["st", "sqa", "asr"]
+
+    for example in examples[:3]:
+        record = records[example.id]
+        assert record["instruction"] == example.instruction
+        assert record["reference"] == example.response
+        assert record["task"] == example.task
+        source = example.audio if example.audio else example.speech
+        assert record["audio" if example.audio else "speech"] == source
+        speech = audio[first] if example.audio else audio[str(example.speech)]
+        (expected,) = pipeline.run(speech, example.instruction)
+        assert record["hypothesis"] == expected.text
+        assert record["num_speech_positions"] == expected.num_speech_positions
+    assert records["st"]["target_lang"] == "de"
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_inputs"] == 4
+    assert summary["skipped_by_reason"] == {"missing_features": 1}
+    assert summary["tasks"] == {"asr": 1, "sqa": 1, "st": 1}
+    assert set(summary["metrics"]) == {"asr", "st/de"}
+    assert 0.0 <= summary["metrics"]["st/de"]["bleu"] <= 100.0
+    skipped = (out / "skipped.tsv").read_text().splitlines()[1].split("\t")
+    assert skipped[1:3] == ["lost", "missing_features"]
+
+
+def test_two_processes_share_the_work(
+    corpus: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "recipes.generate",
+        str(out),
+        *generate_args(
+            test_cards,
+            f"input.manifest={corpus}",
+            "prompt.task=st",
+            "prompt.target_lang=fr",
+        ),
+        "--no-rich",
+    ]
+    done = subprocess.run(
+        command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    log0 = (out / "logs/rank_0.log").read_text()
+    log1 = (out / "logs/rank_1.log").read_text()
+    assert "Running on 2 process(es)" in log0
+    # The 5 good rows and the 2 whose audio turns out unusable are dealt out.
+    assert "Rank 0: 4 of 7 examples to generate." in log0
+    assert "Rank 1: 3 of 7 examples to generate." in log1
+
+    records = read_jsonl(out / "hypotheses.jsonl")
+    assert [r["id"] for r in records] == [row[0] for row in manifest_rows(corpus)[:5]]
+    assert all(r["task"] == "st" and r["target_lang"] == "fr" for r in records)
+    assert all("into French" in r["instruction"] for r in records)
+    assert all("reference" not in r for r in records)  # a manifest has no translations
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_generated"] == 5 and summary["num_skipped"] == 4
+    assert summary["metrics"] == {}
+
+
+@pytest.mark.parametrize(
+    ("projector", "expected"),
+    [
+        (
+            "test_projector_eurollm",
+            "The projector ('test_projector_eurollm') was trained for the LLM 'test_eurollm' (its `target_llm`), but the LLM is 'test_llama'",
+        ),
+        (
+            "test_projector_base",
+            "The projector ('test_projector_base') outputs 32-d embeddings, but 'test_llama' has 64-d token embeddings",
+        ),
+    ],
+)
+def test_mismatched_components_fail_before_loading_weights(
+    corpus: Path,
+    test_cards: SessionCards,
+    tmp_path: Path,
+    projector: str,
+    expected: str,
+) -> None:
+    done = run_recipe(
+        "generate",
+        tmp_path / "bad",
+        *generate_args(
+            test_cards, f"input.manifest={corpus}", f"model.name={projector}"
+        ),
+        check=False,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert expected in output
+    assert "Traceback" not in output
+    assert "Loading" not in output  # no model weights were read
+
+
+def test_the_suggested_target_llm_override_works(
+    corpus: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    """The mismatch error says how to vouch that two card names are one model."""
+    instructions = tmp_path / "one.jsonl"
+    first = manifest_rows(corpus)[0]
+    write_instructions(
+        instructions,
+        [
+            InstructionExample(
+                id="a",
+                audio=str(corpus.parent / first[1]),
+                instruction="Transcribe the audio.\n<speech>",
+            )
+        ],
+    )
+    out = tmp_path / "out"
+    run_recipe(
+        "generate",
+        out,
+        *generate_args(
+            test_cards,
+            f"input.instructions={instructions}",
+            "model.name=test_projector_eurollm",
+            "model.config_overrides.target_llm=test_llama",
+        ),
+    )
+    assert [r["id"] for r in read_jsonl(out / "hypotheses.jsonl")] == ["a"]
+
+
+def test_speech_ids_need_a_feature_store(
+    test_cards: SessionCards, tmp_path: Path
+) -> None:
+    instructions = tmp_path / "eval.jsonl"
+    write_instructions(
+        instructions,
+        [InstructionExample(id="a", speech="u0", instruction="Hi <speech>")],
+    )
+    done = run_recipe(
+        "generate",
+        tmp_path / "out",
+        *generate_args(test_cards, f"input.instructions={instructions}"),
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "set `input.feature_store`" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({}, "Give exactly one of `input.manifest`"),
+        (
+            {"manifest": "a.tsv", "instructions": "b.jsonl"},
+            "Give exactly one of `input.manifest`",
+        ),
+        ({"manifest": "a.tsv", "task": "st"}, "needs `prompt.target_lang`"),
+        ({"manifest": "a.tsv", "task": "custom"}, "needs `prompt.instruction`"),
+        (
+            {"manifest": "a.tsv", "instruction": "No placeholder."},
+            "must contain the placeholder <speech> exactly once",
+        ),
+        (
+            {"instructions": "b.jsonl", "instruction": "Say <speech>"},
+            "apply to `input.manifest` only",
+        ),
+        ({"manifest": "a.tsv", "max_batch_size": 0}, "`batching.max_batch_size`"),
+    ],
+)
+def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> None:
+    from fairseq2.utils.validation import StandardObjectValidator, ValidationError
+
+    from recipes.generate.config import (
+        BatchingSection,
+        GenerateConfig,
+        InputSection,
+        PromptSection,
+    )
+
+    def pick(*names: str) -> dict[str, Any]:
+        return {k: v for k, v in overrides.items() if k in names}
+
+    config = GenerateConfig(
+        input=InputSection(
+            **{k: Path(v) for k, v in pick("manifest", "instructions").items()}
+        ),
+        prompt=PromptSection(**pick("task", "instruction")),
+        batching=BatchingSection(**pick("max_batch_size")),
+    )
+
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        StandardObjectValidator().validate(config)
