@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from speechmapper_plugin.audio import load_audio
 from speechmapper_plugin.data.instructions import InstructionExample, write_instructions
@@ -417,3 +418,67 @@ def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> Non
 
     with pytest.raises(ValidationError, match=re.escape(message)):
         StandardObjectValidator().validate(config)
+
+
+@pytest.mark.slow
+def test_a_stage1_checkpoint_is_the_projector(
+    corpus: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    """``model.name=last_checkpoint`` + ``common.assets.prev_checkpoint_dir``
+    loads a training run's projector; its recorded ``target_llm`` is enforced."""
+    sentences = training_sentences(400)[80:84]
+    store = write_feature_store(
+        tmp_path / "store",
+        [
+            Utterance(
+                f"u{i}",
+                torch.randn(90, 64, generator=torch.Generator().manual_seed(i)),
+                s,
+            )
+            for i, s in enumerate(sentences)
+        ],
+    )
+    stage1 = tmp_path / "stage1"
+    run_recipe(
+        "stage1",
+        stage1,
+        "--config-file",
+        str(REPO / "recipes/stage1/configs/tiny.yaml"),
+        "--config",
+        "target_llm.name=test_llama",
+        f"dataset.config_overrides.splits={{train: [{store}]}}",
+        f"common.assets.extra_paths=[{test_cards.card_dir}]",
+        "regime.num_steps=4",
+        "regime.checkpoint_every_n_steps=4",
+        "regime.validate_every_n_steps=4",
+        "regime.publish_metrics_every_n_steps=2",
+        "regime.validate_at_start=false",
+        "lr_scheduler.config.num_warmup_steps=1",
+        "dataset.valid_splits=[]",
+    )
+
+    def generate(out: Path, llm: str) -> subprocess.CompletedProcess[str]:
+        return run_recipe(
+            "generate",
+            out,
+            "--config-file",
+            TINY,
+            "--config",
+            "model.name=last_checkpoint",
+            f"common.assets.prev_checkpoint_dir={stage1 / 'checkpoints'}",
+            "sfm.name=test_sm4t_hf",
+            f"llm.name={llm}",
+            f"common.assets.extra_paths=[{test_cards.card_dir}]",
+            f"input.manifest={corpus}",
+            check=llm == "test_llama",
+        )
+
+    generate(tmp_path / "ok", "test_llama")
+    assert len(read_jsonl(tmp_path / "ok/hypotheses.jsonl")) == 5
+
+    refused = generate(tmp_path / "refused", "test_eurollm")
+    assert refused.returncode != 0
+    assert (
+        "The projector ('last_checkpoint') was trained for the LLM 'test_llama' (its `target_llm`), but the LLM is 'test_eurollm'"
+        in refused.stdout + refused.stderr
+    )
