@@ -22,6 +22,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from tests.support.cards import SessionCards, build_test_cards  # noqa: E402
+from tests.support.corpus import SpeechCorpus  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,3 +47,26 @@ def test_cards(tmp_path_factory: pytest.TempPathFactory) -> SessionCards:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def speech_corpus(
+    tmp_path_factory: pytest.TempPathFactory, test_cards: SessionCards
+) -> SpeechCorpus:
+    """Synthesised speech extracted into a feature store by the real recipe
+    (built once; the stage-1, stage-2 and generation tests share it)."""
+    from tests.support.corpus import build_speech_corpus
+
+    return build_speech_corpus(tmp_path_factory.mktemp("speech_corpus"), test_cards)
+
+
+@pytest.fixture(scope="session")
+def stage1_run(
+    tmp_path_factory: pytest.TempPathFactory,
+    speech_corpus: SpeechCorpus,
+    test_cards: SessionCards,
+) -> Path:
+    """A 300-step stage-1 run of the tiny projector for the tiny Llama."""
+    from tests.support.corpus import run_stage1
+
+    return run_stage1(tmp_path_factory.mktemp("stage1_run"), speech_corpus, test_cards)

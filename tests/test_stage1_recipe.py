@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.audio import has_espeak, synthesize_corpus
+from tests.support.audio import has_espeak
 from tests.support.cards import SessionCards
+from tests.support.corpus import SpeechCorpus, stage1_args
 from tests.support.feature_store import Utterance, write_feature_store
 from tests.support.llm import training_sentences
 from tests.support.recipes import (
@@ -33,52 +34,10 @@ pytestmark = [
     pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox"),
 ]
 
-TINY = str(REPO / "recipes/stage1/configs/tiny.yaml")
-
 
 @pytest.fixture(scope="module")
-def features(
-    tmp_path_factory: pytest.TempPathFactory, test_cards: SessionCards
-) -> Path:
-    """40 synthesised utterances (plus one whose transcript cannot fit), extracted
-    with the tiny SFM by the extraction recipe."""
-    root = tmp_path_factory.mktemp("stage1_corpus")
-    # Sentences the tiny tokenizer was trained on; slow speech leaves room for
-    # every token in the projector output.
-    sentences = training_sentences(400)[80:120]
-    manifest = synthesize_corpus(root, sentences, speed=110)
-    # A short recording with a long transcript: stage 1 must skip it, counted.
-    with manifest.open("a") as fp:
-        first = manifest.read_text().splitlines()[1].split("\t")
-        fp.write(
-            "\t".join(["dense", first[1], first[2], " ".join(sentences[:3]), "en"])
-            + "\n"
-        )
-
-    out = root / "extract"
-    run_recipe(
-        "extract_features",
-        out,
-        "--config-file",
-        str(REPO / "recipes/extract_features/configs/tiny.yaml"),
-        "--config",
-        "model.name=test_sm4t_hf",
-        f"dataset.config_overrides.manifests.train={manifest}",
-        f"common.assets.extra_paths=[{test_cards.card_dir}]",
-    )
-    return out / "features"
-
-
-def stage1_args(store: Path, cards: SessionCards, *overrides: str) -> list[str]:
-    return [
-        "--config-file",
-        TINY,
-        "--config",
-        f"target_llm.name={cards.llms.llama_card}",
-        f"dataset.config_overrides.splits={{train: [{store}]}}",
-        f"common.assets.extra_paths=[{cards.card_dir}]",
-        *overrides,
-    ]
+def features(speech_corpus: SpeechCorpus) -> Path:
+    return speech_corpus.features
 
 
 def last_model_state(out: Path, step: int) -> dict[str, torch.Tensor]:
@@ -89,11 +48,8 @@ def last_model_state(out: Path, step: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def test_stage1_learns_the_embedding_space(
-    features: Path, test_cards: SessionCards, tmp_path: Path
-) -> None:
-    out = tmp_path / "stage1"
-    run_recipe("stage1", out, *stage1_args(features, test_cards))
+def test_stage1_learns_the_embedding_space(stage1_run: Path) -> None:
+    out = stage1_run
 
     valid = read_metrics(out, "valid/train")
     first, last = valid[0], valid[-1]
@@ -110,7 +66,7 @@ def test_stage1_learns_the_embedding_space(
     # The unusable utterance was skipped, counted and listed.
     log = (out / "logs/rank_0.log").read_text()
     assert (
-        "kept 40 of 41 examples; skipped 1 transcript longer than projector output"
+        "kept 48 of 49 examples; skipped 1 transcript longer than projector output"
         in log
     )
     assert (out / "skipped/train.tsv").read_text().splitlines()[1].startswith("dense\t")

@@ -25,11 +25,11 @@ from speechmapper_plugin.datasets.instructions import (
     PreparedInstructions,
 )
 from speechmapper_plugin.llm import (
-    ChatTemplate,
-    TargetLLMEmbeddings,
     chat_template_for_card,
     read_llm_embed_dim,
-    target_llm_embeddings_of_loaded_model,
+    read_llm_max_seq_len,
+    resolve_pad_token,
+    retrieve_llm_card,
 )
 from speechmapper_plugin.models.speechmapper import (
     SpeechMapperProjector,
@@ -47,8 +47,9 @@ class Stage2Recipe(Recipe):
 
         projector = context.get_model_as(SpeechMapperProjector)
 
-        # Cheap checks first: a projector trained for another LLM is refused
-        # before the LLM is loaded.
+        # Everything that can be wrong is checked before the LLM is loaded: the
+        # target LLM of the projector, the widths, the template, the pad token
+        # and every example of every split.
         record_target_llm(context, projector, llm_card)
 
         try:
@@ -57,18 +58,10 @@ class Stage2Recipe(Recipe):
             )
             template = chat_template_for_card(llm_card)
             tokenizer = load_tokenizer(llm_card)
-        except ValueError as ex:
-            raise RecipeError(str(ex)) from None
-
-        llm = context.bootstrap_reference_model_as(TransformerLM, "llm")
-
-        try:
-            target = target_llm_embeddings_of_loaded_model(
-                llm_card,
-                tokenizer,
-                llm.decoder_frontend.embed.weight,  # type: ignore[union-attr,arg-type]
-                pad_token=config.prompt.pad_token,
+            _, pad_idx = resolve_pad_token(
+                retrieve_llm_card(llm_card), tokenizer, config.prompt.pad_token
             )
+            max_seq_len = read_llm_max_seq_len(llm_card)
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
@@ -76,20 +69,42 @@ class Stage2Recipe(Recipe):
 
         ds = config.dataset
 
+        transcript_encoder = tokenizer.create_raw_encoder()
+
+        def prepare(split: str) -> PreparedInstructions:
+            try:
+                prepared = dataset.prepare(
+                    split,
+                    tokenizer=tokenizer,
+                    template=template,
+                    encode_transcript=lambda text: transcript_encoder(text).tolist(),
+                    projector=projector.config,
+                    max_seq_len=max_seq_len,
+                    max_num_frames=ds.max_num_frames if ds.batch_size is None else None,
+                    system_prompt=config.prompt.system_prompt,
+                )
+            except ValueError as ex:
+                raise RecipeError(str(ex)) from None
+            self._log(context, split, prepared)
+            return prepared
+
+        train = prepare(ds.train_split)
+        valid = {split: prepare(split) for split in ds.valid_splits}
+
+        llm = context.bootstrap_reference_model_as(TransformerLM, "llm")
+
+        table = llm.decoder_frontend.embed.weight  # type: ignore[union-attr]
+
         def objective(*, compute_all: bool) -> Stage2Objective:
             return Stage2Objective(
                 context.get_data_parallel_model(),
                 llm,
-                target.table,
-                target.pad_idx,
+                table,  # type: ignore[arg-type]
+                pad_idx,
                 config.loss.sigma,
                 config.loss.alpha,
                 compute_all=compute_all,
             )
-
-        train = self._prepare(
-            context, config, dataset, ds.train_split, target, template, projector, llm
-        )
 
         train_reader = dataset.create_reader(
             train,
@@ -108,10 +123,7 @@ class Stage2Recipe(Recipe):
 
         valid_units = []
         valid_readers = []
-        for split in ds.valid_splits:
-            prepared = self._prepare(
-                context, config, dataset, split, target, template, projector, llm
-            )
+        for split, prepared in valid.items():
             valid_readers.append(
                 dataset.create_reader(
                     prepared,
@@ -143,31 +155,9 @@ class Stage2Recipe(Recipe):
         return context.create_trainer(unit, train_reader, valid_units, valid_readers)
 
     @staticmethod
-    def _prepare(
-        context: RecipeContext,
-        config: Stage2Config,
-        dataset: InstructionDataset,
-        split: str,
-        target: TargetLLMEmbeddings,
-        template: ChatTemplate,
-        projector: SpeechMapperProjector,
-        llm: TransformerLM,
-    ) -> PreparedInstructions:
-        ds = config.dataset
-        try:
-            prepared = dataset.prepare(
-                split,
-                tokenizer=target.tokenizer,
-                template=template,
-                encode_transcript=lambda text: target.encode(text).tolist(),
-                projector=projector.config,
-                max_seq_len=llm.max_seq_len,
-                max_num_frames=ds.max_num_frames if ds.batch_size is None else None,
-                system_prompt=config.prompt.system_prompt,
-            )
-        except ValueError as ex:
-            raise RecipeError(str(ex)) from None
-
+    def _log(
+        context: RecipeContext, split: str, prepared: PreparedInstructions
+    ) -> None:
         log_skip_report(context, prepared.report)
         if prepared.num_without_mse:
             log.info(
@@ -176,8 +166,6 @@ class Stage2Recipe(Recipe):
                 len(prepared.examples),
                 split,
             )
-
-        return prepared
 
     @property
     def config_kls(self) -> type[object]:

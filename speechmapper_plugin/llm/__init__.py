@@ -13,7 +13,11 @@ from speechmapper_plugin.llm.cards import TargetLLMCardError as TargetLLMCardErr
 from speechmapper_plugin.llm.cards import (
     read_chat_template_name as read_chat_template_name,
 )
+from speechmapper_plugin.llm.cards import read_llm_config as read_llm_config
 from speechmapper_plugin.llm.cards import read_llm_embed_dim as read_llm_embed_dim
+from speechmapper_plugin.llm.cards import (
+    read_llm_max_seq_len as read_llm_max_seq_len,
+)
 from speechmapper_plugin.llm.cards import read_pad_token as read_pad_token
 from speechmapper_plugin.llm.cards import (
     resolve_checkpoint_path as resolve_checkpoint_path,
@@ -42,6 +46,9 @@ from speechmapper_plugin.llm.target_embeddings import (
 )
 from speechmapper_plugin.llm.target_embeddings import (
     load_target_llm_embeddings as load_target_llm_embeddings,
+)
+from speechmapper_plugin.llm.target_embeddings import (
+    resolve_pad_token as resolve_pad_token,
 )
 from speechmapper_plugin.llm.target_embeddings import (
     target_llm_embeddings_of_loaded_model as target_llm_embeddings_of_loaded_model,

@@ -56,9 +56,8 @@ def _optional_str_field(card: AssetCard, name: str) -> str | None:
     return value
 
 
-def read_llm_embed_dim(card: AssetCard | str) -> int:
-    """The LLM's embedding width from its card's model config, without loading it
-    (so that mismatches are caught before any heavy work)."""
+def read_llm_config(card: AssetCard | str) -> object:
+    """The LLM's model config from its card, without loading any weight."""
     card = retrieve_llm_card(card)
 
     family_name = maybe_get_model_family_name(card)
@@ -66,15 +65,30 @@ def read_llm_embed_dim(card: AssetCard | str) -> int:
         raise TargetLLMCardError(f"The {card.name} asset card names no `model_family`.")
 
     family = get_dependency_resolver().resolve(ModelFamily, key=family_name)  # type: ignore[type-abstract]
-    config = family.get_model_config(card)
 
-    model_dim = getattr(config, "model_dim", None)
-    if not isinstance(model_dim, int):
+    config: object = family.get_model_config(card)
+    return config
+
+
+def _read_int(card: AssetCard | str, name: str) -> int:
+    value = getattr(read_llm_config(card), name, None)
+    if not isinstance(value, int):
+        card_name = card if isinstance(card, str) else card.name
         raise TargetLLMCardError(
-            f"The model config of {card.name} ({family_name} family) has no `model_dim`; it is not a decoder-only LLM this plugin supports."
+            f"The model config of {card_name} has no integer `{name}`; it is not a decoder-only LLM this plugin supports."
         )
+    return value
 
-    return model_dim
+
+def read_llm_embed_dim(card: AssetCard | str) -> int:
+    """The LLM's embedding width, read from its card (so that mismatches are
+    caught before any heavy work)."""
+    return _read_int(card, "model_dim")
+
+
+def read_llm_max_seq_len(card: AssetCard | str) -> int:
+    """The longest sequence the LLM accepts, read from its card."""
+    return _read_int(card, "max_seq_len")
 
 
 def read_pad_token(card: AssetCard) -> str | None:

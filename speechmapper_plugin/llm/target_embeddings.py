@@ -168,7 +168,7 @@ def load_target_llm_embeddings(
 
     tokenizer = load_tokenizer(card)
 
-    pad_token, pad_idx = _resolve_pad(card, tokenizer, pad_token)
+    pad_token, pad_idx = resolve_pad_token(card, tokenizer, pad_token)
 
     bos_idx = (
         _special_idx(card, "BOS", tokenizer.vocab_info.bos_idx) if add_bos else None
@@ -206,7 +206,7 @@ def target_llm_embeddings_of_loaded_model(
     ``table`` is its own embedding weight, nothing is read again."""
     card = retrieve_llm_card(card_name)
 
-    pad_token, pad_idx = _resolve_pad(card, tokenizer, pad_token)
+    pad_token, pad_idx = resolve_pad_token(card, tokenizer, pad_token)
 
     return TargetLLMEmbeddings(
         card_name=card.name,
@@ -217,9 +217,11 @@ def target_llm_embeddings_of_loaded_model(
     )
 
 
-def _resolve_pad(
+def resolve_pad_token(
     card: AssetCard, tokenizer: Tokenizer, pad_token: str | None
 ) -> tuple[str, int]:
+    """The pad token and its id: ``pad_token`` if given, else the card's
+    ``speechmapper_pad_token``, else the tokenizer's pad token."""
     if pad_token is not None:
         origin = "`pad_token`"
     else:

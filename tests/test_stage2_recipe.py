@@ -1,0 +1,195 @@
+"""Stage 2 end to end: the stage-1 projector, the frozen tiny Llama, ASR-based
+instructions over the cached features."""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechmapper_plugin.data.feature_store import FeatureStore
+from speechmapper_plugin.data.instructions import (
+    SpeechRecord,
+    build_asr_examples,
+    write_instructions,
+)
+from tests.support.audio import has_espeak
+from tests.support.cards import SessionCards
+from tests.support.corpus import SpeechCorpus
+from tests.support.recipes import REPO, read_metrics, run_recipe
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox"),
+]
+
+
+@pytest.fixture(scope="module")
+def instructions(
+    tmp_path_factory: pytest.TempPathFactory, speech_corpus: SpeechCorpus
+) -> dict[str, Path]:
+    """Training instructions (training prompt pool) on the training utterances
+    and held-out instructions (held-out pool) on unseen utterances."""
+    store = FeatureStore(speech_corpus.features)
+    records = {
+        e.id: SpeechRecord(id=e.id, transcript=e.transcript, lang=e.lang)
+        for e in store.entries
+    }
+    root = tmp_path_factory.mktemp("instructions")
+    train_ids = [*speech_corpus.train_ids, speech_corpus.untrainable_id]
+    write_instructions(
+        root / "train.jsonl",
+        build_asr_examples((records[i] for i in train_ids), pool="train"),
+    )
+    write_instructions(
+        root / "dev.jsonl",
+        build_asr_examples(
+            (records[i] for i in speech_corpus.held_out_ids), pool="eval"
+        ),
+    )
+    return {"train": root / "train.jsonl", "dev": root / "dev.jsonl"}
+
+
+def stage2_args(
+    stage1: Path,
+    corpus: SpeechCorpus,
+    instructions: dict[str, Path],
+    cards: SessionCards,
+    *overrides: str,
+) -> list[str]:
+    return [
+        "--config-file",
+        str(REPO / "recipes/stage2/configs/tiny.yaml"),
+        "--config",
+        f"common.assets.prev_checkpoint_dir={stage1 / 'checkpoints'}",
+        f"llm.name={cards.llms.llama_card}",
+        f"dataset.config_overrides={{splits: {{train: [{instructions['train']}], dev: [{instructions['dev']}]}}, feature_stores: [{corpus.features}]}}",
+        f"common.assets.extra_paths=[{cards.card_dir}]",
+        *overrides,
+    ]
+
+
+def test_stage2_lowers_held_out_ce_and_saves_only_the_projector(
+    stage1_run: Path,
+    speech_corpus: SpeechCorpus,
+    instructions: dict[str, Path],
+    test_cards: SessionCards,
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "stage2"
+    run_recipe(
+        "stage2",
+        out,
+        *stage2_args(
+            stage1_run, speech_corpus, instructions, test_cards, "loss.sigma=0.5"
+        ),
+    )
+
+    dev = read_metrics(out, "valid/dev")
+    assert dev[0]["Step"] == 0 and dev[-1]["Step"] == 100
+    assert dev[-1]["ce"] < dev[0]["ce"], (dev[0]["ce"], dev[-1]["ce"])
+    assert dev[0]["num_mse_examples"] == len(speech_corpus.held_out_ids)
+
+    log = (out / "logs/rank_0.log").read_text()
+    # The untrainable utterance still trains, without the MSE term.
+    assert (
+        f"1 of {len(speech_corpus.train_ids) + 1} kept examples of 'train' train without the MSE term"
+        in log
+    )
+
+    # The checkpoint holds the projector and nothing of the LLM.
+    (model_file,) = glob.glob(
+        str(out / "checkpoints/step_100/model/**/*.pt"), recursive=True
+    )
+    state = torch.load(model_file, weights_only=True)
+    assert state and all(k.startswith(("blocks.", "final_proj.")) for k in state)
+    stage1_state = torch.load(
+        glob.glob(
+            str(stage1_run / "checkpoints/step_300/model/**/*.pt"), recursive=True
+        )[0],
+        weights_only=True,
+    )
+    assert state.keys() == stage1_state.keys()
+    assert any(not torch.equal(state[k], stage1_state[k]) for k in state)
+    assert "target_llm: test_llama" in (out / "checkpoints/model.yaml").read_text()
+
+    # The frozen LLM's checkpoint is untouched and nothing else was written for it.
+    assert not list((out / "checkpoints/step_100").glob("**/*llm*"))
+
+
+def run_expecting_error(args: list[str], tmp_path: Path) -> str:
+    done = run_recipe("stage2", tmp_path / "failed", *args, check=False)
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    # Refused before the (heavy) LLM was loaded.
+    assert "specified in `llm` section" not in output
+    return output
+
+
+def test_projector_trained_for_another_llm_is_refused(
+    stage1_run: Path,
+    speech_corpus: SpeechCorpus,
+    instructions: dict[str, Path],
+    test_cards: SessionCards,
+    tmp_path: Path,
+) -> None:
+    args = stage2_args(
+        stage1_run,
+        speech_corpus,
+        instructions,
+        test_cards,
+        f"llm.name={test_cards.llms.eurollm_card}",
+    )
+    output = run_expecting_error(args, tmp_path)
+    assert (
+        "The projector was trained for the target LLM 'test_llama', but this run targets 'test_eurollm'"
+        in output
+    )
+
+
+def test_projector_width_must_match_the_llm(
+    stage1_run: Path,
+    speech_corpus: SpeechCorpus,
+    instructions: dict[str, Path],
+    test_cards: SessionCards,
+    tmp_path: Path,
+) -> None:
+    args = stage2_args(
+        stage1_run,
+        speech_corpus,
+        instructions,
+        test_cards,
+        "model.name=test_projector_base",
+    )
+    output = run_expecting_error(args, tmp_path)
+    assert (
+        "`output_dim` of the projector (32) does not match the embedding width of test_llama (64)"
+        in output
+    )
+
+
+def test_instruction_without_placeholder_is_refused(
+    stage1_run: Path,
+    speech_corpus: SpeechCorpus,
+    instructions: dict[str, Path],
+    test_cards: SessionCards,
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "bad.jsonl"
+    lines = instructions["train"].read_text().splitlines()
+    example = json.loads(lines[3])
+    example["instruction"] = "Transcribe the audio."
+    lines[3] = json.dumps(example)
+    bad.write_text("\n".join(lines) + "\n")
+    args = stage2_args(
+        stage1_run,
+        speech_corpus,
+        {"train": bad, "dev": instructions["dev"]},
+        test_cards,
+    )
+    output = run_expecting_error(args, tmp_path)
+    assert f"{bad}:4" in output and "placeholder <speech> exactly once" in output
