@@ -323,3 +323,21 @@ def test_models_are_in_eval_mode_and_left_untrained(
     assert not pipeline.extractor.model.training
     assert pipeline.device == torch.device("cpu")
     assert np.isclose(pipeline.min_num_samples / 16_000, 0.655)
+
+
+def test_a_bfloat16_projector_and_llm_run(wavs: list[Path]) -> None:
+    """The GPU setting (bf16 LLM and projector, fp32 speech encoder) on CPU."""
+    bf16 = SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        dtype=torch.bfloat16,
+        generation=GENERATION,
+    )
+    assert next(bf16.llm.parameters()).dtype == torch.bfloat16
+    assert next(bf16.projector.parameters()).dtype == torch.bfloat16
+    assert next(bf16.extractor.model.parameters()).dtype == torch.float32
+
+    texts = bf16.transcribe(wavs[:2])
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
