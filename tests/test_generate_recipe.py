@@ -248,7 +248,10 @@ def test_instruction_file_with_audio_and_feature_store_examples(
 
 
 def test_two_processes_share_the_work(
-    corpus: Path, test_cards: SessionCards, tmp_path: Path
+    corpus: Path,
+    test_cards: SessionCards,
+    pipeline: SpeechMapperPipeline,
+    tmp_path: Path,
 ) -> None:
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
@@ -285,6 +288,11 @@ def test_two_processes_share_the_work(
     assert all(r["task"] == "st" and r["target_lang"] == "fr" for r in records)
     assert all("into French" in r["instruction"] for r in records)
     assert all("reference" not in r for r in records)  # a manifest has no translations
+
+    # Rank 1 ran the same (broadcast) weights as rank 0.
+    audio = [corpus.parent / row[1] for row in manifest_rows(corpus)[:5]]
+    expected = pipeline.run(audio, pipeline.prompts.translation("fr"))
+    assert [r["hypothesis"] for r in records] == [e.text for e in expected]
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_generated"] == 5 and summary["num_skipped"] == 4
