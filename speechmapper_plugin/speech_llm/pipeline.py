@@ -395,10 +395,11 @@ class SpeechMapperPipeline:
         Instructions are checked, then every input is loaded and checked, and
         only then do the models run.
         """
-        single = not isinstance(audio, (list, tuple))
-        items: list[AudioInput] = (
-            [audio] if not isinstance(audio, (list, tuple)) else list(audio)
-        )
+        items: list[AudioInput]
+        if isinstance(audio, (list, tuple)):
+            items, single = list(audio), False
+        else:
+            items, single = [audio], True
         if not items:
             raise ValueError("The batch of audio inputs is empty.")
 
@@ -432,16 +433,15 @@ class SpeechMapperPipeline:
         # Longest first: little padding per batch; results go back in input order.
         order = sorted(range(len(items)), key=lambda i: -waveforms[i].numel())
 
-        results: list[PipelineResult | None] = [None] * len(items)
+        results: dict[int, PipelineResult] = {}
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             outputs = self.run_waveforms(
                 [waveforms[i] for i in chunk], [per_item[i] for i in chunk]
             )
-            for i, output in zip(chunk, outputs, strict=True):
-                results[i] = output
+            results.update(zip(chunk, outputs, strict=True))
 
-        return [r for r in results if r is not None]
+        return [results[i] for i in range(len(items))]
 
     def run_waveforms(
         self,
