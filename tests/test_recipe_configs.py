@@ -1,0 +1,104 @@
+"""Every shipped recipe config loads into its recipe's config class and validates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from fairseq2.runtime.dependency import get_dependency_resolver
+from fairseq2.utils.structured import ValueConverter
+from fairseq2.utils.validation import StandardObjectValidator
+
+from recipes.extract_features.recipe import ExtractFeaturesRecipe
+from recipes.generate.recipe import GenerateRecipe
+from recipes.stage1.recipe import Stage1Recipe
+from recipes.stage2.recipe import Stage2Recipe
+
+REPO = Path(__file__).resolve().parent.parent
+
+RECIPES = {
+    "extract_features": ExtractFeaturesRecipe(),
+    "stage1": Stage1Recipe(),
+    "stage2": Stage2Recipe(),
+    "generate": GenerateRecipe(),
+}
+
+CONFIGS = sorted(REPO.glob("recipes/*/configs/*.yaml"))
+
+# What the documented command lines add to the shipped configs.
+COMMAND_LINE = {
+    "extract_features": {
+        "dataset": {"config_overrides": {"manifests": {"train": "/data/train.tsv"}}}
+    },
+    "generate": {"input": {"manifest": "/data/test.tsv"}},
+}
+
+
+def merge(base: object, update: object) -> object:
+    if isinstance(base, dict) and isinstance(update, dict):
+        merged = dict(base)
+        for key, value in update.items():
+            merged[key] = merge(base.get(key), value) if key in base else value
+        return merged
+    return update
+
+
+def load_config(path: Path, kls: type) -> object:
+    """As fairseq2's CLI does: the recipe defaults, then the file on top."""
+    converter = get_dependency_resolver().resolve(ValueConverter)
+    defaults = converter.unstructure(kls())
+    data = merge(defaults, yaml.safe_load(path.read_text()))
+    data = merge(data, COMMAND_LINE.get(path.parent.parent.name, {}))
+    return converter.structure(data, kls)
+
+
+def test_every_recipe_ships_configs() -> None:
+    assert {p.parent.parent.name for p in CONFIGS} == set(RECIPES)
+
+
+@pytest.mark.parametrize(
+    "path", CONFIGS, ids=lambda p: f"{p.parent.parent.name}/{p.name}"
+)
+def test_config_structures_and_validates(path: Path) -> None:
+    recipe = RECIPES[path.parent.parent.name]
+    config = load_config(path, recipe.config_kls)
+    StandardObjectValidator().validate(config)
+
+
+def test_paper_configs_match_the_paper() -> None:
+    from recipes.stage1.config import Stage1Config
+    from recipes.stage2.config import Stage2Config
+
+    def load(path: str, kls: type) -> object:
+        return load_config(REPO / path, kls)
+
+    for llm, card in (
+        ("llama3_1_8b", "speechmapper_llama3_1_8b_instruct"),
+        ("eurollm_9b", "speechmapper_eurollm_9b_instruct"),
+    ):
+        s1 = load(f"recipes/stage1/configs/paper_{llm}.yaml", Stage1Config)
+        assert isinstance(s1, Stage1Config)
+        assert s1.model.arch == "paper" and s1.target_llm.name == card
+        assert s1.regime.num_steps == 2_000_000 and s1.loss.alpha == 9.0
+
+    agnostic = load("recipes/stage2/configs/task_agnostic.yaml", Stage2Config)
+    assert isinstance(agnostic, Stage2Config) and agnostic.loss.sigma == 0.9
+    assert agnostic.regime.num_steps == 1000
+    for task in ("st", "sqa"):
+        specific = load(
+            f"recipes/stage2/configs/task_specific_{task}.yaml", Stage2Config
+        )
+        assert isinstance(specific, Stage2Config) and specific.loss.sigma == 0.5
+
+
+def test_out_of_range_loss_weights_are_rejected() -> None:
+    from fairseq2.utils.validation import ValidationError
+
+    from recipes.stage1.config import Stage1LossSection
+    from recipes.stage2.config import Stage2LossSection
+
+    with pytest.raises(ValidationError, match="alpha"):
+        StandardObjectValidator().validate(Stage1LossSection(alpha=11.0))
+    with pytest.raises(ValidationError, match="sigma"):
+        StandardObjectValidator().validate(Stage2LossSection(sigma=1.2))
