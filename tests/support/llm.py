@@ -17,70 +17,39 @@ handful of tokens:
 
 Both load through fairseq2 cards (``test_llama``: ``llama`` tokenizer family,
 ``impl: hg``; ``test_eurollm``: ``hg`` family, arch ``eurollm_9b`` shrunk by
-``model_config``).
+``model_config``). The Llama 3 one, the corpus and the model builder are the
+package's :mod:`speechmapper_plugin.tiny_assets` (which the quickstart uses
+too); the EuroLLM-style tokenizer is built here.
 """
 
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import torch
 
+from speechmapper_plugin.tiny_assets import (
+    LLAMA3_ROPE_THETA,
+    TINY_LLAMA_DIMS,
+    embedding_rows,
+    fairseq2_llama_config,
+    hf_tokenizer_size,
+    training_sentences,
+    write_tiny_llama3,
+)
+from speechmapper_plugin.tiny_assets import build_hf_llama as _build_hf_llama
+from speechmapper_plugin.tiny_assets.tokenizer_files import write_json
+
 LLAMA_CARD: Final = "test_llama"
 EUROLLM_CARD: Final = "test_eurollm"
 
-EMBED_DIM: Final = 64
+EMBED_DIM: Final = TINY_LLAMA_DIMS.model_dim
 """The embedding width of the tiny LLMs (= the tiny projector's output width)."""
 
-TINY_DIMS: Final = {
-    "num_layers": 2,
-    "num_attn_heads": 4,
-    "num_key_value_heads": 2,
-    "intermediate_size": 192,
-    "max_seq_len": 256,
-}
-
-LLAMA3_SPECIAL_TOKENS: Final = (
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>",
-    "<|step_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eom_id|>",
-    "<|eot_id|>",
-    "<|python_tag|>",
-)
-"""Llama 3.1's named special tokens, in its order (ids 128000-128010 in the real one)."""
-
 EUROLLM_SPECIAL_TOKENS: Final = ("<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>")
-
-LLAMA3_SPLIT_REGEX: Final = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-
-# Meta's Llama 3.1 Instruct chat format without tools: a system turn is always
-# there and starts with the knowledge cutoff and a date.
-LLAMA3_1_JINJA: Final = (
-    "{{- bos_token }}"
-    "{%- if date_string is not defined %}{%- set date_string = '26 Jul 2024' %}{%- endif %}"
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{%- set system_message = messages[0]['content'] | trim %}"
-    "{%- set messages = messages[1:] %}"
-    "{%- else %}{%- set system_message = '' %}{%- endif %}"
-    "{{- '<|start_header_id|>system<|end_header_id|>\\n\\n' }}"
-    "{{- 'Cutting Knowledge Date: December 2023\\n' }}"
-    "{{- 'Today Date: ' + date_string + '\\n\\n' }}"
-    "{{- system_message + '<|eot_id|>' }}"
-    "{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] | trim + '<|eot_id|>' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
-)
 
 # ChatML after EuroLLM's BOS.
 CHATML_JINJA: Final = (
@@ -90,88 +59,6 @@ CHATML_JINJA: Final = (
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
-
-_NOUNS = "cat dog bird fish horse child man woman teacher doctor farmer river house tree garden city road book letter song".split()
-_ADJECTIVES = "old young big small red green quiet happy tired clever".split()
-_VERBS = "saw found heard followed painted visited watched helped".split()
-_PLACES = "near the river|in the garden|on the road|at the house|by the tree|in the city".split(
-    "|"
-)
-_TIMES = "today|yesterday|in the morning|at night|every day".split("|")
-_INSTRUCTIONS = (
-    "Transcribe the audio.",
-    "Repeat what was said.",
-    "Write down what you hear.",
-    "Translate the speech into German.",
-    "Answer the question about the audio.",
-    "You are a helpful assistant.",
-    "The user asks and the assistant answers.",
-    "The system gives the answer.",
-)
-
-
-def training_sentences(count: int = 400, seed: int = 0) -> list[str]:
-    """Templated English: transcripts like "The old dog saw a bird near the river."
-    plus the instruction/chat words prompts use."""
-    rng = random.Random(seed)
-
-    sentences = list(_INSTRUCTIONS) * 10
-    while len(sentences) < count:
-        subject = (
-            f"{rng.choice(['The', 'A'])} {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)}"
-        )
-        obj = f"{rng.choice(['the', 'a'])} {rng.choice(_NOUNS)}"
-        extra = rng.choice(_PLACES + _TIMES)
-        sentences.append(f"{subject} {rng.choice(_VERBS)} {obj} {extra}.")
-
-    return sentences
-
-
-def build_llama3_tokenizer(directory: Path) -> Path:
-    """Write ``tokenizer.json`` + ``tokenizer_config.json`` of a tiny Llama 3 tokenizer."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from tokenizers.processors import TemplateProcessing
-
-    tokenizer = Tokenizer(models.BPE(ignore_merges=True))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_SPLIT_REGEX), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-
-    trainer = trainers.BpeTrainer(
-        vocab_size=384,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(training_sentences(), trainer)
-
-    tokenizer.add_special_tokens(list(LLAMA3_SPECIAL_TOKENS))
-    bos = LLAMA3_SPECIAL_TOKENS[0]
-    tokenizer.post_processor = TemplateProcessing(
-        single=f"{bos} $A",
-        pair=f"{bos} $A {bos} $B",
-        special_tokens=[(bos, tokenizer.token_to_id(bos))],
-    )
-
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(directory / "tokenizer.json"))
-    _write_json(
-        directory / "tokenizer_config.json",
-        {
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": "<|begin_of_text|>",
-            "eos_token": "<|eot_id|>",
-            "clean_up_tokenization_spaces": True,
-            "model_input_names": ["input_ids", "attention_mask"],
-            "model_max_length": 131072,
-            "chat_template": LLAMA3_1_JINJA,
-        },
-    )
-
-    return directory
 
 
 def build_eurollm_tokenizer(directory: Path, *, with_pad: bool = True) -> Path:
@@ -235,18 +122,9 @@ def build_eurollm_tokenizer(directory: Path, *, with_pad: bool = True) -> Path:
     }
     if with_pad:
         config["pad_token"] = "</s>"
-    _write_json(directory / "tokenizer_config.json", config)
+    write_json(directory / "tokenizer_config.json", config)
 
     return directory
-
-
-def hf_tokenizer_size(directory: Path) -> int:
-    """``len(tokenizer)`` (regular + added tokens) of the tokenizer in ``directory``."""
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(directory / "tokenizer.json")).get_vocab_size(
-        with_added_tokens=True
-    )
 
 
 def build_hf_llama(
@@ -259,55 +137,14 @@ def build_hf_llama(
     pad: int | None = None,
 ) -> torch.nn.Module:
     """A tiny ``LlamaForCausalLM`` (untied, rms_norm_eps 1e-5) in eval mode."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=EMBED_DIM,
-        intermediate_size=TINY_DIMS["intermediate_size"],
-        num_hidden_layers=TINY_DIMS["num_layers"],
-        num_attention_heads=TINY_DIMS["num_attn_heads"],
-        num_key_value_heads=TINY_DIMS["num_key_value_heads"],
-        max_position_embeddings=TINY_DIMS["max_seq_len"],
-        rms_norm_eps=1e-5,
-        rope_theta=rope_theta,
-        tie_word_embeddings=False,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=pad,
-        attn_implementation="eager",
+    return _build_hf_llama(
+        vocab_size, seed=seed, rope_theta=rope_theta, bos=bos, eos=eos, pad=pad
     )
-
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).eval()
-
-    # Make every row distinct and non-trivial (HF zero-initialises the pad row).
-    with torch.no_grad():
-        model.model.embed_tokens.weight.normal_(0.0, 0.5)
-
-    return model
 
 
 def fairseq2_model_config(vocab_size: int, rope_theta: float) -> dict[str, Any]:
-    """``model_config`` that makes fairseq2's ``llama`` family match :func:`build_hf_llama`.
-
-    fairseq2's FFN width is ``ffn_inner_dim * 2/3`` rounded up to a multiple of
-    ``ffn_inner_dim_multiple_of``: 288 * 2/3 = 192 = HF ``intermediate_size``.
-    """
-    return {
-        "model_dim": EMBED_DIM,
-        "max_seq_len": TINY_DIMS["max_seq_len"],
-        "vocab_size": vocab_size,
-        "num_layers": TINY_DIMS["num_layers"],
-        "num_attn_heads": TINY_DIMS["num_attn_heads"],
-        "num_key_value_heads": TINY_DIMS["num_key_value_heads"],
-        "ffn_inner_dim": TINY_DIMS["intermediate_size"] * 3 // 2,
-        "ffn_inner_dim_multiplier": 1.0,
-        "ffn_inner_dim_multiple_of": 64,
-        "rope_theta": rope_theta,
-        "use_scaled_rope": False,
-        "tied_embeddings": False,
-    }
+    """``model_config`` that makes fairseq2's ``llama`` family match :func:`build_hf_llama`."""
+    return fairseq2_llama_config(vocab_size, rope_theta)
 
 
 @dataclass(frozen=True)
@@ -328,28 +165,21 @@ class TinyLLMs:
     embed_dim: int = EMBED_DIM
 
 
-LLAMA_ROPE_THETA: Final = 500_000.0
+LLAMA_ROPE_THETA: Final = LLAMA3_ROPE_THETA
 EUROLLM_ROPE_THETA: Final = 10_000.0
 
 
 def build_tiny_llms(root: Path) -> tuple[TinyLLMs, list[dict[str, object]]]:
     """Write both tiny LLMs under ``root``; return them and their cards."""
-    llama_dir = build_llama3_tokenizer(root / "tiny_llama")
-    llama_vocab = _table_rows(hf_tokenizer_size(llama_dir))
-    from tokenizers import Tokenizer
-
-    llama_tok = Tokenizer.from_file(str(llama_dir / "tokenizer.json"))
-    llama = build_hf_llama(
-        llama_vocab,
+    llama = write_tiny_llama3(
+        root / "tiny_llama",
+        card_name=LLAMA_CARD,
+        sentences=training_sentences(),
         seed=1,
-        rope_theta=LLAMA_ROPE_THETA,
-        bos=llama_tok.token_to_id("<|begin_of_text|>"),
-        eos=llama_tok.token_to_id("<|eot_id|>"),
     )
-    llama.save_pretrained(llama_dir, safe_serialization=True)
 
     eurollm_dir = build_eurollm_tokenizer(root / "tiny_eurollm")
-    eurollm_vocab = _table_rows(hf_tokenizer_size(eurollm_dir))
+    eurollm_vocab = embedding_rows(hf_tokenizer_size(eurollm_dir))
     eurollm = build_hf_llama(
         eurollm_vocab, seed=2, rope_theta=EUROLLM_ROPE_THETA, bos=1, eos=4, pad=2
     )
@@ -360,17 +190,7 @@ def build_tiny_llms(root: Path) -> tuple[TinyLLMs, list[dict[str, object]]]:
     )
 
     cards: list[dict[str, object]] = [
-        {
-            "name": LLAMA_CARD,
-            "model_family": "llama",
-            "model_config": {**fairseq2_model_config(llama_vocab, LLAMA_ROPE_THETA)},
-            "checkpoint": str(llama_dir),
-            "tokenizer": str(llama_dir),
-            "tokenizer_family": "llama",
-            "tokenizer_config": {"impl": "hg", "use_eot": True},
-            "speechmapper_pad_token": "<|finetune_right_pad_id|>",
-            "speechmapper_chat_template": "llama3",
-        },
+        llama.card,
         {
             "name": EUROLLM_CARD,
             "model_family": "llama",
@@ -394,21 +214,8 @@ def build_tiny_llms(root: Path) -> tuple[TinyLLMs, list[dict[str, object]]]:
     ]
 
     llms = TinyLLMs(
-        llama_dir=llama_dir,
+        llama_dir=llama.directory,
         eurollm_dir=eurollm_dir,
         eurollm_nopad_tokenizer_dir=nopad_dir,
     )
     return llms, cards
-
-
-def _table_rows(tokenizer_size: int) -> int:
-    """Embedding rows: the tokenizer's size rounded up to a multiple of 32 (spare
-    rows, like Llama 3's reserved tokens), at most 512."""
-    rows = -(-tokenizer_size // 32) * 32
-    if rows > 512:
-        raise AssertionError(f"The tiny tokenizer grew to {tokenizer_size} tokens.")
-    return rows
-
-
-def _write_json(path: Path, value: object) -> None:
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False))

@@ -2,8 +2,9 @@
 
 The reference is transformers' ``SeamlessM4Tv2Model`` (the whole model, so
 the checkpoints carry the text decoder, T2U model and vocoder the loader must
-skip). Every parameter is perturbed so LayerNorm gains/biases, the relative
-position tables etc. are all non-trivial.
+skip), built by :mod:`speechmapper_plugin.tiny_assets.sm4t` (which the
+quickstart uses too). Every parameter is perturbed so LayerNorm gains/biases,
+the relative position tables etc. are all non-trivial.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-TINY_DIMS = {
-    "model_dim": 64,
-    "num_encoder_layers": 4,
-    "num_encoder_attn_heads": 4,
-    "ffn_inner_dim": 128,
-}
+from speechmapper_plugin.tiny_assets.sm4t import (
+    SM4T_TINY_DIMS,
+    build_tiny_sm4t_v2,
+    save_sm4t_hf_checkpoint,
+)
+
+TINY_DIMS = SM4T_TINY_DIMS
 """The dimensions of the ``tiny`` arch of ``sm4t_speech_encoder``."""
 
 SM4T_SEED = 0
@@ -33,65 +35,7 @@ def build_hf_model(seed: int = 0, **overrides: int) -> torch.nn.Module:
     :param overrides: ``model_dim``, ``num_encoder_layers``,
         ``num_encoder_attn_heads``, ``ffn_inner_dim``.
     """
-    from transformers import SeamlessM4Tv2Config, SeamlessM4Tv2Model
-
-    dims = {**TINY_DIMS, **overrides}
-    d = dims["model_dim"]
-
-    config = SeamlessM4Tv2Config(
-        hidden_size=d,
-        speech_encoder_layers=dims["num_encoder_layers"],
-        speech_encoder_attention_heads=dims["num_encoder_attn_heads"],
-        speech_encoder_intermediate_size=dims["ffn_inner_dim"],
-        # Kept at SeamlessM4T-v2 large values.
-        conv_depthwise_kernel_size=31,
-        left_max_position_embeddings=64,
-        right_max_position_embeddings=8,
-        speech_encoder_dropout=0.0,
-        speech_encoder_layerdrop=0.0,
-        # Everything else as small as transformers allows.
-        vocab_size=64,
-        t2u_vocab_size=32,
-        char_vocab_size=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        t2u_encoder_layers=1,
-        t2u_decoder_layers=1,
-        t2u_encoder_attention_heads=4,
-        t2u_decoder_attention_heads=4,
-        t2u_encoder_ffn_dim=64,
-        t2u_decoder_ffn_dim=64,
-        unit_embed_dim=16,
-        upsample_initial_channel=16,
-        upsample_rates=[2, 2],
-        upsample_kernel_sizes=[4, 4],
-        resblock_kernel_sizes=[3],
-        resblock_dilation_sizes=[[1, 3]],
-        unit_hifi_gan_vocab_size=32,
-        spkr_embed_dim=8,
-        lang_embed_dim=8,
-        vocoder_num_langs=2,
-        vocoder_num_spkrs=2,
-        max_position_embeddings=64,
-        t2u_max_position_embeddings=64,
-    )
-
-    torch.manual_seed(seed)
-    model = SeamlessM4Tv2Model(config)
-    perturb_(model, seed)
-    return model.eval()
-
-
-@torch.no_grad()
-def perturb_(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
-    """Add Gaussian noise to every parameter (deterministic)."""
-    generator = torch.Generator().manual_seed(seed + 1)
-    for param in model.parameters():
-        param.add_(scale * torch.randn(param.shape, generator=generator))
+    return build_tiny_sm4t_v2(seed, **overrides)
 
 
 # HF -> Meta fairseq2-0.2 (UnitYModel) names, written out independently of the
@@ -179,8 +123,7 @@ def hf_to_meta_state_dict(hf_state_dict: dict[str, Tensor]) -> dict[str, Tensor]
 
 def save_hf_checkpoint(model: torch.nn.Module, directory: Path) -> Path:
     """``save_pretrained`` into several safetensors shards plus the index."""
-    model.save_pretrained(directory, safe_serialization=True, max_shard_size="300KB")
-    return directory
+    return save_sm4t_hf_checkpoint(model, directory)
 
 
 def save_meta_checkpoint(model: torch.nn.Module, file: Path) -> Path:

@@ -1,0 +1,132 @@
+"""A tiny SeamlessM4T-v2 checkpoint in Hugging Face's format, and its card.
+
+The checkpoint is a whole transformers ``SeamlessM4Tv2Model`` (speech encoder,
+text encoder/decoder, T2U model, vocoder) saved as sharded safetensors with an
+index, the layout of ``facebook/seamless-m4t-v2-large``: the plugin's
+``sm4t_speech_encoder`` family reads only the speech-encoder tensors from it,
+exactly as it does from the 2.3B release. The speech encoder has the shape of
+the family's ``tiny`` arch; every parameter is perturbed so LayerNorm gains and
+biases, relative-position tables etc. are all non-trivial.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import SeamlessM4Tv2Model
+
+SM4T_TINY_DIMS: Final = {
+    "model_dim": 64,
+    "num_encoder_layers": 4,
+    "num_encoder_attn_heads": 4,
+    "ffn_inner_dim": 128,
+}
+"""The dimensions of the ``tiny`` arch of ``sm4t_speech_encoder``."""
+
+SM4T_FAMILY: Final = "sm4t_speech_encoder"
+SM4T_TINY_ARCH: Final = "tiny"
+
+
+def build_tiny_sm4t_v2(seed: int = 0, **dims: int) -> SeamlessM4Tv2Model:
+    """A tiny ``SeamlessM4Tv2Model`` in eval mode with perturbed random weights.
+
+    :param dims: overrides of :data:`SM4T_TINY_DIMS` (``model_dim``,
+        ``num_encoder_layers``, ``num_encoder_attn_heads``, ``ffn_inner_dim``).
+    """
+    from transformers import SeamlessM4Tv2Config, SeamlessM4Tv2Model
+
+    unknown = set(dims) - set(SM4T_TINY_DIMS)
+    if unknown:
+        raise ValueError(
+            f"Unknown SeamlessM4T dimensions {sorted(unknown)}; expected some of {sorted(SM4T_TINY_DIMS)}."
+        )
+
+    d = {**SM4T_TINY_DIMS, **dims}
+
+    config = SeamlessM4Tv2Config(
+        hidden_size=d["model_dim"],
+        speech_encoder_layers=d["num_encoder_layers"],
+        speech_encoder_attention_heads=d["num_encoder_attn_heads"],
+        speech_encoder_intermediate_size=d["ffn_inner_dim"],
+        # Kept at SeamlessM4T-v2 large values.
+        conv_depthwise_kernel_size=31,
+        left_max_position_embeddings=64,
+        right_max_position_embeddings=8,
+        speech_encoder_dropout=0.0,
+        speech_encoder_layerdrop=0.0,
+        # Everything else as small as transformers allows.
+        vocab_size=64,
+        t2u_vocab_size=32,
+        char_vocab_size=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        t2u_encoder_layers=1,
+        t2u_decoder_layers=1,
+        t2u_encoder_attention_heads=4,
+        t2u_decoder_attention_heads=4,
+        t2u_encoder_ffn_dim=64,
+        t2u_decoder_ffn_dim=64,
+        unit_embed_dim=16,
+        upsample_initial_channel=16,
+        upsample_rates=[2, 2],
+        upsample_kernel_sizes=[4, 4],
+        resblock_kernel_sizes=[3],
+        resblock_dilation_sizes=[[1, 3]],
+        unit_hifi_gan_vocab_size=32,
+        spkr_embed_dim=8,
+        lang_embed_dim=8,
+        vocoder_num_langs=2,
+        vocoder_num_spkrs=2,
+        max_position_embeddings=64,
+        t2u_max_position_embeddings=64,
+    )
+
+    torch.manual_seed(seed)
+    model = SeamlessM4Tv2Model(config)
+    perturb_parameters_(model, seed)
+    return model.eval()
+
+
+@torch.no_grad()
+def perturb_parameters_(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
+    """Add Gaussian noise to every parameter (deterministic in ``seed``)."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    for param in model.parameters():
+        param.add_(scale * torch.randn(param.shape, generator=generator))
+
+
+def save_sm4t_hf_checkpoint(
+    model: SeamlessM4Tv2Model, directory: Path, *, max_shard_size: str = "300KB"
+) -> Path:
+    """``save_pretrained`` into several safetensors shards plus their index,
+    so the shard-selecting loader is exercised as on the real release."""
+    model.save_pretrained(
+        directory, safe_serialization=True, max_shard_size=max_shard_size
+    )
+    return directory
+
+
+def sm4t_card(name: str, checkpoint: Path) -> dict[str, object]:
+    """A card that loads ``checkpoint`` as the ``tiny`` speech encoder."""
+    return {
+        "name": name,
+        "model_family": SM4T_FAMILY,
+        "model_arch": SM4T_TINY_ARCH,
+        "checkpoint": str(checkpoint),
+    }
+
+
+def write_tiny_sm4t(
+    directory: Path, *, card_name: str, seed: int = 0
+) -> dict[str, object]:
+    """Save a tiny SeamlessM4T-v2 into ``directory``; return its card."""
+    save_sm4t_hf_checkpoint(build_tiny_sm4t_v2(seed), directory)
+    return sm4t_card(card_name, directory)
