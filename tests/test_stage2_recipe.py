@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import glob
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from speechmapper_plugin.data.instructions import (
 from tests.support.audio import has_espeak
 from tests.support.cards import SessionCards
 from tests.support.corpus import SpeechCorpus
-from tests.support.recipes import REPO, read_metrics, run_recipe
+from tests.support.recipes import REPO, read_metrics, recipe_env, run_recipe
 
 pytestmark = [
     pytest.mark.slow,
@@ -193,3 +195,47 @@ def test_instruction_without_placeholder_is_refused(
     )
     output = run_expecting_error(args, tmp_path)
     assert f"{bad}:4" in output and "placeholder <speech> exactly once" in output
+
+
+def test_two_processes_share_the_frozen_llm(
+    stage1_run: Path,
+    speech_corpus: SpeechCorpus,
+    instructions: dict[str, Path],
+    test_cards: SessionCards,
+    tmp_path: Path,
+) -> None:
+    """Every data-parallel rank gets the LLM's weights (fairseq2 loads them on
+    rank 0 and broadcasts); a rank without them would fail or diverge."""
+    out = tmp_path / "ddp"
+    args = stage2_args(
+        stage1_run,
+        speech_corpus,
+        instructions,
+        test_cards,
+        "regime.num_steps=10",
+        "regime.validate_every_n_steps=10",
+        "regime.checkpoint_every_n_steps=10",
+        "lr_scheduler.config.num_warmup_steps=2",
+        "dataset.batch_size=4",
+    )
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "recipes.stage2",
+        str(out),
+        *args,
+        "--no-rich",
+    ]
+    done = subprocess.run(
+        command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+
+    assert "Running on 2 process(es)" in (out / "logs/rank_0.log").read_text()
+    train = read_metrics(out, "train")
+    assert train[-1]["Number of Examples"] == 2 * 4 * 10
+    assert all(r["ce"] == r["ce"] for r in train)  # finite on every rank's share

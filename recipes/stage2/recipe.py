@@ -13,7 +13,9 @@ from fairseq2.datasets import SyncMode
 from fairseq2.logging import log
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.recipe.base import Recipe, RecipeContext
+from fairseq2.recipe.composition import register_reference_model
 from fairseq2.recipe.error import RecipeError
+from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 
 from recipes.common import log_skip_report, record_target_llm
@@ -38,6 +40,11 @@ from speechmapper_plugin.models.speechmapper import (
 
 
 class Stage2Recipe(Recipe):
+    def register(self, container: DependencyContainer) -> None:
+        # Loaded lazily by `get_model_as` (after the cheap checks), and
+        # broadcast to every data-parallel rank by fairseq2's loader.
+        register_reference_model(container, "llm")
+
     def create_task(self, context: RecipeContext) -> Task:
         config = context.get_config_as(Stage2Config)
 
@@ -91,7 +98,7 @@ class Stage2Recipe(Recipe):
         train = prepare(ds.train_split)
         valid = {split: prepare(split) for split in ds.valid_splits}
 
-        llm = context.bootstrap_reference_model_as(TransformerLM, "llm")
+        llm = context.get_model_as(TransformerLM, "llm")
 
         table = llm.decoder_frontend.embed.weight  # type: ignore[union-attr]
 
