@@ -30,5 +30,9 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# QUICKSTART_ARGS: e.g. `--small`, or an output directory (default quickstart_out/).
+quickstart: $(STAMP)
+	$(PY) -m speechmapper_plugin.quickstart $(QUICKSTART_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,152 @@
+"""The command lines of the quickstart's steps: the recipes with their tiny
+configs and the quickstart's cards, data and step counts as overrides."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from speechmapper_plugin.quickstart.corpus import SPLITS
+from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
+
+
+def find_repo_root() -> Path:
+    """The checkout holding ``recipes/`` (they are not part of the wheel).
+
+    :raises QuickstartError: if neither the package's checkout nor the current
+        directory has them.
+    """
+    candidates = [Path(__file__).resolve().parents[2], Path.cwd()]
+    for candidate in candidates:
+        if (candidate / "recipes" / "stage1" / "__main__.py").is_file():
+            return candidate
+    raise QuickstartError(
+        "The quickstart runs the recipes of the repository's `recipes/` folder, which is not installed with the package; run it from a checkout of speechmapper-fairseq2 (e.g. `make quickstart`)."
+    )
+
+
+def yaml_value(value: object) -> str:
+    """A ``--config`` value: JSON is YAML, and quotes every path safely."""
+    return json.dumps(value)
+
+
+class Commands:
+    """Builds each step's command for one quickstart run."""
+
+    def __init__(
+        self, repo: Path, layout: QuickstartLayout, *, sfm_card: str, llm_card: str
+    ) -> None:
+        self._repo = repo
+        self._layout = layout
+        self._sfm_card = sfm_card
+        self._llm_card = llm_card
+
+    def validate_manifest_args(self, split: str) -> list[str]:
+        """Arguments of ``python -m speechmapper_plugin.data.validate_manifest``."""
+        layout = self._layout
+        return [
+            str(layout.manifest(split)),
+            "--report",
+            str(layout.validation_report(split)),
+        ]
+
+    def extract_features(self, split: str) -> list[str]:
+        layout = self._layout
+        return self._recipe(
+            "extract_features",
+            layout.extraction(split),
+            f"model.name={self._sfm_card}",
+            f"dataset.split={split}",
+            f"dataset.config_overrides.manifests={yaml_value({split: str(layout.manifest(split))})}",
+        )
+
+    def stage1(self, num_steps: int, seed: int) -> list[str]:
+        layout = self._layout
+        splits = {split: [str(layout.features(split))] for split in SPLITS}
+        return self._recipe(
+            "stage1",
+            layout.stage1,
+            f"target_llm.name={self._llm_card}",
+            f"dataset.config_overrides.splits={yaml_value(splits)}",
+            "dataset.train_split=train",
+            f"dataset.valid_splits={yaml_value(list(SPLITS))}",
+            *_regime(num_steps),
+            f"common.seed={seed}",
+        )
+
+    def instructions_args(self, split: str, pool: str, seed: int) -> list[str]:
+        """Arguments of ``python -m speechmapper_plugin.data.instructions``."""
+        layout = self._layout
+        return [
+            "asr",
+            "--store",
+            str(layout.features(split)),
+            "--out",
+            str(layout.instructions(split)),
+            "--pool",
+            pool,
+            "--seed",
+            str(seed),
+        ]
+
+    def stage2(self, num_steps: int, seed: int) -> list[str]:
+        layout = self._layout
+        dataset = {
+            "splits": {split: [str(layout.instructions(split))] for split in SPLITS},
+            "feature_stores": [str(layout.features(split)) for split in SPLITS],
+        }
+        return self._recipe(
+            "stage2",
+            layout.stage2,
+            f"common.assets.prev_checkpoint_dir={yaml_value(str(layout.stage1 / 'checkpoints'))}",
+            f"llm.name={self._llm_card}",
+            f"dataset.config_overrides={yaml_value(dataset)}",
+            "dataset.train_split=train",
+            "dataset.valid_splits=[dev]",
+            *_regime(num_steps),
+            f"common.seed={seed}",
+        )
+
+    def generate(self) -> list[str]:
+        layout = self._layout
+        return self._recipe(
+            "generate",
+            layout.generate,
+            f"common.assets.prev_checkpoint_dir={yaml_value(str(layout.stage2 / 'checkpoints'))}",
+            f"sfm.name={self._sfm_card}",
+            f"llm.name={self._llm_card}",
+            f"input.manifest={yaml_value(str(layout.manifest('dev')))}",
+            "prompt.task=asr",
+        )
+
+    def _recipe(self, name: str, out: Path, *overrides: str) -> list[str]:
+        config_file = self._repo / "recipes" / name / "configs" / "tiny.yaml"
+        if not config_file.is_file():
+            raise QuickstartError(
+                f"The tiny config of recipes.{name} is missing: {config_file}."
+            )
+        return [
+            sys.executable,
+            "-m",
+            f"recipes.{name}",
+            str(out),
+            "--config-file",
+            str(config_file),
+            "--config",
+            *overrides,
+            f"common.assets.extra_paths={yaml_value([str(self._layout.cards)])}",
+            "common.no_sweep_dir=true",
+            "--no-rich",
+        ]
+
+
+def _regime(num_steps: int) -> Sequence[str]:
+    """Validate at the start, halfway and at the end; checkpoint at the end."""
+    return (
+        f"regime.num_steps={num_steps}",
+        "regime.validate_at_start=true",
+        f"regime.validate_every_n_steps={num_steps // 2}",
+        f"regime.checkpoint_every_n_steps={num_steps}",
+    )
