@@ -218,7 +218,8 @@ def test_quickstart_runs_every_stage(tmp_path: Path) -> None:
     assert stage2["first"]["mse_word"] == pytest.approx(
         dev["last"]["mse_word"], rel=0.05
     )
-    assert 0.0 < stage2["last"]["ce"] < 20.0
+    # ... and steered the frozen LLM towards the held-out responses.
+    assert 0.0 < stage2["last"]["ce"] < stage2["first"]["ce"]
     assert list((out / "stage2" / "checkpoints").glob(f"step_{size.stage2_steps}"))
 
     # Generation: one hypothesis per held-out utterance, with its reference.

@@ -92,7 +92,7 @@ def test_stage2_lowers_held_out_ce_and_saves_only_the_projector(
 
     dev = read_metrics(out, "valid/dev")
     assert dev[0]["Step"] == 0 and dev[-1]["Step"] == 100
-    assert dev[-1]["ce"] < dev[0]["ce"], (dev[0]["ce"], dev[-1]["ce"])
+    assert dev[-1]["ce"] < dev[0]["ce"] - 0.1, (dev[0]["ce"], dev[-1]["ce"])
     assert dev[0]["num_mse_examples"] == len(speech_corpus.held_out_ids)
 
     log = (out / "logs/rank_0.log").read_text()

@@ -52,9 +52,16 @@ def build_hf_llama(
     eos: int,
     pad: int | None = None,
     dims: TinyLlamaDims = TINY_LLAMA_DIMS,
+    init_std: float = 0.2,
 ) -> LlamaForCausalLM:
     """A ``LlamaForCausalLM`` (untied, ``rms_norm_eps=1e-5``) in eval mode with
-    random weights, deterministic in ``seed``."""
+    random weights, deterministic in ``seed``.
+
+    :param init_std: the std of the random weights. HF's default (0.02) gives a
+        tiny model near-uniform logits that barely depend on the context, so
+        stage 2's CE could not move; 0.2 makes its predictions depend on what it
+        reads (the speech embeddings included).
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -71,6 +78,7 @@ def build_hf_llama(
         bos_token_id=bos,
         eos_token_id=eos,
         pad_token_id=pad,
+        initializer_range=init_std,
         attn_implementation="eager",
     )
 

@@ -13,7 +13,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def recipe_env(**extra: str) -> dict[str, str]:
+    """The environment of a recipe subprocess.
+
+    One OpenMP thread: multi-threaded CPU kernels may sum in a different order
+    from run to run (so "same seed, same weights" would not hold), and several
+    recipe processes (torchrun) would oversubscribe the cores.
+    """
     return {
+        "OMP_NUM_THREADS": "1",
         **os.environ,
         "FAIRSEQ2_NO_PROGRESS": "1",
         "FAIRSEQ2_DEVICE": "cpu",
