@@ -2,18 +2,81 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from fairseq2.checkpoint import ModelMetadataDumper
+from fairseq2.datasets import SyncMode
 from fairseq2.logging import log
 from fairseq2.recipe.base import RecipeContext
+from fairseq2.recipe.config import DatasetSection
 from fairseq2.recipe.error import RecipeError
+from fairseq2.utils.validation import ValidationResult
 
+from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.models.speechmapper import (
     SPEECHMAPPER_FAMILY,
     SpeechMapperProjector,
 )
+
+
+@dataclass(kw_only=True)
+class SpeechDatasetSection(DatasetSection):
+    """A dataset section with splits and batching of cached speech features."""
+
+    train_split: str = "train"
+
+    valid_splits: list[str] = field(default_factory=list)
+    """Each validation split is reported on its own."""
+
+    max_num_frames: int = 20_000
+    """Frames (25 Hz, after 2:1 averaging) per batch and rank, padding included."""
+
+    batch_size: int | None = None
+    """If set, fixed-size batches instead of frame-budget batches."""
+
+    example_shuffle_window: int = 10_000
+    """0 = shuffle the whole split, 1 = no shuffling."""
+
+    batch_shuffle_window: int = 100
+
+    prefetch: int = 4
+
+    num_parallel_calls: int = 4
+
+    def validate(self) -> ValidationResult:
+        result = super().validate()
+        if self.max_num_frames < 1:
+            result.add_error(
+                f"`max_num_frames` must be positive, but is {self.max_num_frames}."
+            )
+        if self.batch_size is not None and self.batch_size < 1:
+            result.add_error(
+                f"`batch_size` must be positive, but is {self.batch_size}."
+            )
+        return result
+
+    def read_options(
+        self,
+        *,
+        seed: int,
+        train: bool,
+        num_accumulate: int = 1,
+        max_num_frames: int | None = None,
+    ) -> SpeechReadOptions:
+        """Shuffled, synchronised-until-first reads for training; in-order
+        reads of every example for validation."""
+        return SpeechReadOptions(
+            max_num_frames=max_num_frames or self.max_num_frames,
+            batch_size=self.batch_size,
+            example_shuffle_window=self.example_shuffle_window if train else 1,
+            batch_shuffle_window=self.batch_shuffle_window if train else 1,
+            num_accumulate=num_accumulate,
+            prefetch=self.prefetch,
+            num_parallel_calls=self.num_parallel_calls,
+            sync_mode=SyncMode.UNTIL_FIRST if train else SyncMode.UNTIL_LAST,
+            seed=seed,
+        )
 
 
 def record_target_llm(
@@ -33,7 +96,7 @@ def record_target_llm(
     projector.config = replace(projector.config, target_llm=llm_card)
 
     if context.gangs.root.rank == 0:
-        dumper = context.resolver.resolve(ModelMetadataDumper)
+        dumper = context.resolver.resolve(ModelMetadataDumper)  # type: ignore[type-abstract]
         dumper.dump(
             context.output_dir.joinpath("checkpoints"),
             SPEECHMAPPER_FAMILY,

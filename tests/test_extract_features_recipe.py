@@ -3,11 +3,9 @@ killed and resumed, and split over two processes with ``torchrun``."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,8 +24,7 @@ from speechmapper_plugin.data.feature_store.layout import shard_file, shard_reco
 from speechmapper_plugin.data.reasons import EMPTY_TRANSCRIPT, MISSING_FILE
 from tests.support.audio import synthesize_speech, write_manifest
 from tests.support.cards import SessionCards, write_cards
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.recipes import REPO, recipe_command, recipe_env, run_recipe
 
 SENTENCES = [
     "the cat sat on the mat",
@@ -86,9 +83,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, test_cards: SessionCards) -
     return root
 
 
-def recipe_args(out: Path, corpus: Path, *overrides: str) -> list[str]:
+def recipe_args(corpus: Path, *overrides: str) -> list[str]:
     return [
-        str(out),
         "--config-file",
         str(REPO / "recipes/extract_features/configs/tiny.yaml"),
         "--config",
@@ -97,39 +93,21 @@ def recipe_args(out: Path, corpus: Path, *overrides: str) -> list[str]:
         f"dataset.config_overrides.manifests.train={corpus / 'train.tsv'}",
         f"store.rows_per_shard={ROWS_PER_SHARD}",
         *overrides,
-        "--no-rich",
     ]
 
 
-def recipe_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "FAIRSEQ2_NO_PROGRESS": "1",
-        "FAIRSEQ2_DEVICE": "cpu",
-        "PYTHONPATH": str(REPO),
-    }
-
-
-def run_recipe(
-    out: Path, corpus: Path, *overrides: str
+def run_extraction(
+    out: Path, corpus: Path, *overrides: str, nproc: int = 1
 ) -> subprocess.CompletedProcess[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "recipes.extract_features",
-        *recipe_args(out, corpus, *overrides),
-    ]
-    done = subprocess.run(
-        cmd, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=600
+    return run_recipe(
+        "extract_features", out, *recipe_args(corpus, *overrides), nproc=nproc
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done
 
 
 @pytest.fixture(scope="module")
 def clean_store(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("clean_run")
-    run_recipe(out, corpus)
+    run_extraction(out, corpus)
     return out / "features"
 
 
@@ -162,7 +140,7 @@ def test_killed_run_resumes_without_recomputing_finished_shards(
 ) -> None:
     out = tmp_path / "out"
     store = out / "features"
-    cmd = [sys.executable, "-m", "recipes.extract_features", *recipe_args(out, corpus)]
+    cmd = recipe_command("extract_features", out, *recipe_args(corpus))
 
     with (tmp_path / "killed.log").open("w") as log:
         proc = subprocess.Popen(
@@ -199,7 +177,7 @@ def test_killed_run_resumes_without_recomputing_finished_shards(
 
     before = {k: shard_state(store, k) for k in finished}
 
-    run_recipe(out, corpus)
+    run_extraction(out, corpus)
 
     log = (out / "logs" / "rank_0.log").read_text()
     assert (
@@ -240,20 +218,7 @@ def test_torchrun_two_processes_split_the_shards(
         shutil.copy2(shard_record_file(clean_store, k), shard_record_file(store, k))
     before = {k: shard_state(store, k) for k in (0, 1, 2)}
 
-    torchrun = Path(sys.executable).with_name("torchrun")
-    cmd = [
-        str(torchrun),
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "recipes.extract_features",
-        *recipe_args(out, corpus),
-    ]
-    done = subprocess.run(
-        cmd, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_extraction(out, corpus, nproc=2)
 
     rank0 = (out / "logs" / "rank_0.log").read_text()
     rank1 = (out / "logs" / "rank_1.log").read_text()

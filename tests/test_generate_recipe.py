@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from tests.support.audio import has_espeak, synthesize_corpus, tone, write_wav
 from tests.support.cards import SessionCards
 from tests.support.feature_store import Utterance, write_feature_store
 from tests.support.llm import training_sentences
-from tests.support.recipes import REPO, recipe_env, run_recipe
+from tests.support.recipes import REPO, run_recipe
 
 pytestmark = pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
 
@@ -254,27 +253,18 @@ def test_two_processes_share_the_work(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "ddp"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    command = [
-        str(torchrun),
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "recipes.generate",
-        str(out),
+    run_recipe(
+        "generate",
+        out,
         *generate_args(
             test_cards,
             f"input.manifest={corpus}",
             "prompt.task=st",
             "prompt.target_lang=fr",
         ),
-        "--no-rich",
-    ]
-    done = subprocess.run(
-        command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=600
+        nproc=2,
+        timeout=900,
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     log0 = (out / "logs/rank_0.log").read_text()
     log1 = (out / "logs/rank_1.log").read_text()

@@ -212,15 +212,9 @@ def test_two_processes_split_the_data(test_cards: SessionCards, tmp_path: Path) 
     store = write_feature_store(tmp_path / "store", utterances)
 
     out = tmp_path / "ddp"
-    torchrun = Path(sys.executable).with_name("torchrun")
-    command = [
-        str(torchrun),
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "recipes.stage1",
-        str(out),
+    run_recipe(
+        "stage1",
+        out,
         *stage1_args(
             store,
             test_cards,
@@ -230,12 +224,9 @@ def test_two_processes_split_the_data(test_cards: SessionCards, tmp_path: Path) 
             "regime.validate_at_start=false",
             "dataset.batch_size=2",
         ),
-        "--no-rich",
-    ]
-    done = subprocess.run(
-        command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=600
+        nproc=2,
+        timeout=900,
     )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
 
     log = (out / "logs/rank_0.log").read_text()
     assert "Running on 2 process(es)" in log

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import glob
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from speechmapper_plugin.data.instructions import (
 from tests.support.audio import has_espeak
 from tests.support.cards import SessionCards
 from tests.support.corpus import SpeechCorpus
-from tests.support.recipes import REPO, read_metrics, recipe_env, run_recipe
+from tests.support.recipes import REPO, read_metrics, run_recipe
 
 pytestmark = [
     pytest.mark.slow,
@@ -218,22 +216,7 @@ def test_two_processes_share_the_frozen_llm(
         "lr_scheduler.config.num_warmup_steps=2",
         "dataset.batch_size=4",
     )
-    torchrun = Path(sys.executable).with_name("torchrun")
-    command = [
-        str(torchrun),
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "recipes.stage2",
-        str(out),
-        *args,
-        "--no-rich",
-    ]
-    done = subprocess.run(
-        command, cwd=REPO, env=recipe_env(), capture_output=True, text=True, timeout=900
-    )
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    run_recipe("stage2", out, *args, nproc=2, timeout=900)
 
     assert "Running on 2 process(es)" in (out / "logs/rank_0.log").read_text()
     train = read_metrics(out, "train")

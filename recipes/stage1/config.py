@@ -11,7 +11,6 @@ from fairseq2.recipe.config import (
     AdamWConfig,
     CommonSection,
     CosineAnnealingLRConfig,
-    DatasetSection,
     GangSection,
     LRSchedulerSection,
     ModelSection,
@@ -21,6 +20,7 @@ from fairseq2.recipe.config import (
 )
 from fairseq2.utils.validation import ValidationResult
 
+from recipes.common import SpeechDatasetSection
 from speechmapper_plugin.datasets.speech_features import SPEECH_FEATURES_DATASET
 from speechmapper_plugin.losses import check_alpha
 from speechmapper_plugin.models.speechmapper import SPEECHMAPPER_FAMILY
@@ -49,43 +49,12 @@ class TargetLLMSection:
 
 
 @dataclass(kw_only=True)
-class Stage1DatasetSection(DatasetSection):
-    train_split: str = "train"
-
-    valid_splits: list[str] = field(default_factory=list)
-    """Each validation split is reported on its own."""
-
-    max_num_frames: int = 20_000
-    """Frames (25 Hz, after 2:1 averaging) per batch and rank, padding included."""
-
+class Stage1DatasetSection(SpeechDatasetSection):
     max_num_valid_frames: int | None = None
     """Frame budget of validation batches (default: ``max_num_frames``)."""
 
-    batch_size: int | None = None
-    """If set, fixed-size batches instead of frame-budget batches."""
-
-    example_shuffle_window: int = 10_000
-
-    batch_shuffle_window: int = 100
-
-    prefetch: int = 4
-
-    num_parallel_calls: int = 4
-
     untrainable_policy: Literal["skip", "error"] = "skip"
     """What to do with transcripts longer than the projector output."""
-
-    def validate(self) -> ValidationResult:
-        result = super().validate()
-        if self.max_num_frames < 1:
-            result.add_error(
-                f"`max_num_frames` must be positive, but is {self.max_num_frames}."
-            )
-        if self.batch_size is not None and self.batch_size < 1:
-            result.add_error(
-                f"`batch_size` must be positive, but is {self.batch_size}."
-            )
-        return result
 
 
 @dataclass(kw_only=True)

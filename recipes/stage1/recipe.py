@@ -3,7 +3,6 @@ from cached SFM features, without the LLM ever running."""
 
 from __future__ import annotations
 
-from fairseq2.datasets import SyncMode
 from fairseq2.logging import log
 from fairseq2.recipe.base import Recipe, RecipeContext
 from fairseq2.recipe.error import RecipeError
@@ -12,7 +11,6 @@ from fairseq2.task import Task
 from recipes.common import log_skip_report, record_target_llm
 from recipes.stage1.config import Stage1Config
 from recipes.stage1.units import EmbeddingTargets, Stage1TrainUnit, Stage1ValidUnit
-from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.speech_features import (
     PreparedSplit,
     SpeechFeaturesDataset,
@@ -59,15 +57,10 @@ class Stage1Recipe(Recipe):
             ds.train_split,
             train_split,
             context.gangs,
-            SpeechReadOptions(
-                max_num_frames=ds.max_num_frames,
-                batch_size=ds.batch_size,
-                example_shuffle_window=ds.example_shuffle_window,
-                batch_shuffle_window=ds.batch_shuffle_window,
-                num_accumulate=config.trainer.grad_accumulation.num_batches,
-                prefetch=ds.prefetch,
-                num_parallel_calls=ds.num_parallel_calls,
+            ds.read_options(
                 seed=config.common.seed,
+                train=True,
+                num_accumulate=config.trainer.grad_accumulation.num_batches,
             ),
         )
 
@@ -86,15 +79,10 @@ class Stage1Recipe(Recipe):
                     split,
                     prepared,
                     context.gangs,
-                    SpeechReadOptions(
-                        max_num_frames=ds.max_num_valid_frames or ds.max_num_frames,
-                        batch_size=ds.batch_size,
-                        example_shuffle_window=1,
-                        batch_shuffle_window=1,
-                        prefetch=ds.prefetch,
-                        num_parallel_calls=ds.num_parallel_calls,
-                        sync_mode=SyncMode.UNTIL_LAST,
+                    ds.read_options(
                         seed=config.common.seed,
+                        train=False,
+                        max_num_frames=ds.max_num_valid_frames,
                     ),
                 )
             )

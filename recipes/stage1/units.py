@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
 import torch
@@ -122,7 +122,7 @@ class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
 
         if batch.batch_size == 0:
             # Keep every rank's backward pass (and DDP's all-reduce) in step.
-            zero = sum(p.sum() for p in self._model.parameters()) * 0.0
+            zero = torch.stack([p.sum() for p in self._model.parameters()]).sum() * 0.0
             metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
             return zero, None
 
@@ -143,7 +143,7 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
         model: Module,
         targets: EmbeddingTargets,
         alpha: float,
-        decode: object,
+        decode: Callable[[list[int]], str],
         name: str,
     ) -> None:
         self._model = model
@@ -191,7 +191,7 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
 
         ids = nearest_token_ids(outputs, self._targets.table)
         hypotheses = [
-            self._decode(drop_pad_ids(ids[i], int(out_lens[i]), self._targets.pad_idx))  # type: ignore[operator]
+            self._decode(drop_pad_ids(ids[i], int(out_lens[i]), self._targets.pad_idx))
             for i in range(batch.batch_size)
         ]
         errors, words = word_errors(batch.transcripts, hypotheses)

@@ -11,7 +11,6 @@ from fairseq2.recipe.config import (
     AdamWConfig,
     CommonSection,
     CosineAnnealingLRConfig,
-    DatasetSection,
     GangSection,
     LRSchedulerSection,
     ModelSection,
@@ -22,6 +21,7 @@ from fairseq2.recipe.config import (
 )
 from fairseq2.utils.validation import ValidationResult
 
+from recipes.common import SpeechDatasetSection
 from speechmapper_plugin.datasets.instructions import INSTRUCTION_DATASET
 from speechmapper_plugin.losses import check_alpha, check_sigma
 
@@ -37,24 +37,10 @@ class PromptSection:
 
 
 @dataclass(kw_only=True)
-class Stage2DatasetSection(DatasetSection):
-    train_split: str = "train"
-
-    valid_splits: list[str] = field(default_factory=list)
-
+class Stage2DatasetSection(SpeechDatasetSection):
     max_num_frames: int = 4_000
     """Frames (25 Hz) per batch and rank: the LLM runs on every example, so
     batches are much smaller than in stage 1."""
-
-    batch_size: int | None = None
-
-    example_shuffle_window: int = 10_000
-
-    batch_shuffle_window: int = 100
-
-    prefetch: int = 4
-
-    num_parallel_calls: int = 4
 
 
 @dataclass(kw_only=True)

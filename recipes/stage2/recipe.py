@@ -9,7 +9,6 @@ the checkpoints hold the projector only.
 from __future__ import annotations
 
 from fairseq2.data.tokenizers import load_tokenizer
-from fairseq2.datasets import SyncMode
 from fairseq2.logging import log
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.recipe.base import Recipe, RecipeContext
@@ -21,7 +20,6 @@ from fairseq2.task import Task
 from recipes.common import log_skip_report, record_target_llm
 from recipes.stage2.config import Stage2Config
 from recipes.stage2.units import Stage2Objective, Stage2TrainUnit, Stage2ValidUnit
-from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.instructions import (
     InstructionDataset,
     PreparedInstructions,
@@ -116,15 +114,10 @@ class Stage2Recipe(Recipe):
         train_reader = dataset.create_reader(
             train,
             context.gangs,
-            SpeechReadOptions(
-                max_num_frames=ds.max_num_frames,
-                batch_size=ds.batch_size,
-                example_shuffle_window=ds.example_shuffle_window,
-                batch_shuffle_window=ds.batch_shuffle_window,
-                num_accumulate=config.trainer.grad_accumulation.num_batches,
-                prefetch=ds.prefetch,
-                num_parallel_calls=ds.num_parallel_calls,
+            ds.read_options(
                 seed=config.common.seed,
+                train=True,
+                num_accumulate=config.trainer.grad_accumulation.num_batches,
             ),
         )
 
@@ -135,15 +128,9 @@ class Stage2Recipe(Recipe):
                 dataset.create_reader(
                     prepared,
                     context.gangs,
-                    SpeechReadOptions(
-                        max_num_frames=ds.max_num_frames,
-                        batch_size=ds.batch_size,
-                        example_shuffle_window=1,
-                        batch_shuffle_window=1,
-                        prefetch=ds.prefetch,
-                        num_parallel_calls=ds.num_parallel_calls,
-                        sync_mode=SyncMode.UNTIL_LAST,
+                    ds.read_options(
                         seed=config.common.seed,
+                        train=False,
                     ),
                 )
             )

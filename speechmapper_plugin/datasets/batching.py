@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 from fairseq2.data import create_bucket_sizes
@@ -14,7 +14,22 @@ from fairseq2.datasets import DataPipelineReader, SyncMode
 from fairseq2.gang import Gangs
 from torch import Tensor
 
+from speechmapper_plugin.data.feature_store import FeatureStore
+
 BatchT = TypeVar("BatchT")
+
+
+class StoredExample(Protocol):
+    """An example whose speech is an entry of one of a dataset's feature stores."""
+
+    @property
+    def store_index(self) -> int: ...
+
+    @property
+    def entry_index(self) -> int: ...
+
+    @property
+    def num_frames(self) -> int: ...
 
 
 @dataclass(kw_only=True)
@@ -47,20 +62,30 @@ class SpeechReadOptions:
 
 
 def create_speech_reader(
-    num_frames: Sequence[int],
-    load: Callable[[int], dict[str, Any]],
+    examples: Sequence[StoredExample],
+    stores: Sequence[FeatureStore],
     collate: Callable[[list[dict[str, Any]]], BatchT],
     gangs: Gangs,
     options: SpeechReadOptions,
 ) -> DataPipelineReader[BatchT]:
-    """A reader over examples ``0..len(num_frames)-1``.
+    """A reader over ``examples``, loading their features from ``stores``.
 
-    :param num_frames: each example's feature length; every one must be at
-        most ``options.max_num_frames`` (filter first: fairseq2 would drop
-        longer examples silently).
-    :param load: example index -> a dict whose ``"features"`` is ``[T, D]``.
-    :param collate: a list of loaded examples -> a batch.
+    Every example must be at most ``options.max_num_frames`` long (filter
+    first: fairseq2 would drop longer examples silently).
+
+    :param collate: a list of ``{"features": [T, D], "example": example}``
+        dicts -> a batch.
     """
+
+    def load(index: int) -> dict[str, Any]:
+        example = examples[index]
+        store = stores[example.store_index]
+        return {
+            "features": store.read(store.entries[example.entry_index]),
+            "example": example,
+        }
+
+    num_frames = [e.num_frames for e in examples]
     longest = max(num_frames)
     if options.batch_size is None and longest > options.max_num_frames:
         raise ValueError(

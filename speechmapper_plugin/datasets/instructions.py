@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from fairseq2.data.tokenizers import Tokenizer
 from fairseq2.datasets import DataPipelineReader
-from fairseq2.device import Device
+from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
 from torch import Tensor
 
@@ -69,7 +69,7 @@ class PreparedInstructions:
 
 
 @dataclass
-class InstructionBatch:
+class InstructionBatch(SupportsDeviceTransfer):
     features: Tensor
     """``[B, T, D]`` pre-averaged SFM features, right-padded with zeros."""
 
@@ -243,16 +243,8 @@ class InstructionDataset:
         stores = self.stores()
         examples = prepared.examples
 
-        def load(index: int) -> dict[str, Any]:
-            example = examples[index]
-            store = stores[example.store_index]
-            return {
-                "features": store.read(store.entries[example.entry_index]),
-                "example": example,
-            }
-
         return create_speech_reader(
-            [e.num_frames for e in examples], load, collate_instructions, gangs, options
+            examples, stores, collate_instructions, gangs, options
         )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 
 import torch
 from fairseq2.datasets import DataPipelineReader
-from fairseq2.device import Device
+from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
 from torch import Tensor
 
@@ -44,7 +44,7 @@ class SpeechFeaturesDatasetConfig:
 
 
 @dataclass
-class SpeechFeaturesBatch:
+class SpeechFeaturesBatch(SupportsDeviceTransfer):
     """A padded batch of pre-averaged SFM features and transcript token ids."""
 
     features: Tensor
@@ -226,20 +226,8 @@ class SpeechFeaturesDataset:
         stores = self.stores(split)
         examples = prepared.examples
 
-        def load(index: int) -> dict[str, Any]:
-            example = examples[index]
-            store = stores[example.store_index]
-            return {
-                "features": store.read(store.entries[example.entry_index]),
-                "example": example,
-            }
-
         return create_speech_reader(
-            [e.num_frames for e in examples],
-            load,
-            collate_speech_features,
-            gangs,
-            options,
+            examples, stores, collate_speech_features, gangs, options
         )
 
 

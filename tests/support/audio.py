@@ -9,15 +9,14 @@ stereo).
 from __future__ import annotations
 
 import json
-import shutil
 import struct
-import subprocess
-import tempfile
 import wave
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from speechmapper_plugin import tiny_assets
 
 SAMPLE_RATE = 16_000
 
@@ -34,7 +33,7 @@ VOICES = ("en-us", "en-us+f3", "en-gb+m3", "en-us+f5")
 
 
 def has_espeak() -> bool:
-    return shutil.which("espeak-ng") is not None and shutil.which("sox") is not None
+    return tiny_assets.has_speech_synthesis()
 
 
 def tone(
@@ -129,36 +128,9 @@ def synthesize_speech(
     sample_rate: int = SAMPLE_RATE,
 ) -> Path:
     """espeak-ng speech, resampled by sox to ``sample_rate`` (16-bit mono WAV)."""
-    if not has_espeak():
-        raise RuntimeError(
-            "espeak-ng and sox are needed to synthesise test speech; run `bash scripts/install_system_packages.sh`."
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "espeak.wav"
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                "sox",
-                "-q",
-                "-G",
-                str(raw),
-                "-r",
-                str(sample_rate),
-                "-b",
-                "16",
-                "-c",
-                "1",
-                str(path),
-            ],
-            check=True,
-            capture_output=True,
-        )
-    return path
+    return tiny_assets.synthesize_speech(
+        path, text, voice=voice, words_per_minute=speed, sample_rate=sample_rate
+    )
 
 
 def num_wav_samples(path: Path) -> int:

@@ -33,34 +33,19 @@ def write_cards(path: Path, cards: list[dict[str, object]]) -> None:
 
 
 def _build_projector_cards(root: Path, card_dir: Path) -> Path:
+    from fairseq2.runtime.config_registry import get_config
+    from fairseq2.runtime.dependency import get_dependency_resolver
+
     from speechmapper_plugin.models.speechmapper import (
-        ProjectorBlockConfig,
         SpeechMapperConfig,
         create_speechmapper_model,
     )
 
     torch.manual_seed(0)
-    config = SpeechMapperConfig(
-        input_dim=64,
-        blocks=[
-            ProjectorBlockConfig(
-                model_dim=64,
-                output_dim=64,
-                num_layers=2,
-                num_attn_heads=4,
-                ffn_inner_dim=128,
-            ),
-            ProjectorBlockConfig(
-                model_dim=64,
-                output_dim=64,
-                num_layers=2,
-                num_attn_heads=4,
-                ffn_inner_dim=128,
-            ),
-        ],
-        output_dim=32,
-        dropout_p=0.0,
-    )
+    # The card's arch and override: `tiny` with a 32-d output. (Not through the
+    # model hub: that would open the asset store before every card is written.)
+    tiny = get_config(get_dependency_resolver(), SpeechMapperConfig, "tiny")
+    config = tiny.with_output_dim(32)
     model = create_speechmapper_model(config)
     checkpoint = root / "projector" / "model.pt"
     checkpoint.parent.mkdir(parents=True)

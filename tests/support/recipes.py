@@ -29,16 +29,28 @@ def recipe_env(**extra: str) -> dict[str, str]:
     }
 
 
-def recipe_command(recipe: str, out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"recipes.{recipe}", str(out), *args, "--no-rich"]
+def recipe_command(recipe: str, out: Path, *args: str, nproc: int = 1) -> list[str]:
+    """``python -m recipes.<recipe> OUT ARGS``, or under ``torchrun`` on
+    ``nproc`` CPU processes (gloo)."""
+    if nproc == 1:
+        launcher = [sys.executable, "-m"]
+    else:
+        torchrun = Path(sys.executable).with_name("torchrun")
+        launcher = [str(torchrun), "--standalone", "--nproc-per-node", str(nproc), "-m"]
+    return [*launcher, f"recipes.{recipe}", str(out), *args, "--no-rich"]
 
 
 def run_recipe(
-    recipe: str, out: Path, *args: str, check: bool = True, timeout: int = 600
+    recipe: str,
+    out: Path,
+    *args: str,
+    nproc: int = 1,
+    check: bool = True,
+    timeout: int = 600,
 ) -> subprocess.CompletedProcess[str]:
     """Runs a recipe to completion; with ``check``, a failure shows its output."""
     done = subprocess.run(
-        recipe_command(recipe, out, *args),
+        recipe_command(recipe, out, *args, nproc=nproc),
         cwd=REPO,
         env=recipe_env(),
         capture_output=True,
