@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 from fairseq2.checkpoint import ModelMetadataDumper
 from fairseq2.datasets import SyncMode
 from fairseq2.logging import log
+from fairseq2.models.transformer_lm import TransformerLM
+from fairseq2.nn.fsdp import FSDPWrapper, to_fsdp
 from fairseq2.recipe.base import RecipeContext
-from fairseq2.recipe.config import DatasetSection
+from fairseq2.recipe.config import DatasetSection, TrainerSection
 from fairseq2.recipe.error import RecipeError
 from fairseq2.utils.validation import ValidationResult
+from torch.distributed.fsdp import FSDPModule
+from torch.nn import Module, ModuleList
 
 from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.skips import SkipReport
@@ -118,3 +123,68 @@ def log_skip_report(context: RecipeContext, report: SkipReport) -> None:
             report.split,
             path,
         )
+
+
+def shard_frozen_llm(
+    context: RecipeContext, model: TransformerLM, trainer: TrainerSection
+) -> Module:
+    """Shards a frozen LLM with FSDP over the data-parallel ranks.
+
+    fairseq2 0.8.1 hands every rank the whole reference model (loaded on rank 0
+    and broadcast), so each rank briefly holds it in full; once sharded, a rank
+    keeps its shard plus the layer being computed.
+
+    Stage 2 calls the LLM's parts directly (embeddings, decoder, final
+    projection: it feeds embeddings, not token ids), so every part with
+    parameters becomes an FSDP unit of its own; the root holds none.
+    """
+    gangs = context.gangs
+    if gangs.sdp.size == 1:
+        log.info("One sharded data-parallel rank: the frozen LLM is not sharded.")
+        return model
+
+    def apply(module: Module, wrapper: FSDPWrapper) -> Module:
+        lm = cast(TransformerLM, module)
+        if trainer.fsdp.granularity == "stack":
+            lm.register_module("decoder", wrapper(lm.decoder))
+        else:
+            decoder = lm.decoder
+            # Every layer reshards after its forward (fairseq2's layerwise
+            # helper keeps the last one gathered for the backward pass of a
+            # trained model; a frozen one is also run under inference mode by
+            # the validator, which would leave that gathered copy unusable).
+            layers = cast(ModuleList, decoder.layers)
+            for idx, layer in enumerate(layers):
+                layers[idx] = wrapper(layer)
+            layer_norm = getattr(decoder, "layer_norm", None)
+            if isinstance(layer_norm, Module):
+                decoder.register_module("layer_norm", wrapper(layer_norm))
+        lm.register_module("decoder_frontend", wrapper(lm.decoder_frontend))
+        lm.register_module("final_proj", wrapper(lm.final_proj))
+        return lm
+
+    log.info(
+        "Sharding the frozen LLM with FSDP ({}) over {} processes.",
+        trainer.fsdp.version,
+        gangs.sdp.size,
+    )
+
+    sharded = to_fsdp(
+        model,
+        gangs,
+        apply,
+        version=trainer.fsdp.version,
+        reshard_after_forward=trainer.fsdp.reshard_after_forward,
+    )
+    sharded.requires_grad_(False)
+
+    # FSDP2 reuses the storage of gathered parameters. Allocate it here, outside
+    # inference mode: if fairseq2's validator (which runs in inference mode)
+    # gathered first, the storage would be an inference tensor that training
+    # steps may not write to.
+    for unit in sharded.modules():
+        if isinstance(unit, FSDPModule):
+            unit.unshard()
+            unit.reshard()
+
+    return sharded

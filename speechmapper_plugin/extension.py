@@ -35,6 +35,7 @@ from speechmapper_plugin.models.speechmapper import (
     SPEECHMAPPER_FAMILY,
     SpeechMapperConfig,
     SpeechMapperProjector,
+    apply_fsdp_to_speechmapper,
     convert_speechmapper_state_dict,
     create_speechmapper_model,
     register_speechmapper_configs,
@@ -62,6 +63,7 @@ def _register_models(container: DependencyContainer) -> None:
         config_kls=SpeechMapperConfig,
         factory=create_speechmapper_model,
         state_dict_converter=convert_speechmapper_state_dict,
+        fsdp_applier=apply_fsdp_to_speechmapper,
     )
     register_speechmapper_configs(container)
 

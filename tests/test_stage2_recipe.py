@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import glob
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from speechmapper_plugin.data.instructions import (
 from tests.support.audio import has_espeak
 from tests.support.cards import SessionCards
 from tests.support.corpus import SpeechCorpus
-from tests.support.recipes import REPO, read_metrics, run_recipe
+from tests.support.recipes import REPO, read_metrics, recipe_env, run_recipe
 
 pytestmark = [
     pytest.mark.slow,
@@ -195,16 +197,17 @@ def test_instruction_without_placeholder_is_refused(
     assert f"{bad}:4" in output and "placeholder <speech> exactly once" in output
 
 
-def test_two_processes_share_the_frozen_llm(
+def test_two_processes_with_ddp_and_with_fsdp(
     stage1_run: Path,
     speech_corpus: SpeechCorpus,
     instructions: dict[str, Path],
     test_cards: SessionCards,
     tmp_path: Path,
 ) -> None:
-    """Every data-parallel rank gets the LLM's weights (fairseq2 loads them on
-    rank 0 and broadcasts); a rank without them would fail or diverge."""
-    out = tmp_path / "ddp"
+    """Two ranks, first with DDP (every rank gets the whole frozen LLM, which
+    fairseq2 loads on rank 0 and broadcasts), then with
+    `trainer.data_parallelism=fsdp`, which shards the projector and the frozen
+    LLM: both train the same projector."""
     args = stage2_args(
         stage1_run,
         speech_corpus,
@@ -216,10 +219,70 @@ def test_two_processes_share_the_frozen_llm(
         "lr_scheduler.config.num_warmup_steps=2",
         "dataset.batch_size=4",
     )
-    run_recipe("stage2", out, *args, nproc=2, timeout=900)
+    run_recipe("stage2", tmp_path / "ddp", *args, nproc=2, timeout=900)
+    run_recipe(
+        "stage2",
+        tmp_path / "fsdp",
+        *args,
+        "trainer.data_parallelism=fsdp",
+        nproc=2,
+        timeout=900,
+    )
 
-    assert "Running on 2 process(es)" in (out / "logs/rank_0.log").read_text()
-    train = read_metrics(out, "train")
+    ddp_log = (tmp_path / "ddp/logs/rank_0.log").read_text()
+    fsdp_log = (tmp_path / "fsdp/logs/rank_0.log").read_text()
+    assert "Running on 2 process(es)" in ddp_log
+    assert "Sharding the frozen LLM with FSDP (v2) over 2 processes." in fsdp_log
+    assert "Sharding the frozen LLM" not in ddp_log
+
+    train = read_metrics(tmp_path / "ddp", "train")
     # One rank reads at most 4 examples a step; both together read more.
     assert 4 * 10 < train[-1]["Number of Examples"] <= 2 * 4 * 10
     assert all(r["ce"] == r["ce"] for r in train)  # finite on every rank's share
+
+    for name in ("train", "valid/dev"):
+        ddp, fsdp = (
+            read_metrics(tmp_path / "ddp", name),
+            read_metrics(tmp_path / "fsdp", name),
+        )
+        for a, b in zip(ddp, fsdp, strict=True):
+            assert b["Loss"] == pytest.approx(a["Loss"], rel=1e-4), name
+
+    # The sharded checkpoint loads as one projector equal to the DDP one.
+    script = (
+        "import sys, torch\n"
+        "from pathlib import Path\n"
+        "from fairseq2 import init_fairseq2\n"
+        "from fairseq2.composition import register_checkpoint_models\n"
+        "init_fairseq2(extras=lambda c: register_checkpoint_models(c, Path(sys.argv[1])))\n"
+        "from fairseq2.models import load_model\n"
+        "m = load_model('last_checkpoint', device=torch.device('cpu'))\n"
+        "torch.save(m.state_dict(), sys.argv[2])\n"
+    )
+    merged = tmp_path / "fsdp_projector.pt"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "fsdp/checkpoints"), str(merged)],
+        cwd=REPO,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (
+        len(list((tmp_path / "fsdp/checkpoints/step_10/model").glob("**/sdp_*.pt")))
+        == 2
+    )
+    ddp_state = torch.load(
+        glob.glob(
+            str(tmp_path / "ddp/checkpoints/step_10/model/**/*.pt"), recursive=True
+        )[0],
+        weights_only=True,
+    )
+    fsdp_state = torch.load(merged, weights_only=True)
+    assert fsdp_state.keys() == ddp_state.keys()
+    # Equal up to the order in which ranks sum gradients (all-reduce vs.
+    # reduce-scatter), which Adam's normalisation amplifies on near-zero
+    # weights; the 10 updates themselves move weights by up to ~1e-2.
+    for key, value in ddp_state.items():
+        torch.testing.assert_close(fsdp_state[key], value, rtol=1e-2, atol=1e-3)

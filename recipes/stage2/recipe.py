@@ -16,8 +16,9 @@ from fairseq2.recipe.composition import register_reference_model
 from fairseq2.recipe.error import RecipeError
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
+from torch import Tensor
 
-from recipes.common import log_skip_report, record_target_llm
+from recipes.common import log_skip_report, record_target_llm, shard_frozen_llm
 from recipes.stage2.config import Stage2Config
 from recipes.stage2.units import Stage2Objective, Stage2TrainUnit, Stage2ValidUnit
 from speechmapper_plugin.datasets.instructions import (
@@ -98,13 +99,26 @@ class Stage2Recipe(Recipe):
 
         llm = context.get_model_as(TransformerLM, "llm")
 
-        table = llm.decoder_frontend.embed.weight  # type: ignore[union-attr]
+        # The MSE targets: the LLM's own embedding table (a full copy when the
+        # LLM is sharded below: ~1 GB for an 8B LLM in bf16).
+        table = getattr(getattr(llm.decoder_frontend, "embed", None), "weight", None)
+        if not isinstance(table, Tensor):
+            raise RecipeError(
+                f"{llm_card} has no token-embedding table (`decoder_frontend.embed`)."
+            )
+        table = table.detach()
+
+        if config.trainer.data_parallelism == "fsdp":
+            # One switch shards both models: the projector (fairseq2's
+            # trainer) and the frozen LLM.
+            table = table.clone()
+            llm = shard_frozen_llm(context, llm, config.trainer)  # type: ignore[assignment]
 
         def objective(*, compute_all: bool) -> Stage2Objective:
             return Stage2Objective(
                 context.get_data_parallel_model(),
                 llm,
-                table,  # type: ignore[arg-type]
+                table,
                 pad_idx,
                 config.loss.sigma,
                 config.loss.alpha,

@@ -69,17 +69,34 @@ def assemble_inputs(
     masks: list[Tensor] = []
     offsets: list[int] = []
 
-    for b in range(batch_size):
-        response = list(response_ids[b]) if response_ids is not None else []
+    responses = (
+        [list(r) for r in response_ids]
+        if response_ids is not None
+        else [[]] * batch_size
+    )
+    for b, response in enumerate(responses):
         if response_ids is not None and not response:
             raise ValueError(
                 f"Row {b} has an empty response; training needs at least the end-of-turn token."
             )
 
-        text_ids = list(prefix_ids[b]) + list(suffix_ids[b]) + response
-        text_embeds = embed_tokens(
-            torch.tensor(text_ids, dtype=torch.int64, device=device)
+    # All text of the batch goes through the embedding layer in one call: one
+    # call per batch whatever its size (an FSDP-sharded LLM must see the same
+    # calls on every rank), and one kernel launch instead of one per row.
+    text_ids = [
+        list(prefix_ids[b]) + list(suffix_ids[b]) + responses[b]
+        for b in range(batch_size)
+    ]
+    all_embeds = embed_tokens(
+        torch.tensor(
+            [i for ids in text_ids for i in ids], dtype=torch.int64, device=device
         )
+    )
+    row_embeds = torch.split(all_embeds, [len(ids) for ids in text_ids])
+
+    for b in range(batch_size):
+        response = responses[b]
+        text_embeds = row_embeds[b]
 
         num_prefix = len(prefix_ids[b])
         num_suffix = len(suffix_ids[b])

@@ -23,6 +23,9 @@ from speechmapper_plugin.models.speechmapper.factory import (
 from speechmapper_plugin.models.speechmapper.factory import (
     create_speechmapper_model as create_speechmapper_model,
 )
+from speechmapper_plugin.models.speechmapper.fsdp import (
+    apply_fsdp_to_speechmapper as apply_fsdp_to_speechmapper,
+)
 from speechmapper_plugin.models.speechmapper.hub import (
     get_speechmapper_model_hub as get_speechmapper_model_hub,
 )
