@@ -50,9 +50,6 @@ from speechmapper_plugin.llm.target_embeddings import (
 from speechmapper_plugin.llm.target_embeddings import (
     resolve_pad_token as resolve_pad_token,
 )
-from speechmapper_plugin.llm.target_embeddings import (
-    target_llm_embeddings_of_loaded_model as target_llm_embeddings_of_loaded_model,
-)
 from speechmapper_plugin.llm.token_embeddings import EMBEDDING_KEYS as EMBEDDING_KEYS
 from speechmapper_plugin.llm.token_embeddings import (
     TokenEmbeddingLoadError as TokenEmbeddingLoadError,

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Final
 
 from fairseq2.assets import AssetCard, get_asset_download_manager, get_asset_store
-from fairseq2.models import ModelFamily, maybe_get_model_family_name
-from fairseq2.runtime.dependency import get_dependency_resolver
 from fairseq2.utils.uri import Uri
+
+from speechmapper_plugin.models.card_config import maybe_model_config_of
 
 PAD_TOKEN_FIELD: Final = "speechmapper_pad_token"
 CHAT_TEMPLATE_FIELD: Final = "speechmapper_chat_template"
@@ -60,13 +60,9 @@ def read_llm_config(card: AssetCard | str) -> object:
     """The LLM's model config from its card, without loading any weight."""
     card = retrieve_llm_card(card)
 
-    family_name = maybe_get_model_family_name(card)
-    if family_name is None:
+    config = maybe_model_config_of(card)
+    if config is None:
         raise TargetLLMCardError(f"The {card.name} asset card names no `model_family`.")
-
-    family = get_dependency_resolver().resolve(ModelFamily, key=family_name)  # type: ignore[type-abstract]
-
-    config: object = family.get_model_config(card)
     return config
 
 

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 import torch
 from fairseq2.assets import AssetCard
 from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
-from fairseq2.models import ModelFamily, maybe_get_model_family_name
-from fairseq2.runtime.dependency import get_dependency_resolver
 from torch import Tensor
 
 from speechmapper_plugin.llm.cards import (
@@ -35,6 +33,7 @@ from speechmapper_plugin.llm.tokens import (
     max_token_id,
     token_to_id,
 )
+from speechmapper_plugin.models.card_config import maybe_model_config_of
 
 
 class TargetLLMEmbeddings:
@@ -195,28 +194,6 @@ def load_target_llm_embeddings(
     )
 
 
-def target_llm_embeddings_of_loaded_model(
-    card_name: str | AssetCard,
-    tokenizer: Tokenizer,
-    table: Tensor,
-    *,
-    pad_token: str | None = None,
-) -> TargetLLMEmbeddings:
-    """The same view of an LLM that is already loaded (stage 2, inference):
-    ``table`` is its own embedding weight, nothing is read again."""
-    card = retrieve_llm_card(card_name)
-
-    pad_token, pad_idx = resolve_pad_token(card, tokenizer, pad_token)
-
-    return TargetLLMEmbeddings(
-        card_name=card.name,
-        tokenizer=tokenizer,
-        table=table,
-        pad_idx=pad_idx,
-        pad_token=pad_token,
-    )
-
-
 def resolve_pad_token(
     card: AssetCard, tokenizer: Tokenizer, pad_token: str | None
 ) -> tuple[str, int]:
@@ -266,14 +243,9 @@ def _check_tokenizer_fits(
 
 def _check_model_config(card: AssetCard, source: TokenEmbeddingSource) -> None:
     """The table must have the shape the card's model config promises (if any)."""
-    family_name = maybe_get_model_family_name(card)
-    if family_name is None:
+    config = maybe_model_config_of(card)
+    if config is None:
         return
-
-    resolver = get_dependency_resolver()
-    family = resolver.resolve(ModelFamily, key=family_name)  # type: ignore[type-abstract]
-
-    config = family.get_model_config(card)
 
     expected = {
         "vocab_size": getattr(config, "vocab_size", None),

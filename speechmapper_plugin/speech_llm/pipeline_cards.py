@@ -14,9 +14,8 @@ import torch
 from fairseq2.assets import AssetCard, AssetCardError, get_asset_store
 from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
 from fairseq2.device import Device
-from fairseq2.models import ModelFamily, load_model, maybe_get_model_family_name
+from fairseq2.models import load_model
 from fairseq2.models.transformer_lm import TransformerLM
-from fairseq2.runtime.dependency import get_dependency_resolver
 from torch.nn import Module
 
 from speechmapper_plugin.llm import (
@@ -24,6 +23,7 @@ from speechmapper_plugin.llm import (
     chat_template_for_card,
     retrieve_llm_card,
 )
+from speechmapper_plugin.models.card_config import model_config_of as model_config_of
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,
     get_sm4t_speech_encoder_hub,
@@ -116,19 +116,6 @@ def load_components(
         template=template,
         llm_name=llm_card.name,
     )
-
-
-def model_config_of(card: AssetCard) -> object:
-    """The model configuration a card describes (its arch plus ``model_config``),
-    for any registered model family, without loading weights."""
-    family_name = maybe_get_model_family_name(card)
-    if family_name is None:
-        raise ValueError(f"The {card.name} asset card does not describe a model.")
-
-    resolver = get_dependency_resolver()
-    family = resolver.resolve(ModelFamily, key=family_name)  # type: ignore[type-abstract]
-
-    return family.get_model_config(card)
 
 
 def _retrieve(name: str, what: str) -> AssetCard:
