@@ -66,7 +66,7 @@ def stage1_run(
     speech_corpus: SpeechCorpus,
     test_cards: SessionCards,
 ) -> Path:
-    """A 300-step stage-1 run of the tiny projector for the tiny Llama."""
+    """The shared stage-1 run (``STAGE1_STEPS``) of the tiny projector for the tiny Llama."""
     from tests.support.corpus import run_stage1
 
     return run_stage1(tmp_path_factory.mktemp("stage1_run"), speech_corpus, test_cards)

@@ -18,7 +18,7 @@ import torch
 
 from tests.support.audio import has_espeak
 from tests.support.cards import SessionCards
-from tests.support.corpus import SpeechCorpus, stage1_args
+from tests.support.corpus import STAGE1_STEPS, SpeechCorpus, stage1_args
 from tests.support.feature_store import Utterance, write_feature_store
 from tests.support.llm import training_sentences
 from tests.support.recipes import (
@@ -53,7 +53,7 @@ def test_stage1_learns_the_embedding_space(stage1_run: Path) -> None:
 
     valid = read_metrics(out, "valid/train")
     first, last = valid[0], valid[-1]
-    assert first["Step"] == 0 and last["Step"] == 300
+    assert first["Step"] == 0 and last["Step"] == STAGE1_STEPS
     assert first["mse_word"] >= 5 * last["mse_word"], (
         first["mse_word"],
         last["mse_word"],
@@ -94,7 +94,7 @@ def test_stage1_learns_the_embedding_space(stage1_run: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     llm, checksum = done.stdout.split()
     assert llm == "test_llama"
-    expected = sum(v.sum().item() for v in last_model_state(out, 300).values())
+    expected = sum(v.sum().item() for v in last_model_state(out, STAGE1_STEPS).values())
     assert float(checksum) == pytest.approx(expected, rel=1e-6)
 
 

@@ -20,7 +20,7 @@ from speechmapper_plugin.data.instructions import (
 )
 from tests.support.audio import has_espeak
 from tests.support.cards import SessionCards
-from tests.support.corpus import SpeechCorpus
+from tests.support.corpus import STAGE1_STEPS, SpeechCorpus
 from tests.support.recipes import REPO, read_metrics, recipe_env, run_recipe
 
 pytestmark = [
@@ -110,7 +110,8 @@ def test_stage2_lowers_held_out_ce_and_saves_only_the_projector(
     assert state and all(k.startswith(("blocks.", "final_proj.")) for k in state)
     stage1_state = torch.load(
         glob.glob(
-            str(stage1_run / "checkpoints/step_300/model/**/*.pt"), recursive=True
+            str(stage1_run / f"checkpoints/step_{STAGE1_STEPS}/model/**/*.pt"),
+            recursive=True,
         )[0],
         weights_only=True,
     )

@@ -57,7 +57,8 @@ def synthesize_speech(
     sample_rate: int = SAMPLE_RATE,
 ) -> Path:
     """Speak ``text`` into ``path``: espeak-ng, then sox to 16-bit mono at
-    ``sample_rate`` (with gain guarding against clipping)."""
+    ``sample_rate`` (with gain guarding against clipping; repeatable: the same
+    text gives the same samples, dither included)."""
     if not has_speech_synthesis():
         raise SpeechSynthesisError(
             f"espeak-ng and sox are needed to synthesise speech. {INSTALL_HINT}"
@@ -83,6 +84,7 @@ def synthesize_speech(
         _run(
             [
                 "sox",
+                "-R",  # repeatable: sox seeds its dither randomly otherwise
                 "-q",
                 "-G",
                 str(raw),
