@@ -23,6 +23,7 @@ from speechmapper_plugin.models.speechmapper import (
     SPEECHMAPPER_FAMILY,
     SpeechMapperProjector,
 )
+from speechmapper_plugin.validation import check_positive_fields
 
 
 @dataclass(kw_only=True)
@@ -51,10 +52,7 @@ class SpeechDatasetSection(DatasetSection):
 
     def validate(self) -> ValidationResult:
         result = super().validate()
-        if self.max_num_frames < 1:
-            result.add_error(
-                f"`max_num_frames` must be positive, but is {self.max_num_frames}."
-            )
+        check_positive_fields(result, self, ("max_num_frames",))
         if self.batch_size is not None and self.batch_size < 1:
             result.add_error(
                 f"`batch_size` must be positive, but is {self.batch_size}."

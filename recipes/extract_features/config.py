@@ -15,6 +15,7 @@ from fairseq2.utils.validation import ValidationResult
 
 from speechmapper_plugin.data.audio_dataset import AUDIO_MANIFEST_DATASET
 from speechmapper_plugin.data.feature_store import STORAGE_DTYPES
+from speechmapper_plugin.validation import check_positive_fields
 
 DEFAULT_ENCODER_CARD = "seamless_m4t_v2_large_speech_encoder"
 
@@ -45,15 +46,12 @@ class ExtractFeaturesDatasetSection(DatasetSection):
 
     def validate(self) -> ValidationResult:
         result = super().validate()
-        for name in (
-            "max_num_samples",
-            "max_batch_size",
-            "num_parallel_decodes",
-            "prefetch",
-        ):
-            value = getattr(self, name)
-            if value < 1:
-                result.add_error(f"`dataset.{name}` must be positive, but is {value}.")
+        check_positive_fields(
+            result,
+            self,
+            ("max_num_samples", "max_batch_size", "num_parallel_decodes", "prefetch"),
+            section="dataset.",
+        )
         return result
 
 
@@ -78,10 +76,7 @@ class FeaturesSection:
             result.add_error(
                 f"`features.layer` is 1-based and must be positive, but is {self.layer}."
             )
-        if self.frame_averaging < 1:
-            result.add_error(
-                f"`features.frame_averaging` must be positive, but is {self.frame_averaging}."
-            )
+        check_positive_fields(result, self, ("frame_averaging",), section="features.")
         return result
 
 
@@ -111,10 +106,7 @@ class StoreSection:
             result.add_error(
                 f"`store.dtype` must be one of {', '.join(STORAGE_DTYPES)}, but is '{self.dtype}'."
             )
-        if self.rows_per_shard < 1:
-            result.add_error(
-                f"`store.rows_per_shard` must be positive, but is {self.rows_per_shard}."
-            )
+        check_positive_fields(result, self, ("rows_per_shard",), section="store.")
         return result
 
 

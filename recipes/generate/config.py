@@ -12,6 +12,7 @@ from fairseq2.utils.validation import ValidationResult
 
 from speechmapper_plugin.data.instructions import check_placeholder
 from speechmapper_plugin.generation import GenerationConfig
+from speechmapper_plugin.validation import check_positive_fields
 
 DEFAULT_SFM_CARD = "seamless_m4t_v2_large_speech_encoder"
 DEFAULT_LLM_CARD = "speechmapper_llama3_1_8b_instruct"
@@ -111,15 +112,12 @@ class BatchingSection:
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()
-        for name in (
-            "max_num_samples",
-            "max_batch_size",
-            "num_parallel_decodes",
-            "prefetch",
-        ):
-            value = getattr(self, name)
-            if value < 1:
-                result.add_error(f"`batching.{name}` must be positive, but is {value}.")
+        check_positive_fields(
+            result,
+            self,
+            ("max_num_samples", "max_batch_size", "num_parallel_decodes", "prefetch"),
+            section="batching.",
+        )
         return result
 
 

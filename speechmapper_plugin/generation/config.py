@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from fairseq2.utils.validation import ValidationError, ValidationResult
 
+from speechmapper_plugin.validation import check_positive_fields
+
 
 @dataclass(kw_only=True)
 class RepetitionGuardConfig:
@@ -123,13 +125,7 @@ class GenerationConfig:
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
-        if self.beam_size < 1:
-            result.add_error(f"`beam_size` must be positive, but is {self.beam_size}.")
-
-        if self.max_new_tokens < 1:
-            result.add_error(
-                f"`max_new_tokens` must be positive, but is {self.max_new_tokens}."
-            )
+        check_positive_fields(result, self, ("beam_size", "max_new_tokens"))
 
         if self.max_len_a < 0.0:
             result.add_error(

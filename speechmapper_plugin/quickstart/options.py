@@ -10,6 +10,8 @@ from typing import Final
 
 from fairseq2.utils.validation import ValidationResult
 
+from speechmapper_plugin.validation import check_positive_fields
+
 DEFAULT_OUT_DIR: Final = Path("quickstart_out")
 
 STEP_MULTIPLE: Final = 20
@@ -42,11 +44,7 @@ class QuickstartSize:
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()
-        for name in ("num_train", "num_dev", "num_shown"):
-            if getattr(self, name) < 1:
-                result.add_error(
-                    f"`{name}` must be positive, but is {getattr(self, name)}."
-                )
+        check_positive_fields(result, self, ("num_train", "num_dev", "num_shown"))
         for name, minimum in (
             ("stage1_steps", MIN_STAGE1_STEPS),
             ("stage2_steps", MIN_STAGE2_STEPS),

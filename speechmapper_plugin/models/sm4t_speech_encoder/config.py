@@ -9,6 +9,8 @@ from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
+from speechmapper_plugin.validation import check_positive_fields
+
 SM4T_SPEECH_ENCODER_FAMILY: Final = "sm4t_speech_encoder"
 
 SHAW_SDPA_IMPLS: Final = ("gathered", "fairseq2")
@@ -83,18 +85,19 @@ class SM4TSpeechEncoderConfig:
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
-        for name in (
-            "model_dim",
-            "num_fbank_channels",
-            "fbank_stride",
-            "num_encoder_layers",
-            "num_encoder_attn_heads",
-            "ffn_inner_dim",
-            "depthwise_conv_kernel_size",
-        ):
-            value = getattr(self, name)
-            if value < 1:
-                result.add_error(f"`{name}` must be positive, but is {value}.")
+        check_positive_fields(
+            result,
+            self,
+            (
+                "model_dim",
+                "num_fbank_channels",
+                "fbank_stride",
+                "num_encoder_layers",
+                "num_encoder_attn_heads",
+                "ffn_inner_dim",
+                "depthwise_conv_kernel_size",
+            ),
+        )
 
         if (
             self.num_encoder_attn_heads >= 1

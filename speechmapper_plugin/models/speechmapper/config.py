@@ -10,6 +10,7 @@ from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
 from speechmapper_plugin.models.speechmapper.lengths import min_input_frames
+from speechmapper_plugin.validation import check_positive_fields
 
 SPEECHMAPPER_FAMILY: Final = "speechmapper"
 
@@ -51,10 +52,9 @@ class ProjectorBlockConfig:
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
-        for name in ("model_dim", "output_dim", "num_attn_heads", "ffn_inner_dim"):
-            value = getattr(self, name)
-            if value < 1:
-                result.add_error(f"`{name}` must be positive, but is {value}.")
+        check_positive_fields(
+            result, self, ("model_dim", "output_dim", "num_attn_heads", "ffn_inner_dim")
+        )
 
         if self.num_layers < 0:
             result.add_error(
@@ -66,15 +66,7 @@ class ProjectorBlockConfig:
                 f"`model_dim` ({self.model_dim}) must be divisible by `num_attn_heads` ({self.num_attn_heads})."
             )
 
-        if self.conv_kernel_size < 1:
-            result.add_error(
-                f"`conv_kernel_size` must be positive, but is {self.conv_kernel_size}."
-            )
-
-        if self.conv_stride < 1:
-            result.add_error(
-                f"`conv_stride` must be positive, but is {self.conv_stride}."
-            )
+        check_positive_fields(result, self, ("conv_kernel_size", "conv_stride"))
 
         if not 0 <= self.conv_padding < max(self.conv_kernel_size, 1):
             result.add_error(
@@ -135,10 +127,11 @@ class SpeechMapperConfig:
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
-        for name in ("input_dim", "output_dim", "frame_averaging", "max_input_frames"):
-            value = getattr(self, name)
-            if value < 1:
-                result.add_error(f"`{name}` must be positive, but is {value}.")
+        check_positive_fields(
+            result,
+            self,
+            ("input_dim", "output_dim", "frame_averaging", "max_input_frames"),
+        )
 
         if not self.blocks:
             result.add_error("`blocks` must contain at least one block.")
