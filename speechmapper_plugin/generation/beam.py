@@ -88,10 +88,7 @@ class _BeamSearch:
         device = inputs.embeds.device
         batch_size = len(inputs.prompt_lens)
 
-        self._stop_mask = torch.zeros(
-            inputs.vocab_size, dtype=torch.bool, device=device
-        )
-        self._stop_mask[inputs.stop_token_ids] = True
+        self._stop_mask = inputs.stop_mask
 
         # Only the first copy of each example is live until its prompt ends.
         scores = torch.full((batch_size, self._beam_size), -torch.inf, device=device)

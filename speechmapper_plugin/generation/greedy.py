@@ -68,10 +68,7 @@ class _GreedySearch:
         self._decoder = EmbeddingDecoder(model, inputs.total_len)
         self._state = SearchState.start(inputs, beam_size=1)
 
-        self._stop_mask = torch.zeros(
-            inputs.vocab_size, dtype=torch.bool, device=inputs.embeds.device
-        )
-        self._stop_mask[inputs.stop_token_ids] = True
+        self._stop_mask = inputs.stop_mask
 
         self._hypotheses: list[Hypothesis | None] = [None] * len(inputs.prompt_lens)
 

@@ -48,8 +48,8 @@ class GenerationInputs:
     budgets: list[int]
     """The maximum number of new tokens per example."""
 
-    stop_token_ids: Tensor
-    """``[K]`` int64 on the model's device."""
+    stop_mask: Tensor
+    """``[V]`` bool on the model's device: which tokens end an answer."""
 
     vocab_size: int
 
@@ -182,11 +182,12 @@ def prepare_inputs(
 
     budgets = token_budgets(config, lens, num_positions, model.max_seq_len)
 
-    stop_tensor = torch.tensor(stop_ids, dtype=torch.int64, device=device)
+    stop_mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+    stop_mask[stop_ids] = True
 
     embeds = prompt_embeds[:, : max(lens)].to(dtype)
 
-    return GenerationInputs(embeds, lens, budgets, stop_tensor, vocab_size)
+    return GenerationInputs(embeds, lens, budgets, stop_mask, vocab_size)
 
 
 def _check_model(model: TransformerLM) -> None:
