@@ -28,6 +28,7 @@ from speechmapper_plugin.datasets.speech_features import (
     open_speech_features_dataset,
 )
 from speechmapper_plugin.llm.archs import register_target_llm_configs
+from speechmapper_plugin.metrics.descriptors import register_metric_descriptors
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     register_sm4t_speech_encoder_family,
 )
@@ -51,6 +52,8 @@ def setup_fairseq2_extension(container: DependencyContainer) -> None:
     _register_audio_datasets(container)
 
     _register_training_datasets(container)
+
+    register_metric_descriptors(container)
 
     register_package_assets(container, ASSETS_PACKAGE)
 
