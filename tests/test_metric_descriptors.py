@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from fairseq2.runtime.dependency import get_dependency_resolver
+from fairseq2.file_system import NativeLocalFileSystem
 from fairseq2.metrics.recorders import (
     JsonlMetricRecorder,
     LogMetricRecorder,
     MetricDescriptor,
     MetricDescriptorRegistry,
 )
-from fairseq2.file_system import NativeLocalFileSystem
+from fairseq2.runtime.dependency import get_dependency_resolver
 
 VALUES = {
     "mse_word": torch.tensor(0.0070, dtype=torch.float64),
