@@ -40,6 +40,9 @@ from speechmapper_plugin.llm.speech_prompt import encode_response as encode_resp
 from speechmapper_plugin.llm.speech_prompt import (
     encode_speech_prompt as encode_speech_prompt,
 )
+from speechmapper_plugin.llm.speech_prompt import (
+    encode_text_prompt as encode_text_prompt,
+)
 from speechmapper_plugin.llm.speech_prompt import stop_token_ids as stop_token_ids
 from speechmapper_plugin.llm.target_embeddings import (
     TargetLLMEmbeddings as TargetLLMEmbeddings,

@@ -76,6 +76,29 @@ def encode_speech_prompt(
     return SpeechPrompt(prefix_ids=prefix_ids, suffix_ids=suffix_ids, text=text)
 
 
+def encode_text_prompt(
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    user_content: str,
+    system: str | None = None,
+) -> tuple[int, ...]:
+    """Encode a single-turn, text-only prompt, ending with the assistant header.
+
+    For the LLM used on its own (an LLM judge, text baselines): the ids equal
+    the tokenizer's own chat formatting of ``[system,] user`` with the
+    generation prompt.
+    """
+    _check_template_tokens(tokenizer, template)
+
+    text = template.render(user_content, system)
+
+    if template.add_bos:
+        bos_idx = _bos_idx(tokenizer, template)
+        return (bos_idx, *_encode_after(tokenizer, bos_idx, text))
+
+    return _encode(tokenizer, text)
+
+
 def encode_response(
     tokenizer: Tokenizer, template: ChatTemplate, text: str
 ) -> tuple[int, ...]:
