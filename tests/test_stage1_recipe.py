@@ -201,6 +201,49 @@ def test_non_finite_features_are_skipped_and_counted(
     assert valid[-1]["num_skipped_non_finite"] == 2
 
 
+def test_validating_the_training_split_with_a_smaller_frame_budget(
+    test_cards: SessionCards, tmp_path: Path
+) -> None:
+    """Validation on the training split reads it once; utterances over the
+    validation budget are left out of validation only, and listed."""
+    sentences = training_sentences(400)[100:110]
+    lengths = [90 + 6 * i for i in range(len(sentences))]  # 90 ... 144 frames
+    utterances = [
+        Utterance(
+            f"u{i}",
+            torch.randn(n, 64, generator=torch.Generator().manual_seed(i)),
+            sentence,
+        )
+        for i, (n, sentence) in enumerate(zip(lengths, sentences, strict=True))
+    ]
+    store = write_feature_store(tmp_path / "store", utterances)
+    valid_budget = 120
+    too_long = {f"u{i}" for i, n in enumerate(lengths) if n > valid_budget}
+
+    out = tmp_path / "stage1"
+    run_recipe(
+        "stage1",
+        out,
+        *stage1_args(
+            store,
+            test_cards,
+            "regime.num_steps=10",
+            "regime.validate_every_n_steps=10",
+            "lr_scheduler.config.num_warmup_steps=5",
+            "dataset.max_num_frames=2000",
+            f"dataset.max_num_valid_frames={valid_budget}",
+        ),
+    )
+
+    train = read_metrics(out, "train")
+    assert sum(r["Number of Examples"] for r in train) == 10 * len(sentences)
+    valid = read_metrics(out, "valid/train")
+    assert valid[-1]["Number of Examples"] == len(sentences) - len(too_long)
+    listed = (out / "skipped/valid/train.tsv").read_text().splitlines()[1:]
+    assert {line.split("\t")[0] for line in listed} == too_long
+    assert not (out / "skipped/train.tsv").exists()
+
+
 def test_two_processes_split_the_data(test_cards: SessionCards, tmp_path: Path) -> None:
     sentences = training_sentences(400)[80:88]
     utterances = [

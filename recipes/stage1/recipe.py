@@ -9,7 +9,7 @@ from fairseq2.recipe.error import RecipeError
 from fairseq2.task import Task
 
 from recipes.common import log_skip_report, record_target_llm
-from recipes.stage1.config import Stage1Config
+from recipes.stage1.config import Stage1Config, Stage1DatasetSection
 from recipes.stage1.units import EmbeddingTargets, Stage1TrainUnit, Stage1ValidUnit
 from speechmapper_plugin.datasets.speech_features import (
     PreparedSplit,
@@ -49,8 +49,13 @@ class Stage1Recipe(Recipe):
 
         ds = config.dataset
 
+        train_budget = ds.max_num_frames if ds.batch_size is None else None
+        valid_budget = train_budget
+        if ds.max_num_valid_frames is not None and ds.batch_size is None:
+            valid_budget = ds.max_num_valid_frames
+
         train_split = self._prepare(
-            context, config, dataset, ds.train_split, target_llm, projector
+            context, dataset, ds.train_split, train_budget, target_llm, projector, ds
         )
 
         train_reader = dataset.create_reader(
@@ -70,9 +75,21 @@ class Stage1Recipe(Recipe):
         valid_readers = []
 
         for split in ds.valid_splits:
-            prepared = self._prepare(
-                context, config, dataset, split, target_llm, projector
-            )
+            if split == ds.train_split:
+                # Read once; a smaller validation budget only narrows the view.
+                prepared = train_split
+                if valid_budget != train_budget:
+                    try:
+                        prepared = train_split.within_frames(
+                            valid_budget, name=f"valid/{split}"
+                        )
+                    except ValueError as ex:
+                        raise RecipeError(str(ex)) from None
+                    log_skip_report(context, prepared.report)
+            else:
+                prepared = self._prepare(
+                    context, dataset, split, valid_budget, target_llm, projector, ds
+                )
 
             valid_readers.append(
                 dataset.create_reader(
@@ -124,24 +141,21 @@ class Stage1Recipe(Recipe):
     @staticmethod
     def _prepare(
         context: RecipeContext,
-        config: Stage1Config,
         dataset: SpeechFeaturesDataset,
         split: str,
+        max_num_frames: int | None,
         target_llm: TargetLLMEmbeddings,
         projector: SpeechMapperProjector,
+        ds: Stage1DatasetSection,
     ) -> PreparedSplit:
-        ds = config.dataset
-
-        max_frames = ds.max_num_frames if ds.batch_size is None else None
-        if split != ds.train_split and ds.max_num_valid_frames is not None:
-            max_frames = ds.max_num_valid_frames if ds.batch_size is None else None
-
+        """Tokenises ``split`` and keeps what fits batches of ``max_num_frames``
+        (the budget its reader uses)."""
         try:
             prepared = dataset.prepare(
                 split,
                 encode=lambda text: target_llm.encode(text).tolist(),
                 projector=projector.config,
-                max_num_frames=max_frames,
+                max_num_frames=max_num_frames,
                 untrainable_policy=ds.untrainable_policy,
             )
         except ValueError as ex:

@@ -107,6 +107,32 @@ class PreparedSplit:
     examples: list[PreparedExample]
     report: SkipReport
 
+    def within_frames(self, max_num_frames: int | None, *, name: str) -> PreparedSplit:
+        """The examples that fit batches of ``max_num_frames`` frames.
+
+        Validating on the training split with a smaller frame budget than
+        training reads the split once and takes this view of it; the examples
+        left out are counted in the view's report (``name``).
+
+        :raises ValueError: if no example fits.
+        """
+        report = SkipReport(name, num_examples=len(self.examples))
+        kept = []
+        for example in self.examples:
+            if max_num_frames is not None and example.num_frames > max_num_frames:
+                report.skip(example.id, _too_long(example.num_frames, max_num_frames))
+            else:
+                kept.append(example)
+        if not kept:
+            raise ValueError(f"No usable example in split '{name}'. {report.summary()}")
+        return PreparedSplit(kept, report)
+
+
+def _too_long(num_frames: int, max_num_frames: int) -> str:
+    return (
+        f"too long for a batch: {num_frames} frames > max_num_frames {max_num_frames}"
+    )
+
 
 class SpeechFeaturesDataset:
     """One or more feature stores per split."""
@@ -177,10 +203,7 @@ class SpeechFeaturesDataset:
                     continue
 
                 if max_num_frames is not None and entry.num_frames > max_num_frames:
-                    report.skip(
-                        entry.id,
-                        f"too long for a batch: {entry.num_frames} frames > max_num_frames {max_num_frames}",
-                    )
+                    report.skip(entry.id, _too_long(entry.num_frames, max_num_frames))
                     continue
 
                 token_ids = list(encode(transcript))
