@@ -3,10 +3,13 @@ from cached SFM features, without the LLM ever running."""
 
 from __future__ import annotations
 
+from typing import final
+
 from fairseq2.logging import log
 from fairseq2.recipe.base import Recipe, RecipeContext
 from fairseq2.recipe.error import RecipeError
 from fairseq2.task import Task
+from typing_extensions import override
 
 from recipes.common import log_skip_report, record_target_llm
 from recipes.stage1.config import Stage1Config, Stage1DatasetSection
@@ -22,7 +25,9 @@ from speechmapper_plugin.models.speechmapper import (
 )
 
 
+@final
 class Stage1Recipe(Recipe):
+    @override
     def create_task(self, context: RecipeContext) -> Task:
         config = context.get_config_as(Stage1Config)
 
@@ -166,5 +171,6 @@ class Stage1Recipe(Recipe):
         return prepared
 
     @property
+    @override
     def config_kls(self) -> type[object]:
         return Stage1Config

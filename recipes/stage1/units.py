@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
+from typing import final
 
 import torch
 from fairseq2.metrics import Mean, MetricBag, Sum
@@ -13,6 +14,7 @@ from fairseq2.recipe.trainer import TrainUnit
 from torch import Tensor
 from torch.nn import Module
 from torch.nn.functional import embedding
+from typing_extensions import override
 
 from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
 from speechmapper_plugin.losses import (
@@ -104,6 +106,7 @@ def update_loss_metrics(
     metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
 
 
+@final
 class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
     """Projects cached SFM features and regresses them onto token embeddings."""
 
@@ -112,9 +115,11 @@ class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
         self._targets = targets
         self._alpha = alpha
 
+    @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
         add_loss_metrics(metric_bag)
 
+    @override
     def process_batch(
         self, batch: SpeechFeaturesBatch, metric_bag: MetricBag
     ) -> tuple[Tensor, int | None]:
@@ -134,6 +139,7 @@ class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
         return loss.total, None
 
 
+@final
 class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
     """Reports, per validation split: L1, MSE_word, MSE_pad, the mean cosine
     similarity on word positions and the embedding-space WER."""
@@ -153,15 +159,18 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
         self._name = name
 
     @property
+    @override
     def name(self) -> str | None:
         return self._name
 
+    @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
         add_loss_metrics(metric_bag)
         metric_bag.add("cosine_word", Mean())
         metric_bag.add("embedding_word_errors", Sum())
         metric_bag.add("embedding_ref_words", Sum())
 
+    @override
     @torch.inference_mode()
     def process_batch(self, batch: SpeechFeaturesBatch, metric_bag: MetricBag) -> None:
         batch, num_bad = drop_non_finite_rows(batch)
@@ -198,6 +207,7 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
         metric_bag.get("embedding_word_errors", Sum).update(errors)
         metric_bag.get("embedding_ref_words", Sum).update(words)
 
+    @override
     def process_metric_values(self, values: MutableMapping[str, object]) -> None:
         errors = values.pop("embedding_word_errors", None)
         words = values.pop("embedding_ref_words", None)

@@ -8,6 +8,8 @@ the checkpoints hold the projector only.
 
 from __future__ import annotations
 
+from typing import final
+
 from fairseq2.data.tokenizers import load_tokenizer
 from fairseq2.logging import log
 from fairseq2.models.transformer_lm import TransformerLM
@@ -17,6 +19,7 @@ from fairseq2.recipe.error import RecipeError
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 from torch import Tensor
+from typing_extensions import override
 
 from recipes.common import log_skip_report, record_target_llm, shard_frozen_llm
 from recipes.stage2.config import Stage2Config
@@ -38,12 +41,15 @@ from speechmapper_plugin.models.speechmapper import (
 )
 
 
+@final
 class Stage2Recipe(Recipe):
+    @override
     def register(self, container: DependencyContainer) -> None:
         # Loaded lazily by `get_model_as` (after the cheap checks), and
         # broadcast to every data-parallel rank by fairseq2's loader.
         register_reference_model(container, "llm")
 
+    @override
     def create_task(self, context: RecipeContext) -> Task:
         config = context.get_config_as(Stage2Config)
 
@@ -176,5 +182,6 @@ class Stage2Recipe(Recipe):
             )
 
     @property
+    @override
     def config_kls(self) -> type[object]:
         return Stage2Config

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import final
+
 import torch
 from fairseq2.metrics import Mean, MetricBag, Sum
 from fairseq2.models.transformer_lm import TransformerLM
@@ -9,6 +11,7 @@ from fairseq2.recipe.evaluator import EvalUnit
 from fairseq2.recipe.trainer import TrainUnit
 from torch import Tensor
 from torch.nn import Module
+from typing_extensions import override
 
 from speechmapper_plugin.datasets.instructions import InstructionBatch
 from speechmapper_plugin.speech_llm.stage2_loss import Stage2Loss, stage2_loss
@@ -86,13 +89,16 @@ def update_metrics(
     metric_bag.get("num_mse_examples", Sum).update(loss.num_mse_rows)
 
 
+@final
 class Stage2TrainUnit(TrainUnit[InstructionBatch]):
     def __init__(self, objective: Stage2Objective) -> None:
         self._objective = objective
 
+    @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
         add_metrics(metric_bag)
 
+    @override
     def process_batch(
         self, batch: InstructionBatch, metric_bag: MetricBag
     ) -> tuple[Tensor, int | None]:
@@ -102,6 +108,7 @@ class Stage2TrainUnit(TrainUnit[InstructionBatch]):
         return loss.total, None
 
 
+@final
 class Stage2ValidUnit(EvalUnit[InstructionBatch]):
     """CE and MSE on held-out instructions (both terms, whatever σ)."""
 
@@ -110,12 +117,15 @@ class Stage2ValidUnit(EvalUnit[InstructionBatch]):
         self._name = name
 
     @property
+    @override
     def name(self) -> str | None:
         return self._name
 
+    @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
         add_metrics(metric_bag)
 
+    @override
     @torch.inference_mode()
     def process_batch(self, batch: InstructionBatch, metric_bag: MetricBag) -> None:
         update_metrics(metric_bag, batch, self._objective(batch))
