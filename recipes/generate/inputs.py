@@ -7,7 +7,11 @@ from pathlib import Path
 
 from recipes.generate.config import InputSection, PromptSection
 from speechmapper_plugin.data.audio_dataset import AudioManifestDataset
-from speechmapper_plugin.data.instructions import InstructionExample, read_instructions
+from speechmapper_plugin.data.instructions import (
+    InstructionExample,
+    example_audio_row,
+    read_instructions,
+)
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
 from speechmapper_plugin.speech_llm import TaskPrompts
 
@@ -35,6 +39,18 @@ class GenerateItem:
 
     speech: str | None = None
     """The feature-store id (``None`` for audio examples)."""
+
+    transcript: str | None = None
+    """What is said, where known: the source text of a translation (COMET)."""
+
+    question: str | None = None
+    """Spoken QA: the question alone (for a judge)."""
+
+    options: tuple[str, ...] | None = None
+    """Spoken QA: multiple-choice options, lettered A, B, ... in order."""
+
+    answers: tuple[str, ...] | None = None
+    """Spoken QA: every acceptable answer."""
 
     def length_hint(self) -> float:
         """Seconds, roughly; only used to batch similar lengths together."""
@@ -104,6 +120,7 @@ def _from_manifest(
             lang=row.lang,
             target_lang=prompt.target_lang if prompt.task == "st" else None,
             audio=row,
+            transcript=row.transcript or None,
         )
         for row in split.rows
     ]
@@ -127,15 +144,7 @@ def _from_instructions(path: Path) -> GenerateInputs:
 
 
 def _instruction_item(example: InstructionExample, line_no: int) -> GenerateItem:
-    audio = None
-    if example.audio is not None:
-        audio = ManifestRow(
-            id=example.id,
-            audio=Path(example.audio).expanduser().resolve(),
-            transcript=example.transcript or "",
-            lang=example.lang,
-            line_no=line_no,
-        )
+    audio = example_audio_row(example, line_no)
 
     return GenerateItem(
         id=example.id,
@@ -147,4 +156,8 @@ def _instruction_item(example: InstructionExample, line_no: int) -> GenerateItem
         target_lang=example.target_lang,
         audio=audio,
         speech=example.speech,
+        transcript=example.transcript or None,
+        question=example.question,
+        options=example.options,
+        answers=example.answers,
     )

@@ -1,7 +1,8 @@
 """Decoding audio files and in-memory bytes with fairseq2's ``AudioDecoder``.
 
-``AudioDecoder`` wraps libsndfile: WAV (PCM/float), FLAC, Ogg/Vorbis, Opus and
-the other formats the system's libsndfile supports.
+``AudioDecoder`` wraps libsndfile: WAV (PCM/float), FLAC, Ogg/Vorbis, Opus,
+MP3 (libsndfile >= 1.1) and the other formats the system's libsndfile supports;
+not AAC/``.m4a`` (see :mod:`speechmapper_plugin.audio.formats`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor
 
 from speechmapper_plugin.audio.channels import to_mono
 from speechmapper_plugin.audio.errors import AudioDecodeError
+from speechmapper_plugin.audio.formats import conversion_hint, is_unsupported
 from speechmapper_plugin.audio.resample import TARGET_SAMPLE_RATE, resample
 
 AudioSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview
@@ -47,6 +49,7 @@ def decode_audio(source: AudioSource) -> DecodedAudio:
     :raises AudioDecodeError: if the data is empty or not decodable audio.
     :raises OSError: if a path cannot be read (missing file, permissions).
     """
+    hint = ""
     if isinstance(source, (bytes, bytearray, memoryview)):
         name = f"<{len(source)} bytes>"
         data = bytes(source)
@@ -54,6 +57,8 @@ def decode_audio(source: AudioSource) -> DecodedAudio:
         path = Path(source)
         name = str(path)
         data = path.read_bytes()
+        if is_unsupported(path):
+            hint = " " + conversion_hint(path)
 
     if not data:
         raise AudioDecodeError(name, "it is empty.")
@@ -65,7 +70,7 @@ def decode_audio(source: AudioSource) -> DecodedAudio:
     except (ValueError, RuntimeError) as ex:
         cause = ex.__cause__
         reason = f"{ex} ({cause})" if cause is not None else str(ex)
-        raise AudioDecodeError(name, reason) from ex
+        raise AudioDecodeError(name, reason + hint) from ex
 
     waveform = output["waveform"]
     if waveform.dim() == 1:

@@ -9,6 +9,13 @@ Two formats, chosen by extension (column names: see ``manifest_columns.py``):
   with one line per row) is read as well.
 - ``.jsonl``: one JSON object per line with the same field names.
 
+A row may point at a **segment** of a longer file (EuroParl-ST, long
+recordings): ``offset`` is where it starts and ``duration`` how long it is,
+both in seconds (NeMo's manifest convention); without ``duration`` the segment
+runs to the end of the file. Decoding keeps exactly the samples
+``[round(offset * sr), round(offset * sr) + round(duration * sr))`` at the
+file's own rate ``sr``, before downmixing and resampling.
+
 Relative audio paths are resolved against ``root`` (argument) or else the
 manifest's root line or else the manifest's directory. Reading never stops at a
 bad row: malformed rows come back as :class:`BadRow` entries. Only a manifest
@@ -46,13 +53,22 @@ class ManifestRow:
     """Declared length in samples at the file's own sample rate, if given."""
 
     duration: float | None = None
-    """Declared length in seconds, if given."""
+    """Declared length in seconds, if given: of the file, or of the segment
+    when ``offset`` is set."""
 
     lang: str | None = None
     """Language code, if given."""
 
     line_no: int = 0
     """1-based line of the row in the manifest file."""
+
+    offset: float | None = None
+    """Start of the segment in seconds, for a row that is a segment of a longer
+    file; ``None`` for a whole file."""
+
+    @property
+    def is_segment(self) -> bool:
+        return self.offset is not None
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,13 @@ Column names (TSV header) and keys (JSONL) are matched case-insensitively.
 When several names of one field are present, the first in the lists below wins.
 The lists cover fairseq2's wav2vec2 manifests (``audio``, ``audio_size``),
 omnilingual-asr manifests (``audio_path``, ``text``, ``duration``, ``lang``),
-NeMo manifests (``audio_filepath``, ``duration``, ``text``) and Common Voice
-(``path``, ``sentence``, ``locale``).
+NeMo manifests (``audio_filepath``, ``duration``, ``offset``, ``text``) and
+Common Voice (``path``, ``sentence``, ``locale``).
+
+``offset`` (seconds) makes a row a segment of its file, ``duration`` then being
+the segment's length (NeMo's convention); a negative offset or duration there
+is a ``bad_segment``, not a malformed row, so reports group it with segments
+that overrun their file.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Final
 
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
-from speechmapper_plugin.data.reasons import MALFORMED_ROW
+from speechmapper_plugin.data.reasons import BAD_SEGMENT, MALFORMED_ROW
 
 FIELD_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     "id": ("id", "utt_id", "utterance_id", "uttid", "key", "segment_id"),
@@ -33,6 +38,7 @@ FIELD_ALIASES: Final[dict[str, tuple[str, ...]]] = {
     ),
     "num_samples": ("num_samples", "audio_size", "n_samples", "samples"),
     "duration": ("duration", "duration_s", "audio_duration", "seconds"),
+    "offset": ("offset", "offset_s", "audio_offset", "start", "start_time"),
     "transcript": (
         "transcript",
         "text",
@@ -95,10 +101,21 @@ def build_row(
             row_id = str(PurePosixPath(audio.replace("\\", "/")).with_suffix(""))
         transcript = _transcript(values)
         num_samples = _optional_int(values, "num_samples")
-        duration = _optional_float(values, "duration")
+        offset = _optional_float(values, "offset", allow_negative=True)
+        duration = _optional_float(
+            values, "duration", allow_negative=offset is not None
+        )
         lang = _optional_str(values, "lang")
     except _RowError as ex:
         return BadRow(line_no, row_id, MALFORMED_ROW, str(ex))
+
+    if offset is not None and (offset < 0 or (duration is not None and duration < 0)):
+        return BadRow(
+            line_no,
+            row_id,
+            BAD_SEGMENT,
+            f"the segment has a negative offset or duration (offset {offset} s, duration {duration} s)",
+        )
 
     audio_path = Path(audio).expanduser()
     if not audio_path.is_absolute():
@@ -112,6 +129,7 @@ def build_row(
         duration=duration,
         lang=lang,
         line_no=line_no,
+        offset=offset,
     )
 
 
@@ -191,7 +209,9 @@ def _optional_int(values: Mapping[str, object], name: str) -> int | None:
     return number
 
 
-def _optional_float(values: Mapping[str, object], name: str) -> float | None:
+def _optional_float(
+    values: Mapping[str, object], name: str, *, allow_negative: bool = False
+) -> float | None:
     value = values.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
@@ -206,7 +226,12 @@ def _optional_float(values: Mapping[str, object], name: str) -> float | None:
             f"`{name}` must be a number of seconds, but is {value!r}"
         ) from None
 
-    if not math.isfinite(number) or number < 0:
+    if not math.isfinite(number):
+        raise _RowError(
+            f"`{name}` must be a finite number of seconds, but is {value!r}"
+        )
+
+    if number < 0 and not allow_negative:
         raise _RowError(
             f"`{name}` must be a finite, non-negative number of seconds, but is {value!r}"
         )

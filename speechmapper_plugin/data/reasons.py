@@ -39,6 +39,10 @@ TOO_SHORT_AUDIO: Final = "too_short_audio"
 LENGTH_MISMATCH: Final = "length_mismatch"
 """The declared number of samples or duration disagrees with the decoded audio."""
 
+BAD_SEGMENT: Final = "bad_segment"
+"""A segment row (``offset`` + ``duration``) that does not lie inside its file:
+negative offset or duration, zero duration, or it starts or ends after the end."""
+
 NON_FINITE_FEATURES: Final = "non_finite_features"
 """The encoder's features hold NaN/inf (in the storage dtype, e.g. fp16 overflow)."""
 
@@ -53,5 +57,6 @@ ALL_REASONS: Final = (
     INVALID_AUDIO,
     TOO_SHORT_AUDIO,
     LENGTH_MISMATCH,
+    BAD_SEGMENT,
     NON_FINITE_FEATURES,
 )

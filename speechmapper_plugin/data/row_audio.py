@@ -23,6 +23,7 @@ from speechmapper_plugin.audio import (
 )
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
 from speechmapper_plugin.data.reasons import (
+    BAD_SEGMENT,
     EMPTY_AUDIO,
     INVALID_AUDIO,
     LENGTH_MISMATCH,
@@ -33,7 +34,8 @@ from speechmapper_plugin.data.reasons import (
 )
 
 LENGTH_TOLERANCE_S = 0.01
-"""Declared lengths may differ from the decoded audio by this many seconds."""
+"""Declared lengths may differ from the decoded audio by this many seconds;
+a segment may overrun the end of its file by as much (it is cut at the end)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class RowAudio:
 
     source_sample_rate: int
     source_num_samples: int
+    """Samples at the source rate: of the segment, for a segment row."""
+
     source_num_channels: int
 
     @property
@@ -80,6 +84,11 @@ def check_audio_file(row: ManifestRow) -> BadRow | None:
 
 def check_declared_length(row: ManifestRow, *, min_num_samples: int) -> BadRow | None:
     """Zero or too-short lengths as declared by the manifest (no decoding)."""
+    if row.is_segment and row.duration == 0:
+        return BadRow(
+            row.line_no, row.id, BAD_SEGMENT, "the segment's duration is zero"
+        )
+
     if row.num_samples == 0 or row.duration == 0:
         return BadRow(
             row.line_no, row.id, EMPTY_AUDIO, "the manifest declares zero length"
@@ -122,8 +131,15 @@ def load_row_audio(row: ManifestRow, *, min_num_samples: int) -> RowAudio | BadR
     except AudioError as ex:
         return BadRow(row.line_no, row.id, INVALID_AUDIO, str(ex))
 
+    samples = decoded.waveform
+    if row.is_segment:
+        bounds = segment_bounds(row, samples.size(0), decoded.sample_rate)
+        if isinstance(bounds, BadRow):
+            return bounds
+        samples = samples[bounds[0] : bounds[1]]
+
     try:
-        waveform = to_mono(decoded.waveform, channel_dim=1)
+        waveform = to_mono(samples, channel_dim=1)
         if not bool(torch.isfinite(waveform).all()):
             return BadRow(
                 row.line_no,
@@ -147,9 +163,56 @@ def load_row_audio(row: ManifestRow, *, min_num_samples: int) -> RowAudio | BadR
         row=row,
         waveform=waveform,
         source_sample_rate=decoded.sample_rate,
-        source_num_samples=decoded.waveform.size(0),
+        source_num_samples=samples.size(0),
         source_num_channels=decoded.num_channels,
     )
+
+
+def segment_bounds(
+    row: ManifestRow, num_frames: int, sample_rate: int
+) -> tuple[int, int] | BadRow:
+    """``[start, stop)`` in frames of the file for a segment row, or why the
+    segment does not lie inside the file's ``num_frames``.
+
+    ``start = round(offset * sr)``, ``stop = start + round(duration * sr)``;
+    without a duration the segment runs to the end. A segment may overrun the
+    end by :data:`LENGTH_TOLERANCE_S` (alignments are rounded) and is then cut.
+    """
+    offset = row.offset or 0.0
+    file_seconds = num_frames / sample_rate
+
+    start = round(offset * sample_rate)
+    if start >= num_frames:
+        return BadRow(
+            row.line_no,
+            row.id,
+            BAD_SEGMENT,
+            f"the segment starts at {offset:.3f} s, at or after the end of {row.audio} ({file_seconds:.3f} s)",
+        )
+
+    if row.duration is None:
+        return start, num_frames
+
+    stop = start + round(row.duration * sample_rate)
+    if stop == start:
+        return BadRow(
+            row.line_no,
+            row.id,
+            BAD_SEGMENT,
+            f"the segment's duration {row.duration} s is under one sample at {sample_rate} Hz",
+        )
+
+    if stop > num_frames:
+        if stop - num_frames > LENGTH_TOLERANCE_S * sample_rate:
+            return BadRow(
+                row.line_no,
+                row.id,
+                BAD_SEGMENT,
+                f"the segment ends at {offset + row.duration:.3f} s, after the end of {row.audio} ({file_seconds:.3f} s)",
+            )
+        stop = num_frames
+
+    return start, stop
 
 
 def check_length_matches(audio: RowAudio) -> BadRow | None:

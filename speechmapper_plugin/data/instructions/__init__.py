@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from speechmapper_plugin.data.instructions.builders import (
+    QuestionAnswer as QuestionAnswer,
+)
 from speechmapper_plugin.data.instructions.builders import SpeechRecord as SpeechRecord
 from speechmapper_plugin.data.instructions.builders import (
     build_asr_examples as build_asr_examples,
+)
+from speechmapper_plugin.data.instructions.builders import (
+    build_qa_examples as build_qa_examples,
 )
 from speechmapper_plugin.data.instructions.builders import (
     build_sqa_examples as build_sqa_examples,
@@ -20,6 +26,9 @@ from speechmapper_plugin.data.instructions.example import (
 )
 from speechmapper_plugin.data.instructions.example import (
     check_placeholder as check_placeholder,
+)
+from speechmapper_plugin.data.instructions.example import (
+    example_audio_row as example_audio_row,
 )
 from speechmapper_plugin.data.instructions.example import (
     read_instructions as read_instructions,

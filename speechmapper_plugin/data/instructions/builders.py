@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from speechmapper_plugin.data.instructions.example import InstructionExample
 from speechmapper_plugin.data.instructions.prompts import (
@@ -38,11 +38,42 @@ class SpeechRecord:
     audio: str | None = None
     """An audio path, for examples that do not come from a feature store."""
 
+    offset: float | None = None
+    """Start (seconds) of the utterance in ``audio``, when it is a segment."""
 
-def _speech_fields(record: SpeechRecord) -> dict[str, str | None]:
+    duration: float | None = None
+    """Length (seconds) of the segment that starts at ``offset``."""
+
+
+@dataclass(frozen=True)
+class QuestionAnswer:
+    """One spoken-QA item about a recording."""
+
+    question: str
+    answer: str
+    """The reference: the answer text, or the correct option's letter."""
+
+    options: tuple[str, ...] | None = None
+    """Multiple choice: the options in the order of the letters A, B, ..."""
+
+    answers: tuple[str, ...] | None = None
+    """Every acceptable answer (extractive QA); ``answer`` is one of them."""
+
+    id: str | None = None
+    """The example id (e.g. the corpus's question id); by default ``<record>:sqa:<n>``."""
+
+
+def _example(record: SpeechRecord, **fields: Any) -> InstructionExample:
+    """An example about ``record``'s speech: its feature-store id, or its audio
+    file (and segment)."""
     if record.audio is not None:
-        return {"audio": record.audio, "speech": None}
-    return {"speech": record.id, "audio": None}
+        return InstructionExample(
+            audio=record.audio,
+            offset=record.offset,
+            duration=record.duration,
+            **fields,
+        )
+    return InstructionExample(speech=record.id, **fields)
 
 
 def build_asr_examples(
@@ -59,14 +90,14 @@ def build_asr_examples(
             raise ValueError(
                 f"Utterance '{record.id}' has no transcript; ASR examples need one."
             )
-        yield InstructionExample(
+        yield _example(
+            record,
             id=f"{record.id}:asr",
             instruction=with_placeholder(rng.choice(prompts)),
             response=record.transcript.strip(),
             task="asr",
             lang=record.lang,
             transcript=record.transcript.strip(),
-            **_speech_fields(record),
         )
 
 
@@ -79,7 +110,8 @@ def build_st_examples(
         if not translation.strip():
             raise ValueError(f"Utterance '{record.id}' has an empty translation.")
         prompt = rng.choice(ST_PROMPTS).format(language=language_name(target_lang))
-        yield InstructionExample(
+        yield _example(
+            record,
             id=f"{record.id}:st:{target_lang}",
             instruction=with_placeholder(prompt),
             response=translation.strip(),
@@ -87,7 +119,6 @@ def build_st_examples(
             lang=record.lang,
             target_lang=target_lang,
             transcript=record.transcript.strip() if record.transcript else None,
-            **_speech_fields(record),
         )
 
 
@@ -96,22 +127,39 @@ def build_sqa_examples(
 ) -> Iterator[InstructionExample]:
     """Spoken-QA examples from ``(record, question, answer)``; several questions
     about one recording get ids ``<id>:sqa:<n>``."""
+    return build_qa_examples(
+        (
+            (record, QuestionAnswer(question, answer))
+            for record, question, answer in records
+        ),
+        seed=seed,
+    )
+
+
+def build_qa_examples(
+    items: Iterable[tuple[SpeechRecord, QuestionAnswer]], *, seed: int = 0
+) -> Iterator[InstructionExample]:
+    """Spoken-QA examples, keeping the question, options and acceptable answers
+    apart from the prompt for scoring."""
     rng = random.Random(seed)
     counts: dict[str, int] = {}
-    for record, question, answer in records:
-        if not question.strip():
+    for record, qa in items:
+        if not qa.question.strip():
             raise ValueError(f"A question about '{record.id}' is empty.")
         n = counts.get(record.id, 0)
         counts[record.id] = n + 1
         instruction = rng.choice(SQA_PROMPTS).format(
-            placeholder=SPEECH_PLACEHOLDER, question=question.strip()
+            placeholder=SPEECH_PLACEHOLDER, question=qa.question.strip()
         )
-        yield InstructionExample(
-            id=f"{record.id}:sqa:{n}",
+        yield _example(
+            record,
+            id=qa.id if qa.id is not None else f"{record.id}:sqa:{n}",
             instruction=instruction,
-            response=answer.strip(),
+            response=qa.answer.strip(),
             task="sqa",
             lang=record.lang,
             transcript=record.transcript.strip() if record.transcript else None,
-            **_speech_fields(record),
+            question=qa.question.strip(),
+            options=qa.options,
+            answers=qa.answers,
         )

@@ -13,16 +13,29 @@ Fields:
 - ``lang`` / ``target_lang`` (str, optional): source and target languages.
 - ``transcript`` (str, optional): what is said; stage 2 adds the MSE term for
   examples that have one.
+- ``offset`` / ``duration`` (numbers of seconds, optional, with ``audio``
+  only): the example's speech is that segment of the audio file (as in a
+  manifest's segment rows).
+- ``question`` (str, optional): the question alone, for spoken QA (scorers and
+  judges need it without the prompt around it).
+- ``options`` (list of str, optional): the choices of a multiple-choice
+  question, in the order of the letters A, B, C, ...; ``response`` is then the
+  correct letter.
+- ``answers`` (list of str, optional): every acceptable answer (extractive QA
+  scores against the best match); ``response`` is the first.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Final
 
 from speechmapper_plugin.data.instructions.prompts import SPEECH_PLACEHOLDER
+from speechmapper_plugin.data.manifest import ManifestRow
 
 
 class InstructionFormatError(ValueError):
@@ -40,11 +53,20 @@ class InstructionExample:
     lang: str | None = None
     target_lang: str | None = None
     transcript: str | None = None
+    offset: float | None = None
+    duration: float | None = None
+    question: str | None = None
+    options: tuple[str, ...] | None = None
+    answers: tuple[str, ...] | None = None
 
     def to_json(self) -> str:
         return json.dumps(
             {k: v for k, v in asdict(self).items() if v is not None}, ensure_ascii=False
         )
+
+
+_SECONDS_FIELDS: Final = ("offset", "duration")
+_LIST_FIELDS: Final = ("options", "answers")
 
 
 def check_placeholder(instruction: str, where: str = "The instruction") -> None:
@@ -78,9 +100,39 @@ def parse_example(
             raise InstructionFormatError(
                 f"{where}: `{name}` must be a non-empty string."
             )
-    for name in known - {"id", "instruction"}:
+    special = {"id", "instruction", *_SECONDS_FIELDS, *_LIST_FIELDS}
+    for name in known - special:
         if name in data and data[name] is not None and not isinstance(data[name], str):
             raise InstructionFormatError(f"{where}: `{name}` must be a string.")
+
+    for name in _SECONDS_FIELDS:
+        value = data.get(name)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            raise InstructionFormatError(
+                f"{where}: `{name}` must be a non-negative number of seconds, but is {value!r}."
+            )
+        if data.get("audio") is None:
+            raise InstructionFormatError(
+                f"{where}: `{name}` (a segment of an audio file) needs `audio`."
+            )
+        data[name] = float(value)
+
+    for name in _LIST_FIELDS:
+        value = data.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InstructionFormatError(
+                f"{where}: `{name}` must be a list of strings."
+            )
+        data[name] = tuple(value)
 
     if (data.get("speech") is None) == (data.get("audio") is None):
         raise InstructionFormatError(
@@ -128,3 +180,27 @@ def write_instructions(path: Path, examples: Iterable[InstructionExample]) -> in
             fp.write(example.to_json() + "\n")
             n += 1
     return n
+
+
+def example_audio_row(
+    example: InstructionExample, line_no: int = 0
+) -> ManifestRow | None:
+    """The audio an example points at, as a manifest row (a segment row when the
+    example has ``offset``), so it is decoded like any manifest row; ``None``
+    for a feature-store example."""
+    if example.audio is None:
+        return None
+
+    offset = example.offset
+    if offset is None and example.duration is not None:
+        offset = 0.0
+
+    return ManifestRow(
+        id=example.id,
+        audio=Path(example.audio).expanduser().resolve(),
+        transcript=example.transcript or "",
+        duration=example.duration,
+        lang=example.lang,
+        line_no=line_no,
+        offset=offset,
+    )
