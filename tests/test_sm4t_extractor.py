@@ -11,7 +11,6 @@ from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,
     SpeechFeatureExtractor,
 )
-from speechmapper_plugin.models.speechmapper.model import average_frames
 from tests.support.sm4t import speech_like, wav_bytes
 
 # 3 s, an odd fbank length, and a length just over the minimum.
@@ -57,11 +56,13 @@ def test_frame_averaging_reuses_projector_semantics(
         waveforms[:2]
     )
 
-    expected, expected_lens = average_frames(full, full_lens, 2)
-
-    assert averaged_lens.tolist() == expected_lens.tolist() == [74, 30]
+    # 2:1 averaging by hand: frame j is the mean of frames 2j and 2j+1; an odd
+    # trailing frame is dropped.
+    assert full_lens.tolist() == [149, 61]
+    assert averaged_lens.tolist() == [74, 30]
     for i, n in enumerate(averaged_lens.tolist()):
-        torch.testing.assert_close(averaged[i, :n], expected[i, :n])
+        pairs = full[i, : 2 * n].reshape(n, 2, -1)
+        torch.testing.assert_close(averaged[i, :n], (pairs[:, 0] + pairs[:, 1]) / 2)
 
 
 def test_too_short_input_is_rejected_with_its_length(
