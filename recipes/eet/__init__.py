@@ -1,0 +1,1 @@
+"""Embedding Error Threshold (EET) calibration of a target LLM."""

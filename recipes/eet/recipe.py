@@ -1,0 +1,146 @@
+"""The EET recipe: a target LLM + a text set -> ``eet.json``, ``eet.md``, ``eet.png``.
+
+An inference recipe (no trained ``model`` section): the LLM is the reference
+model ``llm``, loaded by fairseq2 on the recipe's device and dtype. One
+process measures the whole set (the LLM is only run forward; an 8B LLM fits
+one GPU in bf16).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
+from fairseq2.logging import log
+from fairseq2.models.transformer_lm import TransformerLM
+from fairseq2.recipe.base import Recipe, RecipeContext
+from fairseq2.recipe.composition import register_reference_model
+from fairseq2.recipe.error import RecipeError
+from fairseq2.runtime.dependency import DependencyContainer
+from fairseq2.task import Task
+from typing_extensions import override
+
+from recipes.eet.config import EETRecipeConfig
+from speechmapper_plugin.evaluation.eet import EETConfig, run_eet
+from speechmapper_plugin.evaluation.eet_inputs import read_eet_sentences
+from speechmapper_plugin.evaluation.eet_report import format_eet_table, write_eet
+from speechmapper_plugin.llm import (
+    ChatTemplate,
+    chat_template_for_card,
+    retrieve_llm_card,
+)
+
+
+class EETRecipe(Recipe):
+    @override
+    def register(self, container: DependencyContainer) -> None:
+        register_reference_model(container, "llm")
+
+    @override
+    def create_task(self, context: RecipeContext) -> Task:
+        config = context.get_config_as(EETRecipeConfig)
+
+        if context.gangs.root.size != 1:
+            raise RecipeError(
+                "The EET recipe runs in one process (the LLM only runs forward); start it without torchrun."
+            )
+
+        try:
+            sentences = read_eet_sentences(
+                text_file=config.input.text_file,
+                manifest=config.input.manifest,
+                max_sentences=config.input.max_sentences,
+            )
+            card = retrieve_llm_card(config.llm.name or "")
+            template = chat_template_for_card(card)
+            tokenizer = load_tokenizer(card)
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
+
+        llm = context.get_model_as(TransformerLM, "llm")
+
+        return EETTask(
+            llm=llm,
+            tokenizer=tokenizer,
+            template=template,
+            llm_name=card.name,
+            sentences=sentences,
+            config=config.eet,
+            marker_mse=config.marker_mse,
+            output_dir=context.output_dir,
+        )
+
+    @property
+    @override
+    def config_kls(self) -> type[object]:
+        return EETRecipeConfig
+
+
+class EETTask(Task):
+    """Measures the EET, then writes and prints the results."""
+
+    def __init__(
+        self,
+        *,
+        llm: TransformerLM,
+        tokenizer: Tokenizer,
+        template: ChatTemplate,
+        llm_name: str,
+        sentences: list[str],
+        config: EETConfig,
+        marker_mse: float | None,
+        output_dir: Path,
+    ) -> None:
+        self._llm = llm
+        self._tokenizer = tokenizer
+        self._template = template
+        self._llm_name = llm_name
+        self._sentences = sentences
+        self._config = config
+        self._marker_mse = marker_mse
+        self._output_dir = output_dir
+        self._done = 0
+
+    @override
+    def run(self) -> None:
+        log.info(
+            "EET of {}: {} sentences, {} noise levels, {} draws.",
+            self._llm_name,
+            len(self._sentences),
+            len(self._config.variances),
+            self._config.num_draws,
+        )
+
+        try:
+            result = run_eet(
+                self._llm,
+                self._tokenizer,
+                self._template,
+                self._sentences,
+                self._config,
+                llm_name=self._llm_name,
+            )
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
+
+        paths = write_eet(result, self._output_dir, self._marker_mse)
+
+        table = format_eet_table(result)
+        print(table, file=sys.stdout, flush=True)
+        log.info("EET written to {}, {} and {}.", *paths.values())
+
+        self._done = 1
+
+    @override
+    def request_stop(self) -> None:
+        pass
+
+    @property
+    @override
+    def step_nr(self) -> int:
+        return self._done
+
+    @override
+    def close(self) -> None:
+        pass

@@ -1,0 +1,178 @@
+"""Writing an EET measurement: ``eet.json``, a Markdown table, and the plot."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from speechmapper_plugin.evaluation.eet import EETResult
+
+EET_JSON = "eet.json"
+EET_TABLE = "eet.md"
+EET_PLOT = "eet.png"
+
+
+def eet_to_dict(result: EETResult) -> dict[str, Any]:
+    """Everything needed to read (and reproduce) the measurement."""
+    return {
+        "llm": result.llm,
+        "instruction": result.instruction,
+        "system_prompt": result.system_prompt,
+        "dtype": result.dtype,
+        "embed_dim": result.embed_dim,
+        "seed": result.seed,
+        "num_draws": result.num_draws,
+        "change_threshold": result.change_threshold,
+        "threshold_mse": result.threshold_mse,
+        "safe_mse": result.safe_mse,
+        "embedding_mean_square": result.embedding_mean_square,
+        "num_sentences": len(result.sentences),
+        "num_skipped": len(result.skipped),
+        "skipped": [asdict(skip) for skip in result.skipped],
+        "levels": [
+            {
+                "variance": level.variance,
+                "mse": level.mse,
+                "relative_mse": level.relative_mse,
+                "num_outputs": level.num_outputs,
+                "num_changed": level.num_changed,
+                "change_rate": level.change_rate,
+                "change_rate_stderr": level.change_rate_stderr,
+                "wer_vs_clean": level.wer_vs_clean,
+                "word_errors": level.word_errors,
+                "num_clean_words": level.num_clean_words,
+                "outputs": list(level.outputs),
+            }
+            for level in result.levels
+        ],
+        "sentences": result.sentences,
+    }
+
+
+def format_eet_table(result: EETResult) -> str:
+    """A Markdown table of the levels, the threshold marked, and the EET line."""
+    lines = [
+        f"EET of {result.llm or 'the LLM'} ({len(result.sentences)} sentences x {result.num_draws} draws, {result.dtype}, seed {result.seed})",
+        "",
+        "| variance | MSE added | MSE / mean square | changed | change rate | WER vs clean |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    threshold = result.threshold_level
+    for level in result.levels:
+        wer = level.wer_vs_clean
+        mark = " **<- EET**" if level is threshold else ""
+        lines.append(
+            f"| {level.variance:.3g} | {level.mse:.3e} | {level.relative_mse:.3g} "
+            f"| {level.num_changed}/{level.num_outputs} "
+            f"| {level.change_rate:.1%} ± {level.change_rate_stderr:.1%} "
+            f"| {'-' if wer is None else f'{wer:.1%}'}{mark} |"
+        )
+
+    lines.append("")
+    share = f"{result.change_threshold:.0%}"
+    if result.threshold_mse is None:
+        lines.append(
+            f"No level changed more than {share} of the outputs: add larger variances."
+        )
+    else:
+        lines.append(
+            f"EET (first MSE at which more than {share} of outputs change): {result.threshold_mse:.3e}."
+        )
+    if result.safe_mse is not None:
+        lines.append(f"Largest MSE measured below it: {result.safe_mse:.3e}.")
+    if result.skipped:
+        lines.append(f"Skipped sentences: {len(result.skipped)} (see eet.json).")
+
+    return "\n".join(lines) + "\n"
+
+
+def plot_eet(
+    result: EETResult,
+    path: Path,
+    marker_mse: float | None = None,
+    *,
+    marker_label: str = "stage-1 held-out MSE",
+) -> Path:
+    """The change rate and WER vs clean against the added MSE (log scale), the
+    EET marked; ``marker_mse`` (e.g. a projector's held-out MSE) as a second
+    line, to see which side of the threshold it falls on."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+    from matplotlib import pyplot as plt
+
+    levels = result.levels[1:]
+    mses = [level.mse for level in levels]
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    try:
+        ax.errorbar(
+            mses,
+            [level.change_rate for level in levels],
+            yerr=[level.change_rate_stderr for level in levels],
+            marker="o",
+            capsize=3,
+            label="outputs changed",
+        )
+        wers = [
+            (lv.mse, lv.wer_vs_clean) for lv in levels if lv.wer_vs_clean is not None
+        ]
+        if wers:
+            ax.plot(
+                [m for m, _ in wers],
+                [w for _, w in wers],
+                marker="s",
+                linestyle="--",
+                label="WER vs clean output",
+            )
+        ax.axhline(result.change_threshold, color="grey", linewidth=0.8, linestyle=":")
+
+        if result.threshold_mse is not None:
+            ax.axvline(
+                result.threshold_mse,
+                color="red",
+                label=f"EET {result.threshold_mse:.2e}",
+            )
+        if marker_mse is not None:
+            ax.axvline(
+                marker_mse,
+                color="green",
+                linestyle="-.",
+                label=f"{marker_label} {marker_mse:.2e}",
+            )
+
+        ax.set_xscale("log")
+        ax.set_xlabel("MSE added to the text embeddings")
+        ax.set_ylabel("share / WER")
+        ax.set_title(f"Embedding Error Threshold: {result.llm or 'LLM'}")
+        ax.legend(loc="upper left", fontsize="small")
+        ax.grid(True, which="both", alpha=0.3)
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+    return path
+
+
+def write_eet(
+    result: EETResult, output_dir: Path, marker_mse: float | None = None
+) -> dict[str, Path]:
+    """Write ``eet.json``, ``eet.md`` and ``eet.png`` into ``output_dir``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    json_path = output_dir / EET_JSON
+    data = eet_to_dict(result)
+    data["marker_mse"] = marker_mse
+    json_path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+    table_path = output_dir / EET_TABLE
+    table_path.write_text(format_eet_table(result))
+
+    plot_path = plot_eet(result, output_dir / EET_PLOT, marker_mse)
+
+    return {"json": json_path, "table": table_path, "plot": plot_path}
