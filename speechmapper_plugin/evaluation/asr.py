@@ -1,0 +1,149 @@
+"""WER and CER with jiwer, corpus-level, on raw and on normalised text.
+
+Corpus-level means the sum of edits over the sum of reference units (words or
+characters), as ``jiwer.wer``/``jiwer.cer`` compute it over lists; an
+utterance-average would weigh a two-word utterance like a fifty-word one.
+Counts are kept per utterance so ranks and resumed runs can be summed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jiwer
+
+from speechmapper_plugin.evaluation.normalizers import normalizer_for
+
+Unit = Literal["word", "char"]
+
+
+@dataclass(frozen=True)
+class EditCounts:
+    """Edits of one hypothesis (or a sum of them) against its reference."""
+
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
+    reference_units: int = 0
+
+    @property
+    def errors(self) -> int:
+        return self.substitutions + self.deletions + self.insertions
+
+    def __add__(self, other: EditCounts) -> EditCounts:
+        return EditCounts(
+            self.substitutions + other.substitutions,
+            self.deletions + other.deletions,
+            self.insertions + other.insertions,
+            self.reference_units + other.reference_units,
+        )
+
+    def rate(self) -> float | None:
+        """Errors per reference unit, in %; ``None`` without reference units."""
+        if self.reference_units == 0:
+            return None
+        return 100.0 * self.errors / self.reference_units
+
+
+def edit_counts(reference: str, hypothesis: str, unit: Unit) -> EditCounts:
+    """jiwer's alignment of one pair; an empty reference makes every
+    hypothesis unit an insertion."""
+    if unit == "word":
+        words = jiwer.process_words(reference, hypothesis)
+        ref_units = sum(len(seq) for seq in words.references)
+        return EditCounts(
+            words.substitutions, words.deletions, words.insertions, ref_units
+        )
+    chars = jiwer.process_characters(reference, hypothesis)
+    ref_units = sum(len(seq) for seq in chars.references)
+    return EditCounts(chars.substitutions, chars.deletions, chars.insertions, ref_units)
+
+
+def corpus_edit_counts(
+    references: Sequence[str],
+    hypotheses: Sequence[str],
+    unit: Unit,
+    normalize: Callable[[str], str] | None = None,
+) -> tuple[EditCounts, list[EditCounts]]:
+    """The corpus sum and the per-utterance counts."""
+    if len(references) != len(hypotheses):
+        raise ValueError(
+            f"`references` and `hypotheses` must have the same length, but have {len(references)} and {len(hypotheses)}."
+        )
+    per_utt = []
+    for ref, hyp in zip(references, hypotheses, strict=True):
+        if normalize is not None:
+            ref, hyp = normalize(ref), normalize(hyp)
+        per_utt.append(edit_counts(ref, hyp, unit))
+    return sum(per_utt, EditCounts()), per_utt
+
+
+def asr_scores(
+    references: Sequence[str], hypotheses: Sequence[str], langs: Sequence[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Corpus WER/CER (raw and Whisper-normalised) and per-utterance counts.
+
+    ``langs`` picks each pair's normaliser (English or basic); the summary
+    names every normaliser used with its package version.
+
+    :returns: the corpus metrics and one dict per utterance.
+    """
+    if len(langs) != len(references):
+        raise ValueError(
+            f"`langs` must give one language per reference ({len(references)}), but gives {len(langs)}."
+        )
+
+    normalizers = [normalizer_for(lang) for lang in langs]
+    normalized_refs = [n(r) for n, r in zip(normalizers, references, strict=True)]
+    normalized_hyps = [n(h) for n, h in zip(normalizers, hypotheses, strict=True)]
+
+    counts = {
+        "raw": {
+            unit: corpus_edit_counts(references, hypotheses, unit)
+            for unit in ("word", "char")
+        },
+        "normalized": {
+            unit: corpus_edit_counts(normalized_refs, normalized_hyps, unit)
+            for unit in ("word", "char")
+        },
+    }
+
+    metrics: dict[str, Any] = {"num_examples": len(references)}
+    for text, by_unit in counts.items():
+        suffix = "" if text == "normalized" else "_raw"
+        words, chars = by_unit["word"][0], by_unit["char"][0]
+        metrics[f"wer{suffix}"] = words.rate()
+        metrics[f"cer{suffix}"] = chars.rate()
+        metrics[f"word_errors{suffix}"] = words.errors
+        metrics[f"reference_words{suffix}"] = words.reference_units
+        metrics[f"char_errors{suffix}"] = chars.errors
+        metrics[f"reference_chars{suffix}"] = chars.reference_units
+    metrics["normalizers"] = {
+        n.name: n.version for n in sorted(set(normalizers), key=lambda n: n.name)
+    }
+
+    per_utt = []
+    for i, normalizer in enumerate(normalizers):
+        words, chars = (
+            counts["normalized"]["word"][1][i],
+            counts["normalized"]["char"][1][i],
+        )
+        raw_words = counts["raw"]["word"][1][i]
+        per_utt.append(
+            {
+                "normalizer": normalizer.name,
+                "normalized_reference": normalized_refs[i],
+                "normalized_hypothesis": normalized_hyps[i],
+                "word_errors": words.errors,
+                "reference_words": words.reference_units,
+                "char_errors": chars.errors,
+                "reference_chars": chars.reference_units,
+                "word_errors_raw": raw_words.errors,
+                "reference_words_raw": raw_words.reference_units,
+                "wer": words.rate(),
+            }
+        )
+
+    return metrics, per_utt

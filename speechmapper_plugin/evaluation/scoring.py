@@ -1,0 +1,324 @@
+"""Scoring generated records: every metric of a task, from the same code for
+``recipes.evaluate`` and for any list of texts (:func:`score_texts`).
+
+A record is one line of ``hypotheses.jsonl``: ``id``, ``task``,
+``hypothesis``, and where known ``reference``, ``lang``, ``target_lang``,
+``transcript`` (the source text, for COMET), ``instruction``,
+``question``, ``options``, ``answers`` (spoken QA) and ``stop_reason``. Metrics are grouped by task and language:
+
+- ``asr`` (and ``asr/<lang>`` when several languages): WER/CER, raw and
+  Whisper-normalised;
+- ``st/<target_lang>``: BLEU, chrF (sacreBLEU signatures) and COMET;
+- ``sqa``: exact match, token F1, multiple-choice accuracy, LLM judge;
+- ``failures`` (all records) and ``failures/<task>``: loop, truncation,
+  empty-output and language-adherence rates, length ratio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from speechmapper_plugin.evaluation.asr import asr_scores
+from speechmapper_plugin.evaluation.failures import failure_signatures
+from speechmapper_plugin.evaluation.language import adherence
+from speechmapper_plugin.evaluation.languages import language_code
+from speechmapper_plugin.evaluation.options import EVAL_TASKS, ScoringSection
+from speechmapper_plugin.evaluation.qa import qa_scores, question_text
+from speechmapper_plugin.evaluation.translation import (
+    run_comet,
+    translation_scores,
+    write_comet_inputs,
+)
+from speechmapper_plugin.evaluation.versions import metric_versions
+
+Record = Mapping[str, Any]
+
+
+class Judge(Protocol):
+    """What scoring needs of :class:`~speechmapper_plugin.evaluation.judge.LLMJudge`."""
+
+    num_calls: int
+
+    def judge(self, items: Sequence[Any]) -> Sequence[Any]: ...
+
+
+def task_of(record: Record, scoring: ScoringSection) -> str:
+    """The task a record is scored as (see ``ScoringSection.task``)."""
+    task = scoring.task or record.get("task") or "custom"
+    return task if task in EVAL_TASKS else "custom"
+
+
+def expected_language(record: Record, task: str, scoring: ScoringSection) -> str | None:
+    """The language the output should be in: the target language of a
+    translation, else the speech's (or ``default_lang``) for ASR and QA."""
+    if record.get("target_lang"):
+        return language_code(str(record["target_lang"]))
+    if task in ("asr", "sqa"):
+        return language_code(str(record.get("lang") or scoring.default_lang))
+    return None
+
+
+def score_records(
+    records: Sequence[Record],
+    scoring: ScoringSection,
+    *,
+    comet_dir: Path | None = None,
+    judge: Judge | None = None,
+    comet_timeout: float | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The metrics of every task and language group, and one score row per record.
+
+    :param comet_dir: Where ``<lang>/{src,hyp,ref}.txt`` go (translations
+        whose records all have a ``transcript``); ``None``: no COMET.
+    :param judge: Judges ``sqa`` answers with a reference, if given.
+    :returns: ``metrics`` (keyed by group) and the per-record rows, in
+        ``records`` order, each with ``id`` and ``task``.
+    """
+    rows: list[dict[str, Any]] = [
+        {"id": r.get("id"), "task": task_of(r, scoring)} for r in records
+    ]
+    metrics: dict[str, Any] = {}
+
+    def group(task: str, *, with_reference: bool) -> list[int]:
+        return [
+            i
+            for i, row in enumerate(rows)
+            if row["task"] == task
+            and (not with_reference or records[i].get("reference"))
+        ]
+
+    # ASR: one group per language, plus the whole when there are several.
+    asr = group("asr", with_reference=True)
+    if asr:
+        langs = [str(records[i].get("lang") or scoring.default_lang) for i in asr]
+        values, per_utt = _asr(records, asr, langs)
+        metrics["asr"] = values
+        _merge_rows(rows, asr, per_utt)
+        codes = sorted({language_code(lang) for lang in langs})
+        if len(codes) > 1:
+            for code in codes:
+                part = [
+                    i
+                    for i, lang in zip(asr, langs, strict=True)
+                    if language_code(lang) == code
+                ]
+                metrics[f"asr/{code}"] = _asr(records, part, [code] * len(part))[0]
+
+    # ST: one group per target language.
+    st = group("st", with_reference=True)
+    targets = [language_code(str(records[i].get("target_lang") or "und")) for i in st]
+    for code in sorted(set(targets)):
+        part = [i for i, t in zip(st, targets, strict=True) if t == code]
+        hyps = [str(records[i]["hypothesis"]) for i in part]
+        refs = [str(records[i]["reference"]) for i in part]
+        values, per_utt = translation_scores(hyps, refs, code)
+        _merge_rows(rows, part, per_utt)
+        if comet_dir is not None:
+            values["comet"] = _comet(
+                records, part, comet_dir / code, scoring, comet_timeout
+            )
+        metrics[f"st/{code}"] = values
+
+    # Spoken QA.
+    sqa = group("sqa", with_reference=True)
+    if sqa:
+        values, per_utt = qa_scores(
+            [str(records[i]["hypothesis"]) for i in sqa],
+            [str(records[i]["reference"]) for i in sqa],
+            [str(records[i].get("instruction") or "") for i in sqa],
+            options=[records[i].get("options") for i in sqa],
+            answers=[records[i].get("answers") for i in sqa],
+        )
+        _merge_rows(rows, sqa, per_utt)
+        if judge is not None:
+            values["judge"] = _judge(records, sqa, rows, judge)
+        metrics["sqa"] = values
+
+    # Failure signatures, for everything generated.
+    metrics["failures"] = _failures(records, list(range(len(records))), rows, scoring)
+    for task in EVAL_TASKS:
+        members = [i for i, row in enumerate(rows) if row["task"] == task]
+        if members:
+            metrics[f"failures/{task}"] = _failures(records, members, None, scoring)
+
+    return metrics, rows
+
+
+def _asr(
+    records: Sequence[Record], members: list[int], langs: list[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    return asr_scores(
+        [str(records[i]["reference"]) for i in members],
+        [str(records[i]["hypothesis"]) for i in members],
+        langs,
+    )
+
+
+def _failures(
+    records: Sequence[Record],
+    members: list[int],
+    rows: list[dict[str, Any]] | None,
+    scoring: ScoringSection,
+) -> dict[str, Any]:
+    picked = [records[i] for i in members]
+    values, per_utt = failure_signatures(picked)
+    expected = [
+        expected_language(records[i], task_of(records[i], scoring), scoring)
+        for i in members
+    ]
+    language, detected = adherence(
+        [str(r["hypothesis"]) for r in picked], expected, scoring.language_candidates
+    )
+    values["language_adherence"] = language
+    if rows is not None:
+        for row, want, got in zip(per_utt, expected, detected, strict=True):
+            row["expected_lang"] = want
+            row["detected_lang"] = got
+        _merge_rows(rows, members, per_utt)
+    return values
+
+
+def _comet(
+    records: Sequence[Record],
+    members: list[int],
+    directory: Path,
+    scoring: ScoringSection,
+    timeout: float | None,
+) -> dict[str, Any]:
+    if not scoring.comet:
+        return {"score": None, "note": "`scoring.comet` is off."}
+    sources = [records[i].get("transcript") for i in members]
+    if not all(sources):
+        missing = sum(not s for s in sources)
+        return {
+            "score": None,
+            "note": f"{missing} of {len(members)} translations have no source transcript (the instruction file's `transcript`); COMET needs every source.",
+        }
+    files = write_comet_inputs(
+        directory,
+        [str(s) for s in sources],
+        [str(records[i]["hypothesis"]) for i in members],
+        [str(records[i]["reference"]) for i in members],
+    )
+    return run_comet(files, model=scoring.comet_model, timeout=timeout)
+
+
+def _judge(
+    records: Sequence[Record],
+    members: list[int],
+    rows: list[dict[str, Any]],
+    judge: Judge,
+) -> dict[str, Any]:
+    from speechmapper_plugin.evaluation.judge import JudgeItem
+
+    items = [
+        JudgeItem(
+            question=str(
+                records[i].get("question")
+                or question_text(str(records[i].get("instruction") or ""))
+            ),
+            reference=str(records[i]["reference"]),
+            hypothesis=str(records[i]["hypothesis"]),
+        )
+        for i in members
+    ]
+    calls_before = judge.num_calls
+    verdicts = judge.judge(items)
+    scores = [v.score for v in verdicts]
+    for i, verdict in zip(members, verdicts, strict=True):
+        rows[i]["judge_score"] = verdict.score
+        rows[i]["judge_raw"] = verdict.raw
+    valid = [s for s in scores if s is not None]
+    return {
+        "num_examples": len(items),
+        "num_scored": len(valid),
+        "num_unparsed_or_skipped": len(scores) - len(valid),
+        "mean_score": sum(valid) / len(valid) if valid else None,
+        "num_calls": judge.num_calls - calls_before,
+        "num_cached": sum(bool(v.cached) for v in verdicts),
+    }
+
+
+def _merge_rows(
+    rows: list[dict[str, Any]],
+    members: Sequence[int],
+    values: Sequence[Mapping[str, Any]],
+) -> None:
+    for i, value in zip(members, values, strict=True):
+        rows[i].update(value)
+
+
+def score_texts(
+    task: str,
+    hypotheses: Sequence[str],
+    references: Sequence[str],
+    *,
+    langs: Sequence[str | None] | None = None,
+    target_langs: Sequence[str | None] | None = None,
+    sources: Sequence[str | None] | None = None,
+    instructions: Sequence[str] | None = None,
+    questions: Sequence[str | None] | None = None,
+    options: Sequence[Sequence[str] | None] | None = None,
+    answers: Sequence[Sequence[str] | None] | None = None,
+    scoring: ScoringSection | None = None,
+    comet_dir: Path | None = None,
+    judge: Judge | None = None,
+) -> dict[str, Any]:
+    """Score any hypothesis/reference lists exactly as ``recipes.evaluate`` does
+    (e.g. a no-translation baseline: the transcripts as "translations").
+
+    :param task: ``asr``, ``st``, ``sqa`` or ``custom``.
+    :param langs: The speech's language per pair (ASR normaliser, expected
+        answer language); default ``scoring.default_lang``.
+    :param target_langs: The translation target per pair (``st``).
+    :param sources: Source transcripts (COMET).
+    :param instructions: The instruction per pair (``sqa``: multiple-choice
+        options listed in it, and the judge's question).
+    :param questions: The question alone (``sqa``, for the judge).
+    :param options: Multiple-choice options per pair (``sqa``).
+    :param answers: Every acceptable answer per pair (``sqa``).
+    :returns: ``{"metrics": ..., "scores": [...], "versions": ...}``.
+    """
+    if task not in EVAL_TASKS:
+        raise ValueError(f"`task` must be one of {EVAL_TASKS}, but is '{task}'.")
+    count = len(hypotheses)
+    if len(references) != count:
+        raise ValueError(
+            f"`hypotheses` and `references` must have the same length, but have {count} and {len(references)}."
+        )
+    columns: dict[str, Sequence[Any] | None] = {
+        "lang": langs,
+        "target_lang": target_langs,
+        "transcript": sources,
+        "instruction": instructions,
+        "question": questions,
+        "options": options,
+        "answers": answers,
+    }
+    for name, values in columns.items():
+        if values is not None and len(values) != count:
+            raise ValueError(
+                f"`{name}` must give one value per hypothesis ({count}), but gives {len(values)}."
+            )
+    if task == "st" and target_langs is None:
+        raise ValueError("`task='st'` needs `target_langs`.")
+
+    records = []
+    for i, (hyp, ref) in enumerate(zip(hypotheses, references, strict=True)):
+        record: dict[str, Any] = {
+            "id": str(i),
+            "task": task,
+            "hypothesis": hyp,
+            "reference": ref,
+        }
+        for name, values in columns.items():
+            if values is not None and values[i] is not None:
+                record[name] = values[i]
+        records.append(record)
+
+    metrics, rows = score_records(
+        records, scoring or ScoringSection(), comet_dir=comet_dir, judge=judge
+    )
+    return {"metrics": metrics, "scores": rows, "versions": metric_versions()}
