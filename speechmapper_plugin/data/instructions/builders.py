@@ -140,7 +140,8 @@ def build_qa_examples(
     items: Iterable[tuple[SpeechRecord, QuestionAnswer]], *, seed: int = 0
 ) -> Iterator[InstructionExample]:
     """Spoken-QA examples, keeping the question, options and acceptable answers
-    apart from the prompt for scoring."""
+    apart from the prompt for scoring; the prompt lists the options as
+    ``A. ...`` lines after the question."""
     rng = random.Random(seed)
     counts: dict[str, int] = {}
     for record, qa in items:
@@ -148,8 +149,14 @@ def build_qa_examples(
             raise ValueError(f"A question about '{record.id}' is empty.")
         n = counts.get(record.id, 0)
         counts[record.id] = n + 1
+        shown = qa.question.strip()
+        if qa.options:
+            shown += "".join(
+                f"\n{chr(ord('A') + i)}. {option}"
+                for i, option in enumerate(qa.options)
+            )
         instruction = rng.choice(SQA_PROMPTS).format(
-            placeholder=SPEECH_PLACEHOLDER, question=qa.question.strip()
+            placeholder=SPEECH_PLACEHOLDER, question=shown
         )
         yield _example(
             record,

@@ -1,0 +1,190 @@
+"""``python -m speechmapper_plugin.data.convert CORPUS ...``: a local copy of a
+test set -> manifest and/or instruction file. Exit status 0 on success, 2 when
+the input cannot be converted (the message says why and what to do)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from speechmapper_plugin.data.convert.covost2 import convert_covost2
+from speechmapper_plugin.data.convert.europarl_st import convert_europarl_st
+from speechmapper_plugin.data.convert.fleurs import SPLITS as FLEURS_SPLITS
+from speechmapper_plugin.data.convert.fleurs import convert_fleurs
+from speechmapper_plugin.data.convert.librispeech import SUBSETS, convert_librispeech
+from speechmapper_plugin.data.convert.librisqa import convert_librisqa
+from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
+from speechmapper_plugin.data.convert.spoken_squad import convert_spoken_squad
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m speechmapper_plugin.data.convert",
+        description="Convert a local copy of a test set into a manifest (.tsv) and/or an instruction file (.jsonl). Nothing is downloaded.",
+    )
+    corpora = parser.add_subparsers(dest="corpus", required=True)
+
+    p = corpora.add_parser("librispeech", help="LibriSpeech subset -> ASR manifest")
+    p.add_argument(
+        "root", type=Path, help="the LibriSpeech folder (holding test-clean/, ...)"
+    )
+    p.add_argument("--subset", required=True, choices=SUBSETS)
+    p.add_argument("--out", required=True, type=Path, help="manifest to write (.tsv)")
+
+    p = corpora.add_parser("fleurs", help="FLEURS language split -> ASR manifest")
+    p.add_argument(
+        "root", type=Path, help="the google/fleurs repository (holding data/)"
+    )
+    p.add_argument("--lang", required=True, help="FLEURS language folder, e.g. en_us")
+    p.add_argument("--split", required=True, choices=FLEURS_SPLITS)
+    p.add_argument(
+        "--text",
+        choices=("raw", "normalized"),
+        default="raw",
+        help="raw (cased, punctuated; default) or normalized transcription",
+    )
+    p.add_argument("--out", required=True, type=Path)
+
+    p = corpora.add_parser(
+        "europarl_st", help="EuroParl-ST pair -> segment manifest + ST instructions"
+    )
+    p.add_argument(
+        "root",
+        type=Path,
+        help="the release folder (holding <src>/audios, <src>/<tgt>/)",
+    )
+    p.add_argument("--src", required=True)
+    p.add_argument("--tgt", required=True)
+    p.add_argument("--split", required=True, help="train, dev or test")
+    p.add_argument(
+        "--audio-dir",
+        type=Path,
+        default=None,
+        help="folder of converted .flac/.wav speeches (default: <src>/audios)",
+    )
+    _outputs(p)
+
+    p = corpora.add_parser(
+        "covost2", help="CoVoST 2 pair -> ASR manifest + ST instructions"
+    )
+    p.add_argument(
+        "cv_dir",
+        type=Path,
+        help="Common Voice 4 folder of the source language (clips/, validated.tsv)",
+    )
+    p.add_argument(
+        "--covost-tsv",
+        required=True,
+        type=Path,
+        help="covost_v2.<src>_<tgt>.tsv (or its .<split>.tsv from get_covost_splits.py)",
+    )
+    p.add_argument("--split", required=True, choices=("train", "dev", "test"))
+    _outputs(p)
+
+    p = corpora.add_parser(
+        "librisqa", help="LibriSQA Part I/II json + LibriSpeech -> SQA instructions"
+    )
+    p.add_argument(
+        "json", type=Path, help="LibriSQA-PartI-test.json or LibriSQA-PartII-test.json"
+    )
+    p.add_argument(
+        "--librispeech",
+        required=True,
+        type=Path,
+        help="the LibriSpeech folder (test-clean/ ...)",
+    )
+    p.add_argument("--part", choices=("auto", "1", "2"), default="auto")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompt choice")
+
+    p = corpora.add_parser(
+        "spoken_squad",
+        help="Spoken-SQuAD json + sentence wavs -> paragraph wavs + SQA instructions",
+    )
+    p.add_argument("json", type=Path, help="spoken_test-v1.1.json (SQuAD format)")
+    p.add_argument(
+        "--audio-dir",
+        required=True,
+        type=Path,
+        help="unzipped Spoken-SQuAD_audio folder of the split (<topic>_<paragraph>_<sentence>.wav)",
+    )
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--index-base", choices=("auto", "0", "1"), default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompt choice")
+
+    return parser
+
+
+def _outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out-manifest",
+        type=Path,
+        default=None,
+        help="ASR manifest (.tsv) of the source speech",
+    )
+    p.add_argument(
+        "--out-instructions",
+        type=Path,
+        default=None,
+        help="ST instruction file (.jsonl)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompt choice")
+
+
+def run(args: argparse.Namespace) -> ConversionReport:
+    match args.corpus:
+        case "librispeech":
+            return convert_librispeech(args.root, args.subset, args.out)
+        case "fleurs":
+            return convert_fleurs(
+                args.root, args.lang, args.split, args.out, text=args.text
+            )
+        case "europarl_st":
+            return convert_europarl_st(
+                args.root,
+                args.src,
+                args.tgt,
+                args.split,
+                manifest=args.out_manifest,
+                instructions=args.out_instructions,
+                audio_dir=args.audio_dir,
+                seed=args.seed,
+            )
+        case "covost2":
+            return convert_covost2(
+                args.cv_dir,
+                args.covost_tsv,
+                args.split,
+                manifest=args.out_manifest,
+                instructions=args.out_instructions,
+                seed=args.seed,
+            )
+        case "librisqa":
+            return convert_librisqa(
+                args.json, args.librispeech, args.out, part=args.part, seed=args.seed
+            )
+        case "spoken_squad":
+            return convert_spoken_squad(
+                args.json,
+                args.audio_dir,
+                args.out_dir,
+                index_base=args.index_base,
+                seed=args.seed,
+            )
+    raise AssertionError(args.corpus)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = run(args)
+    except ConvertError as ex:
+        print(f"error: {ex}", file=sys.stderr)
+        return 2
+    print("\n".join(report.summary_lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""EuroParl-ST v1.1 -> a segment manifest (ASR) and a speech-translation
+instruction file.
+
+Layout of the release (https://www.mllp.upv.es/europarl-st/; read the same
+way by fairseq's and torchaudio-style ``EUROPARL`` loaders)::
+
+    v1.1/<src>/audios/<audio-id>.m4a                  # whole speeches
+    v1.1/<src>/<tgt>/<split>/segments.lst             # <audio-id> <start> <end>
+    v1.1/<src>/<tgt>/<split>/segments.<src>           # source text, line-aligned
+    v1.1/<src>/<tgt>/<split>/segments.<tgt>           # translation, line-aligned
+    v1.1/<src>/<tgt>/<split>/speakers.lst, speeches.* # (not needed)
+
+Start and end are seconds into the speech, so every example is a *segment
+row* (``offset`` = start, ``duration`` = end - start). Splits: ``train``,
+``dev``, ``test`` (also ``train-noisy``).
+
+The audio is AAC in MPEG-4 (``.m4a``), which libsndfile cannot decode: convert
+the speeches once (``ffmpeg -i x.m4a -ac 1 -ar 16000 x.flac``, the converter
+prints the loop) and the converter uses ``x.flac`` (or ``.wav``) beside the
+``.m4a`` -- or give ``audio_dir`` holding the converted files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechmapper_plugin.data.convert.audio_files import (
+    DECODABLE_SUFFIXES,
+    find_audio,
+    refuse_undecodable,
+    require_dir,
+    require_file,
+)
+from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
+from speechmapper_plugin.data.convert.writing import ManifestEntry, write_manifest
+from speechmapper_plugin.data.instructions import (
+    SpeechRecord,
+    build_st_examples,
+    write_instructions,
+)
+from speechmapper_plugin.data.reasons import (
+    BAD_SEGMENT,
+    EMPTY_TRANSCRIPT,
+    MALFORMED_ROW,
+    MISSING_FILE,
+)
+
+ORIGINAL_SUFFIX = ".m4a"
+
+
+@dataclass(frozen=True)
+class EuroparlSegment:
+    record: SpeechRecord
+    translation: str
+
+
+def split_dir(root: Path, src: str, tgt: str, split: str) -> Path:
+    """``root`` may be the release folder (holding ``<src>/``) or ``<src>/`` itself."""
+    for base in (root / src, root):
+        candidate = base / tgt / split
+        if base.name == src and candidate.is_dir():
+            return candidate
+    raise ConvertError(
+        f"No EuroParl-ST {src}->{tgt} '{split}' folder under {root}: expected "
+        f"{root / src / tgt / split} (holding segments.lst, segments.{src}, segments.{tgt})."
+    )
+
+
+def read_europarl_st(
+    root: Path,
+    src: str,
+    tgt: str,
+    split: str,
+    report: ConversionReport,
+    *,
+    audio_dir: Path | None = None,
+) -> list[EuroparlSegment]:
+    require_dir(root, "The EuroParl-ST folder")
+    directory = split_dir(root, src, tgt, split)
+    src_base = directory.parent.parent
+    audio_dir = audio_dir or src_base / "audios"
+    require_dir(audio_dir, "The EuroParl-ST audio folder")
+
+    lst = require_file(directory / "segments.lst", "The segment list")
+    sources = _lines(require_file(directory / f"segments.{src}", "The source text"))
+    targets = _lines(require_file(directory / f"segments.{tgt}", "The translations"))
+    segments = _lines(lst)
+    if not len(segments) == len(sources) == len(targets):
+        raise ConvertError(
+            f"{directory}: segments.lst has {len(segments)} lines, segments.{src} "
+            f"{len(sources)} and segments.{tgt} {len(targets)}; they must be line-aligned."
+        )
+
+    located: dict[str, Path | None] = {}
+    undecodable: list[Path] = []
+    out = []
+    for line_no, (segment, source, target) in enumerate(
+        zip(segments, sources, targets, strict=True), start=1
+    ):
+        where = f"{lst}:{line_no}"
+        fields = segment.split()
+        if len(fields) != 3:
+            report.skip(MALFORMED_ROW, f"{where}: expected `<audio-id> <start> <end>`")
+            continue
+        audio_id, start_text, end_text = fields
+        try:
+            start, end = float(start_text), float(end_text)
+        except ValueError:
+            report.skip(MALFORMED_ROW, f"{where}: start/end are not numbers")
+            continue
+        if start < 0 or end <= start:
+            report.skip(BAD_SEGMENT, f"{where}: start {start} s, end {end} s")
+            continue
+        if not source.strip() or not target.strip():
+            report.skip(EMPTY_TRANSCRIPT, f"{where}: empty source or translation")
+            continue
+
+        if audio_id not in located:
+            path = find_audio(audio_dir, audio_id)
+            if path is None:
+                original = audio_dir / f"{audio_id}{ORIGINAL_SUFFIX}"
+                if original.is_file():
+                    undecodable.append(original)
+            located[audio_id] = path
+        audio = located[audio_id]
+        if audio is None:
+            report.skip(
+                MISSING_FILE,
+                f"{where}: no {audio_id}{{{','.join(DECODABLE_SUFFIXES)}}} in {audio_dir}",
+            )
+            continue
+
+        record = SpeechRecord(
+            id=f"{audio_id}_{start_text}_{end_text}",
+            transcript=source.strip(),
+            lang=src,
+            audio=str(audio.resolve()),
+            offset=start,
+            duration=round(end - start, 6),
+        )
+        out.append(EuroparlSegment(record, target.strip()))
+
+    refuse_undecodable(undecodable, corpus="EuroParl-ST")
+    return out
+
+
+def convert_europarl_st(
+    root: Path,
+    src: str,
+    tgt: str,
+    split: str,
+    *,
+    manifest: Path | None,
+    instructions: Path | None,
+    audio_dir: Path | None = None,
+    seed: int = 0,
+) -> ConversionReport:
+    """Writes the segment manifest (source transcripts: ASR) and/or the ST
+    instruction file (``response`` = translation, ``transcript`` = source)."""
+    if manifest is None and instructions is None:
+        raise ConvertError("Give an output manifest, instruction file, or both.")
+    report = ConversionReport(f"europarl_st {src}-{tgt} {split}")
+    segments = read_europarl_st(root, src, tgt, split, report, audio_dir=audio_dir)
+    if not segments:
+        raise ConvertError(
+            f"No usable EuroParl-ST segment in {root} ({src}-{tgt} {split})."
+        )
+
+    if manifest is not None:
+        write_manifest(
+            manifest,
+            [
+                ManifestEntry(
+                    s.record.id,
+                    Path(s.record.audio or ""),
+                    s.record.transcript or "",
+                    src,
+                    offset=s.record.offset,
+                    duration=s.record.duration,
+                )
+                for s in segments
+            ],
+        )
+        report.outputs.append(manifest)
+    if instructions is not None:
+        write_instructions(
+            instructions,
+            build_st_examples(
+                ((s.record, s.translation, tgt) for s in segments), seed=seed
+            ),
+        )
+        report.outputs.append(instructions)
+    report.num_written = len(segments)
+    return report
+
+
+def _lines(path: Path) -> list[str]:
+    """Lines split at line feeds only (``str.splitlines`` would also split at
+    U+2028 and other separators inside a sentence and break the alignment)."""
+    lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines

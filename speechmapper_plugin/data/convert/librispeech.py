@@ -1,0 +1,86 @@
+"""LibriSpeech (OpenSLR 12) -> an audio manifest.
+
+Layout of the official tarballs (``test-clean.tar.gz`` unpacks to
+``LibriSpeech/test-clean/...``; the corpus's README.TXT, "Organization of the
+training and test subsets")::
+
+    LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt
+    LibriSpeech/<subset>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac
+
+Each ``.trans.txt`` line is ``<utterance-id> <TRANSCRIPT>`` (upper case, no
+punctuation but apostrophes). The manifest keeps the transcript as published;
+WER normalisation is the evaluation's job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from speechmapper_plugin.data.convert.audio_files import require_dir
+from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
+from speechmapper_plugin.data.convert.writing import ManifestEntry, write_manifest
+from speechmapper_plugin.data.reasons import EMPTY_TRANSCRIPT, MISSING_FILE
+
+SUBSETS = (
+    "dev-clean",
+    "dev-other",
+    "test-clean",
+    "test-other",
+    "train-clean-100",
+    "train-clean-360",
+    "train-other-500",
+)
+
+
+def subset_dir(root: Path, subset: str) -> Path:
+    """``root`` may be the ``LibriSpeech`` folder, its parent, or the subset itself."""
+    for candidate in (root / subset, root / "LibriSpeech" / subset, root):
+        if candidate.is_dir() and candidate.name == subset:
+            return candidate
+    raise ConvertError(
+        f"No LibriSpeech subset '{subset}' under {root}: expected {root / subset} "
+        f"(unpack e.g. {subset}.tar.gz from https://www.openslr.org/12 and pass the "
+        "`LibriSpeech` folder it creates)."
+    )
+
+
+def read_librispeech(
+    root: Path, subset: str, report: ConversionReport
+) -> list[ManifestEntry]:
+    """Every utterance of ``subset`` whose FLAC file exists, in sorted order."""
+    directory = subset_dir(require_dir(root, "The LibriSpeech folder"), subset)
+
+    transcripts = sorted(directory.glob("*/*/*.trans.txt"))
+    if not transcripts:
+        raise ConvertError(
+            f"{directory} holds no <speaker>/<chapter>/<speaker>-<chapter>.trans.txt "
+            "file; is it a LibriSpeech subset?"
+        )
+
+    entries = []
+    for trans in transcripts:
+        for line_no, line in enumerate(
+            trans.read_text(encoding="utf-8").splitlines(), start=1
+        ):
+            if not line.strip():
+                continue
+            utt_id, _, text = line.strip().partition(" ")
+            if not text.strip():
+                report.skip(EMPTY_TRANSCRIPT, f"{trans}:{line_no} ({utt_id})")
+                continue
+            audio = trans.parent / f"{utt_id}.flac"
+            if not audio.is_file():
+                report.skip(MISSING_FILE, str(audio))
+                continue
+            entries.append(ManifestEntry(utt_id, audio.resolve(), text, "en"))
+    return entries
+
+
+def convert_librispeech(root: Path, subset: str, out: Path) -> ConversionReport:
+    report = ConversionReport(f"librispeech {subset}")
+    entries = read_librispeech(root, subset, report)
+    if not entries:
+        raise ConvertError(f"No usable utterance in LibriSpeech {subset} under {root}.")
+    report.num_written = write_manifest(out, entries)
+    report.outputs.append(out)
+    return report
