@@ -32,7 +32,13 @@ from typing_extensions import override
 
 from recipes.generate.config import GenerateConfig
 from recipes.generate.inputs import GenerateInputs, read_inputs
-from recipes.generate.task import GenerateTask
+from recipes.generate.settings import (
+    ResumeMismatchError,
+    check_resume,
+    generation_settings,
+    write_settings,
+)
+from recipes.generate.task import SETTINGS_FILE, GenerateTask
 from speechmapper_plugin.data.feature_store import FeatureStore, FeatureStoreError
 from speechmapper_plugin.llm import (
     ChatTemplate,
@@ -88,6 +94,8 @@ class GenerateRecipe(Recipe):
         if store is not None:
             _check_feature_store(store, projector_config)
 
+        settings = self._settings(context, config, inputs)
+
         # The heavy part: weights.
         projector = context.get_model_as(SpeechMapperProjector, "model")
         sfm = context.get_model_as(SM4TSpeechEncoder, "sfm")
@@ -112,6 +120,20 @@ class GenerateRecipe(Recipe):
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
+        return self._create_generate_task(context, pipeline, inputs, store, settings)
+
+    def _create_generate_task(
+        self,
+        context: RecipeContext,
+        pipeline: SpeechMapperPipeline,
+        inputs: GenerateInputs,
+        store: FeatureStore | None,
+        settings: dict[str, object],
+    ) -> Task:
+        """The task over the checked inputs and the loaded pipeline (a
+        subclass scores the hypotheses: ``recipes.evaluate``)."""
+        config = context.get_config_as(GenerateConfig)
+
         return GenerateTask(
             pipeline=pipeline,
             inputs=inputs,
@@ -120,7 +142,25 @@ class GenerateRecipe(Recipe):
             output_dir=context.output_dir,
             batching=config.batching,
             progress_reporter=context.progress_reporter,
+            settings=settings,
         )
+
+    @staticmethod
+    def _settings(
+        context: RecipeContext, config: GenerateConfig, inputs: GenerateInputs
+    ) -> dict[str, object]:
+        """What produces the hypotheses; a rerun into the same directory must
+        match it (it then generates only what is missing)."""
+        store = context.resolver.resolve(AssetStore)  # type: ignore[type-abstract]
+        settings = generation_settings(config, inputs, store)
+        path = context.output_dir / SETTINGS_FILE
+        try:
+            resumed = check_resume(path, settings)
+        except ResumeMismatchError as ex:
+            raise RecipeError(str(ex)) from None
+        if not resumed and context.gangs.root.rank == 0:
+            write_settings(path, settings)
+        return settings
 
     @staticmethod
     def _check_components(

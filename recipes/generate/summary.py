@@ -1,4 +1,7 @@
-"""The run summary: counts, stop reasons, and WER/BLEU where references exist."""
+"""The run summary: counts, stop reasons, and WER/BLEU where references exist.
+
+A quick look for ``recipes.generate``; ``recipes.evaluate`` replaces these
+metrics with the full set (normalised WER, chrF, COMET, QA, failure rates)."""
 
 from __future__ import annotations
 
@@ -9,13 +12,11 @@ from typing import Any
 from sacrebleu.metrics import BLEU
 
 from speechmapper_plugin.data.manifest import BadRow
+from speechmapper_plugin.evaluation.translation import bleu_tokenizer
 from speechmapper_plugin.generation import StopReason
 from speechmapper_plugin.metrics import word_errors
 
 STOP_REASONS: tuple[StopReason, ...] = ("eos", "max_length", "repetition")
-
-BLEU_TOKENIZERS = {"zh": "zh", "ja": "char", "ko": "char"}
-"""sacrebleu tokenizers for targets without spaces between words (13a otherwise)."""
 
 
 def summarize(
@@ -58,7 +59,7 @@ def _metrics(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     st = [r for r in records if r.get("task") == "st" and r.get("reference")]
     for lang in sorted({str(r.get("target_lang")) for r in st}):
         group = [r for r in st if str(r.get("target_lang")) == lang]
-        bleu = BLEU(tokenize=BLEU_TOKENIZERS.get(lang, "13a"))
+        bleu = BLEU(tokenize=bleu_tokenizer(lang))
         score = bleu.corpus_score(
             [r["hypothesis"] for r in group], [[r["reference"] for r in group]]
         )

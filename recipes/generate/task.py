@@ -2,17 +2,25 @@
 
 Examples are sorted by length (longest first) and dealt round-robin to the
 data-parallel ranks, so ranks get similar amounts of work and batches hold
-similar lengths. Each rank writes its own part file; after a barrier, rank 0
-merges the parts in input order into ``hypotheses.jsonl``, lists every skipped
+similar lengths. Each rank appends to its own part files (hypotheses and
+skipped examples), flushed after every batch; after a barrier, rank 0 merges
+the parts in input order into ``hypotheses.jsonl``, lists every skipped
 example in ``skipped.tsv`` and writes ``summary.json``.
+
+**Resuming.** A run into an output directory that already holds part files
+(an interrupted run) or ``hypotheses.jsonl`` (a finished one) generates only
+the examples none of them has; the merged result equals an uninterrupted
+run's. The recipe refuses to resume with settings that change hypotheses
+(``generation_settings.json``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,6 +61,7 @@ HYPOTHESES_FILE = "hypotheses.jsonl"
 SKIPPED_FILE = "skipped.tsv"
 SUMMARY_FILE = "summary.json"
 PARTS_DIR = "hypotheses.parts"
+SETTINGS_FILE = "generation_settings.json"
 
 PROGRESS_LOG_INTERVAL_S = 60.0
 """Log this rank's progress at most this often (the progress bar is off in
@@ -79,9 +88,17 @@ def make_record(item: GenerateItem, result: PipelineResult) -> dict[str, Any]:
     if item.speech is not None:
         record["speech"] = item.speech
     record["instruction"] = item.instruction
+    if item.question is not None:
+        record["question"] = item.question
+    if item.options is not None:
+        record["options"] = list(item.options)
     record["hypothesis"] = result.text
     if item.reference is not None:
         record["reference"] = item.reference
+    if item.answers is not None:
+        record["answers"] = list(item.answers)
+    if item.transcript is not None and item.transcript != item.reference:
+        record["transcript"] = item.transcript
     record["stop_reason"] = result.stop_reason
     record["repetition_stopped"] = result.repetition_stopped
     record["max_length_reached"] = result.max_length_reached
@@ -103,7 +120,12 @@ class GenerateTask(Task):
         output_dir: Path,
         batching: BatchingSection,
         progress_reporter: ProgressReporter,
+        settings: dict[str, Any] | None = None,
     ) -> None:
+        """
+        :param settings: What produced the hypotheses (models, prompts,
+            generation); written into the summary.
+        """
         self._pipeline = pipeline
         self._inputs = inputs
         self._store = feature_store
@@ -111,6 +133,7 @@ class GenerateTask(Task):
         self._output_dir = output_dir
         self._batching = batching
         self._progress_reporter = progress_reporter
+        self._settings = settings
         self._stop_requested = False
         self._num_batches = 0
         self._num_generated = 0
@@ -123,7 +146,26 @@ class GenerateTask(Task):
     def run(self) -> None:
         gang = self._gangs.root
 
-        mine = assign(self._inputs.items, gang.rank, gang.size)
+        parts = self._output_dir / PARTS_DIR
+        parts.mkdir(parents=True, exist_ok=True)
+
+        earlier_records, earlier_skipped = self._read_earlier(parts)
+        done = {str(r["id"]) for r in earlier_records}
+        done.update(b.id for b in earlier_skipped if b.id is not None)
+
+        # Every rank has read what is done before any rank appends to its part.
+        gang.barrier()
+
+        todo = [item for item in self._inputs.items if item.id not in done]
+        if done:
+            log.info(
+                "Rank {}: resuming; {} of {} examples are done already.",
+                gang.rank,
+                len(self._inputs.items) - len(todo),
+                len(self._inputs.items),
+            )
+
+        mine = assign(todo, gang.rank, gang.size)
         self._num_mine = len(mine)
 
         log.info(
@@ -133,13 +175,10 @@ class GenerateTask(Task):
             len(self._inputs.items),
         )
 
-        parts = self._output_dir / PARTS_DIR
-        parts.mkdir(parents=True, exist_ok=True)
-
-        skipped: list[BadRow] = []
+        skipped = _SkippedPart(_skipped_part_file(parts, gang.rank))
 
         with (
-            _part_file(parts, gang.rank).open("w", encoding="utf-8") as out,
+            _open_for_append(_part_file(parts, gang.rank)) as out,
             self._progress_reporter.create_task(
                 "generate", total=len(mine)
             ) as progress,
@@ -151,9 +190,6 @@ class GenerateTask(Task):
                 [i for i in mine if i.speech is not None], out, skipped, progress
             )
 
-        with _skipped_part_file(parts, gang.rank).open("w", encoding="utf-8") as fp:
-            write_bad_rows_tsv(fp, skipped)
-
         log.info(
             "Rank {}: generated {}, skipped {}.",
             gang.rank,
@@ -164,7 +200,7 @@ class GenerateTask(Task):
         gang.barrier()
 
         if gang.rank == 0:
-            self._merge(parts, gang.size)
+            self._merge(parts)
 
     def _generate_audio(
         self,
@@ -316,19 +352,43 @@ class GenerateTask(Task):
         out.flush()
         self._num_generated += len(items)
 
-    def _merge(self, parts: Path, world_size: int) -> None:
-        records: list[dict[str, Any]] = []
-        skipped = list(self._inputs.bad_rows)
+    def _read_earlier(self, parts: Path) -> tuple[list[dict[str, Any]], list[BadRow]]:
+        """What earlier runs into this directory generated and skipped: the
+        part files (all ranks, any world size) and a finished run's outputs.
+        A line cut off by a kill is ignored (its example is generated again).
+        Rows set aside while reading the inputs are not included."""
+        out = self._output_dir
+        records = _read_records(
+            [out / HYPOTHESES_FILE, *sorted(parts.glob("rank_*.jsonl"))]
+        )
+        input_rows = set(self._inputs.bad_rows)
+        skipped = [
+            b
+            for b in _read_skipped(
+                [out / SKIPPED_FILE, *sorted(parts.glob("skipped_rank_*.tsv"))]
+            )
+            if b not in input_rows
+        ]
+        return records, skipped
 
-        for rank in range(world_size):
-            with _part_file(parts, rank).open(encoding="utf-8") as fp:
-                records.extend(json.loads(line) for line in fp if line.strip())
-            with _skipped_part_file(parts, rank).open(encoding="utf-8") as fp:
-                skipped.extend(read_bad_rows_tsv(fp))
-
+    def _merge(self, parts: Path) -> None:
         order = {item.id: i for i, item in enumerate(self._inputs.items)}
-        records.sort(key=lambda r: order[r["id"]])
-        skipped.sort(key=lambda b: (b.line_no, b.id or ""))
+
+        found, found_skipped = self._read_earlier(parts)
+
+        # One record per current example (a rerun may find one twice: in a
+        # part and in the hypotheses of a merge it interrupted).
+        by_id: dict[str, dict[str, Any]] = {}
+        for record in found:
+            if record["id"] in order:
+                by_id.setdefault(record["id"], record)
+        records = sorted(by_id.values(), key=lambda r: order[r["id"]])
+
+        skipped = sorted(
+            set(self._inputs.bad_rows)
+            | {b for b in found_skipped if b.id not in by_id},
+            key=lambda b: (b.line_no, b.id or "", b.reason),
+        )
 
         out = self._output_dir
         _write_text(
@@ -339,9 +399,10 @@ class GenerateTask(Task):
         with (out / SKIPPED_FILE).open("w", encoding="utf-8") as fp:
             write_bad_rows_tsv(fp, skipped)
 
-        summary = summarize(records, skipped, self._inputs.num_inputs)
-        summary["source"] = str(self._inputs.source)
-        _write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+        summary = self._summarize(records, skipped)
+        _write_text(
+            out / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+        )
 
         shutil.rmtree(parts)
 
@@ -358,7 +419,20 @@ class GenerateTask(Task):
             out / SUMMARY_FILE,
         )
 
+    def _summarize(
+        self, records: list[dict[str, Any]], skipped: list[BadRow]
+    ) -> dict[str, Any]:
+        """``summary.json``; subclasses add their scores (``recipes.evaluate``)."""
+        summary = summarize(records, skipped, self._inputs.num_inputs)
+        summary["source"] = str(self._inputs.source)
+        if self._settings is not None:
+            summary.update(self._settings)
+        return summary
+
     def _step(self, progress: ProgressTask, count: int, skipped: list[BadRow]) -> None:
+        if isinstance(skipped, _SkippedPart):
+            skipped.flush()
+
         progress.step(count)
 
         self._num_done += count
@@ -401,6 +475,77 @@ def _length_bad_row(
 ) -> BadRow:
     reason = TOO_SHORT_AUDIO if isinstance(ex, SpeechTooShortError) else TOO_LONG_AUDIO
     return BadRow(item.line_no, item.id, reason, ex.reason)
+
+
+class _SkippedPart(list[BadRow]):
+    """This rank's skipped examples; :meth:`flush` appends the new ones to
+    its part file (with a header when the file is new)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._path = path
+        self._written = 0
+        _cut_partial_line(path)
+
+    def flush(self) -> None:
+        new = self[self._written :]
+        if not new and self._path.exists():
+            return
+        with self._path.open("a", encoding="utf-8") as fp:
+            if fp.tell() == 0:
+                write_bad_rows_tsv(fp, new)
+            else:
+                _write_bad_rows(fp, new)
+        self._written = len(self)
+
+
+def _write_bad_rows(fp: IO[str], rows: Iterable[BadRow]) -> None:
+    """Rows without the header, in ``write_bad_rows_tsv``'s layout."""
+    buffer = io.StringIO()
+    write_bad_rows_tsv(buffer, rows)
+    fp.write(buffer.getvalue().split("\n", 1)[1])
+
+
+def _cut_partial_line(path: Path) -> None:
+    """Drop a last line without its newline (a write cut off by a kill)."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end != len(data):
+        with path.open("r+b") as fp:
+            fp.truncate(end)
+
+
+def _open_for_append(path: Path) -> IO[str]:
+    _cut_partial_line(path)
+    return path.open("a", encoding="utf-8")
+
+
+def _complete_lines(path: Path) -> list[str]:
+    """The newline-terminated lines of ``path`` (none if it does not exist)."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    return text.split("\n")[:-1]
+
+
+def _read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in paths
+        for line in _complete_lines(path)
+        if line.strip()
+    ]
+
+
+def _read_skipped(paths: Iterable[Path]) -> list[BadRow]:
+    rows: list[BadRow] = []
+    for path in paths:
+        lines = _complete_lines(path)
+        if lines:
+            rows.extend(read_bad_rows_tsv(io.StringIO("\n".join(lines) + "\n")))
+    return rows
 
 
 def _part_file(parts: Path, rank: int) -> Path:

@@ -1,4 +1,8 @@
-"""Word error counting with jiwer, accumulated as sums so ranks can merge them."""
+"""Word errors of stage-1 embedding-space decoding, accumulated as sums so
+ranks can merge them. The counting is the evaluation's
+(:mod:`speechmapper_plugin.evaluation.asr`); only the light normalisation is
+this module's (it keeps the metric comparable across tokenizers without
+Whisper's English-specific rewrites)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-import jiwer
+from speechmapper_plugin.evaluation.asr import corpus_edit_counts
 
 _PUNCTUATION = re.compile(r"[^\w\s']|_", re.UNICODE)
 
@@ -25,23 +29,8 @@ def normalize_text(text: str) -> str:
 def word_errors(
     references: Sequence[str], hypotheses: Sequence[str]
 ) -> tuple[int, int]:
-    """Total word edits (substitutions + deletions + insertions) and reference words.
-
-    Pairs whose normalised reference is empty count every hypothesis word as an
-    insertion (jiwer refuses empty references).
-    """
-    if len(references) != len(hypotheses):
-        raise ValueError(
-            f"`references` and `hypotheses` must have the same length, but have {len(references)} and {len(hypotheses)}."
-        )
-    errors = 0
-    words = 0
-    for ref, hyp in zip(references, hypotheses, strict=True):
-        ref_n, hyp_n = normalize_text(ref), normalize_text(hyp)
-        if not ref_n:
-            errors += len(hyp_n.split())
-            continue
-        out = jiwer.process_words(ref_n, hyp_n)
-        errors += out.substitutions + out.deletions + out.insertions
-        words += len(ref_n.split())
-    return errors, words
+    """Total word edits (substitutions + deletions + insertions) and reference
+    words, after :func:`normalize_text`; counted by the evaluation's jiwer
+    alignment (an empty reference makes every hypothesis word an insertion)."""
+    total, _ = corpus_edit_counts(references, hypotheses, "word", normalize_text)
+    return total.errors, total.reference_units
