@@ -10,6 +10,7 @@ from fairseq2.runtime.dependency import get_dependency_resolver
 from fairseq2.utils.structured import ValueConverter
 from fairseq2.utils.validation import StandardObjectValidator
 
+from recipes.eet.recipe import EETRecipe
 from recipes.extract_features.recipe import ExtractFeaturesRecipe
 from recipes.generate.recipe import GenerateRecipe
 from recipes.stage1.recipe import Stage1Recipe
@@ -22,6 +23,7 @@ RECIPES = {
     "stage1": Stage1Recipe(),
     "stage2": Stage2Recipe(),
     "generate": GenerateRecipe(),
+    "eet": EETRecipe(),
 }
 
 CONFIGS = sorted(REPO.glob("recipes/*/configs/*.yaml"))
@@ -32,6 +34,7 @@ COMMAND_LINE = {
         "dataset": {"config_overrides": {"manifests": {"train": "/data/train.tsv"}}}
     },
     "generate": {"input": {"manifest": "/data/test.tsv"}},
+    "eet": {"input": {"text_file": "/data/sentences.txt"}},
 }
 
 
