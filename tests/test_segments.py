@@ -38,12 +38,23 @@ from speechmapper_plugin.data.waveform_reader import (
     WaveformReadOptions,
     create_waveform_reader,
 )
+from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,
     SpeechFeatureExtractor,
 )
-from tests.support.audio import tone, write_manifest, write_tone, write_wav
+from speechmapper_plugin.speech_llm import SpeechMapperPipeline
+from tests.support.audio import (
+    has_espeak,
+    synthesize_speech,
+    tone,
+    write_manifest,
+    write_tone,
+    write_wav,
+)
+from tests.support.cards import SessionCards
 from tests.support.mp3 import can_write_mp3, write_mp3
+from tests.support.recipes import REPO, run_recipe
 
 MIN = 880
 
@@ -353,3 +364,83 @@ def test_extraction_stores_segment_features_and_lists_bad_segments(
     torch.testing.assert_close(
         fs.read(entry).float(), expected[0], atol=1e-5, rtol=1e-5
     )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
+def test_generate_recipe_answers_for_exactly_the_segment(
+    tmp_path: Path, test_cards: SessionCards
+) -> None:
+    """Two sentences in one recording; each segment example gets the hypothesis
+    the pipeline gives for that segment's samples alone, and a segment past the
+    end is skipped as ``bad_segment``."""
+    parts = [
+        decode_audio(
+            synthesize_speech(tmp_path / f"p{k}.wav", sentence, speed=140)
+        ).waveform[:, 0]
+        for k, sentence in enumerate(
+            ["the old dog saw a bird", "seven boats sailed at dawn"]
+        )
+    ]
+    gap = torch.zeros(8_000)
+    long = write_wav(
+        tmp_path / "talk.wav", torch.cat([parts[0], gap, parts[1]]).numpy()
+    )
+    full = decode_audio(long).waveform[:, 0]
+    second_start = parts[0].numel() + gap.numel()
+    segments = {
+        "first": (0.0, parts[0].numel() / 16_000),
+        "second": (second_start / 16_000, parts[1].numel() / 16_000),
+        "late": (full.numel() / 16_000 + 1.0, 1.0),
+    }
+    instruction = "Transcribe the audio.\n<speech>"
+    file = tmp_path / "segments.jsonl"
+    write_instructions(
+        file,
+        [
+            InstructionExample(
+                id=name,
+                audio=str(long),
+                offset=offset,
+                duration=duration,
+                instruction=instruction,
+                task="asr",
+            )
+            for name, (offset, duration) in segments.items()
+        ],
+    )
+
+    out = tmp_path / "out"
+    run_recipe(
+        "generate",
+        out,
+        "--config-file",
+        str(REPO / "recipes/generate/configs/tiny.yaml"),
+        "--config",
+        "model.name=test_projector_llama",
+        "sfm.name=test_sm4t_hf",
+        "llm.name=test_llama",
+        f"common.assets.extra_paths=[{test_cards.card_dir}]",
+        f"input.instructions={file}",
+    )
+
+    records = {
+        r["id"]: r
+        for r in map(json.loads, (out / "hypotheses.jsonl").read_text().splitlines())
+    }
+    assert sorted(records) == ["first", "second"]
+    pipeline = SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GenerationConfig(max_new_tokens=32, max_len_a=1.0, max_len_b=16),
+    )
+    starts = {"first": 0, "second": second_start}
+    for name, part in zip(("first", "second"), parts, strict=True):
+        alone = full[starts[name] : starts[name] + part.numel()]
+        (expected,) = pipeline.run(alone, instruction)
+        assert records[name]["hypothesis"] == expected.text
+        assert records[name]["num_speech_positions"] == expected.num_speech_positions
+    skipped = (out / "skipped.tsv").read_text().splitlines()[1].split("\t")
+    assert skipped[1:3] == ["late", BAD_SEGMENT]
