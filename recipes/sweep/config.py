@@ -1,0 +1,163 @@
+"""Configuration of a σ/α sweep (a YAML file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from fairseq2.utils.structured import StandardValueConverter
+from fairseq2.utils.validation import StandardObjectValidator, ValidationResult
+
+from speechmapper_plugin.losses import check_alpha, check_sigma
+
+
+@dataclass(kw_only=True)
+class RecipeRunSection:
+    """How to run one recipe: its config file and extra ``--config`` overrides."""
+
+    config_file: Path | None = None
+
+    overrides: list[str] = field(default_factory=list)
+    """``key=value`` items passed after ``--config`` (e.g. ``llm.name=...``)."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        if self.config_file is not None and not self.config_file.is_file():
+            result.add_error(f"`config_file` {self.config_file} does not exist.")
+        for item in self.overrides:
+            if "=" not in item:
+                result.add_error(f"The override {item!r} is not of the form key=value.")
+        return result
+
+    def check_reserved(
+        self, result: ValidationResult, name: str, keys: tuple[str, ...]
+    ) -> None:
+        """The sweep sets ``keys`` for each run; an override may not."""
+        for item in self.overrides:
+            key = item.split("=", 1)[0].strip()
+            if key in keys:
+                result.add_error(
+                    f"`{name}.overrides`: {item!r} sets `{key}`, which the sweep sets for each run."
+                )
+
+
+STAGE1_KEYS = ("loss.alpha",)
+STAGE2_KEYS = ("loss.sigma", "loss.alpha", "common.assets.prev_checkpoint_dir")
+EVALUATE_KEYS = (
+    "common.assets.prev_checkpoint_dir",
+    "input.instructions",
+    "input.feature_store",
+    "input.manifest",
+)
+
+
+@dataclass(kw_only=True)
+class Stage2RunSection(RecipeRunSection):
+    prev_checkpoint_dir: Path | None = None
+    """The stage-1 checkpoints every σ run starts from (when ``alphas`` is empty)."""
+
+
+@dataclass(kw_only=True)
+class EvaluateRunSection(RecipeRunSection):
+    instructions: Path | None = None
+    """The held-out instruction file (its prompts must not be training prompts)."""
+
+    feature_store: Path | None = None
+    """The store that ``speech`` ids of ``instructions`` refer to."""
+
+    metrics: list[str] = field(default_factory=list)
+    """Dotted keys of ``summary.json``'s ``metrics`` shown in the table (every
+    numeric one when empty)."""
+
+
+@dataclass(kw_only=True)
+class SweepConfig:
+    sigmas: list[float] = field(default_factory=list)
+    """Stage-2 σ values; one stage-2 run each (per α). Empty: evaluate the
+    stage-1 runs directly."""
+
+    alphas: list[float] = field(default_factory=list)
+    """Stage-1 α values; one stage-1 run each. Empty: no stage-1 sweep (stage 2
+    starts from ``stage2.prev_checkpoint_dir``)."""
+
+    stage1: RecipeRunSection = field(default_factory=RecipeRunSection)
+
+    stage2: Stage2RunSection = field(default_factory=Stage2RunSection)
+
+    evaluate: EvaluateRunSection = field(default_factory=EvaluateRunSection)
+
+    train_instructions: list[Path] = field(default_factory=list)
+    """Stage-2 training instruction files; no instruction of
+    ``evaluate.instructions`` may appear in them (held-out prompts)."""
+
+    nproc: int = 1
+    """Processes per recipe run (``torchrun --nproc-per-node``)."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+
+        if not self.sigmas and not self.alphas:
+            result.add_error("Give `sigmas` (stage 2) and/or `alphas` (stage 1).")
+
+        for values, check, name in (
+            (self.sigmas, check_sigma, "sigmas"),
+            (self.alphas, check_alpha, "alphas"),
+        ):
+            if len(set(values)) != len(values):
+                result.add_error(f"`{name}` holds duplicates: {values}.")
+            for value in values:
+                try:
+                    check(value)
+                except ValueError as ex:
+                    result.add_error(f"`{name}`: {ex}")
+
+        if self.alphas and self.stage1.config_file is None:
+            result.add_error("`alphas` needs `stage1.config_file`.")
+        if self.sigmas and self.stage2.config_file is None:
+            result.add_error("`sigmas` needs `stage2.config_file`.")
+        if self.sigmas and not self.alphas and self.stage2.prev_checkpoint_dir is None:
+            result.add_error(
+                "Without `alphas`, `stage2.prev_checkpoint_dir` must name the stage-1 checkpoints the σ runs start from."
+            )
+        if self.evaluate.config_file is None or self.evaluate.instructions is None:
+            result.add_error(
+                "`evaluate.config_file` and `evaluate.instructions` (the held-out instruction file) are required."
+            )
+        if not self.train_instructions:
+            result.add_error(
+                "`train_instructions` must list the stage-2 training instruction files, so the held-out prompts can be checked against them."
+            )
+        self.stage1.check_reserved(result, "stage1", STAGE1_KEYS)
+        self.stage2.check_reserved(result, "stage2", STAGE2_KEYS)
+        self.evaluate.check_reserved(result, "evaluate", EVALUATE_KEYS)
+
+        if self.nproc < 1:
+            result.add_error(f"`nproc` must be positive, but is {self.nproc}.")
+
+        return result
+
+
+def load_sweep_config(path: Path) -> SweepConfig:
+    """Read and validate a sweep YAML file.
+
+    :raises ValueError: If it cannot be read, has unknown keys or is invalid.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as ex:
+        raise ValueError(f"Cannot read the sweep config {path}: {ex}") from None
+
+    try:
+        config = StandardValueConverter().structure(data, SweepConfig)
+    except Exception as ex:  # fairseq2 raises StructureError and friends
+        raise ValueError(f"The sweep config {path} is malformed: {ex}") from None
+
+    assert isinstance(config, SweepConfig)
+
+    try:
+        StandardObjectValidator().validate(config)
+    except Exception as ex:
+        raise ValueError(f"The sweep config {path} is invalid: {ex}") from None
+
+    return config
