@@ -375,18 +375,29 @@ def test_the_judge_scores_qa_and_a_rerun_calls_it_zero_times(
             )
         ],
     )
+    # The tiny LLM's 256-position context is too short for the shipped prompt.
+    prompt = tmp_path / "short_prompt.txt"
+    prompt.write_text(
+        "Question: {question}\nReference: {reference}\nAnswer: {hypothesis}\n"
+        "Rate the answer from 0 to 5. Reply with one line: Rating: N"
+    )
     out = tmp_path / "judged"
     args = evaluate_args(
         test_cards,
         f"input.instructions={instructions}",
         "judge.enabled=true",
         "judge.card=test_llama",
+        f"judge.prompt_file={prompt}",
+        "judge.dtype=float32",
     )
     run_recipe("evaluate", out, *args)
     first = json.loads((out / "summary.json").read_text())["metrics"]["sqa"]["judge"]
     assert first["num_examples"] == 2
-    assert first["num_calls"] == 2 and first["num_cached"] == 0
-    assert len(read_jsonl(out / "scores.jsonl")[0]["judge_raw"]) >= 0
+    assert first["num_skipped"] == 0, read_jsonl(out / "scores.jsonl")
+    assert first["num_calls"] == 2 and first["num_cached"] == 0, first
+    scores = read_jsonl(out / "scores.jsonl")
+    assert all("judge_raw" in row and "judge_score" in row for row in scores)
+    assert first["num_scored"] + first["num_unparsed"] == 2
 
     rerun = run_recipe("evaluate", out, *args)
     assert "Rank 0: 0 of 2 examples to generate." in rerun.stdout + rerun.stderr

@@ -230,11 +230,20 @@ def _judge(
     for i, verdict in zip(members, verdicts, strict=True):
         rows[i]["judge_score"] = verdict.score
         rows[i]["judge_raw"] = verdict.raw
+        skip = getattr(verdict, "skip_reason", None)
+        if skip is not None:
+            rows[i]["judge_skip_reason"] = skip
     valid = [s for s in scores if s is not None]
     return {
         "num_examples": len(items),
         "num_scored": len(valid),
-        "num_unparsed_or_skipped": len(scores) - len(valid),
+        "num_skipped": sum(
+            getattr(v, "skip_reason", None) is not None for v in verdicts
+        ),
+        "num_unparsed": sum(
+            v.score is None and getattr(v, "skip_reason", None) is None
+            for v in verdicts
+        ),
         "mean_score": sum(valid) / len(valid) if valid else None,
         "num_calls": judge.num_calls - calls_before,
         "num_cached": sum(bool(v.cached) for v in verdicts),
