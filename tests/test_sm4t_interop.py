@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
+import pickle
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import safetensors.torch
 import torch
+from fairseq2.assets import AssetCardError
+from fairseq2.model_checkpoint import CorruptModelCheckpointError
 from fairseq2.models import load_model
 
 from speechmapper_plugin.models.sm4t_speech_encoder import (
+    FAIRSEQ1_FORMAT,
     SM4TSpeechEncoder,
     SM4TSpeechEncoderConfig,
     convert_sm4t_speech_encoder_state_dict,
     create_sm4t_speech_encoder_model,
+    detect_checkpoint_format,
     read_speech_encoder_safetensors,
     select_speech_encoder_keys,
 )
@@ -29,6 +36,7 @@ from tests.support.sm4t import (
     build_hf_model,
     hf_to_meta_state_dict,
 )
+from tests.support.sm4t_fairseq1 import fairseq1_checkpoint, hf_to_fairseq1_state_dict
 
 CONFIG = SM4TSpeechEncoderConfig(
     **TINY_DIMS, output_layer=TINY_DIMS["num_encoder_layers"]
@@ -231,3 +239,112 @@ def test_load_model_memory_maps_meta_checkpoint(
 
     assert isinstance(model, SM4TSpeechEncoder)
     assert calls and all(c.get("mmap") is True for c in calls)
+
+
+# Meta's fairseq1 layout (what `seamlessM4T_v2_large.pt` holds, per
+# seamless_communication's `models/unity/loader.py`).
+
+
+@pytest.mark.parametrize("attention", ["fairseq", "espnet"])
+def test_fairseq1_checkpoint_converts_to_the_hf_tensors(
+    hf_state: dict[str, Any], attention: Literal["fairseq", "espnet"]
+) -> None:
+    state = hf_to_fairseq1_state_dict(hf_state, attention)
+    checkpoint = fairseq1_checkpoint(state)
+
+    assert detect_checkpoint_format(state) is FAIRSEQ1_FORMAT
+
+    from_hf = convert_sm4t_speech_encoder_state_dict(dict(hf_state), CONFIG)
+    from_fairseq1 = convert_sm4t_speech_encoder_state_dict(checkpoint, CONFIG)
+
+    assert from_fairseq1.keys() == from_hf.keys() == model_keys()
+    for key, value in from_hf.items():
+        assert torch.equal(value, from_fairseq1[key]), key  # type: ignore[arg-type]
+
+    # The two LayerNorms called `layer_norm` in fairseq1: after the Conformer
+    # (kept) and after the adaptor (`adaptor.out_ln`, dropped).
+    assert torch.equal(
+        from_fairseq1["inner_layer_norm.weight"],  # type: ignore[arg-type]
+        state["encoder.w2v_encoder.w2v_model.encoder.layer_norm.weight"],
+    )
+    loaded = set(select_speech_encoder_keys(state))
+    assert not any(k.startswith("encoder.adaptor.") for k in loaded)
+    assert "encoder.w2v_encoder.w2v_model.mask_emb" not in loaded
+    assert len(loaded) == len(model_keys())
+
+
+@pytest.mark.parametrize(
+    "bad_key",
+    [
+        # SeamlessM4T v1 (Transformer-XL attention, BatchNorm convolution)
+        "encoder.w2v_encoder.w2v_model.encoder.layers.0.self_attn.pos_bias_u",
+        "encoder.w2v_encoder.w2v_model.encoder.layers.0.self_attn.linear_pos.weight",
+        "encoder.w2v_encoder.w2v_model.encoder.layers.0.conv_module.batch_norm.weight",
+        "encoder.w2v_encoder.w2v_model.encoder.pos_conv.0.weight",
+        "encoder.w2v_encoder.proj.weight",
+    ],
+)
+def test_unexpected_fairseq1_key_raises_naming_it(
+    hf_state: dict[str, Any], bad_key: str
+) -> None:
+    state = hf_to_fairseq1_state_dict(hf_state)
+    state[bad_key] = torch.zeros(1)
+
+    with pytest.raises(ValueError, match=re.escape(f"`{bad_key}`")):
+        convert_sm4t_speech_encoder_state_dict({"model": state}, CONFIG)
+
+
+def test_fairseq1_file_is_a_full_pickle(test_cards: SessionCards) -> None:
+    """The test file, like the real one, is refused by the restricted unpickler."""
+    file = test_cards.root / "sm4t_fairseq1" / "seamlessM4T_v2_large.pt"
+
+    with pytest.raises(pickle.UnpicklingError, match="weights_only"):
+        torch.load(file, weights_only=True)
+
+    checkpoint = torch.load(file, weights_only=False)
+    assert isinstance(checkpoint["args"], argparse.Namespace)
+    assert "cfg" in checkpoint and "optimizer_history" in checkpoint
+
+
+def test_load_model_loads_fairseq1_file_through_unrestricted_card() -> None:
+    model = load_model("test_sm4t_fairseq1", device=torch.device("cpu"))
+    reference = load_model("test_sm4t_hf", device=torch.device("cpu"))
+
+    assert isinstance(model, SM4TSpeechEncoder)
+    ours, theirs = model.state_dict(), reference.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_restricted_card_explains_how_to_load_a_fairseq1_file() -> None:
+    with pytest.raises(AssetCardError) as info:
+        load_model("test_sm4t_fairseq1_restricted", device=torch.device("cpu"))
+
+    message = str(info.value.__cause__)
+    assert "restrict: false" in message
+    assert "seamless_m4t_v2_large_speech_encoder" in message
+
+
+def test_unpickling_a_missing_module_is_explained(tmp_path: Path) -> None:
+    """A fairseq1 file may pickle objects of modules that are not installed."""
+    module = tmp_path / "fairseq1_cfg_stub.py"
+    module.write_text("class Cfg:\n    pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import fairseq1_cfg_stub
+
+        state = hf_to_fairseq1_state_dict(dict(build_hf_model(SM4T_SEED).state_dict()))
+        file = tmp_path / "model.pt"
+        torch.save({"model": state, "cfg": fairseq1_cfg_stub.Cfg()}, file)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("fairseq1_cfg_stub", None)
+
+    from speechmapper_plugin.models.sm4t_speech_encoder import (
+        get_sm4t_speech_encoder_hub,
+    )
+
+    with pytest.raises(CorruptModelCheckpointError, match="`fairseq1_cfg_stub`"):
+        get_sm4t_speech_encoder_hub().load_custom_model(
+            file, CONFIG, device=torch.device("cpu"), restrict=False
+        )

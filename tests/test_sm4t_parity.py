@@ -28,13 +28,15 @@ END_TO_END_ATOL = 1e-3
 NUM_LAYERS = TINY_DIMS["num_encoder_layers"]
 
 # (source, shaw_sdpa): converted in memory with both attention implementations,
-# and loaded through `load_model` from both checkpoint formats.
+# and loaded through `load_model` from every checkpoint layout (HF safetensors,
+# Meta fairseq2-0.2 `.pt`, Meta fairseq1 full-pickle `.pt`).
 SOURCES = [
     ("converted", "fairseq2"),
     ("converted", "gathered"),
     ("test_sm4t_hf", "gathered"),
     ("test_sm4t_meta", "gathered"),
     ("test_sm4t_meta", "fairseq2"),
+    ("test_sm4t_fairseq1", "gathered"),
 ]
 
 

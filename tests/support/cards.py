@@ -115,17 +115,22 @@ def _build_trained_projector_cards(root: Path, card_dir: Path) -> None:
 
 
 def _build_sm4t_cards(root: Path, card_dir: Path) -> tuple[Path, Path]:
-    """A tiny SeamlessM4T-v2 in HF safetensors shards and as Meta's ``.pt``."""
+    """A tiny SeamlessM4T-v2 in HF safetensors shards and as Meta's ``.pt`` (in
+    the fairseq2-0.2 and the fairseq1 layout; the latter a full-pickle file)."""
     from tests.support.sm4t import (
         SM4T_SEED,
         build_hf_model,
         save_hf_checkpoint,
         save_meta_checkpoint,
     )
+    from tests.support.sm4t_fairseq1 import save_fairseq1_checkpoint
 
     model = build_hf_model(SM4T_SEED)
     hf_dir = save_hf_checkpoint(model, root / "sm4t_hf")
     meta_checkpoint = save_meta_checkpoint(model, root / "sm4t_meta" / "model.pt")
+    fairseq1_checkpoint = save_fairseq1_checkpoint(
+        model, root / "sm4t_fairseq1" / "seamlessM4T_v2_large.pt"
+    )
 
     family = {"model_family": "sm4t_speech_encoder", "model_arch": "tiny"}
     write_cards(
@@ -133,6 +138,17 @@ def _build_sm4t_cards(root: Path, card_dir: Path) -> tuple[Path, Path]:
         [
             {"name": "test_sm4t_hf", **family, "checkpoint": str(hf_dir)},
             {"name": "test_sm4t_meta", **family, "checkpoint": str(meta_checkpoint)},
+            {
+                "name": "test_sm4t_fairseq1",
+                **family,
+                "checkpoint": str(fairseq1_checkpoint),
+                "restrict": False,
+            },
+            {
+                "name": "test_sm4t_fairseq1_restricted",
+                **family,
+                "checkpoint": str(fairseq1_checkpoint),
+            },
         ],
     )
     return hf_dir, meta_checkpoint

@@ -39,6 +39,9 @@ from speechmapper_plugin.models.sm4t_speech_encoder.hub import (
     get_sm4t_speech_encoder_hub as get_sm4t_speech_encoder_hub,
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
+    FAIRSEQ1_FORMAT as FAIRSEQ1_FORMAT,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
     HF_FORMAT as HF_FORMAT,
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
@@ -49,6 +52,9 @@ from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
     convert_sm4t_speech_encoder_state_dict as convert_sm4t_speech_encoder_state_dict,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
+    detect_checkpoint_format as detect_checkpoint_format,
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
     select_speech_encoder_keys as select_speech_encoder_keys,

@@ -16,10 +16,20 @@ This loader, used only by the ``sm4t_speech_encoder`` family:
 - for ``.pt`` files, delegates to fairseq2 with ``mmap=True``: ``torch.load``
   then maps the file and only the tensors the converter keeps are ever paged
   in.
+
+Meta's released ``seamlessM4T_v2_large.pt`` is a fairseq1 training
+checkpoint: next to ``model`` it pickles ``cfg``/``args`` and training state,
+which ``torch.load(weights_only=True)`` (fairseq2's default, ``restrict``)
+refuses. seamless_communication itself loads it with
+``restrict_checkpoints=False``; our card for it sets fairseq2's ``restrict:
+false`` field, i.e. the file is unpickled in full and must be trusted. When a
+card without that field meets such a file, the error says so instead of
+"erroneous checkpoint".
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -73,7 +83,9 @@ class SpeechEncoderCheckpointLoader(ModelCheckpointLoader):
         if self._file_system.is_local_path(path):
             options = replace(options, mmap=True)
 
-        return self._default_loader.lazy_load(path, shard_dims, options)
+        return _explain_pickle_errors(
+            path, options, self._default_loader.lazy_load(path, shard_dims, options)
+        )
 
     def _load_safetensors(
         self,
@@ -125,6 +137,37 @@ class SpeechEncoderCheckpointLoader(ModelCheckpointLoader):
         return self._safetensors_files(path) is not None or (
             self._default_loader.supports_path(path)
         )
+
+
+def _explain_pickle_errors(
+    path: Path,
+    options: ModelCheckpointLoadOptions,
+    tensors: Iterator[tuple[str, Tensor]],
+) -> Iterator[tuple[str, Tensor]]:
+    """``tensors``, with the two ways a full-pickle checkpoint fails explained."""
+    try:
+        yield from tensors
+    except CorruptModelCheckpointError as ex:
+        if options.restrict and _is_weights_only_refusal(ex):
+            raise CorruptModelCheckpointError(
+                path,
+                f"{path} holds pickled Python objects besides tensors (as Meta's fairseq1 `seamlessM4T_v2_large.pt` does), which the restricted unpickler refuses. If you trust the file, load it through a card with `restrict: false` (like `seamless_m4t_v2_large_speech_encoder_meta`), or pass `restrict=False` to `get_sm4t_speech_encoder_hub().load_custom_model`; otherwise use the safetensors release (`seamless_m4t_v2_large_speech_encoder`).",
+            ) from ex
+        raise
+    except ModuleNotFoundError as ex:
+        raise CorruptModelCheckpointError(
+            path,
+            f"Unpickling {path} needs the Python module `{ex.name}`, which is not installed; install it (the checkpoint pickles objects of it next to the weights) or use the safetensors release (`seamless_m4t_v2_large_speech_encoder`).",
+        ) from ex
+
+
+def _is_weights_only_refusal(error: BaseException) -> bool:
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, pickle.UnpicklingError) and "weights_only" in str(cause):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def read_speech_encoder_safetensors(path: Path, files: list[Path]) -> dict[str, object]:

@@ -1,18 +1,28 @@
-"""Reads the speech encoder out of the two SeamlessM4T-v2 checkpoint formats.
+"""Reads the speech encoder out of the SeamlessM4T-v2 checkpoint layouts.
 
-- Meta's fairseq2-0.2 ``seamlessM4T_v2_large.pt``: ``{"model": state_dict}``
-  with ``speech_encoder_frontend.*``, ``speech_encoder.inner.*`` and
-  ``speech_encoder.inner_layer_norm.*``. Sub-module names equal fairseq2
-  0.8.1's, so only the prefixes change.
+- Meta's released ``seamlessM4T_v2_large.pt`` in the **fairseq1** layout:
+  ``{"model": state_dict, "cfg"/"args": ..., ...}`` with the speech encoder
+  under ``encoder.w2v_encoder.w2v_model.*``. seamless_communication converts
+  these keys at load time (``src/seamless_communication/models/unity/
+  loader.py``, ``UnitYLoader._fairseq_key_map``, whose ``encoder_key`` is
+  ``encoder`` for a model with a T2U decoder such as v2 large; ``ggml/
+  ggml_convert.py`` notes that "the current default in SC is to convert from
+  fairseq1 ckpt format"). Verified against that source only, not the file.
+- Meta's fairseq2-0.2 layout (what ``UnitYLoader`` produces, and what a
+  re-saved seamless_communication model holds): ``speech_encoder_frontend.*``,
+  ``speech_encoder.inner.*`` and ``speech_encoder.inner_layer_norm.*``.
+  Sub-module names equal fairseq2 0.8.1's, so only the prefixes change.
 - Hugging Face ``SeamlessM4Tv2Model`` safetensors: ``speech_encoder.*`` with
   transformers' module names.
 - Checkpoints saved from :class:`SM4TSpeechEncoder` itself pass through.
 
-Trap: the name ``inner_layer_norm`` means different LayerNorms in the two
-formats. Meta's ``speech_encoder.inner_layer_norm`` (after the last Conformer
-block) is HF's ``speech_encoder.encoder.layer_norm``; HF's
-``speech_encoder.inner_layer_norm`` is Meta's ``speech_encoder.layer_norm``
-(after the length adaptor), which we drop.
+Trap: the name ``inner_layer_norm`` means different LayerNorms in the
+formats. fairseq2-0.2's ``speech_encoder.inner_layer_norm`` (after the last
+Conformer block) is fairseq1's ``encoder.w2v_encoder.w2v_model.encoder.
+layer_norm`` and HF's ``speech_encoder.encoder.layer_norm``; HF's
+``speech_encoder.inner_layer_norm`` is fairseq2-0.2's ``speech_encoder.
+layer_norm`` and fairseq1's ``encoder.adaptor.out_ln`` (after the length
+adaptor), which we drop.
 
 Everything outside the speech encoder (text encoder/decoder, T2U model,
 vocoder) and the speech-encoder parts after ``inner_layer_norm`` (the
@@ -59,7 +69,7 @@ class CheckpointFormat:
             return None
 
         raise ValueError(
-            f"Unexpected key `{key}` in a {self.name} SeamlessM4T checkpoint: it is neither a speech-encoder weight nor a known part of the model to skip. The checkpoint may be of a different architecture (e.g. SeamlessM4T v1 or a fairseq1 checkpoint)."
+            f"Unexpected key `{key}` in a {self.name} SeamlessM4T checkpoint: it is neither a speech-encoder weight nor a known part of the model to skip. The checkpoint may be of a different architecture (e.g. SeamlessM4T v1, whose Conformer has BatchNorm convolutions and Transformer-XL relative attention)."
         )
 
 
@@ -100,7 +110,7 @@ NATIVE_FORMAT: Final = CheckpointFormat(
 )
 
 META_FORMAT: Final = CheckpointFormat(
-    "Meta fairseq2-0.2 (seamless_communication)",
+    "Meta fairseq2-0.2 (seamless_communication UnitYModel)",
     *_compile(
         [
             (
@@ -127,6 +137,91 @@ META_FORMAT: Final = CheckpointFormat(
             r"text_decoder\.",
             r"final_proj\.",
             r"t2u_model\.",
+        ],
+    ),
+)
+
+_W2V: Final = r"encoder\.w2v_encoder\.w2v_model\."
+_W2V_LAYER: Final = _W2V + r"encoder\.layers\.([0-9]+)\."
+
+FAIRSEQ1_FORMAT: Final = CheckpointFormat(
+    "Meta fairseq1 (seamlessM4T_v2_large.pt)",
+    *_compile(
+        [
+            (
+                rf"{_W2V}layer_norm\.({_P})",
+                r"encoder_frontend.post_extract_layer_norm.\1",
+            ),
+            (
+                rf"{_W2V}post_extract_proj\.({_P})",
+                r"encoder_frontend.model_dim_proj.\1",
+            ),
+            # The LayerNorm after the last Conformer block (seamless moves it
+            # to `speech_encoder.inner_layer_norm` for Conformer encoders).
+            (rf"{_W2V}encoder\.layer_norm\.({_P})", r"inner_layer_norm.\1"),
+            (
+                rf"{_W2V_LAYER}ffn([12])\.layer_norm\.({_P})",
+                r"encoder.layers.\1.ffn\2_layer_norm.\3",
+            ),
+            (
+                rf"{_W2V_LAYER}ffn([12])\.w_1\.({_P})",
+                r"encoder.layers.\1.ffn\2.inner_proj.\3",
+            ),
+            (
+                rf"{_W2V_LAYER}ffn([12])\.w_2\.({_P})",
+                r"encoder.layers.\1.ffn\2.output_proj.\3",
+            ),
+            (
+                rf"{_W2V_LAYER}self_attn_layer_norm\.({_P})",
+                r"encoder.layers.\1.self_attn_layer_norm.\2",
+            ),
+            # seamless accepts both ESPnet (`linear_*`) and fairseq
+            # (`*_proj`, `out_proj`) attention names.
+            (
+                rf"{_W2V_LAYER}self_attn\.(?:linear_([qkv])|([qkv])_proj)\.({_P})",
+                r"encoder.layers.\1.self_attn.\2\3_proj.\4",
+            ),
+            (
+                rf"{_W2V_LAYER}self_attn\.(?:linear_out|out_proj)\.({_P})",
+                r"encoder.layers.\1.self_attn.output_proj.\2",
+            ),
+            (
+                rf"{_W2V_LAYER}self_attn\.rel_k_embedding\.weight",
+                r"encoder.layers.\1.self_attn.sdpa.rel_k_embed.weight",
+            ),
+            # `conv_module.layer_norm` is before the convolution module,
+            # `conv_module.layer_norm2` after the depthwise convolution.
+            (
+                rf"{_W2V_LAYER}conv_module\.layer_norm\.({_P})",
+                r"encoder.layers.\1.conv_layer_norm.\2",
+            ),
+            (
+                rf"{_W2V_LAYER}conv_module\.layer_norm2\.({_P})",
+                r"encoder.layers.\1.conv.layer_norm.\2",
+            ),
+            (
+                rf"{_W2V_LAYER}conv_module\.(pointwise_conv1|depthwise_conv|pointwise_conv2)\.weight",
+                r"encoder.layers.\1.conv.\2.weight",
+            ),
+            (
+                rf"{_W2V_LAYER}final_layer_norm\.({_P})",
+                r"encoder.layers.\1.layer_norm.\2",
+            ),
+        ],
+        [
+            # Remnant of w2v-BERT pre-training (seamless deletes it).
+            rf"{_W2V}mask_emb$",
+            # Speech-encoder parts after the Conformer: `proj.0`/`proj.2`
+            # (`proj1`/`proj2`), `out_ln` and the length-adaptor layers.
+            r"encoder\.adaptor\.",
+            # The rest of UnitY: text encoder, text decoder (`target_letter_
+            # decoder`), T2U encoder (`synthesizer_encoder`) and decoder
+            # (`decoder`), and the character projection seamless deletes.
+            r"text_encoder\.",
+            r"target_letter_decoder\.",
+            r"synthesizer_encoder\.",
+            r"decoder\.",
+            r"decoder_target_letter_decoder\.",
         ],
     ),
 )
@@ -204,6 +299,7 @@ HF_FORMAT: Final = CheckpointFormat(
 )
 
 _FORMAT_MARKERS: Final = (
+    (FAIRSEQ1_FORMAT, ("encoder.w2v_encoder.",)),
     (META_FORMAT, ("speech_encoder_frontend.", "speech_encoder.inner.")),
     (HF_FORMAT, ("speech_encoder.encoder.", "speech_encoder.feature_projection.")),
     (NATIVE_FORMAT, ("encoder_frontend.", "encoder.layers.")),
@@ -211,16 +307,31 @@ _FORMAT_MARKERS: Final = (
 
 
 def detect_checkpoint_format(keys: Iterable[str]) -> CheckpointFormat:
-    """Tell the format from the speech-encoder keys of a (flat) state dict."""
+    """Tell the format from the speech-encoder keys of a (flat) state dict.
+
+    :raises ValueError: if no format's speech-encoder keys are present, or if
+        those of more than one are (a mixed or mangled checkpoint).
+    """
     keys = list(keys)
 
+    found: list[tuple[CheckpointFormat, str]] = []
     for fmt, prefixes in _FORMAT_MARKERS:
-        if any(k.startswith(prefixes) for k in keys):
-            return fmt
+        example = next((k for k in keys if k.startswith(prefixes)), None)
+        if example is not None:
+            found.append((fmt, example))
+
+    if len(found) == 1:
+        return found[0][0]
+
+    if found:
+        layouts = "; ".join(f"`{key}` ({fmt.name})" for fmt, key in found)
+        raise ValueError(
+            f"The checkpoint mixes speech-encoder keys of several layouts: {layouts}. Convert it from one source only."
+        )
 
     sample = ", ".join(sorted(keys)[:5]) or "none"
     raise ValueError(
-        f"The checkpoint holds no SeamlessM4T-v2 speech-encoder weights in a known format (Meta `speech_encoder.inner.*`, Hugging Face `speech_encoder.encoder.*` or fairseq2 `encoder.layers.*`); first keys: {sample}."
+        f"The checkpoint holds no SeamlessM4T-v2 speech-encoder weights in a known format (Meta fairseq1 `encoder.w2v_encoder.w2v_model.*`, Meta fairseq2-0.2 `speech_encoder.inner.*`, Hugging Face `speech_encoder.encoder.*` or fairseq2 `encoder.layers.*`); first keys: {sample}."
     )
 
 
@@ -255,7 +366,7 @@ def unwrap_checkpoint(checkpoint: Mapping[str, object]) -> Mapping[str, object]:
 def convert_sm4t_speech_encoder_state_dict(
     state_dict: dict[str, object], config: SM4TSpeechEncoderConfig
 ) -> dict[str, object]:
-    """Map a Meta, Hugging Face or native checkpoint onto :class:`SM4TSpeechEncoder`.
+    """Map a Meta (fairseq1 or fairseq2-0.2), Hugging Face or native checkpoint onto :class:`SM4TSpeechEncoder`.
 
     :raises ValueError: on an unexpected key, or when the checkpoint's number
         of Conformer blocks differs from ``config.num_encoder_layers``.
