@@ -442,3 +442,22 @@ def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> Non
         ValidationError, match=message.replace("`", "\\`").replace(".", "\\.")
     ):
         StandardObjectValidator().validate(config)
+
+
+def test_the_checkpoint_step_is_read_from_the_checkpoint_path() -> None:
+    from fairseq2.recipe.config import ReferenceModelSection
+
+    from recipes.generate.settings import describe_model
+
+    described = describe_model(
+        ReferenceModelSection(
+            path=Path("/runs/stage2/checkpoints/step_600/model"), family="speechmapper"
+        ),
+        None,
+    )
+    assert described["checkpoint"] == "/runs/stage2/checkpoints/step_600/model"
+    assert described["checkpoint_step"] == 600
+    assert (
+        describe_model(ReferenceModelSection(name="some_card"), None)["checkpoint_step"]
+        is None
+    )
