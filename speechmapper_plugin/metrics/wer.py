@@ -1,6 +1,6 @@
 """Word errors of stage-1 embedding-space decoding, accumulated as sums so
 ranks can merge them. The counting is the evaluation's
-(:mod:`speechmapper_plugin.evaluation.asr`); only the light normalisation is
+(:mod:`speechmapper_plugin.metrics.edits`); only the light normalisation is
 this module's (it keeps the metric comparable across tokenizers without
 Whisper's English-specific rewrites)."""
 
@@ -10,7 +10,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from speechmapper_plugin.evaluation.asr import corpus_edit_counts
+from speechmapper_plugin.metrics.edits import corpus_edit_counts
 
 _PUNCTUATION = re.compile(r"[^\w\s']|_", re.UNICODE)
 
