@@ -198,7 +198,12 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
                 cos_sum / num_words, weight=num_words
             )
 
-        ids = nearest_token_ids(outputs, self._targets.table)
+        ids = nearest_token_ids(
+            outputs,
+            self._targets.table,
+            pad_embedding=self._targets.pad_embedding,
+            pad_idx=self._targets.pad_idx,
+        )
         hypotheses = [
             self._decode(drop_pad_ids(ids[i], int(out_lens[i]), self._targets.pad_idx))
             for i in range(batch.batch_size)

@@ -45,10 +45,16 @@ from speechmapper_plugin.llm.speech_prompt import (
 )
 from speechmapper_plugin.llm.speech_prompt import stop_token_ids as stop_token_ids
 from speechmapper_plugin.llm.target_embeddings import (
+    PAD_NORM_WARN_RATIO as PAD_NORM_WARN_RATIO,
+)
+from speechmapper_plugin.llm.target_embeddings import (
     TargetLLMEmbeddings as TargetLLMEmbeddings,
 )
 from speechmapper_plugin.llm.target_embeddings import (
     load_target_llm_embeddings as load_target_llm_embeddings,
+)
+from speechmapper_plugin.llm.target_embeddings import (
+    report_pad_row as report_pad_row,
 )
 from speechmapper_plugin.llm.target_embeddings import (
     resolve_pad_token as resolve_pad_token,

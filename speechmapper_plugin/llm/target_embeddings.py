@@ -10,10 +10,12 @@ tokenizer, the pad token and the checkpoint belong together.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 import torch
 from fairseq2.assets import AssetCard
 from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
+from fairseq2.logging import log
 from torch import Tensor
 
 from speechmapper_plugin.llm.cards import (
@@ -33,7 +35,12 @@ from speechmapper_plugin.llm.tokens import (
     max_token_id,
     token_to_id,
 )
+from speechmapper_plugin.metrics.embedding_space import row_norm_ratio
 from speechmapper_plugin.models.card_config import maybe_model_config_of
+
+PAD_NORM_WARN_RATIO: Final = 0.1
+"""Warn when the pad target's norm is below this fraction of the median row
+norm: the row is then likely untrained (Llama 3's reserved tokens)."""
 
 
 class TargetLLMEmbeddings:
@@ -183,6 +190,8 @@ def load_target_llm_embeddings(
 
     table = source.read(dtype)
 
+    report_pad_row(card.name, table, pad_token, pad_idx)
+
     return TargetLLMEmbeddings(
         card_name=card.name,
         tokenizer=tokenizer,
@@ -192,6 +201,39 @@ def load_target_llm_embeddings(
         bos_idx=bos_idx,
         eos_idx=eos_idx,
     )
+
+
+def report_pad_row(
+    card_name: str, table: Tensor, pad_token: str, pad_idx: int
+) -> float:
+    """Log the pad row's norm relative to the table's median; warn if tiny.
+
+    A near-zero pad target is learnable and scored correctly (embedding-space
+    decoding compares against the pad vector), but the projector then emits
+    near-zero vectors at pad positions, which the LLM's first RMSNorm scales
+    up to unit size. :returns: the ratio.
+    """
+    norm, ratio = row_norm_ratio(table, pad_idx)
+
+    log.info(
+        "Pad target of {}: '{}' (id {}), row norm {:.3g} = {:.3g} x the median row norm.",
+        card_name,
+        pad_token,
+        pad_idx,
+        norm,
+        ratio,
+    )
+
+    if ratio < PAD_NORM_WARN_RATIO:
+        log.warning(
+            "The pad row of {} ('{}', id {}) has {:.3g} x the median row norm: it is likely an untrained (reserved) token. Stage 1 then teaches the projector to emit near-zero vectors at pad positions. To pad with a trained row, set `pad_token` (e.g. '<|eot_id|>' for Llama 3.1) in the recipe's `target_llm` section or `speechmapper_pad_token` in the card.",
+            card_name,
+            pad_token,
+            pad_idx,
+            ratio,
+        )
+
+    return ratio
 
 
 def resolve_pad_token(

@@ -7,6 +7,9 @@ from speechmapper_plugin.metrics.embedding_space import (
     nearest_token_ids as nearest_token_ids,
 )
 from speechmapper_plugin.metrics.embedding_space import (
+    row_norm_ratio as row_norm_ratio,
+)
+from speechmapper_plugin.metrics.embedding_space import (
     word_position_cosine as word_position_cosine,
 )
 from speechmapper_plugin.metrics.wer import normalize_text as normalize_text
