@@ -10,6 +10,7 @@ import pytest
 from speechmapper_plugin.data.manifest_validation import validate_manifest
 from speechmapper_plugin.tiny_assets import templated_sentences
 from speechmapper_plugin.tiny_assets.speech import (
+    DEV_VOICES,
     HELDOUT_VOICES,
     TRAIN_VOICES,
     VARIED_PITCHES,
@@ -88,16 +89,21 @@ def test_pitch_and_speed_change_the_audio(tmp_path: Path) -> None:
     assert num_wav_samples(fast) < 0.8 * num_wav_samples(slow)
 
 
-def test_every_shipped_voice_speaks_and_the_heldout_voice_is_unseen(
+def test_every_shipped_voice_speaks_and_dev_and_test_voices_are_unseen(
     tmp_path: Path,
 ) -> None:
     assert not set(HELDOUT_VOICES) & set(TRAIN_VOICES)
+    assert not set(DEV_VOICES) & set(TRAIN_VOICES)
+    assert not set(DEV_VOICES) & set(HELDOUT_VOICES)
+    # The test voice's accent is one no training voice speaks.
+    accents = {voice.split("+")[0] for voice in TRAIN_VOICES}
+    assert not {voice.split("+")[0] for voice in HELDOUT_VOICES} & accents
 
     audio = {
         voice: synthesize_speech(
             tmp_path / f"{i}.wav", SENTENCE, voice=voice
         ).read_bytes()
-        for i, voice in enumerate((*TRAIN_VOICES, *HELDOUT_VOICES))
+        for i, voice in enumerate((*TRAIN_VOICES, *DEV_VOICES, *HELDOUT_VOICES))
     }
     # Every voice sounds different (an unknown variant would fall back silently).
     assert len(set(audio.values())) == len(audio)

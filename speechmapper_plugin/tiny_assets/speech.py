@@ -27,7 +27,9 @@ VOICES: Final = (
     "en-gb-x-rp+m7",
 )
 """espeak-ng voices (language + variant) that utterances rotate through; five
-voices against three speeds give fifteen voice/speed pairings."""
+voices against three speeds give fifteen voice/speed pairings. (``en-gb+m3``
+is plain ``en-gb``: that voice ignores variants; kept so that existing corpora
+stay the same.)"""
 
 SLOW_WORDS_PER_MINUTE: Final = (105, 115, 110)
 """Slow speech: at ~2 words/s a transcript of about ten tokens spans ~25
@@ -39,18 +41,29 @@ DEFAULT_PITCH: Final = 50
 TRAIN_VOICES: Final = (
     "en-us",
     "en-us+f3",
-    "en-gb+m3",
+    "en+m3",
     "en-us+f5",
     "en-gb-x-rp+m7",
     "en-029+m2",
+    "en-us-nyc+m5",
+    "en-gb-x-gbcwmd+f1",
+    "en-gb-x-gbclan+m4",
+    "en+f4",
+    "en-us+m6",
 )
-"""The voices of the training and development splits: accents and variants
-(formants, breathiness) differ; six voices, coprime with the five speeds and
-seven pitches below, give all 210 combinations."""
+"""The voices of the training split: seven accents and ten variants
+(formants, breathiness). British English is ``en`` here: ``en-gb`` ignores a
+``+variant`` (every ``en-gb+...`` is plain ``en-gb``). Eleven voices, coprime
+with the five speeds and seven pitches below, give all 385 combinations."""
+
+DEV_VOICES: Final = ("en-us-nyc+f4",)
+"""The voice of the development split: not a training voice either, so that
+validating and tuning on dev measures what the test voice will (a new voice)
+without looking at the test split."""
 
 HELDOUT_VOICES: Final = ("en-gb-scotland+f2",)
-"""The voice of the test split only: an accent and a variant no training
-utterance has."""
+"""The voice of the test split only: an accent (Scottish English) and a
+variant (``f2``) that no training voice has."""
 
 VARIED_WORDS_PER_MINUTE: Final = (130, 140, 150, 160, 170)
 """Speeds of the varied corpora. A ten-word sentence at 150 words a minute
