@@ -15,7 +15,7 @@ from fairseq2.models.llama import LLaMATokenizerConfig, get_llama_model_hub
 from speechmapper_plugin.llm import (
     CHATML_TEMPLATE,
     EUROLLM_9B_ARCH,
-    LLAMA3_TEMPLATE,
+    LLAMA3_1_TEMPLATE,
     chat_template_for_card,
     read_pad_token,
 )
@@ -70,7 +70,8 @@ def test_target_llm_cards_resolve_with_their_speechmapper_fields() -> None:
     assert llama.field("tokenizer").as_(str) == "hg://meta-llama/Llama-3.1-8B-Instruct"
     assert llama.field("model_arch").as_(str) == "llama3_1_8b"  # from fairseq2's card
     assert read_pad_token(llama) == "<|finetune_right_pad_id|>"
-    assert chat_template_for_card(LLAMA_CARD) is LLAMA3_TEMPLATE
+    # Meta's own format by default (paper configs use the model's format).
+    assert chat_template_for_card(LLAMA_CARD) is LLAMA3_1_TEMPLATE
     assert get_tokenizer_family_name(llama) == "llama"
 
     llama_config = hub.get_model_config(llama)

@@ -11,6 +11,7 @@ from fairseq2.utils.structured import ValueConverter
 from fairseq2.utils.validation import StandardObjectValidator
 
 from recipes.eet.recipe import EETRecipe
+from recipes.evaluate.recipe import EvaluateRecipe
 from recipes.extract_features.recipe import ExtractFeaturesRecipe
 from recipes.generate.recipe import GenerateRecipe
 from recipes.stage1.recipe import Stage1Recipe
@@ -24,6 +25,7 @@ RECIPES = {
     "stage2": Stage2Recipe(),
     "generate": GenerateRecipe(),
     "eet": EETRecipe(),
+    "evaluate": EvaluateRecipe(),
 }
 
 CONFIGS = sorted(REPO.glob("recipes/*/configs/*.yaml"))
@@ -34,6 +36,7 @@ COMMAND_LINE = {
         "dataset": {"config_overrides": {"manifests": {"train": "/data/train.tsv"}}}
     },
     "generate": {"input": {"manifest": "/data/test.tsv"}},
+    "evaluate": {"input": {"manifest": "/data/test.tsv"}},
     "eet": {"input": {"text_file": "/data/sentences.txt"}},
 }
 
@@ -105,3 +108,62 @@ def test_out_of_range_loss_weights_are_rejected() -> None:
         StandardObjectValidator().validate(Stage1LossSection(alpha=11.0))
     with pytest.raises(ValidationError, match="sigma"):
         StandardObjectValidator().validate(Stage2LossSection(sigma=1.2))
+
+
+@pytest.mark.parametrize("llm", ["llama3_1_8b", "eurollm_9b"])
+def test_paper_stage1_batch_follows_from_the_papers_budget(llm: str) -> None:
+    """The header's arithmetic, redone here: 2M steps in 4 days on 4 GPUs."""
+    from recipes.stage1.config import Stage1Config
+
+    path = REPO / f"recipes/stage1/configs/paper_{llm}.yaml"
+    config = load_config(path, Stage1Config)
+    assert isinstance(config, Stage1Config)
+    header = path.read_text().split("\nmodel:")[0]
+
+    frames = config.dataset.max_num_frames
+    seconds_per_step = 4 * 24 * 3600 / config.regime.num_steps
+    gflop_per_frame, sustained_tflops = 0.51, 25.0
+    affordable = sustained_tflops * 1e12 * seconds_per_step / (gflop_per_frame * 1e9)
+    hours_seen = config.regime.num_steps * 4 * frames / 25 / 3600
+
+    assert frames <= affordable < 1.1 * frames + 1000
+    assert f"max_num_frames: {frames:,}".replace(",", "") in header.replace(",", "")
+    assert f"{round(hours_seen / 1000)}k hours" in header
+    for fact in (
+        "345,600 s",
+        "0.51 GFLOP",
+        "25 TFLOP/s",
+        "trainer.mixed_precision.dtype=float16",
+    ):
+        assert fact in header
+
+    # Paper-faithful text targets; the tiny configs keep the transcripts as given.
+    assert config.target_llm.transcript_normalization == "sentence_case"
+    tiny = load_config(REPO / "recipes/stage1/configs/tiny.yaml", Stage1Config)
+    assert isinstance(tiny, Stage1Config)
+    assert tiny.target_llm.transcript_normalization == "as_given"
+
+
+def test_paper_stage1_config_validates_with_fp16_for_v100() -> None:
+    import torch
+
+    from recipes.stage1.config import Stage1Config
+
+    path = REPO / "recipes/stage1/configs/paper_llama3_1_8b.yaml"
+    converter = get_dependency_resolver().resolve(ValueConverter)
+    data = merge(
+        converter.unstructure(Stage1Config()), yaml.safe_load(path.read_text())
+    )
+    data = merge(data, {"trainer": {"mixed_precision": {"dtype": "float16"}}})
+    config = converter.structure(data, Stage1Config)
+    StandardObjectValidator().validate(config)
+
+    assert config.trainer.mixed_precision.dtype == torch.float16
+    assert config.trainer.fp16_loss_scale[0] > 1.0  # dynamic scaling starts high
+
+
+def test_no_config_attributes_an_unsourced_sweep_to_the_paper() -> None:
+    for path in CONFIGS:
+        text = path.read_text()
+        assert "paper's sweep" not in text, path
+        assert "paper's sigma grid" not in text, path

@@ -22,6 +22,7 @@ from fairseq2.utils.validation import ValidationResult
 
 from recipes.common import SpeechDatasetSection
 from speechmapper_plugin.datasets.speech_features import SPEECH_FEATURES_DATASET
+from speechmapper_plugin.llm.transcripts import TranscriptNormalization
 from speechmapper_plugin.losses import check_alpha
 from speechmapper_plugin.models.speechmapper import SPEECHMAPPER_FAMILY
 
@@ -39,7 +40,17 @@ class TargetLLMSection:
 
     pad_token: str | None = None
     """The token whose embedding pads the targets; default: the card's
-    ``speechmapper_pad_token``, else the tokenizer's pad token."""
+    ``speechmapper_pad_token``, else the tokenizer's pad token. The paper pads
+    with "a pad token" without naming it; Llama 3.1's card names
+    ``<|finetune_right_pad_id|>``, whose row may be untrained (near zero: the
+    recipe logs its norm and warns). Another token's row, e.g. ``<|eot_id|>``,
+    is the alternative; stage 2 and validation use the same choice."""
+
+    transcript_normalization: TranscriptNormalization = "as_given"
+    """How transcripts are written before tokenisation: ``as_given``,
+    ``lowercase`` or ``sentence_case`` (see
+    :mod:`speechmapper_plugin.llm.transcripts`); the paper configs use
+    ``sentence_case`` for LibriSpeech's upper-case transcripts."""
 
     add_bos: bool = False
     """Prepend the BOS token to transcripts."""
@@ -60,8 +71,10 @@ class Stage1DatasetSection(SpeechDatasetSection):
 @dataclass(kw_only=True)
 class Stage1LossSection:
     alpha: float = 9.0
-    """Word-to-pad ratio of ``L1 = (α·MSE_word + (10−α)·MSE_pad)/10``; the
-    paper sweeps {5, 7, 9}."""
+    """Word-to-pad ratio of ``L1 = (α·MSE_word + (10−α)·MSE_pad)/10``. The
+    paper's Eq. 1 allows α ∈ [1, 9]; we also accept 10 (pads ignored) as an
+    ablation endpoint. 9 is our default (the most word weight in the paper's
+    range); we found no value the paper states it used."""
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()

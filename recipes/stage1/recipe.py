@@ -18,7 +18,11 @@ from speechmapper_plugin.datasets.speech_features import (
     PreparedSplit,
     SpeechFeaturesDataset,
 )
-from speechmapper_plugin.llm import TargetLLMEmbeddings, load_target_llm_embeddings
+from speechmapper_plugin.llm import (
+    TargetLLMEmbeddings,
+    load_target_llm_embeddings,
+    normalize_transcript,
+)
 from speechmapper_plugin.models.speechmapper import (
     SpeechMapperProjector,
     check_llm_embedding_dim,
@@ -155,10 +159,14 @@ class Stage1Recipe(Recipe):
     ) -> PreparedSplit:
         """Tokenises ``split`` and keeps what fits batches of ``max_num_frames``
         (the budget its reader uses)."""
+        config = context.get_config_as(Stage1Config)
+        mode = config.target_llm.transcript_normalization
         try:
             prepared = dataset.prepare(
                 split,
-                encode=lambda text: target_llm.encode(text).tolist(),
+                encode=lambda text: target_llm.encode(
+                    normalize_transcript(text, mode)
+                ).tolist(),
                 projector=projector.config,
                 max_num_frames=max_num_frames,
                 untrainable_policy=ds.untrainable_policy,

@@ -75,3 +75,12 @@ from speechmapper_plugin.llm.token_embeddings import (
 from speechmapper_plugin.llm.tokens import UnknownTokenError as UnknownTokenError
 from speechmapper_plugin.llm.tokens import max_token_id as max_token_id
 from speechmapper_plugin.llm.tokens import token_to_id as token_to_id
+from speechmapper_plugin.llm.transcripts import (
+    TRANSCRIPT_NORMALIZATIONS as TRANSCRIPT_NORMALIZATIONS,
+)
+from speechmapper_plugin.llm.transcripts import (
+    TranscriptNormalization as TranscriptNormalization,
+)
+from speechmapper_plugin.llm.transcripts import (
+    normalize_transcript as normalize_transcript,
+)
