@@ -63,6 +63,8 @@ def write_tiny_llama3(
     seed: int = 1,
     tokenizer_vocab_size: int = DEFAULT_VOCAB_SIZE,
     dims: TinyLlamaDims = TINY_LLAMA_DIMS,
+    init_std: float = 0.2,
+    rope_theta: float = LLAMA3_ROPE_THETA,
 ) -> TinyLLM:
     """Train a Llama 3 tokenizer on ``sentences`` and save a random
     ``LlamaForCausalLM`` next to it in ``directory``.
@@ -71,6 +73,11 @@ def write_tiny_llama3(
     tokenizer through its ``llama`` tokenizer family (``impl: hg``, ``<|eot_id|>``
     ends turns), and names Llama 3.1's ``<|finetune_right_pad_id|>`` as the
     stage-1 pad token and the ``llama3`` chat template.
+
+    :param init_std: see :func:`build_hf_llama` (a model trained from scratch
+        starts better from a smaller one).
+    :param rope_theta: Llama 3's base by default; a tiny head dimension
+        resolves positions better with a smaller one.
     """
     build_llama3_tokenizer(directory, sentences, vocab_size=tokenizer_vocab_size)
 
@@ -79,17 +86,18 @@ def write_tiny_llama3(
     model = build_hf_llama(
         vocab_size,
         seed=seed,
-        rope_theta=LLAMA3_ROPE_THETA,
+        rope_theta=rope_theta,
         bos=hf_token_id(directory, LLAMA3_BOS),
         eos=hf_token_id(directory, LLAMA3_EOT),
         dims=dims,
+        init_std=init_std,
     )
     model.save_pretrained(directory, safe_serialization=True)
 
     card: dict[str, object] = {
         "name": card_name,
         "model_family": "llama",
-        "model_config": fairseq2_llama_config(vocab_size, LLAMA3_ROPE_THETA, dims),
+        "model_config": fairseq2_llama_config(vocab_size, rope_theta, dims),
         "checkpoint": str(directory),
         "tokenizer": str(directory),
         "tokenizer_family": "llama",
