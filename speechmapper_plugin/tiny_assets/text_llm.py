@@ -116,9 +116,9 @@ TOY_LLM_DIMS: Final = TinyLlamaDims(
 32 dimensions (with 16, Llama 3's RoPE base leaves too few frequencies to
 tell nearby positions apart: it learned more slowly)."""
 
-TOY_INIT_STD: Final = 0.02
-"""Hugging Face's default: a model trained from scratch learns faster from
-small weights than from the larger ones of the untrained tiny LLMs."""
+TOY_INIT_STD: Final = 0.2
+"""The std of the random weights at step 0 (as the other tiny LLMs); the
+measured training runs started from it."""
 
 TOY_ROPE_THETA: Final = 500_000.0
 """RoPE base (Llama 3's)."""
