@@ -29,6 +29,15 @@ from speechmapper_plugin.datasets.speech_features import (
 )
 from speechmapper_plugin.llm.archs import register_target_llm_configs
 from speechmapper_plugin.metrics.descriptors import register_metric_descriptors
+from speechmapper_plugin.models.adapters import (
+    SPEECH_ADAPTER_FAMILY,
+    AdapterConfig,
+    SpeechAdapter,
+    apply_fsdp_to_speech_adapter,
+    convert_speech_adapter_state_dict,
+    create_speech_adapter_model,
+    register_speech_adapter_configs,
+)
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     register_sm4t_speech_encoder_family,
 )
@@ -40,6 +49,9 @@ from speechmapper_plugin.models.speechmapper import (
     convert_speechmapper_state_dict,
     create_speechmapper_model,
     register_speechmapper_configs,
+)
+from speechmapper_plugin.models.whisper_encoder import (
+    register_whisper_encoder_family,
 )
 
 ASSETS_PACKAGE = "speechmapper_plugin.assets"
@@ -70,9 +82,24 @@ def _register_models(container: DependencyContainer) -> None:
     )
     register_speechmapper_configs(container)
 
+    # The adapter families of Verdini et al. (one family, `kind` per arch).
+    register_model_family(
+        container,
+        SPEECH_ADAPTER_FAMILY,
+        kls=SpeechAdapter,
+        config_kls=AdapterConfig,
+        factory=create_speech_adapter_model,
+        state_dict_converter=convert_speech_adapter_state_dict,
+        fsdp_applier=apply_fsdp_to_speech_adapter,
+    )
+    register_speech_adapter_configs(container)
+
     # Wired like `register_model_family`, but with a checkpoint loader that
     # reads only the speech-encoder tensors of SeamlessM4T checkpoints.
     register_sm4t_speech_encoder_family(container)
+
+    # The same, for Whisper checkpoints (encoder tensors only).
+    register_whisper_encoder_family(container)
 
     # Target LLMs use fairseq2's own families; we add the archs it lacks (EuroLLM).
     register_target_llm_configs(container)

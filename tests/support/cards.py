@@ -24,6 +24,8 @@ class SessionCards:
     sm4t_meta_checkpoint: Path
     llms: TinyLLMs
     """Tiny Llama-3-style and EuroLLM-style LLMs (cards ``test_llama``, ``test_eurollm``)."""
+    whisper_hf_dir: Path
+    """A tiny ``WhisperForConditionalGeneration`` (card ``test_whisper_hf``)."""
 
 
 def write_cards(path: Path, cards: list[dict[str, object]]) -> None:
@@ -160,8 +162,21 @@ def _build_llm_cards(root: Path, card_dir: Path) -> TinyLLMs:
     return llms
 
 
+def _build_whisper_cards(root: Path, card_dir: Path) -> Path:
+    """A tiny Whisper (``WhisperForConditionalGeneration``) in HF safetensors."""
+    from speechmapper_plugin.tiny_assets.whisper import write_tiny_whisper
+
+    directory = root / "whisper_hf"
+    write_cards(
+        card_dir / "whisper.yaml",
+        [write_tiny_whisper(directory, card_name="test_whisper_hf", seed=7)],
+    )
+    return directory
+
+
 def build_test_cards(root: Path, card_dir: Path) -> SessionCards:
     projector_checkpoint = _build_projector_cards(root, card_dir)
+    whisper_hf_dir = _build_whisper_cards(root, card_dir)
     sm4t_hf_dir, sm4t_meta_checkpoint = _build_sm4t_cards(root, card_dir)
     llms = _build_llm_cards(root, card_dir)
     _build_trained_projector_cards(root, card_dir)
@@ -173,4 +188,5 @@ def build_test_cards(root: Path, card_dir: Path) -> SessionCards:
         sm4t_hf_dir=sm4t_hf_dir,
         sm4t_meta_checkpoint=sm4t_meta_checkpoint,
         llms=llms,
+        whisper_hf_dir=whisper_hf_dir,
     )

@@ -30,7 +30,7 @@ card without that field meets such a file, the error says so instead of
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import final
@@ -51,20 +51,29 @@ from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
     select_speech_encoder_keys,
 )
 
+KeySelector = Callable[[Iterable[str]], list[str]]
+"""Checkpoint keys -> the keys to read (raises ``ValueError`` on unknown ones)."""
+
 
 @final
 class SpeechEncoderCheckpointLoader(ModelCheckpointLoader):
-    """Loads only speech-encoder tensors from SeamlessM4T checkpoints."""
+    """Loads only speech-encoder tensors from SeamlessM4T checkpoints.
+
+    :param select_keys: Picks the tensors to read from safetensors headers;
+        another family (e.g. ``whisper_encoder``) passes its own selector.
+    """
 
     def __init__(
         self,
         default_loader: ModelCheckpointLoader,
         file_system: FileSystem,
         gang_context: GangContext,
+        select_keys: KeySelector | None = None,
     ) -> None:
         self._default_loader = default_loader
         self._file_system = file_system
         self._gang_context = gang_context
+        self._select_keys = select_keys or select_speech_encoder_keys
 
     @override
     def lazy_load(
@@ -94,7 +103,9 @@ class SpeechEncoderCheckpointLoader(ModelCheckpointLoader):
         shard_dims: Mapping[str, int],
         options: ModelCheckpointLoadOptions,
     ) -> Iterator[tuple[str, Tensor]]:
-        state_dict = read_speech_encoder_safetensors(path, files)
+        state_dict = read_speech_encoder_safetensors(
+            path, files, select_keys=self._select_keys
+        )
 
         if options.state_dict_converter is not None:
             state_dict = options.state_dict_converter(state_dict)
@@ -170,7 +181,12 @@ def _is_weights_only_refusal(error: BaseException) -> bool:
     return False
 
 
-def read_speech_encoder_safetensors(path: Path, files: list[Path]) -> dict[str, object]:
+def read_speech_encoder_safetensors(
+    path: Path,
+    files: list[Path],
+    *,
+    select_keys: KeySelector = select_speech_encoder_keys,
+) -> dict[str, object]:
     """Read the speech-encoder tensors of (sharded) safetensors files.
 
     All headers are read first, so an unexpected key raises before any tensor
@@ -193,7 +209,7 @@ def read_speech_encoder_safetensors(path: Path, files: list[Path]) -> dict[str, 
             path, f"{path} has a key in more than one safetensors file."
         )
 
-    wanted = set(select_speech_encoder_keys(all_keys))
+    wanted = set(select_keys(all_keys))
 
     state_dict: dict[str, object] = {}
 
