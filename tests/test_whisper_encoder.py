@@ -8,6 +8,8 @@ runs batched through :class:`WhisperSpeechFeatureExtractor`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from fairseq2.models import load_model
@@ -33,7 +35,7 @@ WINDOW = 16_000  # the tiny arch's 1-second window
 
 
 @pytest.fixture(scope="module")
-def hf_model(test_cards: SessionCards) -> torch.nn.Module:
+def hf_model(test_cards: SessionCards) -> Any:
     from transformers import WhisperForConditionalGeneration
 
     return WhisperForConditionalGeneration.from_pretrained(
@@ -66,7 +68,7 @@ def speech_like(num_samples: int, seed: int) -> Tensor:
 
 @torch.no_grad()
 def hf_reference(
-    hf_model: torch.nn.Module, hf_features: object, waveform: Tensor, layer: int
+    hf_model: Any, hf_features: object, waveform: Tensor, layer: int
 ) -> Tensor:
     """transformers' output of one utterance: each 1 s window on its own
     (``hidden_states[layer]``), valid positions concatenated."""
@@ -92,7 +94,7 @@ windows, the last half full)."""
 @pytest.mark.parametrize("layer", range(1, NUM_LAYERS + 1))
 def test_every_layer_matches_transformers_batched_with_padding(
     ours: WhisperEncoder,
-    hf_model: torch.nn.Module,
+    hf_model: Any,
     hf_features: object,
     layer: int,
 ) -> None:
@@ -205,11 +207,12 @@ def test_card_config_and_output_layer(test_cards: SessionCards) -> None:
 
 
 def tiny_config(**overrides: int) -> WhisperEncoderConfig:
-    return WhisperEncoderConfig(**{**WHISPER_TINY_DIMS, **overrides}, output_layer=1)
+    dims: dict[str, Any] = {**WHISPER_TINY_DIMS, **overrides}
+    return WhisperEncoderConfig(**dims, output_layer=1)
 
 
 def test_converter_refuses_wrong_depth_and_learned_positions(
-    hf_model: torch.nn.Module,
+    hf_model: Any,
 ) -> None:
     state = dict(hf_model.state_dict())
 
@@ -222,7 +225,8 @@ def test_converter_refuses_wrong_depth_and_learned_positions(
         convert_whisper_encoder_state_dict(learned, tiny_config())
 
     converted = convert_whisper_encoder_state_dict(state, tiny_config())
-    assert converted["encoder.layers.0.self_attn.k_proj.bias"].abs().sum() == 0  # type: ignore[union-attr]
+    k_bias = converted["encoder.layers.0.self_attn.k_proj.bias"]
+    assert isinstance(k_bias, Tensor) and k_bias.abs().sum() == 0
 
 
 def test_config_validation() -> None:
