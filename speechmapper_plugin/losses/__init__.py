@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from speechmapper_plugin.losses.ctc import CTCLoss as CTCLoss
+from speechmapper_plugin.losses.ctc import ctc_head_loss as ctc_head_loss
+from speechmapper_plugin.losses.ctc import embedding_ctc_loss as embedding_ctc_loss
 from speechmapper_plugin.losses.embedding_mse import (
     EmbeddingMSELoss as EmbeddingMSELoss,
 )
@@ -17,3 +20,6 @@ from speechmapper_plugin.losses.embedding_mse import position_masks as position_
 from speechmapper_plugin.losses.embedding_mse import trainable_rows as trainable_rows
 from speechmapper_plugin.losses.mixed import check_sigma as check_sigma
 from speechmapper_plugin.losses.mixed import mixed_ce_mse_loss as mixed_ce_mse_loss
+from speechmapper_plugin.losses.quantity import (
+    cif_quantity_loss as cif_quantity_loss,
+)

@@ -1,0 +1,73 @@
+"""One name for "a projector or an adapter": what recipes, datasets and the
+pipeline accept.
+
+Both kinds take SFM features and a layout and return speech embeddings and a
+layout; these helpers answer the length questions for either config.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias, TypeVar
+
+from torch import Tensor
+from torch.nn import Module
+
+from speechmapper_plugin.models.adapters.config import (
+    SPEECH_ADAPTER_FAMILY,
+    AdapterConfig,
+)
+from speechmapper_plugin.models.adapters.lengths import (
+    max_output_length as adapter_max_output_length,
+)
+from speechmapper_plugin.models.adapters.lengths import (
+    min_input_frames as adapter_min_input_frames,
+)
+from speechmapper_plugin.models.adapters.model import SpeechAdapter
+from speechmapper_plugin.models.speechmapper import (
+    SPEECHMAPPER_FAMILY,
+    SpeechMapperConfig,
+    SpeechMapperProjector,
+)
+from speechmapper_plugin.models.speechmapper import (
+    min_input_frames as projector_min_input_frames,
+)
+from speechmapper_plugin.models.speechmapper import (
+    output_length as projector_output_length,
+)
+
+ProjectorConfig: TypeAlias = SpeechMapperConfig | AdapterConfig
+
+AnyProjector: TypeAlias = SpeechMapperProjector | SpeechAdapter
+
+PROJECTOR_CLASSES: tuple[type[Module], ...] = (SpeechMapperProjector, SpeechAdapter)
+
+LengthT = TypeVar("LengthT", int, Tensor)
+
+
+def max_output_length(
+    config: ProjectorConfig, input_length: LengthT, *, pre_averaged: bool = False
+) -> LengthT:
+    """Exact output length, or an upper bound for variable-length adapters."""
+    if isinstance(config, AdapterConfig):
+        return adapter_max_output_length(
+            config, input_length, pre_averaged=pre_averaged
+        )
+    return projector_output_length(config, input_length, pre_averaged=pre_averaged)
+
+
+def min_input_frames(config: ProjectorConfig, *, pre_averaged: bool = False) -> int:
+    """The shortest input (in frames) that yields at least one output."""
+    if isinstance(config, AdapterConfig):
+        return adapter_min_input_frames(config, pre_averaged=pre_averaged)
+    return projector_min_input_frames(config, pre_averaged=pre_averaged)
+
+
+def is_variable_length(config: ProjectorConfig) -> bool:
+    return isinstance(config, AdapterConfig) and config.variable_length
+
+
+def projector_family(model: Module) -> str:
+    """The model family to record in checkpoint cards."""
+    if isinstance(model, SpeechAdapter):
+        return SPEECH_ADAPTER_FAMILY
+    return SPEECHMAPPER_FAMILY

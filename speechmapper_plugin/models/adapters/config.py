@@ -1,0 +1,291 @@
+"""Configuration and architectures of the adapter families of Verdini et al.
+
+One model family (``speech_adapter``) holds the six adapters compared or cited
+by Verdini et al. 2024 ("How to Connect Speech Foundation Models and Large
+Language Models? What Matters and What Does Not", arXiv 2409.17044); the
+``kind`` field picks the length adapter. Every adapter is
+
+    frames -> Linear(input_dim, model_dim) -> [pre-encoder] -> length adapter
+           -> [post-encoder] -> Linear(model_dim, output_dim)
+
+where the encoders are pre-LN Transformer encoders (the paper's modality
+adapter) and the length adapter is one of:
+
+- ``base``: none (the modality adapter alone, no length reduction);
+- ``conv``: strided Conv1d layers (fixed rate);
+- ``wlq_former``: a Q-Former per fixed window of frames (fixed rate);
+- ``qformer``: one Q-Former over the whole utterance (fixed number of outputs);
+- ``cif``: continuous integrate-and-fire (variable length, quantity loss);
+- ``ctc_compression``: a CTC head; consecutive frames with the same prediction
+  are averaged, blanks dropped (variable length).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Final, Literal
+
+from fairseq2.runtime.config_registry import ConfigRegistrar
+from fairseq2.runtime.dependency import DependencyContainer
+from fairseq2.utils.validation import ValidationResult
+
+from speechmapper_plugin.validation import check_positive_fields
+
+SPEECH_ADAPTER_FAMILY: Final = "speech_adapter"
+
+AdapterKind = Literal["base", "conv", "wlq_former", "qformer", "cif", "ctc_compression"]
+
+ADAPTER_KINDS: Final[tuple[str, ...]] = (
+    "base",
+    "conv",
+    "wlq_former",
+    "qformer",
+    "cif",
+    "ctc_compression",
+)
+
+VARIABLE_LENGTH_KINDS: Final[frozenset[str]] = frozenset({"cif", "ctc_compression"})
+
+
+@dataclass(kw_only=True)
+class AdapterConfig:
+    """Holds the configuration of one adapter (see the module docstring)."""
+
+    kind: AdapterKind = "base"
+    """The length adapter."""
+
+    input_dim: int = 1024
+    """The width of the speech foundation model features."""
+
+    frame_averaging: int = 2
+    """Average this many input frames first (as the feature stores do; 1 = off).
+    Kept equal to the SpeechMapper projector's so one feature store feeds both."""
+
+    model_dim: int = 1024
+    """The width of the Transformer layers and of the length adapter."""
+
+    num_pre_layers: int = 0
+    """Transformer encoder layers before the length adapter (at the frame rate)."""
+
+    num_post_layers: int = 2
+    """Transformer encoder layers after the length adapter."""
+
+    num_attn_heads: int = 16
+
+    ffn_inner_dim: int = 4096
+
+    dropout_p: float = 0.1
+
+    use_position_encoding: bool = True
+    """Sinusoidal positions on the frames and again before the post-encoder."""
+
+    output_dim: int = 4096
+    """The width of the output: the target LLM's token-embedding width."""
+
+    max_input_frames: int = 30_000
+    """The longest input (SFM frames before averaging) the adapter accepts."""
+
+    target_llm: str | None = None
+    """The LLM whose embedding space the adapter was trained for (set by stage 1)."""
+
+    # conv
+    conv_kernel_size: int = 3
+    conv_stride: int = 2
+    conv_padding: int = 1
+    num_conv_layers: int = 2
+    """``conv``: Conv1d+GELU layers; the rate is divided by ``conv_stride`` each."""
+
+    # wlq_former, qformer
+    window_size: int = 8
+    """``wlq_former``: frames per window (after averaging); the last window may
+    be partial. 8 frames at 25 Hz are 0.32 s (SALMONN's 0.33 s windows)."""
+
+    num_queries: int = 1
+    """``wlq_former``: queries (outputs) per window; ``qformer``: outputs per utterance."""
+
+    num_qformer_layers: int = 2
+    """Q-Former layers: self-attention over the queries, cross-attention to the
+    frames, feed-forward."""
+
+    # cif
+    cif_threshold: float = 1.0
+    """``cif``: the accumulated weight at which an output fires."""
+
+    cif_tail_threshold: float = 0.5
+    """``cif``: at inference a remainder at least this large fires a last output."""
+
+    cif_kernel_size: int = 3
+    """``cif``: the kernel of the Conv1d of the weight predictor."""
+
+    # ctc_compression
+    ctc_vocab_size: int = 128_256
+    """``ctc_compression``: the CTC vocabulary: the target LLM's tokenizer
+    (blank is one extra class, index ``ctc_vocab_size``)."""
+
+    @property
+    def variable_length(self) -> bool:
+        """Whether the number of outputs depends on the content of the input."""
+        return self.kind in VARIABLE_LENGTH_KINDS
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+
+        if self.kind not in ADAPTER_KINDS:
+            result.add_error(
+                f"`kind` must be one of {', '.join(ADAPTER_KINDS)}, but is '{self.kind}'."
+            )
+
+        check_positive_fields(
+            result,
+            self,
+            (
+                "input_dim",
+                "frame_averaging",
+                "model_dim",
+                "num_attn_heads",
+                "ffn_inner_dim",
+                "output_dim",
+                "max_input_frames",
+                "conv_kernel_size",
+                "conv_stride",
+                "num_conv_layers",
+                "window_size",
+                "num_queries",
+                "num_qformer_layers",
+                "cif_kernel_size",
+                "ctc_vocab_size",
+            ),
+        )
+
+        for name in ("num_pre_layers", "num_post_layers"):
+            if getattr(self, name) < 0:
+                result.add_error(
+                    f"`{name}` must be non-negative, but is {getattr(self, name)}."
+                )
+
+        if self.num_attn_heads >= 1 and self.model_dim % self.num_attn_heads != 0:
+            result.add_error(
+                f"`model_dim` ({self.model_dim}) must be divisible by `num_attn_heads` ({self.num_attn_heads})."
+            )
+
+        if not 0.0 <= self.dropout_p < 1.0:
+            result.add_error(f"`dropout_p` must be in [0, 1), but is {self.dropout_p}.")
+
+        if not 0 <= self.conv_padding < max(self.conv_kernel_size, 1):
+            result.add_error(
+                f"`conv_padding` must be in [0, conv_kernel_size), but is {self.conv_padding}."
+            )
+
+        if self.cif_kernel_size % 2 != 1:
+            result.add_error(
+                f"`cif_kernel_size` must be odd (the weights keep the frame rate), but is {self.cif_kernel_size}."
+            )
+
+        if self.cif_threshold <= 0.0:
+            result.add_error(
+                f"`cif_threshold` must be positive, but is {self.cif_threshold}."
+            )
+
+        if not 0.0 < self.cif_tail_threshold <= self.cif_threshold:
+            result.add_error(
+                f"`cif_tail_threshold` must be in (0, cif_threshold], but is {self.cif_tail_threshold}."
+            )
+
+        if self.kind in ("cif", "ctc_compression") and self.num_pre_layers == 0:
+            result.add_error(
+                f"A `{self.kind}` adapter needs `num_pre_layers` >= 1: its length decisions are made on contextual frames."
+            )
+
+        return result
+
+    def with_output_dim(self, output_dim: int) -> AdapterConfig:
+        """Return a copy targeting an LLM whose embedding width is ``output_dim``."""
+        return replace(self, output_dim=output_dim)
+
+
+def _tiny(kind: AdapterKind, **kwargs: int | float) -> AdapterConfig:
+    """Tens of thousands of parameters: tests and CPU runs on the tiny corpus."""
+    variable = kind in VARIABLE_LENGTH_KINDS
+    config = AdapterConfig(
+        kind=kind,
+        input_dim=64,
+        model_dim=64,
+        num_pre_layers=1 if variable else 0,
+        num_post_layers=1,
+        num_attn_heads=4,
+        ffn_inner_dim=128,
+        dropout_p=0.0,
+        output_dim=64,
+        window_size=4,
+        num_queries={"wlq_former": 2, "qformer": 32}.get(kind, 1),
+        num_qformer_layers=1,
+        ctc_vocab_size=256,
+    )
+    return replace(config, **kwargs)  # type: ignore[arg-type]
+
+
+def _paper(kind: AdapterKind, **kwargs: int | float) -> AdapterConfig:
+    """The size we use for the paper grid: 1024-d, 16 heads, FFN 4096 (the
+    SeamlessM4T-v2 encoder's width), a 2-layer modality adapter."""
+    variable = kind in VARIABLE_LENGTH_KINDS
+    config = AdapterConfig(
+        kind=kind,
+        num_pre_layers=2 if variable else 0,
+        num_post_layers=0 if variable else 2,
+    )
+    return replace(config, **kwargs)  # type: ignore[arg-type]
+
+
+def register_speech_adapter_configs(container: DependencyContainer) -> None:
+    arch = ConfigRegistrar(container, AdapterConfig)
+
+    # Paper size: Llama-3.1-8B / Mistral-7B width (4096) from 1024-d SFM features.
+    @arch("base")
+    def base() -> AdapterConfig:
+        return _paper("base")
+
+    @arch("conv")
+    def conv() -> AdapterConfig:
+        return _paper("conv")
+
+    @arch("wlq_former")
+    def wlq_former() -> AdapterConfig:
+        return _paper("wlq_former", num_post_layers=0, num_qformer_layers=2)
+
+    @arch("qformer")
+    def qformer() -> AdapterConfig:
+        # 64 queries: about 2.5 s of speech at 25 text tokens per second is far
+        # more than the sentences of the paper's test sets need.
+        return _paper("qformer", num_post_layers=0, num_queries=64)
+
+    @arch("cif")
+    def cif() -> AdapterConfig:
+        return _paper("cif")
+
+    @arch("ctc_compression")
+    def ctc_compression() -> AdapterConfig:
+        return _paper("ctc_compression")
+
+    @arch("base_tiny")
+    def base_tiny() -> AdapterConfig:
+        return _tiny("base")
+
+    @arch("conv_tiny")
+    def conv_tiny() -> AdapterConfig:
+        return _tiny("conv")
+
+    @arch("wlq_former_tiny")
+    def wlq_former_tiny() -> AdapterConfig:
+        return _tiny("wlq_former")
+
+    @arch("qformer_tiny")
+    def qformer_tiny() -> AdapterConfig:
+        return _tiny("qformer")
+
+    @arch("cif_tiny")
+    def cif_tiny() -> AdapterConfig:
+        return _tiny("cif")
+
+    @arch("ctc_compression_tiny")
+    def ctc_compression_tiny() -> AdapterConfig:
+        return _tiny("ctc_compression")
