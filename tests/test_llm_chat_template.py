@@ -19,6 +19,7 @@ from speechmapper_plugin.llm import (
     CHATML_TEMPLATE,
     LLAMA3_1_TEMPLATE,
     LLAMA3_TEMPLATE,
+    MISTRAL_TEMPLATE,
     SPEECH_PLACEHOLDER,
     ChatTemplate,
     TargetLLMCardError,
@@ -127,6 +128,42 @@ def test_chatml_template_matches_eurollm_chat_formatting(
     check_prompt_parity(
         eurollm, CHATML_TEMPLATE, hf_chat(test_cards.llms.eurollm_dir), "<unk>"
     )
+
+
+@pytest.fixture(scope="module")
+def mistral(test_cards: SessionCards) -> Tokenizer:
+    return load_tokenizer("test_mistral")
+
+
+def test_mistral_template_matches_mistral_chat_formatting(
+    mistral: Tokenizer, test_cards: SessionCards
+) -> None:
+    # A reserved control token stands in for the speech.
+    check_prompt_parity(
+        mistral, MISTRAL_TEMPLATE, hf_chat(test_cards.mistral_dir), "[control_8]"
+    )
+
+
+def test_mistral_responses_tokenize_as_in_the_conversation(
+    mistral: Tokenizer, test_cards: SessionCards
+) -> None:
+    # Without a system prompt: Mistral's template puts the system message into
+    # the *last* user turn only, so a conversation that ends with the response
+    # drops it (the prompt for generation keeps it, as tested above).
+    apply = hf_chat(test_cards.mistral_dir)
+    for response in RESPONSES:
+        user = "Transcribe the audio. [control_8]"
+        prompt = reference_ids(apply, user, None)
+        full = reference_ids(apply, user, None, response)
+        ids = encode_response(mistral, MISTRAL_TEMPLATE, response)
+        assert full == prompt + list(ids), response
+        assert ids[-1] == token_to_id(mistral, "</s>")
+
+
+def test_mistral_card_template_and_stop_ids(mistral: Tokenizer) -> None:
+    assert chat_template_for_card("test_mistral") is MISTRAL_TEMPLATE
+    assert get_chat_template("mistral") is MISTRAL_TEMPLATE
+    assert stop_token_ids(mistral, MISTRAL_TEMPLATE) == (2,)
 
 
 def test_llama3_prompt_with_text_in_place_of_the_speech(llama: Tokenizer) -> None:

@@ -68,7 +68,11 @@ class FeaturesSection:
 
     frame_averaging: int = 2
     """Average this many consecutive encoder frames (2: 50 Hz -> 25 Hz, as
-    SpeechMapper's projector expects)."""
+    SpeechMapper's projector expects; both SeamlessM4T and Whisper are 50 Hz)."""
+
+    max_windows: int = 16
+    """Whisper only: 30-second windows encoded at once (long utterances are
+    cut into several). Ignored for SeamlessM4T."""
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()
@@ -76,7 +80,9 @@ class FeaturesSection:
             result.add_error(
                 f"`features.layer` is 1-based and must be positive, but is {self.layer}."
             )
-        check_positive_fields(result, self, ("frame_averaging",), section="features.")
+        check_positive_fields(
+            result, self, ("frame_averaging", "max_windows"), section="features."
+        )
         return result
 
 
@@ -115,7 +121,8 @@ class ExtractFeaturesConfig:
     model: ReferenceModelSection = field(
         default_factory=lambda: ReferenceModelSection(name=DEFAULT_ENCODER_CARD)
     )
-    """The speech encoder (an ``sm4t_speech_encoder`` card); ``dtype`` is its
+    """The speech encoder (an ``sm4t_speech_encoder`` or ``whisper_encoder``
+    card); ``dtype`` is its
     compute dtype (float32 reproduces the reference implementation)."""
 
     dataset: ExtractFeaturesDatasetSection = field(

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from fairseq2.recipe.base import Recipe, RecipeContext
+from fairseq2.recipe.error import RecipeError
 from fairseq2.task import Task, TaskStopException
 from fairseq2.utils.structured import ValueConverter
 from typing_extensions import override
@@ -15,12 +16,17 @@ from speechmapper_plugin.data.audio_dataset import AudioManifestDataset
 from speechmapper_plugin.data.extraction import (
     ExtractionStopped,
     FeatureExtraction,
+    SfmExtractor,
     build_store_metadata,
 )
 from speechmapper_plugin.data.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,
     SpeechFeatureExtractor,
+)
+from speechmapper_plugin.models.whisper_encoder import (
+    WhisperEncoder,
+    WhisperSpeechFeatureExtractor,
 )
 
 
@@ -29,16 +35,7 @@ class ExtractFeaturesRecipe(Recipe):
     def create_task(self, context: RecipeContext) -> Task:
         config = context.get_config_as(ExtractFeaturesConfig)
 
-        model = context.get_model_as(SM4TSpeechEncoder)
-
-        extractor = SpeechFeatureExtractor(
-            model,
-            layer=config.features.layer,
-            layer_norm=config.features.layer_norm,
-            frame_averaging=config.features.frame_averaging,
-            dtype=config.model.dtype,
-            device=context.device,
-        )
+        extractor = _create_extractor(context, config)
 
         dataset = context.get_dataset_as(AudioManifestDataset)
 
@@ -84,6 +81,42 @@ class ExtractFeaturesRecipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return ExtractFeaturesConfig
+
+
+def _create_extractor(
+    context: RecipeContext, config: ExtractFeaturesConfig
+) -> SfmExtractor:
+    """The extractor of the configured speech encoder (SeamlessM4T or Whisper)."""
+    model = context.get_model()
+
+    features = config.features
+    try:
+        if isinstance(model, WhisperEncoder):
+            return WhisperSpeechFeatureExtractor(
+                model,
+                layer=features.layer,
+                layer_norm=features.layer_norm,
+                frame_averaging=features.frame_averaging,
+                max_windows=features.max_windows,
+                dtype=config.model.dtype,
+                device=context.device,
+            )
+
+        if isinstance(model, SM4TSpeechEncoder):
+            return SpeechFeatureExtractor(
+                model,
+                layer=features.layer,
+                layer_norm=features.layer_norm,
+                frame_averaging=features.frame_averaging,
+                dtype=config.model.dtype,
+                device=context.device,
+            )
+    except ValueError as ex:
+        raise RecipeError(f"`features`: {ex}") from None
+
+    raise RecipeError(
+        f"`model` must be a speech encoder of family `sm4t_speech_encoder` or `whisper_encoder`, but is a {type(model).__name__}."
+    )
 
 
 def _command_line() -> str:

@@ -52,6 +52,10 @@ from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4T_SPEECH_ENCODER_FAMILY,
     SpeechFeatureExtractor,
 )
+from speechmapper_plugin.models.whisper_encoder import (
+    WHISPER_ENCODER_FAMILY,
+    WhisperSpeechFeatureExtractor,
+)
 
 Extractor = Callable[[Sequence[Tensor]], tuple[Tensor, Tensor]]
 """Waveforms -> ``(features [B, T, D], lengths [B])``, e.g. ``SpeechFeatureExtractor``."""
@@ -60,10 +64,24 @@ Extractor = Callable[[Sequence[Tensor]], tuple[Tensor, Tensor]]
 FBANK_FRAMES_PER_SECOND = 100
 """SeamlessM4T's fbank hop is 10 ms."""
 
+SfmExtractor = SpeechFeatureExtractor | WhisperSpeechFeatureExtractor
+"""The feature extractors of the speech foundation models (SFMs) the store supports."""
+
+
+def sfm_family_and_frame_rate(extractor: SfmExtractor) -> tuple[str, float]:
+    """The SFM family of ``extractor`` and its output frames per second."""
+    if isinstance(extractor, WhisperSpeechFeatureExtractor):
+        return WHISPER_ENCODER_FAMILY, extractor.frame_rate
+
+    frame_rate = FBANK_FRAMES_PER_SECOND / (
+        extractor.model.config.fbank_stride * extractor.frame_averaging
+    )
+    return SM4T_SPEECH_ENCODER_FAMILY, frame_rate
+
 
 def build_store_metadata(
     split: ManifestSplit,
-    extractor: SpeechFeatureExtractor,
+    extractor: SfmExtractor,
     *,
     encoder: str,
     dtype: str,
@@ -73,21 +91,20 @@ def build_store_metadata(
 ) -> FeatureStoreMetadata:
     """The metadata of a store of ``extractor``'s features of ``split``.
 
-    :param encoder: The encoder's card name (or checkpoint path), for the record.
+    :param encoder: The encoder's card name (or checkpoint path), for the
+        record; the family (``sm4t_speech_encoder`` or ``whisper_encoder``),
+        layer and LayerNorm choice are recorded next to it.
     """
-    model = extractor.model
-    frame_rate = FBANK_FRAMES_PER_SECOND / (
-        model.config.fbank_stride * extractor.frame_averaging
-    )
+    family, frame_rate = sfm_family_and_frame_rate(extractor)
 
     return FeatureStoreMetadata(
-        dim=model.model_dim,
+        dim=extractor.model.model_dim,
         dtype=dtype,
         frame_averaging=extractor.frame_averaging,
         frame_rate=frame_rate,
         sample_rate=SAMPLE_RATE,
         encoder=encoder,
-        encoder_family=SM4T_SPEECH_ENCODER_FAMILY,
+        encoder_family=family,
         layer=extractor.layer,
         layer_norm=extractor.layer_norm,
         manifest=str(split.manifest.path.resolve()),

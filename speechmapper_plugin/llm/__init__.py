@@ -28,6 +28,12 @@ from speechmapper_plugin.llm.chat_template import CHATML_TEMPLATE as CHATML_TEMP
 from speechmapper_plugin.llm.chat_template import LLAMA3_1_TEMPLATE as LLAMA3_1_TEMPLATE
 from speechmapper_plugin.llm.chat_template import LLAMA3_TEMPLATE as LLAMA3_TEMPLATE
 from speechmapper_plugin.llm.chat_template import (
+    MISTRAL_TEMPLATE as MISTRAL_TEMPLATE,
+)
+from speechmapper_plugin.llm.chat_template import (
+    QWEN_CHATML_TEMPLATE as QWEN_CHATML_TEMPLATE,
+)
+from speechmapper_plugin.llm.chat_template import (
     SPEECH_PLACEHOLDER as SPEECH_PLACEHOLDER,
 )
 from speechmapper_plugin.llm.chat_template import ChatTemplate as ChatTemplate

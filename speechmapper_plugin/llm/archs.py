@@ -10,6 +10,8 @@ from fairseq2.runtime.dependency import DependencyContainer
 
 EUROLLM_9B_ARCH: Final = "eurollm_9b"
 
+MISTRAL_7B_V0_3_ARCH: Final = "mistral_7b_v0_3"
+
 
 def eurollm_9b_config() -> LLaMAConfig:
     """EuroLLM-9B (``utter-project/EuroLLM-9B[-Instruct]``): a Llama-architecture
@@ -42,6 +44,39 @@ def eurollm_9b_config() -> LLaMAConfig:
     )
 
 
+def mistral_7b_v0_3_config() -> LLaMAConfig:
+    """Mistral-7B(-Instruct)-v0.3 as a ``llama``-family model.
+
+    fairseq2's own ``mistral`` family is Mistral 7B v0.1: a 4096-token sliding
+    window and a RoPE base of 10000 that its config cannot change. v0.2 and
+    v0.3 dropped the window and use a base of 1e6 (public HF config:
+    ``sliding_window: null``, ``rope_theta: 1000000.0``); without a window the
+    v0.3 decoder is exactly Llama's (RMSNorm, SwiGLU, GQA), so it is built by
+    fairseq2's ``llama`` family, which also reads both checkpoint layouts
+    (Mistral's ``consolidated.safetensors`` and transformers' shards).
+
+    Public HF config: hidden 4096, 32 layers, 32 heads / 8 KV heads,
+    intermediate 14336, vocab 32768, 32768 positions, rms_norm_eps 1e-5,
+    untied embeddings, no pad token.
+    """
+    return LLaMAConfig(
+        model_dim=4096,
+        max_seq_len=32_768,
+        vocab_size=32_768,
+        pad_idx=None,
+        tied_embeddings=False,
+        num_layers=32,
+        num_attn_heads=32,
+        num_key_value_heads=8,
+        ffn_inner_dim=14_336 * 3 // 2,
+        ffn_inner_dim_multiplier=1.0,
+        ffn_inner_dim_multiple_of=256,
+        rope_theta=1_000_000.0,
+        use_scaled_rope=False,
+        dropout_p=0.0,
+    )
+
+
 def register_target_llm_configs(container: DependencyContainer) -> None:
     """Register the target-LLM archs that fairseq2 does not ship."""
     arch = ConfigRegistrar(container, LLaMAConfig)
@@ -49,3 +84,7 @@ def register_target_llm_configs(container: DependencyContainer) -> None:
     @arch(EUROLLM_9B_ARCH)
     def eurollm_9b() -> LLaMAConfig:
         return eurollm_9b_config()
+
+    @arch(MISTRAL_7B_V0_3_ARCH)
+    def mistral_7b_v0_3() -> LLaMAConfig:
+        return mistral_7b_v0_3_config()

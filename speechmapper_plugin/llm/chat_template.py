@@ -19,6 +19,15 @@ Templates:
 - ``llama3_1``: Meta's Llama 3.1 Instruct format exactly (no tools): always a
   system turn that starts with the knowledge-cutoff header and the template's
   default date, 26 Jul 2024.
+- ``qwen_chatml``: Qwen2.5 Instruct's ChatML: no BOS, and without a system
+  prompt its template's default system turn ("You are Qwen, created by
+  Alibaba Cloud. You are a helpful assistant.").
+- ``mistral``: Mistral-7B-Instruct-v0.3's format without tools:
+  ``<s>[INST] {user}[/INST]``, the system prompt (if any) inside the user turn
+  before the user content (``[INST] {system}\n\n{user}[/INST]``), responses
+  ``" " + content|trim + "</s>"``; user and system contents are not trimmed.
+  ``[/INST]`` is modelled as the assistant header (the text is the same), so a
+  response tokenizes after it as in the full conversation.
 - ``chatml``: EuroLLM-9B-Instruct's ChatML (``<|im_start|>role\\n...<|im_end|>\\n``),
   after the ``<s>`` BOS that EuroLLM's tokenizer puts before every text; the
   system turn only when a system prompt is given; contents are not trimmed.
@@ -84,19 +93,41 @@ class ChatTemplate:
     """Strip surrounding whitespace from the system, user and assistant contents,
     as Llama's templates do (``| trim``)."""
 
+    system_in_user_turn: bool = False
+    """Put the rendered ``system_turn`` at the start of the user content
+    instead of before the user turn (Mistral's templates)."""
+
+    response_prefix: str = ""
+    """Text between the assistant header and the response (Mistral: a space)."""
+
+    trim_response: bool | None = None
+    """Strip the response; ``None`` follows ``trim_content``."""
+
     def clean(self, content: str) -> str:
         return content.strip() if self.trim_content else content
+
+    def response_text(self, response: str) -> str:
+        """The assistant turn after its header, end-of-turn token included."""
+        trim = self.trim_content if self.trim_response is None else self.trim_response
+        content = response.strip() if trim else response
+        return self.response_prefix + content + self.end_of_turn
 
     def render(self, user_content: str, system: str | None = None) -> str:
         """The prompt text after the BOS token, special tokens spelled out."""
         parts = []
 
+        user = self.clean(user_content)
+
         system_content = system if system is not None else self.default_system
         if system_content is not None:
             content = self.system_preamble + self.clean(system_content)
-            parts.append(self.system_turn.replace(_CONTENT, content))
+            system_text = self.system_turn.replace(_CONTENT, content)
+            if self.system_in_user_turn:
+                user = system_text + user
+            else:
+                parts.append(system_text)
 
-        parts.append(self.user_turn.replace(_CONTENT, self.clean(user_content)))
+        parts.append(self.user_turn.replace(_CONTENT, user))
         parts.append(self.assistant_start)
 
         return "".join(parts)
@@ -132,8 +163,37 @@ CHATML_TEMPLATE: Final = ChatTemplate(
     special_tokens=("<|im_start|>", "<|im_end|>"),
 )
 
+QWEN_CHATML_TEMPLATE: Final = replace(
+    CHATML_TEMPLATE,
+    name="qwen_chatml",
+    add_bos=False,
+    default_system="You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+    stop_tokens=("<|im_end|>", "<|endoftext|>"),
+)
+
+MISTRAL_TEMPLATE: Final = ChatTemplate(
+    name="mistral",
+    add_bos=True,
+    system_turn="{content}\n\n",
+    system_in_user_turn=True,
+    user_turn="[INST] {content}",
+    assistant_start="[/INST]",
+    response_prefix=" ",
+    trim_response=True,
+    end_of_turn="</s>",
+    stop_tokens=("</s>",),
+    special_tokens=("[INST]", "[/INST]"),
+)
+
 CHAT_TEMPLATES: Final = {
-    t.name: t for t in (LLAMA3_TEMPLATE, LLAMA3_1_TEMPLATE, CHATML_TEMPLATE)
+    t.name: t
+    for t in (
+        LLAMA3_TEMPLATE,
+        LLAMA3_1_TEMPLATE,
+        CHATML_TEMPLATE,
+        QWEN_CHATML_TEMPLATE,
+        MISTRAL_TEMPLATE,
+    )
 }
 
 

@@ -112,10 +112,7 @@ def encode_response(
     _check_template_tokens(tokenizer, template)
 
     header = _encode(tokenizer, template.assistant_start)
-    full = _encode(
-        tokenizer,
-        template.assistant_start + template.clean(text) + template.end_of_turn,
-    )
+    full = _encode(tokenizer, template.assistant_start + template.response_text(text))
 
     if full[: len(header)] != header:
         raise ValueError(

@@ -26,6 +26,8 @@ class SessionCards:
     """Tiny Llama-3-style and EuroLLM-style LLMs (cards ``test_llama``, ``test_eurollm``)."""
     whisper_hf_dir: Path
     """A tiny ``WhisperForConditionalGeneration`` (card ``test_whisper_hf``)."""
+    mistral_dir: Path
+    """A tiny Mistral v0.3-style LLM and tokenizer (card ``test_mistral``)."""
 
 
 def write_cards(path: Path, cards: list[dict[str, object]]) -> None:
@@ -174,9 +176,23 @@ def _build_whisper_cards(root: Path, card_dir: Path) -> Path:
     return directory
 
 
+def _build_mistral_cards(root: Path, card_dir: Path) -> Path:
+    """A tiny Mistral-7B-Instruct-v0.3-style LLM + tokenizer (card ``test_mistral``)."""
+    from speechmapper_plugin.tiny_assets.mistral import write_tiny_mistral
+    from speechmapper_plugin.tiny_assets.sentences import training_sentences
+
+    directory = root / "mistral"
+    card = write_tiny_mistral(
+        directory, card_name="test_mistral", sentences=training_sentences()
+    )
+    write_cards(card_dir / "mistral.yaml", [card])
+    return directory
+
+
 def build_test_cards(root: Path, card_dir: Path) -> SessionCards:
     projector_checkpoint = _build_projector_cards(root, card_dir)
     whisper_hf_dir = _build_whisper_cards(root, card_dir)
+    mistral_dir = _build_mistral_cards(root, card_dir)
     sm4t_hf_dir, sm4t_meta_checkpoint = _build_sm4t_cards(root, card_dir)
     llms = _build_llm_cards(root, card_dir)
     _build_trained_projector_cards(root, card_dir)
@@ -189,4 +205,5 @@ def build_test_cards(root: Path, card_dir: Path) -> SessionCards:
         sm4t_meta_checkpoint=sm4t_meta_checkpoint,
         llms=llms,
         whisper_hf_dir=whisper_hf_dir,
+        mistral_dir=mistral_dir,
     )

@@ -1,0 +1,211 @@
+"""A tiny Mistral-7B-Instruct-v0.3-style LLM and tokenizer in Hugging Face's format.
+
+- Tokenizer: SentencePiece-style BPE pieces (``▁``, byte fallback) laid out
+  like Mistral v0.3's vocabulary: ``<unk>`` ``<s>`` ``</s>`` ``[INST]``
+  ``[/INST]``, the tool tokens and reserved ``[control_N]`` tokens, then the
+  256 byte tokens, then the pieces. ``tokenizer_config.json`` carries the
+  Mistral v0.3 Instruct chat template (its branches for tools left out), so
+  ``AutoTokenizer.apply_chat_template`` formats chats as the real one does.
+- Model: a transformers ``MistralForCausalLM`` (no sliding window, rope base
+  1e6, grouped-query attention, as v0.3), saved as safetensors. v0.3 is a
+  Llama-architecture decoder, so the card loads it with fairseq2's ``llama``
+  family (see ``speechmapper_plugin.llm.archs.mistral_7b_v0_3_config``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import torch
+
+from speechmapper_plugin.tiny_assets.llama import (
+    TINY_LLAMA_DIMS,
+    TinyLlamaDims,
+    embedding_rows,
+    fairseq2_llama_config,
+)
+from speechmapper_plugin.tiny_assets.tokenizer_files import (
+    hf_tokenizer_size,
+    write_json,
+)
+
+MISTRAL_V3_SPECIAL_TOKENS: Final = (
+    "<unk>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "[TOOL_CALLS]",
+    "[AVAILABLE_TOOLS]",
+    "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]",
+    *(f"[control_{i}]" for i in range(8, 14)),
+)
+"""Mistral v0.3's first special tokens, in its order (ids 0-15; the real
+vocabulary continues the ``[control_N]`` tokens up to id 767)."""
+
+MISTRAL_PAD: Final = "<unk>"
+"""The stage-1 pad token of the Mistral cards (v0.3 defines no pad token)."""
+
+MISTRAL_V3_ROPE_THETA: Final = 1_000_000.0
+
+MISTRAL_V3_CHAT_JINJA: Final = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{%- set system_message = messages[0]['content'] %}"
+    "{%- set loop_messages = messages[1:] %}"
+    "{%- else %}{%- set loop_messages = messages %}{%- endif %}"
+    "{{- bos_token }}"
+    "{%- for message in loop_messages %}"
+    "{%- if message['role'] == 'user' %}"
+    "{%- if loop.last and system_message is defined %}"
+    "{{- '[INST] ' + system_message + '\\n\\n' + message['content'] + '[/INST]' }}"
+    "{%- else %}{{- '[INST] ' + message['content'] + '[/INST]' }}{%- endif %}"
+    "{%- elif message['role'] == 'assistant' %}"
+    "{{- ' ' + message['content']|trim + eos_token }}"
+    "{%- else %}{{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+)
+"""Mistral-7B-Instruct-v0.3's ``chat_template`` without its tool branches: the
+system message goes into the last user turn; no generation prompt (the prompt
+ends with ``[/INST]``)."""
+
+TOKENIZER_CARD_CONFIG: Final = {
+    "unk_token": "<unk>",
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+}
+"""fairseq2 ``hg`` tokenizer config of the Mistral cards (no pad token)."""
+
+
+def build_mistral_tokenizer(
+    directory: Path, sentences: Sequence[str], *, vocab_size: int = 180
+) -> Path:
+    """Write ``tokenizer.json`` + ``tokenizer_config.json`` of a tiny Mistral v0.3-style tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+
+    if not sentences:
+        raise ValueError("A tokenizer needs at least one training sentence.")
+
+    learner = Tokenizer(models.BPE())
+    learner.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=True)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False)
+    learner.train_from_iterator(list(sentences), trainer)
+    learned = json.loads(learner.to_str())["model"]
+
+    vocab: dict[str, int] = {}
+    for token in (
+        *MISTRAL_V3_SPECIAL_TOKENS,
+        *(f"<0x{b:02X}>" for b in range(256)),
+        *sorted(learned["vocab"], key=learned["vocab"].get),
+    ):
+        vocab.setdefault(token, len(vocab))
+
+    merges = [
+        tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
+        for m in learned["merges"]
+    ]
+
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=merges,
+            unk_token="<unk>",
+            byte_fallback=True,
+            fuse_unk=True,
+        )
+    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
+        prepend_scheme="first", split=False
+    )
+    tokenizer.decoder = decoders.Sequence(
+        [
+            decoders.Replace("▁", " "),
+            decoders.ByteFallback(),
+            decoders.Fuse(),
+            decoders.Strip(" ", 1, 0),
+        ]
+    )
+    tokenizer.add_special_tokens(list(MISTRAL_V3_SPECIAL_TOKENS))
+    tokenizer.post_processor = TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / "tokenizer.json"))
+
+    config: dict[str, Any] = {
+        "tokenizer_class": "LlamaTokenizerFast",
+        **TOKENIZER_CARD_CONFIG,
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "legacy": False,
+        "model_max_length": 32768,
+        "chat_template": MISTRAL_V3_CHAT_JINJA,
+    }
+    write_json(directory / "tokenizer_config.json", config)
+
+    return directory
+
+
+def build_hf_mistral(
+    vocab_size: int, *, seed: int, dims: TinyLlamaDims = TINY_LLAMA_DIMS
+) -> Any:
+    """A random ``MistralForCausalLM`` shaped like v0.3 (no sliding window, rope 1e6)."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(
+        vocab_size=vocab_size,
+        hidden_size=dims.model_dim,
+        intermediate_size=dims.intermediate_size,
+        num_hidden_layers=dims.num_layers,
+        num_attention_heads=dims.num_attn_heads,
+        num_key_value_heads=dims.num_key_value_heads,
+        max_position_embeddings=dims.max_seq_len,
+        rms_norm_eps=1e-5,
+        rope_theta=MISTRAL_V3_ROPE_THETA,
+        sliding_window=None,
+        tie_word_embeddings=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        initializer_range=0.2,
+        attn_implementation="eager",
+    )
+    torch.manual_seed(seed)
+    model = MistralForCausalLM(config).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.normal_(0.0, 0.5)
+    return model
+
+
+def write_tiny_mistral(
+    directory: Path, *, card_name: str, sentences: Sequence[str], seed: int = 3
+) -> dict[str, object]:
+    """Tokenizer + random model in ``directory``; return the card (``llama``
+    family, ``mistral_7b_v0_3`` arch, tiny overrides)."""
+    build_mistral_tokenizer(directory, sentences)
+
+    vocab_size = embedding_rows(hf_tokenizer_size(directory))
+
+    build_hf_mistral(vocab_size, seed=seed).save_pretrained(
+        directory, safe_serialization=True
+    )
+
+    return {
+        "name": card_name,
+        "model_family": "llama",
+        "model_arch": "mistral_7b_v0_3",
+        "model_config": fairseq2_llama_config(vocab_size, MISTRAL_V3_ROPE_THETA),
+        "checkpoint": str(directory),
+        "tokenizer": str(directory),
+        "tokenizer_family": "hg",
+        "tokenizer_config": dict(TOKENIZER_CARD_CONFIG),
+        "speechmapper_pad_token": MISTRAL_PAD,
+        "speechmapper_chat_template": "mistral",
+    }
