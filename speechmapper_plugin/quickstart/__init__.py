@@ -1,10 +1,11 @@
 """The offline quickstart: ``python -m speechmapper_plugin.quickstart [OUT_DIR]``.
 
-Builds everything a SpeechMapper run needs without downloading anything (a
-tiny SeamlessM4T-v2 speech encoder, a tiny Llama-3-style LLM with the real
-special tokens and chat template, a synthesised speech corpus, asset cards),
-then runs the real command-line tools and recipes on it, as a full-scale user
-would: manifest validation, feature extraction, stage 1, stage 2, generation.
+SpeechMapper's claim in miniature, offline: a toy world (English with French
+and German translations), a tiny Llama trained on its text to repeat and
+translate, espeak-ng speech with held-out voices, then the real tools and
+recipes (manifest validation, feature extraction, stage 1, ASR-only stage 2 at
+σ = 0.9 and σ = 0, evaluation): does a projector trained on transcription only
+let the LLM translate speech?
 """
 
 from __future__ import annotations

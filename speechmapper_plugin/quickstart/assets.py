@@ -1,69 +1,70 @@
-"""The quickstart's tiny models and their cards."""
+"""The quickstart's models and their cards: the tiny speech encoder and the
+toy LLM, trained here on the toy world's text."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final
 
-from speechmapper_plugin.data.instructions.prompts import (
-    ASR_EVAL_PROMPTS,
-    ASR_TRAIN_PROMPTS,
-)
+import yaml
+
 from speechmapper_plugin.quickstart.layout import QuickstartLayout
-from speechmapper_plugin.tiny_assets import (
-    INSTRUCTION_SENTENCES,
-    TinyLLM,
-    write_card_file,
-    write_tiny_llama3,
-    write_tiny_sm4t,
+from speechmapper_plugin.tiny_assets import write_card_file, write_tiny_sm4t
+from speechmapper_plugin.tiny_assets.text_llm import (
+    ToyLLMTrainingConfig,
+    ToyLLMTrainingResult,
+    train_toy_llm,
 )
+from speechmapper_plugin.tiny_assets.toy_world import ParallelSentence
 
 SFM_CARD: Final = "quickstart_sm4t_v2_tiny"
-LLM_CARD: Final = "quickstart_llama3_tiny"
+LLM_CARD: Final = "quickstart_toy_llm"
 
-TOKENIZER_VOCAB_SIZE: Final = 640
-"""Enough merges for every word of the templated corpus and of the stage-2
-prompts to be one token: a transcript is about ten tokens."""
-
-PROMPT_REPEATS: Final = 5
-"""How often each stage-2 prompt appears in the tokenizer's training text."""
+LLM_LOG_EVERY: Final = 250
+"""Training steps between the toy LLM's progress lines."""
 
 
-@dataclass(frozen=True)
-class QuickstartAssets:
-    sfm_card: str
-    sfm_dir: Path
-    llm: TinyLLM
-    card_file: Path
-
-
-def tokenizer_corpus(transcripts: Sequence[str]) -> list[str]:
-    """What the tiny tokenizer learns from: the transcripts, the stage-2
-    instruction prompts and the chat wording."""
-    prompts = [*ASR_TRAIN_PROMPTS, *ASR_EVAL_PROMPTS, *INSTRUCTION_SENTENCES]
-    return [*transcripts, *prompts * PROMPT_REPEATS]
-
-
-def build_assets(
-    layout: QuickstartLayout, tokenizer_text: Sequence[str], *, seed: int
-) -> QuickstartAssets:
-    """Write the tiny SeamlessM4T-v2 and the tiny Llama 3 with their cards
-    into ``layout.cards``."""
-    sfm_dir = layout.assets / "sm4t_v2_tiny"
-    sfm = write_tiny_sm4t(sfm_dir, card_name=SFM_CARD, seed=seed)
-
-    llm = write_tiny_llama3(
-        layout.assets / "llama3_tiny",
-        card_name=LLM_CARD,
-        sentences=tokenizer_text,
-        seed=seed + 1,
-        tokenizer_vocab_size=TOKENIZER_VOCAB_SIZE,
+def build_speech_encoder(layout: QuickstartLayout, seed: int) -> None:
+    """The tiny SeamlessM4T-v2 (random, frozen) and its card."""
+    card = write_tiny_sm4t(
+        layout.assets / "sm4t_v2_tiny", card_name=SFM_CARD, seed=seed
     )
+    write_card_file(layout.cards / "sm4t.yaml", [card])
 
-    card_file = write_card_file(layout.cards / "quickstart.yaml", [sfm, llm.card])
 
-    return QuickstartAssets(
-        sfm_card=SFM_CARD, sfm_dir=sfm_dir, llm=llm, card_file=card_file
-    )
+def build_toy_llm(
+    layout: QuickstartLayout,
+    train: Sequence[ParallelSentence],
+    *,
+    steps: int,
+    seed: int,
+    log: Callable[[str], None],
+) -> ToyLLMTrainingResult:
+    """Train the toy LLM on the training sentences' text and write its card."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        result = train_toy_llm(
+            layout.llm,
+            train,
+            card_name=LLM_CARD,
+            config=ToyLLMTrainingConfig(steps=steps, seed=seed),
+            log=log,
+            log_every=LLM_LOG_EVERY,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    write_card_file(layout.cards / "toy_llm.yaml", [result.llm.card])
+    return result
+
+
+def llm_card(layout: QuickstartLayout) -> dict[str, object]:
+    """The toy LLM's card as written by :func:`build_toy_llm`."""
+    path: Path = layout.cards / "toy_llm.yaml"
+    card = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(card, dict):
+        raise ValueError(f"{path} does not hold one card.")
+    return card

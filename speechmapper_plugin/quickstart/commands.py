@@ -1,5 +1,5 @@
-"""The command lines of the quickstart's steps: the recipes with their tiny
-configs and the quickstart's cards, data and step counts as overrides."""
+"""The command lines of the quickstart's steps: the recipes with their
+quickstart configs, and the run's cards, data and step counts as overrides."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from speechmapper_plugin.quickstart.corpus import SPLITS
+import yaml
+
 from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
 
 
@@ -30,6 +31,17 @@ def find_repo_root() -> Path:
 def yaml_value(value: object) -> str:
     """A ``--config`` value: JSON is YAML, and quotes every path safely."""
     return json.dumps(value)
+
+
+def extraction_layer(repo: Path) -> int:
+    """The encoder layer the quickstart's extraction config reads (the
+    evaluation must feed the projector the same layer)."""
+    config = yaml.safe_load(
+        (
+            repo / "recipes" / "extract_features" / "configs" / "quickstart.yaml"
+        ).read_text()
+    )
+    return int(config["features"]["layer"])
 
 
 class Commands:
@@ -63,15 +75,16 @@ class Commands:
         )
 
     def stage1(self, num_steps: int, seed: int) -> list[str]:
+        """Validated on the dev and test splits: held-out sentences and voices."""
         layout = self._layout
-        splits = {split: [str(layout.features(split))] for split in SPLITS}
+        splits = {s: [str(layout.features(s))] for s in ("train", "dev", "test")}
         return self._recipe(
             "stage1",
             layout.stage1,
             f"target_llm.name={self._llm_card}",
             f"dataset.config_overrides.splits={yaml_value(splits)}",
             "dataset.train_split=train",
-            f"dataset.valid_splits={yaml_value(list(SPLITS))}",
+            f"dataset.valid_splits={yaml_value(['dev', 'test'])}",
             *_regime(num_steps),
             f"common.seed={seed}",
         )
@@ -84,48 +97,55 @@ class Commands:
             "--store",
             str(layout.features(split)),
             "--out",
-            str(layout.instructions(split)),
+            str(layout.instructions(f"asr_{split}")),
             "--pool",
             pool,
             "--seed",
             str(seed),
         ]
 
-    def stage2(self, num_steps: int, seed: int) -> list[str]:
+    def stage2(self, run: str, sigma: float, num_steps: int, seed: int) -> list[str]:
         layout = self._layout
         dataset = {
-            "splits": {split: [str(layout.instructions(split))] for split in SPLITS},
-            "feature_stores": [str(layout.features(split)) for split in SPLITS],
+            "splits": {
+                "train": [str(layout.instructions("asr_train"))],
+                "dev": [str(layout.instructions("asr_dev"))],
+            },
+            "feature_stores": [str(layout.features(s)) for s in ("train", "dev")],
         }
         return self._recipe(
             "stage2",
-            layout.stage2,
+            layout.stage2(run),
             f"common.assets.prev_checkpoint_dir={yaml_value(str(layout.stage1 / 'checkpoints'))}",
             f"llm.name={self._llm_card}",
             f"dataset.config_overrides={yaml_value(dataset)}",
-            "dataset.train_split=train",
-            "dataset.valid_splits=[dev]",
+            f"loss.sigma={sigma}",
             *_regime(num_steps),
             f"common.seed={seed}",
         )
 
-    def generate(self) -> list[str]:
+    def evaluate(self, run: str, instructions: Path, out: Path) -> list[str]:
+        """Generate and score ``instructions`` (audio paths) with stage-2 run ``run``."""
         layout = self._layout
         return self._recipe(
-            "generate",
-            layout.generate,
-            f"common.assets.prev_checkpoint_dir={yaml_value(str(layout.stage2 / 'checkpoints'))}",
+            "evaluate",
+            out,
+            f"common.assets.prev_checkpoint_dir={yaml_value(str(layout.stage2(run) / 'checkpoints'))}",
             f"sfm.name={self._sfm_card}",
             f"llm.name={self._llm_card}",
-            f"input.manifest={yaml_value(str(layout.manifest('dev')))}",
-            "prompt.task=asr",
+            f"features.layer={extraction_layer(self._repo)}",
+            f"input.instructions={yaml_value(str(instructions))}",
+            "scoring.comet=false",
+            config="tiny",
         )
 
-    def _recipe(self, name: str, out: Path, *overrides: str) -> list[str]:
-        config_file = self._repo / "recipes" / name / "configs" / "tiny.yaml"
+    def _recipe(
+        self, name: str, out: Path, *overrides: str, config: str = "quickstart"
+    ) -> list[str]:
+        config_file = self._repo / "recipes" / name / "configs" / f"{config}.yaml"
         if not config_file.is_file():
             raise QuickstartError(
-                f"The tiny config of recipes.{name} is missing: {config_file}."
+                f"The {config} config of recipes.{name} is missing: {config_file}."
             )
         return [
             sys.executable,

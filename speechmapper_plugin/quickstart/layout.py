@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 MARKER: Final = ".speechmapper_quickstart"
-"""Marks a directory the quickstart made, so a rerun may replace it (and
-never a directory of anything else)."""
+"""Marks a directory the quickstart made, so a rerun may resume or replace it
+(and never touches a directory of anything else)."""
+
+SPLITS: Final = ("train", "dev", "test")
+
+SIGMAS: Final = {"sigma09": 0.9, "sigma0": 0.0}
+"""The stage-2 runs: task-agnostic (σ = 0.9) and the paper's ablation (σ = 0)."""
 
 
 class QuickstartError(Exception):
@@ -24,8 +30,12 @@ class QuickstartLayout:
 
     @property
     def assets(self) -> Path:
-        """The tiny checkpoints and tokenizer."""
         return self.root / "assets"
+
+    @property
+    def llm(self) -> Path:
+        """The toy LLM (Hugging Face directory)."""
+        return self.assets / "toy_llm"
 
     @property
     def cards(self) -> Path:
@@ -33,14 +43,22 @@ class QuickstartLayout:
         return self.root / "cards"
 
     @property
+    def world(self) -> Path:
+        """The toy world's sentences in three languages (JSON)."""
+        return self.root / "world.json"
+
+    @property
     def corpus(self) -> Path:
-        """Synthesised audio and the manifests."""
         return self.root / "corpus"
 
     @property
     def logs(self) -> Path:
-        """One log per step: its command line, then its output."""
         return self.root / "logs"
+
+    @property
+    def done(self) -> Path:
+        """One file per finished step: what resuming skips."""
+        return self.root / "done"
 
     def manifest(self, split: str) -> Path:
         return self.corpus / f"{split}.tsv"
@@ -48,43 +66,70 @@ class QuickstartLayout:
     def validation_report(self, split: str) -> Path:
         return self.corpus / f"{split}.validation.tsv"
 
+    def features(self, split: str) -> Path:
+        return self.root / "extract" / split / "features"
+
     def extraction(self, split: str) -> Path:
         return self.root / "extract" / split
 
-    def features(self, split: str) -> Path:
-        return self.extraction(split) / "features"
-
-    def instructions(self, split: str) -> Path:
-        return self.root / "instructions" / f"{split}.jsonl"
+    def instructions(self, name: str) -> Path:
+        return self.root / "instructions" / f"{name}.jsonl"
 
     @property
     def stage1(self) -> Path:
         return self.root / "stage1"
 
-    @property
-    def stage2(self) -> Path:
-        return self.root / "stage2"
+    def stage2(self, run: str) -> Path:
+        return self.root / f"stage2_{run}"
+
+    def evaluation(self, run: str) -> Path:
+        return self.root / f"evaluate_{run}"
 
     @property
-    def generate(self) -> Path:
-        return self.root / "generate"
+    def references(self) -> Path:
+        """Scores of the no-translation baseline and the text upper bound."""
+        return self.root / "references.json"
+
+    @property
+    def eet(self) -> Path:
+        return self.root / "eet"
 
     @property
     def summary(self) -> Path:
-        """Everything the final summary shows, as JSON."""
         return self.root / "summary.json"
 
+    @property
+    def summary_md(self) -> Path:
+        return self.root / "summary.md"
 
-def prepare_out_dir(root: Path) -> tuple[QuickstartLayout, bool]:
-    """Create ``root`` for a fresh run, emptying an earlier quickstart run.
+    @property
+    def stage1_plot(self) -> Path:
+        return self.root / "stage1_validation.png"
 
-    :returns: The layout, and whether an earlier run was removed.
+    def is_done(self, step: str) -> bool:
+        return (self.done / step).is_file()
+
+    def mark_done(self, step: str, seconds: float) -> None:
+        self.done.mkdir(parents=True, exist_ok=True)
+        (self.done / step).write_text(json.dumps({"seconds": seconds}) + "\n")
+
+    def done_seconds(self, step: str) -> float:
+        return float(json.loads((self.done / step).read_text())["seconds"])
+
+
+def prepare_out_dir(
+    root: Path, *, fresh: bool = False
+) -> tuple[QuickstartLayout, bool]:
+    """Create ``root``, or reuse an earlier quickstart run there (emptied
+    first with ``fresh``).
+
+    :returns: The layout, and whether an earlier run is resumed.
     :raises QuickstartError: if ``root`` is a file, or a non-empty directory
         the quickstart did not make.
     """
     root = root.expanduser().absolute()
 
-    replaced = False
+    resumed = False
 
     if root.exists():
         if not root.is_dir():
@@ -94,18 +139,20 @@ def prepare_out_dir(root: Path) -> tuple[QuickstartLayout, bool]:
         if any(root.iterdir()):
             if not (root / MARKER).is_file():
                 raise QuickstartError(
-                    f"{root} is not empty and was not made by the quickstart; give it an empty or new directory (its contents would be replaced)."
+                    f"{root} is not empty and was not made by the quickstart; give it an empty or new directory."
                 )
-            for child in root.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-            replaced = True
+            if fresh:
+                for child in root.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            else:
+                resumed = True
 
     root.mkdir(parents=True, exist_ok=True)
     (root / MARKER).write_text(
-        "Made by `python -m speechmapper_plugin.quickstart`; a rerun replaces this directory.\n"
+        "Made by `python -m speechmapper_plugin.quickstart`; a rerun resumes it, `--fresh` replaces it.\n"
     )
 
-    return QuickstartLayout(root), replaced
+    return QuickstartLayout(root), resumed

@@ -1,27 +1,34 @@
-"""The quickstart from end to end: build, synthesise, validate, extract, train, generate."""
+"""The quickstart from end to end: the toy world, a toy LLM that knows its
+language, speech, stage 1, ASR-only stage 2 (σ = 0.9 and σ = 0), and the
+evaluation of zero-shot speech translation against text references."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from typing import Any
 
 from speechmapper_plugin.quickstart.assets import (
-    QuickstartAssets,
-    build_assets,
-    tokenizer_corpus,
+    LLM_CARD,
+    SFM_CARD,
+    build_speech_encoder,
+    build_toy_llm,
+    llm_card,
 )
 from speechmapper_plugin.quickstart.commands import Commands, find_repo_root
-from speechmapper_plugin.quickstart.corpus import (
-    SPLITS,
-    draw_transcripts,
-    synthesize_splits,
-)
-from speechmapper_plugin.quickstart.generation import (
-    GenerationSummary,
-    read_generation,
+from speechmapper_plugin.quickstart.evaluation import (
+    SHUFFLED_INSTRUCTIONS,
+    TEST_INSTRUCTIONS,
+    run_toy_llm_eet,
+    score_references,
+    write_test_instructions,
 )
 from speechmapper_plugin.quickstart.layout import (
+    SIGMAS,
+    SPLITS,
     QuickstartError,
     QuickstartLayout,
     prepare_out_dir,
@@ -29,21 +36,45 @@ from speechmapper_plugin.quickstart.layout import (
 from speechmapper_plugin.quickstart.options import QuickstartOptions, parse_options
 from speechmapper_plugin.quickstart.steps import StepRunner, subprocess_env
 from speechmapper_plugin.quickstart.summary import (
-    QuickstartSummary,
+    HELDOUT_SPLIT,
     collect_summary,
-    format_summary,
+    format_table,
+    plot_stage1,
+    stage1_validation,
+    write_summary,
+)
+from speechmapper_plugin.quickstart.world import (
+    read_world,
+    synthesize_world,
+    write_world,
 )
 from speechmapper_plugin.tiny_assets.speech import INSTALL_HINT, has_speech_synthesis
 
-NUM_STEPS = 11
-"""Assets, speech, 2 validations, 2 extractions, stage 1, 2 instruction files,
-stage 2 and generation."""
+NUM_STEPS = 21
+"""World, LLM, encoder, speech, 3 validations, 3 extractions, stage 1, 2
+instruction files, 2 stage-2 runs, test instructions, 3 evaluations,
+references, EET."""
+
+
+def _options_record(options: QuickstartOptions) -> dict[str, Any]:
+    return {"seed": options.seed, **asdict(options.size)}
+
+
+def _check_resumable(layout: QuickstartLayout, record: dict[str, Any]) -> None:
+    path = layout.root / "options.json"
+    if path.is_file():
+        earlier = json.loads(path.read_text())
+        if earlier != record:
+            raise QuickstartError(
+                f"{layout.root} holds a run with other options ({earlier}); rerun with `--fresh` to start over, or give the same options to resume it."
+            )
+    path.write_text(json.dumps(record) + "\n")
 
 
 def run_quickstart(
     options: QuickstartOptions, echo: Callable[[str], None] = print
-) -> QuickstartSummary:
-    """Run every step into ``options.out_dir`` and return what happened.
+) -> dict[str, Any]:
+    """Run (or resume) every step into ``options.out_dir``; return the summary.
 
     :raises QuickstartError: on a missing prerequisite or a failed step (the
         message names the step's log).
@@ -62,39 +93,56 @@ def run_quickstart(
         )
 
     repo = find_repo_root()
-    has_generate = (repo / "recipes" / "generate" / "__main__.py").is_file()
-
-    layout, replaced = prepare_out_dir(options.out_dir)
-    if replaced:
-        echo(f"Replaced the previous quickstart run in {layout.root}.")
+    layout, resumed = prepare_out_dir(options.out_dir, fresh=options.fresh)
+    record = _options_record(options)
+    _check_resumable(layout, record)
+    if resumed:
+        echo(f"Resuming the quickstart run in {layout.root} (`--fresh` starts over).")
 
     runner = StepRunner(
         logs=layout.logs,
-        num_steps=NUM_STEPS if has_generate else NUM_STEPS - 1,
+        num_steps=NUM_STEPS,
         env=subprocess_env(repo),
         cwd=repo,
         echo=echo,
+        layout=layout,
     )
 
-    tokenizer_text, transcripts = draw_transcripts(
-        size.num_train, size.num_dev, seed=options.seed
+    runner.call_once(
+        "world",
+        f"Drawing the toy world: {size.num_train} training, {size.num_dev} dev and {size.num_test} test sentences in English, French and German",
+        lambda: write_world(
+            layout, options.seed, size.num_train, size.num_dev, size.num_test
+        ),
+    )
+    world = read_world(layout)
+
+    runner.call_once(
+        "llm",
+        f"Training the toy LLM on text only ({size.llm_steps} steps): repeat, translate to French, translate to German",
+        lambda: build_toy_llm(
+            layout,
+            world.train,
+            steps=size.llm_steps,
+            seed=options.seed,
+            log=lambda line: echo(f"      {line}"),
+        ),
+    )
+    card = llm_card(layout)
+
+    runner.call_once(
+        "encoder",
+        "Building the tiny SeamlessM4T-v2 speech encoder (random, frozen) and its card",
+        lambda: build_speech_encoder(layout, options.seed),
     )
 
-    assets = runner.call(
-        "assets",
-        "Building a tiny SeamlessM4T-v2 speech encoder and a tiny Llama-3-style LLM with their cards",
-        lambda: _quietly_build_assets(layout, tokenizer_text, options.seed),
-    )
-
-    runner.call(
+    runner.call_once(
         "speech",
-        f"Synthesising {size.num_train} training and {size.num_dev} held-out utterances (espeak-ng + sox)",
-        lambda: synthesize_splits(layout, transcripts),
+        "Speaking the English with espeak-ng (training voices; a new voice for dev, another for test)",
+        lambda: synthesize_world(layout, world),
     )
 
-    commands = Commands(
-        repo, layout, sfm_card=assets.sfm_card, llm_card=assets.llm.card_name
-    )
+    commands = Commands(repo, layout, sfm_card=SFM_CARD, llm_card=LLM_CARD)
 
     for split in SPLITS:
         runner.run_main(
@@ -114,7 +162,7 @@ def run_quickstart(
 
     runner.run(
         "stage1",
-        f"Stage 1: {size.stage1_steps} steps of projector pretraining, no LLM forward (recipes.stage1)",
+        f"Stage 1: {size.stage1_steps} steps, projector onto the toy LLM's embeddings, validated on held-out sentences and voices (recipes.stage1)",
         commands.stage1(size.stage1_steps, options.seed),
     )
 
@@ -127,48 +175,70 @@ def run_quickstart(
             commands.instructions_args(split, pool, options.seed),
         )
 
-    runner.run(
-        "stage2",
-        f"Stage 2: {size.stage2_steps} steps of instruction tuning through the frozen LLM (recipes.stage2)",
-        commands.stage2(size.stage2_steps, options.seed),
-    )
-
-    generation: GenerationSummary | None = None
-    if has_generate:
+    for run, sigma in SIGMAS.items():
         runner.run(
-            "generate",
-            "Generating transcripts of the held-out audio (recipes.generate)",
-            commands.generate(),
+            f"stage2_{run}",
+            f"Stage 2, transcription instructions only, σ = {sigma}: {size.stage2_steps} steps through the frozen toy LLM (recipes.stage2)",
+            commands.stage2(run, sigma, size.stage2_steps, options.seed),
         )
-        generation = read_generation(layout.generate, size.num_shown)
-    else:
-        echo("recipes/generate is not in this checkout: skipping generation.")
 
-    summary = collect_summary(
-        layout,
-        assets,
-        runner.records,
-        time.monotonic() - started,
-        size,
-        generation,
+    runner.call_once(
+        "test_instructions",
+        "Writing the test instructions: transcribe, translate to French, translate to German (held-out voice), and the shuffled-speech control",
+        lambda: write_test_instructions(layout, world.test),
     )
-    summary.write(layout.summary)
+
+    evaluations = [
+        ("sigma09", "sigma09", TEST_INSTRUCTIONS, "σ = 0.9 on the test split"),
+        ("sigma0", "sigma0", TEST_INSTRUCTIONS, "the σ = 0 ablation on the test split"),
+        (
+            "shuffled",
+            "sigma09",
+            SHUFFLED_INSTRUCTIONS,
+            "σ = 0.9 on shuffled speech (control)",
+        ),
+    ]
+    for name, run, instructions, what in evaluations:
+        runner.run(
+            f"evaluate_{name}",
+            f"Evaluating {what} (recipes.evaluate)",
+            commands.evaluate(
+                run, layout.instructions(instructions), layout.evaluation(name)
+            ),
+        )
+
+    runner.call_once(
+        "references",
+        "Scoring the text references: no-translation baseline and text upper bound (gold transcript embeddings + pads)",
+        lambda: score_references(layout, world.test, card),
+    )
+
+    heldout_mse = float(stage1_validation(layout, HELDOUT_SPLIT)[-1]["mse_word"])
+    eet_file = layout.eet / "eet.json"
+    runner.call_once(
+        "eet",
+        "Measuring the toy LLM's embedding error threshold (EET), stage 1's held-out MSE marked",
+        lambda: run_toy_llm_eet(
+            layout,
+            [s.en for s in world.test[: size.num_eet_sentences]],
+            card,
+            heldout_mse,
+        ),
+    )
+    eet = json.loads(eet_file.read_text())
+    threshold = eet.get("threshold_mse")
+
+    plot_stage1(layout)
+    summary = collect_summary(
+        layout, runner.records, time.monotonic() - started, threshold, record
+    )
+    if resumed:
+        summary["timing"]["resumed"] = True
+        summary["timing"]["total_s"] = round(
+            sum(summary["timing"]["steps"].values()), 1
+        )
+    write_summary(layout, summary)
     return summary
-
-
-def _quietly_build_assets(
-    layout: QuickstartLayout, tokenizer_text: list[str], seed: int
-) -> QuickstartAssets:
-    """Build the assets without transformers' advice on models it constructs
-    (meant for people writing model code, not for quickstart users)."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        return build_assets(layout, tokenizer_corpus(tokenizer_text), seed=seed)
-    finally:
-        hf_logging.set_verbosity(verbosity)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,9 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nThe quickstart stopped: {ex}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\nThe quickstart was interrupted.", file=sys.stderr)
+        print(
+            "\nThe quickstart was interrupted; rerun the same command to resume.",
+            file=sys.stderr,
+        )
         return 130
 
     print()
-    print(format_summary(summary))
+    print(format_table(summary))
     return 0

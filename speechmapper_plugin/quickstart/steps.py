@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TextIO, TypeVar
 
-from speechmapper_plugin.quickstart.layout import QuickstartError
+from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
 
 T = TypeVar("T")
 
@@ -44,6 +44,8 @@ class StepRecord:
     seconds: float
     log: Path | None = None
     command: tuple[str, ...] | None = None
+    skipped: bool = False
+    """Finished in an earlier run (``seconds`` is that run's)."""
 
 
 @dataclass
@@ -62,14 +64,38 @@ class StepRunner:
 
     echo: Callable[[str], None] = print
 
+    layout: QuickstartLayout | None = None
+    """Where finished steps are recorded; a step recorded there is skipped
+    (resuming an interrupted run)."""
+
     records: list[StepRecord] = field(default_factory=list)
 
+    def skip_if_done(self, name: str, title: str) -> bool:
+        """Whether ``name`` finished in an earlier run (then it is recorded
+        with its earlier time and announced as skipped)."""
+        if self.layout is None or not self.layout.is_done(name):
+            return False
+        seconds = self.layout.done_seconds(name)
+        self.echo(
+            f"[{len(self.records) + 1}/{self.num_steps}] {title}: done earlier, skipped"
+        )
+        self.records.append(StepRecord(name, title, seconds, skipped=True))
+        return True
+
     def call(self, name: str, title: str, fn: Callable[[], T]) -> T:
-        """Run an in-process step."""
+        """Run an in-process step (always: its value is needed)."""
         start = self._begin(title)
         value = fn()
         self._end(StepRecord(name, title, time.monotonic() - start))
         return value
+
+    def call_once(self, name: str, title: str, fn: Callable[[], object]) -> None:
+        """Run an in-process step unless it finished in an earlier run."""
+        if self.skip_if_done(name, title):
+            return
+        start = self._begin(title)
+        fn()
+        self._end(StepRecord(name, title, time.monotonic() - start))
 
     def run(self, name: str, title: str, command: Sequence[str]) -> StepRecord:
         """Run ``command`` in a subprocess, its output in ``logs/NN_name.log``.
@@ -125,8 +151,10 @@ class StepRunner:
         command: Sequence[str],
         execute: Callable[[TextIO], int],
     ) -> StepRecord:
-        log = self.logs / f"{len(self.records) + 1:02d}_{name}.log"
+        log = self.logs / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        if self.skip_if_done(name, title):
+            return self.records[-1]
 
         start = self._begin(title)
         with log.open("w", encoding="utf-8") as fp:
@@ -147,6 +175,8 @@ class StepRunner:
 
     def _end(self, record: StepRecord) -> None:
         self.records.append(record)
+        if self.layout is not None:
+            self.layout.mark_done(record.name, record.seconds)
         where = f" (log: {record.log})" if record.log is not None else ""
         self.echo(f"      done in {record.seconds:.1f} s{where}")
 

@@ -1,101 +1,22 @@
-"""What the quickstart did: read from the runs' own outputs, printed and
-written to ``summary.json``."""
+"""The quickstart's results: one table, ``summary.json``, ``summary.md`` and
+the stage-1 validation plot, read from the runs' own outputs."""
 
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from speechmapper_plugin.data.feature_store import FeatureStore
-from speechmapper_plugin.quickstart.assets import QuickstartAssets
-from speechmapper_plugin.quickstart.corpus import SPLITS
-from speechmapper_plugin.quickstart.generation import GenerationSummary
+from speechmapper_plugin.quickstart.evaluation import (
+    TARGET_LANGS,
+    adherence_of,
+    read_json,
+)
 from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
-from speechmapper_plugin.quickstart.options import QuickstartSize
 from speechmapper_plugin.quickstart.steps import StepRecord
 
-STAGE1_METRICS: Final = ("mse_word", "mse_pad", "cosine_word", "embedding_wer")
-STAGE2_METRICS: Final = ("ce", "mse_word", "Loss")
-
-
-@dataclass(frozen=True)
-class MetricTrend:
-    """A validation split's metrics at the first and the last validation."""
-
-    split: str
-    first_step: int
-    last_step: int
-    first: dict[str, float]
-    last: dict[str, float]
-
-
-@dataclass(frozen=True)
-class SplitData:
-    utterances: int
-    audio_seconds: float
-    extracted: int
-    """Utterances in the feature store."""
-
-
-@dataclass(frozen=True)
-class StageSummary:
-    steps: int
-    checkpoints: str
-    validation: list[MetricTrend]
-    skipped: dict[str, int] = field(default_factory=dict)
-    """Split -> examples the recipe skipped (listed in ``skipped/<split>.tsv``)."""
-
-
-@dataclass(frozen=True)
-class QuickstartSummary:
-    out_dir: str
-    total_seconds: float
-    cards: dict[str, str]
-    llm_vocab_size: int
-    data: dict[str, SplitData]
-    stage1: StageSummary
-    stage2: StageSummary
-    generation: GenerationSummary | None
-    steps: list[dict[str, Any]]
-
-    def write(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
-
-
-def collect_summary(
-    layout: QuickstartLayout,
-    assets: QuickstartAssets,
-    records: list[StepRecord],
-    total_seconds: float,
-    size: QuickstartSize,
-    generation: GenerationSummary | None,
-) -> QuickstartSummary:
-    return QuickstartSummary(
-        out_dir=str(layout.root),
-        total_seconds=total_seconds,
-        cards={
-            "file": str(assets.card_file),
-            "speech_encoder": assets.sfm_card,
-            "llm": assets.llm.card_name,
-        },
-        llm_vocab_size=assets.llm.vocab_size,
-        data={split: _split_data(layout, split) for split in SPLITS},
-        stage1=_stage(layout.stage1, size.stage1_steps, STAGE1_METRICS, SPLITS),
-        stage2=_stage(layout.stage2, size.stage2_steps, STAGE2_METRICS, ("dev",)),
-        generation=generation,
-        steps=[
-            {
-                "name": r.name,
-                "title": r.title,
-                "seconds": round(r.seconds, 2),
-                "log": None if r.log is None else str(r.log),
-            }
-            for r in records
-        ],
-    )
+HELDOUT_SPLIT: Final = "test"
+"""Stage 1's held-out figure: test sentences in the held-out test voice."""
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -107,136 +28,177 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fp if line.strip()]
 
 
-def read_trend(run_dir: Path, split: str, names: tuple[str, ...]) -> MetricTrend:
-    """The first and last records of ``metrics/valid/<split>.jsonl``."""
-    records = read_jsonl(run_dir / "metrics" / "valid" / f"{split}.jsonl")
-    if not records:
-        raise QuickstartError(f"{run_dir} recorded no validation of '{split}'.")
-    first, last = records[0], records[-1]
-    return MetricTrend(
-        split=split,
-        first_step=int(first["Step"]),
-        last_step=int(last["Step"]),
-        first={n: float(first[n]) for n in names if n in first},
-        last={n: float(last[n]) for n in names if n in last},
-    )
+def stage1_validation(layout: QuickstartLayout, split: str) -> list[dict[str, Any]]:
+    return read_jsonl(layout.stage1 / "metrics" / "valid" / f"{split}.jsonl")
 
 
-def _stage(
-    run_dir: Path, steps: int, names: tuple[str, ...], splits: tuple[str, ...]
-) -> StageSummary:
-    skipped = {}
-    for split in splits:
-        listing = run_dir / "skipped" / f"{split}.tsv"
-        rows = (
-            listing.read_text(encoding="utf-8").splitlines()
-            if listing.is_file()
-            else []
-        )
-        skipped[split] = max(len(rows) - 1, 0)  # minus the header
-    return StageSummary(
-        steps=steps,
-        checkpoints=str(run_dir / "checkpoints"),
-        validation=[read_trend(run_dir, split, names) for split in splits],
-        skipped=skipped,
-    )
+def speech_scores(evaluation_dir: Path) -> dict[str, Any]:
+    """ASR WER and per-language ST scores of one evaluation run."""
+    metrics = read_json(evaluation_dir / "summary.json")["metrics"]
+    failures = metrics.get("failures", {})
+    scores: dict[str, Any] = {
+        "asr": {"wer": metrics["asr"]["wer"]} if "asr" in metrics else None,
+        "repetition_stop_rate": failures.get("repetition_stop_rate"),
+        "max_length_rate": failures.get("max_length_rate"),
+    }
+    for lang in TARGET_LANGS:
+        group = metrics.get(f"st/{lang}")
+        if group is not None:
+            scores[lang] = {
+                "bleu": group["bleu"],
+                "chrf": group["chrf"],
+                "adherence": adherence_of(metrics.get("failures/st", {}), lang),
+            }
+    return scores
 
 
-def _split_data(layout: QuickstartLayout, split: str) -> SplitData:
-    rows = layout.manifest(split).read_text(encoding="utf-8").splitlines()[1:]
-    num_samples = sum(int(row.split("\t")[2]) for row in rows)
-    store = FeatureStore(layout.features(split), verify_checksums=False)
-    try:
-        extracted = len(store)
-    finally:
-        store.close()
-    return SplitData(
-        utterances=len(rows), audio_seconds=num_samples / 16_000, extracted=extracted
-    )
+def collect_summary(
+    layout: QuickstartLayout,
+    records: list[StepRecord],
+    total_s: float,
+    eet_threshold: float | None,
+    options: dict[str, Any],
+) -> dict[str, Any]:
+    """Everything the table shows, keyed as the README documents."""
+    main = speech_scores(layout.evaluation("sigma09"))
+    sigma0 = speech_scores(layout.evaluation("sigma0"))
+    shuffled = speech_scores(layout.evaluation("shuffled"))
+    references = read_json(layout.references)
+
+    heldout = stage1_validation(layout, HELDOUT_SPLIT)
+    dev = stage1_validation(layout, "dev")
+
+    return {
+        "asr": main["asr"],
+        "st": {lang: main[lang] for lang in TARGET_LANGS},
+        "repetition_stop_rate": main["repetition_stop_rate"],
+        "baseline_no_translation": {
+            "st": references["baseline_no_translation"],
+        },
+        "text_upper_bound": {
+            "asr": references["text_upper_bound"]["asr"],
+            "st": {lang: references["text_upper_bound"][lang] for lang in TARGET_LANGS},
+        },
+        "sigma0": {
+            "asr": sigma0["asr"],
+            "st": {lang: sigma0[lang] for lang in TARGET_LANGS},
+            "repetition_stop_rate": sigma0["repetition_stop_rate"],
+        },
+        "shuffled_speech_control": {"asr": shuffled["asr"]},
+        "stage1": {
+            "heldout_mse_word": float(heldout[-1]["mse_word"]),
+            "heldout_embedding_wer": float(heldout[-1]["embedding_wer"]),
+            "dev_mse_word": float(dev[-1]["mse_word"]),
+            "dev_embedding_wer": float(dev[-1]["embedding_wer"]),
+        },
+        "eet": {"threshold_mse": eet_threshold},
+        "timing": {
+            "total_s": round(total_s, 1),
+            "steps": {r.name: round(r.seconds, 1) for r in records},
+        },
+        "options": options,
+    }
 
 
-def format_duration(seconds: float) -> str:
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+def _num(value: object, unit: str = "") -> str:
+    return "-" if value is None else f"{float(value):.1f}{unit}"  # type: ignore[arg-type]
 
 
-def _metric(name: str, value: float) -> str:
-    if name == "embedding_wer":
-        return f"{value:6.1f} %"
-    if name == "cosine_word":
-        return f"{value:6.3f}"
-    return f"{value:8.4f}"
-
-
-def _trend_lines(
-    trends: list[MetricTrend], names: tuple[str, ...], labels: tuple[str, ...]
-) -> list[str]:
-    lines = ["    split    step  " + "  ".join(f"{label:>9}" for label in labels)]
-    for trend in trends:
-        for step, values in (
-            (trend.first_step, trend.first),
-            (trend.last_step, trend.last),
-        ):
-            cells = "  ".join(
-                f"{_metric(n, values[n]):>9}" if n in values else f"{'-':>9}"
-                for n in names
-            )
-            lines.append(f"    {trend.split:<7}{step:>5}  {cells}")
-    return lines
-
-
-def format_summary(summary: QuickstartSummary) -> str:
-    root = Path(summary.out_dir)
-    train, dev = summary.data["train"], summary.data["dev"]
-    audio_minutes = (train.audio_seconds + dev.audio_seconds) / 60
-
-    lines = [
-        f"Quickstart finished in {format_duration(summary.total_seconds)}. Everything is in {root}/:",
-        f"  cards/quickstart.yaml       the cards: {summary.cards['speech_encoder']} (speech encoder), {summary.cards['llm']} (LLM)",
-        "  assets/                     their checkpoints (Hugging Face safetensors) and the LLM's tokenizer",
-        f"  corpus/                     {train.utterances} + {dev.utterances} synthesised utterances ({audio_minutes:.1f} min), manifests, validation reports",
-        f"  extract/{{train,dev}}/features  speech features ({train.extracted} + {dev.extracted} utterances)",
-        "  stage1/, stage2/            training runs: checkpoints/, metrics/, logs/, config.yaml",
+def format_table(summary: dict[str, Any]) -> str:
+    """The one table: ASR and zero-shot ST of the speech models next to the
+    text references, then stage 1 and the EET."""
+    rows = [
+        ("SpeechMapper σ=0.9 (ASR-only stage 2)", summary["asr"], summary["st"]),
+        ("ablation σ=0", summary["sigma0"]["asr"], summary["sigma0"]["st"]),
+        (
+            "text upper bound (gold transcript embeddings)",
+            summary["text_upper_bound"]["asr"],
+            summary["text_upper_bound"]["st"],
+        ),
+        (
+            "no-translation baseline (English as output)",
+            None,
+            summary["baseline_no_translation"]["st"],
+        ),
+        (
+            "shuffled-speech control (σ=0.9)",
+            summary["shuffled_speech_control"]["asr"],
+            None,
+        ),
     ]
-    if summary.generation is not None:
+    header = f"{'':47} {'ASR WER':>8} " + " ".join(
+        f"{lang + ' ' + m:>9}"
+        for lang in TARGET_LANGS
+        for m in ("chrF", "BLEU", "adh.%")
+    )
+    lines = [header]
+    for name, asr, st in rows:
+        cells = [_num(None if asr is None else asr["wer"])]
+        for lang in TARGET_LANGS:
+            entry = None if st is None else st.get(lang)
+            for key in ("chrf", "bleu", "adherence"):
+                cells.append(_num(None if entry is None else entry[key]))
         lines.append(
-            f"  generate/                   {Path(summary.generation.hypotheses).name}, summary.json"
+            f"{name:47} {cells[0]:>8} " + " ".join(f"{c:>9}" for c in cells[1:])
         )
-    lines += [
-        "  logs/                       one log per step, starting with its command line",
-        "  summary.json                this summary, as JSON",
-        "",
-        f"Stage 1: {summary.stage1.steps} steps of projector pretraining (the LLM never runs)",
-        f"  kept {train.extracted - summary.stage1.skipped['train']} of {train.extracted} training utterances (a transcript with more tokens than the projector emits positions is skipped)",
-        *_trend_lines(
-            summary.stage1.validation,
-            STAGE1_METRICS,
-            ("MSE_word", "MSE_pad", "cos_word", "emb. WER"),
-        ),
-        "",
-        f"Stage 2: {summary.stage2.steps} steps of ASR instruction tuning through the frozen LLM "
-        f"(CE of a uniform guess: ln {summary.llm_vocab_size} = {math.log(summary.llm_vocab_size):.2f})",
-        *_trend_lines(
-            summary.stage2.validation, STAGE2_METRICS, ("CE", "MSE_word", "loss")
-        ),
-        "",
-    ]
-    if summary.generation is None:
-        lines += ["Generation: skipped (recipes/generate is not in this checkout).", ""]
-    else:
-        lines += [*summary.generation.format_lines(), ""]
-
-    lines.append("Time per step:")
-    for step in summary.steps:
-        lines.append(f"  {step['seconds']:7.1f} s  {step['title']}")
-    lines += [
-        "",
-        "The models are tiny and randomly initialised, so the numbers show each stage doing "
-        "its job, not recognition quality: stage 1 maps the training utterances onto their "
-        "transcripts' embeddings and moves held-out ones towards theirs; stage 2 lowers the "
-        "frozen LLM's CE on held-out instructions by steering it with the speech embeddings, "
-        "but a random LLM knows no language, so the hypotheses are gibberish. The same "
-        "commands with full-size cards "
-        "(see each step's log) give real results.",
-    ]
+    stage1 = summary["stage1"]
+    lines.append("")
+    lines.append(
+        f"Stage 1 held-out (test sentences, held-out voice): MSE_word {stage1['heldout_mse_word']:.4f}, "
+        f"embedding WER {stage1['heldout_embedding_wer']:.1f} %; dev: {stage1['dev_mse_word']:.4f}, {stage1['dev_embedding_wer']:.1f} %"
+    )
+    threshold = summary["eet"]["threshold_mse"]
+    lines.append(
+        "Toy LLM EET (MSE where >5 % of outputs change): "
+        + ("not reached" if threshold is None else f"{threshold:.4f}")
+    )
+    lines.append(
+        f"Repetition-stop rate σ=0.9: {_num(summary['repetition_stop_rate'])} %, σ=0: {_num(summary['sigma0']['repetition_stop_rate'])} %"
+    )
+    lines.append(f"Total time: {summary['timing']['total_s']:.0f} s")
     return "\n".join(lines)
+
+
+def write_summary(layout: QuickstartLayout, summary: dict[str, Any]) -> None:
+    layout.summary.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    steps = "\n".join(
+        f"| {name} | {seconds:.1f} |"
+        for name, seconds in summary["timing"]["steps"].items()
+    )
+    layout.summary_md.write_text(
+        "# Quickstart results\n\n```\n"
+        + format_table(summary)
+        + "\n```\n\n| step | seconds |\n|---|---|\n"
+        + steps
+        + "\n",
+        encoding="utf-8",
+    )
+
+
+def plot_stage1(layout: QuickstartLayout) -> Path:
+    """Stage 1's validation curves (MSE_word and embedding WER per split)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for split in ("dev", HELDOUT_SPLIT):
+        records = stage1_validation(layout, split)
+        steps = [int(r["Step"]) for r in records]
+        axes[0].plot(
+            steps, [float(r["mse_word"]) for r in records], marker="o", label=split
+        )
+        axes[1].plot(
+            steps, [float(r["embedding_wer"]) for r in records], marker="o", label=split
+        )
+    axes[0].set_yscale("log")
+    axes[0].set_title("stage 1 validation MSE_word")
+    axes[1].set_title("stage 1 validation embedding WER (%)")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(layout.stage1_plot, dpi=100)
+    plt.close(fig)
+    return layout.stage1_plot

@@ -171,7 +171,7 @@ class ToyLLMTrainingConfig:
 class ToyLLMTrainingResult:
     llm: TinyLLM
     losses: list[float] = field(default_factory=list)
-    """Mean CE of each logged step window."""
+    """Mean CE of each logged window of steps."""
     train_s: float = 0.0
 
 
@@ -324,6 +324,7 @@ def train_toy_llm(
     init_std: float = TOY_INIT_STD,
     rope_theta: float = TOY_ROPE_THETA,
     log: Callable[[str], None] | None = None,
+    log_every: int = 50,
 ) -> ToyLLMTrainingResult:
     """Write the toy LLM into ``directory`` (Hugging Face safetensors,
     tokenizer, card) and train it on ``train`` to repeat and translate.
@@ -348,7 +349,7 @@ def train_toy_llm(
     # denormal floats, which make CPU kernels ~20x slower; flush them to zero.
     flush_denormal = torch.set_flush_denormal(True)
     try:
-        result = _train(llm, train, config, log)
+        result = _train(llm, train, config, log, log_every)
     finally:
         if flush_denormal:
             torch.set_flush_denormal(False)
@@ -360,6 +361,7 @@ def _train(
     train: Sequence[ParallelSentence],
     config: ToyLLMTrainingConfig,
     log: Callable[[str], None] | None,
+    log_every: int,
 ) -> ToyLLMTrainingResult:
     session = ToyLLMSession.load(llm.card)
     model = session.model
@@ -425,7 +427,7 @@ def _train(
         scheduler.step()
 
         window.append(float(loss.detach()))
-        if (step + 1) % 50 == 0 or step + 1 == config.steps:
+        if (step + 1) % log_every == 0 or step + 1 == config.steps:
             mean = sum(window) / len(window)
             result.losses.append(mean)
             window = []
