@@ -68,7 +68,8 @@ def row_norm_ratio(table: Tensor, idx: int) -> tuple[float, float]:
     Tells an untrained (zero or near-zero) row, such as a reserved Llama-3
     token's, from a trained one.
     """
-    norms = table.float().norm(dim=-1)
+    # In row chunks: a float32 copy of a whole bf16 table would double it.
+    norms = torch.cat([rows.float().norm(dim=-1) for rows in table.split(1024)])
     norm = float(norms[idx])
     median = float(norms.median())
     return norm, (norm / median if median > 0 else float("inf"))
