@@ -19,10 +19,7 @@ from torch.nn import Module, ModuleList
 
 from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.skips import SkipReport
-from speechmapper_plugin.models.speechmapper import (
-    SPEECHMAPPER_FAMILY,
-    SpeechMapperProjector,
-)
+from speechmapper_plugin.models.adapters import AnyProjector, projector_family
 from speechmapper_plugin.validation import check_positive_fields
 
 
@@ -83,7 +80,7 @@ class SpeechDatasetSection(DatasetSection):
 
 
 def record_target_llm(
-    context: RecipeContext, projector: SpeechMapperProjector, llm_card: str
+    context: RecipeContext, projector: AnyProjector, llm_card: str
 ) -> None:
     """Names the target LLM in the projector config and in the checkpoint card
     (``checkpoints/model.yaml``), so later stages and inference can check it.
@@ -102,7 +99,7 @@ def record_target_llm(
         dumper = context.resolver.resolve(ModelMetadataDumper)  # type: ignore[type-abstract]
         dumper.dump(
             context.output_dir.joinpath("checkpoints"),
-            SPEECHMAPPER_FAMILY,
+            projector_family(projector),
             projector.config,
         )
 

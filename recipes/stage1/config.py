@@ -76,12 +76,37 @@ class Stage1LossSection:
     ablation endpoint. 9 is our default (the most word weight in the paper's
     range); we found no value the paper states it used."""
 
+    ctc_weight: float = 0.0
+    """Weight of an auxiliary CTC loss on the projector outputs (0 = off, the
+    paper's stage 1). The output layer is the target LLM's embedding table
+    (cosine / ``ctc_temperature``) and the pad token is the blank: it asks for
+    each token once, against repetitions. Any fixed-rate projector or adapter;
+    rows with more tokens than outputs are left out of it."""
+
+    ctc_temperature: float = 0.1
+    """The temperature of the auxiliary CTC's cosine logits."""
+
+    quantity_weight: float = 1.0
+    """``cif`` adapters: weight of the quantity loss ``|sum(weights) - tokens|``."""
+
+    adapter_ctc_weight: float = 1.0
+    """``ctc_compression`` adapters: weight of the CTC loss of their head."""
+
     def validate(self) -> ValidationResult:
         result = ValidationResult()
         try:
             check_alpha(self.alpha)
         except ValueError as ex:
             result.add_error(str(ex))
+        for name in ("ctc_weight", "quantity_weight", "adapter_ctc_weight"):
+            if getattr(self, name) < 0.0:
+                result.add_error(
+                    f"`loss.{name}` must be non-negative, but is {getattr(self, name)}."
+                )
+        if self.ctc_temperature <= 0.0:
+            result.add_error(
+                f"`loss.ctc_temperature` must be positive, but is {self.ctc_temperature}."
+            )
         return result
 
 

@@ -13,7 +13,12 @@ from typing_extensions import override
 
 from recipes.common import log_skip_report, record_target_llm
 from recipes.stage1.config import Stage1Config, Stage1DatasetSection
-from recipes.stage1.units import EmbeddingTargets, Stage1TrainUnit, Stage1ValidUnit
+from recipes.stage1.units import (
+    EmbeddingTargets,
+    Stage1Objective,
+    Stage1TrainUnit,
+    Stage1ValidUnit,
+)
 from speechmapper_plugin.datasets.speech_features import (
     PreparedSplit,
     SpeechFeaturesDataset,
@@ -23,10 +28,13 @@ from speechmapper_plugin.llm import (
     load_target_llm_embeddings,
     normalize_transcript,
 )
-from speechmapper_plugin.models.speechmapper import (
-    SpeechMapperProjector,
-    check_llm_embedding_dim,
+from speechmapper_plugin.models.adapters import (
+    PROJECTOR_CLASSES,
+    AdapterConfig,
+    AnyProjector,
+    is_variable_length,
 )
+from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
 
 
 @final
@@ -35,14 +43,18 @@ class Stage1Recipe(Recipe):
     def create_task(self, context: RecipeContext) -> Task:
         config = context.get_config_as(Stage1Config)
 
-        projector = context.get_model_as(SpeechMapperProjector)
+        projector = get_projector(context)
 
         target_llm = self._load_target_llm(config)
 
         try:
+            # Reads `output_dim` only, which every projector config has.
             check_llm_embedding_dim(
-                projector.config, target_llm.embed_dim, target_llm.card_name
+                projector.config,  # type: ignore[arg-type]
+                target_llm.embed_dim,
+                target_llm.card_name,
             )
+            check_ctc_vocabulary(projector, target_llm)
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
@@ -78,7 +90,23 @@ class Stage1Recipe(Recipe):
             ),
         )
 
-        unit = Stage1TrainUnit(dp_model, targets, config.loss.alpha)
+        loss = config.loss
+        per_token = is_variable_length(projector.config)
+        if per_token:
+            log.info(
+                "A variable-length `{}` adapter: stage 1 regresses one output per transcript token.",
+                projector.config.kind,  # type: ignore[union-attr]
+            )
+        objective = Stage1Objective(
+            alpha=loss.alpha,
+            per_token=per_token,
+            ctc_weight=loss.ctc_weight,
+            ctc_temperature=loss.ctc_temperature,
+            quantity_weight=loss.quantity_weight,
+            adapter_ctc_weight=loss.adapter_ctc_weight,
+        )
+
+        unit = Stage1TrainUnit(dp_model, targets, loss.alpha, objective=objective)
 
         valid_units = []
         valid_readers = []
@@ -114,7 +142,12 @@ class Stage1Recipe(Recipe):
             )
             valid_units.append(
                 Stage1ValidUnit(
-                    dp_model, targets, config.loss.alpha, target_llm.decode, split
+                    dp_model,
+                    targets,
+                    loss.alpha,
+                    target_llm.decode,
+                    split,
+                    objective=objective,
                 )
             )
 
@@ -154,7 +187,7 @@ class Stage1Recipe(Recipe):
         split: str,
         max_num_frames: int | None,
         target_llm: TargetLLMEmbeddings,
-        projector: SpeechMapperProjector,
+        projector: AnyProjector,
         ds: Stage1DatasetSection,
     ) -> PreparedSplit:
         """Tokenises ``split`` and keeps what fits batches of ``max_num_frames``
@@ -182,3 +215,27 @@ class Stage1Recipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return Stage1Config
+
+
+def get_projector(context: RecipeContext) -> AnyProjector:
+    """The trained model: the SpeechMapper projector or an adapter."""
+    model = context.get_model()
+    if not isinstance(model, PROJECTOR_CLASSES):
+        raise RecipeError(
+            f"The model must be a SpeechMapper projector (`speechmapper`) or an adapter (`speech_adapter`), but is a {type(model).__name__}."
+        )
+    return model  # type: ignore[return-value]
+
+
+def check_ctc_vocabulary(
+    projector: AnyProjector, target_llm: TargetLLMEmbeddings
+) -> None:
+    """A ``ctc_compression`` adapter's CTC vocabulary is the target LLM's tokenizer."""
+    config = projector.config
+    if not isinstance(config, AdapterConfig) or config.kind != "ctc_compression":
+        return
+    vocab_size = int(target_llm.embeddings.size(0))
+    if config.ctc_vocab_size != vocab_size:
+        raise ValueError(
+            f"The `ctc_compression` adapter predicts {config.ctc_vocab_size} CTC tokens, but the vocabulary of {target_llm.card_name} has {vocab_size}; set `model.config_overrides.ctc_vocab_size: {vocab_size}`."
+        )

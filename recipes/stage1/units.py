@@ -18,8 +18,12 @@ from typing_extensions import override
 
 from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
 from speechmapper_plugin.losses import (
+    CTCLoss,
     EmbeddingMSELoss,
     build_targets,
+    cif_quantity_loss,
+    ctc_head_loss,
+    embedding_ctc_loss,
     embedding_mse_loss,
     position_masks,
 )
@@ -29,6 +33,7 @@ from speechmapper_plugin.metrics import (
     word_errors,
     word_position_cosine,
 )
+from speechmapper_plugin.models.adapters import AdapterAux, AlignmentTargets
 
 
 @dataclass
@@ -57,23 +62,99 @@ def drop_non_finite_rows(batch: SpeechFeaturesBatch) -> tuple[SpeechFeaturesBatc
     return batch.select(finite), num_bad
 
 
+@dataclass(frozen=True)
+class Stage1Objective:
+    """The terms of stage 1's loss and their weights."""
+
+    alpha: float
+    """Word-to-pad ratio of the MSE (fixed-rate projectors)."""
+
+    per_token: bool = False
+    """Variable-length adapters: one output per transcript token (the adapter
+    is given the targets), so the MSE has no pad positions."""
+
+    ctc_weight: float = 0.0
+    """The auxiliary embedding CTC loss (0 = off)."""
+
+    ctc_temperature: float = 0.1
+
+    quantity_weight: float = 1.0
+    """CIF's quantity loss."""
+
+    adapter_ctc_weight: float = 1.0
+    """The CTC loss of the ``ctc_compression`` adapter's head."""
+
+
+@dataclass(frozen=True)
+class Stage1Terms:
+    total: Tensor
+    mse: EmbeddingMSELoss
+    ctc: CTCLoss | None = None
+    quantity: Tensor | None = None
+
+
 def project_and_score(
-    model: Module, batch: SpeechFeaturesBatch, targets: EmbeddingTargets, alpha: float
-) -> tuple[Tensor, BatchLayout, EmbeddingMSELoss]:
+    model: Module,
+    batch: SpeechFeaturesBatch,
+    targets: EmbeddingTargets,
+    objective: Stage1Objective,
+) -> tuple[Tensor, BatchLayout, Stage1Terms]:
     features = batch.features.to(torch.float32)
     layout = BatchLayout.of(features, batch.feature_lens.tolist())
 
-    outputs, out_layout = model(features, layout, pre_averaged=True)
+    aux = AdapterAux()
+    if objective.per_token:
+        outputs, out_layout = model(
+            features,
+            layout,
+            pre_averaged=True,
+            targets=AlignmentTargets(batch.target_ids, batch.target_lens),
+            aux=aux,
+        )
+    else:
+        outputs, out_layout = model(features, layout, pre_averaged=True)
 
-    loss = embedding_mse_loss(
+    out_lens = out_layout.seq_lens_pt.to(outputs.device)
+
+    mse = embedding_mse_loss(
         outputs,
-        out_layout.seq_lens_pt,
+        out_lens,
         targets.embed(batch.target_ids),
         batch.target_lens,
         targets.pad_embedding,
-        alpha=alpha,
+        # One output per token: only word positions, at full weight.
+        alpha=10.0 if objective.per_token else objective.alpha,
     )
-    return outputs, out_layout, loss
+    total = mse.total
+
+    ctc: CTCLoss | None = None
+    if aux.ctc_log_probs is not None and aux.ctc_lens is not None:
+        ctc = ctc_head_loss(
+            aux.ctc_log_probs,
+            aux.ctc_lens.to(outputs.device),
+            batch.target_ids,
+            batch.target_lens,
+            blank=aux.ctc_log_probs.size(-1) - 1,
+        )
+        total = total + objective.adapter_ctc_weight * ctc.total
+    elif objective.ctc_weight > 0.0:
+        ctc = embedding_ctc_loss(
+            outputs,
+            out_lens,
+            targets.table,
+            batch.target_ids,
+            batch.target_lens,
+            blank=targets.pad_idx,
+            temperature=objective.ctc_temperature,
+        )
+        total = total + objective.ctc_weight * ctc.total
+
+    quantity: Tensor | None = None
+    if aux.weight_sums is not None:
+        quantity = cif_quantity_loss(aux.weight_sums, batch.target_lens)
+        total = total + objective.quantity_weight * quantity
+
+    return outputs, out_layout, Stage1Terms(total, mse, ctc, quantity)
 
 
 def add_loss_metrics(metric_bag: MetricBag) -> None:
@@ -83,17 +164,26 @@ def add_loss_metrics(metric_bag: MetricBag) -> None:
     metric_bag.add("num_examples", Sum())
     metric_bag.add("num_frames", Sum())
     metric_bag.add("num_skipped_non_finite", Sum())
+    metric_bag.add("ctc", Mean())
+    metric_bag.add("quantity", Mean())
 
 
 @torch.inference_mode()
 def update_loss_metrics(
     metric_bag: MetricBag,
     batch: SpeechFeaturesBatch,
-    loss: EmbeddingMSELoss,
+    terms: Stage1Terms,
     num_bad: int,
 ) -> None:
     n = batch.batch_size
-    metric_bag.get("loss", Mean).update(loss.total.detach(), weight=n)
+    loss = terms.mse
+    metric_bag.get("loss", Mean).update(terms.total.detach(), weight=n)
+    if terms.ctc is not None and terms.ctc.num_rows:
+        metric_bag.get("ctc", Mean).update(
+            terms.ctc.total.detach(), weight=terms.ctc.num_rows
+        )
+    if terms.quantity is not None:
+        metric_bag.get("quantity", Mean).update(terms.quantity.detach(), weight=n)
     metric_bag.get("mse_word", Mean).update(
         loss.mse_word.detach(), weight=max(loss.num_word_positions, 1)
     )
@@ -110,10 +200,18 @@ def update_loss_metrics(
 class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
     """Projects cached SFM features and regresses them onto token embeddings."""
 
-    def __init__(self, model: Module, targets: EmbeddingTargets, alpha: float) -> None:
+    def __init__(
+        self,
+        model: Module,
+        targets: EmbeddingTargets,
+        alpha: float,
+        *,
+        objective: Stage1Objective | None = None,
+    ) -> None:
+        """:param objective: the full objective; default: the MSE with ``alpha``."""
         self._model = model
         self._targets = targets
-        self._alpha = alpha
+        self._objective = objective or Stage1Objective(alpha=alpha)
 
     @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
@@ -131,12 +229,14 @@ class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
             metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
             return zero, None
 
-        _, _, loss = project_and_score(self._model, batch, self._targets, self._alpha)
+        _, _, terms = project_and_score(
+            self._model, batch, self._targets, self._objective
+        )
 
-        update_loss_metrics(metric_bag, batch, loss, num_bad)
+        update_loss_metrics(metric_bag, batch, terms, num_bad)
 
         # The loss is a mean; the trainer then averages over accumulated batches.
-        return loss.total, None
+        return terms.total, None
 
 
 @final
@@ -151,10 +251,12 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
         alpha: float,
         decode: Callable[[list[int]], str],
         name: str,
+        *,
+        objective: Stage1Objective | None = None,
     ) -> None:
         self._model = model
         self._targets = targets
-        self._alpha = alpha
+        self._objective = objective or Stage1Objective(alpha=alpha)
         self._decode = decode
         self._name = name
 
@@ -178,10 +280,10 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
             metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
             return
 
-        outputs, out_layout, loss = project_and_score(
-            self._model, batch, self._targets, self._alpha
+        outputs, out_layout, terms = project_and_score(
+            self._model, batch, self._targets, self._objective
         )
-        update_loss_metrics(metric_bag, batch, loss, num_bad)
+        update_loss_metrics(metric_bag, batch, terms, num_bad)
 
         out_lens = out_layout.seq_lens_pt
         width = outputs.size(1)
@@ -197,6 +299,17 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
             metric_bag.get("cosine_word", Mean).update(
                 cos_sum / num_words, weight=num_words
             )
+
+        if self._objective.per_token:
+            # The hypotheses come from what the adapter emits on its own
+            # (its length decisions included), not from the forced lengths.
+            features = batch.features.to(torch.float32)
+            outputs, out_layout = self._model(
+                features,
+                BatchLayout.of(features, batch.feature_lens.tolist()),
+                pre_averaged=True,
+            )
+            out_lens = out_layout.seq_lens_pt
 
         ids = nearest_token_ids(
             outputs,

@@ -22,6 +22,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from recipes.common import log_skip_report, record_target_llm, shard_frozen_llm
+from recipes.stage1.recipe import get_projector
 from recipes.stage2.config import Stage2Config
 from recipes.stage2.units import Stage2Objective, Stage2TrainUnit, Stage2ValidUnit
 from speechmapper_plugin.datasets.instructions import (
@@ -35,10 +36,7 @@ from speechmapper_plugin.llm import (
     resolve_pad_token,
     retrieve_llm_card,
 )
-from speechmapper_plugin.models.speechmapper import (
-    SpeechMapperProjector,
-    check_llm_embedding_dim,
-)
+from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
 
 
 @final
@@ -57,7 +55,7 @@ class Stage2Recipe(Recipe):
         if llm_card is None:
             raise RecipeError("`llm.name` must name the asset card of the target LLM.")
 
-        projector = context.get_model_as(SpeechMapperProjector)
+        projector = get_projector(context)
 
         # Everything that can be wrong is checked before the LLM is loaded: the
         # target LLM of the projector, the widths, the template, the pad token
@@ -65,8 +63,11 @@ class Stage2Recipe(Recipe):
         record_target_llm(context, projector, llm_card)
 
         try:
+            # Reads `output_dim` only, which every projector config has.
             check_llm_embedding_dim(
-                projector.config, read_llm_embed_dim(llm_card), llm_card
+                projector.config,  # type: ignore[arg-type]
+                read_llm_embed_dim(llm_card),
+                llm_card,
             )
             template = chat_template_for_card(llm_card)
             tokenizer = load_tokenizer(llm_card)

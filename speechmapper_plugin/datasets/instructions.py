@@ -32,7 +32,7 @@ from speechmapper_plugin.datasets.batching import (
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.datasets.speech_features import check_store_matches_projector
 from speechmapper_plugin.llm import ChatTemplate, encode_response, encode_speech_prompt
-from speechmapper_plugin.models.speechmapper import SpeechMapperConfig, output_length
+from speechmapper_plugin.models.adapters import ProjectorConfig, max_output_length
 
 INSTRUCTION_DATASET: Final = "speechmapper_instructions"
 
@@ -127,7 +127,7 @@ class InstructionDataset:
         tokenizer: Tokenizer,
         template: ChatTemplate,
         encode_transcript: Callable[[str], Sequence[int]],
-        projector: SpeechMapperConfig,
+        projector: ProjectorConfig,
         max_seq_len: int,
         max_num_frames: int | None = None,
         system_prompt: str | None = None,
@@ -173,7 +173,7 @@ class InstructionDataset:
             store_index, entry_index = location
             num_frames = stores[store_index].entries[entry_index].num_frames
 
-            num_outputs = output_length(projector, num_frames, pre_averaged=True)
+            num_outputs = max_output_length(projector, num_frames, pre_averaged=True)
             if num_outputs < 1:
                 report.skip(
                     example.id,

@@ -28,7 +28,7 @@ from speechmapper_plugin.datasets.batching import (
     pad_sequences,
 )
 from speechmapper_plugin.datasets.skips import SkipReport
-from speechmapper_plugin.models.speechmapper import SpeechMapperConfig, output_length
+from speechmapper_plugin.models.adapters import ProjectorConfig, max_output_length
 
 SPEECH_FEATURES_DATASET: Final = "speechmapper_speech_features"
 
@@ -163,7 +163,7 @@ class SpeechFeaturesDataset:
         split: str,
         *,
         encode: Callable[[str], Sequence[int]],
-        projector: SpeechMapperConfig,
+        projector: ProjectorConfig,
         max_num_frames: int | None = None,
         untrainable_policy: UntrainablePolicy = "skip",
     ) -> PreparedSplit:
@@ -192,7 +192,7 @@ class SpeechFeaturesDataset:
                     report.skip(entry.id, "empty transcript")
                     continue
 
-                num_outputs = output_length(
+                num_outputs = max_output_length(
                     projector, entry.num_frames, pre_averaged=True
                 )
                 if num_outputs < 1:
@@ -271,7 +271,7 @@ def collate_speech_features(items: list[dict[str, Any]]) -> SpeechFeaturesBatch:
 
 
 def check_store_matches_projector(
-    store: FeatureStore, projector: SpeechMapperConfig
+    store: FeatureStore, projector: ProjectorConfig
 ) -> None:
     """Raises if a store's features cannot feed ``projector``."""
     meta = store.metadata

@@ -105,7 +105,10 @@ def stage2_loss(
         )
 
     mse: EmbeddingMSELoss | None = None
-    rows = [i for i, t in enumerate(transcript_ids) if t]
+    # A transcript longer than the speech embeddings has no MSE target: the
+    # datasets leave such rows out for fixed-rate projectors; a
+    # variable-length adapter (CIF, CTC compression) decides its length here.
+    rows = [i for i, t in enumerate(transcript_ids) if t and len(t) <= speech_lens[i]]
     if (sigma > 0.0 or compute_all) and rows:
         transcripts = [torch.tensor(transcript_ids[i], dtype=torch.int64) for i in rows]
         ids, lens = pad_sequences(transcripts)

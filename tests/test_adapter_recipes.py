@@ -1,0 +1,137 @@
+"""Stage 1 and stage 2 train every adapter family on the tiny corpus."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechmapper_plugin.llm import load_target_llm_embeddings
+from tests.support.audio import has_espeak
+from tests.support.cards import SessionCards
+from tests.support.corpus import SpeechCorpus, stage1_args
+from tests.support.recipes import REPO, read_metrics, run_recipe
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox"),
+]
+
+STEPS = 60
+
+
+def run_adapter_stage1(
+    out: Path, arch: str, corpus: SpeechCorpus, cards: SessionCards
+) -> Path:
+    overrides = [
+        "model.family=speech_adapter",
+        f"model.arch={arch}",
+        f"regime.num_steps={STEPS}",
+        f"regime.validate_every_n_steps={STEPS}",
+        f"regime.checkpoint_every_n_steps={STEPS}",
+    ]
+    if arch.startswith("ctc_compression"):
+        vocab = load_target_llm_embeddings(cards.llms.llama_card).embeddings.size(0)
+        overrides.append(f"model.config_overrides={{ctc_vocab_size: {vocab}}}")
+    run_recipe("stage1", out, *stage1_args(corpus.features, cards, *overrides))
+    return out
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        "base_tiny",
+        "conv_tiny",
+        "wlq_former_tiny",
+        "qformer_tiny",
+        "cif_tiny",
+        "ctc_compression_tiny",
+    ],
+)
+def test_stage1_trains_the_adapter(
+    arch: str,
+    tmp_path: Path,
+    speech_corpus: SpeechCorpus,
+    test_cards: SessionCards,
+) -> None:
+    out = run_adapter_stage1(tmp_path / "s1", arch, speech_corpus, test_cards)
+    valid = read_metrics(out, "valid/train")
+    first, last = valid[0], valid[-1]
+    assert last["Step"] == STEPS
+    assert last["mse_word"] < 0.5 * first["mse_word"], (first, last)
+    assert "embedding_wer" in last
+    if arch.startswith("cif"):
+        assert last["quantity"] < first["quantity"]
+    if arch.startswith("ctc"):
+        assert last["ctc"] < first["ctc"]
+    card = (out / "checkpoints/model.yaml").read_text()
+    assert "speech_adapter" in card and test_cards.llms.llama_card in card
+
+
+@pytest.mark.parametrize("arch", ["conv_tiny", "cif_tiny"])
+def test_stage2_tunes_the_adapter_and_saves_only_it(
+    arch: str,
+    tmp_path: Path,
+    speech_corpus: SpeechCorpus,
+    test_cards: SessionCards,
+) -> None:
+    from speechmapper_plugin.data.feature_store import FeatureStore
+    from speechmapper_plugin.data.instructions import (
+        SpeechRecord,
+        build_asr_examples,
+        write_instructions,
+    )
+
+    stage1 = run_adapter_stage1(tmp_path / "s1", arch, speech_corpus, test_cards)
+
+    store = FeatureStore(speech_corpus.features)
+    records = {
+        e.id: SpeechRecord(id=e.id, transcript=e.transcript, lang=e.lang)
+        for e in store.entries
+    }
+    train = tmp_path / "train.jsonl"
+    dev = tmp_path / "dev.jsonl"
+    write_instructions(
+        train,
+        build_asr_examples((records[i] for i in speech_corpus.train_ids), pool="train"),
+    )
+    write_instructions(
+        dev,
+        build_asr_examples(
+            (records[i] for i in speech_corpus.held_out_ids), pool="eval"
+        ),
+    )
+    out = tmp_path / "s2"
+    run_recipe(
+        "stage2",
+        out,
+        "--config-file",
+        str(REPO / "recipes/stage2/configs/tiny.yaml"),
+        "--config",
+        f"common.assets.prev_checkpoint_dir={stage1 / 'checkpoints'}",
+        f"llm.name={test_cards.llms.llama_card}",
+        f"dataset.config_overrides={{splits: {{train: [{train}], dev: [{dev}]}}, feature_stores: [{speech_corpus.features}]}}",
+        f"common.assets.extra_paths=[{test_cards.card_dir}]",
+        "regime.num_steps=30",
+        "regime.validate_every_n_steps=30",
+        "regime.checkpoint_every_n_steps=30",
+    )
+    valid = read_metrics(out, "valid/dev")
+    assert valid[-1]["ce"] < valid[0]["ce"], (valid[0], valid[-1])
+    (path,) = glob.glob(str(out / "checkpoints/step_30/model/**/*.pt"), recursive=True)
+    state = torch.load(path, weights_only=True)
+    assert state and all(
+        k.split(".")[0]
+        in {
+            "input_proj",
+            "frame_pos",
+            "pre_encoder",
+            "length_adapter",
+            "post_pos",
+            "post_encoder",
+            "final_proj",
+        }
+        for k in state
+    ), sorted(state)[:5]
