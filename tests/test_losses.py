@@ -252,3 +252,57 @@ def test_mixed_loss_endpoints_leave_the_other_term_out() -> None:
 def test_sigma_outside_range_is_rejected(sigma: float) -> None:
     with pytest.raises(ValueError, match=r"`sigma` must be in \[0, 1\]"):
         mixed_ce_mse_loss(torch.tensor(1.0), torch.tensor(1.0), sigma=sigma)
+
+
+def test_embedding_ctc_loss_prefers_the_spelled_transcript() -> None:
+    """Outputs that are the tokens' embeddings (pad = blank between them) cost
+    almost nothing; the same outputs in the wrong order cost a lot."""
+    from speechmapper_plugin.losses import embedding_ctc_loss
+
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(10, 16, generator=gen)
+    pad = 9
+    right = table[[3, pad, 5, 5, pad, 5]].unsqueeze(0)  # spells 3 5 5
+    wrong = table[[5, pad, 3, 3, pad, 5]].unsqueeze(0)  # spells 5 3 5
+    ids, lens, out_lens = (
+        torch.tensor([[3, 5, 5]]),
+        torch.tensor([3]),
+        torch.tensor([6]),
+    )
+    good = embedding_ctc_loss(
+        right, out_lens, table, ids, lens, blank=pad, temperature=0.01
+    )
+    bad = embedding_ctc_loss(
+        wrong, out_lens, table, ids, lens, blank=pad, temperature=0.01
+    )
+    assert good.num_rows == 1 and float(good.total) < 1e-3
+    assert float(bad.total) > 1.0
+
+
+def test_ctc_losses_refuse_the_blank_as_a_target_and_skip_short_rows() -> None:
+    from speechmapper_plugin.losses import ctc_head_loss
+
+    log_probs = torch.randn(2, 4, 5).log_softmax(-1)
+    with pytest.raises(ValueError, match="is the CTC blank"):
+        ctc_head_loss(
+            log_probs,
+            torch.tensor([4, 4]),
+            torch.tensor([[4, 1], [1, 2]]),
+            torch.tensor([2, 2]),
+            blank=4,
+        )
+    short = ctc_head_loss(
+        log_probs,
+        torch.tensor([4, 1]),
+        torch.tensor([[0, 1], [1, 2]]),
+        torch.tensor([2, 2]),
+        blank=4,
+    )
+    assert short.num_rows == 1
+
+
+def test_cif_quantity_loss_is_the_mean_count_error() -> None:
+    from speechmapper_plugin.losses import cif_quantity_loss
+
+    loss = cif_quantity_loss(torch.tensor([2.5, 4.0]), torch.tensor([3, 2]))
+    assert float(loss) == pytest.approx((0.5 + 2.0) / 2)
