@@ -3,7 +3,8 @@ toy LLM, trained here on the toy world's text."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
 
@@ -27,10 +28,25 @@ LLM_LOG_EVERY: Final = 250
 
 def build_speech_encoder(layout: QuickstartLayout, seed: int) -> None:
     """The tiny SeamlessM4T-v2 (random, frozen) and its card."""
-    card = write_tiny_sm4t(
-        layout.assets / "sm4t_v2_tiny", card_name=SFM_CARD, seed=seed
-    )
+    with _quiet_transformers():
+        card = write_tiny_sm4t(
+            layout.assets / "sm4t_v2_tiny", card_name=SFM_CARD, seed=seed
+        )
     write_card_file(layout.cards / "sm4t.yaml", [card])
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Without transformers' advice on models it constructs (meant for people
+    writing model code, not for quickstart users)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def build_toy_llm(
@@ -42,11 +58,7 @@ def build_toy_llm(
     log: Callable[[str], None],
 ) -> ToyLLMTrainingResult:
     """Train the toy LLM on the training sentences' text and write its card."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
+    with _quiet_transformers():
         result = train_toy_llm(
             layout.llm,
             train,
@@ -55,8 +67,6 @@ def build_toy_llm(
             log=log,
             log_every=LLM_LOG_EVERY,
         )
-    finally:
-        hf_logging.set_verbosity(verbosity)
     write_card_file(layout.cards / "toy_llm.yaml", [result.llm.card])
     return result
 
