@@ -20,14 +20,7 @@ from speechmapper_plugin.data.extraction import (
     build_store_metadata,
 )
 from speechmapper_plugin.data.waveform_reader import WaveformReadOptions
-from speechmapper_plugin.models.sm4t_speech_encoder import (
-    SM4TSpeechEncoder,
-    SpeechFeatureExtractor,
-)
-from speechmapper_plugin.models.whisper_encoder import (
-    WhisperEncoder,
-    WhisperSpeechFeatureExtractor,
-)
+from speechmapper_plugin.models.sfm import create_sfm_extractor
 
 
 class ExtractFeaturesRecipe(Recipe):
@@ -87,36 +80,19 @@ def _create_extractor(
     context: RecipeContext, config: ExtractFeaturesConfig
 ) -> SfmExtractor:
     """The extractor of the configured speech encoder (SeamlessM4T or Whisper)."""
-    model = context.get_model()
-
     features = config.features
     try:
-        if isinstance(model, WhisperEncoder):
-            return WhisperSpeechFeatureExtractor(
-                model,
-                layer=features.layer,
-                layer_norm=features.layer_norm,
-                frame_averaging=features.frame_averaging,
-                max_windows=features.max_windows,
-                dtype=config.model.dtype,
-                device=context.device,
-            )
-
-        if isinstance(model, SM4TSpeechEncoder):
-            return SpeechFeatureExtractor(
-                model,
-                layer=features.layer,
-                layer_norm=features.layer_norm,
-                frame_averaging=features.frame_averaging,
-                dtype=config.model.dtype,
-                device=context.device,
-            )
+        return create_sfm_extractor(
+            context.get_model(),
+            layer=features.layer,
+            layer_norm=features.layer_norm,
+            frame_averaging=features.frame_averaging,
+            max_windows=features.max_windows,
+            dtype=config.model.dtype,
+            device=context.device,
+        )
     except ValueError as ex:
-        raise RecipeError(f"`features`: {ex}") from None
-
-    raise RecipeError(
-        f"`model` must be a speech encoder of family `sm4t_speech_encoder` or `whisper_encoder`, but is a {type(model).__name__}."
-    )
+        raise RecipeError(f"`model`/`features`: {ex}") from None
 
 
 def _command_line() -> str:

@@ -45,10 +45,7 @@ from speechmapper_plugin.llm import (
     chat_template_for_card,
     retrieve_llm_card,
 )
-from speechmapper_plugin.models.sm4t_speech_encoder import (
-    SM4TSpeechEncoder,
-    SM4TSpeechEncoderConfig,
-)
+from speechmapper_plugin.models.sfm import SFM_CLASSES, SFM_CONFIG_CLASSES
 from speechmapper_plugin.models.speechmapper import (
     SpeechMapperConfig,
     SpeechMapperProjector,
@@ -98,7 +95,11 @@ class GenerateRecipe(Recipe):
 
         # The heavy part: weights.
         projector = context.get_model_as(SpeechMapperProjector, "model")
-        sfm = context.get_model_as(SM4TSpeechEncoder, "sfm")
+        sfm = context.get_model("sfm")
+        if not isinstance(sfm, SFM_CLASSES):
+            raise RecipeError(
+                f"`sfm` must be a speech encoder (family `sm4t_speech_encoder` or `whisper_encoder`), but is a {type(sfm).__name__}."
+            )
         llm = context.get_model_as(TransformerLM, "llm")
 
         try:
@@ -180,9 +181,9 @@ class GenerateRecipe(Recipe):
             )
 
         sfm = _section_config(resolver, "sfm", config.sfm)
-        if not isinstance(sfm, SM4TSpeechEncoderConfig):
+        if not isinstance(sfm, SFM_CONFIG_CLASSES):
             raise RecipeError(
-                f"`sfm` must be a SeamlessM4T-v2 speech encoder (family `sm4t_speech_encoder`), but its configuration is a {type(sfm).__name__}."
+                f"`sfm` must be a speech encoder (family `sm4t_speech_encoder` or `whisper_encoder`), but its configuration is a {type(sfm).__name__}."
             )
 
         llm = _section_config(resolver, "llm", config.llm)

@@ -10,7 +10,8 @@ from typing import Literal
 
 from recipes.sweep.config import RecipeRunSection, SweepConfig
 
-StepKind = Literal["stage1", "stage2", "evaluate"]
+StepKind = Literal["stage1", "stage2", "evaluate", "extract_features"]
+"""The recipe a step runs (``extract_features``: the grid's cached extraction)."""
 
 
 @dataclass(frozen=True)

@@ -48,35 +48,11 @@ from speechmapper_plugin.data.waveform_reader import (
     WaveformReadOptions,
     create_waveform_reader,
 )
-from speechmapper_plugin.models.sm4t_speech_encoder import (
-    SM4T_SPEECH_ENCODER_FAMILY,
-    SpeechFeatureExtractor,
-)
-from speechmapper_plugin.models.whisper_encoder import (
-    WHISPER_ENCODER_FAMILY,
-    WhisperSpeechFeatureExtractor,
-)
+from speechmapper_plugin.models.sfm import SfmExtractor as SfmExtractor
+from speechmapper_plugin.models.sfm import sfm_family_and_frame_rate
 
 Extractor = Callable[[Sequence[Tensor]], tuple[Tensor, Tensor]]
 """Waveforms -> ``(features [B, T, D], lengths [B])``, e.g. ``SpeechFeatureExtractor``."""
-
-
-FBANK_FRAMES_PER_SECOND = 100
-"""SeamlessM4T's fbank hop is 10 ms."""
-
-SfmExtractor = SpeechFeatureExtractor | WhisperSpeechFeatureExtractor
-"""The feature extractors of the speech foundation models (SFMs) the store supports."""
-
-
-def sfm_family_and_frame_rate(extractor: SfmExtractor) -> tuple[str, float]:
-    """The SFM family of ``extractor`` and its output frames per second."""
-    if isinstance(extractor, WhisperSpeechFeatureExtractor):
-        return WHISPER_ENCODER_FAMILY, extractor.frame_rate
-
-    frame_rate = FBANK_FRAMES_PER_SECOND / (
-        extractor.model.config.fbank_stride * extractor.frame_averaging
-    )
-    return SM4T_SPEECH_ENCODER_FAMILY, frame_rate
 
 
 def build_store_metadata(

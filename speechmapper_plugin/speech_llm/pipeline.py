@@ -26,7 +26,7 @@ from fairseq2.nn import BatchLayout
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from speechmapper_plugin.audio import SAMPLE_RATE, min_num_samples, num_encoder_frames
+from speechmapper_plugin.audio import SAMPLE_RATE
 from speechmapper_plugin.data.instructions import check_placeholder
 from speechmapper_plugin.generation import (
     GenerationConfig,
@@ -44,9 +44,11 @@ from speechmapper_plugin.llm import (
     stop_token_ids,
 )
 from speechmapper_plugin.llm.tokens import create_text_decoder
-from speechmapper_plugin.models.sm4t_speech_encoder import (
-    SM4TSpeechEncoder,
-    SpeechFeatureExtractor,
+from speechmapper_plugin.models.sfm import (
+    SfmEncoder,
+    create_sfm_extractor,
+    sfm_min_num_samples,
+    sfm_num_frames,
 )
 from speechmapper_plugin.models.speechmapper import (
     SpeechMapperProjector,
@@ -90,7 +92,8 @@ class SpeechMapperPipeline:
     The modules are moved to ``device`` (default: the LLM's) and put in eval
     mode; nothing is trained or changed otherwise.
 
-    :param sfm: The SeamlessM4T-v2 speech encoder the projector was trained on.
+    :param sfm: The speech encoder the projector was trained on (SeamlessM4T-v2
+        or Whisper).
     :param llm_name: The LLM's asset card; checked against the projector's
         ``target_llm``, and the source of the chat template.
     :param template: The chat template; default: the card's
@@ -110,7 +113,7 @@ class SpeechMapperPipeline:
 
     def __init__(
         self,
-        sfm: SM4TSpeechEncoder,
+        sfm: SfmEncoder,
         projector: SpeechMapperProjector,
         llm: TransformerLM,
         tokenizer: Tokenizer,
@@ -163,7 +166,7 @@ class SpeechMapperPipeline:
 
         self.llm = llm.to(self.device).eval()
         self.projector = projector.to(self.device).eval()
-        self.extractor = SpeechFeatureExtractor(
+        self.extractor = create_sfm_extractor(
             sfm,
             layer=sfm_layer,
             layer_norm=sfm_layer_norm,
@@ -550,7 +553,7 @@ class SpeechMapperPipeline:
         (10480 samples, 0.655 s, for the paper's projector)."""
         frames = min_input_frames(self.projector.config)
 
-        return min_num_samples(self.extractor.model.config.fbank_stride * frames)
+        return sfm_min_num_samples(self.extractor, frames)
 
     def check_audio(
         self, num_samples: int, instruction: str, *, where: str = "audio"
@@ -566,10 +569,8 @@ class SpeechMapperPipeline:
                 f"{num_samples / SAMPLE_RATE:.3f} s of audio gives no speech frames for the LLM: the speech encoder and the projector need at least {self.min_num_samples / SAMPLE_RATE:.3f} s ({self.min_num_samples} samples at 16 kHz).",
             )
 
-        stride = self.extractor.model.config.fbank_stride
-
         return self.check_features(
-            num_encoder_frames(num_samples, stride),
+            sfm_num_frames(self.extractor, num_samples),
             instruction,
             pre_averaged=False,
             where=where,

@@ -1,0 +1,248 @@
+"""Configuration of an SFM x adapter x LLM grid (a YAML file)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import yaml
+from fairseq2.utils.structured import StandardValueConverter
+from fairseq2.utils.validation import StandardObjectValidator, ValidationResult
+
+from recipes.sweep.config import RecipeRunSection
+
+STAGES: Final = ("stage1", "stage2")
+
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass(kw_only=True)
+class SfmEntry:
+    """A speech foundation model: one feature extraction per manifest split."""
+
+    name: str
+    """Label in the table and directory name."""
+
+    card: str
+    """Its asset card (family ``sm4t_speech_encoder`` or ``whisper_encoder``)."""
+
+    overrides: list[str] = field(default_factory=list)
+    """Extraction overrides for this SFM (e.g. ``features.layer=32``)."""
+
+
+@dataclass(kw_only=True)
+class AdapterEntry:
+    """A projector/adapter architecture trained in every (SFM, LLM) cell."""
+
+    name: str
+
+    family: str = "speechmapper"
+    """``speechmapper`` (the SpeechMapper projector) or ``speech_adapter``."""
+
+    arch: str
+
+    config: dict[str, Any] = field(default_factory=dict)
+    """Model-config overrides (any YAML mapping, passed on as
+    ``model.config_overrides``); ``input_dim`` and ``output_dim`` are set per
+    cell from the SFM's and the LLM's cards."""
+
+    stage1_overrides: list[str] = field(default_factory=list)
+    """Extra stage-1 overrides for this adapter (e.g. loss weights)."""
+
+
+@dataclass(kw_only=True)
+class LlmEntry:
+    name: str
+
+    card: str
+    """A target-LLM card (``speechmapper_pad_token``, ``speechmapper_chat_template``)."""
+
+
+@dataclass(kw_only=True)
+class GridStage2Section(RecipeRunSection):
+    instructions: dict[str, list[Path]] = field(default_factory=dict)
+    """Instruction files per split (``train``, ``dev``); their ``speech`` ids
+    are manifest ids, found in every SFM's feature stores."""
+
+
+@dataclass(kw_only=True)
+class GridEvaluateSection(RecipeRunSection):
+    instructions: Path | None = None
+    """The held-out instruction file (``speech`` ids of ``split``'s manifest)."""
+
+    split: str = "eval"
+    """The manifest split whose feature store the instructions refer to."""
+
+    metrics: list[str] = field(default_factory=list)
+    """Dotted keys of ``summary.json``'s ``metrics``: one table each."""
+
+
+@dataclass(kw_only=True)
+class GridConfig:
+    sfms: list[SfmEntry] = field(default_factory=list)
+
+    adapters: list[AdapterEntry] = field(default_factory=list)
+
+    llms: list[LlmEntry] = field(default_factory=list)
+
+    stages: list[str] = field(default_factory=lambda: ["stage1"])
+    """``stage1`` and/or ``stage2`` per cell; the last one is evaluated.
+    ``[stage1, stage2]``: stage 2 starts from the cell's stage-1 checkpoints."""
+
+    manifests: dict[str, Path] = field(default_factory=dict)
+    """Split -> audio manifest; each is extracted once per SFM (cached)."""
+
+    extract: RecipeRunSection = field(default_factory=RecipeRunSection)
+
+    stage1: RecipeRunSection = field(default_factory=RecipeRunSection)
+
+    stage2: GridStage2Section = field(default_factory=GridStage2Section)
+
+    evaluate: GridEvaluateSection = field(default_factory=GridEvaluateSection)
+
+    asset_paths: list[Path] = field(default_factory=list)
+    """Extra card directories: read by the grid (model widths) and passed to
+    every recipe as ``common.assets.extra_paths``."""
+
+    nproc: int = 1
+    """Processes per recipe run (``torchrun --nproc-per-node``)."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+
+        for axis in ("sfms", "adapters", "llms"):
+            entries = getattr(self, axis)
+            if not entries:
+                result.add_error(f"`{axis}` must list at least one entry.")
+            names = [e.name for e in entries]
+            if len(set(names)) != len(names):
+                result.add_error(f"`{axis}` holds duplicate names: {names}.")
+            for name in names:
+                if not _NAME.fullmatch(name):
+                    result.add_error(
+                        f"`{axis}`: the name {name!r} must be letters, digits, '_', '.' or '-' (it names a directory)."
+                    )
+
+        if not self.stages or any(s not in STAGES for s in self.stages):
+            result.add_error(
+                f"`stages` must be a non-empty subset of {list(STAGES)}, but is {self.stages}."
+            )
+        elif len(set(self.stages)) != len(self.stages):
+            result.add_error(f"`stages` holds duplicates: {self.stages}.")
+
+        if not self.manifests:
+            result.add_error("`manifests` must name at least one split to extract.")
+        for split in self.manifests:
+            if not _NAME.fullmatch(split):
+                result.add_error(f"`manifests`: bad split name {split!r}.")
+
+        if self.extract.config_file is None:
+            result.add_error("`extract.config_file` is required.")
+        if "stage1" in self.stages and self.stage1.config_file is None:
+            result.add_error("`stages` has stage1: `stage1.config_file` is required.")
+        if "stage2" in self.stages:
+            if self.stage2.config_file is None:
+                result.add_error(
+                    "`stages` has stage2: `stage2.config_file` is required."
+                )
+            if not self.stage2.instructions:
+                result.add_error(
+                    "`stages` has stage2: `stage2.instructions` must give the instruction files per split."
+                )
+            if "stage1" not in self.stages:
+                result.add_error(
+                    "`stages: [stage2]` alone has no projector to start from; use `[stage1, stage2]`."
+                )
+
+        if self.evaluate.config_file is None or self.evaluate.instructions is None:
+            result.add_error(
+                "`evaluate.config_file` and `evaluate.instructions` (held-out) are required."
+            )
+        elif self.evaluate.split not in self.manifests:
+            result.add_error(
+                f"`evaluate.split` ({self.evaluate.split!r}) must be a key of `manifests`, whose features the held-out instructions refer to."
+            )
+
+        self.extract.check_reserved(
+            result,
+            "extract",
+            ("model.name", "dataset.split", "dataset.config_overrides"),
+        )
+        self.stage1.check_reserved(
+            result, "stage1", ("model.family", "model.arch", "target_llm.name")
+        )
+        self.stage2.check_reserved(
+            result, "stage2", ("llm.name", "common.assets.prev_checkpoint_dir")
+        )
+        self.evaluate.check_reserved(
+            result,
+            "evaluate",
+            (
+                "sfm.name",
+                "llm.name",
+                "common.assets.prev_checkpoint_dir",
+                "input.instructions",
+                "input.feature_store",
+            ),
+        )
+
+        if self.nproc < 1:
+            result.add_error(f"`nproc` must be positive, but is {self.nproc}.")
+
+        return result
+
+
+def load_grid_config(path: Path) -> GridConfig:
+    """Read and validate a grid YAML file.
+
+    :raises ValueError: If it cannot be read, has unknown keys or is invalid.
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as ex:
+        raise ValueError(f"Cannot read the grid config {path}: {ex}") from None
+
+    # Adapter `config` mappings are free-form YAML (nested lists of blocks...),
+    # which fairseq2's structurer has no type for: kept aside, then attached.
+    model_configs = _pop_adapter_configs(data, path)
+
+    try:
+        config = StandardValueConverter().structure(data, GridConfig)
+    except Exception as ex:  # fairseq2 raises StructureError and friends
+        raise ValueError(f"The grid config {path} is malformed: {ex}") from None
+
+    assert isinstance(config, GridConfig)
+
+    for adapter, model_config in zip(config.adapters, model_configs, strict=True):
+        adapter.config = model_config
+
+    try:
+        StandardObjectValidator().validate(config)
+    except Exception as ex:
+        raise ValueError(f"The grid config {path} is invalid: {ex}") from None
+
+    return config
+
+
+def _pop_adapter_configs(data: object, path: Path) -> list[dict[str, Any]]:
+    if not isinstance(data, dict):
+        raise ValueError(f"The grid config {path} must be a YAML mapping.")
+    adapters = data.get("adapters") or []
+    if not isinstance(adapters, list):
+        raise ValueError(f"The grid config {path}: `adapters` must be a list.")
+    configs = []
+    for adapter in adapters:
+        model_config = adapter.pop("config", {}) if isinstance(adapter, dict) else {}
+        if not isinstance(model_config, dict):
+            raise ValueError(
+                f"The grid config {path}: an adapter's `config` must be a mapping, but is {model_config!r}."
+            )
+        for key in ("input_dim", "output_dim"):
+            if key in model_config:
+                raise ValueError(
+                    f"The grid config {path}: an adapter's `config` sets `{key}`, which the grid sets per cell from the cards."
+                )
+        configs.append(model_config)
+    return configs

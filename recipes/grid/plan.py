@@ -1,0 +1,211 @@
+"""What a grid runs: feature extraction once per (SFM, split), then per cell
+(SFM, adapter, LLM) stage 1 and/or stage 2 and one evaluation, as recipe
+commands in their own directories (the sweep's step machinery runs them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from recipes.grid.config import AdapterEntry, GridConfig, LlmEntry, SfmEntry
+from recipes.sweep.config import RecipeRunSection
+from recipes.sweep.plan import StepKind, SweepStep, launcher
+
+
+@dataclass(frozen=True)
+class GridCell:
+    sfm: SfmEntry
+    adapter: AdapterEntry
+    llm: LlmEntry
+    stage1_dir: Path | None
+    stage2_dir: Path | None
+    eval_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.sfm.name}/{self.adapter.name}/{self.llm.name}"
+
+    @property
+    def model_dir(self) -> Path:
+        """The training run whose last checkpoint is evaluated."""
+        model_dir = self.stage2_dir or self.stage1_dir
+        assert model_dir is not None
+        return model_dir
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Feature width per SFM card and embedding width per LLM card."""
+
+    sfm: Mapping[str, int]
+    llm: Mapping[str, int]
+
+
+def extract_dir(out_dir: Path, sfm: SfmEntry, split: str) -> Path:
+    return out_dir / "features" / sfm.name / split
+
+
+def feature_store(out_dir: Path, sfm: SfmEntry, split: str) -> Path:
+    """The store the extraction recipe writes (``OUT_DIR/features``)."""
+    return extract_dir(out_dir, sfm, split) / "features"
+
+
+def plan_cells(config: GridConfig, out_dir: Path) -> list[GridCell]:
+    cells = []
+    for sfm in config.sfms:
+        for adapter in config.adapters:
+            for llm in config.llms:
+                cell_dir = out_dir / "cells" / sfm.name / adapter.name / llm.name
+                stage1_dir = cell_dir / "stage1" if "stage1" in config.stages else None
+                stage2_dir = cell_dir / "stage2" if "stage2" in config.stages else None
+                model_dir = stage2_dir or stage1_dir
+                assert model_dir is not None
+                cells.append(
+                    GridCell(
+                        sfm=sfm,
+                        adapter=adapter,
+                        llm=llm,
+                        stage1_dir=stage1_dir,
+                        stage2_dir=stage2_dir,
+                        eval_dir=model_dir / "eval",
+                    )
+                )
+    return cells
+
+
+def flow(value: object) -> str:
+    """``value`` as a one-line YAML flow value for a ``--config key=value`` item."""
+    return yaml.safe_dump(
+        value, default_flow_style=True, sort_keys=False, width=1_000_000
+    ).strip()
+
+
+def plan_steps(
+    config: GridConfig, cells: list[GridCell], out_dir: Path, widths: Widths
+) -> list[SweepStep]:
+    """Every recipe run, in an order where each step follows what it needs."""
+    assets = (
+        [f"common.assets.extra_paths={flow([str(p) for p in config.asset_paths])}"]
+        if config.asset_paths
+        else []
+    )
+
+    def command(
+        recipe: str, run_dir: Path, section: RecipeRunSection, settings: list[str]
+    ) -> list[str]:
+        cmd = [*launcher(config.nproc), f"recipes.{recipe}", str(run_dir)]
+        if section.config_file is not None:
+            cmd += ["--config-file", str(section.config_file)]
+        return [*cmd, "--config", *assets, *section.overrides, *settings, "--no-rich"]
+
+    steps: list[SweepStep] = []
+
+    def step(
+        kind: StepKind,
+        run_dir: Path,
+        section: RecipeRunSection,
+        settings: list[str],
+        needs: tuple[Path, ...] = (),
+    ) -> None:
+        steps.append(
+            SweepStep(kind, run_dir, command(kind, run_dir, section, settings), needs)
+        )
+
+    for sfm in config.sfms:
+        for split, manifest in config.manifests.items():
+            step(
+                "extract_features",
+                extract_dir(out_dir, sfm, split),
+                config.extract,
+                [
+                    f"model.name={sfm.card}",
+                    f"dataset.split={split}",
+                    f"dataset.config_overrides={flow({'manifests': {split: str(manifest)}})}",
+                    *sfm.overrides,
+                ],
+            )
+
+    def stores(sfm: SfmEntry) -> dict[str, str]:
+        return {s: str(feature_store(out_dir, sfm, s)) for s in config.manifests}
+
+    def extractions(sfm: SfmEntry) -> tuple[Path, ...]:
+        return tuple(extract_dir(out_dir, sfm, s) for s in config.manifests)
+
+    _add_cells(config, cells, widths, step, stores, extractions)
+
+    return steps
+
+
+def _add_cells(
+    config: GridConfig,
+    cells: list[GridCell],
+    widths: Widths,
+    step: Callable[..., None],
+    stores: Callable[[SfmEntry], dict[str, str]],
+    extractions: Callable[[SfmEntry], tuple[Path, ...]],
+) -> None:
+    for cell in cells:
+        if cell.stage1_dir is None:
+            continue
+        model_config = {
+            **cell.adapter.config,
+            "input_dim": widths.sfm[cell.sfm.card],
+            "output_dim": widths.llm[cell.llm.card],
+        }
+        splits = {split: [path] for split, path in stores(cell.sfm).items()}
+        step(
+            "stage1",
+            cell.stage1_dir,
+            config.stage1,
+            [
+                f"model.family={cell.adapter.family}",
+                f"model.arch={cell.adapter.arch}",
+                f"model.config_overrides={flow(model_config)}",
+                f"target_llm.name={cell.llm.card}",
+                f"dataset.config_overrides={flow({'splits': splits})}",
+                *cell.adapter.stage1_overrides,
+            ],
+            extractions(cell.sfm),
+        )
+
+    for cell in cells:
+        if cell.stage2_dir is None:
+            continue
+        assert cell.stage1_dir is not None
+        dataset = {
+            "splits": {
+                split: [str(p) for p in files]
+                for split, files in config.stage2.instructions.items()
+            },
+            "feature_stores": list(stores(cell.sfm).values()),
+        }
+        step(
+            "stage2",
+            cell.stage2_dir,
+            config.stage2,
+            [
+                f"llm.name={cell.llm.card}",
+                f"common.assets.prev_checkpoint_dir={cell.stage1_dir / 'checkpoints'}",
+                f"dataset.config_overrides={flow(dataset)}",
+            ],
+            (cell.stage1_dir,),
+        )
+
+    evaluate = config.evaluate
+    for cell in cells:
+        step(
+            "evaluate",
+            cell.eval_dir,
+            evaluate,
+            [
+                f"sfm.name={cell.sfm.card}",
+                f"llm.name={cell.llm.card}",
+                f"common.assets.prev_checkpoint_dir={cell.model_dir / 'checkpoints'}",
+                f"input.instructions={evaluate.instructions}",
+                f"input.feature_store={stores(cell.sfm)[evaluate.split]}",
+            ],
+            (cell.model_dir,),
+        )

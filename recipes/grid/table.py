@@ -1,0 +1,120 @@
+"""The grid's table, shaped like Verdini et al.'s: one row per adapter, one
+column per (SFM, LLM) pair, one table per metric (``grid.md``); every cell's
+figures, directories and status in ``grid.json``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from recipes.grid.plan import GridCell
+from recipes.sweep.execute import SweepProgress
+from recipes.sweep.table import SUMMARY_FILE, flatten_numbers, last_validation
+
+GRID_JSON = "grid.json"
+GRID_TABLE = "grid.md"
+
+
+def cell_record(cell: GridCell, progress: SweepProgress) -> dict[str, Any]:
+    status, problem = "ok", None
+    for path in (cell.stage1_dir, cell.stage2_dir, cell.eval_dir):
+        if path is None:
+            continue
+        if path in progress.failed:
+            status, problem = "failed", f"{path}: {progress.failed[path]}"
+            break
+        if path in progress.blocked:
+            status, problem = "not run", f"{path}: a step it needs failed"
+            break
+
+    record: dict[str, Any] = {
+        "sfm": cell.sfm.name,
+        "sfm_card": cell.sfm.card,
+        "adapter": cell.adapter.name,
+        "adapter_family": cell.adapter.family,
+        "adapter_arch": cell.adapter.arch,
+        "llm": cell.llm.name,
+        "llm_card": cell.llm.card,
+        "status": status,
+        "stage1_dir": None if cell.stage1_dir is None else str(cell.stage1_dir),
+        "stage2_dir": None if cell.stage2_dir is None else str(cell.stage2_dir),
+        "eval_dir": str(cell.eval_dir),
+    }
+    if problem is not None:
+        record["problem"] = problem
+
+    summary_path = cell.eval_dir / SUMMARY_FILE
+    if status == "ok" and summary_path.is_file():
+        metrics = json.loads(summary_path.read_text()).get("metrics", {})
+        record["metrics"] = flatten_numbers(
+            metrics if isinstance(metrics, dict) else {}
+        )
+
+    record["validation"] = last_validation(cell.model_dir)
+    return record
+
+
+def _cell_text(record: Mapping[str, Any] | None, metric: str) -> str:
+    if record is None:
+        return "-"
+    if record["status"] != "ok":
+        return record["status"]
+    value = record.get("metrics", {}).get(metric)
+    return "-" if value is None else f"{value:.4g}"
+
+
+def format_tables(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
+    """One Markdown table per metric: adapters x (SFM, LLM)."""
+    if not metrics:
+        names: dict[str, None] = {}
+        for record in records:
+            names.update(dict.fromkeys(record.get("metrics", {})))
+        metrics = list(names)
+
+    pairs = list(dict.fromkeys((r["sfm"], r["llm"]) for r in records))
+    adapters = list(dict.fromkeys(r["adapter"] for r in records))
+    by_key = {(r["sfm"], r["adapter"], r["llm"]): r for r in records}
+
+    sections = []
+    for metric in metrics:
+        header = ["adapter", *(f"{sfm} + {llm}" for sfm, llm in pairs)]
+        lines = [
+            f"### {metric}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|---|" + "---:|" * len(pairs),
+        ]
+        for adapter in adapters:
+            cells = [
+                _cell_text(by_key.get((sfm, adapter, llm)), metric)
+                for sfm, llm in pairs
+            ]
+            lines.append("| " + " | ".join([adapter, *cells]) + " |")
+        sections.append("\n".join(lines) + "\n")
+
+    if not sections:
+        return "No evaluation figures yet.\n"
+    return "\n".join(sections)
+
+
+def write_grid_table(
+    out_dir: Path,
+    cells: Sequence[GridCell],
+    progress: SweepProgress,
+    *,
+    metrics: Sequence[str],
+    heldout: Mapping[str, Any],
+) -> dict[str, Path]:
+    records = [cell_record(cell, progress) for cell in cells]
+
+    json_path = out_dir / GRID_JSON
+    json_path.write_text(
+        json.dumps({"heldout": dict(heldout), "cells": records}, indent=2) + "\n"
+    )
+
+    table_path = out_dir / GRID_TABLE
+    table_path.write_text(format_tables(records, metrics))
+
+    return {"json": json_path, "table": table_path}

@@ -1,0 +1,341 @@
+"""The SFM x adapter x LLM grid (``python -m recipes.grid``): the plan of
+recipe runs, bad configs, and a 2 SFM x 3 adapter x 1 LLM grid on the tiny
+corpus through the real recipes, rerun to show it resumes cell by cell."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from recipes.grid.config import load_grid_config
+from recipes.grid.plan import Widths, feature_store, plan_cells, plan_steps
+from speechmapper_plugin.data.feature_store import FeatureStore
+from speechmapper_plugin.data.instructions import (
+    SpeechRecord,
+    build_asr_examples,
+    write_instructions,
+)
+from tests.support.audio import has_espeak
+from tests.support.cards import SessionCards
+from tests.support.corpus import SpeechCorpus
+from tests.support.recipes import REPO, recipe_env
+
+RECORDS = [SpeechRecord(id=f"u{i}", transcript=f"The dog {i}.") for i in range(8)]
+
+BLOCK = {"model_dim": 64, "output_dim": 64, "num_attn_heads": 4, "ffn_inner_dim": 128}
+
+ADAPTERS: list[dict[str, Any]] = [
+    {"name": "tiny", "family": "speechmapper", "arch": "tiny"},
+    {
+        "name": "tiny_nopos",
+        "family": "speechmapper",
+        "arch": "tiny",
+        "config": {"use_position_encoding": False},
+    },
+    {
+        "name": "one_block",
+        "family": "speechmapper",
+        "arch": "tiny",
+        "config": {"blocks": [{**BLOCK, "num_layers": 2}]},
+    },
+]
+"""Three projector architectures: the grid's adapter axis."""
+
+
+@pytest.fixture
+def prompt_files(tmp_path: Path) -> dict[str, Path]:
+    files = {"train": tmp_path / "train.jsonl", "eval": tmp_path / "eval.jsonl"}
+    write_instructions(files["train"], build_asr_examples(RECORDS[:6], pool="train"))
+    write_instructions(files["eval"], build_asr_examples(RECORDS[6:], pool="eval"))
+    return files
+
+
+def _write(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _base(files: dict[str, Path], manifest: Path) -> dict[str, Any]:
+    return {
+        "sfms": [
+            {"name": "sm4t", "card": "test_sm4t_hf"},
+            {
+                "name": "whisper",
+                "card": "test_whisper_hf",
+                "overrides": ["features.layer=2"],
+            },
+        ],
+        "adapters": copy.deepcopy(ADAPTERS),
+        "llms": [{"name": "llama", "card": "test_llama"}],
+        "stages": ["stage1"],
+        "manifests": {"train": str(manifest)},
+        "extract": {
+            "config_file": str(REPO / "recipes/extract_features/configs/tiny.yaml")
+        },
+        "stage1": {"config_file": str(REPO / "recipes/stage1/configs/tiny.yaml")},
+        "evaluate": {
+            "config_file": str(REPO / "recipes/evaluate/configs/tiny.yaml"),
+            "instructions": str(files["eval"]),
+            "split": "train",
+        },
+    }
+
+
+def test_grid_plan(prompt_files: dict[str, Path], tmp_path: Path) -> None:
+    data = _base(prompt_files, tmp_path / "m.tsv")
+    data["stages"] = ["stage1", "stage2"]
+    data["manifests"]["dev"] = str(tmp_path / "dev.tsv")
+    data["evaluate"]["split"] = "dev"
+    data["stage2"] = {
+        "config_file": str(REPO / "recipes/stage2/configs/tiny.yaml"),
+        "instructions": {"train": [str(prompt_files["train"])]},
+    }
+    data["asset_paths"] = [str(tmp_path / "cards")]
+    data["nproc"] = 2
+    config = load_grid_config(_write(tmp_path / "g.yaml", data))
+    out = tmp_path / "out"
+
+    cells = plan_cells(config, out)
+    assert [c.name for c in cells] == [
+        f"{s}/{a['name']}/llama" for s in ("sm4t", "whisper") for a in ADAPTERS
+    ]
+    widths = Widths(
+        sfm={"test_sm4t_hf": 64, "test_whisper_hf": 48}, llm={"test_llama": 32}
+    )
+    steps = plan_steps(config, cells, out, widths)
+
+    kinds = [s.kind for s in steps]
+    assert (
+        kinds
+        == ["extract_features"] * 4 + ["stage1"] * 6 + ["stage2"] * 6 + ["evaluate"] * 6
+    )
+    # Every recipe through torchrun, with the grid's card directory.
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    assert all(
+        s.command[:5] == [torchrun, "--standalone", "--nproc-per-node", "2", "-m"]
+        for s in steps
+    )
+    assert all(
+        f"common.assets.extra_paths=[{tmp_path / 'cards'}]" in s.command for s in steps
+    )
+
+    whisper_dev = steps[3]
+    assert whisper_dev.out_dir == out / "features/whisper/dev"
+    assert "model.name=test_whisper_hf" in whisper_dev.command
+    assert "features.layer=2" in whisper_dev.command
+    assert (
+        f"dataset.config_overrides={{manifests: {{dev: {tmp_path / 'dev.tsv'}}}}}"
+        in whisper_dev.command
+    )
+
+    # A cell: the SFM's width in, the LLM's width out, the SFM's stores.
+    stage1 = next(
+        s for s in steps if s.kind == "stage1" and "whisper/one_block" in str(s.out_dir)
+    )
+    assert stage1.out_dir == out / "cells/whisper/one_block/llama/stage1"
+    overrides = next(
+        c for c in stage1.command if c.startswith("model.config_overrides=")
+    )
+    model_config = yaml.safe_load(overrides.split("=", 1)[1])
+    assert model_config["input_dim"] == 48 and model_config["output_dim"] == 32
+    assert model_config["blocks"][0]["num_layers"] == 2
+    assert (
+        f"dataset.config_overrides={{splits: {{train: [{feature_store(out, config.sfms[1], 'train')}], dev: [{feature_store(out, config.sfms[1], 'dev')}]}}}}"
+        in stage1.command
+    )
+    assert set(stage1.needs) == {
+        out / "features/whisper/train",
+        out / "features/whisper/dev",
+    }
+
+    stage2 = next(
+        s for s in steps if s.out_dir == out / "cells/whisper/one_block/llama/stage2"
+    )
+    assert (
+        f"common.assets.prev_checkpoint_dir={stage1.out_dir / 'checkpoints'}"
+        in stage2.command
+    )
+    assert stage2.needs == (stage1.out_dir,)
+
+    evaluate = steps[-1]
+    assert evaluate.out_dir == out / "cells/whisper/one_block/llama/stage2/eval"
+    assert "sfm.name=test_whisper_hf" in evaluate.command
+    assert (
+        f"input.feature_store={feature_store(out, config.sfms[1], 'dev')}"
+        in evaluate.command
+    )
+    assert f"input.instructions={prompt_files['eval']}" in evaluate.command
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d.update(sfms=[]), "`sfms` must list"),
+        (lambda d: d["adapters"].append(dict(ADAPTERS[0])), "duplicate names"),
+        (lambda d: d["llms"][0].update(name="a/b"), "names a directory"),
+        (lambda d: d.update(stages=["stage3"]), "`stages`"),
+        (lambda d: d.update(stages=["stage2"]), "`stage2.config_file`"),
+        (lambda d: d["evaluate"].update(split="dev"), "`evaluate.split`"),
+        (
+            lambda d: d["stage1"].update(overrides=["model.arch=x"]),
+            "which the sweep sets",
+        ),
+        (lambda d: d.update(bogus=1), "malformed"),
+    ],
+)
+def test_bad_grid_configs_are_refused(
+    prompt_files: dict[str, Path], tmp_path: Path, change: Any, message: str
+) -> None:
+    data = _base(prompt_files, tmp_path / "m.tsv")
+    change(data)
+    with pytest.raises(ValueError, match=message):
+        load_grid_config(_write(tmp_path / "g.yaml", data))
+
+
+def _grid(out: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recipes.grid",
+            str(out),
+            "--config-file",
+            str(config),
+            *args,
+        ],
+        cwd=REPO,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+
+
+def test_cli_refuses_unknown_cards_and_leaked_prompts(
+    prompt_files: dict[str, Path], tmp_path: Path, test_cards: SessionCards
+) -> None:
+    data = _base(prompt_files, tmp_path / "m.tsv")
+    data["asset_paths"] = [str(test_cards.card_dir)]
+    data["sfms"][0]["card"] = "no_such_card"
+    done = _grid(tmp_path / "out", _write(tmp_path / "g.yaml", data), "--dry-run")
+    assert done.returncode == 2 and "no asset card named 'no_such_card'" in done.stderr
+
+    data = _base(prompt_files, tmp_path / "m.tsv")
+    data["stages"] = ["stage1", "stage2"]
+    data["stage2"] = {
+        "config_file": str(REPO / "recipes/stage2/configs/tiny.yaml"),
+        "instructions": {"train": [str(prompt_files["eval"])]},
+    }
+    done = _grid(tmp_path / "out", _write(tmp_path / "g.yaml", data), "--dry-run")
+    assert done.returncode == 2 and "also training instructions" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def heldout(
+    tmp_path_factory: pytest.TempPathFactory, speech_corpus: SpeechCorpus
+) -> Path:
+    store = FeatureStore(speech_corpus.features)
+    records = {
+        e.id: SpeechRecord(id=e.id, transcript=e.transcript, lang=e.lang)
+        for e in store.entries
+    }
+    path = tmp_path_factory.mktemp("grid_heldout") / "eval.jsonl"
+    write_instructions(
+        path,
+        build_asr_examples(
+            (records[i] for i in speech_corpus.held_out_ids), pool="eval"
+        ),
+    )
+    return path
+
+
+SFM_RECORDS = {
+    "sm4t": ("test_sm4t_hf", "sm4t_speech_encoder"),
+    "whisper": ("test_whisper_hf", "whisper_encoder"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
+def test_two_sfm_three_adapter_grid_end_to_end(
+    tmp_path: Path,
+    speech_corpus: SpeechCorpus,
+    heldout: Path,
+    test_cards: SessionCards,
+) -> None:
+    data = _base({"eval": heldout}, speech_corpus.manifest)
+    data["asset_paths"] = [str(test_cards.card_dir)]
+    data["stage1"]["overrides"] = [
+        "regime.num_steps=10",
+        "regime.validate_every_n_steps=10",
+        "regime.checkpoint_every_n_steps=10",
+        "lr_scheduler.config.num_warmup_steps=2",
+    ]
+    data["evaluate"]["metrics"] = ["asr.wer", "asr.cer"]
+    data["evaluate"]["overrides"] = ["generation.max_new_tokens=8"]
+    config = _write(tmp_path / "grid.yaml", data)
+    out = tmp_path / "grid"
+
+    done = _grid(out, config)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    table = json.loads((out / "grid.json").read_text())
+    cells = table["cells"]
+    assert [(c["sfm"], c["adapter"], c["llm"], c["status"]) for c in cells] == [
+        (s, a["name"], "llama", "ok") for s in ("sm4t", "whisper") for a in ADAPTERS
+    ]
+    for cell in cells:
+        # Each cell trained on its own SFM's features, with its own architecture.
+        used = yaml.safe_load((Path(cell["stage1_dir"]) / "config.yaml").read_text())
+        store = Path(used["dataset"]["config_overrides"]["splits"]["train"][0])
+        assert used["model"]["config_overrides"]["input_dim"] == 64
+        assert (used["model"]["family"], used["model"]["arch"]) == (
+            "speechmapper",
+            "tiny",
+        )
+        meta = FeatureStore(store).metadata
+        assert (meta.encoder, meta.encoder_family) == SFM_RECORDS[cell["sfm"]]
+        # The table holds the cell's own evaluation figures.
+        summary = json.loads((Path(cell["eval_dir"]) / "summary.json").read_text())
+        assert cell["metrics"]["asr.wer"] == summary["metrics"]["asr"]["wer"]
+        assert cell["validation"]["valid/train"]["Step"] == 10
+
+    md = (out / "grid.md").read_text()
+    assert "| adapter | sm4t + llama | whisper + llama |" in md
+    assert "### asr.wer" in md and "### asr.cer" in md
+    assert md in done.stdout
+    # Extraction ran once per SFM, not per cell.
+    assert (
+        sum(
+            "extract_features" in line and "running" in line
+            for line in done.stdout.splitlines()
+        )
+        == 2
+    )
+
+    # Resumable cell by cell: a rerun skips every finished step.
+    summary_file = Path(cells[0]["eval_dir"]) / "summary.json"
+    before = summary_file.stat().st_mtime_ns
+    again = _grid(out, config)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("finished earlier, skipped") == 2 + 6 + 6
+    assert summary_file.stat().st_mtime_ns == before
+    assert json.loads((out / "grid.json").read_text()) == table
+
+
+def test_the_shipped_example_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    config = load_grid_config(REPO / "recipes/grid/examples/verdini_asr.yaml")
+    assert [s.card for s in config.sfms] == [
+        "seamless_m4t_v2_large_speech_encoder",
+        "whisper_large_v3_encoder",
+    ]
+    assert len(config.adapters) == 7 and config.stages == ["stage1", "stage2"]
