@@ -68,8 +68,20 @@ def row_norm_ratio(table: Tensor, idx: int) -> tuple[float, float]:
     Tells an untrained (zero or near-zero) row, such as a reserved Llama-3
     token's, from a trained one.
     """
-    # In row chunks: a float32 copy of a whole bf16 table would double it.
-    norms = torch.cat([rows.float().norm(dim=-1) for rows in table.split(1024)])
+    # Through one reused float32 buffer of row chunks: a float32 copy of a whole
+    # bf16 table would double it (and fresh chunk copies fragment the heap).
+    norms = torch.empty(table.size(0), dtype=torch.float32, device=table.device)
+    buffer = torch.empty(
+        min(1024, table.size(0)),
+        table.size(1),
+        dtype=torch.float32,
+        device=table.device,
+    )
+    for start in range(0, table.size(0), buffer.size(0)):
+        rows = table[start : start + buffer.size(0)]
+        chunk = buffer[: rows.size(0)]
+        chunk.copy_(rows)
+        norms[start : start + rows.size(0)] = chunk.norm(dim=-1)
     norm = float(norms[idx])
     median = float(norms.median())
     return norm, (norm / median if median > 0 else float("inf"))
