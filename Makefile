@@ -36,3 +36,14 @@ quickstart: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+
+# All CPU benchmarks (under 15 minutes); each writes its JSON to benchmarks/results/
+# (see BENCHMARKS.md). BENCH_ARGS is passed to every script, e.g. `--repeats 5`.
+.PHONY: bench
+bench: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_stage1_step $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_data_path $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_stage1_memory $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_feature_store $(BENCH_ARGS)
+	$(PY) -m benchmarks.bench_sm4t_encoder --repeats 3 $(BENCH_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_generation $(BENCH_ARGS)

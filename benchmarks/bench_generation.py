@@ -1,227 +1,260 @@
-"""Times incremental decoding from embeddings against recomputing full passes.
+"""Generation from embeddings: batched against one-by-one decoding, and ours
+against transformers' ``generate(inputs_embeds=...)``.
 
-Both decode the same prompts (random "speech" embeddings followed by a short
-text suffix) greedily with the same small llama, for exactly ``--new-tokens``
-tokens (stop tokens are blocked, the repetition guard is off, so no run ends
-early):
+1. batched vs one-by-one: a mid-size random Llama (fairseq2's ``llama``
+   family, 512-d, 8 layers, 32k vocabulary: 50M parameters) greedily decodes 16
+   right-padded prompts of random "speech" embeddings for exactly
+   ``--new-tokens`` tokens, once as one batch of 16 and once as 16 batches of
+   one; the tokens must be identical. ``speedup`` = one-by-one time / batched
+   time (target >= 5 on CPU), for prompts of equal length (64) and of lengths
+   spread over 64..94 (a batch steps one position at a time through the part
+   of the longer prompts past the shortest one, with every row in the step).
+2. ours vs transformers: a tiny Llama saved by transformers
+   (``LlamaForCausalLM.save_pretrained``, SDPA attention), loaded by fairseq2
+   through its card for our ``generate_from_embeddings`` and by transformers for
+   ``generate(inputs_embeds=..., do_sample=False)``, on the same 4 prompts of
+   equal length; the tokens must be identical. ``ratio`` = our time /
+   transformers' time (target <= 1.0: no slower).
 
-- incremental: ``generate_from_embeddings`` (one prefill, then one position
-  per step over fairseq2's ``IncrementalStateBag``);
-- full: at every step, one full forward pass over the prompt and all tokens
-  generated so far (what decoding costs without a KV cache).
+Both sides of each ratio run in turn after one warm-up run each, one thread;
+medians, spreads and pair-by-pair ratios are reported.
 
-Runs are interleaved and the median of each is reported, so load from other
-processes affects both alike; the two must produce identical tokens.
-
-    python benchmarks/bench_generation.py
-    python benchmarks/bench_generation.py --repeats 9 --output out.json
-    python benchmarks/bench_generation.py --device cuda --dtype bfloat16 \
-        --output benchmarks/results/generation_cuda.json
-
-Writes ``benchmarks/results/generation_cpu.json``; ``speedup`` is
-full / incremental (above 1.0: incremental decoding is faster).
+    python -m benchmarks.bench_generation [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
-import time
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-from fairseq2 import init_fairseq2
-from fairseq2.data_type import set_dtype
-from fairseq2.models.llama import LLaMAConfig, create_llama_model
-from fairseq2.models.transformer_lm import TransformerLM
-from fairseq2.nn import BatchLayout
-from torch import Tensor
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from speechmapper_plugin.generation import (
+import torch  # noqa: E402
+from fairseq2 import init_fairseq2  # noqa: E402
+from fairseq2.assets import AssetCard  # noqa: E402
+from fairseq2.models import load_model  # noqa: E402
+from fairseq2.models.llama import LLaMAConfig, create_llama_model  # noqa: E402
+from fairseq2.models.transformer_lm import TransformerLM  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from benchmarks.harness import (  # noqa: E402
+    RESULTS,
+    environment,
+    pairwise_ratio,
+    summarize,
+    time_interleaved,
+    write_result,
+)
+from speechmapper_plugin.generation import (  # noqa: E402
     GenerationConfig,
     RepetitionGuardConfig,
     generate_from_embeddings,
 )
+from speechmapper_plugin.tiny_assets import (  # noqa: E402
+    LLAMA3_ROPE_THETA,
+    TINY_LLAMA_DIMS,
+    build_hf_llama,
+    fairseq2_llama_config,
+)
 
-DEFAULT_OUTPUT = Path(__file__).parent / "results" / "generation_cpu.json"
+DEFAULT_OUTPUT = RESULTS / "generation_cpu.json"
 
 STOP_TOKEN = 0
 
 
-def build_model(args: argparse.Namespace, device: torch.device) -> TransformerLM:
-    config = LLaMAConfig(
-        model_dim=args.model_dim,
-        max_seq_len=1024,
-        vocab_size=args.vocab_size,
-        num_layers=args.num_layers,
-        num_attn_heads=8,
-        num_key_value_heads=4,
-        ffn_inner_dim=args.model_dim * 4,
-        ffn_inner_dim_multiple_of=64,
-    )
-    torch.manual_seed(0)
-    with set_dtype(getattr(torch, args.dtype)):
-        model = create_llama_model(config)
-    return model.to(device).eval()
-
-
-def make_prompts(
-    args: argparse.Namespace, model: TransformerLM, device: torch.device
-) -> tuple[Tensor, list[int]]:
-    """Right-padded prompts of ``--batch-size`` rows with lengths spread over
-    ``--prompt-len`` .. 1.5 x ``--prompt-len``."""
-    generator = torch.Generator().manual_seed(1)
-    step = args.prompt_len // (2 * max(args.batch_size - 1, 1))
-    lens = [args.prompt_len + i * step for i in range(args.batch_size)]
-    dtype = next(model.parameters()).dtype
-    embeds = torch.randn(
-        args.batch_size, max(lens), args.model_dim, generator=generator
-    )
-    return embeds.to(device, dtype), lens
-
-
-@torch.inference_mode()
-def decode_incremental(
-    model: TransformerLM, prompts: Tensor, lens: list[int], new_tokens: int
-) -> list[list[int]]:
-    config = GenerationConfig(
+def greedy_config(new_tokens: int) -> GenerationConfig:
+    """Exactly ``new_tokens`` tokens: the stop token is blocked until then and
+    the repetition guard is off, so no row ends early."""
+    return GenerationConfig(
         max_new_tokens=new_tokens,
         min_new_tokens=new_tokens,
         repetition_guard=RepetitionGuardConfig(enabled=False),
     )
+
+
+def ours(
+    model: TransformerLM, embeds: Tensor, lens: list[int], new_tokens: int
+) -> list[list[int]]:
     results = generate_from_embeddings(
-        model, prompts, lens, stop_token_ids=[STOP_TOKEN], config=config
+        model,
+        embeds,
+        lens,
+        stop_token_ids=[STOP_TOKEN],
+        config=greedy_config(new_tokens),
     )
     return [r.tokens for r in results]
 
 
-@torch.inference_mode()
-def decode_full(
-    model: TransformerLM, prompts: Tensor, lens: list[int], new_tokens: int
-) -> list[list[int]]:
-    """Greedy decoding with one full (cache-free) forward pass per step."""
-    batch_size = prompts.size(0)
-    width = max(lens) + new_tokens
-    seqs = prompts.new_zeros((batch_size, width, prompts.size(2)))
-    seqs[:, : prompts.size(1)] = prompts
-    seq_lens = list(lens)
-    rows = torch.arange(batch_size, device=prompts.device)
-    tokens: list[list[int]] = [[] for _ in range(batch_size)]
-    for _ in range(new_tokens):
-        current = seqs[:, : max(seq_lens)]
-        layout = BatchLayout(current.shape[:2], seq_lens, device=current.device)
-        hidden = model.decoder(current, layout)
-        last = torch.tensor(seq_lens, device=prompts.device) - 1
-        logits = model.final_proj(hidden[rows, last])
-        logits[:, STOP_TOKEN] = -torch.inf
-        next_tokens = logits.argmax(dim=-1)
-        embeds, _ = model.decoder_frontend(
-            next_tokens.unsqueeze(1), BatchLayout.of(next_tokens.unsqueeze(1))
+def batched_vs_one_by_one(args: argparse.Namespace) -> dict[str, Any]:
+    config = LLaMAConfig(
+        model_dim=512,
+        max_seq_len=1024,
+        vocab_size=32_000,
+        num_layers=8,
+        num_attn_heads=8,
+        num_key_value_heads=4,
+        ffn_inner_dim=512 * 4,
+        ffn_inner_dim_multiple_of=64,
+    )
+    torch.manual_seed(0)
+    model = create_llama_model(config).eval()
+
+    generator = torch.Generator().manual_seed(1)
+    spread = [64 + 2 * i for i in range(args.batch_size)]
+    embeds = torch.randn(
+        len(spread), max(spread), config.model_dim, generator=generator
+    )
+    # The same prompts cut to one common length: no prompt is still being read
+    # while others already generate.
+    equal = [min(spread)] * len(spread)
+
+    def batched(lens: list[int]) -> Callable[[], list[list[int]]]:
+        return lambda: ours(model, embeds[:, : max(lens)], lens, args.new_tokens)
+
+    def one_by_one(lens: list[int]) -> Callable[[], list[list[int]]]:
+        def run() -> list[list[int]]:
+            tokens = []
+            for row, n in enumerate(lens):
+                tokens += ours(model, embeds[row : row + 1, :n], [n], args.new_tokens)
+            return tokens
+
+        return run
+
+    variants = {"equal_lengths": equal, "spread_lengths": spread}
+    fns = {}
+    for name, lens in variants.items():
+        fns[f"{name}/batched"] = batched(lens)
+        fns[f"{name}/one_by_one"] = one_by_one(lens)
+    seconds, outputs = time_interleaved(fns, args.repeats)
+
+    num_tokens = args.new_tokens * args.batch_size
+    result: dict[str, Any] = {
+        "model": {
+            "family": "llama (fairseq2)",
+            "model_dim": config.model_dim,
+            "num_layers": config.num_layers,
+            "vocab_size": config.vocab_size,
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "dtype": "float32",
+        },
+        "batch_size": args.batch_size,
+        "new_tokens": args.new_tokens,
+        "target": ">= 5",
+    }
+    for name, lens in variants.items():
+        b, o = seconds[f"{name}/batched"], seconds[f"{name}/one_by_one"]
+        result[name] = {
+            "prompt_lens": lens,
+            "seconds": {"batched": summarize(b), "one_by_one": summarize(o)},
+            "tokens_per_second": {
+                "batched": summarize([num_tokens / s for s in b]),
+                "one_by_one": summarize([num_tokens / s for s in o]),
+            },
+            "speedup": pairwise_ratio(o, b),
+            "same_tokens": outputs[f"{name}/batched"] == outputs[f"{name}/one_by_one"],
+        }
+    return result
+
+
+def ours_vs_transformers(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from transformers import LlamaForCausalLM
+
+    vocab_size = 512
+    hf_dir = work / "tiny_llama"
+    build_hf_llama(
+        vocab_size, seed=3, rope_theta=LLAMA3_ROPE_THETA, bos=1, eos=2
+    ).save_pretrained(hf_dir, safe_serialization=True)
+    card = AssetCard(
+        "bench_tiny_llama",
+        {
+            "name": "bench_tiny_llama",
+            "model_family": "llama",
+            "model_config": fairseq2_llama_config(vocab_size, LLAMA3_ROPE_THETA),
+            "checkpoint": str(hf_dir),
+        },
+    )
+    fs2 = load_model(card, device=torch.device("cpu"), dtype=torch.float32)
+    assert isinstance(fs2, TransformerLM)
+    fs2.eval()
+    hf = LlamaForCausalLM.from_pretrained(hf_dir, attn_implementation="sdpa").eval()
+
+    generator = torch.Generator().manual_seed(2)
+    num_prompts, prompt_len = 4, 64
+    embeds = torch.randn(
+        num_prompts, prompt_len, TINY_LLAMA_DIMS.model_dim, generator=generator
+    )
+    mask = torch.ones(num_prompts, prompt_len, dtype=torch.long)
+
+    def run_ours() -> list[list[int]]:
+        return ours(fs2, embeds, [prompt_len] * num_prompts, args.new_tokens)
+
+    @torch.inference_mode()
+    def run_transformers() -> list[list[int]]:
+        out = hf.generate(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            max_new_tokens=args.new_tokens,
+            min_new_tokens=args.new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=STOP_TOKEN,
+            pad_token_id=STOP_TOKEN,
         )
-        for row, token in enumerate(next_tokens.tolist()):
-            seqs[row, seq_lens[row]] = embeds[row, 0]
-            seq_lens[row] += 1
-            tokens[row].append(token)
-    return tokens
+        return [row.tolist() for row in out]
 
-
-def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start, out
+    fns: dict[str, Callable[[], list[list[int]]]] = {
+        "ours": run_ours,
+        "transformers": run_transformers,
+    }
+    seconds, outputs = time_interleaved(fns, args.repeats)
+    num_tokens = args.new_tokens * num_prompts
+    return {
+        "model": {
+            "family": "llama, saved by transformers (safetensors)",
+            "model_dim": TINY_LLAMA_DIMS.model_dim,
+            "num_layers": TINY_LLAMA_DIMS.num_layers,
+            "vocab_size": vocab_size,
+            "transformers_attention": "sdpa",
+            "dtype": "float32",
+        },
+        "batch_size": num_prompts,
+        "prompt_len": prompt_len,
+        "new_tokens": args.new_tokens,
+        "seconds": {k: summarize(v) for k, v in seconds.items()},
+        "tokens_per_second": {
+            k: summarize([num_tokens / s for s in v]) for k, v in seconds.items()
+        },
+        "ratio": pairwise_ratio(seconds["ours"], seconds["transformers"]),
+        "target": "<= 1.0",
+        "same_tokens": outputs["ours"] == outputs["transformers"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dim", type=int, default=256)
-    parser.add_argument("--num-layers", type=int, default=4)
-    parser.add_argument("--vocab-size", type=int, default=8192)
-    parser.add_argument("--prompt-len", type=int, default=128)
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads; 1 keeps timings stable on a shared machine, where OpenMP threads spin against other processes",
-    )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args()
 
     init_fairseq2()
-
     torch.set_num_threads(args.threads)
 
-    device = torch.device(args.device)
-    model = build_model(args, device)
-    prompts, lens = make_prompts(args, model, device)
-
-    def incremental() -> list[list[int]]:
-        return decode_incremental(model, prompts, lens, args.new_tokens)
-
-    def full() -> list[list[int]]:
-        return decode_full(model, prompts, lens, args.new_tokens)
-
-    # Warm-up (allocator, kernels), then interleaved timed runs.
-    incremental()
-    full()
-
-    times: dict[str, list[float]] = {"incremental": [], "full": []}
-    outputs: dict[str, Any] = {}
-    for _ in range(args.repeats):
-        for name, fn in (("incremental", incremental), ("full", full)):
-            seconds, outputs[name] = timed(fn, device)
-            times[name].append(seconds)
-
-    median = {name: statistics.median(values) for name, values in times.items()}
-    num_tokens = args.new_tokens * args.batch_size
-
-    result = {
-        "benchmark": "greedy decoding from embeddings: incremental vs full recompute",
-        "model": {
-            "family": "llama",
-            "model_dim": args.model_dim,
-            "num_layers": args.num_layers,
-            "vocab_size": args.vocab_size,
-            "num_parameters": sum(p.numel() for p in model.parameters()),
-            "dtype": args.dtype,
-        },
-        "batch_size": args.batch_size,
-        "prompt_lens": lens,
-        "new_tokens": args.new_tokens,
-        "repeats": args.repeats,
-        "seconds": {name: [round(t, 4) for t in ts] for name, ts in times.items()},
-        "median_seconds": {name: round(t, 4) for name, t in median.items()},
-        "tokens_per_second": {
-            name: round(num_tokens / t, 1) for name, t in median.items()
-        },
-        "speedup": round(median["full"] / median["incremental"], 2),
-        "same_tokens": outputs["incremental"] == outputs["full"],
-        "environment": {
-            "device": str(device),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "machine": platform.machine(),
-        },
-    }
-
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    with tempfile.TemporaryDirectory(prefix="bench_generation_") as tmp:
+        result = {
+            "benchmark": "greedy decoding from embeddings",
+            "batched_vs_one_by_one": batched_vs_one_by_one(args),
+            "ours_vs_transformers": ours_vs_transformers(args, Path(tmp)),
+            "environment": environment(),
+        }
+    write_result(args.output, result)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@ disturbed by other processes on a shared machine.
 Writes ``benchmarks/results/sm4t_encoder_cpu.json``; ``ratio`` is
 ours / transformers (below 1.0: ours is faster). ``ratio_fairseq2_sdpa`` is the
 same with ``shaw_sdpa="fairseq2"`` (fairseq2's own Shaw attention module).
+
+``real_time_factor``: seconds of compute per second of audio of the whole
+extraction (``SpeechFeatureExtractor``: fbank, encoder, LayerNorm, 2:1 frame
+averaging) on the same 4 random waveforms, for the ``tiny`` config (64-d, 4
+layers) and the mid-size one above, both timed in turn after a warm-up.
 """
 
 from __future__ import annotations
@@ -105,6 +110,48 @@ def time_interleaved(
             fn()
             timings[name].append(time.perf_counter() - start)
     return timings
+
+
+def real_time_factors(
+    mid: SM4TSpeechEncoderConfig, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Compute seconds per audio second of the full extraction, tiny and mid-size."""
+    from speechmapper_plugin.models.sm4t_speech_encoder import SpeechFeatureExtractor
+    from speechmapper_plugin.tiny_assets import SM4T_TINY_DIMS
+
+    tiny = SM4TSpeechEncoderConfig(
+        **SM4T_TINY_DIMS,
+        output_layer=SM4T_TINY_DIMS["num_encoder_layers"],
+        output_layer_norm=True,
+    )
+    torch.manual_seed(0)
+    extractors = {
+        name: SpeechFeatureExtractor(
+            create_sm4t_speech_encoder_model(config), frame_averaging=2
+        )
+        for name, config in (("tiny", tiny), ("mid_size", mid))
+    }
+    generator = torch.Generator().manual_seed(1)
+    waveforms = [
+        0.1 * torch.randn(int(s * 16_000), generator=generator) for s in args.seconds
+    ]
+    audio_seconds = sum(args.seconds)
+
+    fns = {name: (lambda e=e: e(waveforms)[0]) for name, e in extractors.items()}
+    timings = time_interleaved(fns, args.repeats)
+    return {
+        name: {
+            "config": {
+                "model_dim": extractors[name].model.config.model_dim,
+                "num_encoder_layers": extractors[name].model.config.num_encoder_layers,
+            },
+            "audio_seconds": audio_seconds,
+            "median": round(statistics.median(t) / audio_seconds, 5),
+            "min": round(min(t) / audio_seconds, 5),
+            "max": round(max(t) / audio_seconds, 5),
+        }
+        for name, t in timings.items()
+    }
 
 
 def main() -> None:
@@ -212,6 +259,8 @@ def main() -> None:
         "ratio_fairseq2_sdpa": best["ours_fairseq2_sdpa"] / best["transformers"],
     }
 
+    result["real_time_factor"] = real_time_factors(base, args)
+
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
 
@@ -226,6 +275,7 @@ def main() -> None:
                     "ratio_median",
                     "ratio_fairseq2_sdpa",
                     "max_abs_diff_vs_transformers",
+                    "real_time_factor",
                 )
             },
             indent=2,
