@@ -163,9 +163,13 @@ class Commands:
 
 
 def _regime(num_steps: int) -> Sequence[str]:
-    """Validate at the start, halfway and at the end; checkpoint at the end."""
+    """Validate at the start, halfway and at the end; checkpoint at the end.
+
+    fairseq2 validates on its metric-publishing grid: every 10 steps divides
+    half of any step count the options accept (multiples of 20)."""
     return (
         f"regime.num_steps={num_steps}",
+        "regime.publish_metrics_every_n_steps=10",
         "regime.validate_at_start=true",
         f"regime.validate_every_n_steps={num_steps // 2}",
         f"regime.checkpoint_every_n_steps={num_steps}",
