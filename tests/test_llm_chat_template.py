@@ -20,6 +20,7 @@ from speechmapper_plugin.llm import (
     LLAMA3_1_TEMPLATE,
     LLAMA3_TEMPLATE,
     MISTRAL_TEMPLATE,
+    QWEN_CHATML_TEMPLATE,
     SPEECH_PLACEHOLDER,
     ChatTemplate,
     TargetLLMCardError,
@@ -164,6 +165,31 @@ def test_mistral_card_template_and_stop_ids(mistral: Tokenizer) -> None:
     assert chat_template_for_card("test_mistral") is MISTRAL_TEMPLATE
     assert get_chat_template("mistral") is MISTRAL_TEMPLATE
     assert stop_token_ids(mistral, MISTRAL_TEMPLATE) == (2,)
+
+
+def test_qwen_template_matches_qwen25_chat_formatting(
+    test_cards: SessionCards,
+) -> None:
+    # fairseq2's `qwen` tokenizer family, as the Qwen2.5 card loads it; the
+    # reference is Qwen2.5-Instruct's own template (default system turn), not
+    # fairseq2's replacement template, which leaves that turn out.
+    qwen = load_tokenizer("test_qwen_tokenizer")
+    assert chat_template_for_card("test_qwen_tokenizer") is QWEN_CHATML_TEMPLATE
+    check_prompt_parity(
+        qwen,
+        QWEN_CHATML_TEMPLATE,
+        hf_chat(test_cards.root / "qwen"),
+        "<|object_ref_start|>",
+    )
+    apply = hf_chat(test_cards.root / "qwen")
+    for system in SYSTEMS:
+        for response in RESPONSES:
+            user = "Transcribe the audio. <|object_ref_start|>"
+            prompt = reference_ids(apply, user, system)
+            full = reference_ids(apply, user, system, response)
+            ids = encode_response(qwen, QWEN_CHATML_TEMPLATE, response)
+            # The template ends every turn with a newline after <|im_end|>.
+            assert full == prompt + list(ids) + [full[-1]], (system, response)
 
 
 def test_llama3_prompt_with_text_in_place_of_the_speech(llama: Tokenizer) -> None:

@@ -186,6 +186,25 @@ def _build_mistral_cards(root: Path, card_dir: Path) -> Path:
         directory, card_name="test_mistral", sentences=training_sentences()
     )
     write_cards(card_dir / "mistral.yaml", [card])
+
+    # A tiny Qwen2.5-style tokenizer (card ``test_qwen_tokenizer``, fairseq2's
+    # `qwen` tokenizer family, as fairseq2's `qwen25_7b_instruct` card).
+    from speechmapper_plugin.tiny_assets.qwen import build_qwen_tokenizer
+
+    qwen_dir = build_qwen_tokenizer(root / "qwen", training_sentences())
+    write_cards(
+        card_dir / "qwen.yaml",
+        [
+            {
+                "name": "test_qwen_tokenizer",
+                "tokenizer": str(qwen_dir),
+                "tokenizer_family": "qwen",
+                "tokenizer_config": {"use_im_end": True},
+                "speechmapper_pad_token": "<|endoftext|>",
+                "speechmapper_chat_template": "qwen_chatml",
+            }
+        ],
+    )
     return directory
 
 
