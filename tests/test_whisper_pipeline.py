@@ -3,6 +3,7 @@ same answer as from the Whisper features a store holds."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from fairseq2.data.tokenizers import load_tokenizer
 from fairseq2.models import load_model
@@ -62,4 +63,25 @@ def test_whisper_audio_and_stored_features_give_the_same_answer() -> None:
         assert actual.token_ids == expected.token_ids
         assert expected.num_speech_positions == pipeline.check_audio(
             waveform.numel(), INSTRUCTION
+        )
+
+
+def test_from_cards_takes_a_whisper_card_and_refuses_a_non_sfm() -> None:
+    pipeline = SpeechMapperPipeline.from_cards(
+        "test_whisper_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GenerationConfig(max_new_tokens=4),
+    )
+    assert isinstance(pipeline.extractor, WhisperSpeechFeatureExtractor)
+    waveform = torch.from_numpy(tone(1.5, freq=220.0, seed=5)).float()
+    (result,) = pipeline.run_waveforms([waveform], [INSTRUCTION])
+    assert result.num_speech_positions == pipeline.check_audio(
+        waveform.numel(), INSTRUCTION
+    )
+
+    with pytest.raises(ValueError, match="'test_llama' is not a speech-encoder card"):
+        SpeechMapperPipeline.from_cards(
+            "test_llama", "test_projector_llama", "test_llama", device="cpu"
         )

@@ -24,9 +24,10 @@ from speechmapper_plugin.llm import (
     retrieve_llm_card,
 )
 from speechmapper_plugin.models.card_config import model_config_of as model_config_of
-from speechmapper_plugin.models.sm4t_speech_encoder import (
-    SM4TSpeechEncoder,
-    get_sm4t_speech_encoder_hub,
+from speechmapper_plugin.models.sfm import (
+    SFM_CLASSES,
+    SFM_CONFIG_CLASSES,
+    SfmEncoder,
 )
 from speechmapper_plugin.models.speechmapper import (
     SpeechMapperProjector,
@@ -43,7 +44,7 @@ ModelT = TypeVar("ModelT", bound=Module)
 
 @dataclass
 class LoadedComponents:
-    sfm: SM4TSpeechEncoder
+    sfm: SfmEncoder
     projector: SpeechMapperProjector
     llm: TransformerLM
     tokenizer: Tokenizer
@@ -76,9 +77,13 @@ def load_components(
         ) from None
 
     try:
-        sfm_config = get_sm4t_speech_encoder_hub().get_model_config(sfm_card)
-    except AssetCardError as ex:
+        sfm_config = model_config_of(sfm_card)
+    except (AssetCardError, ValueError) as ex:
         raise ValueError(f"'{sfm}' is not a speech-encoder card: {ex}") from None
+    if not isinstance(sfm_config, SFM_CONFIG_CLASSES):
+        raise ValueError(
+            f"'{sfm}' is not a speech-encoder card: its model is a {type(sfm_config).__name__} (expected family `sm4t_speech_encoder` or `whisper_encoder`)."
+        )
 
     llm_config = model_config_of(llm_card)
 
@@ -105,7 +110,11 @@ def load_components(
     target = torch.device(device) if isinstance(device, str) else device
 
     projector_model = _load(projector_card, SpeechMapperProjector, target, dtype)
-    sfm_model = _load(sfm_card, SM4TSpeechEncoder, target, sfm_dtype)
+    sfm_model = load_model(sfm_card, device=target, dtype=sfm_dtype)
+    if not isinstance(sfm_model, SFM_CLASSES):
+        raise ValueError(
+            f"The {sfm_card.name} asset card loads a {type(sfm_model).__name__}, not a speech encoder."
+        )
     llm_model = _load(llm_card, TransformerLM, target, dtype)
 
     return LoadedComponents(
