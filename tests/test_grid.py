@@ -339,3 +339,59 @@ def test_the_shipped_example_validates(monkeypatch: pytest.MonkeyPatch) -> None:
         "whisper_large_v3_encoder",
     ]
     assert len(config.adapters) == 7 and config.stages == ["stage1", "stage2"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
+def test_a_whisper_cell_through_stage1_and_stage2(
+    tmp_path: Path,
+    speech_corpus: SpeechCorpus,
+    heldout: Path,
+    test_cards: SessionCards,
+) -> None:
+    store = FeatureStore(speech_corpus.features)
+    records = {
+        e.id: SpeechRecord(id=e.id, transcript=e.transcript, lang=e.lang)
+        for e in store.entries
+    }
+    train = tmp_path / "train.jsonl"
+    write_instructions(
+        train,
+        build_asr_examples((records[i] for i in speech_corpus.train_ids), pool="train"),
+    )
+
+    data = _base({"eval": heldout}, speech_corpus.manifest)
+    data["sfms"] = data["sfms"][1:]
+    data["adapters"] = data["adapters"][:1]
+    data["asset_paths"] = [str(test_cards.card_dir)]
+    data["stages"] = ["stage1", "stage2"]
+    short = [
+        "regime.num_steps=10",
+        "regime.validate_every_n_steps=10",
+        "regime.checkpoint_every_n_steps=10",
+        "lr_scheduler.config.num_warmup_steps=2",
+    ]
+    data["stage1"]["overrides"] = short
+    data["stage2"] = {
+        "config_file": str(REPO / "recipes/stage2/configs/tiny.yaml"),
+        "instructions": {"train": [str(train)], "dev": [str(heldout)]},
+        "overrides": short,
+    }
+    data["evaluate"]["overrides"] = ["generation.max_new_tokens=8"]
+    out = tmp_path / "grid"
+
+    done = _grid(out, _write(tmp_path / "grid.yaml", data))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    (cell,) = json.loads((out / "grid.json").read_text())["cells"]
+    assert cell["status"] == "ok" and cell["eval_dir"].endswith("stage2/eval")
+    used = yaml.safe_load((Path(cell["stage2_dir"]) / "config.yaml").read_text())
+    assert used["dataset"]["config_overrides"]["feature_stores"] == [
+        str(
+            feature_store(
+                out, load_grid_config(tmp_path / "grid.yaml").sfms[0], "train"
+            )
+        )
+    ]
+    assert cell["validation"]["valid/dev"]["Step"] == 10
+    assert "asr.wer" in cell["metrics"]

@@ -36,9 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_grid_config(args.config_file)
         assert config.evaluate.instructions is not None
-        train_files = [
-            p for files in config.stage2.instructions.values() for p in files
-        ]
+        train_files = config.stage2.instructions.get(config.stage2.train_split, [])
         num_prompts = check_heldout_prompts(config.evaluate.instructions, train_files)
         start_fairseq2(config.asset_paths)
         widths = read_widths(config)

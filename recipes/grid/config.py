@@ -66,6 +66,10 @@ class GridStage2Section(RecipeRunSection):
     """Instruction files per split (``train``, ``dev``); their ``speech`` ids
     are manifest ids, found in every SFM's feature stores."""
 
+    train_split: str = "train"
+    """The split of ``instructions`` stage 2 trains on (the stage-2 config's
+    ``dataset.train_split``): the held-out prompts must not occur in it."""
+
 
 @dataclass(kw_only=True)
 class GridEvaluateSection(RecipeRunSection):
@@ -147,9 +151,9 @@ class GridConfig:
                 result.add_error(
                     "`stages` has stage2: `stage2.config_file` is required."
                 )
-            if not self.stage2.instructions:
+            if self.stage2.train_split not in self.stage2.instructions:
                 result.add_error(
-                    "`stages` has stage2: `stage2.instructions` must give the instruction files per split."
+                    f"`stages` has stage2: `stage2.instructions` must give the instruction files per split, the training split `{self.stage2.train_split}` (`stage2.train_split`) included."
                 )
             if "stage1" not in self.stages:
                 result.add_error(
