@@ -67,11 +67,11 @@ class QuickstartSize:
 
 
 DEFAULT_SIZE: Final = QuickstartSize(
-    num_train=4000,
+    num_train=8000,
     num_dev=200,
     num_test=200,
     llm_steps=3000,
-    stage1_steps=1500,
+    stage1_steps=3000,
     stage2_steps=300,
 )
 """The full story: under 15 minutes on two CPU cores (see the README)."""
