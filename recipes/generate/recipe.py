@@ -1,5 +1,6 @@
 """The generate recipe: SFM -> projector -> LLM over a manifest or an instruction file.
 
+The projector may be a SpeechMapper projector or any ``speech_adapter``.
 The config has no trained ``model`` section, so fairseq2 runs it as an
 inference recipe (under ``torch.inference_mode``). The projector is the
 ``model`` reference section (``model.name=last_checkpoint`` with
@@ -45,11 +46,12 @@ from speechmapper_plugin.llm import (
     chat_template_for_card,
     retrieve_llm_card,
 )
-from speechmapper_plugin.models.sfm import SFM_CLASSES, SFM_CONFIG_CLASSES
-from speechmapper_plugin.models.speechmapper import (
-    SpeechMapperConfig,
-    SpeechMapperProjector,
+from speechmapper_plugin.models.adapters import (
+    PROJECTOR_CONFIG_CLASSES,
+    ProjectorConfig,
+    is_projector,
 )
+from speechmapper_plugin.models.sfm import SFM_CLASSES, SFM_CONFIG_CLASSES
 from speechmapper_plugin.speech_llm import (
     IncompatibleComponentsError,
     SpeechMapperPipeline,
@@ -94,7 +96,11 @@ class GenerateRecipe(Recipe):
         settings = self._settings(context, config, inputs)
 
         # The heavy part: weights.
-        projector = context.get_model_as(SpeechMapperProjector, "model")
+        projector = context.get_model()
+        if not is_projector(projector):
+            raise RecipeError(
+                f"`model` must be a SpeechMapper projector (family `speechmapper`) or an adapter (family `speech_adapter`), but is a {type(projector).__name__}."
+            )
         sfm = context.get_model("sfm")
         if not isinstance(sfm, SFM_CLASSES):
             raise RecipeError(
@@ -170,14 +176,14 @@ class GenerateRecipe(Recipe):
         llm_card: AssetCard,
         template: ChatTemplate,
         tokenizer: Tokenizer,
-    ) -> SpeechMapperConfig:
+    ) -> ProjectorConfig:
         """The configurations (cards + overrides) must fit; nothing is loaded."""
         resolver = context.resolver
 
         projector = _section_config(resolver, "model", config.model)
-        if not isinstance(projector, SpeechMapperConfig):
+        if not isinstance(projector, PROJECTOR_CONFIG_CLASSES):
             raise RecipeError(
-                f"`model` must be a SpeechMapper projector (family `speechmapper`), but its configuration is a {type(projector).__name__}."
+                f"`model` must be a SpeechMapper projector (family `speechmapper`) or an adapter (family `speech_adapter`), but its configuration is a {type(projector).__name__}."
             )
 
         sfm = _section_config(resolver, "sfm", config.sfm)
@@ -303,7 +309,7 @@ def _open_feature_store(
         raise RecipeError(f"`input.feature_store`: {ex}") from None
 
 
-def _check_feature_store(store: FeatureStore, projector: SpeechMapperConfig) -> None:
+def _check_feature_store(store: FeatureStore, projector: ProjectorConfig) -> None:
     """Stored features must be what the projector reads (width, averaging)."""
     meta = store.metadata
     if meta.dim != projector.input_dim:

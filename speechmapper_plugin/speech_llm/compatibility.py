@@ -20,7 +20,7 @@ from speechmapper_plugin.llm import (
     max_token_id,
     stop_token_ids,
 )
-from speechmapper_plugin.models.speechmapper import SpeechMapperConfig
+from speechmapper_plugin.models.adapters import ProjectorConfig
 
 
 class IncompatibleComponentsError(ValueError):
@@ -40,7 +40,7 @@ def base_card_name(name: str) -> str:
 
 
 def component_problems(
-    projector: SpeechMapperConfig,
+    projector: ProjectorConfig,
     *,
     llm_name: str,
     llm_embed_dim: int,
@@ -48,7 +48,8 @@ def component_problems(
     projector_name: str = "the projector",
     sfm_name: str = "the speech encoder",
 ) -> list[str]:
-    """Every mismatch between the projector and its neighbours (empty if none)."""
+    """Every mismatch between the projector (or adapter) and its neighbours
+    (empty if none)."""
     problems = []
 
     target = projector.target_llm

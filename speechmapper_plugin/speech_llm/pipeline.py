@@ -44,16 +44,17 @@ from speechmapper_plugin.llm import (
     stop_token_ids,
 )
 from speechmapper_plugin.llm.tokens import create_text_decoder
+from speechmapper_plugin.models.adapters import (
+    AnyProjector,
+    is_variable_length,
+    max_output_length,
+    min_input_frames,
+)
 from speechmapper_plugin.models.sfm import (
     SfmEncoder,
     create_sfm_extractor,
     sfm_min_num_samples,
     sfm_num_frames,
-)
-from speechmapper_plugin.models.speechmapper import (
-    SpeechMapperProjector,
-    min_input_frames,
-    output_length,
 )
 from speechmapper_plugin.speech_llm.assemble import assemble_inputs
 from speechmapper_plugin.speech_llm.audio_inputs import (
@@ -94,6 +95,10 @@ class SpeechMapperPipeline:
 
     :param sfm: The speech encoder the projector was trained on (SeamlessM4T-v2
         or Whisper).
+    :param projector: The SpeechMapper projector or an adapter of the
+        ``speech_adapter`` family (Verdini et al.); for the variable-length
+        kinds (``cif``, ``ctc_compression``) the prompt gets as many speech
+        positions as the adapter emits for each input.
     :param llm_name: The LLM's asset card; checked against the projector's
         ``target_llm``, and the source of the chat template.
     :param template: The chat template; default: the card's
@@ -114,7 +119,7 @@ class SpeechMapperPipeline:
     def __init__(
         self,
         sfm: SfmEncoder,
-        projector: SpeechMapperProjector,
+        projector: AnyProjector,
         llm: TransformerLM,
         tokenizer: Tokenizer,
         *,
@@ -558,7 +563,9 @@ class SpeechMapperPipeline:
     def check_audio(
         self, num_samples: int, instruction: str, *, where: str = "audio"
     ) -> int:
-        """The number of speech embeddings for ``num_samples`` of 16 kHz audio.
+        """The number of speech embeddings for ``num_samples`` of 16 kHz audio
+        (for ``cif`` and ``ctc_compression`` adapters the most they can emit:
+        their real number depends on what is said).
 
         :raises SpeechTooShortError: if it gives no speech embedding.
         :raises SpeechTooLongError: if the projector or the LLM cannot take it.
@@ -584,10 +591,12 @@ class SpeechMapperPipeline:
         pre_averaged: bool,
         where: str = "features",
     ) -> int:
-        """The number of speech embeddings for ``num_frames`` encoder frames."""
+        """The number of speech embeddings for ``num_frames`` encoder frames:
+        exact for fixed-rate projectors, an upper bound for variable-length
+        adapters (so the context check never lets through what cannot fit)."""
         config = self.projector.config
 
-        positions = output_length(config, num_frames, pre_averaged=pre_averaged)
+        positions = max_output_length(config, num_frames, pre_averaged=pre_averaged)
         if positions < 1:
             shortest = min_input_frames(config, pre_averaged=pre_averaged)
             raise SpeechTooShortError(
@@ -607,9 +616,14 @@ class SpeechMapperPipeline:
         prompt = self.encode_prompt(instruction, where=where)
         prompt_len = len(prompt.prefix_ids) + positions + len(prompt.suffix_ids)
         if prompt_len >= self.llm.max_seq_len:
+            speech = (
+                f"up to {positions} speech embeddings"
+                if is_variable_length(config)
+                else f"{positions} speech embeddings"
+            )
             raise SpeechTooLongError(
                 where,
-                f"the prompt would take {prompt_len} positions ({positions} speech embeddings), leaving no room to generate within the LLM's {self.llm.max_seq_len}; split the audio.",
+                f"the prompt would take {prompt_len} positions ({speech}), leaving no room to generate within the LLM's {self.llm.max_seq_len}; split the audio.",
             )
 
         return positions
@@ -643,6 +657,8 @@ class SpeechMapperPipeline:
         speech, speech_layout = self.projector(
             features, layout, pre_averaged=pre_averaged
         )
+        # The lengths the projector reports: for variable-length adapters the
+        # number of outputs it emitted, which only the forward pass knows.
         speech_lens = list(speech_layout.seq_lens)
 
         inputs = assemble_inputs(

@@ -23,15 +23,16 @@ from speechmapper_plugin.llm import (
     chat_template_for_card,
     retrieve_llm_card,
 )
+from speechmapper_plugin.models.adapters import (
+    PROJECTOR_CONFIG_CLASSES,
+    AnyProjector,
+    is_projector,
+)
 from speechmapper_plugin.models.card_config import model_config_of as model_config_of
 from speechmapper_plugin.models.sfm import (
     SFM_CLASSES,
     SFM_CONFIG_CLASSES,
     SfmEncoder,
-)
-from speechmapper_plugin.models.speechmapper import (
-    SpeechMapperProjector,
-    get_speechmapper_model_hub,
 )
 from speechmapper_plugin.speech_llm.compatibility import (
     check_components,
@@ -45,7 +46,7 @@ ModelT = TypeVar("ModelT", bound=Module)
 @dataclass
 class LoadedComponents:
     sfm: SfmEncoder
-    projector: SpeechMapperProjector
+    projector: AnyProjector
     llm: TransformerLM
     tokenizer: Tokenizer
     template: ChatTemplate
@@ -70,11 +71,15 @@ def load_components(
     llm_card = retrieve_llm_card(llm)
 
     try:
-        projector_config = get_speechmapper_model_hub().get_model_config(projector_card)
-    except AssetCardError as ex:
+        projector_config = model_config_of(projector_card)
+    except (AssetCardError, ValueError) as ex:
         raise ValueError(
-            f"'{projector}' is not a SpeechMapper projector card: {ex}"
+            f"'{projector}' is not a projector card (family `speechmapper` or `speech_adapter`): {ex}"
         ) from None
+    if not isinstance(projector_config, PROJECTOR_CONFIG_CLASSES):
+        raise ValueError(
+            f"'{projector}' is not a projector card: its model is a {type(projector_config).__name__} (expected family `speechmapper` or `speech_adapter`)."
+        )
 
     try:
         sfm_config = model_config_of(sfm_card)
@@ -109,7 +114,11 @@ def load_components(
 
     target = torch.device(device) if isinstance(device, str) else device
 
-    projector_model = _load(projector_card, SpeechMapperProjector, target, dtype)
+    projector_model = load_model(projector_card, device=target, dtype=dtype)
+    if not is_projector(projector_model):
+        raise ValueError(
+            f"The {projector_card.name} asset card loads a {type(projector_model).__name__}, not a projector."
+        )
     sfm_model = load_model(sfm_card, device=target, dtype=sfm_dtype)
     if not isinstance(sfm_model, SFM_CLASSES):
         raise ValueError(

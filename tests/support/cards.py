@@ -118,6 +118,44 @@ def _build_trained_projector_cards(root: Path, card_dir: Path) -> None:
     write_cards(card_dir / "trained_projectors.yaml", cards)
 
 
+ADAPTER_CARDS = {
+    "test_adapter_conv_llama": "conv_tiny",
+    "test_adapter_cif_llama": "cif_tiny",
+    "test_adapter_ctc_llama": "ctc_compression_tiny",
+}
+"""Adapter card -> its tiny ``speech_adapter`` arch (64-d in and out, random
+weights, ``target_llm: test_llama``): a fixed-rate and two variable-length kinds."""
+
+
+def _build_adapter_cards(root: Path, card_dir: Path) -> None:
+    from fairseq2.runtime.config_registry import get_config
+    from fairseq2.runtime.dependency import get_dependency_resolver
+
+    from speechmapper_plugin.models.adapters import (
+        AdapterConfig,
+        create_speech_adapter_model,
+    )
+
+    cards: list[dict[str, object]] = []
+    for seed, (name, arch) in enumerate(sorted(ADAPTER_CARDS.items())):
+        torch.manual_seed(200 + seed)
+        config = get_config(get_dependency_resolver(), AdapterConfig, arch)
+        model = create_speech_adapter_model(config)
+        checkpoint = root / name / "model.pt"
+        checkpoint.parent.mkdir(parents=True)
+        torch.save({"model": model.state_dict()}, checkpoint)
+        cards.append(
+            {
+                "name": name,
+                "model_family": "speech_adapter",
+                "model_arch": arch,
+                "model_config": {"target_llm": "test_llama"},
+                "checkpoint": str(checkpoint),
+            }
+        )
+    write_cards(card_dir / "adapters.yaml", cards)
+
+
 def _build_sm4t_cards(root: Path, card_dir: Path) -> tuple[Path, Path]:
     """A tiny SeamlessM4T-v2 in HF safetensors shards and as Meta's ``.pt`` (in
     the fairseq2-0.2 and the fairseq1 layout; the latter a full-pickle file)."""
@@ -215,6 +253,7 @@ def build_test_cards(root: Path, card_dir: Path) -> SessionCards:
     sm4t_hf_dir, sm4t_meta_checkpoint = _build_sm4t_cards(root, card_dir)
     llms = _build_llm_cards(root, card_dir)
     _build_trained_projector_cards(root, card_dir)
+    _build_adapter_cards(root, card_dir)
 
     return SessionCards(
         root=root,

@@ -7,10 +7,16 @@ from speechmapper_plugin.models.adapters.any_projector import (
     PROJECTOR_CLASSES as PROJECTOR_CLASSES,
 )
 from speechmapper_plugin.models.adapters.any_projector import (
+    PROJECTOR_CONFIG_CLASSES as PROJECTOR_CONFIG_CLASSES,
+)
+from speechmapper_plugin.models.adapters.any_projector import (
     AnyProjector as AnyProjector,
 )
 from speechmapper_plugin.models.adapters.any_projector import (
     ProjectorConfig as ProjectorConfig,
+)
+from speechmapper_plugin.models.adapters.any_projector import (
+    is_projector as is_projector,
 )
 from speechmapper_plugin.models.adapters.any_projector import (
     is_variable_length as is_variable_length,

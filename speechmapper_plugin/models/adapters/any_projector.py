@@ -7,7 +7,7 @@ layout; these helpers answer the length questions for either config.
 
 from __future__ import annotations
 
-from typing import TypeAlias, TypeVar
+from typing import TypeAlias, TypeGuard, TypeVar
 
 from torch import Tensor
 from torch.nn import Module
@@ -40,6 +40,15 @@ ProjectorConfig: TypeAlias = SpeechMapperConfig | AdapterConfig
 AnyProjector: TypeAlias = SpeechMapperProjector | SpeechAdapter
 
 PROJECTOR_CLASSES: tuple[type[Module], ...] = (SpeechMapperProjector, SpeechAdapter)
+
+PROJECTOR_CONFIG_CLASSES = (SpeechMapperConfig, AdapterConfig)
+"""The configurations of :data:`PROJECTOR_CLASSES` (for ``isinstance`` checks)."""
+
+
+def is_projector(model: object) -> TypeGuard[AnyProjector]:
+    """Whether ``model`` is a SpeechMapper projector or an adapter."""
+    return isinstance(model, PROJECTOR_CLASSES)
+
 
 LengthT = TypeVar("LengthT", int, Tensor)
 
