@@ -191,7 +191,7 @@ def caching_ratio(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         loss.total.backward()
         optimizer.step()
-        return float(loss.total)
+        return float(loss.total.detach())
 
     times, _ = time_interleaved(
         {"read": read, "extract": extract, "train_step": train}, args.repeats
