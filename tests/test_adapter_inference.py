@@ -290,3 +290,76 @@ def test_evaluate_runs_an_adapter_and_matches_the_pipeline(
         (alone,) = pipeline.run(audio[record["id"]], record["instruction"])
         assert record["num_speech_positions"] == alone.num_speech_positions
         assert record["hypothesis"] == alone.text
+
+
+# -- export ----------------------------------------------------------------------
+
+
+def test_an_adapter_exports_and_loads_back_bit_identically(
+    test_cards: SessionCards, tmp_path: Path
+) -> None:
+    """Weights, config and outputs survive the export, also through
+    ``load_model`` and ``from_cards`` in a fresh process."""
+    import os
+    import subprocess
+    import sys
+
+    import safetensors.torch
+    import yaml
+    from fairseq2.models import load_model
+
+    from speechmapper_plugin.models.adapters import get_speech_adapter_model_hub
+    from speechmapper_plugin.models.speechmapper import (
+        export_projector,
+        read_export_summary,
+    )
+    from speechmapper_plugin.models.speechmapper.export import export_config
+    from tests.test_export import _FRESH_PROCESS
+
+    adapter = load_model(CIF, device=torch.device("cpu"))
+    assert isinstance(adapter, SpeechAdapter)
+    adapter.eval()
+
+    out = tmp_path / "export"
+    export_projector(adapter, out, name="my_exported_projector")
+
+    card = yaml.safe_load((out / "card.yaml").read_text())
+    assert card["model_family"] == "speech_adapter"
+    assert card["model_config"]["kind"] == "cif"
+    assert "A `cif` adapter" in (out / "README.md").read_text()
+
+    saved = safetensors.torch.load_file(out / "model.safetensors")
+    original = adapter.state_dict()
+    assert saved.keys() == original.keys()
+    assert all(torch.equal(saved[k], original[k]) for k in original)
+
+    config = export_config(read_export_summary(out))
+    assert config == adapter.config
+    loaded = get_speech_adapter_model_hub().load_custom_model(
+        out / "model.safetensors", config, device=torch.device("cpu")
+    )
+
+    features = torch.randn(2, 120, 64, generator=torch.Generator().manual_seed(0))
+    layout = BatchLayout.of(features, [120, 90])
+    with torch.no_grad():
+        expected, expected_layout = adapter(features, layout, pre_averaged=True)
+        actual, actual_layout = loaded.eval()(features, layout, pre_averaged=True)
+    assert torch.equal(actual, expected)
+    assert actual_layout.seq_lens == expected_layout.seq_lens
+
+    torch.save(features, tmp_path / "features.pt")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"OMP_NUM_THREADS": "1", "FAIRSEQ2_NO_PROGRESS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS]
+        + [str(out), str(test_cards.card_dir), str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outputs = torch.load(tmp_path / "outputs.pt")
+    assert torch.equal(outputs["load_model"], expected)
+    assert torch.equal(outputs["pipeline"], expected)

@@ -232,7 +232,7 @@ def test_every_mismatch_is_listed(no_weight_loading: None) -> None:
         )
     assert len(caught.value.problems) == 1  # no target_llm: only the width
 
-    with pytest.raises(ValueError, match="is not a SpeechMapper projector card"):
+    with pytest.raises(ValueError, match="is not a projector card"):
         SpeechMapperPipeline.from_cards("test_sm4t_hf", "test_llama", "test_llama")
 
     with pytest.raises(ValueError, match="No asset card named 'nope'"):

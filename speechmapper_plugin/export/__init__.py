@@ -1,4 +1,4 @@
-"""``python -m speechmapper_plugin.export RUN_DIR OUT_DIR``: share a trained projector."""
+"""``python -m speechmapper_plugin.export RUN_DIR OUT_DIR``: share a trained projector or adapter."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
-"""Export a trained projector as a self-contained directory.
+"""Export a trained projector or adapter as a self-contained directory.
 
     python -m speechmapper_plugin.export RUN_DIR OUT_DIR --name my_projector [--step N]
 
-``RUN_DIR`` is a stage-1 or stage-2 output directory; the last checkpoint (or
-step ``N``) is exported with what the run trained it on. See
+``RUN_DIR`` is a stage-1 or stage-2 output directory of a SpeechMapper
+projector (``speechmapper``) or an adapter (``speech_adapter``); the last
+checkpoint (or step ``N``) is exported with what the run trained it on. See
 :mod:`speechmapper_plugin.models.speechmapper.export` for the layout.
 """
 
@@ -17,7 +18,7 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m speechmapper_plugin.export",
-        description="Export a trained projector as a self-contained directory.",
+        description="Export a trained projector or adapter as a self-contained directory.",
     )
     parser.add_argument("run_dir", type=Path, help="a stage-1 or stage-2 output dir")
     parser.add_argument("output_dir", type=Path, help="where to write the export")
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from fairseq2.models import load_model
 
     from speechmapper_plugin.export.provenance import read_run_provenance
-    from speechmapper_plugin.models.speechmapper import SpeechMapperProjector
+    from speechmapper_plugin.models.adapters import is_projector
     from speechmapper_plugin.models.speechmapper.export import export_projector
 
     card = "last_checkpoint" if args.step is None else f"checkpoint_step_{args.step}"
@@ -49,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     except (LookupError, OperationalError, ValueError) as ex:
         print(f"error: cannot load {card} from {checkpoints}: {ex}", file=sys.stderr)
         return 1
-    if not isinstance(projector, SpeechMapperProjector):
-        print(f"error: {card} is not a SpeechMapper projector.", file=sys.stderr)
+    if not is_projector(projector):
+        print(
+            f"error: {card} is a {type(projector).__name__}, not a SpeechMapper projector or an adapter.",
+            file=sys.stderr,
+        )
         return 1
 
     try:

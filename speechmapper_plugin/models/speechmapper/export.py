@@ -26,7 +26,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import yaml
 from safetensors.torch import save_file
@@ -35,7 +35,9 @@ from speechmapper_plugin.models.speechmapper.config import (
     SPEECHMAPPER_FAMILY,
     SpeechMapperConfig,
 )
-from speechmapper_plugin.models.speechmapper.model import SpeechMapperProjector
+
+if TYPE_CHECKING:
+    from speechmapper_plugin.models.adapters import AnyProjector, ProjectorConfig
 
 EXPORT_FORMAT: Final = "speechmapper-projector"
 EXPORT_FORMAT_VERSION: Final = 1
@@ -84,14 +86,15 @@ class ProjectorProvenance:
 
 
 def export_projector(
-    projector: SpeechMapperProjector,
+    projector: AnyProjector,
     output_dir: Path,
     *,
     name: str,
     provenance: ProjectorProvenance | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write ``projector`` as a self-contained directory; returns the card file.
+    """Write ``projector`` (a SpeechMapper projector or a ``speech_adapter``)
+    as a self-contained directory; returns the card file.
 
     :param name: the asset card name users load it by.
     :raises ValueError: on a bad name, a non-empty ``output_dir`` without
@@ -102,7 +105,10 @@ def export_projector(
             f"`name` must be a fairseq2 asset name (letters, digits, `_`, `.`, `-`), but is '{name}'."
         )
 
+    from speechmapper_plugin.models.adapters import projector_family
+
     provenance = provenance or ProjectorProvenance()
+    family = projector_family(projector)
 
     config = projector.config
     target_llm = provenance.target_llm or config.target_llm
@@ -138,7 +144,7 @@ def export_projector(
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
         "name": name,
-        "model_family": SPEECHMAPPER_FAMILY,
+        "model_family": family,
         "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
         "num_parameters": sum(p.numel() for p in projector.parameters()),
         "projector": model_config,
@@ -152,13 +158,13 @@ def export_projector(
 
     card = {
         "name": name,
-        "model_family": SPEECHMAPPER_FAMILY,
+        "model_family": family,
         "model_config": model_config,
         "checkpoint": WEIGHTS_FILE,
     }
     card_file = output_dir / CARD_FILE
     card_file.write_text(
-        "# fairseq2 asset card of an exported SpeechMapper projector\n"
+        f"# fairseq2 asset card of an exported projector ({family})\n"
         + yaml.safe_dump(card, sort_keys=False)
     )
 
@@ -173,13 +179,20 @@ def model_card_text(summary: Mapping[str, Any]) -> str:
     projector = summary["projector"]
     sfm = summary.get("speech_encoder")
     llm = summary["target_llm"]
+    family = summary.get("model_family", SPEECHMAPPER_FAMILY)
+    if family == SPEECHMAPPER_FAMILY:
+        what = "A SpeechMapper projector"
+        shape = f"{len(projector['blocks'])} blocks"
+    else:
+        what = f"A `{projector['kind']}` adapter (Verdini et al. 2024)"
+        shape = f"`{projector['kind']}` length adapter"
 
     lines = [
         f"# {name}",
         "",
-        "A SpeechMapper projector: it maps speech-encoder features into the "
+        f"{what}: it maps speech-encoder features into the "
         "token-embedding space of a frozen LLM (fairseq2 family "
-        f"`{SPEECHMAPPER_FAMILY}`, {summary['num_parameters']:,} parameters, "
+        f"`{family}`, {summary['num_parameters']:,} parameters, "
         f"{summary['dtype']}).",
         "",
         "## Components",
@@ -197,7 +210,7 @@ def model_card_text(summary: Mapping[str, Any]) -> str:
     lines += [
         f"- Target LLM: `{llm['card']}` (pad target: {pad}).",
         f"- Projector: {projector['input_dim']}-d in, {projector['output_dim']}-d "
-        f"out, {len(projector['blocks'])} blocks.",
+        f"out, {shape}.",
         "",
         "## Training",
         "",
@@ -263,11 +276,14 @@ def read_export_summary(directory: Path) -> dict[str, Any]:
     return summary
 
 
-def export_config(summary: Mapping[str, Any]) -> SpeechMapperConfig:
+def export_config(summary: Mapping[str, Any]) -> ProjectorConfig:
     """The projector configuration recorded in an export's ``config.json``."""
+    from speechmapper_plugin.models.adapters import AdapterConfig
     from speechmapper_plugin.models.speechmapper.config import ProjectorBlockConfig
 
     data = dict(summary["projector"])
+    if summary.get("model_family", SPEECHMAPPER_FAMILY) != SPEECHMAPPER_FAMILY:
+        return AdapterConfig(**data)
     data["blocks"] = [ProjectorBlockConfig(**b) for b in data["blocks"]]
     return SpeechMapperConfig(**data)
 
