@@ -363,3 +363,22 @@ def test_an_adapter_exports_and_loads_back_bit_identically(
     outputs = torch.load(tmp_path / "outputs.pt")
     assert torch.equal(outputs["load_model"], expected)
     assert torch.equal(outputs["pipeline"], expected)
+
+
+@pytest.mark.slow
+def test_generate_refuses_an_adapter_for_another_llm_before_loading(
+    manifest: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    args = _recipe_args(test_cards, CIF, manifest) + ["llm.name=test_eurollm"]
+    args[1] = str(REPO / "recipes/generate/configs/tiny.yaml")
+    args.remove("scoring.comet=false")
+    done = run_recipe("generate", tmp_path / "out", *args, check=False)
+
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert (
+        f"The projector ('{CIF}') was trained for the LLM 'test_llama' (its `target_llm`), but the LLM is 'test_eurollm'"
+        in output
+    )
+    assert "Traceback" not in output
+    assert "Loading" not in output  # no model weights were read
