@@ -48,6 +48,14 @@ ADAPTERS: list[dict[str, Any]] = [
 ]
 """Three projector architectures: the grid's adapter axis."""
 
+E2E_ADAPTERS: list[dict[str, Any]] = [
+    {"name": "tiny", "family": "speechmapper", "arch": "tiny"},
+    {"name": "conv", "family": "speech_adapter", "arch": "conv_tiny"},
+    {"name": "cif", "family": "speech_adapter", "arch": "cif_tiny"},
+]
+"""The end-to-end grid's adapter axis: the SpeechMapper projector, a
+fixed-rate and a variable-length adapter of Verdini et al., all evaluated."""
+
 
 @pytest.fixture
 def prompt_files(tmp_path: Path) -> dict[str, Path]:
@@ -272,6 +280,7 @@ def test_two_sfm_three_adapter_grid_end_to_end(
     test_cards: SessionCards,
 ) -> None:
     data = _base({"eval": heldout}, speech_corpus.manifest)
+    data["adapters"] = copy.deepcopy(E2E_ADAPTERS)
     data["asset_paths"] = [str(test_cards.card_dir)]
     data["stage1"]["overrides"] = [
         "regime.num_steps=10",
@@ -290,22 +299,23 @@ def test_two_sfm_three_adapter_grid_end_to_end(
     table = json.loads((out / "grid.json").read_text())
     cells = table["cells"]
     assert [(c["sfm"], c["adapter"], c["llm"], c["status"]) for c in cells] == [
-        (s, a["name"], "llama", "ok") for s in ("sm4t", "whisper") for a in ADAPTERS
+        (s, a["name"], "llama", "ok") for s in ("sm4t", "whisper") for a in E2E_ADAPTERS
     ]
+    architectures = {a["name"]: (a["family"], a["arch"]) for a in E2E_ADAPTERS}
     for cell in cells:
         # Each cell trained on its own SFM's features, with its own architecture.
         used = yaml.safe_load((Path(cell["stage1_dir"]) / "config.yaml").read_text())
         store = Path(used["dataset"]["config_overrides"]["splits"]["train"][0])
         assert used["model"]["config_overrides"]["input_dim"] == 64
-        assert (used["model"]["family"], used["model"]["arch"]) == (
-            "speechmapper",
-            "tiny",
-        )
+        assert (used["model"]["family"], used["model"]["arch"]) == architectures[
+            cell["adapter"]
+        ]
         meta = FeatureStore(store).metadata
         assert (meta.encoder, meta.encoder_family) == SFM_RECORDS[cell["sfm"]]
         # The table holds the cell's own evaluation figures.
         summary = json.loads((Path(cell["eval_dir"]) / "summary.json").read_text())
         assert cell["metrics"]["asr.wer"] == summary["metrics"]["asr"]["wer"]
+        assert summary["metrics"]["asr"]["num_examples"] > 0
         assert cell["validation"]["valid/train"]["Step"] == 10
 
     md = (out / "grid.md").read_text()
