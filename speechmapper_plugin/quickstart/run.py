@@ -72,13 +72,16 @@ def _check_resumable(layout: QuickstartLayout, record: dict[str, Any]) -> None:
 
 
 def run_quickstart(
-    options: QuickstartOptions, echo: Callable[[str], None] = print
+    options: QuickstartOptions, echo: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Run (or resume) every step into ``options.out_dir``; return the summary.
 
     :raises QuickstartError: on a missing prerequisite or a failed step (the
         message names the step's log).
     """
+    if echo is None:
+        echo = _echo
+
     from speechmapper_plugin.data.instructions.__main__ import (
         main as instructions_main,
     )
@@ -259,3 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(format_table(summary))
     return 0
+
+
+def _echo(line: str) -> None:
+    """Print a progress line at once, also when stdout is a file or a pipe
+    (block-buffered otherwise: a long step would look stuck)."""
+    print(line, flush=True)
