@@ -70,7 +70,10 @@ def test_stage1_trains_the_adapter(
     assert "speech_adapter" in card and test_cards.llms.llama_card in card
 
 
-@pytest.mark.parametrize("arch", ["conv_tiny", "cif_tiny"])
+# One variable-length adapter: a fixed-rate one goes through stage 2 exactly as
+# the SpeechMapper projector does (tests/test_stage2_recipe.py), and each run
+# costs about two minutes of the suite's budget.
+@pytest.mark.parametrize("arch", ["cif_tiny"])
 def test_stage2_tunes_the_adapter_and_saves_only_it(
     arch: str,
     tmp_path: Path,
