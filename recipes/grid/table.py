@@ -11,25 +11,14 @@ from typing import Any
 
 from recipes.grid.plan import GridCell
 from recipes.sweep.execute import SweepProgress
-from recipes.sweep.table import SUMMARY_FILE, flatten_numbers, last_validation
+from recipes.sweep.table import metric_names, outcome_record
 
 GRID_JSON = "grid.json"
 GRID_TABLE = "grid.md"
 
 
 def cell_record(cell: GridCell, progress: SweepProgress) -> dict[str, Any]:
-    status, problem = "ok", None
-    for path in (cell.stage1_dir, cell.stage2_dir, cell.eval_dir):
-        if path is None:
-            continue
-        if path in progress.failed:
-            status, problem = "failed", f"{path}: {progress.failed[path]}"
-            break
-        if path in progress.blocked:
-            status, problem = "not run", f"{path}: a step it needs failed"
-            break
-
-    record: dict[str, Any] = {
+    return {
         "sfm": cell.sfm.name,
         "sfm_card": cell.sfm.card,
         "adapter": cell.adapter.name,
@@ -37,23 +26,8 @@ def cell_record(cell: GridCell, progress: SweepProgress) -> dict[str, Any]:
         "adapter_arch": cell.adapter.arch,
         "llm": cell.llm.name,
         "llm_card": cell.llm.card,
-        "status": status,
-        "stage1_dir": None if cell.stage1_dir is None else str(cell.stage1_dir),
-        "stage2_dir": None if cell.stage2_dir is None else str(cell.stage2_dir),
-        "eval_dir": str(cell.eval_dir),
+        **outcome_record(cell, progress),
     }
-    if problem is not None:
-        record["problem"] = problem
-
-    summary_path = cell.eval_dir / SUMMARY_FILE
-    if status == "ok" and summary_path.is_file():
-        metrics = json.loads(summary_path.read_text()).get("metrics", {})
-        record["metrics"] = flatten_numbers(
-            metrics if isinstance(metrics, dict) else {}
-        )
-
-    record["validation"] = last_validation(cell.model_dir)
-    return record
 
 
 def _cell_text(record: Mapping[str, Any] | None, metric: str) -> str:
@@ -67,11 +41,7 @@ def _cell_text(record: Mapping[str, Any] | None, metric: str) -> str:
 
 def format_tables(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
     """One Markdown table per metric: adapters x (SFM, LLM)."""
-    if not metrics:
-        names: dict[str, None] = {}
-        for record in records:
-            names.update(dict.fromkeys(record.get("metrics", {})))
-        metrics = list(names)
+    metrics = metric_names(records, metrics)
 
     pairs = list(dict.fromkeys((r["sfm"], r["llm"]) for r in records))
     adapters = list(dict.fromkeys(r["adapter"] for r in records))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from recipes.sweep.execute import SweepProgress
 from recipes.sweep.plan import SweepRun
@@ -40,7 +40,25 @@ def last_validation(run_dir: Path) -> dict[str, dict[str, float]]:
     return records
 
 
-def run_record(run: SweepRun, progress: SweepProgress) -> dict[str, Any]:
+class PlannedRun(Protocol):
+    """What a sweep run and a grid cell share: their step directories."""
+
+    @property
+    def stage1_dir(self) -> Path | None: ...
+
+    @property
+    def stage2_dir(self) -> Path | None: ...
+
+    @property
+    def eval_dir(self) -> Path: ...
+
+    @property
+    def model_dir(self) -> Path: ...
+
+
+def outcome_record(run: PlannedRun, progress: SweepProgress) -> dict[str, Any]:
+    """Status (with the problem, if any), step directories, evaluation
+    metrics and last validation figures of a sweep run or a grid cell."""
     status = "ok"
     problem = None
     for path in (run.stage1_dir, run.stage2_dir, run.eval_dir):
@@ -54,9 +72,6 @@ def run_record(run: SweepRun, progress: SweepProgress) -> dict[str, Any]:
             break
 
     record: dict[str, Any] = {
-        "name": run.name,
-        "alpha": run.alpha,
-        "sigma": run.sigma,
         "status": status,
         "stage1_dir": None if run.stage1_dir is None else str(run.stage1_dir),
         "stage2_dir": None if run.stage2_dir is None else str(run.stage2_dir),
@@ -76,6 +91,27 @@ def run_record(run: SweepRun, progress: SweepProgress) -> dict[str, Any]:
     return record
 
 
+def metric_names(
+    records: Sequence[Mapping[str, Any]], metrics: Sequence[str]
+) -> list[str]:
+    """``metrics`` if given, else every metric some record has, in order."""
+    if metrics:
+        return list(metrics)
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record.get("metrics", {})))
+    return list(names)
+
+
+def run_record(run: SweepRun, progress: SweepProgress) -> dict[str, Any]:
+    return {
+        "name": run.name,
+        "alpha": run.alpha,
+        "sigma": run.sigma,
+        **outcome_record(run, progress),
+    }
+
+
 def _format(value: float | None) -> str:
     if value is None:
         return "-"
@@ -86,11 +122,7 @@ def _format(value: float | None) -> str:
 
 def format_table(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
     """A Markdown table: one row per run, one column per metric."""
-    if not metrics:
-        names: dict[str, None] = {}
-        for record in records:
-            names.update(dict.fromkeys(record.get("metrics", {})))
-        metrics = list(names)
+    metrics = metric_names(records, metrics)
 
     header = ["run", "α", "σ", *metrics, "status"]
     lines = [
