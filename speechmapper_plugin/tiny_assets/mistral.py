@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -29,6 +28,7 @@ from speechmapper_plugin.tiny_assets.llama import (
 )
 from speechmapper_plugin.tiny_assets.tokenizer_files import (
     hf_tokenizer_size,
+    sentencepiece_style_bpe,
     write_json,
 )
 
@@ -86,52 +86,14 @@ def build_mistral_tokenizer(
     directory: Path, sentences: Sequence[str], *, vocab_size: int = 180
 ) -> Path:
     """Write ``tokenizer.json`` + ``tokenizer_config.json`` of a tiny Mistral v0.3-style tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from tokenizers.processors import TemplateProcessing
 
     if not sentences:
         raise ValueError("A tokenizer needs at least one training sentence.")
 
-    learner = Tokenizer(models.BPE())
-    learner.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=True)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False)
-    learner.train_from_iterator(list(sentences), trainer)
-    learned = json.loads(learner.to_str())["model"]
-
-    vocab: dict[str, int] = {}
-    for token in (
-        *MISTRAL_V3_SPECIAL_TOKENS,
-        *(f"<0x{b:02X}>" for b in range(256)),
-        *sorted(learned["vocab"], key=learned["vocab"].get),
-    ):
-        vocab.setdefault(token, len(vocab))
-
-    merges = [
-        tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
-        for m in learned["merges"]
-    ]
-
-    tokenizer = Tokenizer(
-        models.BPE(
-            vocab=vocab,
-            merges=merges,
-            unk_token="<unk>",
-            byte_fallback=True,
-            fuse_unk=True,
-        )
+    tokenizer = sentencepiece_style_bpe(
+        sentences, MISTRAL_V3_SPECIAL_TOKENS, vocab_size=vocab_size
     )
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
-        prepend_scheme="first", split=False
-    )
-    tokenizer.decoder = decoders.Sequence(
-        [
-            decoders.Replace("▁", " "),
-            decoders.ByteFallback(),
-            decoders.Fuse(),
-            decoders.Strip(" ", 1, 0),
-        ]
-    )
-    tokenizer.add_special_tokens(list(MISTRAL_V3_SPECIAL_TOKENS))
     tokenizer.post_processor = TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
     )

@@ -24,7 +24,6 @@ too); the EuroLLM-style tokenizer is built here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -41,7 +40,10 @@ from speechmapper_plugin.tiny_assets import (
     write_tiny_llama3,
 )
 from speechmapper_plugin.tiny_assets import build_hf_llama as _build_hf_llama
-from speechmapper_plugin.tiny_assets.tokenizer_files import write_json
+from speechmapper_plugin.tiny_assets.tokenizer_files import (
+    sentencepiece_style_bpe,
+    write_json,
+)
 
 LLAMA_CARD: Final = "test_llama"
 EUROLLM_CARD: Final = "test_eurollm"
@@ -63,50 +65,9 @@ CHATML_JINJA: Final = (
 
 def build_eurollm_tokenizer(directory: Path, *, with_pad: bool = True) -> Path:
     """Write ``tokenizer.json`` + ``tokenizer_config.json`` of a tiny EuroLLM-style tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    # Learn SentencePiece-style pieces (never across words) ...
-    learner = Tokenizer(models.BPE())
-    learner.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first", split=True)
-    trainer = trainers.BpeTrainer(vocab_size=180, show_progress=False)
-    learner.train_from_iterator(training_sentences(), trainer)
-    learned = json.loads(learner.to_str())["model"]
-
-    # ... then lay the vocabulary out like EuroLLM's: specials, byte fallbacks, pieces.
-    vocab: dict[str, int] = {}
-    for token in (
-        *EUROLLM_SPECIAL_TOKENS,
-        *(f"<0x{b:02X}>" for b in range(256)),
-        *sorted(learned["vocab"], key=learned["vocab"].get),
-    ):
-        vocab.setdefault(token, len(vocab))
-
-    merges = [
-        tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
-        for m in learned["merges"]
-    ]
-
-    tokenizer = Tokenizer(
-        models.BPE(
-            vocab=vocab,
-            merges=merges,
-            unk_token="<unk>",
-            byte_fallback=True,
-            fuse_unk=True,
-        )
+    tokenizer = sentencepiece_style_bpe(
+        training_sentences(), EUROLLM_SPECIAL_TOKENS, vocab_size=180
     )
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
-        prepend_scheme="first", split=False
-    )
-    tokenizer.decoder = decoders.Sequence(
-        [
-            decoders.Replace("▁", " "),
-            decoders.ByteFallback(),
-            decoders.Fuse(),
-            decoders.Strip(" ", 1, 0),
-        ]
-    )
-    tokenizer.add_special_tokens(list(EUROLLM_SPECIAL_TOKENS))
 
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(directory / "tokenizer.json"))
