@@ -23,7 +23,6 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from speechmapper_plugin.data.convert.audio_files import (
@@ -32,12 +31,11 @@ from speechmapper_plugin.data.convert.audio_files import (
     require_file,
 )
 from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
-from speechmapper_plugin.data.convert.writing import ManifestEntry, write_manifest
-from speechmapper_plugin.data.instructions import (
-    SpeechRecord,
-    build_st_examples,
-    write_instructions,
+from speechmapper_plugin.data.convert.writing import (
+    TranslationPair,
+    write_translation_outputs,
 )
+from speechmapper_plugin.data.instructions import SpeechRecord
 from speechmapper_plugin.data.reasons import (
     DUPLICATE_ID,
     EMPTY_TRANSCRIPT,
@@ -50,12 +48,6 @@ SPLITS = ("train", "dev", "test")
 _NAME = re.compile(
     r"^covost_v2\.(?P<src>[A-Za-z-]+)_(?P<tgt>[A-Za-z-]+)(\.(?P<split>\w+))?\.tsv$"
 )
-
-
-@dataclass(frozen=True)
-class CovostPair:
-    record: SpeechRecord
-    translation: str
 
 
 def iso_code(code: str) -> str:
@@ -83,7 +75,7 @@ def read_covost_tsv(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
 
 def read_covost2(
     cv_dir: Path, covost_tsv: Path, split: str, report: ConversionReport
-) -> tuple[str, str, list[CovostPair]]:
+) -> tuple[str, str, list[TranslationPair]]:
     """:returns: source and target language codes (ISO), and the pairs."""
     require_file(covost_tsv, "The CoVoST 2 TSV")
     match = _NAME.match(covost_tsv.name)
@@ -153,7 +145,7 @@ def read_covost2(
         record = SpeechRecord(
             id=utt_id, transcript=sentence.strip(), lang=src, audio=str(audio.resolve())
         )
-        pairs.append(CovostPair(record, row["translation"].strip()))
+        pairs.append(TranslationPair(record, row["translation"].strip()))
 
     refuse_undecodable(undecodable, corpus="CoVoST 2")
     return src, tgt, pairs
@@ -175,27 +167,13 @@ def convert_covost2(
     if not pairs:
         raise ConvertError(f"No usable CoVoST 2 pair for '{split}' in {covost_tsv}.")
 
-    if manifest is not None:
-        write_manifest(
-            manifest,
-            [
-                ManifestEntry(
-                    p.record.id,
-                    Path(p.record.audio or ""),
-                    p.record.transcript or "",
-                    src,
-                )
-                for p in pairs
-            ],
-        )
-        report.outputs.append(manifest)
-    if instructions is not None:
-        write_instructions(
-            instructions,
-            build_st_examples(
-                ((p.record, p.translation, tgt) for p in pairs), seed=seed
-            ),
-        )
-        report.outputs.append(instructions)
-    report.num_written = len(pairs)
+    write_translation_outputs(
+        report,
+        pairs,
+        src=src,
+        tgt=tgt,
+        manifest=manifest,
+        instructions=instructions,
+        seed=seed,
+    )
     return report

@@ -22,7 +22,6 @@ prints the loop) and the converter uses ``x.flac`` (or ``.wav``) beside the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from speechmapper_plugin.data.convert.audio_files import (
@@ -33,12 +32,11 @@ from speechmapper_plugin.data.convert.audio_files import (
     require_file,
 )
 from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
-from speechmapper_plugin.data.convert.writing import ManifestEntry, write_manifest
-from speechmapper_plugin.data.instructions import (
-    SpeechRecord,
-    build_st_examples,
-    write_instructions,
+from speechmapper_plugin.data.convert.writing import (
+    TranslationPair,
+    write_translation_outputs,
 )
+from speechmapper_plugin.data.instructions import SpeechRecord
 from speechmapper_plugin.data.reasons import (
     BAD_SEGMENT,
     EMPTY_TRANSCRIPT,
@@ -47,12 +45,6 @@ from speechmapper_plugin.data.reasons import (
 )
 
 ORIGINAL_SUFFIX = ".m4a"
-
-
-@dataclass(frozen=True)
-class EuroparlSegment:
-    record: SpeechRecord
-    translation: str
 
 
 def split_dir(root: Path, src: str, tgt: str, split: str) -> Path:
@@ -75,7 +67,7 @@ def read_europarl_st(
     report: ConversionReport,
     *,
     audio_dir: Path | None = None,
-) -> list[EuroparlSegment]:
+) -> list[TranslationPair]:
     require_dir(root, "The EuroParl-ST folder")
     directory = split_dir(root, src, tgt, split)
     src_base = directory.parent.parent
@@ -139,7 +131,7 @@ def read_europarl_st(
             offset=start,
             duration=round(end - start, 6),
         )
-        out.append(EuroparlSegment(record, target.strip()))
+        out.append(TranslationPair(record, target.strip()))
 
     refuse_undecodable(undecodable, corpus="EuroParl-ST")
     return out
@@ -167,31 +159,15 @@ def convert_europarl_st(
             f"No usable EuroParl-ST segment in {root} ({src}-{tgt} {split})."
         )
 
-    if manifest is not None:
-        write_manifest(
-            manifest,
-            [
-                ManifestEntry(
-                    s.record.id,
-                    Path(s.record.audio or ""),
-                    s.record.transcript or "",
-                    src,
-                    offset=s.record.offset,
-                    duration=s.record.duration,
-                )
-                for s in segments
-            ],
-        )
-        report.outputs.append(manifest)
-    if instructions is not None:
-        write_instructions(
-            instructions,
-            build_st_examples(
-                ((s.record, s.translation, tgt) for s in segments), seed=seed
-            ),
-        )
-        report.outputs.append(instructions)
-    report.num_written = len(segments)
+    write_translation_outputs(
+        report,
+        segments,
+        src=src,
+        tgt=tgt,
+        manifest=manifest,
+        instructions=instructions,
+        seed=seed,
+    )
     return report
 
 

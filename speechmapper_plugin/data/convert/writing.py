@@ -7,6 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechmapper_plugin.data.convert.report import ConversionReport
+from speechmapper_plugin.data.instructions import (
+    SpeechRecord,
+    build_st_examples,
+    write_instructions,
+)
+
 _SPACE = re.compile(r"\s+")
 
 
@@ -50,3 +57,51 @@ def write_manifest(path: Path, entries: Sequence[ManifestEntry]) -> int:
         for entry in entries:
             fp.write("\t".join(cell(entry, c) for c in columns) + "\n")
     return len(entries)
+
+
+@dataclass(frozen=True)
+class TranslationPair:
+    """A source utterance (its transcript in ``record``) and its translation."""
+
+    record: SpeechRecord
+    translation: str
+
+
+def write_translation_outputs(
+    report: ConversionReport,
+    pairs: Sequence[TranslationPair],
+    *,
+    src: str,
+    tgt: str,
+    manifest: Path | None,
+    instructions: Path | None,
+    seed: int,
+) -> None:
+    """The outputs of a speech-translation corpus: a source-language ASR
+    manifest and/or an ST instruction file (``response`` = translation,
+    ``transcript`` = source), recorded in ``report``."""
+    if manifest is not None:
+        write_manifest(
+            manifest,
+            [
+                ManifestEntry(
+                    p.record.id,
+                    Path(p.record.audio or ""),
+                    p.record.transcript or "",
+                    src,
+                    offset=p.record.offset,
+                    duration=p.record.duration,
+                )
+                for p in pairs
+            ],
+        )
+        report.outputs.append(manifest)
+    if instructions is not None:
+        write_instructions(
+            instructions,
+            build_st_examples(
+                ((p.record, p.translation, tgt) for p in pairs), seed=seed
+            ),
+        )
+        report.outputs.append(instructions)
+    report.num_written = len(pairs)
