@@ -24,6 +24,10 @@ from speechmapper_plugin.audio import (
     load_audio,
     min_num_samples,
 )
+from speechmapper_plugin.models.encoder_output import (
+    module_device,
+    resolve_output_layer,
+)
 from speechmapper_plugin.models.sm4t_speech_encoder.model import SM4TSpeechEncoder
 from speechmapper_plugin.models.speechmapper.model import (
     average_frames,
@@ -59,22 +63,20 @@ class SpeechFeatureExtractor:
     ) -> None:
         config = model.config
 
-        self.layer = config.output_layer if layer is None else layer
-        self.layer_norm = config.output_layer_norm if layer_norm is None else layer_norm
-
-        if not 1 <= self.layer <= model.num_layers:
-            raise ValueError(
-                f"`layer` is 1-based and must be in [1, {model.num_layers}], but is {self.layer}."
-            )
-
-        if frame_averaging < 1:
-            raise ValueError(
-                f"`frame_averaging` must be positive, but is {frame_averaging}."
-            )
+        self.layer, self.layer_norm = resolve_output_layer(
+            config_layer=config.output_layer,
+            config_layer_norm=config.output_layer_norm,
+            num_layers=model.num_layers,
+            layer=layer,
+            layer_norm=layer_norm,
+            frame_averaging=frame_averaging,
+        )
 
         self.frame_averaging = frame_averaging
         self.dtype = dtype
-        self.device = torch.device(device) if device is not None else _device_of(model)
+        self.device = (
+            torch.device(device) if device is not None else module_device(model)
+        )
 
         self.model = model.to(device=self.device, dtype=dtype).eval()
 
@@ -135,10 +137,3 @@ class SpeechFeatureExtractor:
     def extract_files(self, sources: Sequence[AudioSource]) -> tuple[Tensor, Tensor]:
         """Decode, downmix and resample audio files (or bytes), then extract."""
         return self([load_audio(source) for source in sources])
-
-
-def _device_of(model: SM4TSpeechEncoder) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")

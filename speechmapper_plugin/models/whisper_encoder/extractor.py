@@ -32,6 +32,10 @@ from speechmapper_plugin.audio import (
     AudioTooShortError,
     load_audio,
 )
+from speechmapper_plugin.models.encoder_output import (
+    module_device,
+    resolve_output_layer,
+)
 from speechmapper_plugin.models.speechmapper.model import (
     average_frames,
     zero_padding,
@@ -98,18 +102,14 @@ class WhisperSpeechFeatureExtractor:
     ) -> None:
         config = model.config
 
-        self.layer = config.output_layer if layer is None else layer
-        self.layer_norm = config.output_layer_norm if layer_norm is None else layer_norm
-
-        if not 1 <= self.layer <= model.num_layers:
-            raise ValueError(
-                f"`layer` is 1-based and must be in [1, {model.num_layers}], but is {self.layer}."
-            )
-
-        if frame_averaging < 1:
-            raise ValueError(
-                f"`frame_averaging` must be positive, but is {frame_averaging}."
-            )
+        self.layer, self.layer_norm = resolve_output_layer(
+            config_layer=config.output_layer,
+            config_layer_norm=config.output_layer_norm,
+            num_layers=model.num_layers,
+            layer=layer,
+            layer_norm=layer_norm,
+            frame_averaging=frame_averaging,
+        )
 
         if max_windows < 1:
             raise ValueError(f"`max_windows` must be positive, but is {max_windows}.")
@@ -117,7 +117,9 @@ class WhisperSpeechFeatureExtractor:
         self.frame_averaging = frame_averaging
         self.max_windows = max_windows
         self.dtype = dtype
-        self.device = torch.device(device) if device is not None else _device_of(model)
+        self.device = (
+            torch.device(device) if device is not None else module_device(model)
+        )
 
         self.model = model.to(device=self.device, dtype=dtype).eval()
 
@@ -199,10 +201,3 @@ class WhisperSpeechFeatureExtractor:
     def extract_files(self, sources: Sequence[AudioSource]) -> tuple[Tensor, Tensor]:
         """Decode, downmix and resample audio files (or bytes), then extract."""
         return self([load_audio(source) for source in sources])
-
-
-def _device_of(model: WhisperEncoder) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
