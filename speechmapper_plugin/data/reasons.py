@@ -1,8 +1,9 @@
-"""Why a manifest row is unusable: one short code per cause.
+"""Why a manifest row or an example is unusable: one short code per cause.
 
-The codes are the first column of every report (``validate_manifest``'s TSV,
-a feature store's ``errors.tsv``), so users can count and grep them; the
-accompanying detail says what exactly was wrong.
+The codes are the reason column of every report (``validate_manifest``'s
+TSV, a feature store's ``errors.tsv``, a dataset's or the generate recipe's
+``skipped.tsv``) and what their summaries count, so users can count and grep
+them; the accompanying detail says what exactly was wrong.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ INVALID_AUDIO: Final = "invalid_audio"
 """The audio decodes but holds NaN/inf samples or has an unusable shape."""
 
 TOO_SHORT_AUDIO: Final = "too_short_audio"
-"""The audio is too short for the speech encoder to produce one frame."""
+"""The audio is too short for the speech encoder and the projector to produce
+one speech embedding."""
+
+TOO_LONG_AUDIO: Final = "too_long_audio"
+"""The audio has more frames than the projector's ``max_input_frames``."""
 
 LENGTH_MISMATCH: Final = "length_mismatch"
 """The declared number of samples or duration disagrees with the decoded audio."""
@@ -46,17 +51,20 @@ negative offset or duration, zero duration, or it starts or ends after the end."
 NON_FINITE_FEATURES: Final = "non_finite_features"
 """The encoder's features hold NaN/inf (in the storage dtype, e.g. fp16 overflow)."""
 
-ALL_REASONS: Final = (
-    MALFORMED_ROW,
-    DUPLICATE_ID,
-    EMPTY_TRANSCRIPT,
-    MISSING_FILE,
-    UNREADABLE_FILE,
-    EMPTY_AUDIO,
-    UNDECODABLE_AUDIO,
-    INVALID_AUDIO,
-    TOO_SHORT_AUDIO,
-    LENGTH_MISMATCH,
-    BAD_SEGMENT,
-    NON_FINITE_FEATURES,
-)
+MISSING_FEATURES: Final = "missing_features"
+"""A ``speech`` id that no feature store holds."""
+
+EMPTY_RESPONSE: Final = "empty_response"
+"""An instruction example whose response is empty; stage 2 has no CE target."""
+
+TRANSCRIPT_TOO_LONG: Final = "transcript_too_long"
+"""The transcript has more tokens than the projector emits speech embeddings
+(a stage-1 target is padded, never truncated)."""
+
+TOO_LONG_FOR_BATCH: Final = "too_long_for_batch"
+"""The utterance has more frames than a batch may hold (``max_num_frames``)."""
+
+TOO_LONG_FOR_LLM: Final = "too_long_for_llm"
+"""The prompt with its speech embeddings (and, in training, the response)
+does not fit the LLM's ``max_seq_len`` (in generation: with room for one
+new token)."""

@@ -47,16 +47,11 @@ def encode_speech_prompt(
     placeholder exactly once. The result ends with the assistant header, ready
     for generation or for a response.
     """
-    count = user_content.count(SPEECH_PLACEHOLDER)
-    if count != 1:
-        raise ValueError(
-            f"The user content of a speech prompt must contain the placeholder '{SPEECH_PLACEHOLDER}' exactly once (where the speech goes), but it contains it {count} times: {user_content!r}."
-        )
-
-    if system is not None and SPEECH_PLACEHOLDER in system:
-        raise ValueError(
-            f"The system prompt must not contain the speech placeholder '{SPEECH_PLACEHOLDER}': {system!r}."
-        )
+    problem = placeholder_problem(user_content, "The user content of a speech prompt")
+    if problem is None and system is not None:
+        problem = no_placeholder_problem(system, "The system prompt")
+    if problem is not None:
+        raise ValueError(problem)
 
     _check_template_tokens(tokenizer, template)
 
@@ -74,6 +69,28 @@ def encode_speech_prompt(
     suffix_ids = _encode_after(tokenizer, eot_idx, suffix_text)
 
     return SpeechPrompt(prefix_ids=prefix_ids, suffix_ids=suffix_ids, text=text)
+
+
+def placeholder_problem(text: str, where: str) -> str | None:
+    """Why ``text`` (a user turn, an instruction template) cannot hold the
+    speech: it must contain :data:`SPEECH_PLACEHOLDER` exactly once.
+
+    :param where: What ``text`` is, as the message's subject.
+    """
+    count = text.count(SPEECH_PLACEHOLDER)
+    if count == 1:
+        return None
+
+    return f"{where} must contain the placeholder {SPEECH_PLACEHOLDER} exactly once (where the speech goes), but contains it {count} times: {text!r}."
+
+
+def no_placeholder_problem(text: str, where: str) -> str | None:
+    """Why ``text`` (a system prompt, a question) is wrong: it must not contain
+    :data:`SPEECH_PLACEHOLDER`, which only the user turn holds, once."""
+    if SPEECH_PLACEHOLDER not in text:
+        return None
+
+    return f"{where} must not contain the speech placeholder {SPEECH_PLACEHOLDER}: {text!r}."
 
 
 def encode_text_prompt(

@@ -1,0 +1,185 @@
+"""Is this example usable? The one check, shared by training, inference and generation.
+
+An utterance of ``num_frames`` speech-encoder frames becomes ``positions``
+speech embeddings (the projector's output length; an upper bound for
+variable-length adapters). It is usable when that gives at least one position
+and no more frames than the projector (and, in training, a batch) takes; its
+transcript fits when it has 1 to ``positions`` tokens (stage-1 targets are
+padded, never truncated); its prompt fits when the LLM's context holds it,
+with its response in training or with room for one new token in generation.
+Values fed to a model must be finite.
+
+Each check answers with an :class:`Unusable` (a reason code of
+:mod:`speechmapper_plugin.data.reasons` and a detail for humans) rather than
+raising, so that datasets and the generate recipe count and skip, and the
+inference pipeline raises its own errors from the same text. The placeholder
+check of instructions is
+:func:`speechmapper_plugin.llm.speech_prompt.placeholder_problem`, next to
+the placeholder itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from speechmapper_plugin.data.manifest import BadRow
+from speechmapper_plugin.data.reasons import (
+    EMPTY_TRANSCRIPT,
+    TOO_LONG_AUDIO,
+    TOO_LONG_FOR_BATCH,
+    TOO_LONG_FOR_LLM,
+    TOO_SHORT_AUDIO,
+    TRANSCRIPT_TOO_LONG,
+)
+from speechmapper_plugin.models.adapters import (
+    ProjectorConfig,
+    is_variable_length,
+    max_output_length,
+    min_input_frames,
+)
+
+ENCODER_FRAME_RATE = 50
+"""Speech-encoder frames per second (SeamlessM4T-v2 and Whisper), for messages."""
+
+
+@dataclass(frozen=True)
+class Unusable:
+    """Why an example cannot be used."""
+
+    reason: str
+    """One of the codes in :mod:`speechmapper_plugin.data.reasons`."""
+
+    detail: str
+    """What exactly is wrong, for humans (no trailing period)."""
+
+    def bad_row(self, line_no: int, id: str | None) -> BadRow:
+        """The row-level record of this problem (for ``skipped.tsv``/``errors.tsv``)."""
+        return BadRow(line_no, id, self.reason, self.detail)
+
+
+def speech_positions(
+    projector: ProjectorConfig,
+    num_frames: int,
+    *,
+    pre_averaged: bool,
+    max_num_frames: int | None = None,
+) -> int | Unusable:
+    """The number of speech embeddings ``num_frames`` frames give, or why none.
+
+    :param pre_averaged: The frames are already averaged
+        ``projector.frame_averaging``:1 (feature stores hold such frames).
+    :param max_num_frames: The longest utterance a batch may hold, in the same
+        frames as ``num_frames`` (training only).
+    """
+    positions = max_output_length(projector, num_frames, pre_averaged=pre_averaged)
+    if positions < 1:
+        shortest = min_input_frames(projector, pre_averaged=pre_averaged)
+        return Unusable(
+            TOO_SHORT_AUDIO,
+            f"{num_frames} speech-encoder frames give no speech embedding: the projector needs at least {shortest}",
+        )
+
+    encoder_frames = (
+        num_frames * projector.frame_averaging if pre_averaged else num_frames
+    )
+    if encoder_frames > projector.max_input_frames:
+        return Unusable(
+            TOO_LONG_AUDIO,
+            f"{encoder_frames} speech-encoder frames ({encoder_frames / ENCODER_FRAME_RATE:.0f} s at {ENCODER_FRAME_RATE} Hz) exceed the projector's `max_input_frames` ({projector.max_input_frames}); split the audio",
+        )
+
+    if max_num_frames is not None and num_frames > max_num_frames:
+        return Unusable(
+            TOO_LONG_FOR_BATCH,
+            f"{num_frames} frames > max_num_frames {max_num_frames}",
+        )
+
+    return positions
+
+
+def transcript_problem(num_tokens: int, positions: int) -> Unusable | None:
+    """Whether a transcript of ``num_tokens`` tokens can be the MSE target of
+    ``positions`` speech embeddings (it is padded, never truncated)."""
+    if num_tokens < 1:
+        return Unusable(EMPTY_TRANSCRIPT, "the transcript has no tokens")
+
+    if num_tokens > positions:
+        return Unusable(
+            TRANSCRIPT_TOO_LONG,
+            f"transcript longer than projector output: {num_tokens} tokens > {positions} positions",
+        )
+
+    return None
+
+
+def sequence_fits(
+    prompt_len: int, max_seq_len: int, *, response_len: int | None = None
+) -> bool:
+    """Whether the LLM's context holds a prompt and its response (training),
+    or a prompt and at least one new token (generation: ``response_len=None``)."""
+    needed = prompt_len + (1 if response_len is None else response_len)
+
+    return needed <= max_seq_len
+
+
+def prompt_problem(
+    projector: ProjectorConfig,
+    prefix_len: int,
+    positions: int,
+    suffix_len: int,
+    max_seq_len: int,
+    *,
+    response_len: int | None = None,
+) -> Unusable | None:
+    """Whether ``prefix ++ speech ++ suffix [++ response]`` fits the LLM (see
+    :func:`sequence_fits`); ``positions`` is an upper bound for the
+    variable-length adapters (``cif``, ``ctc_compression``), which the
+    message says."""
+    prompt_len = prefix_len + positions + suffix_len
+    if sequence_fits(prompt_len, max_seq_len, response_len=response_len):
+        return None
+
+    speech = (
+        f"up to {positions} speech embeddings"
+        if is_variable_length(projector)
+        else f"{positions} speech embeddings"
+    )
+
+    if response_len is None:
+        return Unusable(
+            TOO_LONG_FOR_LLM,
+            f"the prompt would take {prompt_len} positions ({speech}), leaving no room to generate within the LLM's {max_seq_len}; split the audio",
+        )
+
+    return Unusable(
+        TOO_LONG_FOR_LLM,
+        f"too long for the LLM: {prompt_len + response_len} positions ({speech}, {response_len} response tokens) > max_seq_len {max_seq_len}",
+    )
+
+
+def all_finite(values: Tensor) -> bool:
+    """Whether ``values`` holds no NaN or infinity."""
+    return bool(torch.isfinite(values).all())
+
+
+def finite_rows(values: Tensor, lens: Sequence[int] | Tensor | None = None) -> Tensor:
+    """``[B]`` bool: which rows of ``values`` (``[B, T, ...]``) are finite.
+
+    :param lens: The valid positions per row; values after them (padding)
+        are not looked at. ``None``: the whole row counts.
+    """
+    finite = (
+        torch.isfinite(values).flatten(2).all(dim=2)
+        if values.ndim > 2
+        else (torch.isfinite(values))
+    )
+    if lens is not None:
+        lens_t = torch.as_tensor(lens, device=values.device)
+        positions = torch.arange(values.size(1), device=values.device)
+        finite = finite | (positions.unsqueeze(0) >= lens_t.unsqueeze(1))
+
+    return finite.all(dim=1)
