@@ -9,17 +9,22 @@ against the in-process :class:`SpeechMapperPipeline` on the same audio).
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import jiwer
 import pytest
+import sacrebleu
 import torch
 
 from speechmapper_plugin.audio import load_audio
 from speechmapper_plugin.data.instructions import InstructionExample, write_instructions
 from speechmapper_plugin.generation import GenerationConfig
+from speechmapper_plugin.metrics import normalize_text
 from speechmapper_plugin.speech_llm import SpeechMapperPipeline
 from tests.support.audio import has_espeak, synthesize_corpus, tone, write_wav
 from tests.support.cards import SessionCards
@@ -112,8 +117,9 @@ def test_manifest_to_transcripts_with_references_flags_and_summary(
         assert record["reference"] == row[3]
         assert record["hypothesis"] == result.text
         assert record["stop_reason"] == result.stop_reason
-        assert record["repetition_stopped"] == (record["stop_reason"] == "repetition")
-        assert record["max_length_reached"] == (record["stop_reason"] == "max_length")
+        # tiny.yaml's budget by hand: min(32, floor(1.0 * positions + 16)).
+        budget = min(32, math.floor(1.0 * result.num_speech_positions + 16))
+        assert record["max_length_reached"] == (len(result.token_ids) == budget)
         assert record["num_speech_positions"] == result.num_speech_positions > 0
         assert record["num_generated_tokens"] == len(result.token_ids)
 
@@ -128,15 +134,19 @@ def test_manifest_to_transcripts_with_references_flags_and_summary(
         "too_short_audio": 1,
     }
     stops = summary["stop_reasons"]
-    assert set(stops) == {"eos", "max_length", "repetition"}
     assert sum(stops.values()) == 5
-    for reason, count in stops.items():
-        assert count == sum(r["stop_reason"] == reason for r in records)
+    assert {k: v for k, v in stops.items() if v} == Counter(
+        r["stop_reason"] for r in records
+    )
     asr = summary["metrics"]["asr"]
     assert asr["num_examples"] == 5
     assert asr["reference_words"] == sum(len(row[3].split()) for row in good)
     assert asr["wer"] == pytest.approx(
-        100 * asr["word_errors"] / asr["reference_words"]
+        100
+        * jiwer.wer(
+            [normalize_text(r["reference"]) for r in records],
+            [normalize_text(r["hypothesis"]) for r in records],
+        )
     )
 
     skipped = (out / "skipped.tsv").read_text().splitlines()
@@ -241,7 +251,10 @@ def test_instruction_file_with_audio_and_feature_store_examples(
     assert summary["skipped_by_reason"] == {"missing_features": 1}
     assert summary["tasks"] == {"asr": 1, "sqa": 1, "st": 1}
     assert set(summary["metrics"]) == {"asr", "st/de"}
-    assert 0.0 <= summary["metrics"]["st/de"]["bleu"] <= 100.0
+    st = records["st"]
+    assert summary["metrics"]["st/de"]["bleu"] == pytest.approx(
+        sacrebleu.corpus_bleu([st["hypothesis"]], [[st["reference"]]]).score
+    )
     skipped = (out / "skipped.tsv").read_text().splitlines()[1].split("\t")
     assert skipped[1:3] == ["lost", "missing_features"]
 
