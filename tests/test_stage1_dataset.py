@@ -9,6 +9,12 @@ import pytest
 import torch
 from fairseq2.gang import FakeGang, Gangs, create_fake_gangs
 
+from speechmapper_plugin.data.reasons import (
+    EMPTY_TRANSCRIPT,
+    TOO_LONG_FOR_BATCH,
+    TOO_SHORT_AUDIO,
+    TRANSCRIPT_TOO_LONG,
+)
 from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.speech_features import (
     SpeechFeaturesBatch,
@@ -77,16 +83,21 @@ def test_prepare_counts_and_lists_every_skip(
     assert (
         report.num_examples == 10 and report.num_kept == 6 and report.num_skipped == 4
     )
-    reasons = dict(report.skipped)
-    assert reasons["empty"] == "empty transcript"
-    assert reasons["short"].startswith("too short: 10 frames")
-    assert reasons["dense"].startswith("transcript longer than projector output")
-    assert reasons["long"].startswith("too long for a batch: 400 frames")
+    reasons = {b.id: (b.reason, b.detail) for b in report.skipped}
+    assert reasons["empty"] == (EMPTY_TRANSCRIPT, "the transcript is empty")
+    assert reasons["short"][0] == TOO_SHORT_AUDIO
+    assert reasons["short"][1].startswith("10 speech-encoder frames give no")
+    assert reasons["dense"][0] == TRANSCRIPT_TOO_LONG
+    assert reasons["dense"][1].startswith("transcript longer than projector output")
+    assert reasons["long"] == (
+        TOO_LONG_FOR_BATCH,
+        "too long for a batch: 400 frames > max_num_frames 300",
+    )
     assert report.counts() == {
-        "empty transcript": 1,
-        "too short": 1,
-        "transcript longer than projector output": 1,
-        "too long for a batch": 1,
+        EMPTY_TRANSCRIPT: 1,
+        TOO_SHORT_AUDIO: 1,
+        TRANSCRIPT_TOO_LONG: 1,
+        TOO_LONG_FOR_BATCH: 1,
     }
     for example in prepared.examples:
         assert len(example.token_ids) <= output_length(
@@ -96,9 +107,10 @@ def test_prepare_counts_and_lists_every_skip(
     path = tmp_path / "skipped.tsv"
     report.write_tsv(path)
     assert (
-        path.read_text().splitlines()[0] == "id\treason"
+        path.read_text().splitlines()[0] == "id\treason\tdetail"
         and len(path.read_text().splitlines()) == 5
     )
+    assert f"long\t{TOO_LONG_FOR_BATCH}\ttoo long for a batch" in path.read_text()
 
     with pytest.raises(ValueError, match="'dense'.*untrainable_policy"):
         dataset.prepare(
@@ -135,7 +147,7 @@ def test_unusable_inputs_are_clear_errors(
         tmp_path / "bad", [Utterance("a", features(10, 0), "The dog.")]
     )
     with pytest.raises(
-        ValueError, match="No usable example in split 'train'.*1 too short"
+        ValueError, match="No usable example in split 'train'.*1 too_short_audio"
     ):
         SpeechFeaturesDataset({"train": [all_bad]}).prepare(
             "train", encode=encode, projector=projector_config

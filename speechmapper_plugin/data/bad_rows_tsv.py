@@ -1,8 +1,10 @@
-"""The TSV layout of bad-row reports (validation reports, a store's ``errors.tsv``)."""
+"""The TSV layout and the reason counts of bad-row reports (validation reports,
+a store's ``errors.tsv``, skipped examples)."""
 
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from collections.abc import Iterable
 from typing import TextIO
 
@@ -26,3 +28,8 @@ def read_bad_rows_tsv(fp: TextIO) -> list[BadRow]:
         BadRow(int(r["line"]), r["id"] or None, r["reason"], r["detail"])
         for r in csv.DictReader(fp, delimiter="\t")
     ]
+
+
+def count_reasons(bad_rows: Iterable[BadRow]) -> dict[str, int]:
+    """Reason code -> number of rows, sorted by code."""
+    return dict(sorted(Counter(b.reason for b in bad_rows).items()))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from speechmapper_plugin.audio import min_num_samples as encoder_min_num_samples
-from speechmapper_plugin.data.bad_rows_tsv import write_bad_rows_tsv
+from speechmapper_plugin.data.bad_rows_tsv import count_reasons, write_bad_rows_tsv
 from speechmapper_plugin.data.manifest import (
     BadRow,
     ManifestFormat,
@@ -70,7 +70,7 @@ class ManifestValidationReport:
 
     def counts(self) -> dict[str, int]:
         """Reason -> number of problems."""
-        return dict(sorted(Counter(p.reason for p in self.problems).items()))
+        return count_reasons(self.problems)
 
     def summary_lines(self) -> list[str]:
         lines = [

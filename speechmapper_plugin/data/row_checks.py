@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
-from speechmapper_plugin.data.reasons import DUPLICATE_ID, EMPTY_TRANSCRIPT
+from speechmapper_plugin.data.reasons import DUPLICATE_ID
+from speechmapper_plugin.data.usability import transcript_text_problem
 
 
 def check_transcript(row: ManifestRow) -> BadRow | None:
-    if row.transcript.strip():
-        return None
+    problem = transcript_text_problem(row.transcript)
 
-    return BadRow(row.line_no, row.id, EMPTY_TRANSCRIPT, "the transcript is empty")
+    return None if problem is None else problem.bad_row(row.line_no, row.id)
 
 
 def split_duplicate_ids(

@@ -92,13 +92,28 @@ def speech_positions(
             f"{encoder_frames} speech-encoder frames ({encoder_frames / ENCODER_FRAME_RATE:.0f} s at {ENCODER_FRAME_RATE} Hz) exceed the projector's `max_input_frames` ({projector.max_input_frames}); split the audio",
         )
 
-    if max_num_frames is not None and num_frames > max_num_frames:
-        return Unusable(
-            TOO_LONG_FOR_BATCH,
-            f"{num_frames} frames > max_num_frames {max_num_frames}",
-        )
+    too_long = batch_problem(num_frames, max_num_frames)
 
-    return positions
+    return positions if too_long is None else too_long
+
+
+def batch_problem(num_frames: int, max_num_frames: int | None) -> Unusable | None:
+    """Whether an utterance fits batches of ``max_num_frames`` frames (``None``: any)."""
+    if max_num_frames is None or num_frames <= max_num_frames:
+        return None
+
+    return Unusable(
+        TOO_LONG_FOR_BATCH,
+        f"too long for a batch: {num_frames} frames > max_num_frames {max_num_frames}",
+    )
+
+
+def transcript_text_problem(text: str) -> Unusable | None:
+    """Whether a transcript has text (an empty one gives stage 1 nothing to learn)."""
+    if text.strip():
+        return None
+
+    return Unusable(EMPTY_TRANSCRIPT, "the transcript is empty")
 
 
 def transcript_problem(num_tokens: int, positions: int) -> Unusable | None:
@@ -161,8 +176,9 @@ def prompt_problem(
     )
 
 
-def all_finite(values: Tensor) -> bool:
-    """Whether ``values`` holds no NaN or infinity."""
+def is_finite(values: Tensor) -> bool:
+    """Whether ``values`` holds no NaN or infinity (a single non-finite frame
+    turns a whole batch's loss into NaN)."""
     return bool(torch.isfinite(values).all())
 
 

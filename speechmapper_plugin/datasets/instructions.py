@@ -24,6 +24,14 @@ from torch import Tensor
 
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.instructions import InstructionExample, read_instructions
+from speechmapper_plugin.data.reasons import EMPTY_RESPONSE, MISSING_FEATURES
+from speechmapper_plugin.data.usability import (
+    Unusable,
+    prompt_problem,
+    speech_positions,
+    transcript_problem,
+    transcript_text_problem,
+)
 from speechmapper_plugin.datasets.batching import (
     SpeechReadOptions,
     create_speech_reader,
@@ -32,7 +40,7 @@ from speechmapper_plugin.datasets.batching import (
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.datasets.speech_features import check_store_matches_projector
 from speechmapper_plugin.llm import ChatTemplate, encode_response, encode_speech_prompt
-from speechmapper_plugin.models.adapters import ProjectorConfig, max_output_length
+from speechmapper_plugin.models.adapters import ProjectorConfig
 
 INSTRUCTION_DATASET: Final = "speechmapper_instructions"
 
@@ -87,6 +95,22 @@ class InstructionBatch(SupportsDeviceTransfer):
     @property
     def batch_size(self) -> int:
         return len(self.ids)
+
+    def select(self, rows: Tensor) -> InstructionBatch:
+        """The sub-batch of the rows where ``rows`` (a ``[B]`` bool mask) is true."""
+        keep = rows.nonzero().flatten()
+        keep_list = keep.tolist()
+        lens = self.feature_lens[keep]
+        width = int(lens.max()) if keep_list else 0
+        return InstructionBatch(
+            features=self.features[keep, :width],
+            feature_lens=lens,
+            prefix_ids=[self.prefix_ids[i] for i in keep_list],
+            suffix_ids=[self.suffix_ids[i] for i in keep_list],
+            response_ids=[self.response_ids[i] for i in keep_list],
+            transcript_ids=[self.transcript_ids[i] for i in keep_list],
+            ids=[self.ids[i] for i in keep_list],
+        )
 
 
 class InstructionDataset:
@@ -162,30 +186,27 @@ class InstructionDataset:
             if location is None:
                 report.skip(
                     example.id,
-                    f"missing speech: '{example.speech}' is in no feature store",
+                    Unusable(
+                        MISSING_FEATURES,
+                        f"the speech '{example.speech}' is in no feature store",
+                    ),
                 )
                 continue
 
             if not example.response.strip():
-                report.skip(example.id, "empty response")
+                report.skip(
+                    example.id, Unusable(EMPTY_RESPONSE, "the response is empty")
+                )
                 continue
 
             store_index, entry_index = location
             num_frames = stores[store_index].entries[entry_index].num_frames
 
-            num_outputs = max_output_length(projector, num_frames, pre_averaged=True)
-            if num_outputs < 1:
-                report.skip(
-                    example.id,
-                    f"too short: {num_frames} frames give no projector output",
-                )
-                continue
-
-            if max_num_frames is not None and num_frames > max_num_frames:
-                report.skip(
-                    example.id,
-                    f"too long for a batch: {num_frames} frames > max_num_frames {max_num_frames}",
-                )
+            positions = speech_positions(
+                projector, num_frames, pre_averaged=True, max_num_frames=max_num_frames
+            )
+            if isinstance(positions, Unusable):
+                report.skip(example.id, positions)
                 continue
 
             prompt = encode_speech_prompt(
@@ -193,25 +214,27 @@ class InstructionDataset:
             )
             response_ids = encode_response(tokenizer, template, example.response)
 
-            length = (
-                len(prompt.prefix_ids)
-                + num_outputs
-                + len(prompt.suffix_ids)
-                + len(response_ids)
+            problem = prompt_problem(
+                projector,
+                len(prompt.prefix_ids),
+                positions,
+                len(prompt.suffix_ids),
+                max_seq_len,
+                response_len=len(response_ids),
             )
-            if length > max_seq_len:
-                report.skip(
-                    example.id,
-                    f"too long for the LLM: {length} positions > max_seq_len {max_seq_len}",
-                )
+            if problem is not None:
+                report.skip(example.id, problem)
                 continue
 
             transcript_ids: tuple[int, ...] | None = None
-            if example.transcript and example.transcript.strip():
+            if (
+                example.transcript
+                and transcript_text_problem(example.transcript) is None
+            ):
                 ids = tuple(
                     int(i) for i in encode_transcript(example.transcript.strip())
                 )
-                if 0 < len(ids) <= num_outputs:
+                if transcript_problem(len(ids), positions) is None:
                     transcript_ids = ids
             if transcript_ids is None:
                 prepared.num_without_mse += 1

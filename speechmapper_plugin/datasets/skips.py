@@ -1,11 +1,21 @@
-"""Counted skips: every example a dataset leaves out is counted and listed."""
+"""Counted skips: every example a dataset leaves out is counted and listed.
+
+A skip is a :class:`BadRow` with a reason code of
+:mod:`speechmapper_plugin.data.reasons` and a detail, like every other
+bad-row report; summaries count the codes.
+"""
 
 from __future__ import annotations
 
 import csv
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from speechmapper_plugin.data.bad_rows_tsv import count_reasons
+from speechmapper_plugin.data.manifest import BadRow
+from speechmapper_plugin.data.usability import Unusable
+
+SKIPPED_COLUMNS = ("id", "reason", "detail")
 
 
 @dataclass
@@ -16,11 +26,11 @@ class SkipReport:
     num_examples: int = 0
     """The number of examples considered (kept + skipped)."""
 
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    """``(example id, reason)`` for every skipped example."""
+    skipped: list[BadRow] = field(default_factory=list)
+    """Every skipped example (``line_no`` 0: examples are named by id)."""
 
-    def skip(self, example_id: str, reason: str) -> None:
-        self.skipped.append((example_id, reason))
+    def skip(self, example_id: str, problem: Unusable) -> None:
+        self.skipped.append(problem.bad_row(0, example_id))
 
     @property
     def num_skipped(self) -> int:
@@ -31,20 +41,19 @@ class SkipReport:
         return self.num_examples - self.num_skipped
 
     def counts(self) -> dict[str, int]:
-        """The number of skips per reason category (the text before ':')."""
-        return dict(Counter(reason.split(":", 1)[0] for _, reason in self.skipped))
+        """Reason code -> number of skips."""
+        return count_reasons(self.skipped)
 
     def summary(self) -> str:
         if not self.skipped:
             return f"{self.split}: all {self.num_examples} examples usable."
-        parts = ", ".join(
-            f"{n} {reason}" for reason, n in sorted(self.counts().items())
-        )
+        parts = ", ".join(f"{n} {reason}" for reason, n in self.counts().items())
         return f"{self.split}: kept {self.num_kept} of {self.num_examples} examples; skipped {parts}."
 
     def write_tsv(self, path: Path) -> None:
+        """``id``, ``reason``, ``detail`` per skipped example."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="", encoding="utf-8") as fp:
             writer = csv.writer(fp, delimiter="\t", lineterminator="\n")
-            writer.writerow(["id", "reason"])
-            writer.writerows(self.skipped)
+            writer.writerow(SKIPPED_COLUMNS)
+            writer.writerows((b.id, b.reason, b.detail) for b in self.skipped)

@@ -22,13 +22,21 @@ from fairseq2.gang import Gangs
 from torch import Tensor
 
 from speechmapper_plugin.data.feature_store import FeatureStore
+from speechmapper_plugin.data.reasons import TRANSCRIPT_TOO_LONG
+from speechmapper_plugin.data.usability import (
+    Unusable,
+    batch_problem,
+    speech_positions,
+    transcript_problem,
+    transcript_text_problem,
+)
 from speechmapper_plugin.datasets.batching import (
     SpeechReadOptions,
     create_speech_reader,
     pad_sequences,
 )
 from speechmapper_plugin.datasets.skips import SkipReport
-from speechmapper_plugin.models.adapters import ProjectorConfig, max_output_length
+from speechmapper_plugin.models.adapters import ProjectorConfig
 
 SPEECH_FEATURES_DATASET: Final = "speechmapper_speech_features"
 
@@ -119,19 +127,14 @@ class PreparedSplit:
         report = SkipReport(name, num_examples=len(self.examples))
         kept = []
         for example in self.examples:
-            if max_num_frames is not None and example.num_frames > max_num_frames:
-                report.skip(example.id, _too_long(example.num_frames, max_num_frames))
-            else:
+            problem = batch_problem(example.num_frames, max_num_frames)
+            if problem is None:
                 kept.append(example)
+            else:
+                report.skip(example.id, problem)
         if not kept:
             raise ValueError(f"No usable example in split '{name}'. {report.summary()}")
         return PreparedSplit(kept, report)
-
-
-def _too_long(num_frames: int, max_num_frames: int) -> str:
-    return (
-        f"too long for a batch: {num_frames} frames > max_num_frames {max_num_frames}"
-    )
 
 
 class SpeechFeaturesDataset:
@@ -188,36 +191,32 @@ class SpeechFeaturesDataset:
                 report.num_examples += 1
 
                 transcript = entry.transcript.strip()
-                if not transcript:
-                    report.skip(entry.id, "empty transcript")
+                problem = transcript_text_problem(transcript)
+                if problem is not None:
+                    report.skip(entry.id, problem)
                     continue
 
-                num_outputs = max_output_length(
-                    projector, entry.num_frames, pre_averaged=True
+                positions = speech_positions(
+                    projector,
+                    entry.num_frames,
+                    pre_averaged=True,
+                    max_num_frames=max_num_frames,
                 )
-                if num_outputs < 1:
-                    report.skip(
-                        entry.id,
-                        f"too short: {entry.num_frames} frames give no projector output",
-                    )
-                    continue
-
-                if max_num_frames is not None and entry.num_frames > max_num_frames:
-                    report.skip(entry.id, _too_long(entry.num_frames, max_num_frames))
+                if isinstance(positions, Unusable):
+                    report.skip(entry.id, positions)
                     continue
 
                 token_ids = list(encode(transcript))
-                if not token_ids:
-                    report.skip(entry.id, "empty transcript: no tokens")
-                    continue
-
-                if len(token_ids) > num_outputs:
-                    reason = f"transcript longer than projector output: {len(token_ids)} tokens > {num_outputs} positions"
-                    if untrainable_policy == "error":
+                problem = transcript_problem(len(token_ids), positions)
+                if problem is not None:
+                    if (
+                        problem.reason == TRANSCRIPT_TOO_LONG
+                        and untrainable_policy == "error"
+                    ):
                         raise ValueError(
-                            f"Example '{entry.id}' of split '{split}' cannot be trained on ({reason}); set `untrainable_policy: skip` to skip such examples."
+                            f"Example '{entry.id}' of split '{split}' cannot be trained on ({problem.detail}); set `untrainable_policy: skip` to skip such examples."
                         )
-                    report.skip(entry.id, reason)
+                    report.skip(entry.id, problem)
                     continue
 
                 examples.append(
