@@ -12,9 +12,9 @@ import torch
 from fairseq2.assets import AssetCard
 from fairseq2.models import load_model
 
+from speechmapper_plugin.checkpoints import SAFETENSORS_INDEX
 from speechmapper_plugin.models.sm4t_speech_encoder import SM4TSpeechEncoder
 from speechmapper_plugin.models.sm4t_speech_encoder import download as download_module
-from speechmapper_plugin.models.sm4t_speech_encoder.download import SAFETENSORS_INDEX
 from tests.support.cards import SessionCards
 
 REPO = "facebook/seamless-m4t-v2-large"

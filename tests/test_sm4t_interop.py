@@ -16,6 +16,8 @@ from fairseq2.assets import AssetCardError
 from fairseq2.model_checkpoint import CorruptModelCheckpointError
 from fairseq2.models import load_model
 
+from speechmapper_plugin import checkpoints as checkpoints_module
+from speechmapper_plugin.checkpoints import read_checkpoint_tensors
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     FAIRSEQ1_FORMAT,
     SM4TSpeechEncoder,
@@ -23,11 +25,7 @@ from speechmapper_plugin.models.sm4t_speech_encoder import (
     convert_sm4t_speech_encoder_state_dict,
     create_sm4t_speech_encoder_model,
     detect_checkpoint_format,
-    read_speech_encoder_safetensors,
     select_speech_encoder_keys,
-)
-from speechmapper_plugin.models.sm4t_speech_encoder import (
-    checkpoint as checkpoint_module,
 )
 from tests.support.cards import SessionCards
 from tests.support.sm4t import (
@@ -146,39 +144,23 @@ def test_checkpoint_without_speech_encoder_is_rejected() -> None:
         )
 
 
-class RecordingSafeOpen:
-    """Wraps ``safetensors.safe_open`` and records every tensor read."""
+class RecordingReader:
+    """Wraps the one function that reads safetensors tensor data and records every key read."""
 
     def __init__(self) -> None:
         self.read: list[str] = []
+        self._read_file = checkpoints_module.read_safetensors_file
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        handle = safetensors.safe_open(*args, **kwargs)
-        recorder = self
-
-        class Handle:
-            def __enter__(self) -> Handle:
-                handle.__enter__()
-                return self
-
-            def __exit__(self, *exc: object) -> None:
-                handle.__exit__(*exc)
-
-            def keys(self) -> list[str]:
-                return list(handle.keys())
-
-            def get_tensor(self, key: str) -> torch.Tensor:
-                recorder.read.append(key)
-                return handle.get_tensor(key)
-
-        return Handle()
+    def __call__(self, file: Path, keys: list[str]) -> dict[str, torch.Tensor]:
+        self.read.extend(keys)
+        return self._read_file(file, keys)
 
 
 def test_load_model_reads_only_speech_encoder_tensors_from_safetensors(
     test_cards: SessionCards, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    recorder = RecordingSafeOpen()
-    monkeypatch.setattr(checkpoint_module, "safe_open", recorder)
+    recorder = RecordingReader()
+    monkeypatch.setattr(checkpoints_module, "read_safetensors_file", recorder)
 
     model = load_model("test_sm4t_hf", device=torch.device("cpu"))
 
@@ -211,13 +193,13 @@ def test_unexpected_safetensors_key_raises_before_any_tensor_is_read(
     file = tmp_path / "model.safetensors"
     safetensors.torch.save_file(tensors, file)
 
-    recorder = RecordingSafeOpen()
-    monkeypatch.setattr(checkpoint_module, "safe_open", recorder)
+    recorder = RecordingReader()
+    monkeypatch.setattr(checkpoints_module, "read_safetensors_file", recorder)
 
     with pytest.raises(
         ValueError, match=re.escape("`speech_encoder.encoder.layers.0.mystery.weight`")
     ):
-        read_speech_encoder_safetensors(tmp_path, [file])
+        read_checkpoint_tensors(file, select_speech_encoder_keys)
 
     assert recorder.read == []
 

@@ -18,18 +18,25 @@ not tensor- or FSDP-sharded.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import torch
 from fairseq2.assets import AssetCard
-from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
+from speechmapper_plugin.checkpoints import (
+    TORCH_SUFFIXES,
+    CheckpointReadError,
+    find_index,
+    load_torch_state,
+    read_checkpoint_tensors,
+    read_safetensors_file,
+    read_safetensors_headers,
+    read_weight_map,
+)
 from speechmapper_plugin.llm.cards import (
     resolve_checkpoint_path,
     resolve_checkpoint_uri,
@@ -43,22 +50,11 @@ EMBEDDING_KEYS: Final = (
 )
 """The keys under which checkpoints store the token-embedding table, tried in order."""
 
-TORCH_SUFFIXES: Final = (".pt", ".pth", ".bin")
-
-_SAFETENSORS_DTYPES: Final = {
-    "F64": torch.float64,
-    "F32": torch.float32,
-    "F16": torch.float16,
-    "BF16": torch.bfloat16,
-    "F8_E4M3": torch.float8_e4m3fn,
-    "F8_E5M2": torch.float8_e5m2,
-}
-
 CheckpointFormat = Literal["safetensors", "torch"]
 
-
-class TokenEmbeddingLoadError(ValueError):
-    """The checkpoint cannot provide a token-embedding table."""
+TokenEmbeddingLoadError = CheckpointReadError
+"""The checkpoint cannot provide a token-embedding table (the error of
+:mod:`speechmapper_plugin.checkpoints`, under the name this API has always used)."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +74,6 @@ class TokenEmbeddingSource:
 
     dtype: torch.dtype
 
-    container_key: str | None = None
-    """For ``.pt`` files that nest the state dict (``{"model": {...}}``)."""
-
     @property
     def num_embeddings(self) -> int:
         return self.shape[0]
@@ -92,25 +85,16 @@ class TokenEmbeddingSource:
     def read(self, dtype: torch.dtype | None = None) -> Tensor:
         """Copy the table (and nothing else) into memory as ``dtype``.
 
-        The file is memory-mapped and only the table's pages are touched; the
-        result is an independent in-memory tensor, not a view of the file.
+        The result is an independent in-memory tensor, not a view of the file.
         """
-        if self.format == "safetensors" and sys.byteorder == "little":
-            table = _read_safetensors_tensor(self.file, self.key)
-            if dtype is not None and dtype != table.dtype:
-                return table.to(dtype)
-            return table
-
-        if self.format == "safetensors":
-            with _open_safetensors(self.file) as f:
-                table = f.get_tensor(self.key)  # a lazy view of this tensor's bytes
+        if self.format == "safetensors":  # the header was read by the locate
+            table = read_safetensors_file(self.file, [self.key])[self.key]
         else:
-            table = _mmap_torch_state(self.file, self.container_key)[self.key]
-
+            table = read_checkpoint_tensors(self.file, lambda _: [self.key])[self.key]
         if dtype is not None and dtype != table.dtype:
             return table.to(dtype)
 
-        return table.clone()
+        return table
 
 
 def load_token_embeddings(
@@ -171,10 +155,9 @@ def _resolve_source(source: str | Path | AssetCard) -> Path:
 
 
 def _locate_in_dir(directory: Path, keys: Sequence[str]) -> TokenEmbeddingSource:
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index = directory / index_name
-        if index.is_file():
-            return _locate_via_index(index, keys)
+    index = find_index(directory)
+    if index is not None:
+        return _locate_via_index(index, keys)
 
     single = directory / "model.safetensors"
     if single.is_file():
@@ -224,15 +207,7 @@ def _locate_in_file(path: Path, keys: Sequence[str]) -> TokenEmbeddingSource:
 
 
 def _locate_via_index(index: Path, keys: Sequence[str]) -> TokenEmbeddingSource:
-    try:
-        weight_map = json.loads(index.read_text())["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as ex:
-        raise TokenEmbeddingLoadError(
-            f"{index} is not a valid checkpoint index (a JSON object with a `weight_map`): {ex}"
-        ) from ex
-
-    if not isinstance(weight_map, Mapping):
-        raise TokenEmbeddingLoadError(f"The `weight_map` of {index} is not an object.")
+    weight_map = read_weight_map(index)
 
     key = _pick_key(weight_map.keys(), keys, index)
 
@@ -248,47 +223,35 @@ def _locate_via_index(index: Path, keys: Sequence[str]) -> TokenEmbeddingSource:
 def _locate_in_files(
     files: Sequence[Path], keys: Sequence[str]
 ) -> TokenEmbeddingSource:
-    seen: list[str] = []
+    headers = read_safetensors_headers(files)
 
-    for file in files:
-        with _open_safetensors(file) as f:
-            file_keys = list(f.keys())
-            key = next((k for k in keys if k in file_keys), None)
-            if key is None:
-                seen.extend(file_keys)
-                continue
+    key = _pick_key(headers, keys, files[0] if len(files) == 1 else files[0].parent)
+    header = headers[key]
 
-            view = f.get_slice(key)  # header only
-            shape = tuple(view.get_shape())
-            dtype_name = view.get_dtype()
-
-        dtype = _SAFETENSORS_DTYPES.get(dtype_name)
-        if dtype is None:
-            raise TokenEmbeddingLoadError(
-                f"`{key}` in {file} has dtype {dtype_name}; a token-embedding table must be floating point."
-            )
-
-        return TokenEmbeddingSource(
-            file=file,
-            key=key,
-            format="safetensors",
-            shape=_check_2d(shape, key, file),
-            dtype=dtype,
+    if header.dtype is None or not header.dtype.is_floating_point:
+        raise TokenEmbeddingLoadError(
+            f"`{key}` in {header.file} has dtype {header.dtype or 'unknown to torch'}; a token-embedding table must be floating point."
         )
 
-    raise _no_key_error(keys, seen, files[0] if len(files) == 1 else files[0].parent)
+    return TokenEmbeddingSource(
+        file=header.file,
+        key=key,
+        format="safetensors",
+        shape=_check_2d(header.shape, key, header.file),
+        dtype=header.dtype,
+    )
 
 
 def _locate_in_torch_file(path: Path, keys: Sequence[str]) -> TokenEmbeddingSource:
-    state, container_key = _mmap_torch_state_with_container(path)
+    state = load_torch_state(path)
 
     key = _pick_key(state.keys(), keys, path)
 
-    return _torch_source(path, state, key, container_key)
+    return _torch_source(path, state, key)
 
 
 def _torch_source(
-    path: Path, state: Mapping[str, object], key: str, container_key: str | None
+    path: Path, state: Mapping[str, object], key: str
 ) -> TokenEmbeddingSource:
     table = state[key]
     if not isinstance(table, Tensor):
@@ -306,7 +269,6 @@ def _torch_source(
         format="torch",
         shape=_check_2d(tuple(table.shape), key, path),
         dtype=table.dtype,
-        container_key=container_key,
     )
 
 
@@ -334,103 +296,14 @@ def _locate_in_fairseq2_dir(
                 f"{directory} is a sharded fairseq2 checkpoint ({len(tp_dirs)} tensor-parallel, {len(sdp_files)} data-parallel shards); its embedding table is split across files. Load it on 1 rank and save it unsharded, or point the card at the original Hugging Face checkpoint."
             )
 
-        state, container_key = _mmap_torch_state_with_container(sdp_files[0])
+        state = load_torch_state(sdp_files[0])
         key = next((k for k in keys if k in state), None)
         if key is not None:
-            return _torch_source(sdp_files[0], state, key, container_key)
+            return _torch_source(sdp_files[0], state, key)
 
         seen.extend(state.keys())
 
     raise _no_key_error(keys, seen, directory)
-
-
-def _mmap_torch_state_with_container(
-    path: Path,
-) -> tuple[Mapping[str, object], str | None]:
-    state = _torch_load_mmap(path)
-
-    # fairseq2's legacy `{"model": state_dict}` layout.
-    nested = state.get("model")
-    if isinstance(nested, Mapping) and not any(k in state for k in EMBEDDING_KEYS):
-        return nested, "model"
-
-    return state, None
-
-
-def _mmap_torch_state(path: Path, container_key: str | None) -> Mapping[str, Tensor]:
-    state: Mapping[str, object] = _torch_load_mmap(path)
-    if container_key is not None:
-        state = state[container_key]  # type: ignore[assignment]
-
-    return state  # type: ignore[return-value]
-
-
-def _torch_load_mmap(path: Path) -> dict[str, object]:
-    try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except RuntimeError as ex:
-        raise TokenEmbeddingLoadError(
-            f"{path} cannot be memory-mapped as a PyTorch checkpoint ({ex}). Only the zip format of `torch.save` (PyTorch >= 1.6) can be read without loading every tensor; re-save it or convert it to safetensors."
-        ) from ex
-    except Exception as ex:  # pickle errors, truncated zips, forbidden globals
-        raise TokenEmbeddingLoadError(
-            f"{path} cannot be read as a PyTorch checkpoint: {ex}"
-        ) from ex
-
-    if not isinstance(state, dict):
-        raise TokenEmbeddingLoadError(
-            f"{path} holds a {type(state).__name__}, not a state dict."
-        )
-
-    return state
-
-
-def _read_safetensors_tensor(path: Path, key: str) -> Tensor:
-    """Reads one tensor of a safetensors file straight into a new tensor.
-
-    Copying out of a memory map would also count every mapped page of the
-    table in the resident set while copying (twice the table at the peak);
-    reading into the destination costs the table alone. safetensors stores
-    little-endian bytes, so this is for little-endian hosts.
-    """
-    try:
-        with path.open("rb") as f:
-            header_len = int.from_bytes(f.read(8), "little")
-            entry = json.loads(f.read(header_len))[key]
-            begin, end = entry["data_offsets"]
-            table = torch.empty(
-                entry["shape"], dtype=_SAFETENSORS_DTYPES[entry["dtype"]]
-            )
-            buffer = table.view(torch.uint8).numpy().data.cast("B")
-            if buffer.nbytes != end - begin:
-                raise TokenEmbeddingLoadError(
-                    f"{path}: '{key}' holds {end - begin} bytes, but its shape and dtype need {buffer.nbytes}."
-                )
-            f.seek(8 + header_len + begin)
-            done = 0
-            while done < buffer.nbytes:
-                n = f.readinto(buffer[done:])
-                if not n:
-                    raise TokenEmbeddingLoadError(
-                        f"{path} ends inside '{key}' ({done} of {buffer.nbytes} bytes read)."
-                    )
-                done += n
-    except (OSError, ValueError, KeyError) as ex:
-        if isinstance(ex, TokenEmbeddingLoadError):
-            raise
-        raise TokenEmbeddingLoadError(
-            f"{path} cannot be read as a safetensors file: {ex}"
-        ) from ex
-    return table
-
-
-def _open_safetensors(path: Path) -> Any:
-    try:
-        return safe_open(str(path), framework="pt", device="cpu")
-    except (SafetensorError, OSError) as ex:
-        raise TokenEmbeddingLoadError(
-            f"{path} cannot be read as a safetensors file: {ex}"
-        ) from ex
 
 
 def _pick_key(available: Iterable[str], keys: Sequence[str], where: Path) -> str:

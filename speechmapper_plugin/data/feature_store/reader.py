@@ -13,6 +13,7 @@ import torch
 from safetensors import safe_open
 from torch import Tensor
 
+from speechmapper_plugin.checkpoints import SAFETENSORS_DTYPES
 from speechmapper_plugin.data.bad_rows_tsv import read_bad_rows_tsv
 from speechmapper_plugin.data.feature_store.atomic import sha256_bytes, sha256_file
 from speechmapper_plugin.data.feature_store.errors import (
@@ -37,8 +38,6 @@ from speechmapper_plugin.data.feature_store.metadata import (
     FeatureStoreMetadata,
 )
 from speechmapper_plugin.data.manifest import BadRow
-
-_SAFETENSORS_DTYPES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
 
 
 def is_finite(features: Tensor) -> bool:
@@ -209,7 +208,7 @@ class FeatureStore:
 
         if (
             list(shape) != [info.num_frames, meta.dim]
-            or _SAFETENSORS_DTYPES.get(dtype) != meta.dtype
+            or SAFETENSORS_DTYPES.get(dtype) != meta.torch_dtype
         ):
             raise CorruptShardError(
                 f"Shard file {path} holds {dtype} {list(shape)}, expected {meta.dtype} [{info.num_frames}, {meta.dim}]."

@@ -22,12 +22,9 @@ from speechmapper_plugin.models.adapters.lengths import (
     max_output_length,
     min_input_frames,
 )
+from speechmapper_plugin.models.frames import average_frames, zero_padding
 from speechmapper_plugin.models.speechmapper.lengths import conv_output_length
-from speechmapper_plugin.models.speechmapper.model import (
-    ProjectorInputTooShortError,
-    average_frames,
-    zero_padding,
-)
+from speechmapper_plugin.models.speechmapper.model import ProjectorInputTooShortError
 
 
 class VariableLengthError(ValueError):

@@ -5,9 +5,6 @@ from __future__ import annotations
 from speechmapper_plugin.models.sm4t_speech_encoder.checkpoint import (
     SpeechEncoderCheckpointLoader as SpeechEncoderCheckpointLoader,
 )
-from speechmapper_plugin.models.sm4t_speech_encoder.checkpoint import (
-    read_speech_encoder_safetensors as read_speech_encoder_safetensors,
-)
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     SM4T_SPEECH_ENCODER_FAMILY as SM4T_SPEECH_ENCODER_FAMILY,
 )

@@ -9,10 +9,10 @@ asked to memory-map it.
 
 This loader, used only by the ``sm4t_speech_encoder`` family:
 
-- for safetensors (a file or an HF directory of shards), reads the shard
-  headers, picks the speech-encoder keys by name
+- for safetensors (a file or an HF directory of shards, through its index file
+  when it has one), reads the headers, picks the speech-encoder keys by name
   (:func:`select_speech_encoder_keys`, which also rejects unexpected keys), and
-  materialises only those tensors;
+  materialises only those tensors (:func:`~speechmapper_plugin.checkpoints.read_checkpoint_tensors`);
 - for ``.pt`` files, delegates to fairseq2 with ``mmap=True``: ``torch.load``
   then maps the file and only the tensors the converter keeps are ever paged
   in.
@@ -30,7 +30,7 @@ card without that field meets such a file, the error says so instead of
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import final
@@ -43,16 +43,17 @@ from fairseq2.model_checkpoint import (
     ModelCheckpointLoadOptions,
 )
 from fairseq2.model_checkpoint.common import reshard_tensor
-from safetensors import SafetensorError, safe_open
 from torch import Tensor
 from typing_extensions import override
 
+from speechmapper_plugin.checkpoints import (
+    CheckpointReadError,
+    KeySelector,
+    read_checkpoint_tensors,
+)
 from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
     select_speech_encoder_keys,
 )
-
-KeySelector = Callable[[Iterable[str]], list[str]]
-"""Checkpoint keys -> the keys to read (raises ``ValueError`` on unknown ones)."""
 
 
 @final
@@ -85,9 +86,8 @@ class SpeechEncoderCheckpointLoader(ModelCheckpointLoader):
         if options is None:
             options = ModelCheckpointLoadOptions()
 
-        files = self._safetensors_files(path)
-        if files is not None:
-            return self._load_safetensors(path, files, shard_dims, options)
+        if self._is_local_safetensors(path):
+            return self._load_safetensors(path, shard_dims, options)
 
         if self._file_system.is_local_path(path):
             options = replace(options, mmap=True)
@@ -99,13 +99,15 @@ class SpeechEncoderCheckpointLoader(ModelCheckpointLoader):
     def _load_safetensors(
         self,
         path: Path,
-        files: list[Path],
         shard_dims: Mapping[str, int],
         options: ModelCheckpointLoadOptions,
     ) -> Iterator[tuple[str, Tensor]]:
-        state_dict = read_speech_encoder_safetensors(
-            path, files, select_keys=self._select_keys
-        )
+        try:
+            state_dict: dict[str, object] = dict(
+                read_checkpoint_tensors(path, self._select_keys)
+            )
+        except CheckpointReadError as ex:
+            raise CorruptModelCheckpointError(path, str(ex)) from ex
 
         if options.state_dict_converter is not None:
             state_dict = options.state_dict_converter(state_dict)
@@ -128,24 +130,21 @@ class SpeechEncoderCheckpointLoader(ModelCheckpointLoader):
                 ),
             )
 
-    def _safetensors_files(self, path: Path) -> list[Path] | None:
-        """The local safetensors files at ``path``; ``None`` if it is not one."""
+    def _is_local_safetensors(self, path: Path) -> bool:
+        """``path`` is a local safetensors file or a directory of them."""
         if not self._file_system.is_local_path(path):
-            return None
+            return False
 
         if path.suffix == ".safetensors" and self._file_system.is_file(path):
-            return [path]
+            return True
 
-        if self._file_system.is_dir(path):
-            files = sorted(self._file_system.glob(path, "*.safetensors"))
-            if files:
-                return files
-
-        return None
+        return self._file_system.is_dir(path) and any(
+            True for _ in self._file_system.glob(path, "*.safetensors")
+        )
 
     @override
     def supports_path(self, path: Path) -> bool:
-        return self._safetensors_files(path) is not None or (
+        return self._is_local_safetensors(path) or (
             self._default_loader.supports_path(path)
         )
 
@@ -179,47 +178,3 @@ def _is_weights_only_refusal(error: BaseException) -> bool:
             return True
         cause = cause.__cause__
     return False
-
-
-def read_speech_encoder_safetensors(
-    path: Path,
-    files: list[Path],
-    *,
-    select_keys: KeySelector = select_speech_encoder_keys,
-) -> dict[str, object]:
-    """Read the speech-encoder tensors of (sharded) safetensors files.
-
-    All headers are read first, so an unexpected key raises before any tensor
-    data is touched; then only the selected tensors are created.
-    """
-    keys_by_file: dict[Path, list[str]] = {}
-
-    try:
-        for file in files:
-            with safe_open(file, framework="pt", device="cpu") as f:
-                keys_by_file[file] = list(f.keys())
-    except (SafetensorError, OSError) as ex:
-        raise CorruptModelCheckpointError(
-            path, f"{path} cannot be read as safetensors: {ex}"
-        ) from ex
-
-    all_keys = [k for keys in keys_by_file.values() for k in keys]
-    if len(set(all_keys)) != len(all_keys):
-        raise CorruptModelCheckpointError(
-            path, f"{path} has a key in more than one safetensors file."
-        )
-
-    wanted = set(select_keys(all_keys))
-
-    state_dict: dict[str, object] = {}
-
-    for file, keys in keys_by_file.items():
-        needed = [k for k in keys if k in wanted]
-        if not needed:
-            continue
-
-        with safe_open(file, framework="pt", device="cpu") as f:
-            for key in needed:
-                state_dict[key] = f.get_tensor(key)
-
-    return state_dict

@@ -11,8 +11,7 @@ vocoder. This manager, used only by the ``sm4t_speech_encoder`` family, reads
 
 from __future__ import annotations
 
-import json
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from pathlib import Path
 from typing import Final, final
 
@@ -22,7 +21,12 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from typing_extensions import override
 
-SAFETENSORS_INDEX: Final = "model.safetensors.index.json"
+from speechmapper_plugin.checkpoints import (
+    SAFETENSORS_INDEX,
+    CheckpointReadError,
+    keys_by_shard,
+    read_weight_map,
+)
 
 SPEECH_ENCODER_PREFIX: Final = "speech_encoder."
 
@@ -82,11 +86,12 @@ class SpeechEncoderDownloadManager(AssetDownloadManager):
         if not index_file.is_file():  # a single, unsharded `model.safetensors`
             return ["*.safetensors"]
 
-        weight_map = json.loads(index_file.read_text()).get("weight_map", {})
+        try:
+            weight_map = read_weight_map(index_file)
+        except CheckpointReadError as ex:
+            raise AssetDownloadError(uri, str(ex)) from ex
 
-        shards = sorted(
-            {f for k, f in weight_map.items() if k.startswith(SPEECH_ENCODER_PREFIX)}
-        )
+        shards = list(keys_by_shard(weight_map, _speech_encoder_keys))
         if not shards:
             raise AssetDownloadError(
                 uri, f"{SAFETENSORS_INDEX} maps no `{SPEECH_ENCODER_PREFIX}*` tensor."
@@ -126,3 +131,7 @@ class SpeechEncoderDownloadManager(AssetDownloadManager):
     @override
     def supported_schemes(self) -> Set[str]:
         return self._default_manager.supported_schemes
+
+
+def _speech_encoder_keys(keys: Sequence[str]) -> list[str]:
+    return [k for k in keys if k.startswith(SPEECH_ENCODER_PREFIX)]

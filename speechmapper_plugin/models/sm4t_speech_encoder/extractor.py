@@ -28,11 +28,8 @@ from speechmapper_plugin.models.encoder_output import (
     module_device,
     resolve_output_layer,
 )
+from speechmapper_plugin.models.frames import average_frames, zero_padding
 from speechmapper_plugin.models.sm4t_speech_encoder.model import SM4TSpeechEncoder
-from speechmapper_plugin.models.speechmapper.model import (
-    average_frames,
-    zero_padding,
-)
 
 
 class SpeechFeatureExtractor:

@@ -11,6 +11,7 @@ from fairseq2.nn import BatchLayout, Linear, PositionEncoder
 from torch import Tensor
 from torch.nn import Conv1d, Module, ModuleList
 
+from speechmapper_plugin.models.frames import average_frames, zero_padding
 from speechmapper_plugin.models.speechmapper.config import SpeechMapperConfig
 from speechmapper_plugin.models.speechmapper.lengths import (
     conv_output_length,
@@ -34,26 +35,6 @@ class ProjectorInputTooShortError(ValueError):
         self.rows = list(rows)
         self.lengths = list(lengths)
         self.minimum = minimum
-
-
-def zero_padding(seqs: Tensor, seq_lens: Tensor) -> Tensor:
-    """Zero the positions at or beyond each row's length (``seqs``: [B, T, D])."""
-    positions = torch.arange(seqs.size(1), device=seqs.device)
-    valid = positions.unsqueeze(0) < seq_lens.unsqueeze(1)
-    # `where`, not a product: padding may hold NaN or inf.
-    return torch.where(valid.unsqueeze(-1), seqs, seqs.new_zeros(()))
-
-
-def average_frames(
-    seqs: Tensor, seq_lens: Tensor, factor: int
-) -> tuple[Tensor, Tensor]:
-    """Average ``factor`` consecutive frames; a trailing remainder is dropped."""
-    if factor == 1:
-        return seqs, seq_lens
-    batch_size, width, dim = seqs.shape
-    usable = (width // factor) * factor
-    seqs = seqs[:, :usable].reshape(batch_size, usable // factor, factor, dim)
-    return seqs.mean(dim=2), torch.div(seq_lens, factor, rounding_mode="floor")
 
 
 class ProjectorBlock(Module):

@@ -36,10 +36,7 @@ from speechmapper_plugin.models.encoder_output import (
     module_device,
     resolve_output_layer,
 )
-from speechmapper_plugin.models.speechmapper.model import (
-    average_frames,
-    zero_padding,
-)
+from speechmapper_plugin.models.frames import average_frames, zero_padding
 from speechmapper_plugin.models.whisper_encoder.config import (
     POSITIONS_PER_SECOND,
     WHISPER_HOP_LENGTH,
