@@ -17,6 +17,9 @@ from speechmapper_plugin.models.speechmapper import (
     min_input_frames,
     output_length,
 )
+from speechmapper_plugin.models.speechmapper.interop import (
+    convert_speechmapper_state_dict,
+)
 
 
 def small_config(
@@ -232,3 +235,29 @@ def test_output_width_must_match_the_target_llm() -> None:
     retargeted = config.with_output_dim(4096)
     check_llm_embedding_dim(retargeted, 4096)
     assert retargeted.blocks == config.blocks
+
+
+def test_paper_architecture_has_the_documented_parameter_count() -> None:
+    """``SpeechMapperConfig``'s docstring and the README state 279.1M (output_dim=4096)."""
+    with torch.device("meta"):
+        model = create_speechmapper_model(SpeechMapperConfig(output_dim=4096))
+
+    assert sum(p.numel() for p in model.parameters()) == 279_134_208
+
+
+def test_ddp_prefix_and_model_nesting_are_stripped_on_load() -> None:
+    config = small_config()
+    model = build(config)
+    expected = model.state_dict()
+
+    ddp = {f"module.{k}": v.clone() for k, v in expected.items()}
+    for saved in (ddp, {"model": ddp}, {"model": dict(expected)}, dict(expected)):
+        keys_before = list(saved)
+        state = convert_speechmapper_state_dict(saved, config)
+
+        assert list(saved) == keys_before  # the caller's dict is left alone
+        assert sorted(state) == sorted(expected)
+        fresh = create_speechmapper_model(config)
+        fresh.load_state_dict(state, strict=True)
+        for key, value in fresh.state_dict().items():
+            torch.testing.assert_close(value, expected[key])

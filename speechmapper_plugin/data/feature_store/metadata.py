@@ -99,10 +99,6 @@ class FeatureStoreMetadata:
     def torch_dtype(self) -> torch.dtype:
         return storage_dtype(self.dtype)
 
-    @property
-    def bytes_per_frame(self) -> int:
-        return self.dim * self.torch_dtype.itemsize
-
     def identity(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in IDENTITY_FIELDS}
 

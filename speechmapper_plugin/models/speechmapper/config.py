@@ -88,7 +88,7 @@ class SpeechMapperConfig:
 
     The paper does not give heads or FFN sizes. We use 16 heads in both blocks
     (head width 64 and 128) and an FFN of 1.5x the model width (1536 and 3072):
-    279.3M parameters for ``output_dim=4096``, 0.8% above the paper's 277M.
+    279.1M parameters for ``output_dim=4096`` (279,134,208), 0.8% above the paper's 277M.
     """
 
     input_dim: int = 1024

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
+
 from speechmapper_plugin.models.speechmapper.config import SpeechMapperConfig
 
 
@@ -15,7 +17,8 @@ def convert_speechmapper_state_dict(
     if isinstance(model_state, dict):
         state_dict = model_state
 
-    if state_dict and all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module.") :]: v for k, v in state_dict.items()}
+    state_dict = dict(state_dict)  # the torch helper renames keys in place
+
+    consume_prefix_in_state_dict_if_present(state_dict, prefix="module.")
 
     return state_dict
