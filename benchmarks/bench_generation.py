@@ -72,7 +72,7 @@ def greedy_config(new_tokens: int) -> GenerationConfig:
     the repetition guard is off, so no row ends early."""
     return GenerationConfig(
         max_new_tokens=new_tokens,
-        min_new_tokens=new_tokens,
+        min_gen_len=new_tokens + 1,
         repetition_guard=RepetitionGuardConfig(enabled=False),
     )
 

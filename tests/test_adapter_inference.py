@@ -282,7 +282,7 @@ def test_evaluate_runs_an_adapter_and_matches_the_pipeline(
     # The same adapter in-process, one utterance at a time.
     pipeline = _pipeline(adapter)
     pipeline.generation = GenerationConfig(
-        max_new_tokens=6, max_len_a=1.0, max_len_b=16
+        max_new_tokens=6, max_gen_len=(1.0, 16)
     )
     rows = [line.split("\t") for line in manifest.read_text().splitlines()[1:]]
     audio = {row[0]: manifest.parent / row[1] for row in rows}

@@ -220,6 +220,7 @@ def test_bad_sentences_are_counted_skips(
         ({"change_threshold": 1.0}, "change_threshold"),
         ({"num_draws": 0}, "num_draws"),
         ({"generation": GenerationConfig(beam_size=2)}, "greedy"),
+        ({"generation": GenerationConfig(generator="sampling")}, "greedy"),
     ],
 )
 def test_bad_settings_are_refused(changes: dict[str, object], message: str) -> None:

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and so
 TINY = str(REPO / "recipes/generate/configs/tiny.yaml")
 
 # The generation settings of tiny.yaml.
-GENERATION = GenerationConfig(max_new_tokens=32, max_len_a=1.0, max_len_b=16)
+GENERATION = GenerationConfig(max_new_tokens=32, max_gen_len=(1.0, 16))
 
 
 @pytest.fixture(scope="module")

@@ -100,7 +100,7 @@ def test_batched_generation_equals_one_by_one(beam_size: int, stops: str) -> Non
     prompts = random_prompts(prompt_lens, model.model_dim, seed=2)
     stop_ids = STOP_SETS[stops]
     config = GenerationConfig(
-        beam_size=beam_size, max_new_tokens=14, max_len_a=0.5, max_len_b=6
+        beam_size=beam_size, max_new_tokens=14, max_gen_len=(0.5, 6)
     )
 
     batched = generate_from_embeddings(
@@ -173,7 +173,7 @@ def test_beam_hypotheses_are_scored_like_a_full_forward_pass() -> None:
     model = tiny_llama(logit_scale=2.0)
     prompt_lens = [7, 13, 4]
     prompts = random_prompts(prompt_lens, model.model_dim, seed=5)
-    config = GenerationConfig(beam_size=4, max_new_tokens=12, length_penalty=0.7)
+    config = GenerationConfig(beam_size=4, max_new_tokens=12, len_penalty=0.7)
 
     results = beam_search(
         model, prompts, prompt_lens, stop_token_ids=[3, 30], config=config
@@ -257,7 +257,7 @@ def test_stops_on_the_end_of_turn_token(beam_size: int, dtype: torch.dtype) -> N
     assert results[1].best.num_scored_tokens == 1
 
 
-def test_min_new_tokens_blocks_early_stops() -> None:
+def test_min_gen_len_blocks_early_stops() -> None:
     model = tiny_llama(logit_scale=2.0)
     prompts = random_prompts([6, 10], model.model_dim, seed=9)
     short = GenerationConfig(max_new_tokens=8)
@@ -271,9 +271,7 @@ def test_min_new_tokens_blocks_early_stops() -> None:
     assert [r.tokens for r in unconstrained] == [[], []]
 
     for beam_size in (1, 3):
-        config = GenerationConfig(
-            beam_size=beam_size, min_new_tokens=3, max_new_tokens=8
-        )
+        config = GenerationConfig(beam_size=beam_size, min_gen_len=4, max_new_tokens=8)
         results = generate_from_embeddings(
             model, prompts, [6, 10], stop_token_ids=stop_ids, config=config
         )
@@ -297,8 +295,7 @@ def test_max_length_is_tied_to_the_input_length(beam_size: int) -> None:
     config = GenerationConfig(
         beam_size=beam_size,
         max_new_tokens=12,
-        max_len_a=0.5,
-        max_len_b=3,
+        max_gen_len=(0.5, 3),
         repetition_guard=NO_GUARD,
     )
     results = generate_from_embeddings(

@@ -156,10 +156,10 @@ def test_only_transformer_lms_are_accepted() -> None:
     [
         (GenerationConfig(beam_size=0), "beam_size"),
         (GenerationConfig(max_new_tokens=0), "max_new_tokens"),
-        (GenerationConfig(max_len_a=-1.0), "max_len_a"),
-        (GenerationConfig(max_len_b=0), "max_len_b"),
-        (GenerationConfig(min_new_tokens=-1), "min_new_tokens"),
-        (GenerationConfig(length_penalty=-0.5), "length_penalty"),
+        (GenerationConfig(max_gen_len=(-1.0, 4)), "max_gen_len"),
+        (GenerationConfig(max_gen_len=(1.0, 0)), "max_gen_len"),
+        (GenerationConfig(min_gen_len=0), "min_gen_len"),
+        (GenerationConfig(len_penalty=-0.5), "len_penalty"),
     ],
 )
 def test_invalid_configs_are_refused(
@@ -170,7 +170,7 @@ def test_invalid_configs_are_refused(
 
 
 def test_token_budgets() -> None:
-    config = GenerationConfig(max_new_tokens=20, max_len_a=1.5, max_len_b=2)
+    config = GenerationConfig(max_new_tokens=20, max_gen_len=(1.5, 2))
     # floor(1.5 * 3 + 2) = 6; floor(1.5 * 13 + 2) = 21 -> 20; room left 100 - 95 = 5.
     assert token_budgets(config, [10, 10, 95], [3, 13, 13], 100) == [6, 20, 5]
     assert token_budgets(config, [10, 95], None, 100) == [20, 5]

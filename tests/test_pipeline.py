@@ -158,7 +158,7 @@ def test_stop_reasons_follow_the_generation_config(wavs: list[Path]) -> None:
         device="cpu",
         generation=GenerationConfig(
             max_new_tokens=4,
-            min_new_tokens=4,
+            min_gen_len=5,
             repetition_guard=RepetitionGuardConfig(enabled=False),
         ),
     )

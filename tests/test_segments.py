@@ -434,7 +434,7 @@ def test_generate_recipe_answers_for_exactly_the_segment(
         "test_projector_llama",
         "test_llama",
         device="cpu",
-        generation=GenerationConfig(max_new_tokens=32, max_len_a=1.0, max_len_b=16),
+        generation=GenerationConfig(max_new_tokens=32, max_gen_len=(1.0, 16)),
     )
     starts = {"first": 0, "second": second_start}
     for name, part in zip(("first", "second"), parts, strict=True):

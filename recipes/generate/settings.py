@@ -21,6 +21,7 @@ from fairseq2.recipe.config import ReferenceModelSection
 
 from recipes.generate.config import GenerateConfig
 from recipes.generate.inputs import GenerateInputs
+from speechmapper_plugin.generation import RENAMED_FIELDS
 
 MAX_LISTED_INSTRUCTIONS = 20
 """Instruction files with more distinct instructions (one per QA question)
@@ -81,7 +82,11 @@ def generation_settings(
         "input": _plain(dataclasses.asdict(config.input)),
         "prompts": describe_prompts(config, inputs),
         "features": _plain(dataclasses.asdict(config.features)),
-        "generation": _plain(dataclasses.asdict(config.generation)),
+        "generation": {
+            k: v
+            for k, v in _plain(dataclasses.asdict(config.generation)).items()
+            if k not in RENAMED_FIELDS
+        },
         "seed": config.common.seed,
     }
 

@@ -121,9 +121,11 @@ class EETConfig:
         generation = self.generation.validate()
         if generation.has_error():
             result.add_sub_result("generation", generation)
-        elif self.generation.beam_size != 1:
+        elif (
+            self.generation.beam_size != 1 or self.generation.generator != "beam_search"
+        ):
             result.add_error(
-                "`generation.beam_size` must be 1: the EET is defined with greedy decoding."
+                "`generation.beam_size` must be 1 and `generation.generator` `beam_search`: the EET is defined with greedy decoding."
             )
 
         return result

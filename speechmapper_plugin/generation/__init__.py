@@ -1,13 +1,19 @@
-"""Generation from speech embeddings: greedy and beam search over fairseq2's KV cache."""
+"""Generation from speech embeddings: greedy, beam search and sampling over fairseq2's KV cache."""
 
 from __future__ import annotations
 
 from speechmapper_plugin.generation.beam import beam_search as beam_search
 from speechmapper_plugin.generation.config import (
+    RENAMED_FIELDS as RENAMED_FIELDS,
+)
+from speechmapper_plugin.generation.config import (
     GenerationConfig as GenerationConfig,
 )
 from speechmapper_plugin.generation.config import (
     RepetitionGuardConfig as RepetitionGuardConfig,
+)
+from speechmapper_plugin.generation.config import (
+    SamplerSection as SamplerSection,
 )
 from speechmapper_plugin.generation.decoder import (
     EmbeddingDecoder as EmbeddingDecoder,
@@ -19,7 +25,6 @@ from speechmapper_plugin.generation.embeddings import (
 from speechmapper_plugin.generation.generate import (
     generate_from_embeddings as generate_from_embeddings,
 )
-from speechmapper_plugin.generation.greedy import greedy_search as greedy_search
 from speechmapper_plugin.generation.hypothesis import (
     GenerationResult as GenerationResult,
 )
@@ -37,4 +42,9 @@ from speechmapper_plugin.generation.inputs import (
 from speechmapper_plugin.generation.inputs import token_budgets as token_budgets
 from speechmapper_plugin.generation.repetition import (
     find_repetition_loop as find_repetition_loop,
+)
+from speechmapper_plugin.generation.single import greedy_search as greedy_search
+from speechmapper_plugin.generation.single import make_sampler as make_sampler
+from speechmapper_plugin.generation.single import (
+    sampling_search as sampling_search,
 )

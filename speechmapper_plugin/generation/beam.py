@@ -23,7 +23,6 @@ import torch
 from fairseq2.error import InternalError
 from fairseq2.models.transformer_lm import TransformerLM
 from torch import Tensor
-from torch.nn.functional import log_softmax
 
 from speechmapper_plugin.generation.config import GenerationConfig
 from speechmapper_plugin.generation.decoder import EmbeddingDecoder
@@ -42,7 +41,11 @@ from speechmapper_plugin.generation.repetition import (
     find_repetition_loop,
     loop_completions,
 )
-from speechmapper_plugin.generation.state import SearchState, make_hypothesis
+from speechmapper_plugin.generation.state import (
+    SearchState,
+    make_hypothesis,
+    next_log_probs,
+)
 
 
 @torch.inference_mode()
@@ -128,14 +131,10 @@ class _BeamSearch:
 
         num_examples = len(state.examples)
 
-        lprobs = log_softmax(logits, dim=-1, dtype=torch.float32)
-
         num_generated = position - state.row_prompt_lens
         generating = state.prompt_lens <= position  # [A]
 
-        if self._config.min_new_tokens > 0:
-            blocked = num_generated < self._config.min_new_tokens
-            lprobs.masked_fill_(blocked.unsqueeze(1) & self._stop_mask, -torch.inf)
+        lprobs = next_log_probs(logits, num_generated, self._stop_mask, self._config)
 
         ends = self._stop_mask.expand(lprobs.shape)
         completions: Tensor | None = None

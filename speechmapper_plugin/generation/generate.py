@@ -9,9 +9,9 @@ from torch import Tensor
 
 from speechmapper_plugin.generation.beam import beam_search
 from speechmapper_plugin.generation.config import GenerationConfig
-from speechmapper_plugin.generation.greedy import greedy_search
 from speechmapper_plugin.generation.hypothesis import GenerationResult
 from speechmapper_plugin.generation.inputs import LengthsLike
+from speechmapper_plugin.generation.single import greedy_search, sampling_search
 
 
 def generate_from_embeddings(
@@ -25,7 +25,8 @@ def generate_from_embeddings(
 ) -> list[GenerationResult]:
     """Generate answers to prompts given as embeddings, one result per prompt.
 
-    Greedy when ``config.beam_size == 1``, beam search otherwise. Runs under
+    ``config.generator`` picks the search: ``beam_search`` (greedy when
+    ``config.beam_size == 1``) or ``sampling``. Runs under
     ``torch.inference_mode()``; the model is neither modified nor switched
     between train and eval mode (it must already be in eval mode).
 
@@ -51,7 +52,12 @@ def generate_from_embeddings(
     """
     config = config or GenerationConfig()
 
-    search = greedy_search if config.beam_size == 1 else beam_search
+    if config.generator == "sampling":
+        search = sampling_search
+    elif config.beam_size == 1:
+        search = greedy_search
+    else:
+        search = beam_search
 
     return search(
         model,

@@ -47,7 +47,7 @@ class Hypothesis:
 
     score: float
     """The ranking score: :attr:`log_prob`, divided by
-    ``num_scored_tokens ** length_penalty`` when scores are normalised
+    ``num_scored_tokens ** len_penalty`` when scores are normalised
     (the stop token counts as a scored token)."""
 
     stop_reason: StopReason

@@ -69,11 +69,11 @@ def token_budgets(
     budgets = []
     for row, prompt_len in enumerate(prompt_lens):
         budget = min(config.max_new_tokens, max_seq_len - prompt_len)
-        if num_speech_positions is not None:
-            tied = math.floor(
-                config.max_len_a * num_speech_positions[row] + config.max_len_b
-            )
-            budget = min(budget, tied)
+        if isinstance(config.max_gen_len, int):
+            budget = min(budget, config.max_gen_len)
+        elif num_speech_positions is not None:
+            a, b = config.max_gen_len
+            budget = min(budget, math.floor(a * num_speech_positions[row] + b))
         budgets.append(budget)
     return budgets
 

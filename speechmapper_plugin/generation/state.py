@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.nn.functional import log_softmax
 
 from speechmapper_plugin.generation.config import GenerationConfig
 from speechmapper_plugin.generation.decoder import EmbeddingDecoder
@@ -133,7 +134,7 @@ def make_hypothesis(
 
     score = log_prob
     if config.normalize_scores and num_scored > 0:
-        score = log_prob / num_scored**config.length_penalty
+        score = log_prob / num_scored**config.len_penalty
 
     return Hypothesis(
         tokens=tokens,
@@ -144,3 +145,21 @@ def make_hypothesis(
         stop_token_id=stop_token_id,
         loop=loop,
     )
+
+
+def next_log_probs(
+    logits: Tensor, num_generated: Tensor, stop_mask: Tensor, config: GenerationConfig
+) -> Tensor:
+    """``[N, V]`` float32 log-probabilities of the next token of each row:
+    the logits at ``config.temperature``, stop tokens blocked for rows that
+    have generated fewer than ``config.min_gen_len - 1`` tokens."""
+    if config.temperature != 1.0:
+        logits = logits / config.temperature
+
+    lprobs = log_softmax(logits, dim=-1, dtype=torch.float32)
+
+    if config.min_gen_len > 1:
+        blocked = num_generated < config.min_gen_len - 1
+        lprobs.masked_fill_(blocked.unsqueeze(1) & stop_mask, -torch.inf)
+
+    return lprobs

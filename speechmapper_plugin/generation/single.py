@@ -1,16 +1,21 @@
-"""Greedy decoding from prompt embeddings."""
+"""One hypothesis per example: greedy decoding and sampling from prompt embeddings.
+
+Both run the same loop; they differ in how the next token is chosen from the
+step's distribution (its argmax, or a draw by one of fairseq2's samplers).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from fairseq2.error import InternalError
+from fairseq2.generation.sampling import Sampler, TopKSampler, TopPSampler
 from fairseq2.models.transformer_lm import TransformerLM
+from fairseq2.recipe.config import TOP_K_SAMPLER
 from torch import Tensor
-from torch.nn.functional import log_softmax
 
-from speechmapper_plugin.generation.config import GenerationConfig
+from speechmapper_plugin.generation.config import GenerationConfig, SamplerSection
 from speechmapper_plugin.generation.decoder import EmbeddingDecoder
 from speechmapper_plugin.generation.hypothesis import (
     GenerationResult,
@@ -26,7 +31,14 @@ from speechmapper_plugin.generation.repetition import (
     find_repetition_loop,
     loop_completions,
 )
-from speechmapper_plugin.generation.state import SearchState, make_hypothesis
+from speechmapper_plugin.generation.state import (
+    SearchState,
+    make_hypothesis,
+    next_log_probs,
+)
+
+TokenChooser = Callable[[Tensor], Tensor]
+"""Picks one token per row (``[N]``) from ``[N, V]`` log-probabilities."""
 
 
 @torch.inference_mode()
@@ -39,7 +51,7 @@ def greedy_search(
     config: GenerationConfig | None = None,
     num_speech_positions: Sequence[int] | Tensor | None = None,
 ) -> list[GenerationResult]:
-    """Greedy decoding; ``config.beam_size`` is ignored.
+    """Greedy decoding; ``config.beam_size``, ``generator`` and ``sampler`` are ignored.
 
     See :func:`~speechmapper_plugin.generation.generate_from_embeddings` for
     the arguments.
@@ -55,15 +67,69 @@ def greedy_search(
         num_speech_positions=num_speech_positions,
     )
 
-    return _GreedySearch(model, inputs, config).run()
+    return _OneHypothesisSearch(model, inputs, config, _argmax).run()
 
 
-class _GreedySearch:
+@torch.inference_mode()
+def sampling_search(
+    model: TransformerLM,
+    prompt_embeds: Tensor,
+    prompt_lens: LengthsLike,
+    *,
+    stop_token_ids: Sequence[int],
+    config: GenerationConfig | None = None,
+    num_speech_positions: Sequence[int] | Tensor | None = None,
+) -> list[GenerationResult]:
+    """One sample per example, drawn with ``config.sampler`` at
+    ``config.temperature`` from torch's global random generator (seed it for
+    reproducible samples; a row's draws depend on the rest of its batch).
+    ``config.beam_size`` and ``generator`` are ignored.
+
+    See :func:`~speechmapper_plugin.generation.generate_from_embeddings` for
+    the arguments.
+    """
+    config = config or GenerationConfig()
+
+    inputs = prepare_inputs(
+        model,
+        prompt_embeds,
+        prompt_lens,
+        stop_token_ids=stop_token_ids,
+        config=config,
+        num_speech_positions=num_speech_positions,
+    )
+
+    sampler = make_sampler(config.sampler)
+
+    def choose(lprobs: Tensor) -> Tensor:
+        return sampler.sample(lprobs.exp())
+
+    return _OneHypothesisSearch(model, inputs, config, choose).run()
+
+
+def make_sampler(section: SamplerSection) -> Sampler:
+    """fairseq2's sampler that ``section`` names (what fairseq2's recipe
+    components build from the same configs)."""
+    if section.name == TOP_K_SAMPLER:
+        return TopKSampler(k=section.top_k.k)
+    return TopPSampler(p=section.top_p.p)
+
+
+def _argmax(lprobs: Tensor) -> Tensor:
+    return lprobs.argmax(dim=-1)
+
+
+class _OneHypothesisSearch:
     def __init__(
-        self, model: TransformerLM, inputs: GenerationInputs, config: GenerationConfig
+        self,
+        model: TransformerLM,
+        inputs: GenerationInputs,
+        config: GenerationConfig,
+        choose: TokenChooser,
     ) -> None:
         self._inputs = inputs
         self._config = config
+        self._choose = choose
         self._periods = config.repetition_guard.periods()
         self._decoder = EmbeddingDecoder(model, inputs.total_len)
         self._state = SearchState.start(inputs, beam_size=1)
@@ -97,16 +163,12 @@ class _GreedySearch:
         # The position the logits predict; rows whose prompt is longer ignore them.
         position = self._decoder.position
 
-        lprobs = log_softmax(logits, dim=-1, dtype=torch.float32)
-
         num_generated = position - state.prompt_lens
         generating = num_generated >= 0
 
-        if self._config.min_new_tokens > 0:
-            blocked = num_generated < self._config.min_new_tokens
-            lprobs.masked_fill_(blocked.unsqueeze(1) & self._stop_mask, -torch.inf)
+        lprobs = next_log_probs(logits, num_generated, self._stop_mask, self._config)
 
-        tokens = lprobs.argmax(dim=-1)
+        tokens = self._choose(lprobs)
         token_lprobs = lprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)
 
         is_stop = generating & self._stop_mask[tokens]

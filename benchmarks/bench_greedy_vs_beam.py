@@ -1,0 +1,177 @@
+"""Greedy decoding against beam search with one beam, on the same inputs.
+
+Issue 9 asks to keep the separate greedy loop only if it is measurably faster
+than beam search with ``beam_size=1`` (which gives the same tokens). Both
+decode the same right-padded prompts of random "speech" embeddings for exactly
+``--new-tokens`` tokens (the stop token blocked until then, the repetition
+guard on, as in inference), with a random fairseq2 Llama:
+
+* ``mid``: 512-d, 8 layers, 32k vocabulary (the model of ``bench_generation``),
+  where the forward passes dominate;
+* ``tiny``: 64-d, 2 layers, 512 vocabulary, where the search's own per-step
+  work (Python bookkeeping, top-k over the candidates) dominates.
+
+Each model is timed on prompts of equal length (64) and of lengths spread over
+64..94. Both sides run in turn after one warm-up each, one thread; medians and
+pair-by-pair ratios (``beam / greedy``: above 1 means greedy is faster).
+
+    python -m benchmarks.bench_greedy_vs_beam [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from fairseq2 import init_fairseq2
+from fairseq2.models.llama import LLaMAConfig, create_llama_model
+from fairseq2.models.transformer_lm import TransformerLM
+from torch import Tensor
+
+from benchmarks.harness import (
+    RESULTS,
+    environment,
+    pairwise_ratio,
+    summarize,
+    time_interleaved,
+    write_result,
+)
+from speechmapper_plugin.generation import (
+    GenerationConfig,
+    beam_search,
+    greedy_search,
+)
+
+DEFAULT_OUTPUT = RESULTS / "greedy_vs_beam_cpu.json"
+
+STOP_TOKEN = 0
+
+MODELS = {
+    "mid": LLaMAConfig(
+        model_dim=512,
+        max_seq_len=1024,
+        vocab_size=32_000,
+        num_layers=8,
+        num_attn_heads=8,
+        num_key_value_heads=4,
+        ffn_inner_dim=512 * 4,
+        ffn_inner_dim_multiple_of=64,
+    ),
+    "tiny": LLaMAConfig(
+        model_dim=64,
+        max_seq_len=1024,
+        vocab_size=512,
+        num_layers=2,
+        num_attn_heads=4,
+        num_key_value_heads=2,
+        ffn_inner_dim=128,
+        ffn_inner_dim_multiple_of=8,
+    ),
+}
+
+Search = Callable[..., Any]
+
+
+def exact_length_config(new_tokens: int) -> GenerationConfig:
+    """Exactly ``new_tokens`` tokens per row (the stop token is blocked until
+    the budget ends); ``beam_size`` is 1 for both searches."""
+    return GenerationConfig(
+        beam_size=1,
+        max_gen_len=new_tokens,
+        min_gen_len=new_tokens + 1,
+    )
+
+
+def decode(
+    search: Search,
+    model: TransformerLM,
+    embeds: Tensor,
+    lens: list[int],
+    new_tokens: int,
+) -> list[list[int]]:
+    results = search(
+        model,
+        embeds[:, : max(lens)],
+        lens,
+        stop_token_ids=[STOP_TOKEN],
+        config=exact_length_config(new_tokens),
+    )
+    return [r.tokens for r in results]
+
+
+def compare(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    config = MODELS[name]
+    torch.manual_seed(0)
+    model = create_llama_model(config).eval()
+
+    generator = torch.Generator().manual_seed(1)
+    spread = [64 + 2 * i for i in range(args.batch_size)]
+    embeds = torch.randn(
+        len(spread), max(spread), config.model_dim, generator=generator
+    )
+    variants = {"equal_lengths": [min(spread)] * len(spread), "spread_lengths": spread}
+
+    def run(search: Search, lens: list[int]) -> Callable[[], list[list[int]]]:
+        return lambda: decode(search, model, embeds, lens, args.new_tokens)
+
+    fns: dict[str, Callable[[], list[list[int]]]] = {}
+    for variant, lens in variants.items():
+        fns[f"{variant}/greedy"] = run(greedy_search, lens)
+        fns[f"{variant}/beam1"] = run(beam_search, lens)
+    seconds, outputs = time_interleaved(fns, args.repeats)
+
+    num_tokens = args.new_tokens * args.batch_size
+    result: dict[str, Any] = {
+        "model": {
+            "family": "llama (fairseq2)",
+            "model_dim": config.model_dim,
+            "num_layers": config.num_layers,
+            "vocab_size": config.vocab_size,
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "dtype": "float32",
+        },
+    }
+    for variant, lens in variants.items():
+        g, b = seconds[f"{variant}/greedy"], seconds[f"{variant}/beam1"]
+        result[variant] = {
+            "prompt_lens": lens,
+            "seconds": {"greedy": summarize(g), "beam1": summarize(b)},
+            "tokens_per_second": {
+                "greedy": summarize([num_tokens / s for s in g]),
+                "beam1": summarize([num_tokens / s for s in b]),
+            },
+            "beam1_over_greedy": pairwise_ratio(b, g),
+            "same_tokens": outputs[f"{variant}/greedy"] == outputs[f"{variant}/beam1"],
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--new-tokens", type=int, default=24)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args()
+
+    init_fairseq2()
+    torch.set_num_threads(args.threads)
+
+    result: dict[str, Any] = {
+        "benchmark": "greedy search vs beam search with beam_size=1",
+        "batch_size": args.batch_size,
+        "new_tokens": args.new_tokens,
+    }
+    for name in args.models:
+        result[name] = compare(name, args)
+    result["environment"] = environment()
+    write_result(args.output, result)
+
+
+if __name__ == "__main__":
+    main()
