@@ -413,7 +413,7 @@ def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> Non
         BatchingSection,
         GenerateConfig,
         InputSection,
-        PromptSection,
+        InstructionPromptSection,
     )
 
     def pick(*names: str) -> dict[str, Any]:
@@ -423,7 +423,7 @@ def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> Non
         input=InputSection(
             **{k: Path(v) for k, v in pick("manifest", "instructions").items()}
         ),
-        prompt=PromptSection(**pick("task", "instruction")),
+        prompt=InstructionPromptSection(**pick("task", "instruction")),
         batching=BatchingSection(**pick("max_batch_size")),
     )
 

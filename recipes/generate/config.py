@@ -50,8 +50,9 @@ class InputSection:
 
 
 @dataclass(kw_only=True)
-class PromptSection:
-    """The instruction of manifest rows, and the system turn of every prompt."""
+class InstructionPromptSection:
+    """The instruction of manifest rows (from ``task`` or given), and the
+    system turn of every prompt."""
 
     task: Literal["asr", "st", "custom"] = "asr"
     """For a manifest: ``asr`` (transcribe; the transcript is the reference),
@@ -143,7 +144,7 @@ class GenerateConfig:
 
     input: InputSection = field(default_factory=InputSection)
 
-    prompt: PromptSection = field(default_factory=PromptSection)
+    prompt: InstructionPromptSection = field(default_factory=InstructionPromptSection)
 
     features: FeaturesSection = field(default_factory=FeaturesSection)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recipes.generate.config import InputSection, PromptSection
+from recipes.generate.config import InputSection, InstructionPromptSection
 from speechmapper_plugin.data.audio_dataset import AudioManifestDataset
 from speechmapper_plugin.data.instructions import (
     InstructionExample,
@@ -79,7 +79,9 @@ class GenerateInputs:
         return len(self.items) + len(self.bad_rows)
 
 
-def read_inputs(section: InputSection, prompt: PromptSection) -> GenerateInputs:
+def read_inputs(
+    section: InputSection, prompt: InstructionPromptSection
+) -> GenerateInputs:
     """:raises ValueError: if the manifest or instruction file is unusable."""
     if section.manifest is not None:
         return _from_manifest(section.manifest, section.root, prompt)
@@ -90,7 +92,7 @@ def read_inputs(section: InputSection, prompt: PromptSection) -> GenerateInputs:
     raise ValueError("`input.manifest` or `input.instructions` must be given.")
 
 
-def manifest_instruction(prompt: PromptSection, prompts: TaskPrompts) -> str:
+def manifest_instruction(prompt: InstructionPromptSection, prompts: TaskPrompts) -> str:
     """The user turn every manifest row gets."""
     if prompt.instruction is not None:
         return prompt.instruction
@@ -104,7 +106,7 @@ def manifest_instruction(prompt: PromptSection, prompts: TaskPrompts) -> str:
 
 
 def _from_manifest(
-    path: Path, root: Path | None, prompt: PromptSection
+    path: Path, root: Path | None, prompt: InstructionPromptSection
 ) -> GenerateInputs:
     split = AudioManifestDataset({"input": path}, root=root).read_split("input")
 
