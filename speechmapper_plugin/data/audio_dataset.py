@@ -20,8 +20,8 @@ from speechmapper_plugin.data.manifest import (
     ManifestError,
     ManifestReadResult,
     ManifestRow,
-    read_manifest,
 )
+from speechmapper_plugin.data.manifest_reader import read_manifest
 from speechmapper_plugin.data.row_checks import split_duplicate_ids
 
 AUDIO_MANIFEST_DATASET: Final = "speechmapper_audio_manifest"

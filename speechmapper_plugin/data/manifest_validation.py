@@ -18,8 +18,8 @@ from speechmapper_plugin.data.manifest import (
     BadRow,
     ManifestFormat,
     ManifestRow,
-    read_manifest,
 )
+from speechmapper_plugin.data.manifest_reader import read_manifest
 from speechmapper_plugin.data.row_audio import (
     check_audio_file,
     check_declared_length,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from speechmapper_plugin.data.manifest import read_manifest
+from speechmapper_plugin.data.manifest_reader import read_manifest
 
 
 def read_eet_sentences(
