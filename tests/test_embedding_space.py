@@ -14,6 +14,7 @@ from fairseq2.nn import BatchLayout
 from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
 from speechmapper_plugin.llm import (
     PAD_NORM_WARN_RATIO,
+    TargetLLMEmbeddings,
     load_target_llm_embeddings,
     report_pad_row,
 )
@@ -182,7 +183,7 @@ class _ExactTargets(torch.nn.Module):
 @pytest.mark.parametrize("scale", PAD_ROWS.values(), ids=PAD_ROWS.keys())
 def test_stage1_validation_reports_zero_wer_on_exact_targets(scale: float) -> None:
     """Stage-1 validation against a table with an untrained pad row."""
-    from recipes.stage1.units import EmbeddingTargets, Stage1ValidUnit
+    from recipes.stage1.units import Stage1ValidUnit
 
     llm = load_target_llm_embeddings(LLAMA_CARD, dtype=torch.float32)
     table = llm.table.clone()
@@ -213,9 +214,14 @@ def test_stage1_validation_reports_zero_wer_on_exact_targets(scale: float) -> No
 
     unit = Stage1ValidUnit(
         _ExactTargets(outputs, out_lens),
-        EmbeddingTargets(table=table, pad_idx=llm.pad_idx),
+        TargetLLMEmbeddings(
+            card_name=llm.card_name,
+            tokenizer=llm.tokenizer,
+            table=table,
+            pad_idx=llm.pad_idx,
+            pad_token=llm.pad_token,
+        ),
         alpha=9.0,
-        decode=llm.decode,
         name="valid",
     )
     bag = MetricBag(torch.device("cpu"))

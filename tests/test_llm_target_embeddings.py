@@ -14,6 +14,7 @@ from speechmapper_plugin.llm import (
     TargetLLMEmbeddings,
     load_target_llm_embeddings,
     load_token_embeddings,
+    resolve_target_tokens,
     token_to_id,
 )
 from tests.support.cards import SessionCards
@@ -177,3 +178,40 @@ def test_ids_outside_the_table_are_rejected(test_cards: SessionCards) -> None:
             pad_idx=rows,
             pad_token="?",
         )
+
+
+def test_encode_applies_the_transcript_normalization(test_cards: SessionCards) -> None:
+    """The policy is the target type's: the ids of the hand-normalised text."""
+    from transformers import AutoTokenizer
+
+    llms = test_cards.llms
+    reference = AutoTokenizer.from_pretrained(llms.llama_dir)
+    target = load_target_llm_embeddings(llms.llama_card, normalization="sentence_case")
+
+    assert target.encode("THE OLD DOG SAW I").tolist() == reference.encode(
+        "The old dog saw I", add_special_tokens=False
+    )
+    assert target.to(dtype=torch.float16).normalization == "sentence_case"
+
+
+def test_tokens_with_a_loaded_table_match_the_loader(test_cards: SessionCards) -> None:
+    """Stage 2's path (tokens first, the loaded LLM's table later) gives what
+    stage 1's loader gives, and checks the table as the loader does."""
+    card = test_cards.llms.eurollm_card
+    loaded = load_target_llm_embeddings(card, add_bos=True, add_eos=True)
+    tokens = resolve_target_tokens(card, add_bos=True, add_eos=True)
+
+    assert not isinstance(tokens, TargetLLMEmbeddings)
+    attached = tokens.with_table(loaded.table)
+    assert attached.table is loaded.table
+    assert (attached.pad_idx, attached.bos_idx, attached.eos_idx) == (2, 1, 4)
+    assert torch.equal(attached.encode(TRANSCRIPT), loaded.encode(TRANSCRIPT))
+
+    with pytest.raises(TargetLLMCardError, match=r"only 3 rows"):
+        tokens.with_table(loaded.table[:3])
+
+    with pytest.raises(TargetLLMCardError, match=r"'model_dim': 64"):
+        tokens.with_table(torch.zeros(loaded.num_embeddings, 32))
+
+    with pytest.raises(ValueError, match=r"must be \[vocab, dim\]"):
+        tokens.with_table(loaded.table[0])

@@ -14,6 +14,8 @@ from speechmapper_plugin.losses import (
     mixed_ce_mse_loss,
     position_masks,
     trainable_rows,
+    uses_ce,
+    uses_mse,
 )
 
 
@@ -306,3 +308,23 @@ def test_cif_quantity_loss_is_the_mean_count_error() -> None:
 
     loss = cif_quantity_loss(torch.tensor([2.5, 4.0]), torch.tensor([3, 2]))
     assert float(loss) == pytest.approx((0.5 + 2.0) / 2)
+
+
+def test_sigma_endpoints_say_which_terms_to_compute() -> None:
+    assert [uses_ce(s) for s in (0.0, 0.5, 1.0)] == [True, True, False]
+    assert [uses_mse(s) for s in (0.0, 0.5, 1.0)] == [False, True, True]
+    with pytest.raises(ValueError, match=r"`sigma` must be in \[0, 1\]"):
+        uses_mse(1.5)
+
+
+def test_mixed_loss_without_a_term_to_train() -> None:
+    # σ = 1 and no transcript in the batch: the given zero, graph and all.
+    weight = torch.tensor(2.0, requires_grad=True)
+    empty = weight * 0.0
+    assert mixed_ce_mse_loss(None, None, sigma=1.0, empty=empty) is empty
+    with pytest.raises(ValueError, match="pass `empty`"):
+        mixed_ce_mse_loss(None, None, sigma=1.0)
+
+    # Below σ = 1 the CE term is required.
+    with pytest.raises(ValueError, match="CE term is required"):
+        mixed_ce_mse_loss(None, torch.tensor(1.0), sigma=0.5)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import pytest
 import torch
 from fairseq2.models.llama import LLaMAConfig, create_llama_model
 
+from speechmapper_plugin.llm import (
+    TargetLLMEmbeddings,
+    load_target_llm_embeddings,
+    resolve_target_tokens,
+)
+from speechmapper_plugin.losses import stage2_loss
 from speechmapper_plugin.models.speechmapper import get_speechmapper_model_hub
-from speechmapper_plugin.speech_llm.stage2_loss import stage2_loss
+from tests.support.cards import SessionCards
+from tests.support.llm import LLAMA_CARD
 
 
 def tiny_llm() -> torch.nn.Module:
@@ -15,7 +24,7 @@ def tiny_llm() -> torch.nn.Module:
     config = LLaMAConfig(
         model_dim=64,
         max_seq_len=128,
-        vocab_size=40,
+        vocab_size=llm_vocab_size(),
         num_layers=2,
         num_attn_heads=4,
         num_key_value_heads=2,
@@ -43,13 +52,24 @@ BATCH = {
 }
 
 
+@cache
+def llm_vocab_size() -> int:
+    return load_target_llm_embeddings(LLAMA_CARD).num_embeddings
+
+
+def llm_targets(llm: torch.nn.Module) -> TargetLLMEmbeddings:
+    """The MSE targets as the stage-2 recipe builds them: the test Llama
+    card's tokens with the loaded LLM's own table."""
+    table = llm.decoder_frontend.embed.weight.detach()  # type: ignore[union-attr]
+    return resolve_target_tokens(LLAMA_CARD).with_table(table)
+
+
 def run(projector: torch.nn.Module, llm: torch.nn.Module, sigma: float, **kw: object):  # type: ignore[no-untyped-def]
     return stage2_loss(
         projector,
         llm,  # type: ignore[arg-type]
         **BATCH,  # type: ignore[arg-type]
-        embedding_table=llm.decoder_frontend.embed.weight,  # type: ignore[union-attr]
-        pad_idx=0,
+        targets=llm_targets(llm),
         sigma=sigma,
         alpha=9.0,
         **kw,  # type: ignore[arg-type]
@@ -127,8 +147,7 @@ def test_no_transcript_at_sigma_one_gives_a_zero_loss_with_a_graph() -> None:
         projector,
         llm,
         **batch,
-        embedding_table=llm.decoder_frontend.embed.weight,
-        pad_idx=0,
+        targets=llm_targets(llm),
         sigma=1.0,
         alpha=9.0,  # type: ignore[arg-type, union-attr]
     )
@@ -154,3 +173,139 @@ def test_the_llm_is_never_changed() -> None:
 def test_sigma_outside_range_is_rejected(sigma: float) -> None:
     with pytest.raises(ValueError, match="`sigma` must be in"):
         run(tiny_projector(), tiny_llm(), sigma)
+
+
+def test_stage2_mse_targets_are_stage1s_with_eos(test_cards: SessionCards) -> None:
+    """With ``add_eos`` (and sentence case), a transcript has the same target
+    ids, and the same MSE, in stage 2 as in stage 1: the ids checked against
+    the Hugging Face tokenizer on hand-normalised text plus ``<|eot_id|>``."""
+    from transformers import AutoTokenizer
+
+    from recipes.stage1.config import TargetLLMSection, TranscriptTargetsSection
+    from recipes.stage1.recipe import load_target_llm, load_target_tokens
+    from recipes.stage1.units import Stage1Objective, project_and_score
+    from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
+
+    policy = {"add_eos": True, "transcript_normalization": "sentence_case"}
+    card = test_cards.llms.llama_card
+    stage1 = load_target_llm(TargetLLMSection(name=card, **policy), card)  # type: ignore[arg-type]
+
+    projector, llm = tiny_projector(), tiny_llm()  # σ = 1: the LLM never runs
+    stage2 = load_target_tokens(TranscriptTargetsSection(**policy), card)  # type: ignore[arg-type]
+    # Stage 2 takes the table of the loaded LLM: the checkpoint's, as stage 1.
+    stage2_targets = stage2.with_table(stage1.table)
+
+    reference = AutoTokenizer.from_pretrained(test_cards.llms.llama_dir)
+    text = "I THINK I'LL GO HOME"
+    expected = [
+        *reference.encode("I think I'll go home", add_special_tokens=False),
+        reference.convert_tokens_to_ids("<|eot_id|>"),
+    ]
+    assert stage1.encode(text).tolist() == expected
+    assert stage2.encode(text).tolist() == expected
+
+    # The same row through both stages' losses, on the same table.
+    features = torch.randn(1, 200, 64, generator=torch.Generator().manual_seed(4))
+    lens = torch.tensor([200])
+    ids = torch.tensor([expected])
+    batch = SpeechFeaturesBatch(
+        features=features,
+        feature_lens=lens,
+        target_ids=ids,
+        target_lens=torch.tensor([len(expected)]),
+        ids=["row"],
+        transcripts=[text],
+    )
+    _, _, terms = project_and_score(
+        projector, batch, stage1, Stage1Objective(alpha=9.0)
+    )
+
+    def stage2_mse(transcript_ids: list[int]) -> torch.Tensor:
+        loss = stage2_loss(
+            projector,
+            llm,  # type: ignore[arg-type]
+            features,
+            lens,
+            [(1, 2)],
+            [(5, 6)],
+            [(7, 3)],
+            [tuple(transcript_ids)],
+            targets=stage2_targets,
+            sigma=1.0,
+            alpha=9.0,
+        )
+        assert loss.mse is not None
+        return loss.mse.total
+
+    torch.testing.assert_close(
+        stage2_mse(stage2.encode(text).tolist()), terms.mse.total
+    )
+
+    # Control: without the EOS target (the old raw-encoder path) the MSE differs.
+    assert not torch.allclose(stage2_mse(expected[:-1]), terms.mse.total)
+
+
+def test_stage2_units_skip_and_count_non_finite_rows() -> None:
+    """Like stage 1's: a row with NaN features is left out and counted; the
+    loss is that of the other rows (computed here without the bad row)."""
+    from fairseq2.metrics import MetricBag
+
+    from recipes.stage2.units import Stage2Objective, Stage2TrainUnit, Stage2ValidUnit
+    from speechmapper_plugin.datasets.instructions import InstructionBatch
+
+    projector, llm = tiny_projector(), tiny_llm()
+    targets = llm_targets(llm)
+    objective = Stage2Objective(projector, llm, targets, 0.5, 9.0)  # type: ignore[arg-type]
+
+    features = BATCH["features"].clone()
+    features[1, 3, 0] = float("nan")
+
+    def batch(rows: list[int], feats: torch.Tensor) -> InstructionBatch:
+        return InstructionBatch(
+            features=feats[rows],
+            feature_lens=BATCH["feature_lens"][rows],
+            prefix_ids=[BATCH["prefix_ids"][i] for i in rows],
+            suffix_ids=[BATCH["suffix_ids"][i] for i in rows],
+            response_ids=[BATCH["response_ids"][i] for i in rows],
+            transcript_ids=[BATCH["transcript_ids"][i] for i in rows],
+            ids=[f"row{i}" for i in rows],
+        )
+
+    expected = stage2_loss(
+        projector,
+        llm,  # type: ignore[arg-type]
+        BATCH["features"][:1],
+        BATCH["feature_lens"][:1],
+        BATCH["prefix_ids"][:1],
+        BATCH["suffix_ids"][:1],
+        BATCH["response_ids"][:1],
+        BATCH["transcript_ids"][:1],
+        targets=targets,
+        sigma=0.5,
+        alpha=9.0,
+    ).total
+
+    train = Stage2TrainUnit(objective)
+    bag = MetricBag(torch.device("cpu"))
+    train.prepare_metric_bag(bag)
+    loss, _ = train.process_batch(batch([0, 1], features), bag)
+    torch.testing.assert_close(loss, expected)
+    assert int(bag.metrics["num_skipped_non_finite"].compute()) == 1
+    assert int(bag.metrics["num_examples"].compute()) == 1
+
+    # Every row bad: a zero loss that still reaches every parameter.
+    loss, _ = train.process_batch(batch([1], features), bag)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert all(p.grad is not None for p in projector.parameters())
+    assert int(bag.metrics["num_skipped_non_finite"].compute()) == 2
+
+    valid = Stage2ValidUnit(
+        Stage2Objective(projector, llm, targets, 0.5, 9.0, compute_all=True),  # type: ignore[arg-type]
+        "dev",
+    )
+    bag = MetricBag(torch.device("cpu"))
+    valid.prepare_metric_bag(bag)
+    valid.process_batch(batch([0, 1], features), bag)
+    assert int(bag.metrics["num_skipped_non_finite"].compute()) == 1
+    assert int(bag.metrics["num_examples"].compute()) == 1

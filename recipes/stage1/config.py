@@ -28,15 +28,12 @@ from speechmapper_plugin.models.speechmapper import SPEECHMAPPER_FAMILY
 
 
 @dataclass(kw_only=True)
-class TargetLLMSection:
-    """The LLM whose token-embedding space the projector learns to speak.
-
-    Only its tokenizer and its embedding table are loaded; the decoder is never
-    built.
-    """
-
-    name: str = "speechmapper_llama3_1_8b_instruct"
-    """The asset card of the target LLM."""
+class TranscriptTargetsSection:
+    """How a transcript becomes MSE target embeddings: the pad token and the
+    transcript-tokenisation policy. Stage 1 (``target_llm``) and stage 2
+    (``target_llm``, the LLM itself is ``llm.name``) have this same section, so
+    that stage 2's MSE term regresses onto the targets stage 1 trained on: give
+    both stages the same values."""
 
     pad_token: str | None = None
     """The token whose embedding pads the targets; default: the card's
@@ -44,7 +41,7 @@ class TargetLLMSection:
     with "a pad token" without naming it; Llama 3.1's card names
     ``<|finetune_right_pad_id|>``, whose row may be untrained (near zero: the
     recipe logs its norm and warns). Another token's row, e.g. ``<|eot_id|>``,
-    is the alternative; stage 2 and validation use the same choice."""
+    is the alternative."""
 
     transcript_normalization: TranscriptNormalization = "as_given"
     """How transcripts are written before tokenisation: ``as_given``,
@@ -60,6 +57,18 @@ class TargetLLMSection:
 
 
 @dataclass(kw_only=True)
+class TargetLLMSection(TranscriptTargetsSection):
+    """The LLM whose token-embedding space the projector learns to speak.
+
+    Only its tokenizer and its embedding table are loaded; the decoder is never
+    built.
+    """
+
+    name: str = "speechmapper_llama3_1_8b_instruct"
+    """The asset card of the target LLM."""
+
+
+@dataclass(kw_only=True)
 class Stage1DatasetSection(SpeechDatasetSection):
     max_num_valid_frames: int | None = None
     """Frame budget of validation batches (default: ``max_num_frames``)."""
@@ -71,7 +80,8 @@ class Stage1DatasetSection(SpeechDatasetSection):
 @dataclass(kw_only=True)
 class Stage1LossSection:
     alpha: float = 9.0
-    """Word-to-pad ratio of ``L1 = (α·MSE_word + (10−α)·MSE_pad)/10``. The
+    """Word-to-pad ratio of the stage-1 loss
+    ``L_stage1 = (α·MSE_word + (10−α)·MSE_pad)/10``. The
     paper's Eq. 1 allows α ∈ [1, 9]; we also accept 10 (pads ignored) as an
     ablation endpoint. 9 is our default (the most word weight in the paper's
     range); we found no value the paper states it used."""

@@ -3,18 +3,19 @@ from cached SFM features, without the LLM ever running."""
 
 from __future__ import annotations
 
-from typing import final
-
 from fairseq2.logging import log
 from fairseq2.recipe.base import Recipe, RecipeContext
 from fairseq2.recipe.error import RecipeError
 from fairseq2.task import Task
-from typing_extensions import override
+from typing_extensions import final, override
 
 from recipes.common import log_skip_report, record_target_llm
-from recipes.stage1.config import Stage1Config, Stage1DatasetSection
+from recipes.stage1.config import (
+    Stage1Config,
+    Stage1DatasetSection,
+    TranscriptTargetsSection,
+)
 from recipes.stage1.units import (
-    EmbeddingTargets,
     Stage1Objective,
     Stage1TrainUnit,
     Stage1ValidUnit,
@@ -25,8 +26,9 @@ from speechmapper_plugin.datasets.speech_features import (
 )
 from speechmapper_plugin.llm import (
     TargetLLMEmbeddings,
+    TargetTokens,
     load_target_llm_embeddings,
-    normalize_transcript,
+    resolve_target_tokens,
 )
 from speechmapper_plugin.models.adapters import (
     PROJECTOR_CLASSES,
@@ -45,7 +47,20 @@ class Stage1Recipe(Recipe):
 
         projector = get_projector(context)
 
-        target_llm = self._load_target_llm(config)
+        section = config.target_llm
+
+        log.info(
+            "Loading the tokenizer and the token embeddings (only) of {}.", section.name
+        )
+
+        target_llm = load_target_llm(section, section.name)
+
+        log.info(
+            "Target embeddings: {} x {}, pad token id {}.",
+            target_llm.num_embeddings,
+            target_llm.embed_dim,
+            target_llm.pad_idx,
+        )
 
         try:
             # Reads `output_dim` only, which every projector config has.
@@ -60,9 +75,7 @@ class Stage1Recipe(Recipe):
 
         record_target_llm(context, projector, target_llm.card_name)
 
-        targets = EmbeddingTargets(
-            table=target_llm.embeddings.to(context.device), pad_idx=target_llm.pad_idx
-        )
+        targets = target_llm.to(context.device)
 
         dataset = context.get_dataset_as(SpeechFeaturesDataset)
 
@@ -145,40 +158,12 @@ class Stage1Recipe(Recipe):
                     dp_model,
                     targets,
                     loss.alpha,
-                    target_llm.decode,
                     split,
                     objective=objective,
                 )
             )
 
         return context.create_trainer(unit, train_reader, valid_units, valid_readers)
-
-    @staticmethod
-    def _load_target_llm(config: Stage1Config) -> TargetLLMEmbeddings:
-        section = config.target_llm
-
-        log.info(
-            "Loading the tokenizer and the token embeddings (only) of {}.", section.name
-        )
-
-        try:
-            target_llm = load_target_llm_embeddings(
-                section.name,
-                pad_token=section.pad_token,
-                add_bos=section.add_bos,
-                add_eos=section.add_eos,
-            )
-        except ValueError as ex:
-            raise RecipeError(str(ex)) from None
-
-        log.info(
-            "Target embeddings: {} x {}, pad token id {}.",
-            target_llm.embeddings.size(0),
-            target_llm.embed_dim,
-            target_llm.pad_idx,
-        )
-
-        return target_llm
 
     @staticmethod
     def _prepare(
@@ -192,14 +177,10 @@ class Stage1Recipe(Recipe):
     ) -> PreparedSplit:
         """Tokenises ``split`` and keeps what fits batches of ``max_num_frames``
         (the budget its reader uses)."""
-        config = context.get_config_as(Stage1Config)
-        mode = config.target_llm.transcript_normalization
         try:
             prepared = dataset.prepare(
                 split,
-                encode=lambda text: target_llm.encode(
-                    normalize_transcript(text, mode)
-                ).tolist(),
+                encode=lambda text: target_llm.encode(text).tolist(),
                 projector=projector.config,
                 max_num_frames=max_num_frames,
                 untrainable_policy=ds.untrainable_policy,
@@ -215,6 +196,40 @@ class Stage1Recipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return Stage1Config
+
+
+def load_target_llm(
+    section: TranscriptTargetsSection, card_name: str
+) -> TargetLLMEmbeddings:
+    """Stage 1's MSE targets: ``card_name``'s tokenizer and table (read from
+    its checkpoint) with the section's pad token and transcript policy."""
+    try:
+        return load_target_llm_embeddings(
+            card_name,
+            pad_token=section.pad_token,
+            add_bos=section.add_bos,
+            add_eos=section.add_eos,
+            normalization=section.transcript_normalization,
+        )
+    except ValueError as ex:
+        raise RecipeError(str(ex)) from None
+
+
+def load_target_tokens(
+    section: TranscriptTargetsSection, card_name: str
+) -> TargetTokens:
+    """Stage 2's MSE targets before its LLM (and table) is loaded: the same
+    pad token and transcript policy as :func:`load_target_llm`."""
+    try:
+        return resolve_target_tokens(
+            card_name,
+            pad_token=section.pad_token,
+            add_bos=section.add_bos,
+            add_eos=section.add_eos,
+            normalization=section.transcript_normalization,
+        )
+    except ValueError as ex:
+        raise RecipeError(str(ex)) from None
 
 
 def get_projector(context: RecipeContext) -> AnyProjector:
@@ -234,7 +249,7 @@ def check_ctc_vocabulary(
     config = projector.config
     if not isinstance(config, AdapterConfig) or config.kind != "ctc_compression":
         return
-    vocab_size = int(target_llm.embeddings.size(0))
+    vocab_size = target_llm.num_embeddings
     if config.ctc_vocab_size != vocab_size:
         raise ValueError(
             f"The `ctc_compression` adapter predicts {config.ctc_vocab_size} CTC tokens, but the vocabulary of {target_llm.card_name} has {vocab_size}; set `model.config_overrides.ctc_vocab_size: {vocab_size}`."

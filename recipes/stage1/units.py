@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import final
+from typing import Protocol, TypeVar
 
 import torch
 from fairseq2.metrics import Mean, MetricBag, Sum
@@ -13,10 +13,11 @@ from fairseq2.recipe.evaluator import EvalUnit
 from fairseq2.recipe.trainer import TrainUnit
 from torch import Tensor
 from torch.nn import Module
-from torch.nn.functional import embedding
-from typing_extensions import override
+from typing_extensions import Self, final, override
 
+from speechmapper_plugin.data.usability import finite_rows
 from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
+from speechmapper_plugin.llm import TargetLLMEmbeddings
 from speechmapper_plugin.losses import (
     CTCLoss,
     EmbeddingMSELoss,
@@ -24,8 +25,8 @@ from speechmapper_plugin.losses import (
     cif_quantity_loss,
     ctc_head_loss,
     embedding_ctc_loss,
-    embedding_mse_loss,
     position_masks,
+    transcript_mse_loss,
 )
 from speechmapper_plugin.metrics import (
     drop_pad_ids,
@@ -36,32 +37,36 @@ from speechmapper_plugin.metrics import (
 from speechmapper_plugin.models.adapters import AdapterAux, AlignmentTargets
 
 
-@dataclass
-class EmbeddingTargets:
-    """The target LLM's side of stage 1, on the training device."""
+class _RowBatch(Protocol):
+    """A batch of feature rows that can be narrowed to some of its rows."""
 
-    table: Tensor
-    """``[V, D]`` the token-embedding table."""
+    features: Tensor
 
-    pad_idx: int
-
-    def embed(self, token_ids: Tensor) -> Tensor:
-        return embedding(token_ids, self.table)
-
-    @property
-    def pad_embedding(self) -> Tensor:
-        return self.table[self.pad_idx]
+    def select(self, rows: Tensor) -> Self: ...
 
 
-def drop_non_finite_rows(batch: SpeechFeaturesBatch) -> tuple[SpeechFeaturesBatch, int]:
-    """Removes rows whose features hold NaN or inf; returns how many."""
-    finite = torch.isfinite(batch.features).flatten(1).all(dim=1)
+BatchT = TypeVar("BatchT", bound=_RowBatch)
+
+
+def drop_non_finite_rows(batch: BatchT) -> tuple[BatchT, int]:
+    """Removes rows whose features hold NaN or inf; returns how many.
+
+    Both stages' units call it and count the rows as ``num_skipped_non_finite``.
+    """
+    finite = finite_rows(batch.features)
     num_bad = int((~finite).sum())
     if num_bad == 0:
         return batch, 0
     return batch.select(finite), num_bad
 
 
+def graph_zero(model: Module) -> Tensor:
+    """A zero loss connected to every parameter: a rank whose batch is empty
+    still runs backward, keeping DDP's all-reduce in step."""
+    return torch.stack([p.sum() for p in model.parameters()]).sum() * 0.0
+
+
+@final
 @dataclass(frozen=True)
 class Stage1Objective:
     """The terms of stage 1's loss and their weights."""
@@ -85,6 +90,7 @@ class Stage1Objective:
     """The CTC loss of the ``ctc_compression`` adapter's head."""
 
 
+@final
 @dataclass(frozen=True)
 class Stage1Terms:
     total: Tensor
@@ -96,7 +102,7 @@ class Stage1Terms:
 def project_and_score(
     model: Module,
     batch: SpeechFeaturesBatch,
-    targets: EmbeddingTargets,
+    targets: TargetLLMEmbeddings,
     objective: Stage1Objective,
 ) -> tuple[Tensor, BatchLayout, Stage1Terms]:
     features = batch.features.to(torch.float32)
@@ -116,12 +122,12 @@ def project_and_score(
 
     out_lens = out_layout.seq_lens_pt.to(outputs.device)
 
-    mse = embedding_mse_loss(
+    mse = transcript_mse_loss(
         outputs,
         out_lens,
-        targets.embed(batch.target_ids),
+        batch.target_ids,
         batch.target_lens,
-        targets.pad_embedding,
+        targets,
         # One output per token: only word positions, at full weight.
         alpha=10.0 if objective.per_token else objective.alpha,
     )
@@ -203,7 +209,7 @@ class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
     def __init__(
         self,
         model: Module,
-        targets: EmbeddingTargets,
+        targets: TargetLLMEmbeddings,
         alpha: float,
         *,
         objective: Stage1Objective | None = None,
@@ -224,10 +230,8 @@ class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
         batch, num_bad = drop_non_finite_rows(batch)
 
         if batch.batch_size == 0:
-            # Keep every rank's backward pass (and DDP's all-reduce) in step.
-            zero = torch.stack([p.sum() for p in self._model.parameters()]).sum() * 0.0
             metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
-            return zero, None
+            return graph_zero(self._model), None
 
         _, _, terms = project_and_score(
             self._model, batch, self._targets, self._objective
@@ -241,15 +245,15 @@ class Stage1TrainUnit(TrainUnit[SpeechFeaturesBatch]):
 
 @final
 class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
-    """Reports, per validation split: L1, MSE_word, MSE_pad, the mean cosine
-    similarity on word positions and the embedding-space WER."""
+    """Reports, per validation split: the stage-1 loss (``loss``), MSE_word,
+    MSE_pad, the mean cosine similarity on word positions and the
+    embedding-space WER (hypotheses decoded with the targets' tokenizer)."""
 
     def __init__(
         self,
         model: Module,
-        targets: EmbeddingTargets,
+        targets: TargetLLMEmbeddings,
         alpha: float,
-        decode: Callable[[list[int]], str],
         name: str,
         *,
         objective: Stage1Objective | None = None,
@@ -257,7 +261,6 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
         self._model = model
         self._targets = targets
         self._objective = objective or Stage1Objective(alpha=alpha)
-        self._decode = decode
         self._name = name
 
     @property
@@ -318,7 +321,9 @@ class Stage1ValidUnit(EvalUnit[SpeechFeaturesBatch]):
             pad_idx=self._targets.pad_idx,
         )
         hypotheses = [
-            self._decode(drop_pad_ids(ids[i], int(out_lens[i]), self._targets.pad_idx))
+            self._targets.decode(
+                drop_pad_ids(ids[i], int(out_lens[i]), self._targets.pad_idx)
+            )
             for i in range(batch.batch_size)
         ]
         errors, words = word_errors(batch.transcripts, hypotheses)

@@ -22,18 +22,18 @@ from fairseq2.recipe.config import (
 from fairseq2.utils.validation import ValidationResult
 
 from recipes.common import SpeechDatasetSection
+from recipes.stage1.config import TranscriptTargetsSection
 from speechmapper_plugin.datasets.instructions import INSTRUCTION_DATASET
 from speechmapper_plugin.losses import check_alpha, check_sigma
 
 
 @dataclass(kw_only=True)
-class PromptSection:
+class SystemPromptSection:
+    """The system turn of stage 2's chat prompts (the instructions come with
+    the examples); not the generate recipe's ``InstructionPromptSection``."""
+
     system_prompt: str | None = None
     """An optional system turn in every prompt."""
-
-    pad_token: str | None = None
-    """The pad token of the MSE targets (default: the LLM card's
-    ``speechmapper_pad_token``, as in stage 1)."""
 
 
 @dataclass(kw_only=True)
@@ -46,11 +46,11 @@ class Stage2DatasetSection(SpeechDatasetSection):
 @dataclass(kw_only=True)
 class Stage2LossSection:
     sigma: float = 0.9
-    """``L2 = (1−σ)·CE + σ·MSE``: 0.9 keeps the projector task-agnostic (the
+    """``L_stage2 = (1−σ)·CE + σ·MSE``: 0.9 keeps the projector task-agnostic (the
     paper's regime for unseen tasks); 0.5 is the task-specific default."""
 
     alpha: float = 9.0
-    """The word-to-pad ratio of the MSE term (as in stage 1)."""
+    """The word-to-pad ratio of the MSE term (the stage-1 loss's α)."""
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()
@@ -77,7 +77,15 @@ class Stage2Config:
     )
     """The frozen LLM (never trained, never checkpointed)."""
 
-    prompt: PromptSection = field(default_factory=PromptSection)
+    prompt: SystemPromptSection = field(default_factory=SystemPromptSection)
+
+    target_llm: TranscriptTargetsSection = field(
+        default_factory=TranscriptTargetsSection
+    )
+    """The MSE targets: pad token and transcript policy (normalisation,
+    BOS/EOS). Give the values of the stage-1 run's ``target_llm`` section (its
+    ``name`` is ``llm.name`` here), so that the MSE term regresses onto the
+    targets the projector learned."""
 
     dataset: Stage2DatasetSection = field(
         default_factory=lambda: Stage2DatasetSection(family=INSTRUCTION_DATASET)

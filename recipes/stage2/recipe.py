@@ -8,9 +8,6 @@ the checkpoints hold the projector only.
 
 from __future__ import annotations
 
-from typing import final
-
-from fairseq2.data.tokenizers import load_tokenizer
 from fairseq2.logging import log
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.recipe.base import Recipe, RecipeContext
@@ -19,10 +16,10 @@ from fairseq2.recipe.error import RecipeError
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 from torch import Tensor
-from typing_extensions import override
+from typing_extensions import final, override
 
 from recipes.common import log_skip_report, record_target_llm, shard_frozen_llm
-from recipes.stage1.recipe import get_projector
+from recipes.stage1.recipe import get_projector, load_target_tokens
 from recipes.stage2.config import Stage2Config
 from recipes.stage2.units import Stage2Objective, Stage2TrainUnit, Stage2ValidUnit
 from speechmapper_plugin.datasets.instructions import (
@@ -33,8 +30,6 @@ from speechmapper_plugin.llm import (
     chat_template_for_card,
     read_llm_embed_dim,
     read_llm_max_seq_len,
-    resolve_pad_token,
-    retrieve_llm_card,
 )
 from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
 
@@ -59,7 +54,7 @@ class Stage2Recipe(Recipe):
 
         # Everything that can be wrong is checked before the LLM is loaded: the
         # target LLM of the projector, the widths, the template, the pad token
-        # and every example of every split.
+        # (and BOS/EOS) of the MSE targets, and every example of every split.
         record_target_llm(context, projector, llm_card)
 
         try:
@@ -70,27 +65,24 @@ class Stage2Recipe(Recipe):
                 llm_card,
             )
             template = chat_template_for_card(llm_card)
-            tokenizer = load_tokenizer(llm_card)
-            _, pad_idx = resolve_pad_token(
-                retrieve_llm_card(llm_card), tokenizer, config.prompt.pad_token
-            )
             max_seq_len = read_llm_max_seq_len(llm_card)
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
+
+        # The transcripts become MSE target ids exactly as in stage 1.
+        tokens = load_target_tokens(config.target_llm, llm_card)
 
         dataset = context.get_dataset_as(InstructionDataset)
 
         ds = config.dataset
 
-        transcript_encoder = tokenizer.create_raw_encoder()
-
         def prepare(split: str) -> PreparedInstructions:
             try:
                 prepared = dataset.prepare(
                     split,
-                    tokenizer=tokenizer,
+                    tokenizer=tokens.tokenizer,
                     template=template,
-                    encode_transcript=lambda text: transcript_encoder(text).tolist(),
+                    encode_transcript=lambda text: tokens.encode(text).tolist(),
                     projector=projector.config,
                     max_seq_len=max_seq_len,
                     max_num_frames=ds.max_num_frames if ds.batch_size is None else None,
@@ -121,12 +113,16 @@ class Stage2Recipe(Recipe):
             table = table.clone()
             llm = shard_frozen_llm(context, llm, config.trainer)  # type: ignore[assignment]
 
+        try:
+            targets = tokens.with_table(table)
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
+
         def objective(*, compute_all: bool) -> Stage2Objective:
             return Stage2Objective(
                 context.get_data_parallel_model(),
                 llm,
-                table,
-                pad_idx,
+                targets,
                 config.loss.sigma,
                 config.loss.alpha,
                 compute_all=compute_all,

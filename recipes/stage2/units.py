@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import final
-
 import torch
 from fairseq2.metrics import Mean, MetricBag, Sum
 from fairseq2.models.transformer_lm import TransformerLM
@@ -11,31 +9,35 @@ from fairseq2.recipe.evaluator import EvalUnit
 from fairseq2.recipe.trainer import TrainUnit
 from torch import Tensor
 from torch.nn import Module
-from typing_extensions import override
+from typing_extensions import final, override
 
+from recipes.stage1.units import drop_non_finite_rows, graph_zero
 from speechmapper_plugin.datasets.instructions import InstructionBatch
-from speechmapper_plugin.speech_llm.stage2_loss import Stage2Loss, stage2_loss
+from speechmapper_plugin.llm import TargetLLMEmbeddings
+from speechmapper_plugin.losses import Stage2Loss, stage2_loss
 
 
+@final
 class Stage2Objective:
-    """``(1−σ)·CE + σ·MSE`` of the projector + frozen LLM on a batch."""
+    """``(1−σ)·CE + σ·MSE`` of the projector + frozen LLM on a batch (see
+    :mod:`speechmapper_plugin.losses.stage2`)."""
 
     def __init__(
         self,
         projector: Module,
         llm: TransformerLM,
-        embedding_table: Tensor,
-        pad_idx: int,
+        targets: TargetLLMEmbeddings,
         sigma: float,
         alpha: float,
         *,
         compute_all: bool = False,
     ) -> None:
+        """:param targets: the MSE targets, built with stage 1's transcript
+        policy; the batches' transcript ids come from its ``encode``."""
         self.projector = projector
         self.compute_all = compute_all
         self.llm = llm
-        self.embedding_table = embedding_table
-        self.pad_idx = pad_idx
+        self.targets = targets
         self.sigma = sigma
         self.alpha = alpha
 
@@ -49,8 +51,7 @@ class Stage2Objective:
             batch.suffix_ids,
             batch.response_ids,
             batch.transcript_ids,
-            embedding_table=self.embedding_table,
-            pad_idx=self.pad_idx,
+            targets=self.targets,
             sigma=self.sigma,
             alpha=self.alpha,
             compute_all=self.compute_all,
@@ -65,6 +66,7 @@ def add_metrics(metric_bag: MetricBag) -> None:
     metric_bag.add("num_examples", Sum())
     metric_bag.add("num_response_tokens", Sum())
     metric_bag.add("num_mse_examples", Sum())
+    metric_bag.add("num_skipped_non_finite", Sum())
 
 
 @torch.inference_mode()
@@ -102,6 +104,12 @@ class Stage2TrainUnit(TrainUnit[InstructionBatch]):
     def process_batch(
         self, batch: InstructionBatch, metric_bag: MetricBag
     ) -> tuple[Tensor, int | None]:
+        batch, num_bad = drop_non_finite_rows(batch)
+        metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
+
+        if batch.batch_size == 0:
+            return graph_zero(self._objective.projector), None
+
         loss = self._objective(batch)
         update_metrics(metric_bag, batch, loss)
         # A mean over the batch; the trainer averages accumulated batches.
@@ -128,4 +136,8 @@ class Stage2ValidUnit(EvalUnit[InstructionBatch]):
     @override
     @torch.inference_mode()
     def process_batch(self, batch: InstructionBatch, metric_bag: MetricBag) -> None:
-        update_metrics(metric_bag, batch, self._objective(batch))
+        batch, num_bad = drop_non_finite_rows(batch)
+        metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
+
+        if batch.batch_size > 0:
+            update_metrics(metric_bag, batch, self._objective(batch))

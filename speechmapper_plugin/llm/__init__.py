@@ -56,6 +56,7 @@ from speechmapper_plugin.llm.target_embeddings import (
 from speechmapper_plugin.llm.target_embeddings import (
     TargetLLMEmbeddings as TargetLLMEmbeddings,
 )
+from speechmapper_plugin.llm.target_embeddings import TargetTokens as TargetTokens
 from speechmapper_plugin.llm.target_embeddings import (
     load_target_llm_embeddings as load_target_llm_embeddings,
 )
@@ -64,6 +65,9 @@ from speechmapper_plugin.llm.target_embeddings import (
 )
 from speechmapper_plugin.llm.target_embeddings import (
     resolve_pad_token as resolve_pad_token,
+)
+from speechmapper_plugin.llm.target_embeddings import (
+    resolve_target_tokens as resolve_target_tokens,
 )
 from speechmapper_plugin.llm.token_embeddings import EMBEDDING_KEYS as EMBEDDING_KEYS
 from speechmapper_plugin.llm.token_embeddings import (

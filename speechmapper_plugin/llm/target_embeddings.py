@@ -1,16 +1,20 @@
-"""The frozen target LLM as stage 1 sees it: tokenizer + token-embedding table.
+"""The MSE targets of both training stages: tokenizer + token-embedding table.
 
 Stage 1 regresses the projector output onto the LLM's token embeddings of the
-transcript, padded with the pad token's embedding; it never runs (or builds)
-the LLM decoder. :func:`load_target_llm_embeddings` loads exactly what that
-needs from a target-LLM card and checks, before reading the table, that the
-tokenizer, the pad token and the checkpoint belong together.
+transcript, padded with the pad token's embedding; stage 2 keeps that term
+(weighted by σ). :class:`TargetLLMEmbeddings` is the one type both stages use
+for it: the table, the pad token, and the transcript-tokenisation policy
+(normalisation, BOS, EOS), so that a transcript becomes the same target ids in
+both. :func:`load_target_llm_embeddings` loads exactly what that needs from a
+target-LLM card (stage 1 never builds the LLM decoder) and checks, before
+reading the table, that the tokenizer, the pad token and the checkpoint belong
+together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import Final, final
 
 import torch
 from fairseq2.assets import AssetCard
@@ -24,16 +28,17 @@ from speechmapper_plugin.llm.cards import (
     read_pad_token,
     retrieve_llm_card,
 )
-from speechmapper_plugin.llm.token_embeddings import (
-    TokenEmbeddingSource,
-    locate_token_embeddings,
-)
+from speechmapper_plugin.llm.token_embeddings import locate_token_embeddings
 from speechmapper_plugin.llm.tokens import (
     UnknownTokenError,
     create_text_decoder,
     id_to_token,
     max_token_id,
     token_to_id,
+)
+from speechmapper_plugin.llm.transcripts import (
+    TranscriptNormalization,
+    normalize_transcript,
 )
 from speechmapper_plugin.metrics.embedding_space import row_norm_ratio
 from speechmapper_plugin.models.card_config import maybe_model_config_of
@@ -43,12 +48,13 @@ PAD_NORM_WARN_RATIO: Final = 0.1
 norm: the row is then likely untrained (Llama 3's reserved tokens)."""
 
 
-class TargetLLMEmbeddings:
-    """A target LLM's tokenizer and token-embedding table ``[V, D]``.
+class TargetTokens:
+    """The transcript side of the MSE targets: which ids a transcript becomes
+    (normalisation, tokenisation, BOS/EOS) and which token pads them.
 
-    ``encode`` gives the transcript ids whose embeddings are the stage-1 targets;
-    ``decode`` turns ids back into text (special tokens dropped) for the
-    embedding-space WER.
+    Everything of :class:`TargetLLMEmbeddings` but the table, so that stage 2
+    can tokenise its transcripts before it loads the LLM whose table it then
+    uses (:meth:`with_table`).
     """
 
     def __init__(
@@ -56,61 +62,31 @@ class TargetLLMEmbeddings:
         *,
         card_name: str,
         tokenizer: Tokenizer,
-        table: Tensor,
         pad_idx: int,
         pad_token: str,
         bos_idx: int | None = None,
         eos_idx: int | None = None,
+        normalization: TranscriptNormalization = "as_given",
     ) -> None:
         """:param bos_idx: prepended by :meth:`encode` when not ``None``.
-        :param eos_idx: appended by :meth:`encode` when not ``None``."""
-        if table.ndim != 2:
-            raise ValueError(
-                f"`table` must be [vocab, dim], but has shape {list(table.shape)}."
-            )
-
-        for name, idx in (
-            ("pad_idx", pad_idx),
-            ("bos_idx", bos_idx),
-            ("eos_idx", eos_idx),
-        ):
-            if idx is not None and not 0 <= idx < table.size(0):
-                raise ValueError(
-                    f"`{name}` ({idx}) is outside the embedding table of {card_name} ({table.size(0)} rows)."
-                )
-
+        :param eos_idx: appended by :meth:`encode` when not ``None``.
+        :param normalization: how :meth:`encode` writes the text first."""
         self.card_name = card_name
         self.tokenizer = tokenizer
-        self.table = table
         self.pad_idx = pad_idx
         self.pad_token = pad_token
         self.bos_idx = bos_idx
         self.eos_idx = eos_idx
+        self.normalization: TranscriptNormalization = normalization
 
         self._encoder = tokenizer.create_raw_encoder()
         self._decoder = create_text_decoder(tokenizer)
 
-    @property
-    def embeddings(self) -> Tensor:
-        """The embedding table ``[V, D]`` (the same tensor as :attr:`table`)."""
-        return self.table
-
-    @property
-    def num_embeddings(self) -> int:
-        return self.table.size(0)
-
-    @property
-    def embed_dim(self) -> int:
-        return self.table.size(1)
-
-    @property
-    def pad_embedding(self) -> Tensor:
-        """``[D]``: what stage-1 targets are padded with."""
-        return self.table[self.pad_idx]
-
     def encode(self, text: str) -> Tensor:
-        """The transcript's token ids (int64), with BOS/EOS only if configured."""
-        ids = self._encoder(text)
+        """The transcript's target ids (int64): the text normalised as
+        configured, tokenised without special tokens, then BOS/EOS only if
+        configured. Both stages build their MSE targets from these ids."""
+        ids = self._encoder(normalize_transcript(text, self.normalization))
 
         parts = [ids]
         if self.bos_idx is not None:
@@ -127,6 +103,104 @@ class TargetLLMEmbeddings:
 
         return self._decoder(ids.detach().to("cpu", torch.int64))
 
+    def with_table(self, table: Tensor) -> TargetLLMEmbeddings:
+        """These tokens with an embedding table already in memory (stage 2:
+        the loaded LLM's own), checked as :func:`load_target_llm_embeddings`
+        checks the one it reads."""
+        if table.ndim != 2:
+            raise ValueError(
+                f"`table` must be [vocab, dim], but has shape {list(table.shape)}."
+            )
+
+        card = retrieve_llm_card(self.card_name)
+        where = f"the loaded {card.name} model"
+        _check_tokenizer_fits(card, self.tokenizer, table.size(0), where)
+        _check_model_config(card, tuple(table.shape), where)
+
+        report_pad_row(card.name, table, self.pad_token, self.pad_idx)
+
+        return self._attach(table)
+
+    def _attach(self, table: Tensor) -> TargetLLMEmbeddings:
+        return TargetLLMEmbeddings(
+            card_name=self.card_name,
+            tokenizer=self.tokenizer,
+            table=table,
+            pad_idx=self.pad_idx,
+            pad_token=self.pad_token,
+            bos_idx=self.bos_idx,
+            eos_idx=self.eos_idx,
+            normalization=self.normalization,
+        )
+
+
+@final
+class TargetLLMEmbeddings(TargetTokens):
+    """A target LLM's token-embedding table ``[V, D]`` with the transcript
+    policy of the MSE targets: the one type both stages build targets from.
+
+    ``encode`` gives the transcript ids whose embeddings are the MSE targets
+    (stage 1, and stage 2's MSE term); ``decode`` turns ids back into text
+    (special tokens dropped) for the embedding-space WER.
+    """
+
+    def __init__(
+        self,
+        *,
+        card_name: str,
+        tokenizer: Tokenizer,
+        table: Tensor,
+        pad_idx: int,
+        pad_token: str,
+        bos_idx: int | None = None,
+        eos_idx: int | None = None,
+        normalization: TranscriptNormalization = "as_given",
+    ) -> None:
+        if table.ndim != 2:
+            raise ValueError(
+                f"`table` must be [vocab, dim], but has shape {list(table.shape)}."
+            )
+
+        for name, idx in (
+            ("pad_idx", pad_idx),
+            ("bos_idx", bos_idx),
+            ("eos_idx", eos_idx),
+        ):
+            if idx is not None and not 0 <= idx < table.size(0):
+                raise ValueError(
+                    f"`{name}` ({idx}) is outside the embedding table of {card_name} ({table.size(0)} rows)."
+                )
+
+        super().__init__(
+            card_name=card_name,
+            tokenizer=tokenizer,
+            pad_idx=pad_idx,
+            pad_token=pad_token,
+            bos_idx=bos_idx,
+            eos_idx=eos_idx,
+            normalization=normalization,
+        )
+
+        self.table = table
+
+    @property
+    def embeddings(self) -> Tensor:
+        """The embedding table ``[V, D]`` (the same tensor as :attr:`table`)."""
+        return self.table
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.table.size(0)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.table.size(1)
+
+    @property
+    def pad_embedding(self) -> Tensor:
+        """``[D]``: what the MSE targets are padded with."""
+        return self.table[self.pad_idx]
+
     def embed(self, ids: Tensor) -> Tensor:
         """The embeddings of ``ids`` (any shape) from the table: ``[*, D]``."""
         return self.table[ids.to(self.table.device)]
@@ -135,40 +209,30 @@ class TargetLLMEmbeddings:
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> TargetLLMEmbeddings:
         """The same embeddings with the table on ``device`` / in ``dtype``."""
-        return TargetLLMEmbeddings(
-            card_name=self.card_name,
-            tokenizer=self.tokenizer,
-            table=self.table.to(device=device, dtype=dtype),
-            pad_idx=self.pad_idx,
-            pad_token=self.pad_token,
-            bos_idx=self.bos_idx,
-            eos_idx=self.eos_idx,
-        )
+        return self._attach(self.table.to(device=device, dtype=dtype))
 
     def __repr__(self) -> str:
         return f"TargetLLMEmbeddings(card_name={self.card_name!r}, table={list(self.table.shape)} {self.table.dtype}, pad_token={self.pad_token!r}, pad_idx={self.pad_idx})"
 
 
-def load_target_llm_embeddings(
+def resolve_target_tokens(
     card_name: str | AssetCard,
     *,
     pad_token: str | None = None,
     add_bos: bool = False,
     add_eos: bool = False,
-    dtype: torch.dtype | None = None,
-) -> TargetLLMEmbeddings:
-    """Load a target LLM's tokenizer and embedding table from its asset card.
+    normalization: TranscriptNormalization = "as_given",
+) -> TargetTokens:
+    """The target LLM's tokenizer with the transcript policy, without its table.
 
     :param pad_token: the token whose embedding pads the targets; defaults to the
         card's ``speechmapper_pad_token``, then to the tokenizer's pad token.
-    :param add_bos: make :meth:`TargetLLMEmbeddings.encode` prepend BOS.
-    :param add_eos: make :meth:`TargetLLMEmbeddings.encode` append EOS.
-    :param dtype: the table's dtype; ``None`` keeps the checkpoint's (bf16 for
-        Llama 3.1 / EuroLLM: ~1 GB).
-
-    Raises before reading the table if the pad token is unknown, if the
-    tokenizer can produce ids beyond the table, or if the table's shape
-    disagrees with the card's model configuration.
+    :param add_bos: make :meth:`TargetTokens.encode` prepend BOS.
+    :param add_eos: make :meth:`TargetTokens.encode` append EOS.
+    :param normalization: how :meth:`TargetTokens.encode` writes transcripts
+        (see :mod:`speechmapper_plugin.llm.transcripts`).
+    :raises TargetLLMCardError: if the pad token is unknown, or BOS/EOS is
+        asked for and the tokenizer has none.
     """
     card = retrieve_llm_card(card_name)
 
@@ -183,24 +247,58 @@ def load_target_llm_embeddings(
         _special_idx(card, "EOS", tokenizer.vocab_info.eos_idx) if add_eos else None
     )
 
-    source = locate_token_embeddings(card)
-
-    _check_tokenizer_fits(card, tokenizer, source)
-    _check_model_config(card, source)
-
-    table = source.read(dtype)
-
-    report_pad_row(card.name, table, pad_token, pad_idx)
-
-    return TargetLLMEmbeddings(
+    return TargetTokens(
         card_name=card.name,
         tokenizer=tokenizer,
-        table=table,
         pad_idx=pad_idx,
         pad_token=pad_token,
         bos_idx=bos_idx,
         eos_idx=eos_idx,
+        normalization=normalization,
     )
+
+
+def load_target_llm_embeddings(
+    card_name: str | AssetCard,
+    *,
+    pad_token: str | None = None,
+    add_bos: bool = False,
+    add_eos: bool = False,
+    normalization: TranscriptNormalization = "as_given",
+    dtype: torch.dtype | None = None,
+) -> TargetLLMEmbeddings:
+    """Load a target LLM's tokenizer and embedding table from its asset card.
+
+    The transcript options are those of :func:`resolve_target_tokens`.
+
+    :param dtype: the table's dtype; ``None`` keeps the checkpoint's (bf16 for
+        Llama 3.1 / EuroLLM: ~1 GB).
+
+    Raises before reading the table if the pad token is unknown, if the
+    tokenizer can produce ids beyond the table, or if the table's shape
+    disagrees with the card's model configuration.
+    """
+    card = retrieve_llm_card(card_name)
+
+    tokens = resolve_target_tokens(
+        card,
+        pad_token=pad_token,
+        add_bos=add_bos,
+        add_eos=add_eos,
+        normalization=normalization,
+    )
+
+    source = locate_token_embeddings(card)
+
+    where = str(source.file)
+    _check_tokenizer_fits(card, tokens.tokenizer, source.num_embeddings, where)
+    _check_model_config(card, source.shape, where)
+
+    table = source.read(dtype)
+
+    report_pad_row(card.name, table, tokens.pad_token, tokens.pad_idx)
+
+    return tokens._attach(table)
 
 
 def report_pad_row(
@@ -274,16 +372,16 @@ def _special_idx(card: AssetCard, what: str, idx: int | None) -> int:
 
 
 def _check_tokenizer_fits(
-    card: AssetCard, tokenizer: Tokenizer, source: TokenEmbeddingSource
+    card: AssetCard, tokenizer: Tokenizer, num_embeddings: int, where: str
 ) -> None:
     largest = max_token_id(tokenizer)
-    if largest >= source.num_embeddings:
+    if largest >= num_embeddings:
         raise TargetLLMCardError(
-            f"The tokenizer of {card.name} can produce token id {largest}, but the embedding table in {source.file} has only {source.num_embeddings} rows: the tokenizer and the checkpoint do not belong together."
+            f"The tokenizer of {card.name} can produce token id {largest}, but the embedding table in {where} has only {num_embeddings} rows: the tokenizer and the checkpoint do not belong together."
         )
 
 
-def _check_model_config(card: AssetCard, source: TokenEmbeddingSource) -> None:
+def _check_model_config(card: AssetCard, shape: tuple[int, ...], where: str) -> None:
     """The table must have the shape the card's model config promises (if any)."""
     config = maybe_model_config_of(card)
     if config is None:
@@ -293,10 +391,10 @@ def _check_model_config(card: AssetCard, source: TokenEmbeddingSource) -> None:
         "vocab_size": getattr(config, "vocab_size", None),
         "model_dim": getattr(config, "model_dim", None),
     }
-    actual = {"vocab_size": source.num_embeddings, "model_dim": source.embed_dim}
+    actual = {"vocab_size": shape[0], "model_dim": shape[1]}
 
     wrong = {k: v for k, v in expected.items() if v is not None and v != actual[k]}
     if wrong:
         raise TargetLLMCardError(
-            f"The embedding table in {source.file} is {list(source.shape)}, but the model config of the {card.name} asset card says {wrong}: the card and its checkpoint disagree."
+            f"The embedding table in {where} is {list(shape)}, but the model config of the {card.name} asset card says {wrong}: the card and its checkpoint disagree."
         )

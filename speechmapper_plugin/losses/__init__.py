@@ -18,8 +18,18 @@ from speechmapper_plugin.losses.embedding_mse import (
 )
 from speechmapper_plugin.losses.embedding_mse import position_masks as position_masks
 from speechmapper_plugin.losses.embedding_mse import trainable_rows as trainable_rows
+from speechmapper_plugin.losses.embedding_mse import (
+    transcript_mse_loss as transcript_mse_loss,
+)
 from speechmapper_plugin.losses.mixed import check_sigma as check_sigma
 from speechmapper_plugin.losses.mixed import mixed_ce_mse_loss as mixed_ce_mse_loss
+from speechmapper_plugin.losses.mixed import uses_ce as uses_ce
+from speechmapper_plugin.losses.mixed import uses_mse as uses_mse
 from speechmapper_plugin.losses.quantity import (
     cif_quantity_loss as cif_quantity_loss,
 )
+from speechmapper_plugin.losses.stage2 import Stage2Loss as Stage2Loss
+from speechmapper_plugin.losses.stage2 import (
+    response_cross_entropy as response_cross_entropy,
+)
+from speechmapper_plugin.losses.stage2 import stage2_loss as stage2_loss

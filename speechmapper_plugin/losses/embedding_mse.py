@@ -1,4 +1,9 @@
-"""Stage-1 loss: MSE between speech embeddings and the LLM's text embeddings.
+"""The stage-1 loss: MSE between speech embeddings and the LLM's text embeddings.
+
+It is also stage 2's MSE term (:mod:`speechmapper_plugin.losses.stage2`): both
+stages call :func:`transcript_mse_loss` with the same
+:class:`~speechmapper_plugin.llm.TargetLLMEmbeddings`, so a transcript has the
+same targets in both.
 
 The projector emits more positions than the transcript has tokens. The target is
 therefore the transcript's token embeddings followed by the pad token's
@@ -11,7 +16,7 @@ embedding repeated up to the projector's output length, and the error is split:
 Both are averaged over valid (unpadded) positions and embedding dims of the whole
 batch, and combined as in the paper's Eq. 1 with the word-to-pad ratio α:
 
-    L1 = (α · MSE_word + (10 − α) · MSE_pad) / 10,   α ∈ [1, 10]
+    L_stage1 = (α · MSE_word + (10 − α) · MSE_pad) / 10,   α ∈ [1, 10]
 
 α = 10 ignores the pad positions entirely.
 """
@@ -19,9 +24,13 @@ batch, and combined as in the paper's Eq. 1 with the word-to-pad ratio α:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from speechmapper_plugin.llm.target_embeddings import TargetLLMEmbeddings
 
 
 @dataclass(frozen=True)
@@ -29,7 +38,7 @@ class EmbeddingMSELoss:
     """The stage-1 loss and the parts recipes log."""
 
     total: Tensor
-    """L1, a scalar."""
+    """``L_stage1``, a scalar."""
 
     mse_word: Tensor
     """Mean squared error over word positions (transcript + first pad)."""
@@ -167,4 +176,31 @@ def embedding_mse_loss(
         mse_pad=mse_pad,
         num_word_positions=num_word,
         num_pad_positions=num_pad,
+    )
+
+
+def transcript_mse_loss(
+    outputs: Tensor,
+    output_lens: Tensor,
+    target_ids: Tensor,
+    target_lens: Tensor,
+    targets: TargetLLMEmbeddings,
+    *,
+    alpha: float = 9.0,
+) -> EmbeddingMSELoss:
+    """The stage-1 loss of ``outputs`` against the embeddings of transcript ids
+    (from :meth:`TargetLLMEmbeddings.encode`), padded with ``targets``' pad row.
+
+    The one entry point of both stages' MSE (see the module docstring).
+
+    :param target_ids: ``[B, S]`` ids, right-padded with any valid id;
+        positions at or beyond ``target_lens`` are ignored.
+    """
+    return embedding_mse_loss(
+        outputs,
+        output_lens,
+        targets.embed(target_ids).to(outputs.device),
+        target_lens.to(outputs.device),
+        targets.pad_embedding.to(outputs.device),
+        alpha=alpha,
     )

@@ -58,8 +58,8 @@ from speechmapper_plugin.llm.speech_prompt import (
 )
 from speechmapper_plugin.llm.target_embeddings import resolve_pad_token
 from speechmapper_plugin.llm.tokens import create_text_decoder
+from speechmapper_plugin.losses.stage2 import response_cross_entropy
 from speechmapper_plugin.speech_llm.assemble import AssembledInputs, assemble_inputs
-from speechmapper_plugin.speech_llm.stage2_loss import response_cross_entropy
 from speechmapper_plugin.tiny_assets.llama import TinyLlamaDims
 from speechmapper_plugin.tiny_assets.llama3_llm import TinyLLM, write_tiny_llama3
 from speechmapper_plugin.tiny_assets.sentences import INSTRUCTION_SENTENCES

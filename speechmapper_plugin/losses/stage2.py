@@ -1,8 +1,24 @@
 """The stage-2 objective on one batch: CE through the frozen LLM on the
-response tokens, MSE of the speech embeddings against the transcript.
+response tokens, and the stage-1 loss of the speech embeddings against the
+transcript, mixed as ``L_stage2 = (1 − σ) · CE + σ · MSE``
+(:func:`~speechmapper_plugin.losses.mixed_ce_mse_loss`, which also decides
+what the σ endpoints skip: the LLM forward at σ = 1, the MSE at σ = 0).
 
-``L2 = (1 − σ) · CE + σ · MSE``. At σ = 1 the LLM is not run at all (only MSE
-trains); at σ = 0 the MSE is not computed.
+The MSE term is :func:`~speechmapper_plugin.losses.transcript_mse_loss`, the
+stage-1 loss itself, with a
+:class:`~speechmapper_plugin.llm.TargetLLMEmbeddings` built with the stage-1
+transcript policy: a transcript has the same targets in both stages.
+
+How rows and batches without a transcript are weighted (instruction rows such
+as spoken QA may have none):
+
+- CE is the mean over all response tokens of the batch, transcript or not;
+- MSE is the stage-1 loss over the rows that have a transcript that fits the
+  speech embeddings (mean over their positions), with weight σ whatever
+  fraction of the batch they are;
+- a batch with no such row trains with ``(1 − σ) · CE`` alone: the CE weight
+  is the same in every batch, never renormalised to 1; at σ = 1 such a batch
+  has a zero loss (which keeps the graph for DDP).
 """
 
 from __future__ import annotations
@@ -10,23 +26,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.nn import BatchLayout
+from fairseq2.nn.utils.padding import pad_seqs
 from torch import Tensor
 from torch.nn import Module
-from torch.nn.functional import cross_entropy, embedding
+from torch.nn.functional import cross_entropy
 
-from speechmapper_plugin.datasets.batching import pad_sequences
-from speechmapper_plugin.generation import embed_token_ids
-from speechmapper_plugin.losses import (
+from speechmapper_plugin.generation.embeddings import embed_token_ids
+from speechmapper_plugin.losses.embedding_mse import (
     EmbeddingMSELoss,
-    check_sigma,
-    embedding_mse_loss,
-    mixed_ce_mse_loss,
+    transcript_mse_loss,
 )
+from speechmapper_plugin.losses.mixed import mixed_ce_mse_loss, uses_ce, uses_mse
 from speechmapper_plugin.speech_llm.assemble import assemble_inputs
+
+if TYPE_CHECKING:
+    from speechmapper_plugin.llm.target_embeddings import TargetLLMEmbeddings
 
 
 @dataclass
@@ -78,8 +97,7 @@ def stage2_loss(
     response_ids: Sequence[Sequence[int]],
     transcript_ids: Sequence[Sequence[int] | None],
     *,
-    embedding_table: Tensor,
-    pad_idx: int,
+    targets: TargetLLMEmbeddings,
     sigma: float,
     alpha: float,
     compute_all: bool = False,
@@ -87,19 +105,19 @@ def stage2_loss(
     """
     :param projector: the projector (possibly DDP-wrapped); ``features`` are
         pre-averaged, as in a feature store.
-    :param embedding_table: the LLM's token embeddings (MSE targets).
+    :param transcript_ids: per row, the ids of
+        :meth:`TargetLLMEmbeddings.encode` of its transcript, or ``None``.
+    :param targets: the MSE targets (table, pad row), as in stage 1.
     :param compute_all: compute both terms even at an endpoint σ (for
         validation metrics); the total still leaves the other term out.
     """
-    check_sigma(sigma)
-
     layout = BatchLayout.of(features, feature_lens.tolist())
     speech, speech_layout = projector(features.float(), layout, pre_averaged=True)
     speech_lens = speech_layout.seq_lens
 
     ce: Tensor | None = None
     num_tokens = 0
-    if sigma < 1.0 or compute_all:
+    if uses_ce(sigma) or compute_all:
         ce, num_tokens = response_cross_entropy(
             llm, speech, speech_lens, prefix_ids, suffix_ids, response_ids
         )
@@ -109,30 +127,29 @@ def stage2_loss(
     # datasets leave such rows out for fixed-rate projectors; a
     # variable-length adapter (CIF, CTC compression) decides its length here.
     rows = [i for i, t in enumerate(transcript_ids) if t and len(t) <= speech_lens[i]]
-    if (sigma > 0.0 or compute_all) and rows:
-        transcripts = [torch.tensor(transcript_ids[i], dtype=torch.int64) for i in rows]
-        ids, lens = pad_sequences(transcripts)
-        ids, lens = ids.to(speech.device), lens.to(speech.device)
-        index = torch.tensor(rows, device=speech.device)
-        mse = embedding_mse_loss(
+    if (uses_mse(sigma) or compute_all) and rows:
+        device = speech.device
+        ids, ids_layout = pad_seqs(
+            [torch.tensor(transcript_ids[i], dtype=torch.int64) for i in rows],
+            device=device,
+        )
+        index = torch.tensor(rows, device=device)
+        mse = transcript_mse_loss(
             speech[index],
-            speech_layout.seq_lens_pt.to(speech.device)[index],
-            embedding(ids, embedding_table),
-            lens,
-            embedding_table[pad_idx],
+            speech_layout.seq_lens_pt.to(device)[index],
+            ids,
+            ids_layout.seq_lens_pt.to(device),
+            targets,
             alpha=alpha,
         )
 
-    if sigma == 1.0 and mse is None:
-        # σ = 1 and no transcript in the batch: nothing to learn from it, but
-        # keep the graph (DDP expects every rank to run backward).
-        total = speech.sum() * 0.0
-    elif sigma == 1.0:
-        assert mse is not None
-        total = mse.total
-    else:
-        assert ce is not None
-        total = mixed_ce_mse_loss(ce, None if mse is None else mse.total, sigma=sigma)
+    total = mixed_ce_mse_loss(
+        ce,
+        None if mse is None else mse.total,
+        sigma=sigma,
+        # Nothing to learn from the batch, but every rank runs backward.
+        empty=speech.sum() * 0.0,
+    )
 
     return Stage2Loss(
         total=total,
