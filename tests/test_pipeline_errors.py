@@ -18,6 +18,12 @@ from fairseq2.models import load_model
 from fairseq2.utils.validation import ValidationError
 
 from speechmapper_plugin.data.instructions import InstructionFormatError
+from speechmapper_plugin.data.reasons import (
+    NON_FINITE_FEATURES,
+    TOO_LONG_FOR_LLM,
+    TOO_SHORT_AUDIO,
+)
+from speechmapper_plugin.data.usability import Unusable
 from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.models.speechmapper import (
     SpeechMapperConfig,
@@ -26,6 +32,7 @@ from speechmapper_plugin.models.speechmapper import (
 from speechmapper_plugin.speech_llm import (
     AudioInputError,
     IncompatibleComponentsError,
+    PipelineResult,
     SpeechMapperPipeline,
     SpeechTooLongError,
     SpeechTooShortError,
@@ -160,6 +167,86 @@ def test_sample_rate_is_for_arrays_only(
 ) -> None:
     with pytest.raises(AudioInputError, match="applies to waveform arrays only"):
         pipeline.transcribe(good_wav, sample_rate=8_000)
+
+
+def count_checks(
+    pipeline: SpeechMapperPipeline, monkeypatch: pytest.MonkeyPatch
+) -> list[int]:
+    """The ``num_samples`` of every :meth:`usable_audio` call from now on."""
+    calls: list[int] = []
+    original = pipeline.usable_audio
+
+    def counted(num_samples: int, *args: object, **kwargs: object) -> object:
+        calls.append(num_samples)
+        return original(num_samples, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "usable_audio", counted)
+    return calls
+
+
+def test_every_input_is_checked_once(
+    pipeline: SpeechMapperPipeline, monkeypatch: pytest.MonkeyPatch, good_wav: Path
+) -> None:
+    calls = count_checks(pipeline, monkeypatch)
+    waveform = torch.from_numpy(tone(1.2))
+
+    pipeline.generate([good_wav, waveform], TRANSCRIBE, batch_size=1)
+
+    assert sorted(calls) == sorted([24_000, waveform.numel()])
+
+
+def test_run_waveforms_or_skip_generates_the_usable_ones(
+    pipeline: SpeechMapperPipeline,
+    forward_calls: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    good = torch.from_numpy(tone(1.5))
+    short = torch.from_numpy(tone(0.3))
+    long = torch.from_numpy(tone(40.0))
+    alone = pipeline.run_waveforms([good], [TRANSCRIBE])[0]
+    forward_calls.clear()
+    calls = count_checks(pipeline, monkeypatch)
+
+    outcomes = pipeline.run_waveforms_or_skip(
+        [short, good, long], [TRANSCRIBE] * 3, names=["s", "g", "l"]
+    )
+
+    assert sorted(calls) == sorted(w.numel() for w in (short, good, long))
+    assert forward_calls.count("sfm") == 1  # one batch, of the usable input
+    first, second, third = outcomes
+    assert isinstance(first, Unusable) and first.reason == TOO_SHORT_AUDIO
+    assert "0.300 s of audio gives no speech frames" in first.detail
+    assert isinstance(third, Unusable) and third.reason == TOO_LONG_FOR_LLM
+    assert "leaving no room to generate" in third.detail
+    assert isinstance(second, PipelineResult)
+    assert second.generation.tokens == alone.generation.tokens
+
+
+def test_run_features_or_skip_counts_non_finite_features(
+    pipeline: SpeechMapperPipeline,
+) -> None:
+    dim = pipeline.projector.config.input_dim
+    good = torch.randn(40, dim, generator=torch.Generator().manual_seed(0))
+    nan = good.clone()
+    nan[3, 1] = float("nan")
+    short = good[:2]
+
+    outcomes = pipeline.run_features_or_skip([nan, good, short], [TRANSCRIBE] * 3)
+
+    assert [o.reason if isinstance(o, Unusable) else "generated" for o in outcomes] == [
+        NON_FINITE_FEATURES,
+        "generated",
+        TOO_SHORT_AUDIO,
+    ]
+    expected = pipeline.run_features([good], [TRANSCRIBE])[0]
+    assert isinstance(outcomes[1], PipelineResult)
+    assert outcomes[1].generation.tokens == expected.generation.tokens
+
+    # The raising variant names the input and says what is wrong.
+    with pytest.raises(AudioInputError, match="^features 0: the features hold NaN"):
+        pipeline.run_features([nan, good], [TRANSCRIBE] * 2)
+    with pytest.raises(SpeechTooShortError, match="^features 1: 2 speech-encoder"):
+        pipeline.run_features([good, short], [TRANSCRIBE] * 2)
 
 
 # -- instructions ------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 from speechmapper_plugin.audio import (
@@ -32,6 +31,7 @@ from speechmapper_plugin.data.reasons import (
     UNDECODABLE_AUDIO,
     UNREADABLE_FILE,
 )
+from speechmapper_plugin.data.usability import audio_length_problem, is_finite
 
 LENGTH_TOLERANCE_S = 0.01
 """Declared lengths may differ from the decoded audio by this many seconds;
@@ -140,7 +140,7 @@ def load_row_audio(row: ManifestRow, *, min_num_samples: int) -> RowAudio | BadR
 
     try:
         waveform = to_mono(samples, channel_dim=1)
-        if not bool(torch.isfinite(waveform).all()):
+        if not is_finite(waveform):
             return BadRow(
                 row.line_no,
                 row.id,
@@ -151,13 +151,14 @@ def load_row_audio(row: ManifestRow, *, min_num_samples: int) -> RowAudio | BadR
     except AudioError as ex:
         return BadRow(row.line_no, row.id, INVALID_AUDIO, str(ex))
 
-    if waveform.numel() < min_num_samples:
-        return BadRow(
-            row.line_no,
-            row.id,
-            TOO_SHORT_AUDIO,
-            f"{waveform.numel()} samples at 16 kHz ({waveform.numel() / SAMPLE_RATE:.4f} s); the encoder needs at least {min_num_samples}",
-        )
+    too_short = audio_length_problem(
+        waveform.numel(),
+        min_num_samples,
+        gives="no speech-encoder frame",
+        needed_by="the speech encoder needs",
+    )
+    if too_short is not None:
+        return too_short.bad_row(row.line_no, row.id)
 
     return RowAudio(
         row=row,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from speechmapper_plugin.audio import SAMPLE_RATE
 from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.data.reasons import (
     EMPTY_TRANSCRIPT,
@@ -59,6 +60,23 @@ class Unusable:
     def bad_row(self, line_no: int, id: str | None) -> BadRow:
         """The row-level record of this problem (for ``skipped.tsv``/``errors.tsv``)."""
         return BadRow(line_no, id, self.reason, self.detail)
+
+
+def audio_length_problem(
+    num_samples: int, min_num_samples: int, *, gives: str, needed_by: str
+) -> Unusable | None:
+    """Whether ``num_samples`` of 16 kHz audio reach ``min_num_samples``.
+
+    :param gives: What too short audio gives, e.g. "no speech-encoder frame".
+    :param needed_by: Who needs ``min_num_samples``, e.g. "the speech encoder needs".
+    """
+    if num_samples >= min_num_samples:
+        return None
+
+    return Unusable(
+        TOO_SHORT_AUDIO,
+        f"{num_samples / SAMPLE_RATE:.3f} s of audio gives {gives}: {needed_by} at least {min_num_samples / SAMPLE_RATE:.3f} s ({min_num_samples} samples at 16 kHz)",
+    )
 
 
 def speech_positions(

@@ -14,6 +14,9 @@ from speechmapper_plugin.speech_llm.audio_inputs import (
 from speechmapper_plugin.speech_llm.audio_inputs import (
     SpeechTooShortError as SpeechTooShortError,
 )
+from speechmapper_plugin.speech_llm.audio_inputs import (
+    UnusableSpeechError as UnusableSpeechError,
+)
 from speechmapper_plugin.speech_llm.compatibility import (
     IncompatibleComponentsError as IncompatibleComponentsError,
 )

@@ -24,6 +24,8 @@ from speechmapper_plugin.audio import (
     load_audio,
     resample,
 )
+from speechmapper_plugin.data.reasons import TOO_SHORT_AUDIO
+from speechmapper_plugin.data.usability import Unusable, is_finite
 
 AudioInput: TypeAlias = (
     str | os.PathLike[str] | bytes | bytearray | memoryview | np.ndarray | Tensor
@@ -40,12 +42,29 @@ class AudioInputError(ValueError):
         self.reason = reason
 
 
-class SpeechTooShortError(AudioInputError):
+class UnusableSpeechError(AudioInputError):
+    """Speech that decodes but cannot be used: :attr:`problem` says why, with
+    a reason code, as :mod:`speechmapper_plugin.data.usability` found it."""
+
+    def __init__(self, where: str, problem: Unusable) -> None:
+        super().__init__(where, f"{problem.detail}.")
+        self.problem = problem
+
+
+class SpeechTooShortError(UnusableSpeechError):
     """The audio is too short to give the LLM a single speech embedding."""
 
 
-class SpeechTooLongError(AudioInputError):
+class SpeechTooLongError(UnusableSpeechError):
     """The audio is longer than the projector or the LLM can take."""
+
+
+def unusable_speech_error(where: str, problem: Unusable) -> UnusableSpeechError:
+    """The error to raise for ``problem`` (too short, or too long)."""
+    if problem.reason == TOO_SHORT_AUDIO:
+        return SpeechTooShortError(where, problem)
+
+    return SpeechTooLongError(where, problem)
 
 
 def is_batch(audio: object) -> bool:
@@ -141,7 +160,7 @@ def _convert_array(audio: np.ndarray | Tensor, sample_rate: int) -> Tensor:
 
 
 def _check_finite(waveform: Tensor) -> Tensor:
-    if not bool(torch.isfinite(waveform).all()):
+    if not is_finite(waveform):
         raise InvalidWaveformError("the audio holds NaN or infinite samples.")
 
     return waveform

@@ -14,7 +14,7 @@ too short or too long) is checked before the speech encoder or the LLM run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import overload
 
@@ -26,8 +26,15 @@ from fairseq2.nn import BatchLayout
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from speechmapper_plugin.audio import SAMPLE_RATE
 from speechmapper_plugin.data.instructions import check_placeholder
+from speechmapper_plugin.data.reasons import NON_FINITE_FEATURES
+from speechmapper_plugin.data.usability import (
+    Unusable,
+    audio_length_problem,
+    is_finite,
+    prompt_problem,
+    speech_positions,
+)
 from speechmapper_plugin.generation import (
     GenerationConfig,
     GenerationResult,
@@ -36,20 +43,15 @@ from speechmapper_plugin.generation import (
 )
 from speechmapper_plugin.generation.inputs import model_dtype_and_device
 from speechmapper_plugin.llm import (
-    SPEECH_PLACEHOLDER,
     ChatTemplate,
     SpeechPrompt,
     chat_template_for_card,
     encode_speech_prompt,
     stop_token_ids,
 )
+from speechmapper_plugin.llm.speech_prompt import no_placeholder_problem
 from speechmapper_plugin.llm.tokens import create_text_decoder
-from speechmapper_plugin.models.adapters import (
-    AnyProjector,
-    is_variable_length,
-    max_output_length,
-    min_input_frames,
-)
+from speechmapper_plugin.models.adapters import AnyProjector, min_input_frames
 from speechmapper_plugin.models.sfm import (
     SfmEncoder,
     create_sfm_extractor,
@@ -60,11 +62,10 @@ from speechmapper_plugin.speech_llm.assemble import assemble_inputs
 from speechmapper_plugin.speech_llm.audio_inputs import (
     AudioInput,
     AudioInputError,
-    SpeechTooLongError,
-    SpeechTooShortError,
     describe_input,
     is_batch,
     load_input,
+    unusable_speech_error,
 )
 from speechmapper_plugin.speech_llm.compatibility import (
     check_components,
@@ -143,10 +144,10 @@ class SpeechMapperPipeline:
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive, but is {batch_size}.")
 
-        if system_prompt is not None and SPEECH_PLACEHOLDER in system_prompt:
-            raise ValueError(
-                f"The system prompt must not contain the speech placeholder {SPEECH_PLACEHOLDER}: {system_prompt!r}."
-            )
+        if system_prompt is not None:
+            problem = no_placeholder_problem(system_prompt, "The system prompt")
+            if problem is not None:
+                raise ValueError(problem)
 
         if template is None:
             template = chat_template_for_card(llm_name)
@@ -429,14 +430,16 @@ class SpeechMapperPipeline:
             load_input(a, sample_rate=sample_rate, index=None if single else i)
             for i, a in enumerate(items)
         ]
-        for i, (waveform, instruction) in enumerate(
-            zip(waveforms, per_item, strict=True)
-        ):
-            self.check_audio(
-                waveform.numel(),
+        prompts = [
+            self._checked_waveform(
+                waveform,
                 instruction,
                 where=describe_input(items[i], None if single else i),
             )
+            for i, (waveform, instruction) in enumerate(
+                zip(waveforms, per_item, strict=True)
+            )
+        ]
 
         # Longest first: little padding per batch; results go back in input order.
         order = sorted(range(len(items)), key=lambda i: -waveforms[i].numel())
@@ -444,8 +447,10 @@ class SpeechMapperPipeline:
         results: dict[int, PipelineResult] = {}
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            outputs = self.run_waveforms(
-                [waveforms[i] for i in chunk], [per_item[i] for i in chunk]
+            outputs = self._generate_waveforms(
+                [waveforms[i] for i in chunk],
+                [prompts[i] for i in chunk],
+                [per_item[i] for i in chunk],
             )
             results.update(zip(chunk, outputs, strict=True))
 
@@ -461,31 +466,56 @@ class SpeechMapperPipeline:
         """One forward batch of mono 16 kHz float waveforms (``[samples]`` each).
 
         :param names: How errors refer to the inputs (default: their positions).
+        :raises AudioInputError: if an input is unusable (checked before the
+            models run).
         """
         names = _names(names, len(waveforms), "waveform")
-        if len(instructions) != len(waveforms):
-            raise ValueError(
-                f"Got {len(waveforms)} waveforms, but {len(instructions)} instructions."
-            )
+        _check_count(len(waveforms), len(instructions), "waveforms")
 
-        prompts = []
+        prompts = [
+            self._checked_waveform(waveform, instruction, where=name)
+            for waveform, instruction, name in zip(
+                waveforms, instructions, names, strict=True
+            )
+        ]
+
+        return self._generate_waveforms(waveforms, prompts, instructions)
+
+    def run_waveforms_or_skip(
+        self,
+        waveforms: Sequence[Tensor],
+        instructions: Sequence[str],
+        *,
+        names: Sequence[str] | None = None,
+    ) -> list[PipelineResult | Unusable]:
+        """:meth:`run_waveforms`, but an input too short or too long gives an
+        :class:`Unusable` (with its reason code) in its place instead of an
+        error; the usable ones are generated in one batch. For recipes that
+        count and skip (``recipes.generate``); each input is checked once.
+        """
+        names = _names(names, len(waveforms), "waveform")
+        _check_count(len(waveforms), len(instructions), "waveforms")
+
+        outcomes: list[SpeechPrompt | Unusable] = []
         for waveform, instruction, name in zip(
             waveforms, instructions, names, strict=True
         ):
-            if waveform.dim() != 1 or not waveform.is_floating_point():
-                raise AudioInputError(
-                    name,
-                    f"expected a 1-D float waveform at 16 kHz, got shape {tuple(waveform.shape)} and dtype {waveform.dtype}.",
-                )
-            self.check_audio(waveform.numel(), instruction, where=name)
-            prompts.append(self.encode_prompt(instruction, where=name))
-
-        with torch.inference_mode():
-            features, lens = self.extractor(waveforms)
-
-            return self._project_and_generate(
-                features, lens, prompts, instructions, pre_averaged=False
+            _check_waveform(waveform, name)
+            positions = self.usable_audio(waveform.numel(), instruction, where=name)
+            outcomes.append(
+                positions
+                if isinstance(positions, Unusable)
+                else self.encode_prompt(instruction, where=name)
             )
+
+        return _fill(
+            outcomes,
+            lambda usable, prompts: self._generate_waveforms(
+                [waveforms[i] for i in usable],
+                prompts,
+                [instructions[i] for i in usable],
+            ),
+        )
 
     def run_features(
         self,
@@ -500,38 +530,55 @@ class SpeechMapperPipeline:
 
         :param pre_averaged: The frames were already averaged
             ``projector.config.frame_averaging``:1 (feature stores are).
+        :raises AudioInputError: if an input is unusable (checked before the
+            models run).
         """
         names = _names(names, len(features), "features")
-        if len(instructions) != len(features):
-            raise ValueError(
-                f"Got {len(features)} feature sequences, but {len(instructions)} instructions."
-            )
-
-        input_dim = self.projector.config.input_dim
+        _check_count(len(features), len(instructions), "feature sequences")
 
         prompts = []
         for seq, instruction, name in zip(features, instructions, names, strict=True):
-            if seq.dim() != 2 or seq.size(-1) != input_dim:
-                raise AudioInputError(
-                    name,
-                    f"expected features of shape [frames, {input_dim}], got {tuple(seq.shape)}.",
-                )
-            if not bool(torch.isfinite(seq).all()):
-                raise AudioInputError(name, "the features hold NaN or infinite values.")
-            self.check_features(
-                seq.size(0), instruction, pre_averaged=pre_averaged, where=name
+            outcome = self._usable_feature_seq(
+                seq, instruction, pre_averaged=pre_averaged, where=name
             )
-            prompts.append(self.encode_prompt(instruction, where=name))
+            if isinstance(outcome, Unusable):
+                raise _error(name, outcome)
+            prompts.append(outcome)
 
-        with torch.inference_mode():
-            lens = torch.tensor([seq.size(0) for seq in features], device=self.device)
-            batch = pad_sequence(
-                [seq.to(self.device) for seq in features], batch_first=True
-            )
+        return self._generate_features(features, prompts, instructions, pre_averaged)
 
-            return self._project_and_generate(
-                batch, lens, prompts, instructions, pre_averaged=pre_averaged
+    def run_features_or_skip(
+        self,
+        features: Sequence[Tensor],
+        instructions: Sequence[str],
+        *,
+        pre_averaged: bool = True,
+        names: Sequence[str] | None = None,
+    ) -> list[PipelineResult | Unusable]:
+        """:meth:`run_features`, but an unusable input (too short, too long,
+        non-finite features) gives an :class:`Unusable` in its place; see
+        :meth:`run_waveforms_or_skip`."""
+        names = _names(names, len(features), "features")
+        _check_count(len(features), len(instructions), "feature sequences")
+
+        outcomes = [
+            self._usable_feature_seq(
+                seq, instruction, pre_averaged=pre_averaged, where=name
             )
+            for seq, instruction, name in zip(
+                features, instructions, names, strict=True
+            )
+        ]
+
+        return _fill(
+            outcomes,
+            lambda usable, prompts: self._generate_features(
+                [features[i] for i in usable],
+                prompts,
+                [instructions[i] for i in usable],
+                pre_averaged,
+            ),
+        )
 
     def encode_prompt(
         self, instruction: str, *, where: str = "The instruction"
@@ -560,27 +607,72 @@ class SpeechMapperPipeline:
 
         return sfm_min_num_samples(self.extractor, frames)
 
-    def check_audio(
-        self, num_samples: int, instruction: str, *, where: str = "audio"
-    ) -> int:
+    def usable_audio(
+        self, num_samples: int, instruction: str, *, where: str = "The instruction"
+    ) -> int | Unusable:
         """The number of speech embeddings for ``num_samples`` of 16 kHz audio
         (for ``cif`` and ``ctc_compression`` adapters the most they can emit:
-        their real number depends on what is said).
+        their real number depends on what is said), or why there is none or
+        the LLM cannot take them (see :mod:`speechmapper_plugin.data.usability`).
 
-        :raises SpeechTooShortError: if it gives no speech embedding.
-        :raises SpeechTooLongError: if the projector or the LLM cannot take it.
+        :param where: Names the instruction if it lacks its placeholder.
+        :raises InstructionFormatError: if ``instruction`` does not contain
+            ``<speech>`` exactly once.
         """
-        if num_samples < self.min_num_samples:
-            raise SpeechTooShortError(
-                where,
-                f"{num_samples / SAMPLE_RATE:.3f} s of audio gives no speech frames for the LLM: the speech encoder and the projector need at least {self.min_num_samples / SAMPLE_RATE:.3f} s ({self.min_num_samples} samples at 16 kHz).",
-            )
+        too_short = audio_length_problem(
+            num_samples,
+            self.min_num_samples,
+            gives="no speech frames for the LLM",
+            needed_by="the speech encoder and the projector need",
+        )
+        if too_short is not None:
+            return too_short
 
-        return self.check_features(
+        return self.usable_features(
             sfm_num_frames(self.extractor, num_samples),
             instruction,
             pre_averaged=False,
             where=where,
+        )
+
+    def usable_features(
+        self,
+        num_frames: int,
+        instruction: str,
+        *,
+        pre_averaged: bool,
+        where: str = "The instruction",
+    ) -> int | Unusable:
+        """:meth:`usable_audio` for ``num_frames`` speech-encoder frames: exact
+        for fixed-rate projectors, an upper bound for variable-length adapters
+        (so the context check never lets through what cannot fit)."""
+        config = self.projector.config
+
+        positions = speech_positions(config, num_frames, pre_averaged=pre_averaged)
+        if isinstance(positions, Unusable):
+            return positions
+
+        prompt = self.encode_prompt(instruction, where=where)
+        too_long = prompt_problem(
+            config,
+            len(prompt.prefix_ids),
+            positions,
+            len(prompt.suffix_ids),
+            self.llm.max_seq_len,
+        )
+
+        return positions if too_long is None else too_long
+
+    def check_audio(
+        self, num_samples: int, instruction: str, *, where: str = "audio"
+    ) -> int:
+        """:meth:`usable_audio`, raising for unusable audio.
+
+        :raises SpeechTooShortError: if it gives no speech embedding.
+        :raises SpeechTooLongError: if the projector or the LLM cannot take it.
+        """
+        return _raise_if_unusable(
+            self.usable_audio(num_samples, instruction, where=where), where
         )
 
     def check_features(
@@ -591,42 +683,13 @@ class SpeechMapperPipeline:
         pre_averaged: bool,
         where: str = "features",
     ) -> int:
-        """The number of speech embeddings for ``num_frames`` encoder frames:
-        exact for fixed-rate projectors, an upper bound for variable-length
-        adapters (so the context check never lets through what cannot fit)."""
-        config = self.projector.config
-
-        positions = max_output_length(config, num_frames, pre_averaged=pre_averaged)
-        if positions < 1:
-            shortest = min_input_frames(config, pre_averaged=pre_averaged)
-            raise SpeechTooShortError(
-                where,
-                f"{num_frames} speech-encoder frames give no speech frames for the LLM: the projector needs at least {shortest}.",
-            )
-
-        encoder_frames = (
-            num_frames * config.frame_averaging if pre_averaged else num_frames
+        """:meth:`usable_features`, raising as :meth:`check_audio` does."""
+        return _raise_if_unusable(
+            self.usable_features(
+                num_frames, instruction, pre_averaged=pre_averaged, where=where
+            ),
+            where,
         )
-        if encoder_frames > config.max_input_frames:
-            raise SpeechTooLongError(
-                where,
-                f"{encoder_frames} speech-encoder frames ({encoder_frames / 50:.0f} s at 50 Hz) exceed the projector's `max_input_frames` ({config.max_input_frames}); split the audio.",
-            )
-
-        prompt = self.encode_prompt(instruction, where=where)
-        prompt_len = len(prompt.prefix_ids) + positions + len(prompt.suffix_ids)
-        if prompt_len >= self.llm.max_seq_len:
-            speech = (
-                f"up to {positions} speech embeddings"
-                if is_variable_length(config)
-                else f"{positions} speech embeddings"
-            )
-            raise SpeechTooLongError(
-                where,
-                f"the prompt would take {prompt_len} positions ({speech}), leaving no room to generate within the LLM's {self.llm.max_seq_len}; split the audio.",
-            )
-
-        return positions
 
     # -- internals -----------------------------------------------------------
 
@@ -641,6 +704,67 @@ class SpeechMapperPipeline:
             )
 
         return per_item
+
+    def _checked_waveform(
+        self, waveform: Tensor, instruction: str, *, where: str
+    ) -> SpeechPrompt:
+        _check_waveform(waveform, where)
+        self.check_audio(waveform.numel(), instruction, where=where)
+
+        return self.encode_prompt(instruction, where=where)
+
+    def _usable_feature_seq(
+        self, seq: Tensor, instruction: str, *, pre_averaged: bool, where: str
+    ) -> SpeechPrompt | Unusable:
+        input_dim = self.projector.config.input_dim
+        if seq.dim() != 2 or seq.size(-1) != input_dim:
+            raise AudioInputError(
+                where,
+                f"expected features of shape [frames, {input_dim}], got {tuple(seq.shape)}.",
+            )
+
+        if not is_finite(seq):
+            return Unusable(
+                NON_FINITE_FEATURES, "the features hold NaN or infinite values"
+            )
+
+        positions = self.usable_features(
+            seq.size(0), instruction, pre_averaged=pre_averaged, where=where
+        )
+        if isinstance(positions, Unusable):
+            return positions
+
+        return self.encode_prompt(instruction, where=where)
+
+    def _generate_waveforms(
+        self,
+        waveforms: Sequence[Tensor],
+        prompts: Sequence[SpeechPrompt],
+        instructions: Sequence[str],
+    ) -> list[PipelineResult]:
+        with torch.inference_mode():
+            features, lens = self.extractor(waveforms)
+
+            return self._project_and_generate(
+                features, lens, prompts, instructions, pre_averaged=False
+            )
+
+    def _generate_features(
+        self,
+        features: Sequence[Tensor],
+        prompts: Sequence[SpeechPrompt],
+        instructions: Sequence[str],
+        pre_averaged: bool,
+    ) -> list[PipelineResult]:
+        with torch.inference_mode():
+            lens = torch.tensor([seq.size(0) for seq in features], device=self.device)
+            batch = pad_sequence(
+                [seq.to(self.device) for seq in features], batch_first=True
+            )
+
+            return self._project_and_generate(
+                batch, lens, prompts, instructions, pre_averaged=pre_averaged
+            )
 
     def _project_and_generate(
         self,
@@ -713,3 +837,50 @@ def _names(names: Sequence[str] | None, count: int, what: str) -> list[str]:
         raise ValueError(f"Got {count} inputs, but {len(names)} names.")
 
     return list(names)
+
+
+def _check_count(num_inputs: int, num_instructions: int, what: str) -> None:
+    if num_instructions != num_inputs:
+        raise ValueError(
+            f"Got {num_inputs} {what}, but {num_instructions} instructions."
+        )
+
+
+def _check_waveform(waveform: Tensor, where: str) -> None:
+    if waveform.dim() != 1 or not waveform.is_floating_point():
+        raise AudioInputError(
+            where,
+            f"expected a 1-D float waveform at 16 kHz, got shape {tuple(waveform.shape)} and dtype {waveform.dtype}.",
+        )
+
+
+def _error(where: str, problem: Unusable) -> AudioInputError:
+    if problem.reason == NON_FINITE_FEATURES:
+        return AudioInputError(where, f"{problem.detail}.")
+
+    return unusable_speech_error(where, problem)
+
+
+def _raise_if_unusable(outcome: int | Unusable, where: str) -> int:
+    if isinstance(outcome, Unusable):
+        raise _error(where, outcome)
+
+    return outcome
+
+
+def _fill(
+    outcomes: Sequence[SpeechPrompt | Unusable],
+    generate: Callable[[list[int], list[SpeechPrompt]], list[PipelineResult]],
+) -> list[PipelineResult | Unusable]:
+    """The results of the usable inputs (generated together from their
+    positions and prompts) and the :class:`Unusable` of the others, in input
+    order."""
+    usable = [i for i, o in enumerate(outcomes) if not isinstance(o, Unusable)]
+    prompts = [o for o in outcomes if not isinstance(o, Unusable)]
+    results = dict(
+        zip(usable, generate(usable, prompts) if usable else [], strict=True)
+    )
+
+    return [
+        o if isinstance(o, Unusable) else results[i] for i, o in enumerate(outcomes)
+    ]

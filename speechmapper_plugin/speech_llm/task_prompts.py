@@ -21,6 +21,10 @@ from speechmapper_plugin.data.instructions.prompts import (
     with_placeholder,
 )
 from speechmapper_plugin.llm import SPEECH_PLACEHOLDER
+from speechmapper_plugin.llm.speech_prompt import (
+    no_placeholder_problem,
+    placeholder_problem,
+)
 
 LANGUAGE_FIELD = "{language}"
 QUESTION_FIELD = "{question}"
@@ -54,11 +58,9 @@ class TaskPrompts:
         ):
             template: str = getattr(self, name)
 
-            count = template.count(SPEECH_PLACEHOLDER)
-            if count != 1:
-                result.add_error(
-                    f"`{name}` must contain {SPEECH_PLACEHOLDER} exactly once, but contains it {count} times: {template!r}."
-                )
+            problem = placeholder_problem(template, f"`{name}`")
+            if problem is not None:
+                result.add_error(problem)
 
             if field is not None and field not in template:
                 result.add_error(f"`{name}` must contain {field}: {template!r}.")
@@ -82,9 +84,8 @@ class TaskPrompts:
         if not question:
             raise ValueError("The question must not be empty.")
 
-        if SPEECH_PLACEHOLDER in question:
-            raise ValueError(
-                f"The question must not contain the speech placeholder {SPEECH_PLACEHOLDER}: {question!r}."
-            )
+        problem = no_placeholder_problem(question, "The question")
+        if problem is not None:
+            raise ValueError(problem)
 
         return self.sqa.replace(QUESTION_FIELD, question)

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
-from speechmapper_plugin.data.instructions.prompts import SPEECH_PLACEHOLDER
 from speechmapper_plugin.data.manifest import ManifestRow
+from speechmapper_plugin.llm.speech_prompt import placeholder_problem
 
 
 class InstructionFormatError(ValueError):
@@ -70,11 +70,9 @@ _LIST_FIELDS: Final = ("options", "answers")
 
 
 def check_placeholder(instruction: str, where: str = "The instruction") -> None:
-    count = instruction.count(SPEECH_PLACEHOLDER)
-    if count != 1:
-        raise InstructionFormatError(
-            f"{where} must contain the placeholder {SPEECH_PLACEHOLDER} exactly once (where the speech goes), but contains it {count} times: {instruction!r}."
-        )
+    problem = placeholder_problem(instruction, where)
+    if problem is not None:
+        raise InstructionFormatError(problem)
 
 
 def parse_example(

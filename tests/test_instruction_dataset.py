@@ -1,0 +1,140 @@
+"""The stage-2 dataset: every unusable example is counted under its reason code.
+
+Lengths are checked against references computed here: the projector's own
+output length and the prompt/response ids the LLM would see.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from fairseq2.data.tokenizers import load_tokenizer
+
+from speechmapper_plugin.data.instructions import (
+    InstructionExample,
+    write_instructions,
+)
+from speechmapper_plugin.data.reasons import (
+    EMPTY_RESPONSE,
+    MISSING_FEATURES,
+    TOO_LONG_FOR_BATCH,
+    TOO_LONG_FOR_LLM,
+    TOO_SHORT_AUDIO,
+)
+from speechmapper_plugin.datasets.instructions import InstructionDataset
+from speechmapper_plugin.llm import (
+    chat_template_for_card,
+    encode_response,
+    encode_speech_prompt,
+)
+from speechmapper_plugin.models.speechmapper import (
+    get_speechmapper_model_hub,
+    output_length,
+)
+from tests.support.feature_store import Utterance, write_feature_store
+
+INSTRUCTION = "Transcribe the audio.\n<speech>"
+
+
+def features(frames: int, seed: int) -> torch.Tensor:
+    return torch.randn(frames, 64, generator=torch.Generator().manual_seed(seed))
+
+
+def test_prepare_counts_every_skip_by_code(tmp_path: Path) -> None:
+    tokenizer = load_tokenizer("test_llama")
+    template = chat_template_for_card("test_llama")
+    projector = get_speechmapper_model_hub().get_arch_config("tiny")
+    encoder = tokenizer.create_raw_encoder()
+
+    def encode(text: str) -> list[int]:
+        return [int(i) for i in encoder(text).tolist()]
+
+    store = write_feature_store(
+        tmp_path / "store",
+        [
+            Utterance("u_ok", features(80, 0), "The dog."),
+            Utterance("u_dense", features(20, 1), "The old dog saw a bird."),
+            Utterance("u_short", features(10, 2), "The dog."),
+            Utterance("u_long", features(400, 3), "The dog."),
+        ],
+    )
+
+    answer = "The dog."
+    long_answer = "The old dog saw a bird near the river today. " * 3
+    examples = [
+        InstructionExample("ok", INSTRUCTION, answer, speech="u_ok", transcript="The dog."),
+        InstructionExample("dense", INSTRUCTION, answer, speech="u_dense", transcript="The old dog saw a bird."),
+        InstructionExample("missing", INSTRUCTION, answer, speech="nowhere"),
+        InstructionExample("silent", INSTRUCTION, "  ", speech="u_ok"),
+        InstructionExample("short", INSTRUCTION, answer, speech="u_short"),
+        InstructionExample("long", INSTRUCTION, answer, speech="u_long"),
+        InstructionExample("wordy", INSTRUCTION, long_answer, speech="u_ok"),
+    ]  # fmt: skip
+    path = tmp_path / "train.jsonl"
+    write_instructions(path, examples)
+
+    # The reference: "ok" fills the context exactly.
+    prompt = encode_speech_prompt(tokenizer, template, INSTRUCTION)
+    ok_len = (
+        len(prompt.prefix_ids)
+        + output_length(projector, 80, pre_averaged=True)
+        + len(prompt.suffix_ids)
+        + len(encode_response(tokenizer, template, answer))
+    )
+
+    prepared = InstructionDataset({"train": [path]}, [store]).prepare(
+        "train",
+        tokenizer=tokenizer,
+        template=template,
+        encode_transcript=encode,
+        projector=projector,
+        max_seq_len=ok_len,
+        max_num_frames=300,
+    )
+
+    assert [e.id for e in prepared.examples] == ["ok", "dense"]
+    ok, dense = prepared.examples
+    assert ok.transcript_ids == tuple(encode("The dog."))
+    # 20 frames give fewer positions than the transcript has tokens: no MSE term.
+    assert len(encode("The old dog saw a bird.")) > output_length(
+        projector, 20, pre_averaged=True
+    )
+    assert dense.transcript_ids is None and prepared.num_without_mse == 1
+
+    reasons = {b.id: b.reason for b in prepared.report.skipped}
+    assert reasons == {
+        "missing": MISSING_FEATURES,
+        "silent": EMPTY_RESPONSE,
+        "short": TOO_SHORT_AUDIO,
+        "long": TOO_LONG_FOR_BATCH,
+        "wordy": TOO_LONG_FOR_LLM,
+    }
+    details = {b.id: b.detail for b in prepared.report.skipped}
+    assert "'nowhere' is in no feature store" in details["missing"]
+    assert f"> max_seq_len {ok_len}" in details["wordy"]
+    assert prepared.report.num_examples == 7 and prepared.report.num_kept == 2
+
+    # One position less and "ok" no longer fits.
+    tighter = InstructionDataset({"train": [path]}, [store]).prepare(
+        "train",
+        tokenizer=tokenizer,
+        template=template,
+        encode_transcript=encode,
+        projector=projector,
+        max_seq_len=ok_len - 1,
+        max_num_frames=300,
+    )
+    assert [e.id for e in tighter.examples] == ["dense"]
+    assert tighter.report.counts()[TOO_LONG_FOR_LLM] == 2
+
+    with pytest.raises(ValueError, match="No usable example in split 'train'"):
+        InstructionDataset({"train": [path]}, [store]).prepare(
+            "train",
+            tokenizer=tokenizer,
+            template=template,
+            encode_transcript=encode,
+            projector=projector,
+            max_seq_len=8,
+        )
