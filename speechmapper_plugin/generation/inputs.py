@@ -16,6 +16,7 @@ from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.nn import BatchLayout
 from torch import Tensor
 
+from speechmapper_plugin.data.usability import finite_rows, sequence_fits
 from speechmapper_plugin.generation.config import GenerationConfig
 
 LengthsLike = Sequence[int] | Tensor | BatchLayout
@@ -135,16 +136,16 @@ def prepare_inputs(
             f"Every prompt length must be in [1, {width}] (the width of `prompt_embeds`), but got {details}."
         )
 
-    positions = torch.arange(width, device=device)
-    valid = positions.unsqueeze(0) < torch.tensor(lens, device=device).unsqueeze(1)
-    finite = torch.isfinite(prompt_embeds).all(dim=-1) | ~valid
+    finite = finite_rows(prompt_embeds, lens)
     if not bool(finite.all()):
-        rows = (~finite).any(dim=1).nonzero().flatten().tolist()
+        rows = (~finite).nonzero().flatten().tolist()
         raise ValueError(
             f"`prompt_embeds` holds NaN or infinite values within the prompts of rows {rows}; check the projector output for these utterances."
         )
 
-    too_long = [(r, n) for r, n in enumerate(lens) if n >= model.max_seq_len]
+    too_long = [
+        (r, n) for r, n in enumerate(lens) if not sequence_fits(n, model.max_seq_len)
+    ]
     if too_long:
         raise PromptTooLongError(
             [r for r, _ in too_long], [n for _, n in too_long], model.max_seq_len
