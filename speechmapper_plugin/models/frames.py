@@ -12,15 +12,23 @@ from fairseq2.nn.utils.mask import apply_mask
 from torch import Tensor
 
 
+def valid_positions(seq_lens: Tensor, width: int) -> Tensor:
+    """``[B, width]``: ``True`` before each row's length.
+
+    Unlike fairseq2's ``BatchLayout``, lengths may be 0 and stay on the device
+    (no host sync).
+    """
+    positions = torch.arange(width, device=seq_lens.device)
+    return positions.unsqueeze(0) < seq_lens.unsqueeze(1)
+
+
 def zero_padding(seqs: Tensor, seq_lens: Tensor) -> Tensor:
-    """Zero the positions at or beyond each row's length (``seqs``: [B, T, D]).
+    """Zero the positions at or beyond each row's length (``seqs``: [B, T, ...]).
 
     fairseq2's ``apply_mask`` selects (``where``) rather than multiplies, so
     padding that holds NaN or inf becomes zero too.
     """
-    positions = torch.arange(seqs.size(1), device=seqs.device)
-    valid = positions.unsqueeze(0) < seq_lens.unsqueeze(1)
-    return apply_mask(seqs, valid)
+    return apply_mask(seqs, valid_positions(seq_lens, seqs.size(1)))
 
 
 def average_frames(

@@ -18,6 +18,7 @@ from torch.nn import Conv1d, Module
 from torch.nn.functional import relu
 
 from speechmapper_plugin.models.adapters.aux import AdapterAux, AlignmentTargets
+from speechmapper_plugin.models.frames import zero_padding
 
 
 class CIFLengthAdapter(Module):
@@ -44,8 +45,7 @@ class CIFLengthAdapter(Module):
         """``[B, T]`` firing weights, 0 at padded frames."""
         hidden = relu(self.conv(seqs.transpose(1, 2)).transpose(1, 2))
         alphas = torch.sigmoid(self.proj(hidden).squeeze(-1))
-        valid = torch.arange(seqs.size(1), device=seqs.device) < seq_lens.unsqueeze(1)
-        return torch.where(valid, alphas, alphas.new_zeros(()))
+        return zero_padding(alphas, seq_lens)
 
     def forward(
         self,

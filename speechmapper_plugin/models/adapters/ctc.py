@@ -20,6 +20,7 @@ from torch.nn import Module
 from torch.nn.functional import log_softmax
 
 from speechmapper_plugin.models.adapters.aux import AdapterAux, AlignmentTargets
+from speechmapper_plugin.models.frames import valid_positions
 
 
 class CTCCompressionLengthAdapter(Module):
@@ -50,8 +51,7 @@ class CTCCompressionLengthAdapter(Module):
             # always gets at least one speech position.
             no_output = (segments.max(dim=1).values < 0) & (seq_lens > 0)
             if bool(no_output.any()):
-                positions = torch.arange(seqs.size(1), device=seqs.device)
-                whole = positions.unsqueeze(0) < seq_lens.unsqueeze(1)
+                whole = valid_positions(seq_lens, seqs.size(1))
                 segments = torch.where(no_output.unsqueeze(1) & whole, 0, segments)
         else:
             with torch.no_grad():
@@ -68,9 +68,7 @@ def greedy_segments(preds: Tensor, seq_lens: Tensor, blank: int) -> Tensor:
     """``[B, T]`` segment index of each frame (-1: blank or padding) for runs
     of equal greedy predictions."""
     width = preds.size(1)
-    valid = torch.arange(width, device=preds.device).unsqueeze(0) < seq_lens.unsqueeze(
-        1
-    )
+    valid = valid_positions(seq_lens, width)
     previous = torch.nn.functional.pad(preds[:, :-1], (1, 0), value=-1)
     keep = valid & (preds != blank)
     starts = keep & (preds != previous)
@@ -163,7 +161,7 @@ def forced_align(
 
     positions = torch.where(path % 2 == 1, (path - 1) // 2, -1)
     frames = torch.arange(width, device=device).unsqueeze(0)
-    valid = frames < seq_lens.unsqueeze(1)
+    valid = valid_positions(seq_lens, width)
     positions = torch.where(valid, positions, -1)
 
     # Even split for rows no path could align.

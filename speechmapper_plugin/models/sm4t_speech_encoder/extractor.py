@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 from fairseq2.device import Device
 from fairseq2.nn import BatchLayout
+from fairseq2.nn.utils.padding import pad_seqs
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 
 from speechmapper_plugin.audio import (
     SAMPLE_RATE,
@@ -99,11 +99,7 @@ class SpeechFeatureExtractor:
                     waveform.numel(), self.min_num_samples, SAMPLE_RATE
                 )
 
-        fbanks = [self._fbank(w) for w in waveforms]
-
-        batch = pad_sequence(fbanks, batch_first=True)
-
-        return batch, BatchLayout.of(batch, [f.size(0) for f in fbanks])
+        return pad_seqs([self._fbank(w) for w in waveforms])
 
     # `no_grad`, not `inference_mode`: the features may feed a trained
     # projector, and inference tensors cannot be saved for its backward pass.
