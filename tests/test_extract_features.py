@@ -30,7 +30,6 @@ from speechmapper_plugin.data.feature_store import (
     FeatureStoreError,
     StoreMismatchError,
     StoreSummary,
-    is_finite,
 )
 from speechmapper_plugin.data.feature_store.layout import shard_file, shard_record_file
 from speechmapper_plugin.data.manifest import ManifestError
@@ -45,6 +44,7 @@ from speechmapper_plugin.data.reasons import (
     TOO_SHORT_AUDIO,
     UNDECODABLE_AUDIO,
 )
+from speechmapper_plugin.data.usability import is_finite
 from speechmapper_plugin.data.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,

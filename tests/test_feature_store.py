@@ -23,7 +23,6 @@ from speechmapper_plugin.data.feature_store import (
     create_or_check_store,
     discard_unfinished,
     finished_shard_record,
-    is_finite,
     merge_index,
     plan_shards,
     shards_of_rank,
@@ -38,6 +37,7 @@ from speechmapper_plugin.data.reasons import (
     MISSING_FILE,
     NON_FINITE_FEATURES,
 )
+from speechmapper_plugin.data.usability import is_finite
 
 DIM = 8
 

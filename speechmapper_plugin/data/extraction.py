@@ -43,6 +43,7 @@ from speechmapper_plugin.data.feature_store.writer import check_same_identity
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
 from speechmapper_plugin.data.reasons import NON_FINITE_FEATURES
 from speechmapper_plugin.data.row_checks import check_transcript
+from speechmapper_plugin.data.usability import is_finite
 from speechmapper_plugin.data.waveform_reader import (
     WaveformBatch,
     WaveformReadOptions,
@@ -381,7 +382,7 @@ class FeatureExtraction:
 
             row_features = stored[i, :length].clone()
 
-            if not bool(torch.isfinite(row_features).all()):
+            if not is_finite(row_features):
                 bad = BadRow(
                     row.line_no,
                     row.id,
@@ -395,7 +396,7 @@ class FeatureExtraction:
 
     def _explain(self, raw: Tensor) -> str:
         """Why a row's stored features are not finite."""
-        if not bool(torch.isfinite(raw).all()):
+        if not is_finite(raw):
             return "the encoder output holds NaN/inf values"
         limit = torch.finfo(self._dtype).max
         return f"the features exceed the range of {self._metadata.dtype} (max {limit:g}; largest value {float(raw.abs().max()):g}); store as bfloat16"

@@ -32,7 +32,6 @@ from speechmapper_plugin.data.feature_store.metadata import (
     storage_dtype as storage_dtype,
 )
 from speechmapper_plugin.data.feature_store.reader import FeatureStore as FeatureStore
-from speechmapper_plugin.data.feature_store.reader import is_finite as is_finite
 from speechmapper_plugin.data.feature_store.shards import ShardPlan as ShardPlan
 from speechmapper_plugin.data.feature_store.shards import (
     finished_shard_record as finished_shard_record,

@@ -40,12 +40,6 @@ from speechmapper_plugin.data.feature_store.metadata import (
 from speechmapper_plugin.data.manifest import BadRow
 
 
-def is_finite(features: Tensor) -> bool:
-    """``True`` if ``features`` hold no NaN or inf (check rows before training:
-    a single non-finite frame turns a whole batch's loss into NaN)."""
-    return bool(torch.isfinite(features).all())
-
-
 class FeatureStore:
     """A finished feature store, opened for reading.
 
