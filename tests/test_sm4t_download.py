@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from fairseq2.assets import AssetCard
+from fairseq2.assets import AssetCard, AssetDownloadError
 from fairseq2.models import load_model
+from fairseq2.utils.uri import Uri
 
 from speechmapper_plugin.checkpoints import SAFETENSORS_INDEX
 from speechmapper_plugin.models.sm4t_speech_encoder import SM4TSpeechEncoder
@@ -68,3 +69,27 @@ def test_hg_checkpoint_downloads_only_speech_encoder_shards(
     assert isinstance(model, SM4TSpeechEncoder)
     assert requested[0] == [SAFETENSORS_INDEX]
     assert {p.name for p in snapshot.iterdir()} == {SAFETENSORS_INDEX} | needed
+
+
+@pytest.mark.parametrize(
+    ("index", "message"),
+    [
+        ('{"weights": {}}', "not a valid checkpoint index"),
+        ('{"weight_map": {"text_decoder.w": "a.safetensors"}}', "maps no"),
+    ],
+)
+def test_unusable_index_is_a_download_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, index: str, message: str
+) -> None:
+    (tmp_path / SAFETENSORS_INDEX).write_text(index)
+
+    def fake_snapshot_download(**kwargs: object) -> str:
+        return str(tmp_path)
+
+    monkeypatch.setattr(download_module, "snapshot_download", fake_snapshot_download)
+
+    manager = download_module.SpeechEncoderDownloadManager(
+        default_manager=None  # type: ignore[arg-type]  # hg:// never reaches it
+    )
+    with pytest.raises(AssetDownloadError, match=message):
+        manager.download_model(Uri.parse(f"hg://{REPO}"), "test")
