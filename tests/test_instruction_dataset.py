@@ -23,7 +23,11 @@ from speechmapper_plugin.data.reasons import (
     TOO_LONG_FOR_LLM,
     TOO_SHORT_AUDIO,
 )
-from speechmapper_plugin.datasets.instructions import InstructionDataset
+from speechmapper_plugin.datasets.instructions import (
+    InstructionDataset,
+    PreparedInstruction,
+    collate_instructions,
+)
 from speechmapper_plugin.llm import (
     chat_template_for_card,
     encode_response,
@@ -138,3 +142,38 @@ def test_prepare_counts_every_skip_by_code(tmp_path: Path) -> None:
             projector=projector,
             max_seq_len=8,
         )
+
+
+def test_select_equals_collating_the_kept_rows() -> None:
+    examples = [
+        PreparedInstruction(
+            id=f"e{i}",
+            task="asr",
+            store_index=0,
+            entry_index=i,
+            num_frames=n,
+            prefix_ids=(1, i),
+            suffix_ids=(2,),
+            response_ids=(3, 4, i),
+            transcript_ids=None if i == 1 else (5, i),
+        )
+        for i, n in enumerate([6, 11, 8])
+    ]
+    items = [
+        {"features": features(e.num_frames, i), "example": e}
+        for i, e in enumerate(examples)
+    ]
+    batch = collate_instructions(items)
+    for mask in ([True, False, True], [False, True, False]):
+        got = batch.select(torch.tensor(mask))
+        want = collate_instructions([i for i, m in zip(items, mask, strict=True) if m])
+        assert torch.equal(got.features, want.features)
+        assert torch.equal(got.feature_lens, want.feature_lens)
+        for name in (
+            "prefix_ids",
+            "suffix_ids",
+            "response_ids",
+            "transcript_ids",
+            "ids",
+        ):
+            assert getattr(got, name) == getattr(want, name), name

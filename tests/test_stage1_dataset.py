@@ -17,8 +17,10 @@ from speechmapper_plugin.data.reasons import (
 )
 from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.speech_features import (
+    PreparedExample,
     SpeechFeaturesBatch,
     SpeechFeaturesDataset,
+    collate_speech_features,
 )
 from speechmapper_plugin.llm import load_target_llm_embeddings
 from speechmapper_plugin.models.speechmapper import (
@@ -232,3 +234,27 @@ def test_data_parallel_ranks_read_disjoint_shares(
     assert shares[0].isdisjoint(shares[1])
     assert shares[0] | shares[1] == {u.id for u in utterances}
     assert len(shares[0]) == len(shares[1]) == 5
+
+
+def test_select_equals_collating_the_kept_rows() -> None:
+    """A batch's ``select`` (dropping non-finite rows) is the batch the kept
+    examples would have made on their own."""
+    examples = [
+        PreparedExample(0, i, f"u{i}", n, f"t{i}", list(range(1, k + 1)))
+        for i, (n, k) in enumerate([(7, 3), (12, 5), (9, 2)])
+    ]
+    items = [
+        {"features": features(e.num_frames, i), "example": e}
+        for i, e in enumerate(examples)
+    ]
+    batch = collate_speech_features(items)
+    for mask in ([True, False, True], [False, False, True], [False] * 3):
+        got = batch.select(torch.tensor(mask))
+        kept = [item for item, m in zip(items, mask, strict=True) if m]
+        if not kept:
+            assert got.batch_size == 0 and got.features.size(1) == 0
+            continue
+        want = collate_speech_features(kept)
+        assert got.ids == want.ids and got.transcripts == want.transcripts
+        for name in ("features", "feature_lens", "target_ids", "target_lens"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), name

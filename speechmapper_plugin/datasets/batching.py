@@ -139,3 +139,30 @@ def pad_sequences(
         list(seqs), batch_first=True, padding_value=pad_value
     )
     return batch, lengths
+
+
+ItemT = TypeVar("ItemT")
+
+
+@dataclass(frozen=True)
+class RowSelection:
+    """The rows of a batch where a ``[B]`` bool mask is true (see :func:`select_rows`)."""
+
+    index: Tensor
+    rows: list[int]
+
+    def pick(self, values: Sequence[ItemT]) -> list[ItemT]:
+        return [values[i] for i in self.rows]
+
+    def padded(self, seqs: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
+        """The kept rows of right-padded ``seqs``, cut to the longest of them,
+        and their lengths."""
+        kept = lens[self.index]
+        width = int(kept.max()) if self.rows else 0
+        return seqs[self.index, :width], kept
+
+
+def select_rows(mask: Tensor) -> RowSelection:
+    """For the ``select`` of the datasets' batches (dropping non-finite rows)."""
+    index = mask.nonzero().flatten()
+    return RowSelection(index, index.tolist())

@@ -36,6 +36,7 @@ from speechmapper_plugin.datasets.batching import (
     SpeechReadOptions,
     create_speech_reader,
     pad_sequences,
+    select_rows,
 )
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.datasets.speech_features import check_store_matches_projector
@@ -98,18 +99,16 @@ class InstructionBatch(SupportsDeviceTransfer):
 
     def select(self, rows: Tensor) -> InstructionBatch:
         """The sub-batch of the rows where ``rows`` (a ``[B]`` bool mask) is true."""
-        keep = rows.nonzero().flatten()
-        keep_list = keep.tolist()
-        lens = self.feature_lens[keep]
-        width = int(lens.max()) if keep_list else 0
+        selection = select_rows(rows)
+        features, feature_lens = selection.padded(self.features, self.feature_lens)
         return InstructionBatch(
-            features=self.features[keep, :width],
-            feature_lens=lens,
-            prefix_ids=[self.prefix_ids[i] for i in keep_list],
-            suffix_ids=[self.suffix_ids[i] for i in keep_list],
-            response_ids=[self.response_ids[i] for i in keep_list],
-            transcript_ids=[self.transcript_ids[i] for i in keep_list],
-            ids=[self.ids[i] for i in keep_list],
+            features=features,
+            feature_lens=feature_lens,
+            prefix_ids=selection.pick(self.prefix_ids),
+            suffix_ids=selection.pick(self.suffix_ids),
+            response_ids=selection.pick(self.response_ids),
+            transcript_ids=selection.pick(self.transcript_ids),
+            ids=selection.pick(self.ids),
         )
 
 

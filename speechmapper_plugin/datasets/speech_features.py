@@ -34,6 +34,7 @@ from speechmapper_plugin.datasets.batching import (
     SpeechReadOptions,
     create_speech_reader,
     pad_sequences,
+    select_rows,
 )
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.models.adapters import ProjectorConfig
@@ -82,19 +83,16 @@ class SpeechFeaturesBatch(SupportsDeviceTransfer):
 
     def select(self, rows: Tensor) -> SpeechFeaturesBatch:
         """The sub-batch of the rows where ``rows`` (a ``[B]`` bool mask) is true."""
-        keep = rows.nonzero().flatten()
-        keep_list = keep.tolist()
-        lens = self.feature_lens[keep]
-        tlens = self.target_lens[keep]
-        width = int(lens.max()) if len(keep_list) else 0
-        twidth = int(tlens.max()) if len(keep_list) else 0
+        selection = select_rows(rows)
+        features, feature_lens = selection.padded(self.features, self.feature_lens)
+        target_ids, target_lens = selection.padded(self.target_ids, self.target_lens)
         return SpeechFeaturesBatch(
-            features=self.features[keep, :width],
-            feature_lens=lens,
-            target_ids=self.target_ids[keep, :twidth],
-            target_lens=tlens,
-            ids=[self.ids[i] for i in keep_list],
-            transcripts=[self.transcripts[i] for i in keep_list],
+            features=features,
+            feature_lens=feature_lens,
+            target_ids=target_ids,
+            target_lens=target_lens,
+            ids=selection.pick(self.ids),
+            transcripts=selection.pick(self.transcripts),
         )
 
 
