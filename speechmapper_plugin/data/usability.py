@@ -7,7 +7,8 @@ and no more frames than the projector (and, in training, a batch) takes; its
 transcript fits when it has 1 to ``positions`` tokens (stage-1 targets are
 padded, never truncated); its prompt fits when the LLM's context holds it,
 with its response in training or with room for one new token in generation.
-Values fed to a model must be finite.
+Values fed to a model must be finite, and a feature store must hold what the
+projector reads (width, frame averaging).
 
 Each check answers with an :class:`Unusable` (a reason code of
 :mod:`speechmapper_plugin.data.reasons` and a detail for humans) rather than
@@ -27,6 +28,7 @@ import torch
 from torch import Tensor
 
 from speechmapper_plugin.audio import SAMPLE_RATE
+from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.data.reasons import (
     EMPTY_TRANSCRIPT,
@@ -192,6 +194,20 @@ def prompt_problem(
         TOO_LONG_FOR_LLM,
         f"too long for the LLM: {prompt_len + response_len} positions ({speech}, {response_len} response tokens) > max_seq_len {max_seq_len}",
     )
+
+
+def feature_store_problem(
+    store: FeatureStore, projector: ProjectorConfig
+) -> str | None:
+    """Why a store's features cannot feed ``projector`` (width, frame averaging)."""
+    meta = store.metadata
+    if meta.dim != projector.input_dim:
+        return f"The feature store {store.path} holds {meta.dim}-d features, but the projector expects `input_dim` {projector.input_dim}."
+
+    if meta.frame_averaging != projector.frame_averaging:
+        return f"The feature store {store.path} averaged frames {meta.frame_averaging}:1, but the projector's `frame_averaging` is {projector.frame_averaging}; extract the features again with `features.frame_averaging={projector.frame_averaging}`, or set `model.config_overrides.frame_averaging`."
+
+    return None
 
 
 def is_finite(values: Tensor) -> bool:

@@ -26,6 +26,7 @@ from speechmapper_plugin.data.reasons import TRANSCRIPT_TOO_LONG
 from speechmapper_plugin.data.usability import (
     Unusable,
     batch_problem,
+    feature_store_problem,
     speech_positions,
     transcript_problem,
     transcript_text_problem,
@@ -271,15 +272,9 @@ def check_store_matches_projector(
     store: FeatureStore, projector: ProjectorConfig
 ) -> None:
     """Raises if a store's features cannot feed ``projector``."""
-    meta = store.metadata
-    if meta.dim != projector.input_dim:
-        raise ValueError(
-            f"Feature store {store.path} holds {meta.dim}-d features, but the projector expects `input_dim` {projector.input_dim}."
-        )
-    if meta.frame_averaging != projector.frame_averaging:
-        raise ValueError(
-            f"Feature store {store.path} averaged frames {meta.frame_averaging}:1, but the projector's `frame_averaging` is {projector.frame_averaging}; re-extract or set `model.config_overrides.frame_averaging`."
-        )
+    problem = feature_store_problem(store, projector)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def open_speech_features_dataset(
