@@ -26,6 +26,7 @@ from speechmapper_plugin.data.reasons import (
 from speechmapper_plugin.datasets.instructions import (
     InstructionDataset,
     PreparedInstruction,
+    PreparedInstructions,
     collate_instructions,
 )
 from speechmapper_plugin.llm import (
@@ -88,15 +89,20 @@ def test_prepare_counts_every_skip_by_code(tmp_path: Path) -> None:
         + len(encode_response(tokenizer, template, answer))
     )
 
-    prepared = InstructionDataset({"train": [path]}, [store]).prepare(
-        "train",
-        tokenizer=tokenizer,
-        template=template,
-        encode_transcript=encode,
-        projector=projector,
-        max_seq_len=ok_len,
-        max_num_frames=300,
-    )
+    def prepare(
+        max_seq_len: int, max_num_frames: int | None = 300
+    ) -> PreparedInstructions:
+        return InstructionDataset({"train": [path]}, [store]).prepare(
+            "train",
+            tokenizer=tokenizer,
+            template=template,
+            encode_transcript=encode,
+            projector=projector,
+            max_seq_len=max_seq_len,
+            max_num_frames=max_num_frames,
+        )
+
+    prepared = prepare(ok_len)
 
     assert [e.id for e in prepared.examples] == ["ok", "dense"]
     ok, dense = prepared.examples
@@ -121,27 +127,12 @@ def test_prepare_counts_every_skip_by_code(tmp_path: Path) -> None:
     assert prepared.report.num_examples == 7 and prepared.report.num_kept == 2
 
     # One position less and "ok" no longer fits.
-    tighter = InstructionDataset({"train": [path]}, [store]).prepare(
-        "train",
-        tokenizer=tokenizer,
-        template=template,
-        encode_transcript=encode,
-        projector=projector,
-        max_seq_len=ok_len - 1,
-        max_num_frames=300,
-    )
+    tighter = prepare(ok_len - 1)
     assert [e.id for e in tighter.examples] == ["dense"]
     assert tighter.report.counts()[TOO_LONG_FOR_LLM] == 2
 
     with pytest.raises(ValueError, match="No usable example in split 'train'"):
-        InstructionDataset({"train": [path]}, [store]).prepare(
-            "train",
-            tokenizer=tokenizer,
-            template=template,
-            encode_transcript=encode,
-            projector=projector,
-            max_seq_len=8,
-        )
+        prepare(8, max_num_frames=None)
 
 
 def test_select_equals_collating_the_kept_rows() -> None:
