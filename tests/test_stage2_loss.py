@@ -182,13 +182,14 @@ def test_stage2_mse_targets_are_stage1s_with_eos(test_cards: SessionCards) -> No
     from transformers import AutoTokenizer
 
     from recipes.stage1.config import TargetLLMSection, TranscriptTargetsSection
-    from recipes.stage1.recipe import load_target_llm, load_target_tokens
+    from recipes.stage1.recipe import load_target_tokens
     from recipes.stage1.units import Stage1Objective, project_and_score
     from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
 
     policy = {"add_eos": True, "transcript_normalization": "sentence_case"}
     card = test_cards.llms.llama_card
-    stage1 = load_target_llm(TargetLLMSection(name=card, **policy), card)  # type: ignore[arg-type]
+    section = TargetLLMSection(name=card, **policy)  # type: ignore[arg-type]
+    stage1 = load_target_tokens(section, card).read_table()  # as the stage-1 recipe
 
     projector, llm = tiny_projector(), tiny_llm()  # σ = 1: the LLM never runs
     stage2 = load_target_tokens(TranscriptTargetsSection(**policy), card)  # type: ignore[arg-type]

@@ -27,7 +27,6 @@ from speechmapper_plugin.datasets.speech_features import (
 from speechmapper_plugin.llm import (
     TargetLLMEmbeddings,
     TargetTokens,
-    load_target_llm_embeddings,
     resolve_target_tokens,
 )
 from speechmapper_plugin.models.adapters import (
@@ -53,7 +52,11 @@ class Stage1Recipe(Recipe):
             "Loading the tokenizer and the token embeddings (only) of {}.", section.name
         )
 
-        target_llm = load_target_llm(section, section.name)
+        tokens = load_target_tokens(section, section.name)
+        try:
+            target_llm = tokens.read_table()
+        except ValueError as ex:
+            raise RecipeError(str(ex)) from None
 
         log.info(
             "Target embeddings: {} x {}, pad token id {}.",
@@ -198,28 +201,12 @@ class Stage1Recipe(Recipe):
         return Stage1Config
 
 
-def load_target_llm(
-    section: TranscriptTargetsSection, card_name: str
-) -> TargetLLMEmbeddings:
-    """Stage 1's MSE targets: ``card_name``'s tokenizer and table (read from
-    its checkpoint) with the section's pad token and transcript policy."""
-    try:
-        return load_target_llm_embeddings(
-            card_name,
-            pad_token=section.pad_token,
-            add_bos=section.add_bos,
-            add_eos=section.add_eos,
-            normalization=section.transcript_normalization,
-        )
-    except ValueError as ex:
-        raise RecipeError(str(ex)) from None
-
-
 def load_target_tokens(
     section: TranscriptTargetsSection, card_name: str
 ) -> TargetTokens:
-    """Stage 2's MSE targets before its LLM (and table) is loaded: the same
-    pad token and transcript policy as :func:`load_target_llm`."""
+    """The MSE targets' tokens (pad token and transcript policy) of either
+    stage, as the section says; stage 1 then reads the table, stage 2 takes
+    its loaded LLM's."""
     try:
         return resolve_target_tokens(
             card_name,

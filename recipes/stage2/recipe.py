@@ -8,6 +8,10 @@ the checkpoints hold the projector only.
 
 from __future__ import annotations
 
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
 from fairseq2.logging import log
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.recipe.base import Recipe, RecipeContext
@@ -19,6 +23,7 @@ from torch import Tensor
 from typing_extensions import final, override
 
 from recipes.common import log_skip_report, record_target_llm, shard_frozen_llm
+from recipes.stage1.config import TranscriptTargetsSection
 from recipes.stage1.recipe import get_projector, load_target_tokens
 from recipes.stage2.config import Stage2Config
 from recipes.stage2.units import Stage2Objective, Stage2TrainUnit, Stage2ValidUnit
@@ -70,6 +75,9 @@ class Stage2Recipe(Recipe):
             raise RecipeError(str(ex)) from None
 
         # The transcripts become MSE target ids exactly as in stage 1.
+        prev = config.common.assets.prev_checkpoint_dir
+        if prev is not None:
+            check_stage1_targets(Path(prev).parent / "config.yaml", config.target_llm)
         tokens = load_target_tokens(config.target_llm, llm_card)
 
         dataset = context.get_dataset_as(InstructionDataset)
@@ -182,3 +190,36 @@ class Stage2Recipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return Stage2Config
+
+
+def check_stage1_targets(path: Path, section: TranscriptTargetsSection) -> None:
+    """Stage 2's MSE targets must be the ones stage 1 trained on: compare
+    ``section`` with the ``target_llm`` section of the stage-1 run's
+    ``config.yaml`` (``path``), when there is one.
+
+    :raises RecipeError: naming each field that differs and its stage-1 value.
+    """
+    if not path.is_file():
+        return
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        log.warning(
+            "Cannot read {}: the MSE targets are not compared with stage 1's.", path
+        )
+        return
+
+    stage1 = data.get("target_llm") if isinstance(data, dict) else None
+    if not isinstance(stage1, dict):
+        return
+
+    wrong = [
+        f"`target_llm.{f.name}: {stage1[f.name]}` (this run: {getattr(section, f.name)})"
+        for f in fields(TranscriptTargetsSection)
+        if f.name in stage1 and stage1[f.name] != getattr(section, f.name)
+    ]
+    if wrong:
+        raise RecipeError(
+            f"The stage-1 run ({path}) built its MSE targets with {', '.join(wrong)}; stage 2's MSE term must regress onto the same targets: set the same values in this run's `target_llm` section."
+        )

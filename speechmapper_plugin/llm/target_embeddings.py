@@ -67,11 +67,15 @@ class TargetTokens:
         bos_idx: int | None = None,
         eos_idx: int | None = None,
         normalization: TranscriptNormalization = "as_given",
+        card: AssetCard | None = None,
     ) -> None:
         """:param bos_idx: prepended by :meth:`encode` when not ``None``.
         :param eos_idx: appended by :meth:`encode` when not ``None``.
-        :param normalization: how :meth:`encode` writes the text first."""
+        :param normalization: how :meth:`encode` writes the text first.
+        :param card: the card named ``card_name``, if at hand (one built in
+            code is in no asset store)."""
         self.card_name = card_name
+        self._card = card
         self.tokenizer = tokenizer
         self.pad_idx = pad_idx
         self.pad_token = pad_token
@@ -103,20 +107,45 @@ class TargetTokens:
 
         return self._decoder(ids.detach().to("cpu", torch.int64))
 
+    def read_table(self, dtype: torch.dtype | None = None) -> TargetLLMEmbeddings:
+        """These tokens with the embedding table read from the card's
+        checkpoint (only the table: the decoder is never built).
+
+        :param dtype: the table's dtype; ``None`` keeps the checkpoint's (bf16
+            for Llama 3.1 / EuroLLM: ~1 GB).
+        :raises TargetLLMCardError: before reading, if the tokenizer can
+            produce ids beyond the table or the table's shape disagrees with
+            the card's model configuration.
+        """
+        card = self._retrieve_card()
+        source = locate_token_embeddings(card)
+
+        where = str(source.file)
+        _check_tokenizer_fits(card, self.tokenizer, source.num_embeddings, where)
+        _check_model_config(card, source.shape, where)
+
+        return self._checked(card, source.read(dtype))
+
     def with_table(self, table: Tensor) -> TargetLLMEmbeddings:
         """These tokens with an embedding table already in memory (stage 2:
-        the loaded LLM's own), checked as :func:`load_target_llm_embeddings`
-        checks the one it reads."""
+        the loaded LLM's own), checked as :meth:`read_table` checks the one it
+        reads."""
         if table.ndim != 2:
             raise ValueError(
                 f"`table` must be [vocab, dim], but has shape {list(table.shape)}."
             )
 
-        card = retrieve_llm_card(self.card_name)
+        card = self._retrieve_card()
         where = f"the loaded {card.name} model"
         _check_tokenizer_fits(card, self.tokenizer, table.size(0), where)
         _check_model_config(card, tuple(table.shape), where)
 
+        return self._checked(card, table)
+
+    def _retrieve_card(self) -> AssetCard:
+        return self._card or retrieve_llm_card(self.card_name)
+
+    def _checked(self, card: AssetCard, table: Tensor) -> TargetLLMEmbeddings:
         report_pad_row(card.name, table, self.pad_token, self.pad_idx)
 
         return self._attach(table)
@@ -131,6 +160,7 @@ class TargetTokens:
             bos_idx=self.bos_idx,
             eos_idx=self.eos_idx,
             normalization=self.normalization,
+            card=self._card,
         )
 
 
@@ -155,6 +185,7 @@ class TargetLLMEmbeddings(TargetTokens):
         bos_idx: int | None = None,
         eos_idx: int | None = None,
         normalization: TranscriptNormalization = "as_given",
+        card: AssetCard | None = None,
     ) -> None:
         if table.ndim != 2:
             raise ValueError(
@@ -179,6 +210,7 @@ class TargetLLMEmbeddings(TargetTokens):
             bos_idx=bos_idx,
             eos_idx=eos_idx,
             normalization=normalization,
+            card=card,
         )
 
         self.table = table
@@ -255,6 +287,7 @@ def resolve_target_tokens(
         bos_idx=bos_idx,
         eos_idx=eos_idx,
         normalization=normalization,
+        card=card,
     )
 
 
@@ -267,38 +300,20 @@ def load_target_llm_embeddings(
     normalization: TranscriptNormalization = "as_given",
     dtype: torch.dtype | None = None,
 ) -> TargetLLMEmbeddings:
-    """Load a target LLM's tokenizer and embedding table from its asset card.
-
-    The transcript options are those of :func:`resolve_target_tokens`.
-
-    :param dtype: the table's dtype; ``None`` keeps the checkpoint's (bf16 for
-        Llama 3.1 / EuroLLM: ~1 GB).
+    """Load a target LLM's tokenizer and embedding table from its asset card:
+    :func:`resolve_target_tokens`, then :meth:`TargetTokens.read_table`.
 
     Raises before reading the table if the pad token is unknown, if the
     tokenizer can produce ids beyond the table, or if the table's shape
     disagrees with the card's model configuration.
     """
-    card = retrieve_llm_card(card_name)
-
-    tokens = resolve_target_tokens(
-        card,
+    return resolve_target_tokens(
+        card_name,
         pad_token=pad_token,
         add_bos=add_bos,
         add_eos=add_eos,
         normalization=normalization,
-    )
-
-    source = locate_token_embeddings(card)
-
-    where = str(source.file)
-    _check_tokenizer_fits(card, tokens.tokenizer, source.num_embeddings, where)
-    _check_model_config(card, source.shape, where)
-
-    table = source.read(dtype)
-
-    report_pad_row(card.name, table, tokens.pad_token, tokens.pad_idx)
-
-    return tokens._attach(table)
+    ).read_table(dtype)
 
 
 def report_pad_row(
