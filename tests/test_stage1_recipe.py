@@ -19,7 +19,13 @@ import torch
 
 from tests.support.audio import has_espeak
 from tests.support.cards import SessionCards
-from tests.support.corpus import STAGE1_STEPS, SpeechCorpus, stage1_args
+from tests.support.corpus import (
+    STAGE1_STEPS,
+    SpeechCorpus,
+    run_stage1,
+    shuffled_control_store,
+    stage1_args,
+)
 from tests.support.feature_store import Utterance, write_feature_store
 from tests.support.llm import training_sentences
 from tests.support.recipes import (
@@ -49,7 +55,7 @@ def last_model_state(out: Path, step: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def test_stage1_learns_the_embedding_space(stage1_run: Path) -> None:
+def test_stage1_fits_its_training_split(stage1_run: Path) -> None:
     out = stage1_run
 
     valid = read_metrics(out, "valid/train")
@@ -61,16 +67,16 @@ def test_stage1_learns_the_embedding_space(stage1_run: Path) -> None:
     )
     assert last["embedding_wer"] < 50.0, last["embedding_wer"]
     assert last["cosine_word"] > first["cosine_word"]
-    for key in ("mse_pad", "Loss", "num_skipped_non_finite"):
-        assert key in last
 
     # The unusable utterance was skipped, counted and listed.
     log = (out / "logs/rank_0.log").read_text()
+    assert "kept 40 of 41 examples; skipped 1 transcript_too_long" in log
     assert (
-        "kept 48 of 49 examples; skipped 1 transcript longer than projector output"
-        in log
+        (out / "skipped/train.tsv")
+        .read_text()
+        .splitlines()[1]
+        .startswith("dense\ttranscript_too_long\t")
     )
-    assert (out / "skipped/train.tsv").read_text().splitlines()[1].startswith("dense\t")
 
     # The checkpoint card names the target LLM and loads as `last_checkpoint`.
     assert "target_llm: test_llama" in (out / "checkpoints/model.yaml").read_text()
@@ -97,6 +103,57 @@ def test_stage1_learns_the_embedding_space(stage1_run: Path) -> None:
     assert llm == "test_llama"
     expected = sum(v.sum().item() for v in last_model_state(out, STAGE1_STEPS).values())
     assert float(checksum) == pytest.approx(expected, rel=1e-6)
+
+
+HELD_OUT_MSE_MARGIN = 0.015
+"""Held-out ``mse_word`` by which the real pairs must beat the shuffled
+control: 0.39 vs 0.43 measured (a gap of 0.038)."""
+
+HELD_OUT_WER_MARGIN = 2.0
+"""Points of held-out embedding WER by which the real pairs must beat the
+control: 81.3 % vs 86.3 % measured (a gap of 5 points, 7 of the ~140 words of
+16 sentences; 40 training utterances teach little beyond their own)."""
+
+
+def test_stage1_beats_a_shuffled_control_on_held_out_speech(
+    stage1_run: Path,
+    speech_corpus: SpeechCorpus,
+    test_cards: SessionCards,
+    tmp_path: Path,
+) -> None:
+    """Held-out sentences in a voice no training utterance has: the projector
+    trained on the real pairs must map them closer to their transcripts'
+    embeddings than one trained the same way on the same features with the
+    transcripts permuted (which can only learn biases: frequent tokens,
+    lengths). Measured at 600 steps: embedding WER 81.3 % vs 86.3 %,
+    ``mse_word`` 0.391 vs 0.429 (both runs fit their own pairs: WER 0 on
+    them)."""
+    control = run_stage1(
+        tmp_path / "control",
+        speech_corpus,
+        test_cards,
+        train_features=shuffled_control_store(speech_corpus, tmp_path / "store"),
+    )
+
+    real_dev = read_metrics(stage1_run, "valid/dev")
+    control_dev = read_metrics(control, "valid/dev")
+    # Same initialisation: the runs differ only in the pairing.
+    assert real_dev[0]["mse_word"] == control_dev[0]["mse_word"]
+    assert real_dev[0]["Number of Examples"] == len(speech_corpus.held_out_ids)
+    real, shuffled = real_dev[-1], control_dev[-1]
+    assert real["Step"] == shuffled["Step"] == STAGE1_STEPS
+    assert real["embedding_wer"] < shuffled["embedding_wer"] - HELD_OUT_WER_MARGIN, (
+        real["embedding_wer"],
+        shuffled["embedding_wer"],
+    )
+    assert real["mse_word"] < shuffled["mse_word"] - HELD_OUT_MSE_MARGIN, (
+        real["mse_word"],
+        shuffled["mse_word"],
+    )
+    # The control did learn its own (shuffled) pairs: the gap is not a
+    # control that failed to train.
+    control_train = read_metrics(control, "valid/train")
+    assert control_train[0]["mse_word"] >= 5 * control_train[-1]["mse_word"]
 
 
 def test_killed_run_resumes_to_identical_weights(
