@@ -310,3 +310,9 @@ def test_stage2_units_skip_and_count_non_finite_rows() -> None:
     valid.process_batch(batch([0, 1], features), bag)
     assert int(bag.metrics["num_skipped_non_finite"].compute()) == 1
     assert int(bag.metrics["num_examples"].compute()) == 1
+
+    # The MSE parts are logged as stage 1 logs them.
+    mse = run(projector, llm, 0.5).mse
+    assert mse is not None and mse.num_pad_positions > 0
+    for key, part in (("mse_word", mse.mse_word), ("mse_pad", mse.mse_pad)):
+        assert float(bag.metrics[key].compute()) == pytest.approx(float(part))

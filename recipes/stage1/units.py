@@ -163,13 +163,30 @@ def project_and_score(
     return outputs, out_layout, Stage1Terms(total, mse, ctc, quantity)
 
 
-def add_loss_metrics(metric_bag: MetricBag) -> None:
-    metric_bag.add("loss", Mean())
+def add_mse_metrics(metric_bag: MetricBag) -> None:
+    """The parts of the stage-1 loss, logged by both stages."""
     metric_bag.add("mse_word", Mean())
     metric_bag.add("mse_pad", Mean())
+    metric_bag.add("num_skipped_non_finite", Sum())
+
+
+@torch.inference_mode()
+def update_mse_metrics(metric_bag: MetricBag, mse: EmbeddingMSELoss) -> None:
+    """Each part weighted by its positions (``mse_pad`` only where there are)."""
+    metric_bag.get("mse_word", Mean).update(
+        mse.mse_word.detach(), weight=max(mse.num_word_positions, 1)
+    )
+    if mse.num_pad_positions > 0:
+        metric_bag.get("mse_pad", Mean).update(
+            mse.mse_pad.detach(), weight=mse.num_pad_positions
+        )
+
+
+def add_loss_metrics(metric_bag: MetricBag) -> None:
+    add_mse_metrics(metric_bag)
+    metric_bag.add("loss", Mean())
     metric_bag.add("num_examples", Sum())
     metric_bag.add("num_frames", Sum())
-    metric_bag.add("num_skipped_non_finite", Sum())
     metric_bag.add("ctc", Mean())
     metric_bag.add("quantity", Mean())
 
@@ -182,7 +199,6 @@ def update_loss_metrics(
     num_bad: int,
 ) -> None:
     n = batch.batch_size
-    loss = terms.mse
     metric_bag.get("loss", Mean).update(terms.total.detach(), weight=n)
     if terms.ctc is not None and terms.ctc.num_rows:
         metric_bag.get("ctc", Mean).update(
@@ -190,13 +206,7 @@ def update_loss_metrics(
         )
     if terms.quantity is not None:
         metric_bag.get("quantity", Mean).update(terms.quantity.detach(), weight=n)
-    metric_bag.get("mse_word", Mean).update(
-        loss.mse_word.detach(), weight=max(loss.num_word_positions, 1)
-    )
-    if loss.num_pad_positions > 0:
-        metric_bag.get("mse_pad", Mean).update(
-            loss.mse_pad.detach(), weight=loss.num_pad_positions
-        )
+    update_mse_metrics(metric_bag, terms.mse)
     metric_bag.get("num_examples", Sum).update(n)
     metric_bag.get("num_frames", Sum).update(int(batch.feature_lens.sum()))
     metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)

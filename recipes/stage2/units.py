@@ -11,7 +11,12 @@ from torch import Tensor
 from torch.nn import Module
 from typing_extensions import final, override
 
-from recipes.stage1.units import drop_non_finite_rows, graph_zero
+from recipes.stage1.units import (
+    add_mse_metrics,
+    drop_non_finite_rows,
+    graph_zero,
+    update_mse_metrics,
+)
 from speechmapper_plugin.datasets.instructions import InstructionBatch
 from speechmapper_plugin.llm import TargetLLMEmbeddings
 from speechmapper_plugin.losses import Stage2Loss, stage2_loss
@@ -59,14 +64,13 @@ class Stage2Objective:
 
 
 def add_metrics(metric_bag: MetricBag) -> None:
+    add_mse_metrics(metric_bag)
     metric_bag.add("loss", Mean())
     metric_bag.add("ce", Mean())
     metric_bag.add("mse", Mean())
-    metric_bag.add("mse_word", Mean())
     metric_bag.add("num_examples", Sum())
     metric_bag.add("num_response_tokens", Sum())
     metric_bag.add("num_mse_examples", Sum())
-    metric_bag.add("num_skipped_non_finite", Sum())
 
 
 @torch.inference_mode()
@@ -83,9 +87,7 @@ def update_metrics(
         metric_bag.get("mse", Mean).update(
             loss.mse.total.detach(), weight=loss.num_mse_rows
         )
-        metric_bag.get("mse_word", Mean).update(
-            loss.mse.mse_word.detach(), weight=max(loss.mse.num_word_positions, 1)
-        )
+        update_mse_metrics(metric_bag, loss.mse)
     metric_bag.get("num_examples", Sum).update(n)
     metric_bag.get("num_response_tokens", Sum).update(loss.num_response_tokens)
     metric_bag.get("num_mse_examples", Sum).update(loss.num_mse_rows)
