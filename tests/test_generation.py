@@ -1,4 +1,4 @@
-"""Greedy and beam search from prompt embeddings against full-forward references."""
+"""Greedy decoding and beam search from prompt embeddings against full-forward references."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from speechmapper_plugin.generation import (
     GenerationConfig,
     GenerationResult,
     RepetitionGuardConfig,
-    beam_search,
     embed_token_ids,
     generate_from_embeddings,
-    greedy_search,
 )
+from speechmapper_plugin.generation.beam import BeamSearch
+from speechmapper_plugin.generation.inputs import prepare_inputs
 from tests.support.generation import (
     random_prompts,
     reference_greedy,
@@ -66,7 +66,7 @@ def test_greedy_equals_argmax_of_full_forward_passes() -> None:
     stop_ids = [first_new_token(free_run, 3)]
 
     config = GenerationConfig(max_new_tokens=budget, repetition_guard=NO_GUARD)
-    results = greedy_search(
+    results = generate_from_embeddings(
         model, prompts, prompt_lens, stop_token_ids=stop_ids, config=config
     )
 
@@ -137,10 +137,10 @@ def test_batch_order_does_not_matter() -> None:
     config = GenerationConfig(beam_size=3, max_new_tokens=10)
     order = [2, 0, 1]
 
-    forward = beam_search(
+    forward = generate_from_embeddings(
         model, prompts, prompt_lens, stop_token_ids=[1], config=config
     )
-    permuted = beam_search(
+    permuted = generate_from_embeddings(
         model,
         prompts[order],
         [prompt_lens[i] for i in order],
@@ -157,12 +157,20 @@ def test_beam_size_one_equals_greedy() -> None:
     prompts = random_prompts(prompt_lens, model.model_dim, seed=4)
     config = GenerationConfig(beam_size=1, max_new_tokens=16)
 
-    greedy = greedy_search(
+    greedy = generate_from_embeddings(
         model, prompts, prompt_lens, stop_token_ids=[7, 8], config=config
     )
-    beam = beam_search(
-        model, prompts, prompt_lens, stop_token_ids=[7, 8], config=config
+    # The entry point takes the greedy path for one beam; run beam search itself.
+    inputs = prepare_inputs(
+        model,
+        prompts,
+        prompt_lens,
+        stop_token_ids=[7, 8],
+        config=config,
+        num_speech_positions=None,
     )
+    with torch.inference_mode():
+        beam = BeamSearch(model, inputs, config).run()
 
     assert_same_results(beam, greedy)
 
@@ -175,7 +183,7 @@ def test_beam_hypotheses_are_scored_like_a_full_forward_pass() -> None:
     prompts = random_prompts(prompt_lens, model.model_dim, seed=5)
     config = GenerationConfig(beam_size=4, max_new_tokens=12, len_penalty=0.7)
 
-    results = beam_search(
+    results = generate_from_embeddings(
         model, prompts, prompt_lens, stop_token_ids=[3, 30], config=config
     )
 
@@ -208,7 +216,9 @@ def test_a_beam_wider_than_all_hypotheses_finds_the_best_one() -> None:
         beam_size=125, max_new_tokens=budget, repetition_guard=NO_GUARD
     )
 
-    (result,) = beam_search(model, prompt, [6], stop_token_ids=[stop], config=config)
+    (result,) = generate_from_embeddings(
+        model, prompt, [6], stop_token_ids=[stop], config=config
+    )
 
     words = [t for t in range(vocab_size) if t != stop]
     expected: dict[tuple[int, ...], float] = {}
@@ -261,11 +271,13 @@ def test_min_gen_len_blocks_early_stops() -> None:
     model = tiny_llama(logit_scale=2.0)
     prompts = random_prompts([6, 10], model.model_dim, seed=9)
     short = GenerationConfig(max_new_tokens=8)
-    free = greedy_search(model, prompts, [6, 10], stop_token_ids=[0], config=short)
+    free = generate_from_embeddings(
+        model, prompts, [6, 10], stop_token_ids=[0], config=short
+    )
     # Stop on the first token each row would generate: without a minimum,
     # both rows end at once.
     stop_ids = [r.tokens[0] for r in free]
-    unconstrained = greedy_search(
+    unconstrained = generate_from_embeddings(
         model, prompts, [6, 10], stop_token_ids=stop_ids, config=short
     )
     assert [r.tokens for r in unconstrained] == [[], []]
@@ -323,7 +335,9 @@ def test_without_speech_positions_only_the_caps_apply() -> None:
     prompt = embed_token_ids(model, torch.tensor([[9]]))
     config = GenerationConfig(max_new_tokens=7, repetition_guard=NO_GUARD)
 
-    (result,) = greedy_search(model, prompt, [1], stop_token_ids=[0], config=config)
+    (result,) = generate_from_embeddings(
+        model, prompt, [1], stop_token_ids=[0], config=config
+    )
 
     assert result.max_new_tokens == 7
     assert len(result.tokens) == 7
@@ -335,14 +349,14 @@ def test_lengths_may_be_a_batch_layout_or_a_tensor() -> None:
     prompts = random_prompts(prompt_lens, model.model_dim, seed=10).nan_to_num(0.0)
     config = GenerationConfig(max_new_tokens=6)
 
-    from_list = greedy_search(
+    from_list = generate_from_embeddings(
         model, prompts, prompt_lens, stop_token_ids=[2], config=config
     )
     layout = BatchLayout(prompts.shape[:2], seq_lens=prompt_lens)
-    from_layout = greedy_search(
+    from_layout = generate_from_embeddings(
         model, prompts, layout, stop_token_ids=[2], config=config
     )
-    from_tensor = greedy_search(
+    from_tensor = generate_from_embeddings(
         model, prompts, torch.tensor(prompt_lens), stop_token_ids=[2], config=config
     )
 

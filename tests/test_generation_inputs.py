@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -15,16 +16,22 @@ from speechmapper_plugin.generation import (
     GenerationConfig,
     GenerationError,
     PromptTooLongError,
-    beam_search,
     generate_from_embeddings,
-    greedy_search,
     token_budgets,
 )
 from tests.support.generation import random_prompts, tiny_llama
 
 DIM = 32  # tiny_llama's model_dim
 
-SEARCHES = [greedy_search, beam_search, generate_from_embeddings]
+SEARCHES = [
+    functools.partial(generate_from_embeddings, config=config)
+    for config in (
+        GenerationConfig(),
+        GenerationConfig(beam_size=2),
+        GenerationConfig(generator="sampling"),
+    )
+]
+"""The one entry point, on each of its searches (greedy, beam, sampling)."""
 
 
 Run = Callable[..., Any]
@@ -63,17 +70,17 @@ def test_a_mismatched_embedding_width_is_refused(
 
 def test_prompts_must_be_three_dimensional(run: Run) -> None:
     with pytest.raises(ValueError, match=r"\[batch, positions, model_dim\]"):
-        run(greedy_search, torch.zeros(4, DIM), [4])
+        run(generate_from_embeddings, torch.zeros(4, DIM), [4])
 
 
 def test_prompts_must_be_floating_point(run: Run) -> None:
     with pytest.raises(TypeError, match="floating-point"):
-        run(greedy_search, torch.zeros(1, 4, DIM, dtype=torch.int64), [4])
+        run(generate_from_embeddings, torch.zeros(1, 4, DIM, dtype=torch.int64), [4])
 
 
 def test_prompts_must_be_on_the_model_device(run: Run) -> None:
     with pytest.raises(ValueError, match="is on meta"):
-        run(greedy_search, torch.zeros(1, 4, DIM, device="meta"), [4])
+        run(generate_from_embeddings, torch.zeros(1, 4, DIM, device="meta"), [4])
 
 
 @pytest.mark.parametrize(
@@ -87,16 +94,21 @@ def test_prompts_must_be_on_the_model_device(run: Run) -> None:
 )
 def test_bad_prompt_lengths_are_refused(run: Run, lens: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        run(greedy_search, torch.zeros(2, 4, DIM), lens)
+        run(generate_from_embeddings, torch.zeros(2, 4, DIM), lens)
 
 
 def test_nan_inside_a_prompt_is_refused_but_not_in_padding(run: Run) -> None:
     prompts = random_prompts([3, 4, 2], DIM)  # NaN padding is fine
-    run(greedy_search, prompts, [3, 4, 2], config=GenerationConfig(max_new_tokens=2))
+    run(
+        generate_from_embeddings,
+        prompts,
+        [3, 4, 2],
+        config=GenerationConfig(max_new_tokens=2),
+    )
 
     prompts[1, 2, 5] = torch.nan
     with pytest.raises(ValueError, match=r"NaN or infinite.*rows \[1\]"):
-        run(greedy_search, prompts, [3, 4, 2])
+        run(generate_from_embeddings, prompts, [3, 4, 2])
 
 
 @pytest.mark.parametrize(
@@ -107,7 +119,12 @@ def test_bad_stop_tokens_are_refused(
     run: Run, stop_ids: list[int], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        run(greedy_search, torch.zeros(1, 4, DIM), [4], stop_token_ids=stop_ids)
+        run(
+            generate_from_embeddings,
+            torch.zeros(1, 4, DIM),
+            [4],
+            stop_token_ids=stop_ids,
+        )
 
 
 @pytest.mark.parametrize(
@@ -119,7 +136,7 @@ def test_bad_speech_positions_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         run(
-            greedy_search,
+            generate_from_embeddings,
             torch.zeros(2, 4, DIM),
             [4, 4],
             num_speech_positions=positions,
@@ -129,7 +146,7 @@ def test_bad_speech_positions_are_refused(
 def test_prompts_that_fill_the_model_are_refused_by_row(run: Run) -> None:
     prompts = torch.zeros(3, 32, DIM)
     with pytest.raises(PromptTooLongError, match=r"row 1: 32 positions") as info:
-        run(greedy_search, prompts, [31, 32, 5])
+        run(generate_from_embeddings, prompts, [31, 32, 5])
     assert info.value.rows == [1]
 
 
@@ -137,13 +154,13 @@ def test_a_model_in_training_mode_is_refused() -> None:
     model = tiny_llama()
     model.train()
     with pytest.raises(ValueError, match=r"training mode.*model.eval\(\)"):
-        greedy_search(model, torch.zeros(1, 4, DIM), [4], stop_token_ids=[1])
+        generate_from_embeddings(model, torch.zeros(1, 4, DIM), [4], stop_token_ids=[1])
     assert model.training
 
 
 def test_only_transformer_lms_are_accepted() -> None:
     with pytest.raises(TypeError, match="TransformerLM"):
-        greedy_search(
+        generate_from_embeddings(
             torch.nn.Linear(2, 2),  # type: ignore[arg-type]
             torch.zeros(1, 4, DIM),
             [4],
@@ -184,7 +201,9 @@ def test_nan_logits_stop_generation_with_a_clear_error() -> None:
     with pytest.raises(
         GenerationError, match=r"NaN logits at position 3 for batch rows \[0, 1\]"
     ):
-        greedy_search(model, torch.ones(2, 4, DIM), [4, 4], stop_token_ids=[1])
+        generate_from_embeddings(
+            model, torch.ones(2, 4, DIM), [4, 4], stop_token_ids=[1]
+        )
 
 
 def test_the_config_reads_from_recipe_yaml_values() -> None:

@@ -19,8 +19,6 @@ from speechmapper_plugin.generation import (
     RepetitionGuardConfig,
     SamplerSection,
     generate_from_embeddings,
-    greedy_search,
-    sampling_search,
 )
 from tests.support.generation import full_forward_logits, random_prompts, tiny_llama
 
@@ -109,12 +107,14 @@ def test_samples_differ_between_seeds_and_repeat_with_one() -> None:
 
     def draw(seed: int) -> list[list[int]]:
         torch.manual_seed(seed)
-        results = sampling_search(
+        results = generate_from_embeddings(
             model, prompts, [6, 9], stop_token_ids=[0], config=config
         )
         return [r.tokens for r in results]
 
-    greedy = greedy_search(model, prompts, [6, 9], stop_token_ids=[0], config=config)
+    greedy = generate_from_embeddings(
+        model, prompts, [6, 9], stop_token_ids=[0], config=config
+    )
     assert draw(1) == draw(1)
     assert draw(1) != draw(2)
     assert draw(1) != [r.tokens for r in greedy]
@@ -124,7 +124,7 @@ def test_a_near_zero_temperature_and_top_k_1_sample_the_greedy_tokens() -> None:
     model = tiny_llama(logit_scale=3.0)
     prompt_lens = [4, 9, 15, 6]
     prompts = random_prompts(prompt_lens, model.model_dim, seed=2)
-    greedy = greedy_search(
+    greedy = generate_from_embeddings(
         model,
         prompts,
         prompt_lens,
@@ -160,7 +160,7 @@ def test_top_k_samples_only_the_k_most_likely_first_tokens() -> None:
     firsts = set()
     for seed in range(40):
         torch.manual_seed(seed)
-        (result,) = sampling_search(
+        (result,) = generate_from_embeddings(
             model, prompt, [5], stop_token_ids=[stop], config=config
         )
         firsts.add(result.tokens[0])
@@ -177,7 +177,7 @@ def test_stop_tokens_are_blocked_until_min_gen_len() -> None:
 
     for seed in range(5):
         torch.manual_seed(seed)
-        (result,) = sampling_search(
+        (result,) = generate_from_embeddings(
             model, prompt, [5], stop_token_ids=stop_ids, config=config
         )
         assert result.tokens == [11, 11, 11], seed

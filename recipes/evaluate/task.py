@@ -1,4 +1,4 @@
-"""The evaluate task: generate's task, whose summary also holds the scores.
+"""The evaluate unit: generate's unit, whose summary also holds the scores.
 
 Rank 0 scores the merged hypotheses: ``scores.jsonl`` (one row per
 hypothesis, in the same order), ``summary.json`` (metrics per task and
@@ -14,14 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, final
 
 import torch
 from fairseq2.data_type import DataType
 from fairseq2.logging import log
 from typing_extensions import override
 
-from recipes.generate.task import GenerateTask
+from recipes.generate.task import GenerateUnit
 from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.evaluation import (
     JudgeSection,
@@ -39,7 +39,8 @@ COMET_DIR = "comet"
 JUDGE_CACHE_DIR = "judge_cache"
 
 
-class EvaluateTask(GenerateTask):
+@final
+class EvaluateUnit(GenerateUnit):
     def __init__(
         self,
         *,

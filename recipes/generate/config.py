@@ -12,6 +12,7 @@ from fairseq2.utils.validation import ValidationResult
 
 from speechmapper_plugin.data.instructions import check_placeholder
 from speechmapper_plugin.generation import GenerationConfig
+from speechmapper_plugin.llm.speech_prompt import no_placeholder_problem
 from speechmapper_plugin.validation import check_positive_fields
 
 DEFAULT_SFM_CARD = "seamless_m4t_v2_large_speech_encoder"
@@ -79,8 +80,12 @@ class InstructionPromptSection:
                 check_placeholder(self.instruction, "`prompt.instruction`")
             except ValueError as ex:
                 result.add_error(str(ex))
-        if self.system_prompt is not None and "<speech>" in self.system_prompt:
-            result.add_error("`prompt.system_prompt` must not contain <speech>.")
+        if self.system_prompt is not None:
+            problem = no_placeholder_problem(
+                self.system_prompt, "`prompt.system_prompt`"
+            )
+            if problem is not None:
+                result.add_error(problem)
         return result
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from fairseq2.assets import AssetCard, AssetCardError, AssetStore
 from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
 from fairseq2.models import ModelFamily
@@ -25,7 +26,12 @@ from fairseq2.recipe.base import Recipe, RecipeContext
 from fairseq2.recipe.composition import register_reference_model
 from fairseq2.recipe.config import ReferenceModelSection
 from fairseq2.recipe.error import RecipeError
-from fairseq2.runtime.dependency import DependencyContainer, DependencyResolver
+from fairseq2.recipe.generator import Generator
+from fairseq2.runtime.dependency import (
+    DependencyContainer,
+    DependencyResolver,
+    wire_object,
+)
 from fairseq2.task import Task
 from fairseq2.utils.config import ConfigMerger
 from fairseq2.utils.structured import ValueConverter
@@ -39,7 +45,12 @@ from recipes.generate.settings import (
     generation_settings,
     write_settings,
 )
-from recipes.generate.task import SETTINGS_FILE, GenerateTask
+from recipes.generate.task import (
+    SETTINGS_FILE,
+    GenerateReader,
+    GenerateUnit,
+    examples_to_generate,
+)
 from speechmapper_plugin.data.feature_store import FeatureStore, FeatureStoreError
 from speechmapper_plugin.llm import (
     ChatTemplate,
@@ -127,28 +138,51 @@ class GenerateRecipe(Recipe):
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
-        return self._create_generate_task(context, pipeline, inputs, store, settings)
+        # Every rank reads what earlier runs did before any rank appends.
+        mine = examples_to_generate(inputs, context.output_dir, context.gangs.dp)
 
-    def _create_generate_task(
+        unit = self._create_unit(context, pipeline, inputs, store, settings, len(mine))
+
+        reader = GenerateReader(
+            mine,
+            context.gangs,
+            store=store,
+            batching=config.batching,
+            min_num_samples=pipeline.min_num_samples,
+        )
+
+        # fairseq2's Generator, wired as `RecipeContext.create_generator` does
+        # but without its `generator` config section: autocast (its only
+        # setting) does not apply, the pipeline runs each model in its dtype.
+        return wire_object(
+            context.resolver,
+            Generator,
+            model=projector,
+            unit=unit,
+            data_reader=reader,
+            amp=False,
+            amp_dtype=torch.float32,
+            seed=config.common.seed,
+        )
+
+    def _create_unit(
         self,
         context: RecipeContext,
         pipeline: SpeechMapperPipeline,
         inputs: GenerateInputs,
         store: FeatureStore | None,
         settings: dict[str, object],
-    ) -> Task:
-        """The task over the checked inputs and the loaded pipeline (a
+        num_examples: int,
+    ) -> GenerateUnit:
+        """The unit over the checked inputs and the loaded pipeline (a
         subclass scores the hypotheses: ``recipes.evaluate``)."""
-        config = context.get_config_as(GenerateConfig)
-
-        return GenerateTask(
+        return GenerateUnit(
             pipeline=pipeline,
             inputs=inputs,
             feature_store=store,
             gangs=context.gangs,
             output_dir=context.output_dir,
-            batching=config.batching,
-            progress_reporter=context.progress_reporter,
+            num_examples=num_examples,
             settings=settings,
         )
 

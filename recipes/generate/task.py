@@ -1,17 +1,23 @@
-"""The generate recipe's task: this rank's share of the examples -> hypotheses.
+"""The generate recipe's work, run by fairseq2's ``Generator`` task.
 
 Examples are sorted by length (longest first) and dealt round-robin to the
-data-parallel ranks, so ranks get similar amounts of work and batches hold
-similar lengths. Each rank appends to its own part files (hypotheses and
-skipped examples), flushed after every batch; after a barrier, rank 0 merges
-the parts in input order into ``hypotheses.jsonl``, lists every skipped
-example in ``skipped.tsv`` and writes ``summary.json``.
+data-parallel ranks (``gangs.dp``), so ranks get similar amounts of work and
+batches hold similar lengths. fairseq2's ``Generator`` drives the run: it
+seeds the random generators (``common.seed``; sampling draws from them), reads
+this rank's batches from a :class:`GenerateReader`, hands each to the
+:class:`GenerateUnit`, reports progress, stops between batches on SIGUSR1 and
+records the unit's counts as ``generation`` metrics. The unit appends to this
+rank's part files (hypotheses and skipped examples), flushed after every
+batch; at the end it waits for every rank and rank 0 merges the parts in input
+order into ``hypotheses.jsonl``, lists every skipped example in
+``skipped.tsv`` and writes ``summary.json``.
 
 **Resuming.** A run into an output directory that already holds part files
 (an interrupted run) or ``hypotheses.jsonl`` (a finished one) generates only
-the examples none of them has; the merged result equals an uninterrupted
-run's. The recipe refuses to resume with settings that change hypotheses
-(``generation_settings.json``).
+the examples none of them has (:func:`examples_to_generate`); the merged
+result equals an uninterrupted run's (for sampling: the remaining examples
+draw from a freshly seeded generator). The recipe refuses to resume with
+settings that change hypotheses (``generation_settings.json``).
 """
 
 from __future__ import annotations
@@ -20,17 +26,21 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, final
 
 import torch
-from fairseq2.gang import Gangs
+from fairseq2.datasets import DataReader
+from fairseq2.device import Device, SupportsDeviceTransfer
+from fairseq2.error import NotSupportedError
+from fairseq2.gang import Gang, Gangs
 from fairseq2.logging import log
-from fairseq2.task import Task, TaskStopException
-from fairseq2.utils.progress import ProgressReporter, ProgressTask
+from fairseq2.metrics import MetricBag, Sum
+from fairseq2.recipe.generator import GeneratorUnit
 from torch import Tensor
-from typing_extensions import override
+from typing_extensions import Self, override
 
 from recipes.generate.config import BatchingSection
 from recipes.generate.inputs import GenerateInputs, GenerateItem
@@ -38,7 +48,12 @@ from recipes.generate.summary import format_summary, summarize
 from speechmapper_plugin.data.bad_rows_tsv import read_bad_rows_tsv, write_bad_rows_tsv
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.manifest import BadRow
-from speechmapper_plugin.data.reasons import NON_FINITE_FEATURES, TOO_SHORT_AUDIO
+from speechmapper_plugin.data.reasons import (
+    MISSING_FEATURES,
+    NON_FINITE_FEATURES,
+    TOO_LONG_AUDIO,
+    TOO_SHORT_AUDIO,
+)
 from speechmapper_plugin.data.waveform_reader import (
     WaveformBatch,
     WaveformReadOptions,
@@ -50,12 +65,6 @@ from speechmapper_plugin.speech_llm import (
     SpeechTooLongError,
     SpeechTooShortError,
 )
-
-TOO_LONG_AUDIO = "too_long_audio"
-"""The audio is longer than the projector or the LLM's context can take."""
-
-MISSING_FEATURES = "missing_features"
-"""A ``speech`` id that the feature store does not hold."""
 
 HYPOTHESES_FILE = "hypotheses.jsonl"
 SKIPPED_FILE = "skipped.tsv"
@@ -74,6 +83,45 @@ def assign(
     """This rank's examples: longest first, dealt round-robin."""
     ordered = sorted(items, key=lambda item: -item.length_hint())
     return ordered[rank::world_size]
+
+
+def examples_to_generate(
+    inputs: GenerateInputs, output_dir: Path, gang: Gang
+) -> list[GenerateItem]:
+    """This rank's share of the examples that earlier runs into
+    ``output_dir`` have neither generated nor skipped.
+
+    Every rank has read what is done before this returns, so no rank can
+    append to its part file while another still reads them.
+    """
+    parts = output_dir / PARTS_DIR
+    parts.mkdir(parents=True, exist_ok=True)
+
+    earlier_records, earlier_skipped = read_earlier(inputs, output_dir)
+    done = {str(r["id"]) for r in earlier_records}
+    done.update(b.id for b in earlier_skipped if b.id is not None)
+
+    gang.barrier()
+
+    todo = [item for item in inputs.items if item.id not in done]
+    if done:
+        log.info(
+            "Rank {}: resuming; {} of {} examples are done already.",
+            gang.rank,
+            len(inputs.items) - len(todo),
+            len(inputs.items),
+        )
+
+    mine = assign(todo, gang.rank, gang.size)
+
+    log.info(
+        "Rank {}: {} of {} examples to generate.",
+        gang.rank,
+        len(mine),
+        len(inputs.items),
+    )
+
+    return mine
 
 
 def make_record(item: GenerateItem, result: PipelineResult) -> dict[str, Any]:
@@ -107,8 +155,151 @@ def make_record(item: GenerateItem, result: PipelineResult) -> dict[str, Any]:
     return record
 
 
-class GenerateTask(Task):
-    """Generates this rank's examples; SIGUSR1 stops it between batches."""
+@dataclass
+class GenerateBatch(SupportsDeviceTransfer):
+    """Examples to generate in one pipeline call: decoded audio (with the
+    rows that could not be read) or feature-store examples."""
+
+    items: list[GenerateItem]
+    """The examples of the batch; for audio, in the order of ``audio.audio``."""
+
+    audio: WaveformBatch | None = None
+
+    skipped: list[BadRow] = field(default_factory=list)
+    """Examples set aside while reading (unreadable audio)."""
+
+    @override
+    def to(self, device: Device, *, non_blocking: bool = False) -> None:
+        """Nothing to move: the pipeline places each model's inputs itself
+        (the speech encoder and the LLM may use different dtypes)."""
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.items) + len(self.skipped)
+
+
+@final
+class GenerateReader(DataReader[GenerateBatch]):
+    """This rank's batches: its audio examples (decoded in parallel and
+    batched by length by :func:`create_waveform_reader`), then its
+    feature-store examples (longest first, ``max_batch_size`` at a time).
+
+    Ranks read different numbers of batches and never synchronise here.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[GenerateItem],
+        gangs: Gangs,
+        *,
+        store: FeatureStore | None,
+        batching: BatchingSection,
+        min_num_samples: int,
+    ) -> None:
+        self._audio_items = [item for item in items if item.audio is not None]
+        self._feature_items = [item for item in items if item.speech is not None]
+
+        if self._feature_items and store is None:
+            raise ValueError(
+                "Examples with `speech` ids need `input.feature_store`."
+            )  # the recipe checks this before loading models
+
+        self._gangs = gangs
+        self._store = store
+        self._batching = batching
+        self._min_num_samples = min_num_samples
+        self._batches = self._read()
+
+    def _read(self) -> Iterator[GenerateBatch]:
+        if self._audio_items:
+            yield from self._read_audio()
+        if self._feature_items:
+            yield from self._read_features()
+
+    def _read_audio(self) -> Iterator[GenerateBatch]:
+        items = self._audio_items
+        batching = self._batching
+        reader = create_waveform_reader(
+            [item.audio for item in items if item.audio is not None],
+            self._gangs,
+            min_num_samples=self._min_num_samples,
+            options=WaveformReadOptions(
+                max_num_samples=batching.max_num_samples,
+                max_batch_size=batching.max_batch_size,
+                num_parallel_decodes=batching.num_parallel_decodes,
+                prefetch=batching.prefetch,
+            ),
+        )
+        for batches in reader:
+            for batch in batches:
+                yield GenerateBatch(
+                    [items[p] for p in batch.audio_positions],
+                    audio=batch,
+                    skipped=list(batch.skipped),
+                )
+
+    def _read_features(self) -> Iterator[GenerateBatch]:
+        store = self._store
+        if store is None:
+            return
+
+        found: list[tuple[GenerateItem, int]] = []
+        missing: list[BadRow] = []
+        for item in self._feature_items:
+            if item.speech is None or item.speech not in store:
+                missing.append(
+                    BadRow(
+                        item.line_no,
+                        item.id,
+                        MISSING_FEATURES,
+                        f"the feature store {store.path} has no utterance '{item.speech}'",
+                    )
+                )
+            else:
+                found.append((item, store.entry(item.speech).num_frames))
+
+        if missing:
+            yield GenerateBatch([], skipped=missing)
+
+        found.sort(key=lambda pair: -pair[1])
+
+        size = self._batching.max_batch_size
+        for start in range(0, len(found), size):
+            yield GenerateBatch([item for item, _ in found[start : start + size]])
+
+    @override
+    def __iter__(self) -> Self:
+        return self
+
+    @override
+    def __next__(self) -> list[GenerateBatch]:
+        return [next(self._batches)]
+
+    @override
+    def reset(self) -> None:
+        self._batches = self._read()
+
+    @override
+    def state_dict(self) -> dict[str, object]:
+        raise NotSupportedError(
+            "A generate run resumes from its part files, not from a reader state."
+        )
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        raise NotSupportedError(
+            "A generate run resumes from its part files, not from a reader state."
+        )
+
+    @property
+    @override
+    def num_accumulate(self) -> int:
+        return 1
+
+
+class GenerateUnit(GeneratorUnit[GenerateBatch]):
+    """Generates a batch and appends its hypotheses and skipped examples to
+    this rank's part files; :meth:`finalize` merges every rank's parts."""
 
     def __init__(
         self,
@@ -118,11 +309,11 @@ class GenerateTask(Task):
         feature_store: FeatureStore | None,
         gangs: Gangs,
         output_dir: Path,
-        batching: BatchingSection,
-        progress_reporter: ProgressReporter,
+        num_examples: int,
         settings: dict[str, Any] | None = None,
     ) -> None:
         """
+        :param num_examples: This rank's number of examples (for progress lines).
         :param settings: What produced the hypotheses (models, prompts,
             generation); written into the summary.
         """
@@ -131,200 +322,98 @@ class GenerateTask(Task):
         self._store = feature_store
         self._gangs = gangs
         self._output_dir = output_dir
-        self._batching = batching
-        self._progress_reporter = progress_reporter
         self._settings = settings
-        self._stop_requested = False
-        self._num_batches = 0
+        self._num_mine = num_examples
         self._num_generated = 0
         self._num_done = 0
-        self._num_mine = 0
         self._start = time.monotonic()
         self._last_log = self._start
 
+        parts = output_dir / PARTS_DIR
+        rank = gangs.dp.rank
+        self._out = _open_for_append(_part_file(parts, rank))
+        self._skipped = _SkippedPart(_skipped_part_file(parts, rank))
+
     @override
-    def run(self) -> None:
-        gang = self._gangs.root
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        metric_bag.add("num_examples", Sum())
+        metric_bag.add("num_skipped", Sum())
 
-        parts = self._output_dir / PARTS_DIR
-        parts.mkdir(parents=True, exist_ok=True)
+    @override
+    def process_batch(self, batch: GenerateBatch, metric_bag: MetricBag) -> None:
+        skipped = list(batch.skipped)
 
-        earlier_records, earlier_skipped = self._read_earlier(parts)
-        done = {str(r["id"]) for r in earlier_records}
-        done.update(b.id for b in earlier_skipped if b.id is not None)
+        if batch.audio is not None:
+            ready, results = self._generate_audio(batch.items, batch.audio, skipped)
+        else:
+            ready, results = self._generate_features(batch.items, skipped)
 
-        # Every rank has read what is done before any rank appends to its part.
-        gang.barrier()
+        self._write(ready, results)
 
-        todo = [item for item in self._inputs.items if item.id not in done]
-        if done:
-            log.info(
-                "Rank {}: resuming; {} of {} examples are done already.",
-                gang.rank,
-                len(self._inputs.items) - len(todo),
-                len(self._inputs.items),
-            )
+        self._skipped.extend(skipped)
+        self._skipped.flush()
 
-        mine = assign(todo, gang.rank, gang.size)
-        self._num_mine = len(mine)
+        metric_bag.get("num_examples", Sum).update(torch.tensor(len(ready)))
+        metric_bag.get("num_skipped", Sum).update(torch.tensor(len(skipped)))
 
-        log.info(
-            "Rank {}: {} of {} examples to generate.",
-            gang.rank,
-            len(mine),
-            len(self._inputs.items),
-        )
-
-        skipped = _SkippedPart(_skipped_part_file(parts, gang.rank))
-
-        with (
-            _open_for_append(_part_file(parts, gang.rank)) as out,
-            self._progress_reporter.create_task(
-                "generate", total=len(mine)
-            ) as progress,
-        ):
-            self._generate_audio(
-                [i for i in mine if i.audio is not None], out, skipped, progress
-            )
-            self._generate_features(
-                [i for i in mine if i.speech is not None], out, skipped, progress
-            )
-
-        log.info(
-            "Rank {}: generated {}, skipped {}.",
-            gang.rank,
-            self._num_generated,
-            len(skipped),
-        )
-
-        gang.barrier()
-
-        if gang.rank == 0:
-            self._merge(parts)
+        self._log_progress(batch.num_examples)
 
     def _generate_audio(
-        self,
-        items: list[GenerateItem],
-        out: IO[str],
-        skipped: list[BadRow],
-        progress: ProgressTask,
-    ) -> None:
-        if not items:
-            return
-
-        batching = self._batching
-
-        reader = create_waveform_reader(
-            [item.audio for item in items if item.audio is not None],
-            self._gangs,
-            min_num_samples=self._pipeline.min_num_samples,
-            options=WaveformReadOptions(
-                max_num_samples=batching.max_num_samples,
-                max_batch_size=batching.max_batch_size,
-                num_parallel_decodes=batching.num_parallel_decodes,
-                prefetch=batching.prefetch,
-            ),
-        )
-
-        for batches in reader:
-            for batch in batches:
-                self._check_stop()
-                self._generate_waveform_batch(items, batch, out, skipped)
-                self._step(progress, batch.num_rows, skipped)
-
-    def _generate_waveform_batch(
-        self,
-        items: list[GenerateItem],
-        batch: WaveformBatch,
-        out: IO[str],
-        skipped: list[BadRow],
-    ) -> None:
-        skipped.extend(batch.skipped)
-
+        self, items: list[GenerateItem], audio: WaveformBatch, skipped: list[BadRow]
+    ) -> tuple[list[GenerateItem], list[PipelineResult]]:
         ready: list[GenerateItem] = []
         waveforms = []
-        for position, audio in zip(batch.audio_positions, batch.audio, strict=True):
-            item = items[position]
+        for item, row_audio in zip(items, audio.audio, strict=True):
             try:
                 self._pipeline.check_audio(
-                    audio.waveform.numel(), item.instruction, where=item.id
+                    row_audio.waveform.numel(), item.instruction, where=item.id
                 )
             except (SpeechTooShortError, SpeechTooLongError) as ex:
                 skipped.append(_length_bad_row(item, ex))
                 continue
             ready.append(item)
-            waveforms.append(audio.waveform)
+            waveforms.append(row_audio.waveform)
 
-        if ready:
-            results = self._pipeline.run_waveforms(
-                waveforms,
-                [item.instruction for item in ready],
-                names=[item.id for item in ready],
-            )
-            self._write(ready, results, out)
+        if not ready:
+            return [], []
 
-        self._num_batches += 1
+        results = self._pipeline.run_waveforms(
+            waveforms,
+            [item.instruction for item in ready],
+            names=[item.id for item in ready],
+        )
+        return ready, results
 
     def _generate_features(
-        self,
-        items: list[GenerateItem],
-        out: IO[str],
-        skipped: list[BadRow],
-        progress: ProgressTask,
-    ) -> None:
-        if not items:
-            return
-
+        self, items: list[GenerateItem], skipped: list[BadRow]
+    ) -> tuple[list[GenerateItem], list[PipelineResult]]:
         store = self._store
         if store is None:
-            raise ValueError(
-                "Examples with `speech` ids need `input.feature_store`."
-            )  # the recipe checks this before loading models
+            raise ValueError("Examples with `speech` ids need `input.feature_store`.")
 
-        found = []
+        ready: list[GenerateItem] = []
+        features: list[Tensor] = []
         for item in items:
-            if item.speech is None or item.speech not in store:
-                skipped.append(
-                    BadRow(
-                        item.line_no,
-                        item.id,
-                        MISSING_FEATURES,
-                        f"the feature store {store.path} has no utterance '{item.speech}'",
-                    )
-                )
-                self._step(progress, 1, skipped)
-            else:
-                found.append((item, store.entry(item.speech)))
+            if item.speech is None:
+                raise ValueError(f"Example '{item.id}' has no `speech` id.")
+            seq = store.read(store.entry(item.speech))
+            bad = self._feature_problem(item, seq)
+            if bad is not None:
+                skipped.append(bad)
+                continue
+            ready.append(item)
+            features.append(seq)
 
-        found.sort(key=lambda pair: -pair[1].num_frames)
+        if not ready:
+            return [], []
 
-        size = self._batching.max_batch_size
-        for start in range(0, len(found), size):
-            self._check_stop()
-
-            chunk = found[start : start + size]
-
-            ready, features = [], []
-            for item, entry in chunk:
-                seq = store.read(entry)
-                bad = self._feature_problem(item, seq)
-                if bad is not None:
-                    skipped.append(bad)
-                    continue
-                ready.append(item)
-                features.append(seq)
-
-            if ready:
-                results = self._pipeline.run_features(
-                    features,
-                    [item.instruction for item in ready],
-                    pre_averaged=True,
-                    names=[item.id for item in ready],
-                )
-                self._write(ready, results, out)
-
-            self._num_batches += 1
-            self._step(progress, len(chunk), skipped)
+        results = self._pipeline.run_features(
+            features,
+            [item.instruction for item in ready],
+            pre_averaged=True,
+            names=[item.id for item in ready],
+        )
+        return ready, results
 
     def _feature_problem(self, item: GenerateItem, features: Tensor) -> BadRow | None:
         if not bool(torch.isfinite(features).all()):
@@ -344,37 +433,52 @@ class GenerateTask(Task):
 
         return None
 
-    def _write(
-        self, items: list[GenerateItem], results: list[PipelineResult], out: IO[str]
-    ) -> None:
+    def _write(self, items: list[GenerateItem], results: list[PipelineResult]) -> None:
+        out = self._out
         for item, result in zip(items, results, strict=True):
             out.write(json.dumps(make_record(item, result), ensure_ascii=False) + "\n")
         out.flush()
         self._num_generated += len(items)
 
-    def _read_earlier(self, parts: Path) -> tuple[list[dict[str, Any]], list[BadRow]]:
-        """What earlier runs into this directory generated and skipped: the
-        part files (all ranks, any world size) and a finished run's outputs.
-        A line cut off by a kill is ignored (its example is generated again).
-        Rows set aside while reading the inputs are not included."""
-        out = self._output_dir
-        records = _read_records(
-            [out / HYPOTHESES_FILE, *sorted(parts.glob("rank_*.jsonl"))]
-        )
-        input_rows = set(self._inputs.bad_rows)
-        skipped = [
-            b
-            for b in _read_skipped(
-                [out / SKIPPED_FILE, *sorted(parts.glob("skipped_rank_*.tsv"))]
-            )
-            if b not in input_rows
-        ]
-        return records, skipped
+    def _log_progress(self, count: int) -> None:
+        self._num_done += count
 
-    def _merge(self, parts: Path) -> None:
+        now = time.monotonic()
+        if now - self._last_log < PROGRESS_LOG_INTERVAL_S:
+            return
+        self._last_log = now
+
+        log.info(
+            "Rank {}: {}/{} examples done ({} generated, {} skipped), {:.1f} examples/s.",
+            self._gangs.dp.rank,
+            self._num_done,
+            self._num_mine,
+            self._num_generated,
+            len(self._skipped),
+            self._num_done / max(now - self._start, 1e-9),
+        )
+
+    @override
+    def finalize(self, metric_bag: MetricBag) -> None:
+        """Close this rank's parts; once every rank has, rank 0 merges them."""
+        self._out.close()
+
+        log.info(
+            "Rank {}: generated {}, skipped {}.",
+            self._gangs.dp.rank,
+            self._num_generated,
+            len(self._skipped),
+        )
+
+        self._gangs.dp.barrier()
+
+        if self._gangs.dp.rank == 0:
+            self._merge()
+
+    def _merge(self) -> None:
         order = {item.id: i for i, item in enumerate(self._inputs.items)}
 
-        found, found_skipped = self._read_earlier(parts)
+        found, found_skipped = read_earlier(self._inputs, self._output_dir)
 
         # One record per current example (a rerun may find one twice: in a
         # part and in the hypotheses of a merge it interrupted).
@@ -404,7 +508,7 @@ class GenerateTask(Task):
             out / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
         )
 
-        shutil.rmtree(parts)
+        shutil.rmtree(out / PARTS_DIR)
 
         for bad in skipped[:10]:
             log.warning("Skipped: {}", bad.describe())
@@ -429,45 +533,27 @@ class GenerateTask(Task):
             summary.update(self._settings)
         return summary
 
-    def _step(self, progress: ProgressTask, count: int, skipped: list[BadRow]) -> None:
-        if isinstance(skipped, _SkippedPart):
-            skipped.flush()
 
-        progress.step(count)
-
-        self._num_done += count
-
-        now = time.monotonic()
-        if now - self._last_log < PROGRESS_LOG_INTERVAL_S:
-            return
-        self._last_log = now
-
-        log.info(
-            "Rank {}: {}/{} examples done ({} generated, {} skipped), {:.1f} examples/s.",
-            self._gangs.root.rank,
-            self._num_done,
-            self._num_mine,
-            self._num_generated,
-            len(skipped),
-            self._num_done / max(now - self._start, 1e-9),
+def read_earlier(
+    inputs: GenerateInputs, output_dir: Path
+) -> tuple[list[dict[str, Any]], list[BadRow]]:
+    """What earlier runs into this directory generated and skipped: the
+    part files (all ranks, any world size) and a finished run's outputs.
+    A line cut off by a kill is ignored (its example is generated again).
+    Rows set aside while reading the inputs are not included."""
+    parts = output_dir / PARTS_DIR
+    records = _read_records(
+        [output_dir / HYPOTHESES_FILE, *sorted(parts.glob("rank_*.jsonl"))]
+    )
+    input_rows = set(inputs.bad_rows)
+    skipped = [
+        b
+        for b in _read_skipped(
+            [output_dir / SKIPPED_FILE, *sorted(parts.glob("skipped_rank_*.tsv"))]
         )
-
-    def _check_stop(self) -> None:
-        if self._stop_requested:
-            raise TaskStopException()
-
-    @override
-    def request_stop(self) -> None:
-        self._stop_requested = True
-
-    @property
-    @override
-    def step_nr(self) -> int:
-        return self._num_batches
-
-    @override
-    def close(self) -> None:
-        pass
+        if b not in input_rows
+    ]
+    return records, skipped
 
 
 def _length_bad_row(

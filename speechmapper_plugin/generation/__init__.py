@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from speechmapper_plugin.generation.beam import beam_search as beam_search
 from speechmapper_plugin.generation.config import (
     RENAMED_FIELDS as RENAMED_FIELDS,
 )
@@ -43,8 +42,4 @@ from speechmapper_plugin.generation.inputs import token_budgets as token_budgets
 from speechmapper_plugin.generation.repetition import (
     find_repetition_loop as find_repetition_loop,
 )
-from speechmapper_plugin.generation.single import greedy_search as greedy_search
 from speechmapper_plugin.generation.single import make_sampler as make_sampler
-from speechmapper_plugin.generation.single import (
-    sampling_search as sampling_search,
-)

@@ -17,8 +17,6 @@ generated step expands exactly one beam.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from fairseq2.error import InternalError
 from fairseq2.models.transformer_lm import TransformerLM
@@ -33,8 +31,6 @@ from speechmapper_plugin.generation.hypothesis import (
 )
 from speechmapper_plugin.generation.inputs import (
     GenerationInputs,
-    LengthsLike,
-    prepare_inputs,
 )
 from speechmapper_plugin.generation.repetition import (
     completion_mask,
@@ -48,36 +44,9 @@ from speechmapper_plugin.generation.state import (
 )
 
 
-@torch.inference_mode()
-def beam_search(
-    model: TransformerLM,
-    prompt_embeds: Tensor,
-    prompt_lens: LengthsLike,
-    *,
-    stop_token_ids: Sequence[int],
-    config: GenerationConfig | None = None,
-    num_speech_positions: Sequence[int] | Tensor | None = None,
-) -> list[GenerationResult]:
-    """Beam search with ``config.beam_size`` beams (1 gives the greedy result).
+class BeamSearch:
+    """Beam search with ``config.beam_size`` beams over validated inputs."""
 
-    See :func:`~speechmapper_plugin.generation.generate_from_embeddings` for
-    the arguments.
-    """
-    config = config or GenerationConfig()
-
-    inputs = prepare_inputs(
-        model,
-        prompt_embeds,
-        prompt_lens,
-        stop_token_ids=stop_token_ids,
-        config=config,
-        num_speech_positions=num_speech_positions,
-    )
-
-    return _BeamSearch(model, inputs, config).run()
-
-
-class _BeamSearch:
     def __init__(
         self, model: TransformerLM, inputs: GenerationInputs, config: GenerationConfig
     ) -> None:

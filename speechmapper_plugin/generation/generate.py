@@ -1,19 +1,28 @@
-"""The entry point: generation from speech (prompt) embeddings."""
+"""The entry point: generation from speech (prompt) embeddings.
+
+Every caller generates through :func:`generate_from_embeddings`; the
+searches behind it take inputs it has validated once."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from fairseq2.models.transformer_lm import TransformerLM
 from torch import Tensor
 
-from speechmapper_plugin.generation.beam import beam_search
+from speechmapper_plugin.generation.beam import BeamSearch
 from speechmapper_plugin.generation.config import GenerationConfig
 from speechmapper_plugin.generation.hypothesis import GenerationResult
-from speechmapper_plugin.generation.inputs import LengthsLike
-from speechmapper_plugin.generation.single import greedy_search, sampling_search
+from speechmapper_plugin.generation.inputs import LengthsLike, prepare_inputs
+from speechmapper_plugin.generation.single import (
+    OneHypothesisSearch,
+    argmax,
+    sampled,
+)
 
 
+@torch.inference_mode()
 def generate_from_embeddings(
     model: TransformerLM,
     prompt_embeds: Tensor,
@@ -52,14 +61,7 @@ def generate_from_embeddings(
     """
     config = config or GenerationConfig()
 
-    if config.generator == "sampling":
-        search = sampling_search
-    elif config.beam_size == 1:
-        search = greedy_search
-    else:
-        search = beam_search
-
-    return search(
+    inputs = prepare_inputs(
         model,
         prompt_embeds,
         prompt_lens,
@@ -67,3 +69,13 @@ def generate_from_embeddings(
         config=config,
         num_speech_positions=num_speech_positions,
     )
+
+    search: BeamSearch | OneHypothesisSearch
+    if config.generator == "sampling":
+        search = OneHypothesisSearch(model, inputs, config, sampled(config.sampler))
+    elif config.beam_size == 1:
+        search = OneHypothesisSearch(model, inputs, config, argmax)
+    else:
+        search = BeamSearch(model, inputs, config)
+
+    return search.run()

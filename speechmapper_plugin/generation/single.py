@@ -2,11 +2,14 @@
 
 Both run the same loop; they differ in how the next token is chosen from the
 step's distribution (its argmax, or a draw by one of fairseq2's samplers).
+Greedy decoding gives beam search's tokens with one beam, and is kept as its
+own path because it is measurably faster
+(``benchmarks/bench_greedy_vs_beam.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from fairseq2.error import InternalError
@@ -24,8 +27,6 @@ from speechmapper_plugin.generation.hypothesis import (
 )
 from speechmapper_plugin.generation.inputs import (
     GenerationInputs,
-    LengthsLike,
-    prepare_inputs,
 )
 from speechmapper_plugin.generation.repetition import (
     find_repetition_loop,
@@ -41,72 +42,6 @@ TokenChooser = Callable[[Tensor], Tensor]
 """Picks one token per row (``[N]``) from ``[N, V]`` log-probabilities."""
 
 
-@torch.inference_mode()
-def greedy_search(
-    model: TransformerLM,
-    prompt_embeds: Tensor,
-    prompt_lens: LengthsLike,
-    *,
-    stop_token_ids: Sequence[int],
-    config: GenerationConfig | None = None,
-    num_speech_positions: Sequence[int] | Tensor | None = None,
-) -> list[GenerationResult]:
-    """Greedy decoding; ``config.beam_size``, ``generator`` and ``sampler`` are ignored.
-
-    See :func:`~speechmapper_plugin.generation.generate_from_embeddings` for
-    the arguments.
-    """
-    config = config or GenerationConfig()
-
-    inputs = prepare_inputs(
-        model,
-        prompt_embeds,
-        prompt_lens,
-        stop_token_ids=stop_token_ids,
-        config=config,
-        num_speech_positions=num_speech_positions,
-    )
-
-    return _OneHypothesisSearch(model, inputs, config, _argmax).run()
-
-
-@torch.inference_mode()
-def sampling_search(
-    model: TransformerLM,
-    prompt_embeds: Tensor,
-    prompt_lens: LengthsLike,
-    *,
-    stop_token_ids: Sequence[int],
-    config: GenerationConfig | None = None,
-    num_speech_positions: Sequence[int] | Tensor | None = None,
-) -> list[GenerationResult]:
-    """One sample per example, drawn with ``config.sampler`` at
-    ``config.temperature`` from torch's global random generator (seed it for
-    reproducible samples; a row's draws depend on the rest of its batch).
-    ``config.beam_size`` and ``generator`` are ignored.
-
-    See :func:`~speechmapper_plugin.generation.generate_from_embeddings` for
-    the arguments.
-    """
-    config = config or GenerationConfig()
-
-    inputs = prepare_inputs(
-        model,
-        prompt_embeds,
-        prompt_lens,
-        stop_token_ids=stop_token_ids,
-        config=config,
-        num_speech_positions=num_speech_positions,
-    )
-
-    sampler = make_sampler(config.sampler)
-
-    def choose(lprobs: Tensor) -> Tensor:
-        return sampler.sample(lprobs.exp())
-
-    return _OneHypothesisSearch(model, inputs, config, choose).run()
-
-
 def make_sampler(section: SamplerSection) -> Sampler:
     """fairseq2's sampler that ``section`` names (what fairseq2's recipe
     components build from the same configs)."""
@@ -115,11 +50,26 @@ def make_sampler(section: SamplerSection) -> Sampler:
     return TopPSampler(p=section.top_p.p)
 
 
-def _argmax(lprobs: Tensor) -> Tensor:
+def argmax(lprobs: Tensor) -> Tensor:
+    """Greedy decoding's choice: the most likely token of each row."""
     return lprobs.argmax(dim=-1)
 
 
-class _OneHypothesisSearch:
+def sampled(section: SamplerSection) -> TokenChooser:
+    """Sampling's choice: a draw by fairseq2's sampler that ``section`` names
+    (from torch's global random generator)."""
+    sampler = make_sampler(section)
+
+    def choose(lprobs: Tensor) -> Tensor:
+        return sampler.sample(lprobs.exp())
+
+    return choose
+
+
+class OneHypothesisSearch:
+    """Keeps one hypothesis per example, extended by ``choose``'s token at
+    every step: greedy decoding (:func:`argmax`) or sampling (:func:`sampled`)."""
+
     def __init__(
         self,
         model: TransformerLM,
