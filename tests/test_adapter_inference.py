@@ -281,9 +281,7 @@ def test_evaluate_runs_an_adapter_and_matches_the_pipeline(
 
     # The same adapter in-process, one utterance at a time.
     pipeline = _pipeline(adapter)
-    pipeline.generation = GenerationConfig(
-        max_new_tokens=6, max_gen_len=(1.0, 16)
-    )
+    pipeline.generation = GenerationConfig(max_new_tokens=6, max_gen_len=(1.0, 16))
     rows = [line.split("\t") for line in manifest.read_text().splitlines()[1:]]
     audio = {row[0]: manifest.parent / row[1] for row in rows}
     for record in records:
@@ -308,12 +306,12 @@ def test_an_adapter_exports_and_loads_back_bit_identically(
     import yaml
     from fairseq2.models import load_model
 
-    from speechmapper_plugin.models.adapters import get_speech_adapter_model_hub
-    from speechmapper_plugin.models.speechmapper import (
+    from speechmapper_plugin.export.projector import (
+        export_config,
         export_projector,
         read_export_summary,
     )
-    from speechmapper_plugin.models.speechmapper.export import export_config
+    from speechmapper_plugin.models.adapters import get_speech_adapter_model_hub
     from tests.test_export import _FRESH_PROCESS
 
     adapter = load_model(CIF, device=torch.device("cpu"))

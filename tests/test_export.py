@@ -16,15 +16,17 @@ from fairseq2.models import load_model
 from fairseq2.nn import BatchLayout
 
 from speechmapper_plugin.export.__main__ import main as export_main
-from speechmapper_plugin.models.speechmapper import (
+from speechmapper_plugin.export.projector import (
     ProjectorProvenance,
     SpeechEncoderProvenance,
-    SpeechMapperProjector,
+    export_config,
     export_projector,
-    get_speechmapper_model_hub,
     read_export_summary,
 )
-from speechmapper_plugin.models.speechmapper.export import export_config
+from speechmapper_plugin.models.speechmapper import (
+    SpeechMapperProjector,
+    get_speechmapper_model_hub,
+)
 from tests.support.cards import SessionCards
 
 PROJECTOR_CARD = "test_projector_llama"  # tiny arch, target_llm test_llama

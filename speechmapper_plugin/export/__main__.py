@@ -5,7 +5,7 @@
 ``RUN_DIR`` is a stage-1 or stage-2 output directory of a SpeechMapper
 projector (``speechmapper``) or an adapter (``speech_adapter``); the last
 checkpoint (or step ``N``) is exported with what the run trained it on. See
-:mod:`speechmapper_plugin.models.speechmapper.export` for the layout.
+:mod:`speechmapper_plugin.export.projector` for the layout.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     from fairseq2.error import OperationalError
     from fairseq2.models import load_model
 
+    from speechmapper_plugin.export.projector import export_projector
     from speechmapper_plugin.export.provenance import read_run_provenance
     from speechmapper_plugin.models.adapters import is_projector
-    from speechmapper_plugin.models.speechmapper.export import export_projector
 
     card = "last_checkpoint" if args.step is None else f"checkpoint_step_{args.step}"
     try:

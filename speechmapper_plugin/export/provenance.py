@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from speechmapper_plugin.data.feature_store import read_metadata
-from speechmapper_plugin.models.speechmapper.export import (
+from speechmapper_plugin.export.projector import (
     ProjectorProvenance,
     SpeechEncoderProvenance,
     last_validation_metrics,

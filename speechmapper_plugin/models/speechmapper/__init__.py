@@ -17,18 +17,6 @@ from speechmapper_plugin.models.speechmapper.config import (
 from speechmapper_plugin.models.speechmapper.config import (
     register_speechmapper_configs as register_speechmapper_configs,
 )
-from speechmapper_plugin.models.speechmapper.export import (
-    ProjectorProvenance as ProjectorProvenance,
-)
-from speechmapper_plugin.models.speechmapper.export import (
-    SpeechEncoderProvenance as SpeechEncoderProvenance,
-)
-from speechmapper_plugin.models.speechmapper.export import (
-    export_projector as export_projector,
-)
-from speechmapper_plugin.models.speechmapper.export import (
-    read_export_summary as read_export_summary,
-)
 from speechmapper_plugin.models.speechmapper.factory import (
     SpeechMapperFactory as SpeechMapperFactory,
 )

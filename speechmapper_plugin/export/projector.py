@@ -26,18 +26,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import yaml
 from safetensors.torch import save_file
 
+from speechmapper_plugin.models.adapters import (
+    AdapterConfig,
+    AnyProjector,
+    ProjectorConfig,
+    projector_family,
+)
 from speechmapper_plugin.models.speechmapper.config import (
     SPEECHMAPPER_FAMILY,
+    ProjectorBlockConfig,
     SpeechMapperConfig,
 )
-
-if TYPE_CHECKING:
-    from speechmapper_plugin.models.adapters import AnyProjector, ProjectorConfig
 
 EXPORT_FORMAT: Final = "speechmapper-projector"
 EXPORT_FORMAT_VERSION: Final = 1
@@ -104,8 +108,6 @@ def export_projector(
         raise ValueError(
             f"`name` must be a fairseq2 asset name (letters, digits, `_`, `.`, `-`), but is '{name}'."
         )
-
-    from speechmapper_plugin.models.adapters import projector_family
 
     provenance = provenance or ProjectorProvenance()
     family = projector_family(projector)
@@ -278,9 +280,6 @@ def read_export_summary(directory: Path) -> dict[str, Any]:
 
 def export_config(summary: Mapping[str, Any]) -> ProjectorConfig:
     """The projector configuration recorded in an export's ``config.json``."""
-    from speechmapper_plugin.models.adapters import AdapterConfig
-    from speechmapper_plugin.models.speechmapper.config import ProjectorBlockConfig
-
     data = dict(summary["projector"])
     if summary.get("model_family", SPEECHMAPPER_FAMILY) != SPEECHMAPPER_FAMILY:
         return AdapterConfig(**data)
