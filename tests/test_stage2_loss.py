@@ -315,4 +315,4 @@ def test_stage2_units_skip_and_count_non_finite_rows() -> None:
     mse = run(projector, llm, 0.5).mse
     assert mse is not None and mse.num_pad_positions > 0
     for key, part in (("mse_word", mse.mse_word), ("mse_pad", mse.mse_pad)):
-        assert float(bag.metrics[key].compute()) == pytest.approx(float(part))
+        assert float(bag.metrics[key].compute()) == pytest.approx(float(part.detach()))

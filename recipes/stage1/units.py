@@ -163,8 +163,11 @@ def project_and_score(
     return outputs, out_layout, Stage1Terms(total, mse, ctc, quantity)
 
 
-def add_mse_metrics(metric_bag: MetricBag) -> None:
-    """The parts of the stage-1 loss, logged by both stages."""
+def add_shared_metrics(metric_bag: MetricBag) -> None:
+    """What both stages log: the loss, the examples, the rows skipped as
+    non-finite and the parts of the stage-1 loss."""
+    metric_bag.add("loss", Mean())
+    metric_bag.add("num_examples", Sum())
     metric_bag.add("mse_word", Mean())
     metric_bag.add("mse_pad", Mean())
     metric_bag.add("num_skipped_non_finite", Sum())
@@ -183,9 +186,7 @@ def update_mse_metrics(metric_bag: MetricBag, mse: EmbeddingMSELoss) -> None:
 
 
 def add_loss_metrics(metric_bag: MetricBag) -> None:
-    add_mse_metrics(metric_bag)
-    metric_bag.add("loss", Mean())
-    metric_bag.add("num_examples", Sum())
+    add_shared_metrics(metric_bag)
     metric_bag.add("num_frames", Sum())
     metric_bag.add("ctc", Mean())
     metric_bag.add("quantity", Mean())

@@ -12,7 +12,7 @@ from torch.nn import Module
 from typing_extensions import final, override
 
 from recipes.stage1.units import (
-    add_mse_metrics,
+    add_shared_metrics,
     drop_non_finite_rows,
     graph_zero,
     update_mse_metrics,
@@ -64,11 +64,9 @@ class Stage2Objective:
 
 
 def add_metrics(metric_bag: MetricBag) -> None:
-    add_mse_metrics(metric_bag)
-    metric_bag.add("loss", Mean())
+    add_shared_metrics(metric_bag)
     metric_bag.add("ce", Mean())
     metric_bag.add("mse", Mean())
-    metric_bag.add("num_examples", Sum())
     metric_bag.add("num_response_tokens", Sum())
     metric_bag.add("num_mse_examples", Sum())
 

@@ -14,6 +14,7 @@ together.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Final, final
 
 import torch
@@ -48,6 +49,7 @@ PAD_NORM_WARN_RATIO: Final = 0.1
 norm: the row is then likely untrained (Llama 3's reserved tokens)."""
 
 
+@dataclass(kw_only=True, eq=False)
 class TargetTokens:
     """The transcript side of the MSE targets: which ids a transcript becomes
     (normalisation, tokenisation, BOS/EOS) and which token pads them.
@@ -57,34 +59,30 @@ class TargetTokens:
     uses (:meth:`with_table`).
     """
 
-    def __init__(
-        self,
-        *,
-        card_name: str,
-        tokenizer: Tokenizer,
-        pad_idx: int,
-        pad_token: str,
-        bos_idx: int | None = None,
-        eos_idx: int | None = None,
-        normalization: TranscriptNormalization = "as_given",
-        card: AssetCard | None = None,
-    ) -> None:
-        """:param bos_idx: prepended by :meth:`encode` when not ``None``.
-        :param eos_idx: appended by :meth:`encode` when not ``None``.
-        :param normalization: how :meth:`encode` writes the text first.
-        :param card: the card named ``card_name``, if at hand (one built in
-            code is in no asset store)."""
-        self.card_name = card_name
-        self._card = card
-        self.tokenizer = tokenizer
-        self.pad_idx = pad_idx
-        self.pad_token = pad_token
-        self.bos_idx = bos_idx
-        self.eos_idx = eos_idx
-        self.normalization: TranscriptNormalization = normalization
+    card_name: str
 
-        self._encoder = tokenizer.create_raw_encoder()
-        self._decoder = create_text_decoder(tokenizer)
+    tokenizer: Tokenizer
+
+    pad_idx: int
+
+    pad_token: str
+
+    bos_idx: int | None = None
+    """Prepended by :meth:`encode` when not ``None``."""
+
+    eos_idx: int | None = None
+    """Appended by :meth:`encode` when not ``None``."""
+
+    normalization: TranscriptNormalization = "as_given"
+    """How :meth:`encode` writes the text first."""
+
+    card: AssetCard | None = field(default=None, repr=False)
+    """The card named ``card_name``, if at hand (one built in code is in no
+    asset store)."""
+
+    def __post_init__(self) -> None:
+        self._encoder = self.tokenizer.create_raw_encoder()
+        self._decoder = create_text_decoder(self.tokenizer)
 
     def encode(self, text: str) -> Tensor:
         """The transcript's target ids (int64): the text normalised as
@@ -124,47 +122,34 @@ class TargetTokens:
         _check_tokenizer_fits(card, self.tokenizer, source.num_embeddings, where)
         _check_model_config(card, source.shape, where)
 
-        return self._checked(card, source.read(dtype))
+        targets = self._attach(source.read(dtype))
+        report_pad_row(card.name, targets.table, self.pad_token, self.pad_idx)
+        return targets
 
     def with_table(self, table: Tensor) -> TargetLLMEmbeddings:
         """These tokens with an embedding table already in memory (stage 2:
         the loaded LLM's own), checked as :meth:`read_table` checks the one it
         reads."""
-        if table.ndim != 2:
-            raise ValueError(
-                f"`table` must be [vocab, dim], but has shape {list(table.shape)}."
-            )
-
         card = self._retrieve_card()
-        where = f"the loaded {card.name} model"
-        _check_tokenizer_fits(card, self.tokenizer, table.size(0), where)
-        _check_model_config(card, tuple(table.shape), where)
+        if table.ndim == 2:  # else `_attach` rejects it, saying why
+            where = f"the loaded {card.name} model"
+            _check_tokenizer_fits(card, self.tokenizer, table.size(0), where)
+            _check_model_config(card, tuple(table.shape), where)
 
-        return self._checked(card, table)
+        targets = self._attach(table)
+        report_pad_row(card.name, table, self.pad_token, self.pad_idx)
+        return targets
 
     def _retrieve_card(self) -> AssetCard:
-        return self._card or retrieve_llm_card(self.card_name)
-
-    def _checked(self, card: AssetCard, table: Tensor) -> TargetLLMEmbeddings:
-        report_pad_row(card.name, table, self.pad_token, self.pad_idx)
-
-        return self._attach(table)
+        return self.card or retrieve_llm_card(self.card_name)
 
     def _attach(self, table: Tensor) -> TargetLLMEmbeddings:
-        return TargetLLMEmbeddings(
-            card_name=self.card_name,
-            tokenizer=self.tokenizer,
-            table=table,
-            pad_idx=self.pad_idx,
-            pad_token=self.pad_token,
-            bos_idx=self.bos_idx,
-            eos_idx=self.eos_idx,
-            normalization=self.normalization,
-            card=self._card,
-        )
+        tokens = {f.name: getattr(self, f.name) for f in fields(TargetTokens)}
+        return TargetLLMEmbeddings(**tokens, table=table)
 
 
 @final
+@dataclass(kw_only=True, eq=False, repr=False)
 class TargetLLMEmbeddings(TargetTokens):
     """A target LLM's token-embedding table ``[V, D]`` with the transcript
     policy of the MSE targets: the one type both stages build targets from.
@@ -174,46 +159,25 @@ class TargetLLMEmbeddings(TargetTokens):
     (special tokens dropped) for the embedding-space WER.
     """
 
-    def __init__(
-        self,
-        *,
-        card_name: str,
-        tokenizer: Tokenizer,
-        table: Tensor,
-        pad_idx: int,
-        pad_token: str,
-        bos_idx: int | None = None,
-        eos_idx: int | None = None,
-        normalization: TranscriptNormalization = "as_given",
-        card: AssetCard | None = None,
-    ) -> None:
+    table: Tensor
+    """``[V, D]``; checked by :meth:`TargetTokens.read_table` and
+    :meth:`TargetTokens.with_table`, which build this type."""
+
+    def __post_init__(self) -> None:
+        table = self.table
         if table.ndim != 2:
             raise ValueError(
                 f"`table` must be [vocab, dim], but has shape {list(table.shape)}."
             )
 
-        for name, idx in (
-            ("pad_idx", pad_idx),
-            ("bos_idx", bos_idx),
-            ("eos_idx", eos_idx),
-        ):
+        for name in ("pad_idx", "bos_idx", "eos_idx"):
+            idx = getattr(self, name)
             if idx is not None and not 0 <= idx < table.size(0):
                 raise ValueError(
-                    f"`{name}` ({idx}) is outside the embedding table of {card_name} ({table.size(0)} rows)."
+                    f"`{name}` ({idx}) is outside the embedding table of {self.card_name} ({table.size(0)} rows)."
                 )
 
-        super().__init__(
-            card_name=card_name,
-            tokenizer=tokenizer,
-            pad_idx=pad_idx,
-            pad_token=pad_token,
-            bos_idx=bos_idx,
-            eos_idx=eos_idx,
-            normalization=normalization,
-            card=card,
-        )
-
-        self.table = table
+        super().__post_init__()
 
     @property
     def embeddings(self) -> Tensor:
@@ -241,7 +205,7 @@ class TargetLLMEmbeddings(TargetTokens):
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> TargetLLMEmbeddings:
         """The same embeddings with the table on ``device`` / in ``dtype``."""
-        return self._attach(self.table.to(device=device, dtype=dtype))
+        return replace(self, table=self.table.to(device=device, dtype=dtype))
 
     def __repr__(self) -> str:
         return f"TargetLLMEmbeddings(card_name={self.card_name!r}, table={list(self.table.shape)} {self.table.dtype}, pad_token={self.pad_token!r}, pad_idx={self.pad_idx})"
