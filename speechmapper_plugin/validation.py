@@ -25,3 +25,16 @@ def check_positive_fields(
         value = getattr(config, name)
         if value < 1:
             result.add_error(f"`{section}{name}` must be positive, but is {value}.")
+
+
+def check_divisible(
+    result: ValidationResult, config: object, name: str, divisor_name: str
+) -> None:
+    """Adds an error to ``result`` if field ``name`` of ``config`` is not a
+    multiple of field ``divisor_name`` (e.g. a model width and its attention
+    heads); a divisor below 1 is left to :func:`check_positive_fields`."""
+    value, divisor = getattr(config, name), getattr(config, divisor_name)
+    if divisor >= 1 and value % divisor != 0:
+        result.add_error(
+            f"`{name}` ({value}) must be divisible by `{divisor_name}` ({divisor})."
+        )

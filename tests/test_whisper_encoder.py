@@ -8,6 +8,7 @@ runs batched through :class:`WhisperSpeechFeatureExtractor`.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -235,6 +236,14 @@ def test_config_validation() -> None:
     message = str(bad.validate())
     assert "multiple of 50" in message
     assert "`output_layer`" in message
+
+
+def test_heads_must_divide_the_width() -> None:
+    bad = replace(tiny_config(), model_dim=66, num_encoder_attn_heads=4)
+    message = str(bad.validate())
+    assert (
+        "`model_dim` (66) must be divisible by `num_encoder_attn_heads` (4)" in message
+    )
 
 
 def test_sfm_frame_arithmetic_matches_the_extractor(ours: WhisperEncoder) -> None:

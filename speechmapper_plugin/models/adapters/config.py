@@ -29,7 +29,7 @@ from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
-from speechmapper_plugin.validation import check_positive_fields
+from speechmapper_plugin.validation import check_divisible, check_positive_fields
 
 SPEECH_ADAPTER_FAMILY: Final = "speech_adapter"
 
@@ -163,10 +163,7 @@ class AdapterConfig:
                     f"`{name}` must be non-negative, but is {getattr(self, name)}."
                 )
 
-        if self.num_attn_heads >= 1 and self.model_dim % self.num_attn_heads != 0:
-            result.add_error(
-                f"`model_dim` ({self.model_dim}) must be divisible by `num_attn_heads` ({self.num_attn_heads})."
-            )
+        check_divisible(result, self, "model_dim", "num_attn_heads")
 
         if not 0.0 <= self.dropout_p < 1.0:
             result.add_error(f"`dropout_p` must be in [0, 1), but is {self.dropout_p}.")

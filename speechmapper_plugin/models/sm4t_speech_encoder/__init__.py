@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from speechmapper_plugin.models.sm4t_speech_encoder.checkpoint import (
-    SpeechEncoderCheckpointLoader as SpeechEncoderCheckpointLoader,
-)
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     SM4T_SPEECH_ENCODER_FAMILY as SM4T_SPEECH_ENCODER_FAMILY,
 )

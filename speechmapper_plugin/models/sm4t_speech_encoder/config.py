@@ -9,7 +9,7 @@ from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
-from speechmapper_plugin.validation import check_positive_fields
+from speechmapper_plugin.validation import check_divisible, check_positive_fields
 
 SM4T_SPEECH_ENCODER_FAMILY: Final = "sm4t_speech_encoder"
 
@@ -99,13 +99,7 @@ class SM4TSpeechEncoderConfig:
             ),
         )
 
-        if (
-            self.num_encoder_attn_heads >= 1
-            and self.model_dim % self.num_encoder_attn_heads != 0
-        ):
-            result.add_error(
-                f"`model_dim` ({self.model_dim}) must be divisible by `num_encoder_attn_heads` ({self.num_encoder_attn_heads})."
-            )
+        check_divisible(result, self, "model_dim", "num_encoder_attn_heads")
 
         for name in ("max_lhs_rel_pos", "max_rhs_rel_pos"):
             value = getattr(self, name)

@@ -27,7 +27,7 @@ from fairseq2.runtime.dependency import (
     wire_object,
 )
 
-from speechmapper_plugin.models.sm4t_speech_encoder.checkpoint import (
+from speechmapper_plugin.models.encoder_checkpoint import (
     SpeechEncoderCheckpointLoader,
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
@@ -43,6 +43,7 @@ from speechmapper_plugin.models.sm4t_speech_encoder.factory import (
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
     convert_sm4t_speech_encoder_state_dict,
+    select_speech_encoder_keys,
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.model import SM4TSpeechEncoder
 
@@ -55,6 +56,7 @@ def register_sm4t_speech_encoder_family(container: DependencyContainer) -> None:
             resolver,
             SpeechEncoderCheckpointLoader,
             default_loader=resolver.resolve(ModelCheckpointLoader),  # type: ignore[type-abstract]
+            select_keys=select_speech_encoder_keys,
         )
 
         download_manager = SpeechEncoderDownloadManager(

@@ -10,7 +10,7 @@ from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
 from speechmapper_plugin.models.speechmapper.lengths import min_input_frames
-from speechmapper_plugin.validation import check_positive_fields
+from speechmapper_plugin.validation import check_divisible, check_positive_fields
 
 SPEECHMAPPER_FAMILY: Final = "speechmapper"
 
@@ -61,10 +61,7 @@ class ProjectorBlockConfig:
                 f"`num_layers` must be non-negative, but is {self.num_layers}."
             )
 
-        if self.num_attn_heads >= 1 and self.model_dim % self.num_attn_heads != 0:
-            result.add_error(
-                f"`model_dim` ({self.model_dim}) must be divisible by `num_attn_heads` ({self.num_attn_heads})."
-            )
+        check_divisible(result, self, "model_dim", "num_attn_heads")
 
         check_positive_fields(result, self, ("conv_kernel_size", "conv_stride"))
 

@@ -9,7 +9,7 @@ from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
-from speechmapper_plugin.validation import check_positive_fields
+from speechmapper_plugin.validation import check_divisible, check_positive_fields
 
 WHISPER_ENCODER_FAMILY: Final = "whisper_encoder"
 
@@ -79,13 +79,7 @@ class WhisperEncoderConfig:
             ),
         )
 
-        if (
-            self.num_encoder_attn_heads >= 1
-            and self.model_dim % self.num_encoder_attn_heads != 0
-        ):
-            result.add_error(
-                f"`model_dim` ({self.model_dim}) must be divisible by `num_encoder_attn_heads` ({self.num_encoder_attn_heads})."
-            )
+        check_divisible(result, self, "model_dim", "num_encoder_attn_heads")
 
         if self.model_dim % 2 != 0:
             result.add_error(

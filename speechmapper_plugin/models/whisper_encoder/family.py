@@ -19,7 +19,7 @@ from fairseq2.runtime.dependency import (
     wire_object,
 )
 
-from speechmapper_plugin.models.sm4t_speech_encoder.checkpoint import (
+from speechmapper_plugin.models.encoder_checkpoint import (
     SpeechEncoderCheckpointLoader,
 )
 from speechmapper_plugin.models.whisper_encoder.config import (

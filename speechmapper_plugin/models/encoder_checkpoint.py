@@ -1,17 +1,20 @@
 """A checkpoint loader that never reads more than the speech encoder.
 
-SeamlessM4T-v2 large checkpoints hold the whole translation model (about 2.3B
-parameters); the speech encoder we load is a quarter of it. fairseq2's own
+Used by every speech-encoder family (``sm4t_speech_encoder``,
+``whisper_encoder``), each with its own key selector. SeamlessM4T-v2 large
+checkpoints hold the whole translation model (about 2.3B parameters); the
+speech encoder we load is a quarter of it (Whisper's ``model.safetensors``
+holds encoder and decoder). fairseq2's own
 loaders read every tensor before the state-dict converter can drop any: the
 safetensors loader reads whole shard files into memory (or, with ``mmap``,
 still creates every tensor), the ``.pt`` loader reads the whole file unless
 asked to memory-map it.
 
-This loader, used only by the ``sm4t_speech_encoder`` family:
+This loader:
 
 - for safetensors (a file or an HF directory of shards, through its index file
   when it has one), reads the headers, picks the speech-encoder keys by name
-  (:func:`select_speech_encoder_keys`, which also rejects unexpected keys), and
+  (the family's selector, which also rejects unexpected keys), and
   materialises only those tensors (:func:`~speechmapper_plugin.checkpoints.read_checkpoint_tensors`);
 - for ``.pt`` files, delegates to fairseq2 with ``mmap=True``: ``torch.load``
   then maps the file and only the tensors the converter keeps are ever paged
@@ -51,17 +54,14 @@ from speechmapper_plugin.checkpoints import (
     KeySelector,
     read_checkpoint_tensors,
 )
-from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
-    select_speech_encoder_keys,
-)
 
 
 @final
 class SpeechEncoderCheckpointLoader(ModelCheckpointLoader):
-    """Loads only speech-encoder tensors from SeamlessM4T checkpoints.
+    """Loads only the speech-encoder tensors of a checkpoint.
 
-    :param select_keys: Picks the tensors to read from safetensors headers;
-        another family (e.g. ``whisper_encoder``) passes its own selector.
+    :param select_keys: Picks the tensors to read from the checkpoint's keys
+        (e.g. ``select_speech_encoder_keys`` of ``sm4t_speech_encoder``).
     """
 
     def __init__(
@@ -69,12 +69,12 @@ class SpeechEncoderCheckpointLoader(ModelCheckpointLoader):
         default_loader: ModelCheckpointLoader,
         file_system: FileSystem,
         gang_context: GangContext,
-        select_keys: KeySelector | None = None,
+        select_keys: KeySelector,
     ) -> None:
         self._default_loader = default_loader
         self._file_system = file_system
         self._gang_context = gang_context
-        self._select_keys = select_keys or select_speech_encoder_keys
+        self._select_keys = select_keys
 
     @override
     def lazy_load(
