@@ -100,6 +100,13 @@ class ManifestReadResult:
     columns: dict[str, str] = field(default_factory=dict)
     """Field -> the manifest column (or JSON key) it was read from (TSV only)."""
 
+    def add(self, row: ManifestRow | BadRow) -> None:
+        """File a parsed row under ``rows`` or ``bad_rows``."""
+        if isinstance(row, BadRow):
+            self.bad_rows.append(row)
+        else:
+            self.rows.append(row)
+
     @property
     def num_lines(self) -> int:
         """Data rows seen: good plus bad."""

@@ -35,10 +35,7 @@ def read_jsonl_manifest(path: Path, root: Path | None) -> ManifestReadResult:
             num_content_lines += 1
 
             row = _parse_line(raw, line_no, root_dir)
-            if isinstance(row, BadRow):
-                result.bad_rows.append(row)
-            else:
-                result.rows.append(row)
+            result.add(row)
 
     if num_content_lines == 0:
         raise ManifestError(f"The manifest {path} is empty.")

@@ -89,10 +89,7 @@ def read_tsv_manifest(path: Path, root: Path | None) -> ManifestReadResult:
             root=root_dir,
             has_id_field="id" in fields,
         )
-        if isinstance(row, BadRow):
-            result.bad_rows.append(row)
-        else:
-            result.rows.append(row)
+        result.add(row)
 
     result.bad_rows.sort(key=lambda b: b.line_no)
 
@@ -157,10 +154,7 @@ def _read_fairseq2_layout(
             root=root,
             has_id_field=False,
         )
-        if isinstance(row, BadRow):
-            result.bad_rows.append(row)
-        else:
-            result.rows.append(row)
+        result.add(row)
 
     result.bad_rows.sort(key=lambda b: b.line_no)
 
