@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from fairseq2.recipe.error import RecipeError
 
 from recipes.stage1.config import TranscriptTargetsSection
 from recipes.stage2.recipe import check_stage1_targets
+
+REPO = Path(__file__).resolve().parent.parent
 
 STAGE1_TARGETS = {
     "name": "speechmapper_llama3_1_8b_instruct",
@@ -50,3 +53,23 @@ def test_nothing_to_compare_with(tmp_path: Path) -> None:
     check_stage1_targets(tmp_path / "config.yaml", TranscriptTargetsSection())
     path = write_stage1_config(tmp_path, None)
     check_stage1_targets(path, TranscriptTargetsSection(add_eos=True))
+
+
+@pytest.mark.parametrize(
+    "stage2", ["task_agnostic", "task_specific_st", "task_specific_sqa"]
+)
+@pytest.mark.parametrize("stage1", ["paper_llama3_1_8b", "paper_eurollm_9b"])
+def test_paper_stage2_configs_have_the_paper_stage1_targets(
+    stage1: str, stage2: str
+) -> None:
+    from recipes.stage1.config import Stage1Config
+    from recipes.stage2.config import Stage2Config
+    from tests.test_recipe_configs import load_config
+
+    s1 = load_config(REPO / f"recipes/stage1/configs/{stage1}.yaml", Stage1Config)
+    s2 = load_config(REPO / f"recipes/stage2/configs/{stage2}.yaml", Stage2Config)
+    assert isinstance(s1, Stage1Config) and isinstance(s2, Stage2Config)
+
+    for f in fields(TranscriptTargetsSection):
+        assert getattr(s2.target_llm, f.name) == getattr(s1.target_llm, f.name), f.name
+    assert s2.target_llm.transcript_normalization == "sentence_case"
