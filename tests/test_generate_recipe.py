@@ -30,7 +30,7 @@ from tests.support.audio import has_espeak, synthesize_corpus, tone, write_wav
 from tests.support.cards import SessionCards
 from tests.support.feature_store import Utterance, write_feature_store
 from tests.support.llm import training_sentences
-from tests.support.recipes import REPO, run_recipe
+from tests.support.recipes import REPO, read_metrics, run_recipe
 
 pytestmark = pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
 
@@ -383,6 +383,58 @@ def test_speech_ids_need_a_feature_store(
     )
     assert done.returncode != 0
     assert "set `input.feature_store`" in done.stdout + done.stderr
+
+
+def test_an_old_generation_option_names_its_fairseq2_name(
+    corpus: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    done = run_recipe(
+        "generate",
+        tmp_path / "old",
+        *generate_args(
+            test_cards, f"input.manifest={corpus}", "generation.length_penalty=0.8"
+        ),
+        check=False,
+    )
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "`length_penalty` is now fairseq2's `len_penalty`" in output
+    assert "Loading" not in output  # refused before any weights are read
+
+
+@pytest.mark.slow
+def test_sampling_through_the_recipe_repeats_with_its_seed(
+    corpus: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    """fairseq2's Generator seeds the run from `common.seed`: the same seed
+    draws the same samples, another seed other ones; its `generation`
+    metrics count the examples the unit generated."""
+    sampling = (
+        f"input.manifest={corpus}",
+        "generation.generator=sampling",
+        "generation.temperature=1.5",
+        "generation.sampler.top_p.p=1.0",
+    )
+
+    def hypotheses(name: str, seed: int) -> list[str]:
+        out = tmp_path / name
+        run_recipe(
+            "generate",
+            out,
+            *generate_args(test_cards, *sampling, f"common.seed={seed}"),
+        )
+        records = read_jsonl(out / "hypotheses.jsonl")
+        (metrics,) = read_metrics(out, "generation")
+        # fairseq2's recorder keys num_examples by its display name.
+        assert metrics["Number of Examples"] == len(records) == 5
+        # The missing and the short file; the malformed row and the duplicate
+        # id are set aside while the manifest is read, before the unit.
+        assert metrics["num_skipped"] == 2
+        return [r["hypothesis"] for r in records]
+
+    first = hypotheses("a", seed=3)
+    assert hypotheses("b", seed=3) == first
+    assert hypotheses("c", seed=4) != first
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,8 @@ _COUNT_METRICS: Final = (
     ("num_response_tokens", 846),
     ("num_mse_examples", 847),
     ("num_skipped_non_finite", 848),
+    # The generate and evaluate recipes (alongside fairseq2's num_examples).
+    ("num_skipped", 849),
 )
 
 
