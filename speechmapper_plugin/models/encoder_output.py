@@ -4,7 +4,18 @@ every speech-encoder family (SeamlessM4T-v2, Whisper)."""
 from __future__ import annotations
 
 import torch
+from fairseq2.utils.validation import ValidationResult
 from torch.nn import Module
+
+
+def check_output_layer(
+    result: ValidationResult, output_layer: int, num_encoder_layers: int
+) -> None:
+    """Adds an error to ``result`` if a config's ``output_layer`` is no layer."""
+    if not 1 <= output_layer <= num_encoder_layers:
+        result.add_error(
+            f"`output_layer` is 1-based and must be in [1, {num_encoder_layers}] (`num_encoder_layers`), but is {output_layer}."
+        )
 
 
 def resolve_output_layer(

@@ -9,6 +9,7 @@ from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
+from speechmapper_plugin.models.encoder_output import check_output_layer
 from speechmapper_plugin.validation import check_divisible, check_positive_fields
 
 SM4T_SPEECH_ENCODER_FAMILY: Final = "sm4t_speech_encoder"
@@ -111,10 +112,7 @@ class SM4TSpeechEncoderConfig:
                 f"`shaw_sdpa` must be one of {', '.join(SHAW_SDPA_IMPLS)}, but is '{self.shaw_sdpa}'."
             )
 
-        if not 1 <= self.output_layer <= self.num_encoder_layers:
-            result.add_error(
-                f"`output_layer` is 1-based and must be in [1, {self.num_encoder_layers}] (`num_encoder_layers`), but is {self.output_layer}."
-            )
+        check_output_layer(result, self.output_layer, self.num_encoder_layers)
 
         return result
 
