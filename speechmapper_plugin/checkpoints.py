@@ -68,7 +68,6 @@ class TensorHeader:
     """A safetensors tensor as its file's header describes it."""
 
     file: Path
-    key: str
     shape: tuple[int, ...]
     dtype: torch.dtype | None
     """``None`` for a dtype torch has no name for here (see :data:`SAFETENSORS_DTYPES`)."""
@@ -127,7 +126,6 @@ def read_safetensors_headers(files: Sequence[Path]) -> dict[str, TensorHeader]:
                 view = f.get_slice(key)
                 headers[key] = TensorHeader(
                     file=file,
-                    key=key,
                     shape=tuple(view.get_shape()),
                     dtype=SAFETENSORS_DTYPES.get(view.get_dtype()),
                 )
