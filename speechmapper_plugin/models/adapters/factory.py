@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from fairseq2.models.transformer import (
-    IdentityBias,
+    FeedForwardNetwork,
     MultiheadAttention,
-    StandardFeedForwardNetwork,
-    StandardMultiheadAttention,
     StandardTransformerDecoder,
     StandardTransformerDecoderLayer,
-    StandardTransformerEncoder,
-    StandardTransformerEncoderLayer,
     TransformerDecoder,
     TransformerEncoder,
     TransformerNormOrder,
-    create_default_sdpa,
 )
 from fairseq2.nn import (
     Linear,
@@ -30,6 +25,11 @@ from speechmapper_plugin.models.adapters.ctc import CTCCompressionLengthAdapter
 from speechmapper_plugin.models.adapters.lengths import max_output_length
 from speechmapper_plugin.models.adapters.model import ConvLengthAdapter, SpeechAdapter
 from speechmapper_plugin.models.adapters.qformer import WindowQFormer
+from speechmapper_plugin.models.transformer_layers import (
+    create_attention,
+    create_ffn,
+    create_pre_ln_encoder,
+)
 
 
 def create_speech_adapter_model(config: AdapterConfig) -> SpeechAdapter:
@@ -119,21 +119,15 @@ class SpeechAdapterFactory:
         if num_layers == 0:
             return None
 
-        dim = self._config.model_dim
+        config = self._config
 
-        layers = [
-            StandardTransformerEncoderLayer(
-                self.create_attention(),
-                StandardLayerNorm(dim, bias=True),
-                self.create_ffn(),
-                StandardLayerNorm(dim, bias=True),
-                norm_order=TransformerNormOrder.PRE,
-                dropout_p=self._config.dropout_p,
-            )
-            for _ in range(num_layers)
-        ]
-
-        return StandardTransformerEncoder(layers, StandardLayerNorm(dim, bias=True))
+        return create_pre_ln_encoder(
+            num_layers=num_layers,
+            model_dim=config.model_dim,
+            num_attn_heads=config.num_attn_heads,
+            ffn_inner_dim=config.ffn_inner_dim,
+            dropout_p=config.dropout_p,
+        )
 
     def create_qformer_decoder(self) -> TransformerDecoder:
         dim = self._config.model_dim
@@ -155,16 +149,11 @@ class SpeechAdapterFactory:
         return StandardTransformerDecoder(layers, StandardLayerNorm(dim, bias=True))
 
     def create_attention(self) -> MultiheadAttention:
-        # Non-causal everywhere: queries and frames see each other freely.
-        sdpa = create_default_sdpa(IdentityBias(), dropout_p=self._config.dropout_p)
-        return StandardMultiheadAttention(
-            self._config.model_dim, self._config.num_attn_heads, sdpa
+        config = self._config
+        return create_attention(
+            config.model_dim, config.num_attn_heads, config.dropout_p
         )
 
-    def create_ffn(self) -> StandardFeedForwardNetwork:
-        return StandardFeedForwardNetwork(
-            self._config.model_dim,
-            self._config.ffn_inner_dim,
-            bias=True,
-            inner_dropout_p=self._config.dropout_p,
-        )
+    def create_ffn(self) -> FeedForwardNetwork:
+        config = self._config
+        return create_ffn(config.model_dim, config.ffn_inner_dim, config.dropout_p)

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from fairseq2.models.transformer import (
-    FeedForwardNetwork,
-    IdentityBias,
-    MultiheadAttention,
-    StandardFeedForwardNetwork,
-    StandardMultiheadAttention,
-    StandardTransformerEncoder,
-    StandardTransformerEncoderLayer,
     TransformerEncoder,
-    TransformerEncoderLayer,
-    TransformerNormOrder,
-    create_default_sdpa,
 )
 from fairseq2.nn import (
     Linear,
     PositionEncoder,
     SinusoidalPositionEncoder,
-    StandardLayerNorm,
 )
 from torch.nn import Conv1d
 
@@ -32,6 +21,7 @@ from speechmapper_plugin.models.speechmapper.model import (
     ProjectorBlock,
     SpeechMapperProjector,
 )
+from speechmapper_plugin.models.transformer_layers import create_pre_ln_encoder
 
 
 def create_speechmapper_model(config: SpeechMapperConfig) -> SpeechMapperProjector:
@@ -93,43 +83,10 @@ class SpeechMapperFactory:
         return ProjectorBlock(conv, pos_encoder, encoder, proj)
 
     def create_encoder(self, block_config: ProjectorBlockConfig) -> TransformerEncoder:
-        layers = [
-            self.create_encoder_layer(block_config)
-            for _ in range(block_config.num_layers)
-        ]
-
-        # Pre-LN stacks need a final LayerNorm.
-        layer_norm = StandardLayerNorm(block_config.model_dim, bias=True)
-
-        return StandardTransformerEncoder(layers, layer_norm)
-
-    def create_encoder_layer(
-        self, block_config: ProjectorBlockConfig
-    ) -> TransformerEncoderLayer:
-        dim = block_config.model_dim
-
-        return StandardTransformerEncoderLayer(
-            self.create_self_attention(block_config),
-            StandardLayerNorm(dim, bias=True),
-            self.create_ffn(block_config),
-            StandardLayerNorm(dim, bias=True),
-            norm_order=TransformerNormOrder.PRE,
+        return create_pre_ln_encoder(
+            num_layers=block_config.num_layers,
+            model_dim=block_config.model_dim,
+            num_attn_heads=block_config.num_attn_heads,
+            ffn_inner_dim=block_config.ffn_inner_dim,
             dropout_p=self._config.dropout_p,
-        )
-
-    def create_self_attention(
-        self, block_config: ProjectorBlockConfig
-    ) -> MultiheadAttention:
-        sdpa = create_default_sdpa(IdentityBias(), dropout_p=self._config.dropout_p)
-
-        return StandardMultiheadAttention(
-            block_config.model_dim, block_config.num_attn_heads, sdpa
-        )
-
-    def create_ffn(self, block_config: ProjectorBlockConfig) -> FeedForwardNetwork:
-        return StandardFeedForwardNetwork(
-            block_config.model_dim,
-            block_config.ffn_inner_dim,
-            bias=True,
-            inner_dropout_p=self._config.dropout_p,
         )
