@@ -34,7 +34,7 @@ from typing import IO, Any, final
 import torch
 from fairseq2.datasets import DataReader
 from fairseq2.device import Device, SupportsDeviceTransfer
-from fairseq2.error import NotSupportedError
+from fairseq2.error import InternalError, NotSupportedError
 from fairseq2.gang import Gang, Gangs
 from fairseq2.logging import log
 from fairseq2.metrics import MetricBag, Sum
@@ -48,23 +48,14 @@ from recipes.generate.summary import format_summary, summarize
 from speechmapper_plugin.data.bad_rows_tsv import read_bad_rows_tsv, write_bad_rows_tsv
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.manifest import BadRow
-from speechmapper_plugin.data.reasons import (
-    MISSING_FEATURES,
-    NON_FINITE_FEATURES,
-    TOO_LONG_AUDIO,
-    TOO_SHORT_AUDIO,
-)
+from speechmapper_plugin.data.reasons import MISSING_FEATURES
+from speechmapper_plugin.data.usability import Unusable
 from speechmapper_plugin.data.waveform_reader import (
     WaveformBatch,
     WaveformReadOptions,
     create_waveform_reader,
 )
-from speechmapper_plugin.speech_llm import (
-    PipelineResult,
-    SpeechMapperPipeline,
-    SpeechTooLongError,
-    SpeechTooShortError,
-)
+from speechmapper_plugin.speech_llm import PipelineResult, SpeechMapperPipeline
 
 HYPOTHESES_FILE = "hypotheses.jsonl"
 SKIPPED_FILE = "skipped.tsv"
@@ -341,12 +332,36 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
 
     @override
     def process_batch(self, batch: GenerateBatch, metric_bag: MetricBag) -> None:
-        skipped = list(batch.skipped)
+        items = batch.items
+        names = [item.id for item in items]
+        instructions = [item.instruction for item in items]
 
-        if batch.audio is not None:
-            ready, results = self._generate_audio(batch.items, batch.audio, skipped)
+        outcomes: list[PipelineResult | Unusable]
+        if not items:
+            outcomes = []
+        elif batch.audio is not None:
+            outcomes = self._pipeline.run_waveforms_or_skip(
+                [audio.waveform for audio in batch.audio.audio],
+                instructions,
+                names=names,
+            )
         else:
-            ready, results = self._generate_features(batch.items, skipped)
+            outcomes = self._pipeline.run_features_or_skip(
+                [self._read_features(item) for item in items],
+                instructions,
+                pre_averaged=True,
+                names=names,
+            )
+
+        skipped = list(batch.skipped)
+        ready: list[GenerateItem] = []
+        results: list[PipelineResult] = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, Unusable):
+                skipped.append(outcome.bad_row(item.line_no, item.id))
+            else:
+                ready.append(item)
+                results.append(outcome)
 
         self._write(ready, results)
 
@@ -358,80 +373,13 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
 
         self._log_progress(batch.num_examples)
 
-    def _generate_audio(
-        self, items: list[GenerateItem], audio: WaveformBatch, skipped: list[BadRow]
-    ) -> tuple[list[GenerateItem], list[PipelineResult]]:
-        ready: list[GenerateItem] = []
-        waveforms = []
-        for item, row_audio in zip(items, audio.audio, strict=True):
-            try:
-                self._pipeline.check_audio(
-                    row_audio.waveform.numel(), item.instruction, where=item.id
-                )
-            except (SpeechTooShortError, SpeechTooLongError) as ex:
-                skipped.append(_length_bad_row(item, ex))
-                continue
-            ready.append(item)
-            waveforms.append(row_audio.waveform)
-
-        if not ready:
-            return [], []
-
-        results = self._pipeline.run_waveforms(
-            waveforms,
-            [item.instruction for item in ready],
-            names=[item.id for item in ready],
-        )
-        return ready, results
-
-    def _generate_features(
-        self, items: list[GenerateItem], skipped: list[BadRow]
-    ) -> tuple[list[GenerateItem], list[PipelineResult]]:
+    def _read_features(self, item: GenerateItem) -> Tensor:
         store = self._store
-        if store is None:
-            raise ValueError("Examples with `speech` ids need `input.feature_store`.")
-
-        ready: list[GenerateItem] = []
-        features: list[Tensor] = []
-        for item in items:
-            if item.speech is None:
-                raise ValueError(f"Example '{item.id}' has no `speech` id.")
-            seq = store.read(store.entry(item.speech))
-            bad = self._feature_problem(item, seq)
-            if bad is not None:
-                skipped.append(bad)
-                continue
-            ready.append(item)
-            features.append(seq)
-
-        if not ready:
-            return [], []
-
-        results = self._pipeline.run_features(
-            features,
-            [item.instruction for item in ready],
-            pre_averaged=True,
-            names=[item.id for item in ready],
-        )
-        return ready, results
-
-    def _feature_problem(self, item: GenerateItem, features: Tensor) -> BadRow | None:
-        if not bool(torch.isfinite(features).all()):
-            return BadRow(
-                item.line_no,
-                item.id,
-                NON_FINITE_FEATURES,
-                "the stored features hold NaN/inf",
-            )
-
-        try:
-            self._pipeline.check_features(
-                features.size(0), item.instruction, pre_averaged=True, where=item.id
-            )
-        except (SpeechTooShortError, SpeechTooLongError) as ex:
-            return _length_bad_row(item, ex)
-
-        return None
+        if store is None or item.speech is None:
+            raise InternalError(
+                f"Feature-store example '{item.id}' without a feature store or `speech` id."
+            )  # the recipe and the reader check both
+        return store.read(store.entry(item.speech))
 
     def _write(self, items: list[GenerateItem], results: list[PipelineResult]) -> None:
         out = self._out
@@ -554,13 +502,6 @@ def read_earlier(
         if b not in input_rows
     ]
     return records, skipped
-
-
-def _length_bad_row(
-    item: GenerateItem, ex: SpeechTooShortError | SpeechTooLongError
-) -> BadRow:
-    reason = TOO_SHORT_AUDIO if isinstance(ex, SpeechTooShortError) else TOO_LONG_AUDIO
-    return BadRow(item.line_no, item.id, reason, ex.reason)
 
 
 class _SkippedPart(list[BadRow]):
