@@ -11,7 +11,9 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,13 @@ from tests.support.audio import has_espeak, synthesize_corpus, tone, write_wav
 from tests.support.cards import SessionCards
 from tests.support.feature_store import Utterance, write_feature_store
 from tests.support.llm import training_sentences
-from tests.support.recipes import REPO, read_metrics, run_recipe
+from tests.support.recipes import (
+    REPO,
+    read_metrics,
+    recipe_command,
+    recipe_env,
+    run_recipe,
+)
 
 pytestmark = pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
 
@@ -300,6 +308,52 @@ def test_two_processes_share_the_work(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["num_generated"] == 5 and summary["num_skipped"] == 4
     assert summary["metrics"] == {}
+
+
+@pytest.mark.slow
+def test_sigusr1_stops_between_batches_and_a_rerun_completes(
+    corpus: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    """fairseq2's stop signal reaches its Generator task, which stops between
+    batches; what was written stays, and a rerun generates the rest."""
+    out = tmp_path / "stopped"
+    args = generate_args(
+        test_cards, f"input.manifest={corpus}", "batching.max_batch_size=1"
+    )
+    part = out / "hypotheses.parts" / "rank_000.jsonl"
+    proc = subprocess.Popen(
+        recipe_command("generate", out, *args),
+        cwd=REPO,
+        env=recipe_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while (
+            not (part.exists() and part.read_bytes().count(b"\n") >= 1)
+            and proc.poll() is None
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        assert proc.poll() is None, "the run ended before it could be stopped"
+        proc.send_signal(signal.SIGUSR1)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    assert "SIGUSR1 received" in output
+    assert "Task stopped" in output
+    assert not (out / "summary.json").exists()
+    done = [json.loads(line)["id"] for line in part.read_text().splitlines()]
+    assert 1 <= len(done) < 5
+
+    resumed = run_recipe("generate", out, *args)
+    assert "resuming" in resumed.stdout + resumed.stderr
+    records = read_jsonl(out / "hypotheses.jsonl")
+    assert [r["id"] for r in records] == [row[0] for row in manifest_rows(corpus)[:5]]
 
 
 @pytest.mark.parametrize(
