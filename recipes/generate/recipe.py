@@ -52,6 +52,7 @@ from recipes.generate.task import (
     examples_to_generate,
 )
 from speechmapper_plugin.data.feature_store import FeatureStore, FeatureStoreError
+from speechmapper_plugin.data.usability import feature_store_problem
 from speechmapper_plugin.llm import (
     ChatTemplate,
     chat_template_for_card,
@@ -102,7 +103,9 @@ class GenerateRecipe(Recipe):
         )
 
         if store is not None:
-            _check_feature_store(store, projector_config)
+            problem = feature_store_problem(store, projector_config)
+            if problem is not None:
+                raise RecipeError(problem)
 
         settings = self._settings(context, config, inputs)
 
@@ -341,16 +344,3 @@ def _open_feature_store(
         return FeatureStore(path.expanduser())
     except (FeatureStoreError, OSError) as ex:
         raise RecipeError(f"`input.feature_store`: {ex}") from None
-
-
-def _check_feature_store(store: FeatureStore, projector: ProjectorConfig) -> None:
-    """Stored features must be what the projector reads (width, averaging)."""
-    meta = store.metadata
-    if meta.dim != projector.input_dim:
-        raise RecipeError(
-            f"The feature store {store.path} holds {meta.dim}-d features, but the projector takes {projector.input_dim}-d features."
-        )
-    if meta.frame_averaging != projector.frame_averaging:
-        raise RecipeError(
-            f"The feature store {store.path} averaged {meta.frame_averaging} encoder frames per stored frame, but the projector averages {projector.frame_averaging}:1; extract the features again with `features.frame_averaging={projector.frame_averaging}`."
-        )
