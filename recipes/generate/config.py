@@ -11,6 +11,7 @@ from fairseq2.recipe.config import CommonSection, GangSection, ReferenceModelSec
 from fairseq2.utils.validation import ValidationResult
 
 from speechmapper_plugin.data.instructions import check_placeholder
+from speechmapper_plugin.data.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.llm.speech_prompt import no_placeholder_problem
 from speechmapper_plugin.validation import check_positive_fields
@@ -102,19 +103,17 @@ class FeaturesSection:
 
 
 @dataclass(kw_only=True)
-class BatchingSection:
+class BatchingSection(WaveformReadOptions):
+    """How the audio reader batches (its options, with generation's defaults:
+    the LLM runs on every example, so batches are smaller than in feature
+    extraction); ``max_batch_size`` also bounds feature-store batches."""
+
     max_num_samples: int = 16_000 * 120
     """Audio per batch, in 16 kHz samples (120 s); examples are sorted by
     length so batches hold similar lengths."""
 
     max_batch_size: int = 16
     """Examples per batch (also for feature-store examples)."""
-
-    num_parallel_decodes: int = 4
-    """Audio files decoded and resampled concurrently."""
-
-    prefetch: int = 2
-    """Batches decoded while the models run."""
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()

@@ -52,7 +52,6 @@ from speechmapper_plugin.data.reasons import MISSING_FEATURES
 from speechmapper_plugin.data.usability import Unusable
 from speechmapper_plugin.data.waveform_reader import (
     WaveformBatch,
-    WaveformReadOptions,
     create_waveform_reader,
 )
 from speechmapper_plugin.speech_llm import PipelineResult, SpeechMapperPipeline
@@ -209,17 +208,11 @@ class GenerateReader(DataReader[GenerateBatch]):
 
     def _read_audio(self) -> Iterator[GenerateBatch]:
         items = self._audio_items
-        batching = self._batching
         reader = create_waveform_reader(
             [item.audio for item in items if item.audio is not None],
             self._gangs,
             min_num_samples=self._min_num_samples,
-            options=WaveformReadOptions(
-                max_num_samples=batching.max_num_samples,
-                max_batch_size=batching.max_batch_size,
-                num_parallel_decodes=batching.num_parallel_decodes,
-                prefetch=batching.prefetch,
-            ),
+            options=self._batching,
         )
         for batches in reader:
             for batch in batches:
