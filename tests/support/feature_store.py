@@ -38,6 +38,9 @@ def write_feature_store(
     frame_averaging: int = 2,
     dtype: str = "float32",
     rows_per_shard: int = 4,
+    encoder: str = "synthetic",
+    layer: int = 1,
+    layer_norm: bool = True,
 ) -> Path:
     dim = utterances[0].features.size(1)
     torch_dtype = storage_dtype(dtype)
@@ -46,9 +49,9 @@ def write_feature_store(
         dtype=dtype,
         frame_averaging=frame_averaging,
         frame_rate=50.0 / frame_averaging,
-        encoder="synthetic",
-        layer=1,
-        layer_norm=True,
+        encoder=encoder,
+        layer=layer,
+        layer_norm=layer_norm,
         manifest=str(store / "synthetic.tsv"),
         manifest_sha256="0" * 64,
         audio_root=str(store),

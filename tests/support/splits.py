@@ -24,8 +24,8 @@ def copy_utterances(
     *,
     transcripts: Sequence[str] | None = None,
 ) -> Path:
-    """A store of the utterances ``ids`` of ``source`` (same features, same
-    storage dtype), with their own transcripts or ``transcripts``."""
+    """A store of the utterances ``ids`` of ``source`` (same features, storage
+    dtype and encoder provenance), with their own transcripts or ``transcripts``."""
     if transcripts is not None and len(transcripts) != len(ids):
         raise ValueError(
             f"{len(transcripts)} transcripts given for {len(ids)} utterances."
@@ -40,6 +40,9 @@ def copy_utterances(
         utterances,
         frame_averaging=source.metadata.frame_averaging,
         dtype=source.metadata.dtype,
+        encoder=source.metadata.encoder,
+        layer=source.metadata.layer,
+        layer_norm=source.metadata.layer_norm,
     )
 
 
