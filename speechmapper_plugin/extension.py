@@ -9,7 +9,7 @@ from fairseq2.composition import (
 )
 from fairseq2.runtime.dependency import DependencyContainer
 
-from speechmapper_plugin.data.audio_dataset import (
+from speechmapper_plugin.datasets.audio_manifest import (
     AUDIO_MANIFEST_DATASET,
     AudioManifestDataset,
     AudioManifestDatasetConfig,

@@ -18,7 +18,6 @@ from fairseq2.gang import create_fake_gangs
 from fairseq2.models import load_model
 
 from speechmapper_plugin.audio import load_audio
-from speechmapper_plugin.data.audio_dataset import AudioManifestDataset
 from speechmapper_plugin.data.extraction import (
     ExtractionStopped,
     FeatureExtraction,
@@ -45,7 +44,8 @@ from speechmapper_plugin.data.reasons import (
     UNDECODABLE_AUDIO,
 )
 from speechmapper_plugin.data.usability import is_finite
-from speechmapper_plugin.data.waveform_reader import WaveformReadOptions
+from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
+from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,
     SpeechFeatureExtractor,

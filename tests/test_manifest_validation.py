@@ -10,10 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speechmapper_plugin.data.audio_dataset import (
-    AudioManifestDatasetConfig,
-    get_audio_manifest_dataset_hub,
-)
 from speechmapper_plugin.data.manifest import ManifestError
 from speechmapper_plugin.data.manifest_validation import validate_manifest
 from speechmapper_plugin.data.reasons import (
@@ -29,6 +25,10 @@ from speechmapper_plugin.data.reasons import (
     UNREADABLE_FILE,
 )
 from speechmapper_plugin.data.validate_manifest import main
+from speechmapper_plugin.datasets.audio_manifest import (
+    AudioManifestDatasetConfig,
+    get_audio_manifest_dataset_hub,
+)
 from tests.support.audio import (
     write_corrupt,
     write_empty,

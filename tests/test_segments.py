@@ -16,7 +16,6 @@ from fairseq2.models import load_model
 
 from speechmapper_plugin.audio import decode_audio, resample, to_mono
 from speechmapper_plugin.data import read_manifest
-from speechmapper_plugin.data.audio_dataset import AudioManifestDataset
 from speechmapper_plugin.data.extraction import FeatureExtraction, build_store_metadata
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.instructions import (
@@ -34,7 +33,8 @@ from speechmapper_plugin.data.reasons import (
     UNDECODABLE_AUDIO,
 )
 from speechmapper_plugin.data.row_audio import RowAudio, load_row_audio
-from speechmapper_plugin.data.waveform_reader import (
+from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
+from speechmapper_plugin.datasets.waveform_reader import (
     WaveformReadOptions,
     create_waveform_reader,
 )

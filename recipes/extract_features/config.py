@@ -13,8 +13,8 @@ from fairseq2.recipe.config import (
 )
 from fairseq2.utils.validation import ValidationResult
 
-from speechmapper_plugin.data.audio_dataset import AUDIO_MANIFEST_DATASET
 from speechmapper_plugin.data.feature_store import STORAGE_DTYPES
+from speechmapper_plugin.datasets.audio_manifest import AUDIO_MANIFEST_DATASET
 from speechmapper_plugin.validation import check_positive_fields
 
 DEFAULT_ENCODER_CARD = "seamless_m4t_v2_large_speech_encoder"

@@ -11,7 +11,7 @@ from fairseq2.recipe.config import CommonSection, GangSection, ReferenceModelSec
 from fairseq2.utils.validation import ValidationResult
 
 from speechmapper_plugin.data.instructions import check_placeholder
-from speechmapper_plugin.data.waveform_reader import WaveformReadOptions
+from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.llm.speech_prompt import no_placeholder_problem
 from speechmapper_plugin.validation import check_positive_fields

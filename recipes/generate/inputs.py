@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from recipes.generate.config import InputSection, InstructionPromptSection
-from speechmapper_plugin.data.audio_dataset import AudioManifestDataset
 from speechmapper_plugin.data.instructions import (
     InstructionExample,
     example_audio_row,
     read_instructions,
 )
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
+from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
 from speechmapper_plugin.speech_llm import TaskPrompts
 
 BYTES_PER_SECOND_GUESS = 32_000

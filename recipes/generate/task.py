@@ -50,7 +50,7 @@ from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.data.reasons import MISSING_FEATURES
 from speechmapper_plugin.data.usability import Unusable
-from speechmapper_plugin.data.waveform_reader import (
+from speechmapper_plugin.datasets.waveform_reader import (
     WaveformBatch,
     create_waveform_reader,
 )

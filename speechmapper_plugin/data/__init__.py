@@ -1,8 +1,11 @@
-"""Audio manifests and the on-disk feature store.
+"""On-disk formats and the tools over them: audio manifests (reading,
+validation, the ``validate_manifest`` command), the instruction format
+(``instructions``), the feature store and feature extraction, corpus
+converters (``convert``), the usability checks and the reason codes of every
+skip report.
 
-Submodules: ``manifest`` (reading), ``manifest_validation`` and the
-``validate_manifest`` command, ``audio_dataset`` (the dataset family),
-``waveform_reader``, ``extraction`` and ``feature_store``.
+The fairseq2 dataset families that read these formats into batches live in
+:mod:`speechmapper_plugin.datasets`.
 """
 
 from __future__ import annotations

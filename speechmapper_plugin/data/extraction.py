@@ -22,7 +22,6 @@ from fairseq2.utils.progress import NOOP_PROGRESS_REPORTER, ProgressReporter
 from torch import Tensor
 
 from speechmapper_plugin.audio import SAMPLE_RATE
-from speechmapper_plugin.data.audio_dataset import ManifestSplit
 from speechmapper_plugin.data.feature_store import (
     FeatureStoreError,
     FeatureStoreMetadata,
@@ -44,7 +43,8 @@ from speechmapper_plugin.data.manifest import BadRow, ManifestRow
 from speechmapper_plugin.data.reasons import NON_FINITE_FEATURES
 from speechmapper_plugin.data.row_checks import check_transcript
 from speechmapper_plugin.data.usability import is_finite
-from speechmapper_plugin.data.waveform_reader import (
+from speechmapper_plugin.datasets.audio_manifest import ManifestSplit
+from speechmapper_plugin.datasets.waveform_reader import (
     WaveformBatch,
     WaveformReadOptions,
     create_waveform_reader,
