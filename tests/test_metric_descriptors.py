@@ -63,3 +63,46 @@ def test_jsonl_keys_stay_the_metric_names(tmp_path: Path) -> None:
     record = json.loads(line)
     assert record["mse_word"] == pytest.approx(0.0070)
     assert record["num_frames"] == 1234
+
+
+def _recorded_metric_names() -> set[str]:
+    """Every metric name the recipes add to a metric bag, read from their
+    source (an independent list: a new metric without a descriptor fails)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    pattern = re.compile(r"metric_bag\.add\(\s*\"(\w+)\"")
+    names: set[str] = set()
+    for path in root.rglob("*.py"):
+        names.update(pattern.findall(path.read_text(encoding="utf-8")))
+    return names
+
+
+def test_every_metric_a_recipe_records_has_a_descriptor() -> None:
+    registry = _registry()
+    names = _recorded_metric_names()
+    assert {
+        "mse_word",
+        "ce",
+        "num_skipped",
+    } <= names  # the scan finds the recipes' bags
+
+    # Summed into `embedding_wer` before the values are recorded.
+    consumed = {"embedding_word_errors", "embedding_ref_words"}
+    # Described by fairseq2 itself when a recipe composes its recorders.
+    fairseq2_own = _fairseq2_recipe_metric_names()
+    missing = sorted(
+        n for n in names - consumed - fairseq2_own if registry.maybe_get(n) is None
+    )
+    assert missing == []
+
+
+def _fairseq2_recipe_metric_names() -> set[str]:
+    from fairseq2.recipe.composition.metric_recorders import (
+        _register_metric_descriptors,
+    )
+    from fairseq2.runtime.dependency import DependencyContainer
+
+    container = DependencyContainer()
+    _register_metric_descriptors(container)
+    return {d.name for d in container.collection.resolve(MetricDescriptor)}

@@ -21,6 +21,9 @@ _FLOAT_METRICS: Final = (
     ("mse_pad", 92),
     ("mse", 93),
     ("ce", 94),
+    # Stage 1 with an adapter's auxiliary terms (CTC, CIF quantity).
+    ("ctc", 95),
+    ("quantity", 96),
     ("cosine_word", 201),
     ("embedding_wer", 202),
 )
