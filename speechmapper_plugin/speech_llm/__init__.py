@@ -1,4 +1,5 @@
-"""The projector attached to a frozen LLM: prompt assembly, losses, inference."""
+"""The projector attached to a frozen LLM: prompt assembly and inference (the
+stage-2 objective lives in :mod:`speechmapper_plugin.losses`)."""
 
 from __future__ import annotations
 
