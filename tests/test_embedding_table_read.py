@@ -1,9 +1,11 @@
 """The embedding table is read straight into its tensor: the same values as
 safetensors' own reader, and a peak memory of about the table alone (a copy
-out of a memory map peaks at twice the table)."""
+out of a memory map can peak at twice the table)."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 from pathlib import Path
 
@@ -26,8 +28,22 @@ def _status_bytes(field: str) -> int:
     raise AssertionError(field)
 
 
+def _release_free_heap() -> None:
+    """Hand memory freed by earlier tests back to the OS (glibc's
+    ``malloc_trim``). Freed heap pages otherwise stay resident, and an
+    allocation that reuses them does not raise the peak RSS: the measured
+    growth then depends on what ran before in the process."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return
+    trim = getattr(ctypes.CDLL(libc_name), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
 def _peak_growth(fn: object) -> int:
     gc.collect()
+    _release_free_heap()
     Path("/proc/self/clear_refs").write_text("5")  # peak RSS := current RSS
     before = _status_bytes("VmRSS")
     result = fn()  # type: ignore[operator]
@@ -96,12 +112,17 @@ def test_peak_memory_is_about_the_table(tmp_path: Path) -> None:
     del table
     table_bytes = 16384 * 1024 * 2  # 32 MiB
 
-    def mmap_copy() -> torch.Tensor:
-        with safe_open(str(path), framework="pt") as f:
-            return f.get_tensor(KEY).clone()
+    # Control: the measurement sees a peak of twice the table when two
+    # table-sized buffers are filled (what copying out of a memory map costs
+    # when the mapped pages count; whether they do depends on the page cache,
+    # so the instrument is checked with anonymous memory).
+    def two_tables() -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            torch.ones(table_bytes // 2, dtype=torch.bfloat16),
+            torch.ones(table_bytes // 2, dtype=torch.bfloat16),
+        )
 
-    # Control: copying out of the memory map peaks at about twice the table.
-    assert _peak_growth(mmap_copy) > 1.7 * table_bytes
+    assert _peak_growth(two_tables) > 1.7 * table_bytes
 
     growth = _peak_growth(lambda: load_token_embeddings(path))
     assert growth < 1.3 * table_bytes, growth / table_bytes
