@@ -90,28 +90,70 @@ def ours(
     return [r.tokens for r in results]
 
 
-def batched_vs_one_by_one(args: argparse.Namespace) -> dict[str, Any]:
-    config = LLaMAConfig(
-        model_dim=512,
-        max_seq_len=1024,
-        vocab_size=32_000,
-        num_layers=8,
-        num_attn_heads=8,
-        num_key_value_heads=4,
-        ffn_inner_dim=512 * 4,
-        ffn_inner_dim_multiple_of=64,
-    )
-    torch.manual_seed(0)
-    model = create_llama_model(config).eval()
+MID_LLAMA = LLaMAConfig(
+    model_dim=512,
+    max_seq_len=1024,
+    vocab_size=32_000,
+    num_layers=8,
+    num_attn_heads=8,
+    num_key_value_heads=4,
+    ffn_inner_dim=512 * 4,
+    ffn_inner_dim_multiple_of=64,
+)
+"""The mid-size random Llama of the decoding benchmarks (also
+``bench_greedy_vs_beam``'s ``mid`` model)."""
 
+
+def random_llama(config: LLaMAConfig) -> TransformerLM:
+    """A fairseq2 Llama with seeded random weights, in eval mode."""
+    torch.manual_seed(0)
+    return create_llama_model(config).eval()
+
+
+def random_prompts(
+    config: LLaMAConfig, batch_size: int
+) -> tuple[Tensor, dict[str, list[int]]]:
+    """Right-padded random "speech" prompts and their two length variants:
+    lengths spread over 64.. (two apart), and the same prompts cut to one
+    common length (no prompt is still being read while others generate)."""
     generator = torch.Generator().manual_seed(1)
-    spread = [64 + 2 * i for i in range(args.batch_size)]
+    spread = [64 + 2 * i for i in range(batch_size)]
     embeds = torch.randn(
         len(spread), max(spread), config.model_dim, generator=generator
     )
-    # The same prompts cut to one common length: no prompt is still being read
-    # while others already generate.
     equal = [min(spread)] * len(spread)
+    return embeds, {"equal_lengths": equal, "spread_lengths": spread}
+
+
+def describe_model(config: LLaMAConfig, model: TransformerLM) -> dict[str, Any]:
+    return {
+        "family": "llama (fairseq2)",
+        "model_dim": config.model_dim,
+        "num_layers": config.num_layers,
+        "vocab_size": config.vocab_size,
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+        "dtype": "float32",
+    }
+
+
+def timed_sides(
+    lens: list[int], seconds: dict[str, list[float]], num_tokens: int
+) -> dict[str, Any]:
+    """The timings of each side of a comparison on one length variant (the
+    caller adds the ratio and the token check)."""
+    return {
+        "prompt_lens": lens,
+        "seconds": {side: summarize(s) for side, s in seconds.items()},
+        "tokens_per_second": {
+            side: summarize([num_tokens / x for x in s]) for side, s in seconds.items()
+        },
+    }
+
+
+def batched_vs_one_by_one(args: argparse.Namespace) -> dict[str, Any]:
+    config = MID_LLAMA
+    model = random_llama(config)
+    embeds, variants = random_prompts(config, args.batch_size)
 
     def batched(lens: list[int]) -> Callable[[], list[list[int]]]:
         return lambda: ours(model, embeds[:, : max(lens)], lens, args.new_tokens)
@@ -125,7 +167,6 @@ def batched_vs_one_by_one(args: argparse.Namespace) -> dict[str, Any]:
 
         return run
 
-    variants = {"equal_lengths": equal, "spread_lengths": spread}
     fns = {}
     for name, lens in variants.items():
         fns[f"{name}/batched"] = batched(lens)
@@ -134,14 +175,7 @@ def batched_vs_one_by_one(args: argparse.Namespace) -> dict[str, Any]:
 
     num_tokens = args.new_tokens * args.batch_size
     result: dict[str, Any] = {
-        "model": {
-            "family": "llama (fairseq2)",
-            "model_dim": config.model_dim,
-            "num_layers": config.num_layers,
-            "vocab_size": config.vocab_size,
-            "num_parameters": sum(p.numel() for p in model.parameters()),
-            "dtype": "float32",
-        },
+        "model": describe_model(config, model),
         "batch_size": args.batch_size,
         "new_tokens": args.new_tokens,
         "target": ">= 5",
@@ -149,12 +183,7 @@ def batched_vs_one_by_one(args: argparse.Namespace) -> dict[str, Any]:
     for name, lens in variants.items():
         b, o = seconds[f"{name}/batched"], seconds[f"{name}/one_by_one"]
         result[name] = {
-            "prompt_lens": lens,
-            "seconds": {"batched": summarize(b), "one_by_one": summarize(o)},
-            "tokens_per_second": {
-                "batched": summarize([num_tokens / s for s in b]),
-                "one_by_one": summarize([num_tokens / s for s in o]),
-            },
+            **timed_sides(lens, {"batched": b, "one_by_one": o}, num_tokens),
             "speedup": pairwise_ratio(o, b),
             "same_tokens": outputs[f"{name}/batched"] == outputs[f"{name}/one_by_one"],
         }

@@ -33,15 +33,21 @@ from typing import Any
 
 import torch
 from fairseq2 import init_fairseq2
-from fairseq2.models.llama import LLaMAConfig, create_llama_model
+from fairseq2.models.llama import LLaMAConfig
 from fairseq2.models.transformer_lm import TransformerLM
 from torch import Tensor
 
+from benchmarks.bench_generation import (
+    MID_LLAMA,
+    describe_model,
+    random_llama,
+    random_prompts,
+    timed_sides,
+)
 from benchmarks.harness import (
     RESULTS,
     environment,
     pairwise_ratio,
-    summarize,
     time_interleaved,
     write_result,
 )
@@ -59,16 +65,7 @@ CLOCKS: dict[str, Callable[[], float]] = {
 STOP_TOKEN = 0
 
 MODELS = {
-    "mid": LLaMAConfig(
-        model_dim=512,
-        max_seq_len=1024,
-        vocab_size=32_000,
-        num_layers=8,
-        num_attn_heads=8,
-        num_key_value_heads=4,
-        ffn_inner_dim=512 * 4,
-        ffn_inner_dim_multiple_of=64,
-    ),
+    "mid": MID_LLAMA,
     "tiny": LLaMAConfig(
         model_dim=64,
         max_seq_len=1024,
@@ -134,15 +131,8 @@ def decode(
 
 def compare(name: str, args: argparse.Namespace) -> dict[str, Any]:
     config = MODELS[name]
-    torch.manual_seed(0)
-    model = create_llama_model(config).eval()
-
-    generator = torch.Generator().manual_seed(1)
-    spread = [64 + 2 * i for i in range(args.batch_size)]
-    embeds = torch.randn(
-        len(spread), max(spread), config.model_dim, generator=generator
-    )
-    variants = {"equal_lengths": [min(spread)] * len(spread), "spread_lengths": spread}
+    model = random_llama(config)
+    embeds, variants = random_prompts(config, args.batch_size)
 
     def run(search: Search, lens: list[int]) -> Callable[[], list[list[int]]]:
         return lambda: decode(search, model, embeds, lens, args.new_tokens)
@@ -154,25 +144,11 @@ def compare(name: str, args: argparse.Namespace) -> dict[str, Any]:
     seconds, outputs = time_interleaved(fns, args.repeats, clock=CLOCKS[args.clock])
 
     num_tokens = args.new_tokens * args.batch_size
-    result: dict[str, Any] = {
-        "model": {
-            "family": "llama (fairseq2)",
-            "model_dim": config.model_dim,
-            "num_layers": config.num_layers,
-            "vocab_size": config.vocab_size,
-            "num_parameters": sum(p.numel() for p in model.parameters()),
-            "dtype": "float32",
-        },
-    }
+    result: dict[str, Any] = {"model": describe_model(config, model)}
     for variant, lens in variants.items():
         g, b = seconds[f"{variant}/greedy"], seconds[f"{variant}/beam1"]
         result[variant] = {
-            "prompt_lens": lens,
-            "seconds": {"greedy": summarize(g), "beam1": summarize(b)},
-            "tokens_per_second": {
-                "greedy": summarize([num_tokens / s for s in g]),
-                "beam1": summarize([num_tokens / s for s in b]),
-            },
+            **timed_sides(lens, {"greedy": g, "beam1": b}, num_tokens),
             "beam1_over_greedy": pairwise_ratio(b, g),
             "same_tokens": outputs[f"{variant}/greedy"] == outputs[f"{variant}/beam1"],
         }
