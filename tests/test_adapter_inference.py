@@ -36,7 +36,7 @@ from speechmapper_plugin.speech_llm.audio_inputs import (
 from tests.support.audio import synthesize_corpus, tone, write_wav
 from tests.support.cards import SessionCards
 from tests.support.llm import training_sentences
-from tests.support.recipes import REPO, run_recipe
+from tests.support.recipes import REPO, run_recipe, run_with_installed_plugin
 from tests.test_pipeline import assert_same_result
 
 CONV = "test_adapter_conv_llama"
@@ -298,9 +298,6 @@ def test_an_adapter_exports_and_loads_back_bit_identically(
 ) -> None:
     """Weights, config and outputs survive the export, also through
     ``load_model`` and ``from_cards`` in a fresh process."""
-    import os
-    import subprocess
-    import sys
 
     import safetensors.torch
     import yaml
@@ -346,18 +343,9 @@ def test_an_adapter_exports_and_loads_back_bit_identically(
     assert actual_layout.seq_lens == expected_layout.seq_lens
 
     torch.save(features, tmp_path / "features.pt")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env |= {"OMP_NUM_THREADS": "1", "FAIRSEQ2_NO_PROGRESS": "1"}
-    done = subprocess.run(
-        [sys.executable, "-c", _FRESH_PROCESS]
-        + [str(out), str(test_cards.card_dir), str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_with_installed_plugin(
+        _FRESH_PROCESS, str(out), str(test_cards.card_dir), str(tmp_path), cwd=tmp_path
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     outputs = torch.load(tmp_path / "outputs.pt")
     assert torch.equal(outputs["load_model"], expected)
     assert torch.equal(outputs["pipeline"], expected)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ from speechmapper_plugin.models.speechmapper import (
     get_speechmapper_model_hub,
 )
 from tests.support.cards import SessionCards
+from tests.support.recipes import run_with_installed_plugin
 
 PROJECTOR_CARD = "test_projector_llama"  # tiny arch, target_llm test_llama
 SFM = SpeechEncoderProvenance(
@@ -164,24 +164,13 @@ def test_export_loads_in_a_fresh_process(
     features, _ = _features()
     torch.save(features, tmp_path / "features.pt")
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env |= {"OMP_NUM_THREADS": "1", "FAIRSEQ2_NO_PROGRESS": "1"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _FRESH_PROCESS,
-            str(exported),
-            str(test_cards.card_dir),
-            str(tmp_path),
-        ],
+    run_with_installed_plugin(
+        _FRESH_PROCESS,
+        str(exported),
+        str(test_cards.card_dir),
+        str(tmp_path),
         cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
 
     outputs = torch.load(tmp_path / "outputs.pt")
     expected = _outputs(_projector())

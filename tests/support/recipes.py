@@ -29,6 +29,23 @@ def recipe_env(**extra: str) -> dict[str, str]:
     }
 
 
+def run_with_installed_plugin(script: str, *args: str, cwd: Path) -> None:
+    """Run a Python script in a fresh process that sees only the installed
+    plugin (no repository path on ``PYTHONPATH``), with one OpenMP thread;
+    fails the test with the end of its stderr if it exits with an error."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"OMP_NUM_THREADS": "1", "FAIRSEQ2_NO_PROGRESS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def recipe_command(recipe: str, out: Path, *args: str, nproc: int = 1) -> list[str]:
     """``python -m recipes.<recipe> OUT ARGS``, or under ``torchrun`` on
     ``nproc`` CPU processes (gloo)."""
