@@ -140,7 +140,7 @@ def test_the_prefill_holds_the_adapter_outputs(
     outputs of the utterance (its real length), also when batched with a
     longer one."""
     from speechmapper_plugin.audio import load_audio
-    from speechmapper_plugin.generation import embed_token_ids
+    from speechmapper_plugin.llm import embed_token_ids
 
     pipeline = _pipeline(CIF)
     waveforms = [load_audio(wavs[1]), load_audio(wavs[2])]

@@ -8,7 +8,7 @@ import torch
 from fairseq2.models.llama import LLaMAConfig, create_llama_model
 from fairseq2.nn import BatchLayout
 
-from speechmapper_plugin.speech_llm.assemble import assemble_inputs
+from speechmapper_plugin.llm.assemble import assemble_inputs
 
 
 def tiny_llama() -> torch.nn.Module:

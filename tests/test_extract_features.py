@@ -18,12 +18,6 @@ from fairseq2.gang import create_fake_gangs
 from fairseq2.models import load_model
 
 from speechmapper_plugin.audio import load_audio
-from speechmapper_plugin.data.extraction import (
-    ExtractionStopped,
-    FeatureExtraction,
-    RankReport,
-    build_store_metadata,
-)
 from speechmapper_plugin.data.feature_store import (
     FeatureStore,
     FeatureStoreError,
@@ -43,9 +37,15 @@ from speechmapper_plugin.data.reasons import (
     TOO_SHORT_AUDIO,
     UNDECODABLE_AUDIO,
 )
-from speechmapper_plugin.data.usability import is_finite
 from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
 from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
+from speechmapper_plugin.extraction import (
+    ExtractionStopped,
+    FeatureExtraction,
+    RankReport,
+    build_store_metadata,
+)
+from speechmapper_plugin.input_checks import is_finite
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,
     SpeechFeatureExtractor,

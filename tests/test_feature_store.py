@@ -37,7 +37,7 @@ from speechmapper_plugin.data.reasons import (
     MISSING_FILE,
     NON_FINITE_FEATURES,
 )
-from speechmapper_plugin.data.usability import is_finite
+from speechmapper_plugin.input_checks import is_finite
 
 DIM = 8
 

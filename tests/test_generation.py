@@ -12,11 +12,11 @@ from speechmapper_plugin.generation import (
     GenerationConfig,
     GenerationResult,
     RepetitionGuardConfig,
-    embed_token_ids,
     generate_from_embeddings,
 )
 from speechmapper_plugin.generation.beam import BeamSearch
 from speechmapper_plugin.generation.inputs import prepare_inputs
+from speechmapper_plugin.llm import embed_token_ids
 from tests.support.generation import (
     random_prompts,
     reference_greedy,

@@ -13,10 +13,9 @@ import torch
 
 from speechmapper_plugin.generation import (
     GenerationConfig,
-    embed_token_ids,
     generate_from_embeddings,
 )
-from speechmapper_plugin.speech_llm import assemble_inputs
+from speechmapper_plugin.llm import assemble_inputs, embed_token_ids
 from tests.support.generation import random_prompts, scripted_llama, tiny_llama
 
 

@@ -18,8 +18,9 @@ import torch
 from fairseq2.nn import BatchLayout
 
 from speechmapper_plugin.audio import decode_audio, load_audio
-from speechmapper_plugin.generation import GenerationConfig, embed_token_ids
+from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.generation.config import RepetitionGuardConfig
+from speechmapper_plugin.llm import embed_token_ids
 from speechmapper_plugin.speech_llm import (
     PipelineResult,
     SpeechMapperPipeline,

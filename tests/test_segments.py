@@ -16,7 +16,6 @@ from fairseq2.models import load_model
 
 from speechmapper_plugin.audio import decode_audio, resample, to_mono
 from speechmapper_plugin.data import read_manifest
-from speechmapper_plugin.data.extraction import FeatureExtraction, build_store_metadata
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.instructions import (
     InstructionExample,
@@ -38,6 +37,7 @@ from speechmapper_plugin.datasets.waveform_reader import (
     WaveformReadOptions,
     create_waveform_reader,
 )
+from speechmapper_plugin.extraction import FeatureExtraction, build_store_metadata
 from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,

@@ -29,15 +29,13 @@ from speechmapper_plugin.data.reasons import (
 from speechmapper_plugin.data.usability import (
     Unusable,
     audio_length_problem,
-    finite_rows,
-    is_finite,
     prompt_problem,
-    sequence_fits,
     speech_positions,
     transcript_problem,
     transcript_text_problem,
 )
 from speechmapper_plugin.datasets.skips import SkipReport
+from speechmapper_plugin.input_checks import finite_rows, is_finite, sequence_fits
 from speechmapper_plugin.llm.speech_prompt import (
     no_placeholder_problem,
     placeholder_problem,

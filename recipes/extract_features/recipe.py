@@ -12,14 +12,14 @@ from fairseq2.utils.structured import ValueConverter
 from typing_extensions import override
 
 from recipes.extract_features.config import ExtractFeaturesConfig
-from speechmapper_plugin.data.extraction import (
+from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
+from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
+from speechmapper_plugin.extraction import (
     ExtractionStopped,
     FeatureExtraction,
     SfmExtractor,
     build_store_metadata,
 )
-from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
-from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.models.sfm import create_sfm_extractor
 
 

@@ -15,8 +15,8 @@ from torch import Tensor
 from torch.nn import Module
 from typing_extensions import Self, final, override
 
-from speechmapper_plugin.data.usability import finite_rows
 from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
+from speechmapper_plugin.input_checks import finite_rows
 from speechmapper_plugin.llm import TargetLLMEmbeddings
 from speechmapper_plugin.losses import (
     CTCLoss,

@@ -31,7 +31,8 @@ from speechmapper_plugin.data.reasons import (
     UNDECODABLE_AUDIO,
     UNREADABLE_FILE,
 )
-from speechmapper_plugin.data.usability import audio_length_problem, is_finite
+from speechmapper_plugin.data.usability import audio_length_problem
+from speechmapper_plugin.input_checks import is_finite
 
 LENGTH_TOLERANCE_S = 0.01
 """Declared lengths may differ from the decoded audio by this many seconds;

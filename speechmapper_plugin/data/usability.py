@@ -21,11 +21,7 @@ the placeholder itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-import torch
-from torch import Tensor
 
 from speechmapper_plugin.audio import SAMPLE_RATE
 from speechmapper_plugin.data.feature_store import FeatureStore
@@ -38,6 +34,7 @@ from speechmapper_plugin.data.reasons import (
     TOO_SHORT_AUDIO,
     TRANSCRIPT_TOO_LONG,
 )
+from speechmapper_plugin.input_checks import sequence_fits
 from speechmapper_plugin.models.adapters import (
     ProjectorConfig,
     is_variable_length,
@@ -151,16 +148,6 @@ def transcript_problem(num_tokens: int, positions: int) -> Unusable | None:
     return None
 
 
-def sequence_fits(
-    prompt_len: int, max_seq_len: int, *, response_len: int | None = None
-) -> bool:
-    """Whether the LLM's context holds a prompt and its response (training),
-    or a prompt and at least one new token (generation: ``response_len=None``)."""
-    needed = prompt_len + (1 if response_len is None else response_len)
-
-    return needed <= max_seq_len
-
-
 def prompt_problem(
     projector: ProjectorConfig,
     prefix_len: int,
@@ -208,28 +195,3 @@ def feature_store_problem(
         return f"The feature store {store.path} averaged frames {meta.frame_averaging}:1, but the projector's `frame_averaging` is {projector.frame_averaging}; extract the features again with `features.frame_averaging={projector.frame_averaging}`, or set `model.config_overrides.frame_averaging`."
 
     return None
-
-
-def is_finite(values: Tensor) -> bool:
-    """Whether ``values`` holds no NaN or infinity (a single non-finite frame
-    turns a whole batch's loss into NaN)."""
-    return bool(torch.isfinite(values).all())
-
-
-def finite_rows(values: Tensor, lens: Sequence[int] | Tensor | None = None) -> Tensor:
-    """``[B]`` bool: which rows of ``values`` (``[B, T, ...]``) are finite.
-
-    :param lens: The valid positions per row; values after them (padding)
-        are not looked at. ``None``: the whole row counts.
-    """
-    finite = (
-        torch.isfinite(values).flatten(2).all(dim=2)
-        if values.ndim > 2
-        else (torch.isfinite(values))
-    )
-    if lens is not None:
-        lens_t = torch.as_tensor(lens, device=values.device)
-        positions = torch.arange(values.size(1), device=values.device)
-        finite = finite | (positions.unsqueeze(0) >= lens_t.unsqueeze(1))
-
-    return finite.all(dim=1)

@@ -43,9 +43,9 @@ from speechmapper_plugin.llm import (
     encode_speech_prompt,
     stop_token_ids,
 )
+from speechmapper_plugin.llm.assemble import assemble_inputs
 from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.metrics.wer import word_errors
-from speechmapper_plugin.speech_llm.assemble import assemble_inputs
 from speechmapper_plugin.speech_llm.task_prompts import TaskPrompts
 
 DEFAULT_VARIANCES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)

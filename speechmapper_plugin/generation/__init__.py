@@ -18,9 +18,6 @@ from speechmapper_plugin.generation.decoder import (
     EmbeddingDecoder as EmbeddingDecoder,
 )
 from speechmapper_plugin.generation.decoder import GenerationError as GenerationError
-from speechmapper_plugin.generation.embeddings import (
-    embed_token_ids as embed_token_ids,
-)
 from speechmapper_plugin.generation.generate import (
     generate_from_embeddings as generate_from_embeddings,
 )

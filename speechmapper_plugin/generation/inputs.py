@@ -16,8 +16,8 @@ from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.nn import BatchLayout
 from torch import Tensor
 
-from speechmapper_plugin.data.usability import finite_rows, sequence_fits
 from speechmapper_plugin.generation.config import GenerationConfig
+from speechmapper_plugin.input_checks import finite_rows, sequence_fits
 
 LengthsLike = Sequence[int] | Tensor | BatchLayout
 

@@ -1,4 +1,5 @@
-"""The target-LLM side: archs, cards, embedding-only loading, chat templates."""
+"""The target-LLM side: archs, cards, embedding-only loading, chat templates,
+and the assembly of speech and token embeddings into its input."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from speechmapper_plugin.llm.archs import eurollm_9b_config as eurollm_9b_config
 from speechmapper_plugin.llm.archs import (
     register_target_llm_configs as register_target_llm_configs,
 )
+from speechmapper_plugin.llm.assemble import AssembledInputs as AssembledInputs
+from speechmapper_plugin.llm.assemble import assemble_inputs as assemble_inputs
 from speechmapper_plugin.llm.cards import CHAT_TEMPLATE_FIELD as CHAT_TEMPLATE_FIELD
 from speechmapper_plugin.llm.cards import PAD_TOKEN_FIELD as PAD_TOKEN_FIELD
 from speechmapper_plugin.llm.cards import TargetLLMCardError as TargetLLMCardError
@@ -41,6 +44,7 @@ from speechmapper_plugin.llm.chat_template import (
     chat_template_for_card as chat_template_for_card,
 )
 from speechmapper_plugin.llm.chat_template import get_chat_template as get_chat_template
+from speechmapper_plugin.llm.embeddings import embed_token_ids as embed_token_ids
 from speechmapper_plugin.llm.speech_prompt import SpeechPrompt as SpeechPrompt
 from speechmapper_plugin.llm.speech_prompt import encode_response as encode_response
 from speechmapper_plugin.llm.speech_prompt import (

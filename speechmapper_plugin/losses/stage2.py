@@ -36,13 +36,13 @@ from torch import Tensor
 from torch.nn import Module
 from torch.nn.functional import cross_entropy
 
-from speechmapper_plugin.generation.embeddings import embed_token_ids
+from speechmapper_plugin.llm.assemble import assemble_inputs
+from speechmapper_plugin.llm.embeddings import embed_token_ids
 from speechmapper_plugin.losses.embedding_mse import (
     EmbeddingMSELoss,
     transcript_mse_loss,
 )
 from speechmapper_plugin.losses.mixed import mixed_ce_mse_loss, uses_ce, uses_mse
-from speechmapper_plugin.speech_llm.assemble import assemble_inputs
 
 if TYPE_CHECKING:
     from speechmapper_plugin.llm.target_embeddings import TargetLLMEmbeddings

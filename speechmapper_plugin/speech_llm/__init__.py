@@ -3,8 +3,6 @@ stage-2 objective lives in :mod:`speechmapper_plugin.losses`)."""
 
 from __future__ import annotations
 
-from speechmapper_plugin.speech_llm.assemble import AssembledInputs as AssembledInputs
-from speechmapper_plugin.speech_llm.assemble import assemble_inputs as assemble_inputs
 from speechmapper_plugin.speech_llm.audio_inputs import AudioInput as AudioInput
 from speechmapper_plugin.speech_llm.audio_inputs import (
     AudioInputError as AudioInputError,

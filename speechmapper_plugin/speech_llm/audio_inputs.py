@@ -25,7 +25,8 @@ from speechmapper_plugin.audio import (
     resample,
 )
 from speechmapper_plugin.data.reasons import TOO_SHORT_AUDIO
-from speechmapper_plugin.data.usability import Unusable, is_finite
+from speechmapper_plugin.data.usability import Unusable
+from speechmapper_plugin.input_checks import is_finite
 
 AudioInput: TypeAlias = (
     str | os.PathLike[str] | bytes | bytearray | memoryview | np.ndarray | Tensor

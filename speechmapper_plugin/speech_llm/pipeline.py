@@ -31,17 +31,16 @@ from speechmapper_plugin.data.reasons import NON_FINITE_FEATURES
 from speechmapper_plugin.data.usability import (
     Unusable,
     audio_length_problem,
-    is_finite,
     prompt_problem,
     speech_positions,
 )
 from speechmapper_plugin.generation import (
     GenerationConfig,
     GenerationResult,
-    embed_token_ids,
     generate_from_embeddings,
 )
 from speechmapper_plugin.generation.inputs import model_dtype_and_device
+from speechmapper_plugin.input_checks import is_finite
 from speechmapper_plugin.llm import (
     ChatTemplate,
     SpeechPrompt,
@@ -49,6 +48,8 @@ from speechmapper_plugin.llm import (
     encode_speech_prompt,
     stop_token_ids,
 )
+from speechmapper_plugin.llm.assemble import assemble_inputs
+from speechmapper_plugin.llm.embeddings import embed_token_ids
 from speechmapper_plugin.llm.speech_prompt import no_placeholder_problem
 from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.models.adapters import AnyProjector, min_input_frames
@@ -58,7 +59,6 @@ from speechmapper_plugin.models.sfm import (
     sfm_min_num_samples,
     sfm_num_frames,
 )
-from speechmapper_plugin.speech_llm.assemble import assemble_inputs
 from speechmapper_plugin.speech_llm.audio_inputs import (
     AudioInput,
     AudioInputError,

@@ -50,6 +50,7 @@ from speechmapper_plugin.generation import (
     generate_from_embeddings,
 )
 from speechmapper_plugin.llm import SPEECH_PLACEHOLDER
+from speechmapper_plugin.llm.assemble import AssembledInputs, assemble_inputs
 from speechmapper_plugin.llm.chat_template import ChatTemplate, chat_template_for_card
 from speechmapper_plugin.llm.speech_prompt import (
     encode_response,
@@ -59,7 +60,6 @@ from speechmapper_plugin.llm.speech_prompt import (
 from speechmapper_plugin.llm.target_embeddings import resolve_pad_token
 from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.losses.stage2 import response_cross_entropy
-from speechmapper_plugin.speech_llm.assemble import AssembledInputs, assemble_inputs
 from speechmapper_plugin.tiny_assets.llama import TinyLlamaDims
 from speechmapper_plugin.tiny_assets.llama3_llm import TinyLLM, write_tiny_llama3
 from speechmapper_plugin.tiny_assets.sentences import INSTRUCTION_SENTENCES

@@ -42,13 +42,13 @@ from speechmapper_plugin.data.feature_store.writer import check_same_identity
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
 from speechmapper_plugin.data.reasons import NON_FINITE_FEATURES
 from speechmapper_plugin.data.row_checks import check_transcript
-from speechmapper_plugin.data.usability import is_finite
 from speechmapper_plugin.datasets.audio_manifest import ManifestSplit
 from speechmapper_plugin.datasets.waveform_reader import (
     WaveformBatch,
     WaveformReadOptions,
     create_waveform_reader,
 )
+from speechmapper_plugin.input_checks import is_finite
 from speechmapper_plugin.models.sfm import SfmExtractor as SfmExtractor
 from speechmapper_plugin.models.sfm import sfm_family_and_frame_rate
 

@@ -13,7 +13,7 @@ def embed_token_ids(model: TransformerLM, token_ids: Tensor) -> Tensor:
     Text parts of a prompt (chat-template prefix and suffix) must go through
     the model's own frontend, exactly as generated tokens do during decoding;
     for the llama family that is the embedding table, unscaled. With a 1-D
-    input it fits ``speech_llm.assemble_inputs``'s ``embed_tokens`` argument
+    input it fits ``llm.assemble_inputs``'s ``embed_tokens`` argument
     (``functools.partial(embed_token_ids, model)``).
     """
     seqs = token_ids.unsqueeze(0) if token_ids.ndim == 1 else token_ids
