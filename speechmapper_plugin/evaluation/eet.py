@@ -34,7 +34,6 @@ from torch import Tensor
 from speechmapper_plugin.data.instructions import check_placeholder
 from speechmapper_plugin.generation import (
     GenerationConfig,
-    embed_token_ids,
     generate_from_embeddings,
 )
 from speechmapper_plugin.generation.inputs import model_dtype_and_device
@@ -44,6 +43,7 @@ from speechmapper_plugin.llm import (
     stop_token_ids,
 )
 from speechmapper_plugin.llm.assemble import assemble_inputs
+from speechmapper_plugin.llm.embeddings import embed_token_ids
 from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.metrics.wer import word_errors
 from speechmapper_plugin.speech_llm.task_prompts import TaskPrompts

@@ -25,7 +25,6 @@ from speechmapper_plugin.evaluation.judge_cache import JudgeCache, judgement_key
 from speechmapper_plugin.evaluation.judge_prompt import JudgePrompt, parse_verdict
 from speechmapper_plugin.generation import (
     GenerationConfig,
-    embed_token_ids,
     generate_from_embeddings,
 )
 from speechmapper_plugin.generation.inputs import model_dtype_and_device
@@ -39,6 +38,7 @@ from speechmapper_plugin.llm import (
     stop_token_ids,
 )
 from speechmapper_plugin.llm.cards import resolve_checkpoint_path
+from speechmapper_plugin.llm.embeddings import embed_token_ids
 from speechmapper_plugin.llm.tokens import create_text_decoder
 
 PROMPT_TOO_LONG = "prompt_too_long"

@@ -46,12 +46,12 @@ from speechmapper_plugin.data.instructions.prompts import (
 )
 from speechmapper_plugin.generation import (
     GenerationConfig,
-    embed_token_ids,
     generate_from_embeddings,
 )
 from speechmapper_plugin.llm import SPEECH_PLACEHOLDER
 from speechmapper_plugin.llm.assemble import AssembledInputs, assemble_inputs
 from speechmapper_plugin.llm.chat_template import ChatTemplate, chat_template_for_card
+from speechmapper_plugin.llm.embeddings import embed_token_ids
 from speechmapper_plugin.llm.speech_prompt import (
     encode_response,
     encode_speech_prompt,
