@@ -36,7 +36,7 @@ from speechmapper_plugin.data.feature_store import (
     read_metadata,
     shards_of_rank,
 )
-from speechmapper_plugin.data.feature_store.atomic import sha256_file
+from speechmapper_plugin.data.feature_store.checksums import sha256_file
 from speechmapper_plugin.data.feature_store.layout import shard_record_file
 from speechmapper_plugin.data.feature_store.writer import check_same_identity
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow

@@ -19,7 +19,7 @@ from speechmapper_plugin.data.feature_store import (
     merge_index,
     plan_shards,
 )
-from speechmapper_plugin.data.feature_store.atomic import sha256_file
+from speechmapper_plugin.data.feature_store.checksums import sha256_file
 from speechmapper_plugin.data.feature_store.layout import shard_file, shard_record_file
 from speechmapper_plugin.data.reasons import EMPTY_TRANSCRIPT, MISSING_FILE
 from tests.support.audio import synthesize_speech, write_manifest

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "speechmapper_plugin"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("validation", "checkpoints", "input_checks", "audio", "metrics"),
+    ("validation", "checkpoints", "input_checks", "audio", "metrics", "atomic_files"),
     ("models",),
     ("llm",),
     ("losses",),

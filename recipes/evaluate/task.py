@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any, final
 
 import torch
@@ -22,6 +21,7 @@ from fairseq2.logging import log
 from typing_extensions import override
 
 from recipes.generate.task import GenerateUnit
+from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.evaluation import (
     JudgeSection,
@@ -87,11 +87,11 @@ class EvaluateUnit(GenerateUnit):
             if any(k in values for k in ("bleu_signature", "normalizers"))
         }
 
-        _write_text(
+        atomic_write_text(
             out / SCORES_FILE,
             "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows),
         )
-        _write_text(out / SUMMARY_MD_FILE, render_summary(summary))
+        atomic_write_text(out / SUMMARY_MD_FILE, render_summary(summary))
         log.info(
             "Scores in {}, tables in {}.", out / SCORES_FILE, out / SUMMARY_MD_FILE
         )
@@ -132,9 +132,3 @@ class EvaluateUnit(GenerateUnit):
 
 def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

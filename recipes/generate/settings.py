@@ -21,6 +21,7 @@ from fairseq2.recipe.config import ReferenceModelSection
 
 from recipes.generate.config import GenerateConfig
 from recipes.generate.inputs import GenerateInputs
+from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.generation import RENAMED_FIELDS
 
 MAX_LISTED_INSTRUCTIONS = 20
@@ -118,8 +119,4 @@ def check_resume(path: Path, settings: dict[str, Any]) -> bool:
 
 def write_settings(path: Path, settings: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(
-        json.dumps(settings, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(settings, indent=2, ensure_ascii=False) + "\n")

@@ -45,6 +45,7 @@ from typing_extensions import Self, override
 from recipes.generate.config import BatchingSection
 from recipes.generate.inputs import GenerateInputs, GenerateItem
 from recipes.generate.summary import format_summary, summarize
+from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.data.bad_rows_tsv import read_bad_rows_tsv, write_bad_rows_tsv
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.manifest import BadRow
@@ -436,7 +437,7 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
         )
 
         out = self._output_dir
-        _write_text(
+        atomic_write_text(
             out / HYPOTHESES_FILE,
             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
         )
@@ -445,7 +446,7 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
             write_bad_rows_tsv(fp, skipped)
 
         summary = self._summarize(records, skipped)
-        _write_text(
+        atomic_write_text(
             out / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
         )
 
@@ -574,10 +575,3 @@ def _part_file(parts: Path, rank: int) -> Path:
 
 def _skipped_part_file(parts: Path, rank: int) -> Path:
     return parts / f"skipped_rank_{rank:03d}.tsv"
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary file, so a reader never sees half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -13,7 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from speechmapper_plugin.data.feature_store.atomic import atomic_write_text
+from speechmapper_plugin.atomic_files import atomic_write_text
 
 CACHE_FORMAT_VERSION = 1
 

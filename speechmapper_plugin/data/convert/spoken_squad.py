@@ -23,6 +23,7 @@ first.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from speechmapper_plugin.atomic_files import atomic_write_bytes
 from speechmapper_plugin.audio import AudioError, decode_audio, resample, to_mono
 from speechmapper_plugin.data.convert.audio_files import require_dir, require_file
 from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
@@ -92,13 +94,13 @@ def concatenate(sentences: list[Path], out: Path) -> float:
     )
     pcm = np.clip(np.round(waveform.numpy() * 32767), -32768, 32767).astype("<i2")
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".wav.partial")
-    with wave.open(str(partial), "wb") as fp:
+    data = io.BytesIO()
+    with wave.open(data, "wb") as fp:
         fp.setnchannels(1)
         fp.setsampwidth(2)
         fp.setframerate(rate)
         fp.writeframes(pcm.tobytes())
-    partial.replace(out)
+    atomic_write_bytes(out, data.getbuffer())
     return pcm.size / rate
 
 

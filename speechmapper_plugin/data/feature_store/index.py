@@ -11,11 +11,9 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.data.bad_rows_tsv import write_bad_rows_tsv
-from speechmapper_plugin.data.feature_store.atomic import (
-    atomic_write_text,
-    sha256_bytes,
-)
+from speechmapper_plugin.data.feature_store.checksums import sha256_bytes
 from speechmapper_plugin.data.feature_store.errors import (
     CorruptShardError,
     FeatureStoreError,

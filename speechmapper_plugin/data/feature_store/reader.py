@@ -15,7 +15,7 @@ from torch import Tensor
 
 from speechmapper_plugin.checkpoints import SAFETENSORS_DTYPES
 from speechmapper_plugin.data.bad_rows_tsv import read_bad_rows_tsv
-from speechmapper_plugin.data.feature_store.atomic import sha256_bytes, sha256_file
+from speechmapper_plugin.data.feature_store.checksums import sha256_bytes, sha256_file
 from speechmapper_plugin.data.feature_store.errors import (
     CorruptShardError,
     FeatureStoreError,

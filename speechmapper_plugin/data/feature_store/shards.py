@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from speechmapper_plugin.data.feature_store.atomic import sha256_file
+from speechmapper_plugin.data.feature_store.checksums import sha256_file
 from speechmapper_plugin.data.feature_store.errors import FeatureStoreError
 from speechmapper_plugin.data.feature_store.layout import (
     shard_file,

@@ -9,12 +9,12 @@ import torch
 from safetensors.torch import save as save_safetensors
 from torch import Tensor
 
-from speechmapper_plugin.data.feature_store.atomic import (
+from speechmapper_plugin.atomic_files import (
     atomic_write_bytes,
     atomic_write_text,
     remove_temp_files,
-    sha256_bytes,
 )
+from speechmapper_plugin.data.feature_store.checksums import sha256_bytes
 from speechmapper_plugin.data.feature_store.errors import (
     FeatureStoreError,
     StoreMismatchError,

@@ -1,15 +1,15 @@
-"""Crash-safe file writes: a reader sees the old file, the new file, or none,
-never a partial one.
+"""Crash-safe file writes, the package's one way to replace a file: a reader
+sees the old file, the new file, or none, never a partial one.
 
 Data goes to a temporary name in the same directory, is fsynced, then renamed
 over the final name (atomic on POSIX file systems, including Lustre/GPFS/NFSv4
 for a rename within one directory), and the directory is fsynced so the rename
-itself survives a power loss.
+itself survives a power loss. The temporary file is created with ``open``, so
+the final file has the usual permissions (umask), not a private 0600.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 from pathlib import Path
@@ -25,6 +25,7 @@ def temp_name(path: Path) -> Path:
 
 
 def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
+    """Replace ``path`` by ``data`` (its directory must exist)."""
     tmp = temp_name(path)
 
     try:
@@ -42,6 +43,7 @@ def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` in UTF-8 (its directory must exist)."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -56,18 +58,6 @@ def fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def sha256_bytes(data: bytes | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: Path, *, chunk_size: int = 1 << 24) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fp:
-        while chunk := fp.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def remove_temp_files(directory: Path, prefix: str) -> int:
