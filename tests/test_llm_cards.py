@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import torch
+import yaml
 from fairseq2.assets import get_asset_store
 from fairseq2.data.tokenizers import (
     Tokenizer,
     TokenizerHubAccessor,
     get_tokenizer_family_name,
 )
+from fairseq2.models import ModelFamily, get_model_family_name
 from fairseq2.models.hg import HgTokenizerConfig
 from fairseq2.models.llama import LLaMATokenizerConfig, get_llama_model_hub
+from fairseq2.runtime.dependency import get_dependency_resolver
 
 from speechmapper_plugin.llm import (
+    CHAT_TEMPLATES,
     CHATML_TEMPLATE,
     EUROLLM_9B_ARCH,
     LLAMA3_1_TEMPLATE,
@@ -102,3 +109,36 @@ def test_tokenizer_configs_of_the_cards() -> None:
         "<|im_end|>",
         "</s>",
     )
+
+
+CARDS_FILE = (
+    Path(__file__).resolve().parents[1] / "assets" / "models" / "target_llms.yaml"
+)
+
+
+def header_model_dims(text: str) -> dict[str, int]:
+    """The ``card  model dim`` table of the cards file's header comment."""
+    dims = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        match = re.fullmatch(r"#\s+(speechmapper_\w+)\s+(\d+)", line.rstrip())
+        if match:
+            dims[match[1]] = int(match[2])
+    return dims
+
+
+def test_the_cards_header_states_each_cards_model_dim_truly() -> None:
+    text = CARDS_FILE.read_text()
+    stated = header_model_dims(text)
+    cards = [doc["name"] for doc in yaml.safe_load_all(text) if doc]
+    assert sorted(stated) == sorted(cards)
+
+    store = get_asset_store()
+    resolver = get_dependency_resolver()
+    for name, dim in stated.items():
+        card = store.retrieve_card(name)
+        family = resolver.resolve(ModelFamily, key=get_model_family_name(card))
+        config = family.get_model_config(card)
+        assert config.model_dim == dim, name
+        assert chat_template_for_card(card) in CHAT_TEMPLATES.values(), name
