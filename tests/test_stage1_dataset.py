@@ -109,10 +109,10 @@ def test_prepare_counts_and_lists_every_skip(
     path = tmp_path / "skipped.tsv"
     report.write_tsv(path)
     assert (
-        path.read_text().splitlines()[0] == "id\treason\tdetail"
+        path.read_text().splitlines()[0] == "line\tid\treason\tdetail"
         and len(path.read_text().splitlines()) == 5
     )
-    assert f"long\t{TOO_LONG_FOR_BATCH}\ttoo long for a batch" in path.read_text()
+    assert f"0\tlong\t{TOO_LONG_FOR_BATCH}\ttoo long for a batch" in path.read_text()
 
     with pytest.raises(ValueError, match="'dense'.*untrainable_policy"):
         dataset.prepare(

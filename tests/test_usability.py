@@ -197,6 +197,6 @@ def test_skip_report_counts_codes(tmp_path: Path) -> None:
     with path.open(newline="") as fp:
         rows = list(csv.reader(fp, delimiter="\t"))
     assert rows == [
-        ["id", "reason", "detail"],
-        *([i, p.reason, p.detail] for i, p in skips),
+        ["line", "id", "reason", "detail"],
+        *(["0", i, p.reason, p.detail] for i, p in skips),
     ]

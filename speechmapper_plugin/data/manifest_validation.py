@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from speechmapper_plugin.audio import min_num_samples as encoder_min_num_samples
-from speechmapper_plugin.data.bad_rows_tsv import count_reasons, write_bad_rows_tsv
+from speechmapper_plugin.data.bad_rows_tsv import count_reasons, save_bad_rows_tsv
 from speechmapper_plugin.data.manifest import (
     BadRow,
     ManifestFormat,
@@ -96,9 +96,7 @@ class ManifestValidationReport:
 
     def write_tsv(self, path: Path) -> None:
         """``line``, ``id``, ``reason``, ``detail`` for every problem."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8", newline="") as fp:
-            write_bad_rows_tsv(fp, self.problems)
+        save_bad_rows_tsv(path, self.problems)
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,12 @@ bad-row report; summaries count the codes.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechmapper_plugin.data.bad_rows_tsv import count_reasons
+from speechmapper_plugin.data.bad_rows_tsv import count_reasons, save_bad_rows_tsv
 from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.data.usability import Unusable
-
-SKIPPED_COLUMNS = ("id", "reason", "detail")
 
 
 @dataclass
@@ -51,9 +48,5 @@ class SkipReport:
         return f"{self.split}: kept {self.num_kept} of {self.num_examples} examples; skipped {parts}."
 
     def write_tsv(self, path: Path) -> None:
-        """``id``, ``reason``, ``detail`` per skipped example."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as fp:
-            writer = csv.writer(fp, delimiter="\t", lineterminator="\n")
-            writer.writerow(SKIPPED_COLUMNS)
-            writer.writerows((b.id, b.reason, b.detail) for b in self.skipped)
+        """The skipped examples in the layout of every bad-row report."""
+        save_bad_rows_tsv(path, self.skipped)

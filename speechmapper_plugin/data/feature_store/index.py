@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from speechmapper_plugin.atomic_files import atomic_write_text
-from speechmapper_plugin.data.bad_rows_tsv import write_bad_rows_tsv
+from speechmapper_plugin.data.bad_rows_tsv import save_bad_rows_tsv
 from speechmapper_plugin.data.feature_store.checksums import sha256_bytes
 from speechmapper_plugin.data.feature_store.errors import (
     CorruptShardError,
@@ -194,9 +194,7 @@ def merge_index(
 
     atomic_write_text(store / INDEX_FILE, index_text)
 
-    errors = io.StringIO()
-    write_bad_rows_tsv(errors, skipped)
-    atomic_write_text(store / ERRORS_FILE, errors.getvalue())
+    save_bad_rows_tsv(store / ERRORS_FILE, skipped)
 
     atomic_write_text(store / SUMMARY_FILE, summary.to_json())
 
