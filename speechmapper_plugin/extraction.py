@@ -50,7 +50,6 @@ from speechmapper_plugin.datasets.waveform_reader import (
 )
 from speechmapper_plugin.input_checks import is_finite
 from speechmapper_plugin.models.sfm import SfmExtractor as SfmExtractor
-from speechmapper_plugin.models.sfm import sfm_family_and_frame_rate
 
 Extractor = Callable[[Sequence[Tensor]], tuple[Tensor, Tensor]]
 """Waveforms -> ``(features [B, T, D], lengths [B])``, e.g. ``SpeechFeatureExtractor``."""
@@ -72,16 +71,14 @@ def build_store_metadata(
         record; the family (``sm4t_speech_encoder`` or ``whisper_encoder``),
         layer and LayerNorm choice are recorded next to it.
     """
-    family, frame_rate = sfm_family_and_frame_rate(extractor)
-
     return FeatureStoreMetadata(
         dim=extractor.model.model_dim,
         dtype=dtype,
         frame_averaging=extractor.frame_averaging,
-        frame_rate=frame_rate,
+        frame_rate=extractor.frame_rate,
         sample_rate=SAMPLE_RATE,
         encoder=encoder,
-        encoder_family=family,
+        encoder_family=extractor.family,
         layer=extractor.layer,
         layer_norm=extractor.layer_norm,
         manifest=str(split.manifest.path.resolve()),

@@ -247,14 +247,12 @@ def test_heads_must_divide_the_width() -> None:
 
 
 def test_sfm_frame_arithmetic_matches_the_extractor(ours: WhisperEncoder) -> None:
-    from speechmapper_plugin.models.sfm import sfm_min_num_samples, sfm_num_frames
-
     extractor = WhisperSpeechFeatureExtractor(ours, max_windows=8)
     lengths = [160, 479, 480, 15_999, 16_000, 16_159, 16_160, 40_000]
     _, frames = extractor([speech_like(n, 0) for n in lengths])
-    assert [sfm_num_frames(extractor, n) for n in lengths] == frames.tolist()
+    assert [extractor.num_frames(n) for n in lengths] == frames.tolist()
 
     for num_frames in (1, 2, 49, 50, 51, 100, 125):
-        shortest = sfm_min_num_samples(extractor, num_frames)
-        assert sfm_num_frames(extractor, shortest) >= num_frames
-        assert sfm_num_frames(extractor, shortest - 1) < num_frames
+        shortest = extractor.min_num_samples_for_frames(num_frames)
+        assert extractor.num_frames(shortest) >= num_frames
+        assert extractor.num_frames(shortest - 1) < num_frames

@@ -9,8 +9,7 @@ from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
-from speechmapper_plugin.models.encoder_output import check_output_layer
-from speechmapper_plugin.validation import check_divisible, check_positive_fields
+from speechmapper_plugin.models.speech_encoder import check_speech_encoder_config
 
 SM4T_SPEECH_ENCODER_FAMILY: Final = "sm4t_speech_encoder"
 
@@ -86,21 +85,11 @@ class SM4TSpeechEncoderConfig:
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
-        check_positive_fields(
+        check_speech_encoder_config(
             result,
             self,
-            (
-                "model_dim",
-                "num_fbank_channels",
-                "fbank_stride",
-                "num_encoder_layers",
-                "num_encoder_attn_heads",
-                "ffn_inner_dim",
-                "depthwise_conv_kernel_size",
-            ),
+            ("num_fbank_channels", "fbank_stride", "depthwise_conv_kernel_size"),
         )
-
-        check_divisible(result, self, "model_dim", "num_encoder_attn_heads")
 
         for name in ("max_lhs_rel_pos", "max_rhs_rel_pos"):
             value = getattr(self, name)
@@ -111,8 +100,6 @@ class SM4TSpeechEncoderConfig:
             result.add_error(
                 f"`shaw_sdpa` must be one of {', '.join(SHAW_SDPA_IMPLS)}, but is '{self.shaw_sdpa}'."
             )
-
-        check_output_layer(result, self.output_layer, self.num_encoder_layers)
 
         return result
 

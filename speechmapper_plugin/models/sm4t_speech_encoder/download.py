@@ -99,33 +99,19 @@ class SpeechEncoderDownloadManager(AssetDownloadManager):
 
         return [SAFETENSORS_INDEX, *shards]
 
+    # Tokenizers and datasets are not this family's business: fairseq2's as is.
+
     @override
     def download_tokenizer(
-        self,
-        uri: Uri,
-        tokenizer_name: str = "",
-        *,
-        force: bool = False,
-        local_only: bool = False,
-        progress: bool = True,
+        self, uri: Uri, tokenizer_name: str = "", **options: bool
     ) -> Path:
-        return self._default_manager.download_tokenizer(
-            uri, tokenizer_name, force=force, local_only=local_only, progress=progress
-        )
+        return self._default_manager.download_tokenizer(uri, tokenizer_name, **options)
 
     @override
     def download_dataset(
-        self,
-        uri: Uri,
-        dataset_name: str = "",
-        *,
-        force: bool = False,
-        local_only: bool = False,
-        progress: bool = True,
+        self, uri: Uri, dataset_name: str = "", **options: bool
     ) -> Path:
-        return self._default_manager.download_dataset(
-            uri, dataset_name, force=force, local_only=local_only, progress=progress
-        )
+        return self._default_manager.download_dataset(uri, dataset_name, **options)
 
     @property
     @override

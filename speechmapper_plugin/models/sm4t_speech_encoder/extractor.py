@@ -9,84 +9,70 @@ averages frames 2:1 as SpeechMapper does, and zeroes the padding.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar, Final, final
 
 import torch
-from fairseq2.device import Device
 from fairseq2.nn import BatchLayout
 from fairseq2.nn.utils.padding import pad_seqs
 from torch import Tensor
+from typing_extensions import Unpack, override
 
 from speechmapper_plugin.audio import (
     SAMPLE_RATE,
-    AudioSource,
     AudioTooShortError,
     FbankExtractor,
-    load_audio,
     min_num_samples,
+    num_encoder_frames,
 )
-from speechmapper_plugin.models.encoder_output import (
-    module_device,
-    resolve_output_layer,
+from speechmapper_plugin.models.sm4t_speech_encoder.config import (
+    SM4T_SPEECH_ENCODER_FAMILY,
 )
-from speechmapper_plugin.models.frames import average_frames, zero_padding
 from speechmapper_plugin.models.sm4t_speech_encoder.model import SM4TSpeechEncoder
+from speechmapper_plugin.models.speech_encoder import (
+    ExtractorOptions,
+    SpeechEncoderFeatureExtractor,
+)
+
+FBANK_FRAMES_PER_SECOND: Final = 100
+"""SeamlessM4T's fbank hop is 10 ms."""
 
 
-class SpeechFeatureExtractor:
-    """Extracts the hidden states of one encoder layer for a batch of waveforms.
-
-    The encoder is moved to ``device``/``dtype`` and put in eval mode. fp32 is
-    the default because it reproduces the reference implementation to ~1e-5;
-    bf16 roughly halves memory and time on GPUs but drifts by about 3% relative
-    (measured on random weights), so validate it on your data before caching
-    features with it.
-
-    :param layer: 1-based encoder layer; defaults to the model config's.
-    :param layer_norm: Apply the encoder's final LayerNorm; defaults to the
-        model config's (``True``: Hugging Face ``hidden_states[24]``).
-    :param frame_averaging: Average this many consecutive frames (2 turns 50 Hz
-        into 25 Hz, as SpeechMapper's input); a trailing remainder is dropped.
+@final
+class SpeechFeatureExtractor(SpeechEncoderFeatureExtractor[SM4TSpeechEncoder]):
+    """Extracts the hidden states of one SeamlessM4T-v2 encoder layer for a
+    batch of waveforms (see :class:`SpeechEncoderFeatureExtractor` for the
+    options). ``layer_norm`` defaults to the model config's (``True``: Hugging
+    Face ``hidden_states[24]``); bf16 drifts by about 3% relative (measured on
+    random weights).
     """
 
+    family: ClassVar[str] = SM4T_SPEECH_ENCODER_FAMILY
+
     def __init__(
-        self,
-        model: SM4TSpeechEncoder,
-        *,
-        layer: int | None = None,
-        layer_norm: bool | None = None,
-        frame_averaging: int = 1,
-        dtype: torch.dtype = torch.float32,
-        device: Device | str | None = None,
+        self, model: SM4TSpeechEncoder, **options: Unpack[ExtractorOptions]
     ) -> None:
-        config = model.config
-
-        self.layer, self.layer_norm = resolve_output_layer(
-            config_layer=config.output_layer,
-            config_layer_norm=config.output_layer_norm,
-            num_layers=model.num_layers,
-            layer=layer,
-            layer_norm=layer_norm,
-            frame_averaging=frame_averaging,
-        )
-
-        self.frame_averaging = frame_averaging
-        self.dtype = dtype
-        self.device = (
-            torch.device(device) if device is not None else module_device(model)
-        )
-
-        self.model = model.to(device=self.device, dtype=dtype).eval()
+        super().__init__(model, **options)
 
         self._fbank = FbankExtractor(
-            fbank_stride=config.fbank_stride, num_mel_bins=config.num_fbank_channels
+            fbank_stride=model.config.fbank_stride,
+            num_mel_bins=model.config.num_fbank_channels,
         )
 
     @property
-    def min_num_samples(self) -> int:
-        """The shortest 16 kHz waveform that yields one output frame (after
-        frame averaging): 560 samples for stride 2 without averaging."""
-        stride = self.model.config.fbank_stride
-        return min_num_samples(stride * self.frame_averaging)
+    @override
+    def frame_rate(self) -> float:
+        return FBANK_FRAMES_PER_SECOND / (
+            self.model.config.fbank_stride * self.frame_averaging
+        )
+
+    @override
+    def num_frames(self, num_samples: int) -> int:
+        return num_encoder_frames(num_samples, self.model.config.fbank_stride)
+
+    @override
+    def min_num_samples_for_frames(self, num_frames: int) -> int:
+        """560 samples for one frame at stride 2."""
+        return min_num_samples(self.model.config.fbank_stride * num_frames)
 
     def fbanks(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, BatchLayout]:
         """The padded, standardised fbank batch of mono 16 kHz waveforms."""
@@ -101,18 +87,8 @@ class SpeechFeatureExtractor:
 
         return pad_seqs([self._fbank(w) for w in waveforms])
 
-    # `no_grad`, not `inference_mode`: the features may feed a trained
-    # projector, and inference tensors cannot be saved for its backward pass.
-    @torch.no_grad()
-    def __call__(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """
-        :param waveforms: Mono float waveforms at 16 kHz in [-1, 1], any
-            lengths. *Shape:* ``[samples]`` each.
-        :returns: Features ``[B, T, model_dim]`` in ``dtype`` with zeros past
-            each row's length, and the lengths ``[B]`` (int64).
-        :raises AudioTooShortError: if a waveform is shorter than
-            :attr:`min_num_samples`.
-        """
+    @override
+    def encode(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         fbanks, layout = self.fbanks(waveforms)
 
         fbanks = fbanks.to(device=self.device, dtype=self.dtype)
@@ -121,12 +97,4 @@ class SpeechFeatureExtractor:
             fbanks, layout, layer=self.layer, layer_norm=self.layer_norm
         )
 
-        seq_lens = torch.tensor(seqs_layout.seq_lens, device=self.device)
-
-        seqs, seq_lens = average_frames(seqs, seq_lens, self.frame_averaging)
-
-        return zero_padding(seqs, seq_lens), seq_lens
-
-    def extract_files(self, sources: Sequence[AudioSource]) -> tuple[Tensor, Tensor]:
-        """Decode, downmix and resample audio files (or bytes), then extract."""
-        return self([load_audio(source) for source in sources])
+        return seqs, torch.tensor(seqs_layout.seq_lens, device=self.device)

@@ -17,6 +17,9 @@ The factory hooks are internal to fairseq2, hence the ``fairseq2==0.8.1`` pin.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 from fairseq2.models.conformer import ConformerConvolution
 from fairseq2.models.transformer import (
     SDPA,
@@ -110,24 +113,21 @@ class ConformerShawEncoderFactory(Wav2Vec2EncoderFactory):
     ) -> MultiheadAttention:
         config = self._config
 
-        sdpa: SDPA
-        if self._shaw_sdpa == "gathered":
-            sdpa = GatheredShawRelativePositionSDPA(
-                config.model_dim,
-                config.num_encoder_attn_heads,
-                IdentityBias(),
-                self._max_lhs_rel_pos,
-                max_rhs_rel_pos=self._max_rhs_rel_pos,
-            )
-        else:
-            sdpa = ShawRelativePositionSDPA(
-                config.model_dim,
-                config.num_encoder_attn_heads,
-                IdentityBias(),
-                self._max_lhs_rel_pos,
-                max_rhs_rel_pos=self._max_rhs_rel_pos,
-                use_rel_pos_values=False,
-            )
+        # Both take the same arguments and read the same weights (no relative
+        # position values: SeamlessM4T-v2 has none).
+        sdpa_kls: Callable[..., SDPA] = (
+            GatheredShawRelativePositionSDPA
+            if self._shaw_sdpa == "gathered"
+            else partial(ShawRelativePositionSDPA, use_rel_pos_values=False)
+        )
+
+        sdpa = sdpa_kls(
+            config.model_dim,
+            config.num_encoder_attn_heads,
+            IdentityBias(),
+            self._max_lhs_rel_pos,
+            max_rhs_rel_pos=self._max_rhs_rel_pos,
+        )
 
         return StandardMultiheadAttention(
             config.model_dim,

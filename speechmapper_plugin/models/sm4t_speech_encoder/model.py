@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, final
 
-from fairseq2.models.transformer import AttentionBiasCache, TransformerEncoder
+from fairseq2.models.transformer import TransformerEncoder
 from fairseq2.models.wav2vec2 import Wav2Vec2Frontend
 from fairseq2.nn import BatchLayout, LayerNorm
 from torch import Tensor
-from torch.nn import Module
+from typing_extensions import override
 
 from speechmapper_plugin.audio.fbank import min_num_samples
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     SM4TSpeechEncoderConfig,
 )
+from speechmapper_plugin.models.speech_encoder import SpeechEncoder
 
 
-class SM4TSpeechEncoder(Module):
+@final
+class SM4TSpeechEncoder(SpeechEncoder[SM4TSpeechEncoderConfig]):
     """Maps per-utterance standardised log-mel fbanks ``[N, S, 80]`` to the
     hidden states of one Conformer block, ``[N, S // 2, model_dim]`` at 50 Hz.
 
@@ -27,9 +27,7 @@ class SM4TSpeechEncoder(Module):
     by prefix (see ``interop.py``).
     """
 
-    config: SM4TSpeechEncoderConfig
     encoder_frontend: Wav2Vec2Frontend
-    encoder: TransformerEncoder
     inner_layer_norm: LayerNorm
 
     def __init__(
@@ -39,19 +37,17 @@ class SM4TSpeechEncoder(Module):
         encoder: TransformerEncoder,
         inner_layer_norm: LayerNorm,
     ) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.encoder_frontend = encoder_frontend
         self.encoder = encoder
         self.inner_layer_norm = inner_layer_norm
 
     @property
-    def model_dim(self) -> int:
-        return self.config.model_dim
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.encoder.layers)
+    @override
+    def final_layer_norm(self) -> LayerNorm:
+        """SeamlessM4T's ``inner_layer_norm``: fairseq2's post-norm Conformer
+        stack has none of its own."""
+        return self.inner_layer_norm
 
     def forward(
         self,
@@ -73,23 +69,11 @@ class SM4TSpeechEncoder(Module):
         :returns: The hidden states ``[N, S // stride, model_dim]`` and their
             layout. Positions past a row's length are padding (undefined values).
         """
-        if layer is None:
-            layer = self.config.output_layer
-
-        if layer_norm is None:
-            layer_norm = self.config.output_layer_norm
-
-        self._check_layer(layer)
+        layer, layer_norm = self.output_layer(layer, layer_norm)
 
         seqs, seqs_layout = self.run_frontend(seqs, seqs_layout)
 
-        for output in self.iter_layer_outputs(seqs, seqs_layout, num_layers=layer):
-            seqs = output
-
-        if layer_norm:
-            seqs = self.inner_layer_norm(seqs)
-
-        return seqs, seqs_layout
+        return self.run_layers(seqs, seqs_layout, layer, layer_norm), seqs_layout
 
     def run_frontend(
         self, seqs: Tensor, seqs_layout: BatchLayout
@@ -113,30 +97,6 @@ class SM4TSpeechEncoder(Module):
             )
 
         return self.encoder_frontend(seqs, seqs_layout)
-
-    def iter_layer_outputs(
-        self, seqs: Tensor, seqs_layout: BatchLayout, *, num_layers: int
-    ) -> Iterator[Tensor]:
-        """Run the first ``num_layers`` blocks on frontend outputs, yielding the
-        raw output of each (no final LayerNorm).
-
-        fairseq2's encoder layer hooks cannot stop the stack early in 0.8.1, so
-        the blocks are driven here directly.
-        """
-        self._check_layer(num_layers)
-
-        attn_bias_cache = AttentionBiasCache()
-
-        for block in islice(self.encoder.layers, num_layers):
-            seqs = block(seqs, seqs_layout, attn_bias_cache)
-
-            yield seqs
-
-    def _check_layer(self, layer: int) -> None:
-        if not 1 <= layer <= self.num_layers:
-            raise ValueError(
-                f"`layer` is 1-based and must be in [1, {self.num_layers}], but is {layer}."
-            )
 
     if TYPE_CHECKING:
         __call__ = forward

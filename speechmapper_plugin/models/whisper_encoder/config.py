@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
-from speechmapper_plugin.models.encoder_output import check_output_layer
-from speechmapper_plugin.validation import check_divisible, check_positive_fields
+from speechmapper_plugin.models.speech_encoder import check_speech_encoder_config
 
 WHISPER_ENCODER_FAMILY: Final = "whisper_encoder"
 
@@ -67,20 +67,9 @@ class WhisperEncoderConfig:
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
-        check_positive_fields(
-            result,
-            self,
-            (
-                "model_dim",
-                "num_mel_bins",
-                "max_source_positions",
-                "num_encoder_layers",
-                "num_encoder_attn_heads",
-                "ffn_inner_dim",
-            ),
+        check_speech_encoder_config(
+            result, self, ("num_mel_bins", "max_source_positions")
         )
-
-        check_divisible(result, self, "model_dim", "num_encoder_attn_heads")
 
         if self.model_dim % 2 != 0:
             result.add_error(
@@ -91,8 +80,6 @@ class WhisperEncoderConfig:
             result.add_error(
                 f"`max_source_positions` must be a multiple of {POSITIONS_PER_SECOND} (whole-second windows, as Whisper's feature extractor needs), but is {self.max_source_positions}."
             )
-
-        check_output_layer(result, self.output_layer, self.num_encoder_layers)
 
         return result
 
@@ -112,16 +99,28 @@ class WhisperEncoderConfig:
         return self.max_source_positions // POSITIONS_PER_SECOND
 
 
-def _released(
-    model_dim: int, layers: int, heads: int, mels: int = 80
+RELEASED_ARCHS: Final = {
+    "large_v2": (1280, 32, 20),  # whisper-large and -large-v2: large_v3 with 80 mels
+    "medium": (1024, 24, 16),
+    "small": (768, 12, 12),
+    "base": (512, 6, 8),
+    "openai_tiny": (384, 4, 6),  # OpenAI's released whisper-tiny; not the test arch
+}
+"""The 80-mel releases, as ``(model_dim, num_encoder_layers, num_encoder_attn_heads)``;
+each has an FFN of ``4 * model_dim`` and returns its last layer."""
+
+
+def _released_config(
+    model_dim: int, num_encoder_layers: int, num_encoder_attn_heads: int
 ) -> WhisperEncoderConfig:
+    """The config of an 80-mel Whisper release of these dimensions."""
     return WhisperEncoderConfig(
         model_dim=model_dim,
-        num_mel_bins=mels,
-        num_encoder_layers=layers,
-        num_encoder_attn_heads=heads,
+        num_mel_bins=80,
+        num_encoder_layers=num_encoder_layers,
+        num_encoder_attn_heads=num_encoder_attn_heads,
         ffn_inner_dim=4 * model_dim,
-        output_layer=layers,
+        output_layer=num_encoder_layers,
     )
 
 
@@ -133,27 +132,8 @@ def register_whisper_encoder_configs(container: DependencyContainer) -> None:
         """whisper-large-v3 (and -turbo's encoder): 32 blocks, 1280-d, 20 heads, 128 mels."""
         return WhisperEncoderConfig()
 
-    @arch("large_v2")
-    def large_v2() -> WhisperEncoderConfig:
-        """whisper-large and -large-v2: as ``large_v3`` with 80 mels."""
-        return _released(1280, 32, 20)
-
-    @arch("medium")
-    def medium() -> WhisperEncoderConfig:
-        return _released(1024, 24, 16)
-
-    @arch("small")
-    def small() -> WhisperEncoderConfig:
-        return _released(768, 12, 12)
-
-    @arch("base")
-    def base() -> WhisperEncoderConfig:
-        return _released(512, 6, 8)
-
-    @arch("openai_tiny")
-    def openai_tiny() -> WhisperEncoderConfig:
-        """OpenAI's released ``whisper-tiny`` (384-d, 4 blocks); not the test arch."""
-        return _released(384, 4, 6)
+    for name, dims in RELEASED_ARCHS.items():
+        arch(name)(partial(_released_config, *dims))
 
     @arch("tiny")
     def tiny() -> WhisperEncoderConfig:

@@ -20,29 +20,25 @@ Log-mel spectrograms come from transformers' ``WhisperFeatureExtractor``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar, final
 
 import torch
-from fairseq2.device import Device
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
+from typing_extensions import Unpack, override
 
-from speechmapper_plugin.audio import (
-    SAMPLE_RATE,
-    AudioSource,
-    AudioTooShortError,
-    load_audio,
+from speechmapper_plugin.audio import SAMPLE_RATE, AudioTooShortError
+from speechmapper_plugin.models.speech_encoder import (
+    ExtractorOptions,
+    SpeechEncoderFeatureExtractor,
 )
-from speechmapper_plugin.models.encoder_output import (
-    module_device,
-    resolve_output_layer,
-)
-from speechmapper_plugin.models.frames import average_frames, zero_padding
 from speechmapper_plugin.models.whisper_encoder.config import (
     POSITIONS_PER_SECOND,
+    WHISPER_ENCODER_FAMILY,
     WHISPER_HOP_LENGTH,
     WhisperEncoderConfig,
 )
 from speechmapper_plugin.models.whisper_encoder.model import WhisperEncoder
+from speechmapper_plugin.padding import pad_sequences
 
 
 def num_valid_positions(num_samples: int) -> int:
@@ -73,64 +69,52 @@ def create_log_mel_extractor(config: WhisperEncoderConfig) -> object:
     )
 
 
-class WhisperSpeechFeatureExtractor:
-    """Extracts the hidden states of one Whisper encoder layer for a batch of waveforms.
+@final
+class WhisperSpeechFeatureExtractor(SpeechEncoderFeatureExtractor[WhisperEncoder]):
+    """Extracts the hidden states of one Whisper encoder layer for a batch of
+    waveforms (see :class:`SpeechEncoderFeatureExtractor` for the options).
 
-    Same interface as the SeamlessM4T ``SpeechFeatureExtractor``.
-
-    :param layer: 1-based encoder layer; defaults to the model config's.
-    :param layer_norm: Apply the encoder's final LayerNorm; defaults to the
-        model config's.
-    :param frame_averaging: Average this many consecutive frames (2 turns
-        50 Hz into 25 Hz, SpeechMapper's input rate); a remainder is dropped.
     :param max_windows: Windows encoded at once (memory bound).
     """
+
+    family: ClassVar[str] = WHISPER_ENCODER_FAMILY
 
     def __init__(
         self,
         model: WhisperEncoder,
         *,
-        layer: int | None = None,
-        layer_norm: bool | None = None,
-        frame_averaging: int = 1,
         max_windows: int = 16,
-        dtype: torch.dtype = torch.float32,
-        device: Device | str | None = None,
+        **options: Unpack[ExtractorOptions],
     ) -> None:
-        config = model.config
-
-        self.layer, self.layer_norm = resolve_output_layer(
-            config_layer=config.output_layer,
-            config_layer_norm=config.output_layer_norm,
-            num_layers=model.num_layers,
-            layer=layer,
-            layer_norm=layer_norm,
-            frame_averaging=frame_averaging,
-        )
-
         if max_windows < 1:
             raise ValueError(f"`max_windows` must be positive, but is {max_windows}.")
 
-        self.frame_averaging = frame_averaging
+        super().__init__(model, **options)
+
         self.max_windows = max_windows
-        self.dtype = dtype
-        self.device = (
-            torch.device(device) if device is not None else module_device(model)
-        )
 
-        self.model = model.to(device=self.device, dtype=dtype).eval()
-
-        self._log_mel = create_log_mel_extractor(config)
+        self._log_mel = create_log_mel_extractor(model.config)
 
     @property
+    @override
     def frame_rate(self) -> float:
-        """Output frames per second."""
         return POSITIONS_PER_SECOND / self.frame_averaging
 
-    @property
-    def min_num_samples(self) -> int:
-        """The shortest 16 kHz waveform that yields one output frame."""
-        return (2 * self.frame_averaging - 1) * WHISPER_HOP_LENGTH
+    @override
+    def num_frames(self, num_samples: int) -> int:
+        window = self.model.config.window_num_samples
+        return sum(
+            num_valid_positions(end - start)
+            for start, end in window_spans(num_samples, window)
+        )
+
+    @override
+    def min_num_samples_for_frames(self, num_frames: int) -> int:
+        config = self.model.config
+        full, rest = divmod(num_frames, config.max_source_positions)
+        if rest == 0:
+            full, rest = full - 1, config.max_source_positions
+        return full * config.window_num_samples + (2 * rest - 1) * WHISPER_HOP_LENGTH
 
     def log_mels(self, windows: Sequence[Tensor]) -> Tensor:
         """Whisper log-mels of (at most one window long) waveforms, each padded
@@ -143,19 +127,8 @@ class WhisperSpeechFeatureExtractor:
         mels: Tensor = features["input_features"]
         return mels
 
-    # `no_grad`, not `inference_mode`: the features may feed a trained projector.
-    @torch.no_grad()
-    def __call__(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """
-        :param waveforms: Mono float waveforms at 16 kHz, any lengths.
-        :returns: Features ``[B, T, model_dim]`` in ``dtype`` with zeros past
-            each row's length, and the lengths ``[B]`` (int64).
-        :raises AudioTooShortError: if a waveform is shorter than
-            :attr:`min_num_samples`.
-        """
-        if not waveforms:
-            raise ValueError("`waveforms` must not be empty.")
-
+    @override
+    def encode(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         window = self.model.config.window_num_samples
 
         chunks: list[Tensor] = []
@@ -188,13 +161,6 @@ class WhisperSpeechFeatureExtractor:
 
         joined = [torch.cat(parts) for parts in per_utterance]
 
-        seqs = pad_sequence(joined, batch_first=True)
-        seq_lens = torch.tensor([j.size(0) for j in joined], device=self.device)
+        seqs, seq_lens = pad_sequences(joined, device=self.device)
 
-        seqs, seq_lens = average_frames(seqs, seq_lens, self.frame_averaging)
-
-        return zero_padding(seqs, seq_lens), seq_lens
-
-    def extract_files(self, sources: Sequence[AudioSource]) -> tuple[Tensor, Tensor]:
-        """Decode, downmix and resample audio files (or bytes), then extract."""
-        return self([load_audio(source) for source in sources])
+        return seqs, seq_lens

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from itertools import islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, final
 
-from fairseq2.models.transformer import AttentionBiasCache, StandardTransformerEncoder
-from fairseq2.nn import BatchLayout, PositionEncoder
+from fairseq2.models.transformer import StandardTransformerEncoder
+from fairseq2.nn import BatchLayout, LayerNorm, PositionEncoder
 from torch import Tensor
 from torch.nn import GELU, Conv1d, Module
+from typing_extensions import override
 
+from speechmapper_plugin.models.speech_encoder import SpeechEncoder
 from speechmapper_plugin.models.whisper_encoder.config import WhisperEncoderConfig
 
 
@@ -43,7 +43,8 @@ class WhisperFrontend(Module):
         __call__ = forward
 
 
-class WhisperEncoder(Module):
+@final
+class WhisperEncoder(SpeechEncoder[WhisperEncoderConfig]):
     """Maps whole log-mel windows ``[N, num_mel_bins, 3000]`` to the hidden
     states of one block, ``[N, 1500, model_dim]`` (50 Hz).
 
@@ -54,7 +55,6 @@ class WhisperEncoder(Module):
     and chunking long audio is :class:`WhisperFeatureExtractor`'s job.
     """
 
-    config: WhisperEncoderConfig
     frontend: WhisperFrontend
     encoder: StandardTransformerEncoder
 
@@ -64,18 +64,14 @@ class WhisperEncoder(Module):
         frontend: WhisperFrontend,
         encoder: StandardTransformerEncoder,
     ) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.frontend = frontend
         self.encoder = encoder
 
     @property
-    def model_dim(self) -> int:
-        return self.config.model_dim
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.encoder.layers)
+    @override
+    def final_layer_norm(self) -> LayerNorm | None:
+        return self.encoder.layer_norm
 
     def forward(
         self, mels: Tensor, *, layer: int | None = None, layer_norm: bool | None = None
@@ -89,22 +85,11 @@ class WhisperEncoder(Module):
             defaults to ``config.output_layer_norm``.
         :returns: ``[N, max_source_positions, model_dim]``.
         """
-        if layer is None:
-            layer = self.config.output_layer
-
-        if layer_norm is None:
-            layer_norm = self.config.output_layer_norm
-
-        self._check_layer(layer)
+        layer, layer_norm = self.output_layer(layer, layer_norm)
 
         seqs, layout = self.embed(mels)
 
-        *_, seqs = self.iter_layer_outputs(seqs, layout, num_layers=layer)
-
-        if layer_norm and self.encoder.layer_norm is not None:
-            seqs = self.encoder.layer_norm(seqs)
-
-        return seqs
+        return self.run_layers(seqs, layout, layer, layer_norm)
 
     def embed(self, mels: Tensor) -> tuple[Tensor, BatchLayout]:
         """The frontend output (transformers' ``hidden_states[0]``)."""
@@ -116,25 +101,6 @@ class WhisperEncoder(Module):
             )
 
         return self.frontend(mels)
-
-    def iter_layer_outputs(
-        self, seqs: Tensor, seqs_layout: BatchLayout, *, num_layers: int
-    ) -> Iterator[Tensor]:
-        """Run the first ``num_layers`` blocks, yielding the raw output of each."""
-        self._check_layer(num_layers)
-
-        attn_bias_cache = AttentionBiasCache()
-
-        for block in islice(self.encoder.layers, num_layers):
-            seqs = block(seqs, seqs_layout, attn_bias_cache)
-
-            yield seqs
-
-    def _check_layer(self, layer: int) -> None:
-        if not 1 <= layer <= self.num_layers:
-            raise ValueError(
-                f"`layer` is 1-based and must be in [1, {self.num_layers}], but is {layer}."
-            )
 
     if TYPE_CHECKING:
         __call__ = forward
