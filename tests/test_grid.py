@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -244,6 +245,59 @@ def test_cli_refuses_unknown_cards_and_leaked_prompts(
     done = _grid(tmp_path / "out", _write(tmp_path / "g.yaml", data), "--dry-run")
     assert done.returncode == 2 and "also training instructions" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_dry_run_shows_the_plan_before_its_data_exists(
+    tmp_path: Path, test_cards: SessionCards
+) -> None:
+    """No manifest or instruction file exists yet: the dry run lists them and
+    prints the plan; a real run stops on them, running nothing."""
+    from recipes.grid.widths import read_widths
+
+    absent = tmp_path / "not yet"
+    files = {"train": absent / "train.jsonl", "eval": absent / "eval.jsonl"}
+    data = _base(files, absent / "m.tsv")
+    data["asset_paths"] = [str(test_cards.card_dir)]
+    data["stages"] = ["stage1", "stage2"]
+    data["stage2"] = {
+        "config_file": str(REPO / "recipes/stage2/configs/tiny.yaml"),
+        "instructions": {"train": [str(files["train"])]},
+    }
+    config = _write(tmp_path / "g.yaml", data)
+    out = tmp_path / "grid out"
+
+    done = _grid(out, config, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    for key in (
+        "manifests.train",
+        "stage2.instructions.train[0]",
+        "evaluate.instructions",
+    ):
+        assert f"{key}: {absent}" in done.stderr
+    assert not out.exists()
+
+    # Each printed line is a shell command for the argv the grid would run.
+    loaded = load_grid_config(config)
+    cells = plan_cells(loaded, out.resolve())
+    steps = plan_steps(loaded, cells, out.resolve(), read_widths(loaded))
+    printed = [shlex.split(line) for line in done.stdout.splitlines()]
+    assert printed == [step.command for step in steps]
+    assert len(printed) == 2 + 6 + 6 + 6
+    assert any(" " in arg and "{" in arg for arg in printed[0])
+
+    done = _grid(out, config)
+    assert done.returncode == 2
+    assert "3 input(s) do not exist" in done.stderr
+    assert not out.exists()
+
+
+def test_help_says_what_the_grid_does(capsys: pytest.CaptureFixture[str]) -> None:
+    from recipes.grid.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "Runs the SFM x adapter x LLM grid" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

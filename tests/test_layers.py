@@ -7,7 +7,8 @@ applications (pipeline, feature extraction, export, evaluation); the toy
 assets, the quickstart and the command line on top; the recipes above the
 whole package. Every import counts, including those inside functions: a
 deferred import still makes the lower layer need the upper one. Recipes share
-through ``recipes.common`` or the package, never through another recipe.
+through the top-level modules of ``recipes/`` (``recipes.common``,
+``recipes.runs``...) or the package, never through another recipe.
 """
 
 from __future__ import annotations
@@ -81,7 +82,11 @@ def upward_imports(root: Path) -> list[str]:
 
 
 def cross_recipe_imports(root: Path) -> list[str]:
-    """``file:line`` for each module of ``recipes/<a>/`` importing ``recipes.<b>``."""
+    """``file:line`` for each module of ``recipes/<a>/`` importing ``recipes.<b>``.
+
+    The top-level modules of ``recipes/`` (``common``, ``runs``...) are the
+    shared places."""
+    shared = {"common"} | {path.stem for path in (root / "recipes").glob("*.py")}
     found = []
     for path in sorted((root / "recipes").rglob("*.py")):
         relative = path.relative_to(root / "recipes")
@@ -91,7 +96,7 @@ def cross_recipe_imports(root: Path) -> list[str]:
         for line, module in _imported_modules(path):
             names = module.split(".")
             if names[0] == "recipes" and len(names) > 1:
-                if names[1] not in (own, "common"):
+                if names[1] != own and names[1] not in shared:
                     found.append(f"{path}:{line} {own} -> {module}")
     return found
 

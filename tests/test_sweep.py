@@ -4,6 +4,7 @@ two-σ sweep on the tiny corpus through the real recipes."""
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from recipes.runs import MARKER, check_heldout_prompts, is_finished
 from recipes.sweep.config import load_sweep_config
-from recipes.sweep.execute import MARKER, is_finished
-from recipes.sweep.heldout import check_heldout_prompts
 from recipes.sweep.plan import plan_runs, plan_steps
 from speechmapper_plugin.data.instructions import (
     SpeechRecord,
@@ -227,6 +227,56 @@ def test_cli_dry_run_and_errors(prompt_files: dict[str, Path], tmp_path: Path) -
     done = _sweep(tmp_path / "out", leaked)
     assert done.returncode == 2
     assert "also training instructions" in done.stderr
+
+
+def test_dry_run_shows_the_plan_before_its_data_exists(tmp_path: Path) -> None:
+    """No instruction file, feature store or checkpoint exists yet: the dry run
+    lists them and prints the plan; a real run stops on them, running nothing."""
+    absent = tmp_path / "not yet"
+    data = _base(
+        {"eval": absent / "eval.jsonl", "train": absent / "train.jsonl"}, absent
+    )
+    data["stage2"]["config_file"] = str(REPO / data["stage2"]["config_file"])
+    data["evaluate"]["config_file"] = str(REPO / data["evaluate"]["config_file"])
+    data["evaluate"]["feature_store"] = str(absent / "features")
+    data["stage2"]["overrides"].append(
+        f"dataset.config_overrides={{splits: {{train: [{absent / 'train.jsonl'}]}}}}"
+    )
+    config = _write_config(tmp_path / "s.yaml", data)
+    out = tmp_path / "sweep out"
+
+    done = _sweep(out, config, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    for key in (
+        "train_instructions[0]",
+        "evaluate.instructions",
+        "evaluate.feature_store",
+        "stage2.prev_checkpoint_dir",
+    ):
+        assert f"{key}: {absent}" in done.stderr
+    assert not out.exists()
+
+    # Each printed line is a shell command for the argv the sweep would run.
+    loaded = load_sweep_config(config)
+    steps = plan_steps(loaded, plan_runs(loaded, out.resolve()))
+    printed = [shlex.split(line) for line in done.stdout.splitlines()]
+    assert printed == [step.command for step in steps]
+    assert len(printed) == 4
+    assert any(" " in arg and "{" in arg for arg in printed[0])
+
+    done = _sweep(out, config)
+    assert done.returncode == 2
+    assert "4 input(s) do not exist" in done.stderr
+    assert not out.exists()
+
+
+def test_help_says_what_the_sweep_does(capsys: pytest.CaptureFixture[str]) -> None:
+    from recipes.sweep.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "Runs stage 2 for each σ" in capsys.readouterr().out
 
 
 def _sweep(out: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:

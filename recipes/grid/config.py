@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-from fairseq2.utils.structured import StandardValueConverter
-from fairseq2.utils.validation import StandardObjectValidator, ValidationResult
+from fairseq2.utils.validation import ValidationResult
 
-from recipes.sweep.config import RecipeRunSection
+from recipes.runs import RecipeRunSection, RunsConfig, read_yaml, to_config
 
 STAGES: Final = ("stage1", "stage2")
 
@@ -84,7 +82,20 @@ class GridEvaluateSection(RecipeRunSection):
 
 
 @dataclass(kw_only=True)
-class GridConfig:
+class GridConfig(RunsConfig):
+    RESERVED = {
+        "extract": ("model.name", "dataset.split", "dataset.config_overrides"),
+        "stage1": ("model.family", "model.arch", "target_llm.name"),
+        "stage2": ("llm.name", "common.assets.prev_checkpoint_dir"),
+        "evaluate": (
+            "sfm.name",
+            "llm.name",
+            "common.assets.prev_checkpoint_dir",
+            "input.instructions",
+            "input.feature_store",
+        ),
+    }
+
     sfms: list[SfmEntry] = field(default_factory=list)
 
     adapters: list[AdapterEntry] = field(default_factory=list)
@@ -110,11 +121,8 @@ class GridConfig:
     """Extra card directories: read by the grid (model widths) and passed to
     every recipe as ``common.assets.extra_paths``."""
 
-    nproc: int = 1
-    """Processes per recipe run (``torchrun --nproc-per-node``)."""
-
     def validate(self) -> ValidationResult:
-        result = ValidationResult()
+        result = super().validate()
 
         for axis in ("sfms", "adapters", "llms"):
             entries = getattr(self, axis)
@@ -169,33 +177,20 @@ class GridConfig:
                 f"`evaluate.split` ({self.evaluate.split!r}) must be a key of `manifests`, whose features the held-out instructions refer to."
             )
 
-        self.extract.check_reserved(
-            result,
-            "extract",
-            ("model.name", "dataset.split", "dataset.config_overrides"),
-        )
-        self.stage1.check_reserved(
-            result, "stage1", ("model.family", "model.arch", "target_llm.name")
-        )
-        self.stage2.check_reserved(
-            result, "stage2", ("llm.name", "common.assets.prev_checkpoint_dir")
-        )
-        self.evaluate.check_reserved(
-            result,
-            "evaluate",
-            (
-                "sfm.name",
-                "llm.name",
-                "common.assets.prev_checkpoint_dir",
-                "input.instructions",
-                "input.feature_store",
-            ),
-        )
-
-        if self.nproc < 1:
-            result.add_error(f"`nproc` must be positive, but is {self.nproc}.")
-
         return result
+
+    def inputs(self) -> dict[str, Path]:
+        found = {f"manifests.{split}": path for split, path in self.manifests.items()}
+        for split, files in self.stage2.instructions.items():
+            for i, path in enumerate(files):
+                found[f"stage2.instructions.{split}[{i}]"] = path
+        if self.evaluate.instructions is not None:
+            found["evaluate.instructions"] = self.evaluate.instructions
+        return found
+
+    def stage2_train_instructions(self) -> list[Path]:
+        """What stage 2 trains on: the held-out prompts must not occur in it."""
+        return self.stage2.instructions.get(self.stage2.train_split, [])
 
 
 def load_grid_config(path: Path) -> GridConfig:
@@ -203,31 +198,17 @@ def load_grid_config(path: Path) -> GridConfig:
 
     :raises ValueError: If it cannot be read, has unknown keys or is invalid.
     """
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as ex:
-        raise ValueError(f"Cannot read the grid config {path}: {ex}") from None
+    data = read_yaml(path, "grid")
 
     # Adapter `config` mappings are free-form YAML (nested lists of blocks...),
     # which fairseq2's structurer has no type for: kept aside, then attached.
     model_configs = _pop_adapter_configs(data, path)
 
-    try:
-        config = StandardValueConverter().structure(data, GridConfig)
-    except Exception as ex:  # fairseq2 raises StructureError and friends
-        raise ValueError(f"The grid config {path} is malformed: {ex}") from None
+    def attach(config: GridConfig) -> None:
+        for adapter, model_config in zip(config.adapters, model_configs, strict=True):
+            adapter.config = model_config
 
-    assert isinstance(config, GridConfig)
-
-    for adapter, model_config in zip(config.adapters, model_configs, strict=True):
-        adapter.config = model_config
-
-    try:
-        StandardObjectValidator().validate(config)
-    except Exception as ex:
-        raise ValueError(f"The grid config {path} is invalid: {ex}") from None
-
-    return config
+    return to_config(data, GridConfig, path, "grid", complete=attach)
 
 
 def _pop_adapter_configs(data: object, path: Path) -> list[dict[str, Any]]:

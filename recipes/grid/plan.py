@@ -1,6 +1,6 @@
 """What a grid runs: feature extraction once per (SFM, split), then per cell
 (SFM, adapter, LLM) stage 1 and/or stage 2 and one evaluation, as recipe
-commands in their own directories (the sweep's step machinery runs them)."""
+commands in their own directories (``recipes.runs`` runs them)."""
 
 from __future__ import annotations
 
@@ -11,29 +11,24 @@ from pathlib import Path
 import yaml
 
 from recipes.grid.config import AdapterEntry, GridConfig, LlmEntry, SfmEntry
-from recipes.sweep.config import RecipeRunSection
-from recipes.sweep.plan import StepKind, SweepStep, launcher
+from recipes.runs import (
+    RecipeRunSection,
+    RecipeStep,
+    StepKind,
+    TrainedRun,
+    recipe_command,
+)
 
 
-@dataclass(frozen=True)
-class GridCell:
+@dataclass(frozen=True, kw_only=True)
+class GridCell(TrainedRun):
     sfm: SfmEntry
     adapter: AdapterEntry
     llm: LlmEntry
-    stage1_dir: Path | None
-    stage2_dir: Path | None
-    eval_dir: Path
 
     @property
     def name(self) -> str:
         return f"{self.sfm.name}/{self.adapter.name}/{self.llm.name}"
-
-    @property
-    def model_dir(self) -> Path:
-        """The training run whose last checkpoint is evaluated."""
-        model_dir = self.stage2_dir or self.stage1_dir
-        assert model_dir is not None
-        return model_dir
 
 
 @dataclass(frozen=True)
@@ -59,21 +54,20 @@ def plan_cells(config: GridConfig, out_dir: Path) -> list[GridCell]:
         for adapter in config.adapters:
             for llm in config.llms:
                 cell_dir = out_dir / "cells" / sfm.name / adapter.name / llm.name
-                stage1_dir = cell_dir / "stage1" if "stage1" in config.stages else None
-                stage2_dir = cell_dir / "stage2" if "stage2" in config.stages else None
-                model_dir = stage2_dir or stage1_dir
-                assert model_dir is not None
                 cells.append(
                     GridCell(
                         sfm=sfm,
                         adapter=adapter,
                         llm=llm,
-                        stage1_dir=stage1_dir,
-                        stage2_dir=stage2_dir,
-                        eval_dir=model_dir / "eval",
+                        stage1_dir=_stage_dir(config, cell_dir, "stage1"),
+                        stage2_dir=_stage_dir(config, cell_dir, "stage2"),
                     )
                 )
     return cells
+
+
+def _stage_dir(config: GridConfig, cell_dir: Path, stage: str) -> Path | None:
+    return cell_dir / stage if stage in config.stages else None
 
 
 def flow(value: object) -> str:
@@ -85,7 +79,7 @@ def flow(value: object) -> str:
 
 def plan_steps(
     config: GridConfig, cells: list[GridCell], out_dir: Path, widths: Widths
-) -> list[SweepStep]:
+) -> list[RecipeStep]:
     """Every recipe run, in an order where each step follows what it needs."""
     assets = (
         [f"common.assets.extra_paths={flow([str(p) for p in config.asset_paths])}"]
@@ -93,15 +87,7 @@ def plan_steps(
         else []
     )
 
-    def command(
-        recipe: str, run_dir: Path, section: RecipeRunSection, settings: list[str]
-    ) -> list[str]:
-        cmd = [*launcher(config.nproc), f"recipes.{recipe}", str(run_dir)]
-        if section.config_file is not None:
-            cmd += ["--config-file", str(section.config_file)]
-        return [*cmd, "--config", *assets, *section.overrides, *settings, "--no-rich"]
-
-    steps: list[SweepStep] = []
+    steps: list[RecipeStep] = []
 
     def step(
         kind: StepKind,
@@ -110,9 +96,14 @@ def plan_steps(
         settings: list[str],
         needs: tuple[Path, ...] = (),
     ) -> None:
-        steps.append(
-            SweepStep(kind, run_dir, command(kind, run_dir, section, settings), needs)
+        command = recipe_command(
+            config.nproc,
+            kind,
+            run_dir,
+            section.config_file,
+            [*assets, *section.overrides, *settings],
         )
+        steps.append(RecipeStep(kind, run_dir, command, needs))
 
     for sfm in config.sfms:
         for split, manifest in config.manifests.items():

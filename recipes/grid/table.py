@@ -4,20 +4,21 @@ figures, directories and status in ``grid.json``."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from recipes.grid.plan import GridCell
-from recipes.sweep.execute import SweepProgress
-from recipes.sweep.table import metric_names, outcome_record
+from recipes.runs import (
+    HeldOut,
+    StepProgress,
+    metric_names,
+    outcome_record,
+    write_results,
+)
 
-GRID_JSON = "grid.json"
-GRID_TABLE = "grid.md"
 
-
-def cell_record(cell: GridCell, progress: SweepProgress) -> dict[str, Any]:
+def cell_record(cell: GridCell, progress: StepProgress) -> dict[str, Any]:
     return {
         "sfm": cell.sfm.name,
         "sfm_card": cell.sfm.card,
@@ -72,19 +73,13 @@ def format_tables(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) 
 def write_grid_table(
     out_dir: Path,
     cells: Sequence[GridCell],
-    progress: SweepProgress,
+    progress: StepProgress,
     *,
     metrics: Sequence[str],
-    heldout: Mapping[str, Any],
+    heldout: HeldOut,
 ) -> dict[str, Path]:
+    """``grid.json`` (every cell's figures, directories, status) and ``grid.md``."""
     records = [cell_record(cell, progress) for cell in cells]
-
-    json_path = out_dir / GRID_JSON
-    json_path.write_text(
-        json.dumps({"heldout": dict(heldout), "cells": records}, indent=2) + "\n"
+    return write_results(
+        out_dir, "grid", "cells", records, format_tables(records, metrics), heldout
     )
-
-    table_path = out_dir / GRID_TABLE
-    table_path.write_text(format_tables(records, metrics))
-
-    return {"json": json_path, "table": table_path}

@@ -5,42 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-from fairseq2.utils.structured import StandardValueConverter
-from fairseq2.utils.validation import StandardObjectValidator, ValidationResult
+from fairseq2.utils.validation import ValidationResult
 
+from recipes.runs import RecipeRunSection, RunsConfig, read_yaml, to_config
 from speechmapper_plugin.losses import check_alpha, check_sigma
-
-
-@dataclass(kw_only=True)
-class RecipeRunSection:
-    """How to run one recipe: its config file and extra ``--config`` overrides."""
-
-    config_file: Path | None = None
-
-    overrides: list[str] = field(default_factory=list)
-    """``key=value`` items passed after ``--config`` (e.g. ``llm.name=...``)."""
-
-    def validate(self) -> ValidationResult:
-        result = ValidationResult()
-        if self.config_file is not None and not self.config_file.is_file():
-            result.add_error(f"`config_file` {self.config_file} does not exist.")
-        for item in self.overrides:
-            if "=" not in item:
-                result.add_error(f"The override {item!r} is not of the form key=value.")
-        return result
-
-    def check_reserved(
-        self, result: ValidationResult, name: str, keys: tuple[str, ...]
-    ) -> None:
-        """The sweep sets ``keys`` for each run; an override may not."""
-        for item in self.overrides:
-            key = item.split("=", 1)[0].strip()
-            if key in keys:
-                result.add_error(
-                    f"`{name}.overrides`: {item!r} sets `{key}`, which the sweep sets for each run."
-                )
-
 
 STAGE1_KEYS = ("loss.alpha",)
 STAGE2_KEYS = ("loss.sigma", "loss.alpha", "common.assets.prev_checkpoint_dir")
@@ -72,7 +40,9 @@ class EvaluateRunSection(RecipeRunSection):
 
 
 @dataclass(kw_only=True)
-class SweepConfig:
+class SweepConfig(RunsConfig):
+    RESERVED = {"stage1": STAGE1_KEYS, "stage2": STAGE2_KEYS, "evaluate": EVALUATE_KEYS}
+
     sigmas: list[float] = field(default_factory=list)
     """Stage-2 σ values; one stage-2 run each (per α). Empty: evaluate the
     stage-1 runs directly."""
@@ -91,11 +61,8 @@ class SweepConfig:
     """Stage-2 training instruction files; no instruction of
     ``evaluate.instructions`` may appear in them (held-out prompts)."""
 
-    nproc: int = 1
-    """Processes per recipe run (``torchrun --nproc-per-node``)."""
-
     def validate(self) -> ValidationResult:
-        result = ValidationResult()
+        result = super().validate()
 
         if not self.sigmas and not self.alphas:
             result.add_error("Give `sigmas` (stage 2) and/or `alphas` (stage 1).")
@@ -128,14 +95,21 @@ class SweepConfig:
             result.add_error(
                 "`train_instructions` must list the stage-2 training instruction files, so the held-out prompts can be checked against them."
             )
-        self.stage1.check_reserved(result, "stage1", STAGE1_KEYS)
-        self.stage2.check_reserved(result, "stage2", STAGE2_KEYS)
-        self.evaluate.check_reserved(result, "evaluate", EVALUATE_KEYS)
-
-        if self.nproc < 1:
-            result.add_error(f"`nproc` must be positive, but is {self.nproc}.")
 
         return result
+
+    def inputs(self) -> dict[str, Path]:
+        found = {
+            f"train_instructions[{i}]": path
+            for i, path in enumerate(self.train_instructions)
+        }
+        if self.evaluate.instructions is not None:
+            found["evaluate.instructions"] = self.evaluate.instructions
+        if self.evaluate.feature_store is not None:
+            found["evaluate.feature_store"] = self.evaluate.feature_store
+        if self.sigmas and not self.alphas and self.stage2.prev_checkpoint_dir:
+            found["stage2.prev_checkpoint_dir"] = self.stage2.prev_checkpoint_dir
+        return found
 
 
 def load_sweep_config(path: Path) -> SweepConfig:
@@ -143,21 +117,4 @@ def load_sweep_config(path: Path) -> SweepConfig:
 
     :raises ValueError: If it cannot be read, has unknown keys or is invalid.
     """
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as ex:
-        raise ValueError(f"Cannot read the sweep config {path}: {ex}") from None
-
-    try:
-        config = StandardValueConverter().structure(data, SweepConfig)
-    except Exception as ex:  # fairseq2 raises StructureError and friends
-        raise ValueError(f"The sweep config {path} is malformed: {ex}") from None
-
-    assert isinstance(config, SweepConfig)
-
-    try:
-        StandardObjectValidator().validate(config)
-    except Exception as ex:
-        raise ValueError(f"The sweep config {path} is invalid: {ex}") from None
-
-    return config
+    return to_config(read_yaml(path, "sweep"), SweepConfig, path, "sweep")

@@ -3,19 +3,21 @@ evaluation per final model, each in its own directory, as recipe commands."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
-from recipes.sweep.config import RecipeRunSection, SweepConfig
+from recipes.runs import (
+    RecipeRunSection,
+    RecipeStep,
+    StepKind,
+    TrainedRun,
+    recipe_command,
+)
+from recipes.sweep.config import SweepConfig
 
-StepKind = Literal["stage1", "stage2", "evaluate", "extract_features"]
-"""The recipe a step runs (``extract_features``: the grid's cached extraction)."""
 
-
-@dataclass(frozen=True)
-class SweepRun:
+@dataclass(frozen=True, kw_only=True)
+class SweepRun(TrainedRun):
     """One point of the sweep and where its outputs go."""
 
     name: str
@@ -23,25 +25,6 @@ class SweepRun:
 
     alpha: float | None
     sigma: float | None
-    stage1_dir: Path | None
-    stage2_dir: Path | None
-    eval_dir: Path
-
-    @property
-    def model_dir(self) -> Path:
-        """The training run whose last checkpoint is evaluated."""
-        model_dir = self.stage2_dir or self.stage1_dir
-        assert model_dir is not None
-        return model_dir
-
-
-@dataclass(frozen=True)
-class SweepStep:
-    kind: StepKind
-    out_dir: Path
-    command: list[str]
-    needs: tuple[Path, ...] = ()
-    """Output dirs of the steps this one starts from."""
 
 
 def _value(value: float) -> str:
@@ -59,46 +42,37 @@ def plan_runs(config: SweepConfig, out_dir: Path) -> list[SweepRun]:
             if sigma is not None:
                 parts.append(f"sigma_{_value(sigma)}")
             name = "/".join(parts)
-            stage2_dir = None if sigma is None else out_dir / name
-            model_dir = stage2_dir or stage1_dir
-            assert model_dir is not None
             runs.append(
                 SweepRun(
                     name=name,
                     alpha=alpha,
                     sigma=sigma,
                     stage1_dir=stage1_dir,
-                    stage2_dir=stage2_dir,
-                    eval_dir=model_dir / "eval",
+                    stage2_dir=None if sigma is None else out_dir / name,
                 )
             )
     return runs
 
 
-def launcher(nproc: int) -> list[str]:
-    if nproc == 1:
-        return [sys.executable, "-m"]
-    torchrun = Path(sys.executable).with_name("torchrun")
-    return [str(torchrun), "--standalone", "--nproc-per-node", str(nproc), "-m"]
-
-
 def _command(
     config: SweepConfig,
-    recipe: str,
+    recipe: StepKind,
     out_dir: Path,
     section: RecipeRunSection,
     settings: list[str],
 ) -> list[str]:
-    command = [*launcher(config.nproc), f"recipes.{recipe}", str(out_dir)]
-    if section.config_file is not None:
-        command += ["--config-file", str(section.config_file)]
-    command += ["--config", *section.overrides, *settings, "--no-rich"]
-    return command
+    return recipe_command(
+        config.nproc,
+        recipe,
+        out_dir,
+        section.config_file,
+        [*section.overrides, *settings],
+    )
 
 
-def plan_steps(config: SweepConfig, runs: list[SweepRun]) -> list[SweepStep]:
+def plan_steps(config: SweepConfig, runs: list[SweepRun]) -> list[RecipeStep]:
     """Every recipe run, in an order where each step follows what it needs."""
-    steps: list[SweepStep] = []
+    steps: list[RecipeStep] = []
     seen: set[Path] = set()
 
     for run in runs:
@@ -106,7 +80,7 @@ def plan_steps(config: SweepConfig, runs: list[SweepRun]) -> list[SweepStep]:
             seen.add(run.stage1_dir)
             assert run.alpha is not None
             steps.append(
-                SweepStep(
+                RecipeStep(
                     "stage1",
                     run.stage1_dir,
                     _command(
@@ -133,7 +107,7 @@ def plan_steps(config: SweepConfig, runs: list[SweepRun]) -> list[SweepStep]:
             start = config.stage2.prev_checkpoint_dir
         settings.append(f"common.assets.prev_checkpoint_dir={start}")
         steps.append(
-            SweepStep(
+            RecipeStep(
                 "stage2",
                 run.stage2_dir,
                 _command(config, "stage2", run.stage2_dir, config.stage2, settings),
@@ -150,7 +124,7 @@ def plan_steps(config: SweepConfig, runs: list[SweepRun]) -> list[SweepStep]:
         if evaluate.feature_store is not None:
             settings.append(f"input.feature_store={evaluate.feature_store}")
         steps.append(
-            SweepStep(
+            RecipeStep(
                 "evaluate",
                 run.eval_dir,
                 _command(config, "evaluate", run.eval_dir, evaluate, settings),

@@ -1,0 +1,539 @@
+"""Plans of recipe runs: what the σ/α sweep and the SFM x adapter x LLM grid
+share, so that the two differ only in what they vary.
+
+A plan is a list of :class:`RecipeStep`, each a ``python -m recipes.<name>``
+command with its own output directory. A step is finished when its
+``sweep_step.json`` marker exists (written after the recipe exits with 0); a
+rerun skips it. A step that was interrupted has no marker and runs again in the
+same directory, where fairseq2 resumes training from the last checkpoint and
+the evaluate recipe scores only the missing utterances. A failed step is
+reported and the steps that need it are not run; the others go on.
+
+Held-out prompts: SpeechMapper's claim is that task-agnostic tuning
+generalises to unseen wordings; a plan that evaluates on its training prompts
+would reward settings that overfit the prompts (the paper's σ = 0 failure), so
+no evaluation instruction may be a training instruction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+import yaml
+from fairseq2.utils.structured import StandardValueConverter
+from fairseq2.utils.validation import StandardObjectValidator, ValidationResult
+
+from speechmapper_plugin.data.instructions import read_instructions
+
+REPO = Path(__file__).resolve().parents[1]
+
+MARKER = "sweep_step.json"
+
+SUMMARY_FILE = "summary.json"
+
+StepKind = Literal["stage1", "stage2", "evaluate", "extract_features"]
+"""The recipe a step runs (``extract_features``: the grid's cached extraction)."""
+
+
+# --- configuration ----------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class RecipeRunSection:
+    """How to run one recipe: its config file and extra ``--config`` overrides."""
+
+    config_file: Path | None = None
+
+    overrides: list[str] = field(default_factory=list)
+    """``key=value`` items passed after ``--config`` (e.g. ``llm.name=...``)."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        if self.config_file is not None and not self.config_file.is_file():
+            result.add_error(f"`config_file` {self.config_file} does not exist.")
+        for item in self.overrides:
+            if "=" not in item:
+                result.add_error(f"The override {item!r} is not of the form key=value.")
+        return result
+
+    def check_reserved(
+        self, result: ValidationResult, name: str, keys: tuple[str, ...]
+    ) -> None:
+        """The plan sets ``keys`` for each run; an override may not."""
+        for item in self.overrides:
+            key = item.split("=", 1)[0].strip()
+            if key in keys:
+                result.add_error(
+                    f"`{name}.overrides`: {item!r} sets `{key}`, which the sweep sets for each run."
+                )
+
+
+@dataclass(kw_only=True)
+class RunsConfig:
+    """What every plan file has: processes per recipe run and the recipe
+    sections whose keys the plan sets itself."""
+
+    RESERVED: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    """Section name -> the ``--config`` keys the plan sets in that section."""
+
+    nproc: int = 1
+    """Processes per recipe run (``torchrun --nproc-per-node``)."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        for name, keys in self.RESERVED.items():
+            section = getattr(self, name)
+            assert isinstance(section, RecipeRunSection)
+            section.check_reserved(result, name, keys)
+        if self.nproc < 1:
+            result.add_error(f"`nproc` must be positive, but is {self.nproc}.")
+        return result
+
+    def inputs(self) -> dict[str, Path]:
+        """The files and directories the plan reads, by config key."""
+        return {}
+
+
+ConfigT = TypeVar("ConfigT", bound=RunsConfig)
+
+
+def read_yaml(path: Path, label: str) -> Any:
+    """:raises ValueError: If ``path`` cannot be read as YAML."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as ex:
+        raise ValueError(f"Cannot read the {label} config {path}: {ex}") from None
+
+
+def to_config(
+    data: Any,
+    kind: type[ConfigT],
+    path: Path,
+    label: str,
+    *,
+    complete: Callable[[ConfigT], None] | None = None,
+) -> ConfigT:
+    """``data`` as a validated ``kind``; ``complete`` attaches what fairseq2's
+    structurer has no type for before validation.
+
+    :raises ValueError: If ``data`` has unknown keys or is invalid.
+    """
+    try:
+        config = StandardValueConverter().structure(data, kind)
+    except Exception as ex:  # fairseq2 raises StructureError and friends
+        raise ValueError(f"The {label} config {path} is malformed: {ex}") from None
+
+    assert isinstance(config, kind)
+
+    if complete is not None:
+        complete(config)
+
+    try:
+        StandardObjectValidator().validate(config)
+    except Exception as ex:
+        raise ValueError(f"The {label} config {path} is invalid: {ex}") from None
+
+    return config
+
+
+# --- the plan ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecipeStep:
+    kind: StepKind
+    out_dir: Path
+    command: list[str]
+    needs: tuple[Path, ...] = ()
+    """Output dirs of the steps this one starts from."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainedRun:
+    """A sweep run or a grid cell: stage 1 and/or stage 2, then one
+    evaluation of the last stage in ``<model_dir>/eval``."""
+
+    stage1_dir: Path | None
+    stage2_dir: Path | None
+
+    @property
+    def model_dir(self) -> Path:
+        """The training run whose last checkpoint is evaluated."""
+        model_dir = self.stage2_dir or self.stage1_dir
+        assert model_dir is not None
+        return model_dir
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.model_dir / "eval"
+
+
+def launcher(nproc: int) -> list[str]:
+    if nproc == 1:
+        return [sys.executable, "-m"]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    return [str(torchrun), "--standalone", "--nproc-per-node", str(nproc), "-m"]
+
+
+def recipe_command(
+    nproc: int,
+    recipe: StepKind,
+    out_dir: Path,
+    config_file: Path | None,
+    overrides: Sequence[str],
+) -> list[str]:
+    """``recipes.<recipe> OUT_DIR [--config-file FILE] --config OVERRIDES``,
+    as the launcher of ``nproc`` processes runs it."""
+    command = [*launcher(nproc), f"recipes.{recipe}", str(out_dir)]
+    if config_file is not None:
+        command += ["--config-file", str(config_file)]
+    return [*command, "--config", *overrides, "--no-rich"]
+
+
+# --- inputs -----------------------------------------------------------------
+
+
+def check_heldout_prompts(eval_file: Path, train_files: Sequence[Path]) -> int:
+    """The number of distinct instructions in ``eval_file``.
+
+    :raises ValueError: If one of them is also an instruction of a training
+        file, or a file cannot be read.
+    """
+    try:
+        eval_prompts = {e.instruction for e in read_instructions(eval_file)}
+        train_prompts: set[str] = set()
+        for path in train_files:
+            train_prompts.update(e.instruction for e in read_instructions(path))
+    except (OSError, ValueError) as ex:
+        raise ValueError(f"Cannot check the held-out prompts: {ex}") from None
+
+    shared = sorted(eval_prompts & train_prompts)
+    if shared:
+        shown = "; ".join(repr(p) for p in shared[:3])
+        raise ValueError(
+            f"{len(shared)} instruction(s) of the held-out file {eval_file} are also training instructions ({shown}). Build the held-out file from the evaluation pool (`python -m speechmapper_plugin.data.instructions asr ... --pool eval`)."
+        )
+
+    return len(eval_prompts)
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    instructions: Path
+    train_instructions: Sequence[Path]
+    num_prompts: int | None
+    """``None`` in a dry run whose instruction files do not exist yet."""
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "instructions": str(self.instructions),
+            "num_prompts": self.num_prompts,
+            "train_instructions": [str(p) for p in self.train_instructions],
+        }
+
+
+def check_inputs(
+    config: RunsConfig,
+    instructions: Path,
+    train_instructions: Sequence[Path],
+    *,
+    dry_run: bool,
+    label: str,
+) -> HeldOut:
+    """The held-out prompts are unseen in training and every input exists.
+
+    A dry run shows the plan before its data exists: missing inputs are
+    listed on stderr, and the held-out check waits until its files exist.
+
+    :raises ValueError: On a missing input (unless ``dry_run``) or a
+        held-out prompt that is a training prompt.
+    """
+    num_prompts = None
+    if all(p.is_file() for p in (instructions, *train_instructions)):
+        num_prompts = check_heldout_prompts(instructions, train_instructions)
+
+    missing = [
+        f"{key}: {path}" for key, path in config.inputs().items() if not path.exists()
+    ]
+    if missing and not dry_run:
+        raise ValueError(
+            f"{len(missing)} input(s) do not exist: " + "; ".join(missing) + "."
+        )
+    if missing:
+        print(
+            f"[{label}] dry run: {len(missing)} input(s) do not exist yet (a real run stops on them): "
+            + "; ".join(missing),
+            file=sys.stderr,
+        )
+    if num_prompts is None and not dry_run:  # a path that is not a file
+        num_prompts = check_heldout_prompts(instructions, train_instructions)
+
+    return HeldOut(instructions, train_instructions, num_prompts)
+
+
+# --- running ----------------------------------------------------------------
+
+
+@dataclass
+class StepProgress:
+    ran: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    """Finished in an earlier invocation."""
+
+    failed: dict[Path, str] = field(default_factory=dict)
+    """Step dir -> what went wrong (the log to read)."""
+
+    blocked: list[Path] = field(default_factory=list)
+    """Not run because a step they need failed."""
+
+
+def is_finished(step: RecipeStep) -> bool:
+    """Finished with this very command; a marker from another command is an error."""
+    marker = step.out_dir / MARKER
+    if not marker.is_file():
+        return False
+
+    recorded = json.loads(marker.read_text()).get("command")
+    if recorded != step.command:
+        raise ValueError(
+            f"{step.out_dir} was finished by another command ({recorded}); the plan would now run {step.command}. Remove that directory or use another output directory."
+        )
+    return True
+
+
+def subprocess_env() -> dict[str, str]:
+    """The recipes are imported from this checkout (``recipes`` is not a package
+    of the wheel)."""
+    env = dict(os.environ)
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(REPO) if not path else f"{REPO}{os.pathsep}{path}"
+    env.setdefault("FAIRSEQ2_NO_PROGRESS", "1")
+    return env
+
+
+def run_steps(
+    steps: Sequence[RecipeStep],
+    out_dir: Path,
+    *,
+    label: str = "sweep",
+    echo: Callable[[str], None] = print,
+) -> StepProgress:
+    """Run ``steps`` in order; their output goes to ``out_dir/logs/``."""
+    progress = StepProgress()
+    bad: set[Path] = set()
+    log_dir = out_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    for step in steps:
+        where = f"[{label}] {step.kind} {step.out_dir}"
+
+        if any(need in bad for need in step.needs):
+            bad.add(step.out_dir)
+            progress.blocked.append(step.out_dir)
+            echo(f"{where}: not run (a step it needs failed)")
+            continue
+
+        if is_finished(step):
+            progress.skipped.append(step.out_dir)
+            echo(f"{where}: finished earlier, skipped")
+            continue
+
+        log = log_dir / (
+            str(step.out_dir.relative_to(out_dir)).replace("/", "__")
+            + f".{step.kind}.log"
+        )
+        echo(f"{where}: running (log: {log})")
+
+        with log.open("w") as fp:
+            fp.write(shlex.join(step.command) + "\n\n")
+            fp.flush()
+            done = subprocess.run(
+                step.command,
+                cwd=REPO,
+                env=subprocess_env(),
+                stdout=fp,
+                stderr=subprocess.STDOUT,
+            )
+
+        if done.returncode != 0:
+            bad.add(step.out_dir)
+            progress.failed[step.out_dir] = f"exit code {done.returncode}; see {log}"
+            echo(f"{where}: FAILED (exit code {done.returncode}, see {log})")
+            continue
+
+        step.out_dir.mkdir(parents=True, exist_ok=True)
+        (step.out_dir / MARKER).write_text(
+            json.dumps({"kind": step.kind, "command": step.command}, indent=2) + "\n"
+        )
+        progress.ran.append(step.out_dir)
+
+    return progress
+
+
+# --- results ----------------------------------------------------------------
+
+
+def flatten_numbers(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numeric leaves of nested dicts, by dotted key (booleans left out)."""
+    flat: dict[str, float] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_numbers(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def last_validation(run_dir: Path) -> dict[str, dict[str, float]]:
+    """The last record of each ``metrics/valid*/*.jsonl`` of a training run."""
+    records: dict[str, dict[str, float]] = {}
+    for path in sorted(run_dir.glob("metrics/valid*/*.jsonl")) + sorted(
+        run_dir.glob("metrics/valid*.jsonl")
+    ):
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        if lines:
+            name = str(path.relative_to(run_dir / "metrics").with_suffix(""))
+            records[name] = flatten_numbers(json.loads(lines[-1]))
+    return records
+
+
+def outcome_record(run: TrainedRun, progress: StepProgress) -> dict[str, Any]:
+    """Status (with the problem, if any), step directories, evaluation
+    metrics and last validation figures of a sweep run or a grid cell."""
+    status = "ok"
+    problem = None
+    for path in (run.stage1_dir, run.stage2_dir, run.eval_dir):
+        if path is None:
+            continue
+        if path in progress.failed:
+            status, problem = "failed", f"{path}: {progress.failed[path]}"
+            break
+        if path in progress.blocked:
+            status, problem = "not run", f"{path}: a step it needs failed"
+            break
+
+    record: dict[str, Any] = {
+        "status": status,
+        "stage1_dir": None if run.stage1_dir is None else str(run.stage1_dir),
+        "stage2_dir": None if run.stage2_dir is None else str(run.stage2_dir),
+        "eval_dir": str(run.eval_dir),
+    }
+    if problem is not None:
+        record["problem"] = problem
+
+    summary_path = run.eval_dir / SUMMARY_FILE
+    if status == "ok" and summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        metrics = summary.get("metrics", {})
+        record["metrics"] = flatten_numbers(
+            metrics if isinstance(metrics, dict) else {}
+        )
+    record["validation"] = last_validation(run.model_dir)
+    return record
+
+
+def metric_names(
+    records: Sequence[Mapping[str, Any]], metrics: Sequence[str]
+) -> list[str]:
+    """``metrics`` if given, else every metric some record has, in order."""
+    if metrics:
+        return list(metrics)
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record.get("metrics", {})))
+    return list(names)
+
+
+def write_results(
+    out_dir: Path,
+    name: str,
+    key: str,
+    records: Sequence[Mapping[str, Any]],
+    table: str,
+    heldout: HeldOut,
+) -> dict[str, Path]:
+    """``OUT/<name>.json`` (the held-out check and ``key``: the records) and
+    ``OUT/<name>.md`` (``table``)."""
+    json_path = out_dir / f"{name}.json"
+    json_path.write_text(
+        json.dumps({"heldout": heldout.record(), key: list(records)}, indent=2) + "\n"
+    )
+
+    table_path = out_dir / f"{name}.md"
+    table_path.write_text(table)
+
+    return {"json": json_path, "table": table_path}
+
+
+# --- the command ------------------------------------------------------------
+
+
+def parse_args(
+    prog: str, doc: str | None, argv: list[str] | None
+) -> argparse.Namespace:
+    """``OUT_DIR --config-file FILE [--dry-run]``; the description is the
+    second paragraph of ``doc`` (the module docstring of the command)."""
+    assert doc is not None
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[1])
+    parser.add_argument(
+        "out_dir", type=Path, help="where every run gets its own directory"
+    )
+    parser.add_argument(
+        "--config-file", type=Path, required=True, help="the plan (a YAML file)"
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the recipe commands (ready to paste into a shell), run nothing; inputs may be missing",
+    )
+    return parser.parse_args(argv)
+
+
+def error(ex: Exception) -> int:
+    print(f"error: {ex}", file=sys.stderr)
+    return 2
+
+
+def print_plan(steps: Sequence[RecipeStep]) -> int:
+    """One shell-quoted command per line."""
+    for step in steps:
+        print(shlex.join(step.command))
+    return 0
+
+
+def execute_plan(
+    label: str,
+    steps: Sequence[RecipeStep],
+    out_dir: Path,
+    write: Callable[[StepProgress], dict[str, Path]],
+) -> int:
+    """Run ``steps``, write and print the results: 0 if every step
+    succeeded, 1 if some failed or were not run, 2 on a stale marker."""
+    try:
+        progress = run_steps(steps, out_dir, label=label)
+    except ValueError as ex:
+        return error(ex)
+
+    paths = write(progress)
+
+    print(paths["table"].read_text())
+    print(f"[{label}] wrote {paths['json']} and {paths['table']}")
+
+    if progress.failed or progress.blocked:
+        print(
+            f"[{label}] {len(progress.failed)} step(s) failed, {len(progress.blocked)} not run; rerun to retry them.",
+            file=sys.stderr,
+        )
+        return 1
+
+    return 0
