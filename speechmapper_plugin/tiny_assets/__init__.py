@@ -9,6 +9,12 @@ and the tests run the plugin's real code paths without downloading anything.
 from __future__ import annotations
 
 from speechmapper_plugin.tiny_assets.cards import write_card_file as write_card_file
+from speechmapper_plugin.tiny_assets.encoders import (
+    perturb_parameters_ as perturb_parameters_,
+)
+from speechmapper_plugin.tiny_assets.encoders import (
+    tiny_encoder_card as tiny_encoder_card,
+)
 from speechmapper_plugin.tiny_assets.llama import TINY_LLAMA_DIMS as TINY_LLAMA_DIMS
 from speechmapper_plugin.tiny_assets.llama import TinyLlamaDims as TinyLlamaDims
 from speechmapper_plugin.tiny_assets.llama import build_hf_llama as build_hf_llama
@@ -49,12 +55,8 @@ from speechmapper_plugin.tiny_assets.sm4t import (
     build_tiny_sm4t_v2 as build_tiny_sm4t_v2,
 )
 from speechmapper_plugin.tiny_assets.sm4t import (
-    perturb_parameters_ as perturb_parameters_,
-)
-from speechmapper_plugin.tiny_assets.sm4t import (
     save_sm4t_hf_checkpoint as save_sm4t_hf_checkpoint,
 )
-from speechmapper_plugin.tiny_assets.sm4t import sm4t_card as sm4t_card
 from speechmapper_plugin.tiny_assets.sm4t import write_tiny_sm4t as write_tiny_sm4t
 from speechmapper_plugin.tiny_assets.speech import (
     SpeechSynthesisError as SpeechSynthesisError,

@@ -11,10 +11,15 @@ biases, relative-position tables etc. are all non-trivial.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import torch
+from speechmapper_plugin.models.sm4t_speech_encoder import SM4T_SPEECH_ENCODER_FAMILY
+from speechmapper_plugin.tiny_assets.encoders import (
+    build_perturbed,
+    tiny_encoder_card,
+)
 
 if TYPE_CHECKING:
     from transformers import SeamlessM4Tv2Model
@@ -26,9 +31,6 @@ SM4T_TINY_DIMS: Final = {
     "ffn_inner_dim": 128,
 }
 """The dimensions of the ``tiny`` arch of ``sm4t_speech_encoder``."""
-
-SM4T_FAMILY: Final = "sm4t_speech_encoder"
-SM4T_TINY_ARCH: Final = "tiny"
 
 
 def build_tiny_sm4t_v2(seed: int = 0, **dims: int) -> SeamlessM4Tv2Model:
@@ -89,18 +91,7 @@ def build_tiny_sm4t_v2(seed: int = 0, **dims: int) -> SeamlessM4Tv2Model:
         t2u_max_position_embeddings=64,
     )
 
-    torch.manual_seed(seed)
-    model = SeamlessM4Tv2Model(config)
-    perturb_parameters_(model, seed)
-    return model.eval()
-
-
-@torch.no_grad()
-def perturb_parameters_(model: torch.nn.Module, seed: int, scale: float = 0.1) -> None:
-    """Add Gaussian noise to every parameter (deterministic in ``seed``)."""
-    generator = torch.Generator().manual_seed(seed + 1)
-    for param in model.parameters():
-        param.add_(scale * torch.randn(param.shape, generator=generator))
+    return build_perturbed(partial(SeamlessM4Tv2Model, config), seed)
 
 
 def save_sm4t_hf_checkpoint(
@@ -114,19 +105,9 @@ def save_sm4t_hf_checkpoint(
     return directory
 
 
-def sm4t_card(name: str, checkpoint: Path) -> dict[str, object]:
-    """A card that loads ``checkpoint`` as the ``tiny`` speech encoder."""
-    return {
-        "name": name,
-        "model_family": SM4T_FAMILY,
-        "model_arch": SM4T_TINY_ARCH,
-        "checkpoint": str(checkpoint),
-    }
-
-
 def write_tiny_sm4t(
     directory: Path, *, card_name: str, seed: int = 0
 ) -> dict[str, object]:
     """Save a tiny SeamlessM4T-v2 into ``directory``; return its card."""
     save_sm4t_hf_checkpoint(build_tiny_sm4t_v2(seed), directory)
-    return sm4t_card(card_name, directory)
+    return tiny_encoder_card(card_name, SM4T_SPEECH_ENCODER_FAMILY, directory)

@@ -10,12 +10,15 @@ positions is perturbed so LayerNorm gains and biases are non-trivial.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import torch
-
-from speechmapper_plugin.tiny_assets.sm4t import perturb_parameters_
+from speechmapper_plugin.models.whisper_encoder import WHISPER_ENCODER_FAMILY
+from speechmapper_plugin.tiny_assets.encoders import (
+    build_perturbed,
+    tiny_encoder_card,
+)
 
 if TYPE_CHECKING:
     from transformers import WhisperForConditionalGeneration
@@ -29,9 +32,6 @@ WHISPER_TINY_DIMS: Final = {
     "ffn_inner_dim": 128,
 }
 """The dimensions of the ``tiny`` arch of ``whisper_encoder``."""
-
-WHISPER_FAMILY: Final = "whisper_encoder"
-WHISPER_TINY_ARCH: Final = "tiny"
 
 
 def build_tiny_whisper(seed: int = 0) -> WhisperForConditionalGeneration:
@@ -60,23 +60,11 @@ def build_tiny_whisper(seed: int = 0) -> WhisperForConditionalGeneration:
         activation_dropout=0.0,
     )
 
-    torch.manual_seed(seed)
-    model = WhisperForConditionalGeneration(config)
-    positions = model.model.encoder.embed_positions.weight.detach().clone()
-    perturb_parameters_(model, seed)
-    with torch.no_grad():
-        model.model.encoder.embed_positions.weight.copy_(positions)
-    return model.eval()
-
-
-def whisper_card(name: str, checkpoint: Path) -> dict[str, object]:
-    """A card that loads ``checkpoint`` as the ``tiny`` Whisper encoder."""
-    return {
-        "name": name,
-        "model_family": WHISPER_FAMILY,
-        "model_arch": WHISPER_TINY_ARCH,
-        "checkpoint": str(checkpoint),
-    }
+    return build_perturbed(
+        partial(WhisperForConditionalGeneration, config),
+        seed,
+        fixed=["model.encoder.embed_positions.weight"],
+    )
 
 
 def write_tiny_whisper(
@@ -84,4 +72,4 @@ def write_tiny_whisper(
 ) -> dict[str, object]:
     """Save a tiny Whisper into ``directory`` (``save_pretrained``); return its card."""
     build_tiny_whisper(seed).save_pretrained(directory, safe_serialization=True)
-    return whisper_card(card_name, directory)
+    return tiny_encoder_card(card_name, WHISPER_ENCODER_FAMILY, directory)
