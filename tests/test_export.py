@@ -103,6 +103,19 @@ def test_export_directory_is_self_contained(exported: Path) -> None:
     assert "| dev | 60 | 12.5 |" in readme
 
 
+def test_exported_files_are_readable_like_any_other(exported: Path) -> None:
+    """Each file has the mode a plain ``open()`` gives in the same directory
+    (the umask's), not a private 0600."""
+    reference = exported.parent / "reference.txt"
+    with open(reference, "w") as fp:
+        fp.write("x")
+    try:
+        for path in exported.iterdir():
+            assert path.stat().st_mode == reference.stat().st_mode, path.name
+    finally:
+        reference.unlink()
+
+
 def test_weights_are_bit_identical(exported: Path) -> None:
     original = _projector().state_dict()
     saved = safetensors.torch.load_file(exported / "model.safetensors")

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from speechmapper_plugin.atomic_files import atomic_write_bytes
 from speechmapper_plugin.models.adapters import (
     AdapterConfig,
     AnyProjector,
@@ -136,10 +137,11 @@ def export_projector(
         k: v.detach().to("cpu").contiguous() for k, v in projector.state_dict().items()
     }
     dtypes = sorted({str(v.dtype).removeprefix("torch.") for v in state_dict.values()})
-    save_file(
-        state_dict,
-        str(output_dir / WEIGHTS_FILE),
-        metadata={"format": "pt", "speechmapper_card": name},
+    # Serialised in memory and written like every other output, so the file
+    # follows the umask (safetensors' `save_file` leaves it private, 0600).
+    atomic_write_bytes(
+        output_dir / WEIGHTS_FILE,
+        save(state_dict, metadata={"format": "pt", "speechmapper_card": name}),
     )
 
     summary = {
