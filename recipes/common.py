@@ -1,25 +1,54 @@
-"""Helpers the training recipes share."""
+"""What the recipes share: config sections, the training stages' model and
+target lookups, criterion and units, and the frozen LLM's sharding."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
+import torch
 from fairseq2.checkpoint import ModelMetadataDumper
 from fairseq2.datasets import SyncMode
 from fairseq2.logging import log
+from fairseq2.metrics import Mean, MetricBag, Sum
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.nn.fsdp import FSDPWrapper, to_fsdp
 from fairseq2.recipe.base import RecipeContext
-from fairseq2.recipe.config import DatasetSection, TrainerSection
+from fairseq2.recipe.config import (
+    ADAMW_OPTIMIZER,
+    COSINE_ANNEALING_LR,
+    AdamWConfig,
+    CosineAnnealingLRConfig,
+    DatasetSection,
+    LRSchedulerSection,
+    OptimizerSection,
+    TrainerSection,
+)
 from fairseq2.recipe.error import RecipeError
+from fairseq2.recipe.evaluator import EvalUnit
+from fairseq2.recipe.trainer import TrainUnit
 from fairseq2.utils.validation import ValidationResult
+from torch import Tensor
 from torch.distributed.fsdp import FSDPModule
 from torch.nn import Module, ModuleList
+from typing_extensions import Self, final, override
 
 from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.skips import SkipReport
-from speechmapper_plugin.models.adapters import AnyProjector, projector_family
+from speechmapper_plugin.input_checks import finite_rows
+from speechmapper_plugin.llm import (
+    TargetTokens,
+    TranscriptNormalization,
+    resolve_target_tokens,
+)
+from speechmapper_plugin.losses import EmbeddingMSELoss
+from speechmapper_plugin.models.adapters import (
+    PROJECTOR_CLASSES,
+    AnyProjector,
+    projector_family,
+)
 from speechmapper_plugin.validation import check_positive_fields
 
 
@@ -183,3 +212,232 @@ def shard_frozen_llm(
             unit.reshard()
 
     return sharded
+
+
+# The training stages (stage 1 and stage 2): their shared config sections,
+# model and target lookups, and their criterion and units.
+
+
+def ddp_trainer() -> TrainerSection:
+    """Both stages' trainer: DDP, gradients clipped at norm 1."""
+    return TrainerSection(data_parallelism="ddp", max_grad_norm=1.0)
+
+
+def adamw_optimizer(lr: float) -> OptimizerSection:
+    """Both stages' optimizer: AdamW with the paper's betas and weight decay."""
+    return OptimizerSection(
+        name=ADAMW_OPTIMIZER,
+        config=AdamWConfig(lr=lr, betas=(0.9, 0.98), weight_decay=0.01),
+    )
+
+
+def cosine_lr_scheduler(
+    num_warmup_steps: int, final_lr_scale: float
+) -> LRSchedulerSection:
+    """Both stages' schedule: warm-up, then cosine annealing."""
+    return LRSchedulerSection(
+        name=COSINE_ANNEALING_LR,
+        config=CosineAnnealingLRConfig(
+            num_warmup_steps=num_warmup_steps, final_lr_scale=final_lr_scale
+        ),
+    )
+
+
+@dataclass(kw_only=True)
+class TranscriptTargetsSection:
+    """How a transcript becomes MSE target embeddings: the pad token and the
+    transcript-tokenisation policy. Stage 1 (``target_llm``) and stage 2
+    (``target_llm``, the LLM itself is ``llm.name``) have this same section, so
+    that stage 2's MSE term regresses onto the targets stage 1 trained on: give
+    both stages the same values."""
+
+    pad_token: str | None = None
+    """The token whose embedding pads the targets; default: the card's
+    ``speechmapper_pad_token``, else the tokenizer's pad token. The paper pads
+    with "a pad token" without naming it; Llama 3.1's card names
+    ``<|finetune_right_pad_id|>``, whose row may be untrained (near zero: the
+    recipe logs its norm and warns). Another token's row, e.g. ``<|eot_id|>``,
+    is the alternative."""
+
+    transcript_normalization: TranscriptNormalization = "as_given"
+    """How transcripts are written before tokenisation: ``as_given``,
+    ``lowercase`` or ``sentence_case`` (see
+    :mod:`speechmapper_plugin.llm.transcripts`); the paper configs use
+    ``sentence_case`` for LibriSpeech's upper-case transcripts."""
+
+    add_bos: bool = False
+    """Prepend the BOS token to transcripts."""
+
+    add_eos: bool = False
+    """Append the EOS token to transcripts."""
+
+
+def load_target_tokens(
+    section: TranscriptTargetsSection, card_name: str
+) -> TargetTokens:
+    """The MSE targets' tokens (pad token and transcript policy) of either
+    stage, as the section says; stage 1 then reads the table, stage 2 takes
+    its loaded LLM's."""
+    try:
+        return resolve_target_tokens(
+            card_name,
+            pad_token=section.pad_token,
+            add_bos=section.add_bos,
+            add_eos=section.add_eos,
+            normalization=section.transcript_normalization,
+        )
+    except ValueError as ex:
+        raise RecipeError(str(ex)) from None
+
+
+def get_projector(context: RecipeContext) -> AnyProjector:
+    """The trained model: the SpeechMapper projector or an adapter."""
+    model = context.get_model()
+    if not isinstance(model, PROJECTOR_CLASSES):
+        raise RecipeError(
+            f"The model must be a SpeechMapper projector (`speechmapper`) or an adapter (`speech_adapter`), but is a {type(model).__name__}."
+        )
+    return model  # type: ignore[return-value]
+
+
+class RowBatch(Protocol):
+    """A batch of feature rows that can be narrowed to some of its rows (the
+    batches of the stages' dataset families)."""
+
+    features: Tensor
+
+    @property
+    def batch_size(self) -> int: ...
+
+    def select(self, rows: Tensor) -> Self: ...
+
+
+RowBatchT = TypeVar("RowBatchT", bound=RowBatch)
+
+
+def drop_non_finite_rows(batch: RowBatchT) -> tuple[RowBatchT, int]:
+    """Removes rows whose features hold NaN or inf; returns how many."""
+    finite = finite_rows(batch.features)
+    num_bad = int((~finite).sum())
+    if num_bad == 0:
+        return batch, 0
+    return batch.select(finite), num_bad
+
+
+def graph_zero(model: Module) -> Tensor:
+    """A zero loss connected to every parameter: a rank whose batch is empty
+    still runs backward, keeping DDP's all-reduce in step."""
+    return torch.stack([p.sum() for p in model.parameters()]).sum() * 0.0
+
+
+class StageCriterion(ABC, Generic[RowBatchT]):
+    """A stage's loss and metrics on a batch, called by its training and its
+    validation units alike (as fairseq2's wav2vec2 ASR criterion).
+
+    What both stages do is done here: rows with non-finite features are left
+    out and counted as ``num_skipped_non_finite``, a batch with no row left
+    scores a zero loss that still reaches every parameter, and the loss and
+    the examples are logged. A stage scores the rest (:meth:`_score`).
+    """
+
+    def __init__(self, model: Module) -> None:
+        self._model = model
+
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        """The loss, the examples, the rows skipped as non-finite and the
+        parts of the stage-1 MSE (both stages have it)."""
+        metric_bag.add("loss", Mean())
+        metric_bag.add("num_examples", Sum())
+        metric_bag.add("mse_word", Mean())
+        metric_bag.add("mse_pad", Mean())
+        metric_bag.add("num_skipped_non_finite", Sum())
+
+    def __call__(self, batch: RowBatchT, metric_bag: MetricBag) -> Tensor:
+        """The batch's loss, a mean over its rows."""
+        batch, num_bad = drop_non_finite_rows(batch)
+        metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
+
+        if batch.batch_size == 0:
+            return graph_zero(self._model)
+
+        loss = self._score(batch, metric_bag)
+
+        with torch.inference_mode():
+            n = batch.batch_size
+            metric_bag.get("loss", Mean).update(loss.detach(), weight=n)
+            metric_bag.get("num_examples", Sum).update(n)
+
+        return loss
+
+    @abstractmethod
+    def _score(self, batch: RowBatchT, metric_bag: MetricBag) -> Tensor:
+        """The loss of a batch of finite rows; updates the stage's own metrics."""
+
+    def process_metric_values(self, values: MutableMapping[str, object]) -> None:
+        pass
+
+
+@torch.inference_mode()
+def update_mse_metrics(metric_bag: MetricBag, mse: EmbeddingMSELoss) -> None:
+    """Each part weighted by its positions (``mse_pad`` only where there are)."""
+    metric_bag.get("mse_word", Mean).update(
+        mse.mse_word.detach(), weight=max(mse.num_word_positions, 1)
+    )
+    if mse.num_pad_positions > 0:
+        metric_bag.get("mse_pad", Mean).update(
+            mse.mse_pad.detach(), weight=mse.num_pad_positions
+        )
+
+
+# fairseq2's units take batches of its `SupportsDeviceTransfer`, an ABC that
+# the `RowBatch` protocol cannot name: the criterion keeps the batch type.
+
+
+@final
+class CriterionTrainUnit(TrainUnit[Any], Generic[RowBatchT]):
+    """Trains on a stage's criterion."""
+
+    def __init__(self, criterion: StageCriterion[RowBatchT]) -> None:
+        self._criterion = criterion
+
+    @override
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        self._criterion.prepare_metric_bag(metric_bag)
+
+    @override
+    def process_batch(
+        self, batch: RowBatchT, metric_bag: MetricBag
+    ) -> tuple[Tensor, int | None]:
+        # The loss is a mean; the trainer then averages over accumulated batches.
+        return self._criterion(batch, metric_bag), None
+
+    @override
+    def process_metric_values(self, values: MutableMapping[str, object]) -> None:
+        self._criterion.process_metric_values(values)
+
+
+@final
+class CriterionEvalUnit(EvalUnit[Any], Generic[RowBatchT]):
+    """Validates a stage's criterion on one named split."""
+
+    def __init__(self, criterion: StageCriterion[RowBatchT], name: str) -> None:
+        self._criterion = criterion
+        self._name = name
+
+    @property
+    @override
+    def name(self) -> str | None:
+        return self._name
+
+    @override
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        self._criterion.prepare_metric_bag(metric_bag)
+
+    @override
+    @torch.inference_mode()
+    def process_batch(self, batch: RowBatchT, metric_bag: MetricBag) -> None:
+        self._criterion(batch, metric_bag)
+
+    @override
+    def process_metric_values(self, values: MutableMapping[str, object]) -> None:
+        self._criterion.process_metric_values(values)

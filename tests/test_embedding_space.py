@@ -183,7 +183,9 @@ class _ExactTargets(torch.nn.Module):
 @pytest.mark.parametrize("scale", PAD_ROWS.values(), ids=PAD_ROWS.keys())
 def test_stage1_validation_reports_zero_wer_on_exact_targets(scale: float) -> None:
     """Stage-1 validation against a table with an untrained pad row."""
-    from recipes.stage1.units import Stage1ValidUnit
+    from recipes.common import CriterionEvalUnit
+    from recipes.stage1.criterion import EmbeddingScorer, Stage1Criterion
+    from speechmapper_plugin.losses import Stage1Weights
 
     llm = load_target_llm_embeddings(LLAMA_CARD, dtype=torch.float32)
     table = llm.table.clone()
@@ -212,16 +214,20 @@ def test_stage1_validation_reports_zero_wer_on_exact_targets(scale: float) -> No
         transcripts=transcripts,
     )
 
-    unit = Stage1ValidUnit(
-        _ExactTargets(outputs, out_lens),
-        TargetLLMEmbeddings(
-            card_name=llm.card_name,
-            tokenizer=llm.tokenizer,
-            table=table,
-            pad_idx=llm.pad_idx,
-            pad_token=llm.pad_token,
+    targets = TargetLLMEmbeddings(
+        card_name=llm.card_name,
+        tokenizer=llm.tokenizer,
+        table=table,
+        pad_idx=llm.pad_idx,
+        pad_token=llm.pad_token,
+    )
+    unit = CriterionEvalUnit(
+        Stage1Criterion(
+            _ExactTargets(outputs, out_lens),
+            targets,
+            Stage1Weights(alpha=9.0),
+            scorer=EmbeddingScorer(targets),
         ),
-        alpha=9.0,
         name="valid",
     )
     bag = MetricBag(torch.device("cpu"))

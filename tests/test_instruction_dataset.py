@@ -160,11 +160,7 @@ def test_select_equals_collating_the_kept_rows() -> None:
         want = collate_instructions([i for i, m in zip(items, mask, strict=True) if m])
         assert torch.equal(got.features, want.features)
         assert torch.equal(got.feature_lens, want.feature_lens)
-        for name in (
-            "prefix_ids",
-            "suffix_ids",
-            "response_ids",
-            "transcript_ids",
-            "ids",
-        ):
+        assert torch.equal(got.target_ids, want.target_ids)
+        assert torch.equal(got.target_lens, want.target_lens)
+        for name in ("prefix_ids", "suffix_ids", "response_ids", "ids"):
             assert getattr(got, name) == getattr(want, name), name

@@ -8,6 +8,7 @@ import pytest
 import torch
 from fairseq2.models.llama import LLaMAConfig, create_llama_model
 
+from speechmapper_plugin.datasets.instructions import InstructionBatch
 from speechmapper_plugin.llm import (
     TargetLLMEmbeddings,
     load_target_llm_embeddings,
@@ -15,6 +16,7 @@ from speechmapper_plugin.llm import (
 )
 from speechmapper_plugin.losses import stage2_loss
 from speechmapper_plugin.models.speechmapper import get_speechmapper_model_hub
+from speechmapper_plugin.padding import pad_sequences
 from tests.support.cards import SessionCards
 from tests.support.llm import LLAMA_CARD
 
@@ -42,14 +44,36 @@ def tiny_projector() -> torch.nn.Module:
     return hub.create_new_model(hub.get_arch_config("tiny"), device=torch.device("cpu"))
 
 
-BATCH = {
-    "features": torch.randn(2, 60, 64, generator=torch.Generator().manual_seed(2)),
-    "feature_lens": torch.tensor([60, 45]),
-    "prefix_ids": [(1, 2, 3), (1, 4)],
-    "suffix_ids": [(5, 6), (5, 6)],
-    "response_ids": [(7, 8, 9, 3), (10, 3)],
-    "transcript_ids": [(7, 8, 9), None],
-}
+FEATURES = torch.randn(2, 60, 64, generator=torch.Generator().manual_seed(2))
+FEATURE_LENS = torch.tensor([60, 45])
+PREFIX_IDS = [(1, 2, 3), (1, 4)]
+SUFFIX_IDS = [(5, 6), (5, 6)]
+RESPONSE_IDS = [(7, 8, 9, 3), (10, 3)]
+TRANSCRIPT_IDS: list[tuple[int, ...] | None] = [(7, 8, 9), None]
+
+
+def instruction_batch(
+    rows: list[int] | None = None,
+    *,
+    features: torch.Tensor = FEATURES,
+    transcript_ids: list[tuple[int, ...] | None] = TRANSCRIPT_IDS,
+) -> InstructionBatch:
+    """The test batch (its ``rows``) as the dataset collates it: the
+    transcripts become padded target ids, 0 tokens where there is none."""
+    rows = [0, 1] if rows is None else rows
+    target_ids, target_lens = pad_sequences(
+        [torch.tensor(transcript_ids[i] or (), dtype=torch.int64) for i in rows]
+    )
+    return InstructionBatch(
+        features=features[rows],
+        feature_lens=FEATURE_LENS[rows],
+        prefix_ids=[PREFIX_IDS[i] for i in rows],
+        suffix_ids=[SUFFIX_IDS[i] for i in rows],
+        response_ids=[RESPONSE_IDS[i] for i in rows],
+        target_ids=target_ids,
+        target_lens=target_lens,
+        ids=[f"row{i}" for i in rows],
+    )
 
 
 @cache
@@ -60,7 +84,7 @@ def llm_vocab_size() -> int:
 def llm_targets(llm: torch.nn.Module) -> TargetLLMEmbeddings:
     """The MSE targets as the stage-2 recipe builds them: the test Llama
     card's tokens with the loaded LLM's own table."""
-    table = llm.decoder_frontend.embed.weight.detach()  # type: ignore[union-attr]
+    table = llm.decoder_frontend.embed.weight.detach()  # type: ignore[union-attr, operator]
     return resolve_target_tokens(LLAMA_CARD).with_table(table)
 
 
@@ -68,7 +92,7 @@ def run(projector: torch.nn.Module, llm: torch.nn.Module, sigma: float, **kw: ob
     return stage2_loss(
         projector,
         llm,  # type: ignore[arg-type]
-        **BATCH,  # type: ignore[arg-type]
+        instruction_batch(),
         targets=llm_targets(llm),
         sigma=sigma,
         alpha=9.0,
@@ -142,14 +166,13 @@ def test_validation_reports_both_terms_at_the_endpoints() -> None:
 
 def test_no_transcript_at_sigma_one_gives_a_zero_loss_with_a_graph() -> None:
     projector, llm = tiny_projector(), tiny_llm()
-    batch = {**BATCH, "transcript_ids": [None, None]}
     loss = stage2_loss(
         projector,
-        llm,
-        **batch,
+        llm,  # type: ignore[arg-type]
+        instruction_batch(transcript_ids=[None, None]),
         targets=llm_targets(llm),
         sigma=1.0,
-        alpha=9.0,  # type: ignore[arg-type, union-attr]
+        alpha=9.0,
     )
     assert loss.total.item() == 0.0 and loss.total.requires_grad
     loss.total.backward()
@@ -181,10 +204,10 @@ def test_stage2_mse_targets_are_stage1s_with_eos(test_cards: SessionCards) -> No
     the Hugging Face tokenizer on hand-normalised text plus ``<|eot_id|>``."""
     from transformers import AutoTokenizer
 
-    from recipes.stage1.config import TargetLLMSection, TranscriptTargetsSection
-    from recipes.stage1.recipe import load_target_tokens
-    from recipes.stage1.units import Stage1Objective, project_and_score
+    from recipes.common import TranscriptTargetsSection, load_target_tokens
+    from recipes.stage1.config import TargetLLMSection
     from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
+    from speechmapper_plugin.losses import Stage1Weights, stage1_loss
 
     policy = {"add_eos": True, "transcript_normalization": "sentence_case"}
     card = test_cards.llms.llama_card
@@ -217,20 +240,24 @@ def test_stage2_mse_targets_are_stage1s_with_eos(test_cards: SessionCards) -> No
         ids=["row"],
         transcripts=[text],
     )
-    _, _, terms = project_and_score(
-        projector, batch, stage1, Stage1Objective(alpha=9.0)
+    terms = stage1_loss(
+        projector, batch, targets=stage1, weights=Stage1Weights(alpha=9.0)
     )
 
     def stage2_mse(transcript_ids: list[int]) -> torch.Tensor:
         loss = stage2_loss(
             projector,
             llm,  # type: ignore[arg-type]
-            features,
-            lens,
-            [(1, 2)],
-            [(5, 6)],
-            [(7, 3)],
-            [tuple(transcript_ids)],
+            InstructionBatch(
+                features=features,
+                feature_lens=lens,
+                prefix_ids=[(1, 2)],
+                suffix_ids=[(5, 6)],
+                response_ids=[(7, 3)],
+                target_ids=torch.tensor([transcript_ids]),
+                target_lens=torch.tensor([len(transcript_ids)]),
+                ids=["row"],
+            ),
             targets=stage2_targets,
             sigma=1.0,
             alpha=9.0,
@@ -251,63 +278,46 @@ def test_stage2_units_skip_and_count_non_finite_rows() -> None:
     loss is that of the other rows (computed here without the bad row)."""
     from fairseq2.metrics import MetricBag
 
-    from recipes.stage2.units import Stage2Objective, Stage2TrainUnit, Stage2ValidUnit
-    from speechmapper_plugin.datasets.instructions import InstructionBatch
+    from recipes.common import CriterionEvalUnit, CriterionTrainUnit
+    from recipes.stage2.criterion import Stage2Criterion
 
     projector, llm = tiny_projector(), tiny_llm()
     targets = llm_targets(llm)
-    objective = Stage2Objective(projector, llm, targets, 0.5, 9.0)  # type: ignore[arg-type]
 
-    features = BATCH["features"].clone()
+    def criterion(**kw: bool) -> Stage2Criterion:
+        return Stage2Criterion(projector, llm, targets, sigma=0.5, alpha=9.0, **kw)  # type: ignore[arg-type]
+
+    features = FEATURES.clone()
     features[1, 3, 0] = float("nan")
-
-    def batch(rows: list[int], feats: torch.Tensor) -> InstructionBatch:
-        return InstructionBatch(
-            features=feats[rows],
-            feature_lens=BATCH["feature_lens"][rows],
-            prefix_ids=[BATCH["prefix_ids"][i] for i in rows],
-            suffix_ids=[BATCH["suffix_ids"][i] for i in rows],
-            response_ids=[BATCH["response_ids"][i] for i in rows],
-            transcript_ids=[BATCH["transcript_ids"][i] for i in rows],
-            ids=[f"row{i}" for i in rows],
-        )
 
     expected = stage2_loss(
         projector,
         llm,  # type: ignore[arg-type]
-        BATCH["features"][:1],
-        BATCH["feature_lens"][:1],
-        BATCH["prefix_ids"][:1],
-        BATCH["suffix_ids"][:1],
-        BATCH["response_ids"][:1],
-        BATCH["transcript_ids"][:1],
+        instruction_batch([0]),
         targets=targets,
         sigma=0.5,
         alpha=9.0,
     ).total
 
-    train = Stage2TrainUnit(objective)
+    train = CriterionTrainUnit(criterion())
     bag = MetricBag(torch.device("cpu"))
     train.prepare_metric_bag(bag)
-    loss, _ = train.process_batch(batch([0, 1], features), bag)
+    loss, _ = train.process_batch(instruction_batch([0, 1], features=features), bag)
     torch.testing.assert_close(loss, expected)
     assert int(bag.metrics["num_skipped_non_finite"].compute()) == 1
     assert int(bag.metrics["num_examples"].compute()) == 1
 
     # Every row bad: a zero loss that still reaches every parameter.
-    loss, _ = train.process_batch(batch([1], features), bag)
+    loss, _ = train.process_batch(instruction_batch([1], features=features), bag)
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
     assert all(p.grad is not None for p in projector.parameters())
     assert int(bag.metrics["num_skipped_non_finite"].compute()) == 2
 
-    valid = Stage2ValidUnit(
-        Stage2Objective(projector, llm, targets, 0.5, 9.0, compute_all=True),  # type: ignore[arg-type]
-        "dev",
-    )
+    valid = CriterionEvalUnit(criterion(compute_all=True), "dev")
     bag = MetricBag(torch.device("cpu"))
     valid.prepare_metric_bag(bag)
-    valid.process_batch(batch([0, 1], features), bag)
+    valid.process_batch(instruction_batch([0, 1], features=features), bag)
     assert int(bag.metrics["num_skipped_non_finite"].compute()) == 1
     assert int(bag.metrics["num_examples"].compute()) == 1
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from fairseq2.recipe.error import RecipeError
 
-from recipes.stage1.config import TranscriptTargetsSection
+from recipes.common import TranscriptTargetsSection
 from recipes.stage2.recipe import check_stage1_targets
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,11 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fairseq2.recipe.config import (
-    ADAMW_OPTIMIZER,
-    COSINE_ANNEALING_LR,
-    AdamWConfig,
     CommonSection,
-    CosineAnnealingLRConfig,
     GangSection,
     LRSchedulerSection,
     ModelSection,
@@ -20,40 +16,16 @@ from fairseq2.recipe.config import (
 )
 from fairseq2.utils.validation import ValidationResult
 
-from recipes.common import SpeechDatasetSection
+from recipes.common import (
+    SpeechDatasetSection,
+    TranscriptTargetsSection,
+    adamw_optimizer,
+    cosine_lr_scheduler,
+    ddp_trainer,
+)
 from speechmapper_plugin.datasets.speech_features import SPEECH_FEATURES_DATASET
-from speechmapper_plugin.llm.transcripts import TranscriptNormalization
 from speechmapper_plugin.losses import check_alpha
 from speechmapper_plugin.models.speechmapper import SPEECHMAPPER_FAMILY
-
-
-@dataclass(kw_only=True)
-class TranscriptTargetsSection:
-    """How a transcript becomes MSE target embeddings: the pad token and the
-    transcript-tokenisation policy. Stage 1 (``target_llm``) and stage 2
-    (``target_llm``, the LLM itself is ``llm.name``) have this same section, so
-    that stage 2's MSE term regresses onto the targets stage 1 trained on: give
-    both stages the same values."""
-
-    pad_token: str | None = None
-    """The token whose embedding pads the targets; default: the card's
-    ``speechmapper_pad_token``, else the tokenizer's pad token. The paper pads
-    with "a pad token" without naming it; Llama 3.1's card names
-    ``<|finetune_right_pad_id|>``, whose row may be untrained (near zero: the
-    recipe logs its norm and warns). Another token's row, e.g. ``<|eot_id|>``,
-    is the alternative."""
-
-    transcript_normalization: TranscriptNormalization = "as_given"
-    """How transcripts are written before tokenisation: ``as_given``,
-    ``lowercase`` or ``sentence_case`` (see
-    :mod:`speechmapper_plugin.llm.transcripts`); the paper configs use
-    ``sentence_case`` for LibriSpeech's upper-case transcripts."""
-
-    add_bos: bool = False
-    """Prepend the BOS token to transcripts."""
-
-    add_eos: bool = False
-    """Append the EOS token to transcripts."""
 
 
 @dataclass(kw_only=True)
@@ -136,25 +108,15 @@ class Stage1Config:
 
     gang: GangSection = field(default_factory=GangSection)
 
-    trainer: TrainerSection = field(
-        default_factory=lambda: TrainerSection(
-            data_parallelism="ddp", max_grad_norm=1.0
-        )
-    )
+    trainer: TrainerSection = field(default_factory=ddp_trainer)
 
     optimizer: OptimizerSection = field(
-        default_factory=lambda: OptimizerSection(
-            name=ADAMW_OPTIMIZER,
-            config=AdamWConfig(lr=1e-4, betas=(0.9, 0.98), weight_decay=0.01),
-        )
+        default_factory=lambda: adamw_optimizer(lr=1e-4)
     )
 
     lr_scheduler: LRSchedulerSection | None = field(
-        default_factory=lambda: LRSchedulerSection(
-            name=COSINE_ANNEALING_LR,
-            config=CosineAnnealingLRConfig(
-                num_warmup_steps=10_000, final_lr_scale=0.01
-            ),
+        default_factory=lambda: cosine_lr_scheduler(
+            num_warmup_steps=10_000, final_lr_scale=0.01
         )
     )
 

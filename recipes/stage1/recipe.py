@@ -9,28 +9,23 @@ from fairseq2.recipe.error import RecipeError
 from fairseq2.task import Task
 from typing_extensions import final, override
 
-from recipes.common import log_skip_report, record_target_llm
-from recipes.stage1.config import (
-    Stage1Config,
-    Stage1DatasetSection,
-    TranscriptTargetsSection,
+from recipes.common import (
+    CriterionEvalUnit,
+    CriterionTrainUnit,
+    get_projector,
+    load_target_tokens,
+    log_skip_report,
+    record_target_llm,
 )
-from recipes.stage1.units import (
-    Stage1Objective,
-    Stage1TrainUnit,
-    Stage1ValidUnit,
-)
+from recipes.stage1.config import Stage1Config, Stage1DatasetSection
+from recipes.stage1.criterion import EmbeddingScorer, Stage1Criterion
 from speechmapper_plugin.datasets.speech_features import (
     PreparedSplit,
     SpeechFeaturesDataset,
 )
-from speechmapper_plugin.llm import (
-    TargetLLMEmbeddings,
-    TargetTokens,
-    resolve_target_tokens,
-)
+from speechmapper_plugin.llm import TargetLLMEmbeddings
+from speechmapper_plugin.losses import Stage1Weights
 from speechmapper_plugin.models.adapters import (
-    PROJECTOR_CLASSES,
     AdapterConfig,
     AnyProjector,
     is_variable_length,
@@ -113,7 +108,7 @@ class Stage1Recipe(Recipe):
                 "A variable-length `{}` adapter: stage 1 regresses one output per transcript token.",
                 projector.config.kind,  # type: ignore[union-attr]
             )
-        objective = Stage1Objective(
+        weights = Stage1Weights(
             alpha=loss.alpha,
             per_token=per_token,
             ctc_weight=loss.ctc_weight,
@@ -122,7 +117,7 @@ class Stage1Recipe(Recipe):
             adapter_ctc_weight=loss.adapter_ctc_weight,
         )
 
-        unit = Stage1TrainUnit(dp_model, targets, loss.alpha, objective=objective)
+        unit = CriterionTrainUnit(Stage1Criterion(dp_model, targets, weights))
 
         valid_units = []
         valid_readers = []
@@ -156,15 +151,10 @@ class Stage1Recipe(Recipe):
                     ),
                 )
             )
-            valid_units.append(
-                Stage1ValidUnit(
-                    dp_model,
-                    targets,
-                    loss.alpha,
-                    split,
-                    objective=objective,
-                )
+            criterion = Stage1Criterion(
+                dp_model, targets, weights, scorer=EmbeddingScorer(targets)
             )
+            valid_units.append(CriterionEvalUnit(criterion, split))
 
         return context.create_trainer(unit, train_reader, valid_units, valid_readers)
 
@@ -199,34 +189,6 @@ class Stage1Recipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return Stage1Config
-
-
-def load_target_tokens(
-    section: TranscriptTargetsSection, card_name: str
-) -> TargetTokens:
-    """The MSE targets' tokens (pad token and transcript policy) of either
-    stage, as the section says; stage 1 then reads the table, stage 2 takes
-    its loaded LLM's."""
-    try:
-        return resolve_target_tokens(
-            card_name,
-            pad_token=section.pad_token,
-            add_bos=section.add_bos,
-            add_eos=section.add_eos,
-            normalization=section.transcript_normalization,
-        )
-    except ValueError as ex:
-        raise RecipeError(str(ex)) from None
-
-
-def get_projector(context: RecipeContext) -> AnyProjector:
-    """The trained model: the SpeechMapper projector or an adapter."""
-    model = context.get_model()
-    if not isinstance(model, PROJECTOR_CLASSES):
-        raise RecipeError(
-            f"The model must be a SpeechMapper projector (`speechmapper`) or an adapter (`speech_adapter`), but is a {type(model).__name__}."
-        )
-    return model  # type: ignore[return-value]
 
 
 def check_ctc_vocabulary(

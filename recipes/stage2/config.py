@@ -6,11 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 from fairseq2.recipe.config import (
-    ADAMW_OPTIMIZER,
-    COSINE_ANNEALING_LR,
-    AdamWConfig,
     CommonSection,
-    CosineAnnealingLRConfig,
     GangSection,
     LRSchedulerSection,
     ModelSection,
@@ -21,8 +17,13 @@ from fairseq2.recipe.config import (
 )
 from fairseq2.utils.validation import ValidationResult
 
-from recipes.common import SpeechDatasetSection
-from recipes.stage1.config import TranscriptTargetsSection
+from recipes.common import (
+    SpeechDatasetSection,
+    TranscriptTargetsSection,
+    adamw_optimizer,
+    cosine_lr_scheduler,
+    ddp_trainer,
+)
 from speechmapper_plugin.datasets.instructions import INSTRUCTION_DATASET
 from speechmapper_plugin.losses import check_alpha, check_sigma
 
@@ -95,23 +96,15 @@ class Stage2Config:
 
     gang: GangSection = field(default_factory=GangSection)
 
-    trainer: TrainerSection = field(
-        default_factory=lambda: TrainerSection(
-            data_parallelism="ddp", max_grad_norm=1.0
-        )
-    )
+    trainer: TrainerSection = field(default_factory=ddp_trainer)
 
     optimizer: OptimizerSection = field(
-        default_factory=lambda: OptimizerSection(
-            name=ADAMW_OPTIMIZER,
-            config=AdamWConfig(lr=5e-5, betas=(0.9, 0.98), weight_decay=0.01),
-        )
+        default_factory=lambda: adamw_optimizer(lr=5e-5)
     )
 
     lr_scheduler: LRSchedulerSection | None = field(
-        default_factory=lambda: LRSchedulerSection(
-            name=COSINE_ANNEALING_LR,
-            config=CosineAnnealingLRConfig(num_warmup_steps=100, final_lr_scale=0.1),
+        default_factory=lambda: cosine_lr_scheduler(
+            num_warmup_steps=100, final_lr_scale=0.1
         )
     )
 

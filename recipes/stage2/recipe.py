@@ -22,11 +22,18 @@ from fairseq2.task import Task
 from torch import Tensor
 from typing_extensions import final, override
 
-from recipes.common import log_skip_report, record_target_llm, shard_frozen_llm
-from recipes.stage1.config import TranscriptTargetsSection
-from recipes.stage1.recipe import get_projector, load_target_tokens
+from recipes.common import (
+    CriterionEvalUnit,
+    CriterionTrainUnit,
+    TranscriptTargetsSection,
+    get_projector,
+    load_target_tokens,
+    log_skip_report,
+    record_target_llm,
+    shard_frozen_llm,
+)
 from recipes.stage2.config import Stage2Config
-from recipes.stage2.units import Stage2Objective, Stage2TrainUnit, Stage2ValidUnit
+from recipes.stage2.criterion import Stage2Criterion
 from speechmapper_plugin.datasets.instructions import (
     InstructionDataset,
     PreparedInstructions,
@@ -126,13 +133,13 @@ class Stage2Recipe(Recipe):
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
-        def objective(*, compute_all: bool) -> Stage2Objective:
-            return Stage2Objective(
+        def criterion(*, compute_all: bool) -> Stage2Criterion:
+            return Stage2Criterion(
                 context.get_data_parallel_model(),
                 llm,
                 targets,
-                config.loss.sigma,
-                config.loss.alpha,
+                sigma=config.loss.sigma,
+                alpha=config.loss.alpha,
                 compute_all=compute_all,
             )
 
@@ -159,7 +166,7 @@ class Stage2Recipe(Recipe):
                     ),
                 )
             )
-            valid_units.append(Stage2ValidUnit(objective(compute_all=True), split))
+            valid_units.append(CriterionEvalUnit(criterion(compute_all=True), split))
 
         log.info(
             "Stage 2: σ = {} (CE weight {}), α = {}; the LLM ({}) stays frozen.",
@@ -169,7 +176,7 @@ class Stage2Recipe(Recipe):
             llm_card,
         )
 
-        unit = Stage2TrainUnit(objective(compute_all=False))
+        unit = CriterionTrainUnit(criterion(compute_all=False))
 
         return context.create_trainer(unit, train_reader, valid_units, valid_readers)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import torch
 from fairseq2.data.tokenizers import Tokenizer
 from fairseq2.datasets import DataPipelineReader
 from fairseq2.device import Device, SupportsDeviceTransfer
@@ -35,13 +36,13 @@ from speechmapper_plugin.data.usability import (
 from speechmapper_plugin.datasets.batching import (
     SpeechReadOptions,
     create_speech_reader,
-    pad_sequences,
     select_rows,
 )
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.datasets.speech_features import check_store_matches_projector
 from speechmapper_plugin.llm import ChatTemplate, encode_response, encode_speech_prompt
 from speechmapper_plugin.models.adapters import ProjectorConfig
+from speechmapper_plugin.padding import pad_sequences
 
 INSTRUCTION_DATASET: Final = "speechmapper_instructions"
 
@@ -86,12 +87,21 @@ class InstructionBatch(SupportsDeviceTransfer):
     prefix_ids: list[tuple[int, ...]]
     suffix_ids: list[tuple[int, ...]]
     response_ids: list[tuple[int, ...]]
-    transcript_ids: list[tuple[int, ...] | None]
+
+    target_ids: Tensor
+    """``[B, S]`` the transcripts' MSE target ids, right-padded with 0, as in
+    stage 1's batches."""
+
+    target_lens: Tensor
+    """``[B]`` tokens per row; 0 for an example without an MSE term."""
+
     ids: list[str]
 
     def to(self, device: Device, *, non_blocking: bool = False) -> None:
         self.features = self.features.to(device, non_blocking=non_blocking)
         self.feature_lens = self.feature_lens.to(device, non_blocking=non_blocking)
+        self.target_ids = self.target_ids.to(device, non_blocking=non_blocking)
+        self.target_lens = self.target_lens.to(device, non_blocking=non_blocking)
 
     @property
     def batch_size(self) -> int:
@@ -101,13 +111,15 @@ class InstructionBatch(SupportsDeviceTransfer):
         """The sub-batch of the rows where ``rows`` (a ``[B]`` bool mask) is true."""
         selection = select_rows(rows)
         features, feature_lens = selection.padded(self.features, self.feature_lens)
+        target_ids, target_lens = selection.padded(self.target_ids, self.target_lens)
         return InstructionBatch(
             features=features,
             feature_lens=feature_lens,
             prefix_ids=selection.pick(self.prefix_ids),
             suffix_ids=selection.pick(self.suffix_ids),
             response_ids=selection.pick(self.response_ids),
-            transcript_ids=selection.pick(self.transcript_ids),
+            target_ids=target_ids,
+            target_lens=target_lens,
             ids=selection.pick(self.ids),
         )
 
@@ -273,13 +285,17 @@ class InstructionDataset:
 def collate_instructions(items: list[dict[str, Any]]) -> InstructionBatch:
     features, feature_lens = pad_sequences([item["features"] for item in items])
     examples: list[PreparedInstruction] = [item["example"] for item in items]
+    target_ids, target_lens = pad_sequences(
+        [torch.tensor(e.transcript_ids or (), dtype=torch.int64) for e in examples]
+    )
     return InstructionBatch(
         features=features,
         feature_lens=feature_lens,
         prefix_ids=[e.prefix_ids for e in examples],
         suffix_ids=[e.suffix_ids for e in examples],
         response_ids=[e.response_ids for e in examples],
-        transcript_ids=[e.transcript_ids for e in examples],
+        target_ids=target_ids,
+        target_lens=target_lens,
         ids=[e.id for e in examples],
     )
 

@@ -28,6 +28,11 @@ from speechmapper_plugin.losses.mixed import uses_mse as uses_mse
 from speechmapper_plugin.losses.quantity import (
     cif_quantity_loss as cif_quantity_loss,
 )
+from speechmapper_plugin.losses.stage1 import Stage1Batch as Stage1Batch
+from speechmapper_plugin.losses.stage1 import Stage1Loss as Stage1Loss
+from speechmapper_plugin.losses.stage1 import Stage1Weights as Stage1Weights
+from speechmapper_plugin.losses.stage1 import stage1_loss as stage1_loss
+from speechmapper_plugin.losses.stage2 import Stage2Batch as Stage2Batch
 from speechmapper_plugin.losses.stage2 import Stage2Loss as Stage2Loss
 from speechmapper_plugin.losses.stage2 import (
     response_cross_entropy as response_cross_entropy,

@@ -26,12 +26,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-import torch
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.nn import BatchLayout
-from fairseq2.nn.utils.padding import pad_seqs
 from torch import Tensor
 from torch.nn import Module
 from torch.nn.functional import cross_entropy
@@ -43,9 +41,24 @@ from speechmapper_plugin.losses.embedding_mse import (
     transcript_mse_loss,
 )
 from speechmapper_plugin.losses.mixed import mixed_ce_mse_loss, uses_ce, uses_mse
+from speechmapper_plugin.losses.stage1 import Stage1Batch
 
 if TYPE_CHECKING:
     from speechmapper_plugin.llm.target_embeddings import TargetLLMEmbeddings
+
+
+class Stage2Batch(Stage1Batch, Protocol):
+    """A stage-1 batch plus the prompt around the speech and the response
+    (the CE target), as token ids per row."""
+
+    @property
+    def prefix_ids(self) -> Sequence[Sequence[int]]: ...
+
+    @property
+    def suffix_ids(self) -> Sequence[Sequence[int]]: ...
+
+    @property
+    def response_ids(self) -> Sequence[Sequence[int]]: ...
 
 
 @dataclass
@@ -90,12 +103,7 @@ def response_cross_entropy(
 def stage2_loss(
     projector: Module,
     llm: TransformerLM,
-    features: Tensor,
-    feature_lens: Tensor,
-    prefix_ids: Sequence[Sequence[int]],
-    suffix_ids: Sequence[Sequence[int]],
-    response_ids: Sequence[Sequence[int]],
-    transcript_ids: Sequence[Sequence[int] | None],
+    batch: Stage2Batch,
     *,
     targets: TargetLLMEmbeddings,
     sigma: float,
@@ -103,42 +111,46 @@ def stage2_loss(
     compute_all: bool = False,
 ) -> Stage2Loss:
     """
-    :param projector: the projector (possibly DDP-wrapped); ``features`` are
-        pre-averaged, as in a feature store.
-    :param transcript_ids: per row, the ids of
-        :meth:`TargetLLMEmbeddings.encode` of its transcript, or ``None``.
+    :param projector: the projector (possibly DDP-wrapped); the batch's
+        features are pre-averaged, as in a feature store.
+    :param batch: its ``target_ids`` are, per row, the ids of
+        :meth:`TargetLLMEmbeddings.encode` of its transcript (``target_lens``
+        0 where it has none), as in stage 1.
     :param targets: the MSE targets (table, pad row), as in stage 1.
     :param compute_all: compute both terms even at an endpoint σ (for
         validation metrics); the total still leaves the other term out.
     """
-    layout = BatchLayout.of(features, feature_lens.tolist())
+    features = batch.features
+    layout = BatchLayout.of(features, batch.feature_lens.tolist())
     speech, speech_layout = projector(features.float(), layout, pre_averaged=True)
-    speech_lens = speech_layout.seq_lens
 
     ce: Tensor | None = None
     num_tokens = 0
     if uses_ce(sigma) or compute_all:
         ce, num_tokens = response_cross_entropy(
-            llm, speech, speech_lens, prefix_ids, suffix_ids, response_ids
+            llm,
+            speech,
+            speech_layout.seq_lens,
+            batch.prefix_ids,
+            batch.suffix_ids,
+            batch.response_ids,
         )
 
     mse: EmbeddingMSELoss | None = None
     # A transcript longer than the speech embeddings has no MSE target: the
     # datasets leave such rows out for fixed-rate projectors; a
     # variable-length adapter (CIF, CTC compression) decides its length here.
-    rows = [i for i, t in enumerate(transcript_ids) if t and len(t) <= speech_lens[i]]
-    if (uses_mse(sigma) or compute_all) and rows:
-        device = speech.device
-        ids, ids_layout = pad_seqs(
-            [torch.tensor(transcript_ids[i], dtype=torch.int64) for i in rows],
-            device=device,
-        )
-        index = torch.tensor(rows, device=device)
+    device = speech.device
+    speech_lens = speech_layout.seq_lens_pt.to(device)
+    target_lens = batch.target_lens.to(device)
+    rows = ((target_lens > 0) & (target_lens <= speech_lens)).nonzero().flatten()
+    num_rows = rows.numel()
+    if (uses_mse(sigma) or compute_all) and num_rows:
         mse = transcript_mse_loss(
-            speech[index],
-            speech_layout.seq_lens_pt.to(device)[index],
-            ids,
-            ids_layout.seq_lens_pt.to(device),
+            speech[rows],
+            speech_lens[rows],
+            batch.target_ids.to(device)[rows],
+            target_lens[rows],
             targets,
             alpha=alpha,
         )
@@ -156,5 +168,5 @@ def stage2_loss(
         ce=ce,
         mse=mse,
         num_response_tokens=num_tokens,
-        num_mse_rows=len(rows) if mse is not None else 0,
+        num_mse_rows=num_rows if mse is not None else 0,
     )

@@ -1,0 +1,81 @@
+"""Stage 2's criterion: the loss and metrics of the training and the
+validation units (:class:`~recipes.common.CriterionTrainUnit`,
+:class:`~recipes.common.CriterionEvalUnit`)."""
+
+from __future__ import annotations
+
+import torch
+from fairseq2.metrics import Mean, MetricBag, Sum
+from fairseq2.models.transformer_lm import TransformerLM
+from torch import Tensor
+from torch.nn import Module
+from typing_extensions import final, override
+
+from recipes.common import StageCriterion, update_mse_metrics
+from speechmapper_plugin.datasets.instructions import InstructionBatch
+from speechmapper_plugin.llm import TargetLLMEmbeddings
+from speechmapper_plugin.losses import Stage2Loss, stage2_loss
+
+
+@final
+class Stage2Criterion(StageCriterion[InstructionBatch]):
+    """``(1−σ)·CE + σ·MSE`` of the projector + frozen LLM on a batch (see
+    :mod:`speechmapper_plugin.losses.stage2`); logs both terms, the parts of
+    the MSE, the response tokens and the examples with an MSE term."""
+
+    def __init__(
+        self,
+        projector: Module,
+        llm: TransformerLM,
+        targets: TargetLLMEmbeddings,
+        *,
+        sigma: float,
+        alpha: float,
+        compute_all: bool = False,
+    ) -> None:
+        """:param targets: the MSE targets, built with stage 1's transcript
+        policy; the batches' target ids come from its ``encode``.
+        :param compute_all: compute both terms whatever σ (validation)."""
+        super().__init__(projector)
+        self._llm = llm
+        self._targets = targets
+        self._sigma = sigma
+        self._alpha = alpha
+        self._compute_all = compute_all
+
+    @override
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        super().prepare_metric_bag(metric_bag)
+        metric_bag.add("ce", Mean())
+        metric_bag.add("mse", Mean())
+        metric_bag.add("num_response_tokens", Sum())
+        metric_bag.add("num_mse_examples", Sum())
+
+    @override
+    def _score(self, batch: InstructionBatch, metric_bag: MetricBag) -> Tensor:
+        loss = stage2_loss(
+            self._model,
+            self._llm,
+            batch,
+            targets=self._targets,
+            sigma=self._sigma,
+            alpha=self._alpha,
+            compute_all=self._compute_all,
+        )
+        self._update_metrics(metric_bag, loss)
+        return loss.total
+
+    @staticmethod
+    @torch.inference_mode()
+    def _update_metrics(metric_bag: MetricBag, loss: Stage2Loss) -> None:
+        if loss.ce is not None:
+            metric_bag.get("ce", Mean).update(
+                loss.ce.detach(), weight=loss.num_response_tokens
+            )
+        if loss.mse is not None:
+            metric_bag.get("mse", Mean).update(
+                loss.mse.total.detach(), weight=loss.num_mse_rows
+            )
+            update_mse_metrics(metric_bag, loss.mse)
+        metric_bag.get("num_response_tokens", Sum).update(loss.num_response_tokens)
+        metric_bag.get("num_mse_examples", Sum).update(loss.num_mse_rows)
