@@ -7,7 +7,9 @@ package mapping cannot be combined with package discovery there.
 from setuptools import find_packages, setup
 
 setup(
-    packages=find_packages(include=["speechmapper_plugin", "speechmapper_plugin.*"])
+    packages=find_packages(
+        include=["speechmapper_plugin", "speechmapper_plugin.*", "recipes", "recipes.*"]
+    )
     + ["speechmapper_plugin.assets"],
     package_dir={"speechmapper_plugin.assets": "assets"},
 )

@@ -15,7 +15,12 @@ from fairseq2.data.tokenizers import (
 )
 from fairseq2.models import ModelFamily, get_model_family_name
 from fairseq2.models.hg import HgTokenizerConfig
-from fairseq2.models.llama import LLaMATokenizerConfig, get_llama_model_hub
+from fairseq2.models.llama import (
+    LLaMAConfig,
+    LLaMATokenizerConfig,
+    get_llama_model_hub,
+)
+from fairseq2.models.qwen import QwenConfig
 from fairseq2.runtime.dependency import get_dependency_resolver
 
 from speechmapper_plugin.llm import (
@@ -138,7 +143,8 @@ def test_the_cards_header_states_each_cards_model_dim_truly() -> None:
     resolver = get_dependency_resolver()
     for name, dim in stated.items():
         card = store.retrieve_card(name)
-        family = resolver.resolve(ModelFamily, key=get_model_family_name(card))
+        family = resolver.resolve(ModelFamily, key=get_model_family_name(card))  # type: ignore[type-abstract]
         config = family.get_model_config(card)
+        assert isinstance(config, LLaMAConfig | QwenConfig), name
         assert config.model_dim == dim, name
         assert chat_template_for_card(card) in CHAT_TEMPLATES.values(), name
