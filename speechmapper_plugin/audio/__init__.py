@@ -13,6 +13,7 @@ from speechmapper_plugin.audio.errors import AudioTooShortError as AudioTooShort
 from speechmapper_plugin.audio.errors import (
     InvalidWaveformError as InvalidWaveformError,
 )
+from speechmapper_plugin.audio.errors import check_mono_float as check_mono_float
 from speechmapper_plugin.audio.fbank import SAMPLE_RATE as SAMPLE_RATE
 from speechmapper_plugin.audio.fbank import FbankExtractor as FbankExtractor
 from speechmapper_plugin.audio.fbank import min_num_samples as min_num_samples

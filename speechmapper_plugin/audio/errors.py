@@ -8,6 +8,8 @@ still propagate.
 
 from __future__ import annotations
 
+from torch import Tensor
+
 
 class AudioError(ValueError):
     """Raised when audio is unusable as speech-encoder input."""
@@ -38,3 +40,23 @@ class AudioTooShortError(AudioError):
 
 class InvalidWaveformError(AudioError):
     """Raised for waveforms of the wrong shape or type, or with NaN/inf samples."""
+
+
+def check_mono_float(
+    waveform: Tensor, *, downmix_hint: str = "downmix it with `to_mono` first"
+) -> None:
+    """Refuses what no front end takes: a waveform that is not 1-D or not
+    floating point (16-bit PCM must be scaled to [-1, 1] first).
+
+    :param downmix_hint: What to do about a multichannel waveform.
+    :raises InvalidWaveformError: naming the shape or dtype.
+    """
+    if waveform.dim() != 1:
+        raise InvalidWaveformError(
+            f"A waveform must be 1-D (mono samples), but has shape {tuple(waveform.shape)}; {downmix_hint}."
+        )
+
+    if not waveform.is_floating_point():
+        raise InvalidWaveformError(
+            f"A waveform must be floating point in [-1, 1], but has dtype {waveform.dtype}; divide 16-bit PCM by 32768."
+        )

@@ -18,7 +18,11 @@ import torch
 from fairseq2.data.audio import WaveformToFbankConverter
 from torch import Tensor
 
-from speechmapper_plugin.audio.errors import AudioTooShortError, InvalidWaveformError
+from speechmapper_plugin.audio.errors import (
+    AudioTooShortError,
+    InvalidWaveformError,
+    check_mono_float,
+)
 
 SAMPLE_RATE = 16_000
 """The only sample rate the fbank front end accepts; resample first."""
@@ -112,15 +116,7 @@ class FbankExtractor:
         :raises AudioTooShortError: if the encoder would get no frame.
         :raises InvalidWaveformError: for non-1-D, non-float or non-finite input.
         """
-        if waveform.dim() != 1:
-            raise InvalidWaveformError(
-                f"The fbank front end takes a mono 1-D waveform, but got shape {tuple(waveform.shape)}; downmix it with `to_mono` first."
-            )
-
-        if not waveform.is_floating_point():
-            raise InvalidWaveformError(
-                f"The waveform must be floating point in [-1, 1], but has dtype {waveform.dtype}."
-            )
+        check_mono_float(waveform)
 
         num_samples = waveform.numel()
         if num_samples < self.min_num_samples:
