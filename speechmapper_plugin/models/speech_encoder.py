@@ -7,8 +7,9 @@ its audio features (fbanks or Whisper windows) and its checkpoint keys."""
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any, ClassVar, Generic, Protocol, TypedDict, TypeVar
 
@@ -41,6 +42,23 @@ from speechmapper_plugin.models.encoder_checkpoint import (
 )
 from speechmapper_plugin.models.frames import average_frames, zero_padding
 from speechmapper_plugin.validation import check_divisible, check_positive_fields
+
+
+def unwrap_checkpoint(checkpoint: Mapping[str, object]) -> Mapping[str, object]:
+    """The state dict of a checkpoint file: Meta's ``.pt`` (like every fairseq2
+    checkpoint) nests it under ``model``, next to training metadata."""
+    model = checkpoint.get("model")
+    if isinstance(model, Mapping):
+        return model
+
+    return checkpoint
+
+
+def encoder_layer_indices(keys: Iterable[str]) -> set[int]:
+    """The block indices of a converted state dict's ``encoder.layers.<i>.`` keys."""
+    return {
+        int(m.group(1)) for k in keys if (m := re.match(r"encoder\.layers\.(\d+)\.", k))
+    }
 
 
 class SpeechEncoderConfig(Protocol):

@@ -40,6 +40,10 @@ from typing import Final
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     SM4TSpeechEncoderConfig,
 )
+from speechmapper_plugin.models.speech_encoder import (
+    encoder_layer_indices,
+    unwrap_checkpoint,
+)
 
 _P: Final = r"(?:weight|bias)"  # parameter leaf names
 
@@ -350,19 +354,6 @@ def select_speech_encoder_keys(keys: Iterable[str]) -> list[str]:
     return [k for k in keys if fmt.convert_key(k) is not None]
 
 
-def unwrap_checkpoint(checkpoint: Mapping[str, object]) -> Mapping[str, object]:
-    """The state dict of a checkpoint file.
-
-    Meta's ``.pt`` (like every fairseq2 checkpoint) nests it under ``model``;
-    the other top-level entries are training metadata, not weights.
-    """
-    model = checkpoint.get("model")
-    if isinstance(model, Mapping):
-        return model
-
-    return checkpoint
-
-
 def convert_sm4t_speech_encoder_state_dict(
     state_dict: dict[str, object], config: SM4TSpeechEncoderConfig
 ) -> dict[str, object]:
@@ -392,11 +383,7 @@ def _check_num_layers(
     config: SM4TSpeechEncoderConfig,
     fmt: CheckpointFormat,
 ) -> None:
-    layer_ids = {
-        int(m.group(1))
-        for k in state_dict
-        if (m := re.match(r"encoder\.layers\.([0-9]+)\.", k)) is not None
-    }
+    layer_ids = encoder_layer_indices(state_dict)
 
     num_layers = max(layer_ids) + 1 if layer_ids else 0
 

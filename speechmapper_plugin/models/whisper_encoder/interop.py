@@ -19,13 +19,17 @@ Two tensors have no parameter here:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Final
 
 import torch
 from fairseq2.nn import SinusoidalPositionEncoder
 from torch import Tensor
 
+from speechmapper_plugin.models.speech_encoder import (
+    encoder_layer_indices,
+    unwrap_checkpoint,
+)
 from speechmapper_plugin.models.whisper_encoder.config import WhisperEncoderConfig
 
 ENCODER_PREFIXES: Final = ("model.encoder.", "encoder.")
@@ -114,8 +118,7 @@ def convert_whisper_encoder_state_dict(
         ``config.num_encoder_layers``, or positions that are not Whisper's
         sinusoids.
     """
-    model = state_dict.get("model")
-    source: Mapping[str, object] = model if isinstance(model, Mapping) else state_dict
+    source = unwrap_checkpoint(state_dict)
 
     if _is_native(source):
         return dict(source)
@@ -138,11 +141,7 @@ def convert_whisper_encoder_state_dict(
         else:
             raise ValueError(f"Unexpected key `{key}` in a Whisper encoder checkpoint.")
 
-    layers = {
-        int(m.group(1))
-        for k in converted
-        if (m := re.match(r"encoder\.layers\.(\d+)\.", k))
-    }
+    layers = encoder_layer_indices(converted)
     if len(layers) != config.num_encoder_layers:
         raise ValueError(
             f"The checkpoint has {len(layers)} encoder blocks, but the config (`num_encoder_layers`) expects {config.num_encoder_layers}; is the card's `model_arch` right?"
