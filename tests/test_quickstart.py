@@ -5,19 +5,42 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+from fairseq2.assets import AssetCard
+from fairseq2.models import load_model
 
+from speechmapper_plugin.data.instructions import read_instructions
 from speechmapper_plugin.quickstart import SMALL_SIZE, QuickstartError, main
+from speechmapper_plugin.quickstart.assets import (
+    build_speech_encoder,
+    build_toy_llm,
+    llm_card,
+)
 from speechmapper_plugin.quickstart.commands import Commands
-from speechmapper_plugin.quickstart.evaluation import adherence_of
-from speechmapper_plugin.quickstart.layout import MARKER, prepare_out_dir
+from speechmapper_plugin.quickstart.evaluation import (
+    TEST_INSTRUCTIONS,
+    adherence_of,
+    write_test_instructions,
+)
+from speechmapper_plugin.quickstart.layout import (
+    MARKER,
+    QuickstartLayout,
+    prepare_out_dir,
+)
 from speechmapper_plugin.quickstart.options import DEFAULT_SIZE, parse_options
 from speechmapper_plugin.quickstart.steps import StepFailed, StepRunner
+from speechmapper_plugin.quickstart.world import utterance_id
 from speechmapper_plugin.tiny_assets import has_speech_synthesis
+from speechmapper_plugin.tiny_assets.cards import read_card
+from speechmapper_plugin.tiny_assets.text_llm import ToyLLMSession
+from speechmapper_plugin.tiny_assets.toy_world import ToyWorld
 from tests.support.recipes import recipe_env
 
 needs_espeak = pytest.mark.skipif(
@@ -154,6 +177,37 @@ def test_step_runner_logs_commands_reports_failures_and_resumes(
         ("ok", True),
         ("new", False),
     ]
+
+
+def test_a_copied_run_finds_its_models_and_audio(tmp_path: Path) -> None:
+    """The cards and instruction files hold paths relative to the run's
+    directory: a copy works after the original is gone."""
+    a, _ = prepare_out_dir(tmp_path / "a")
+    world = ToyWorld.generate(0, 40, 0, 2)
+    build_speech_encoder(a, seed=0)
+    build_toy_llm(a, world.train, steps=2, seed=0, log=lambda _: None)
+    write_test_instructions(a, world.test)
+    files = [*a.cards.glob("*.yaml"), *a.instructions("x").parent.glob("*.jsonl")]
+    assert len(files) == 4
+
+    b = QuickstartLayout(tmp_path / "b")
+    shutil.copytree(a.root, b.root)
+    shutil.rmtree(a.root)
+
+    for file in files:
+        assert str(a.root) not in (b.root / file.relative_to(a.root)).read_text()
+
+    for name in ("sm4t", "toy_llm"):
+        card = read_card(b.cards / f"{name}.yaml")
+        model = load_model(AssetCard(card["name"], card), device=torch.device("cpu"))
+        assert sum(p.numel() for p in model.parameters()) > 0
+    ToyLLMSession.load(llm_card(b))
+
+    examples = read_instructions(b.instructions(TEST_INSTRUCTIONS))
+    audio = {os.path.normpath(str(e.audio)) for e in examples}
+    assert audio == {
+        str(b.corpus / "audio" / f"{utterance_id('test', i)}.wav") for i in range(2)
+    }
 
 
 def test_adherence_reads_the_scorer_confusion_counts() -> None:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Final
-
-import yaml
 
 from speechmapper_plugin.quickstart.layout import QuickstartLayout
 from speechmapper_plugin.tiny_assets import write_card_file, write_tiny_sm4t
+from speechmapper_plugin.tiny_assets.cards import read_card
 from speechmapper_plugin.tiny_assets.text_llm import (
     ToyLLMTrainingConfig,
     ToyLLMTrainingResult,
@@ -73,8 +71,4 @@ def build_toy_llm(
 
 def llm_card(layout: QuickstartLayout) -> dict[str, object]:
     """The toy LLM's card as written by :func:`build_toy_llm`."""
-    path: Path = layout.cards / "toy_llm.yaml"
-    card = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(card, dict):
-        raise ValueError(f"{path} does not hold one card.")
-    return card
+    return read_card(layout.cards / "toy_llm.yaml")

@@ -14,9 +14,10 @@ from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLay
 
 
 def find_repo_root() -> Path:
-    """The checkout holding ``recipes/`` (they are not part of the wheel).
+    """The folder holding the ``recipes`` package: the checkout, or the
+    site-packages of an installed wheel (which ships them).
 
-    :raises QuickstartError: if neither the package's checkout nor the current
+    :raises QuickstartError: if neither the package's folder nor the current
         directory has them.
     """
     candidates = [Path(__file__).resolve().parents[2], Path.cwd()]
@@ -24,7 +25,7 @@ def find_repo_root() -> Path:
         if (candidate / "recipes" / "stage1" / "__main__.py").is_file():
             return candidate
     raise QuickstartError(
-        "The quickstart runs the recipes of the repository's `recipes/` folder, which is not installed with the package; run it from a checkout of speechmapper-fairseq2 (e.g. `make quickstart`)."
+        "The quickstart runs the `recipes` package, which is not installed beside `speechmapper_plugin`; reinstall speechmapper-fairseq2 (`pip install -e .` in a checkout) or run it from a checkout (e.g. `make quickstart`)."
     )
 
 

@@ -10,6 +10,7 @@ the final table are comparable.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -34,7 +35,10 @@ toy LLM was trained on 0 to 2)."""
 
 
 def _audio(layout: QuickstartLayout, index: int) -> str:
-    return str(layout.corpus / "audio" / f"{utterance_id('test', index)}.wav")
+    """Relative to the instruction files (read against their folder), so a
+    copied run still finds its audio."""
+    audio = layout.corpus / "audio" / f"{utterance_id('test', index)}.wav"
+    return os.path.relpath(audio, layout.instructions(TEST_INSTRUCTIONS).parent)
 
 
 def write_test_instructions(

@@ -250,11 +250,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary = run_quickstart(options)
     except QuickstartError as ex:
-        print(f"\nThe quickstart stopped: {ex}", file=sys.stderr)
+        print(f"The quickstart stopped: {ex}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(
-            "\nThe quickstart was interrupted; rerun the same command to resume.",
+            "The quickstart was interrupted; rerun the same command to resume.",
             file=sys.stderr,
         )
         return 130
