@@ -26,8 +26,6 @@ from speechmapper_plugin.models.whisper_encoder import (
 
 SfmEncoder: TypeAlias = SM4TSpeechEncoder | WhisperEncoder
 
-SfmEncoderConfig: TypeAlias = SM4TSpeechEncoderConfig | WhisperEncoderConfig
-
 SfmExtractor: TypeAlias = SpeechFeatureExtractor | WhisperSpeechFeatureExtractor
 
 SFM_CLASSES: Final = (SM4TSpeechEncoder, WhisperEncoder)
