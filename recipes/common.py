@@ -20,6 +20,7 @@ from fairseq2.recipe.config import (
     ADAMW_OPTIMIZER,
     COSINE_ANNEALING_LR,
     AdamWConfig,
+    CommonSection,
     CosineAnnealingLRConfig,
     DatasetSection,
     LRSchedulerSection,
@@ -105,6 +106,17 @@ class SpeechDatasetSection(DatasetSection):
             num_parallel_calls=self.num_parallel_calls,
             sync_mode=SyncMode.UNTIL_FIRST if train else SyncMode.UNTIL_LAST,
             seed=seed,
+        )
+
+    def train_read_options(
+        self, common: CommonSection, trainer: TrainerSection
+    ) -> SpeechReadOptions:
+        """The training split's reads: seeded by the run, accumulated as the
+        trainer accumulates gradients."""
+        return self.read_options(
+            seed=common.seed,
+            train=True,
+            num_accumulate=trainer.grad_accumulation.num_batches,
         )
 
 

@@ -94,11 +94,7 @@ class Stage1Recipe(Recipe):
             ds.train_split,
             train_split,
             context.gangs,
-            ds.read_options(
-                seed=config.common.seed,
-                train=True,
-                num_accumulate=config.trainer.grad_accumulation.num_batches,
-            ),
+            ds.train_read_options(config.common, config.trainer),
         )
 
         loss = config.loss

@@ -144,13 +144,7 @@ class Stage2Recipe(Recipe):
             )
 
         train_reader = dataset.create_reader(
-            train,
-            context.gangs,
-            ds.read_options(
-                seed=config.common.seed,
-                train=True,
-                num_accumulate=config.trainer.grad_accumulation.num_batches,
-            ),
+            train, context.gangs, ds.train_read_options(config.common, config.trainer)
         )
 
         valid_units = []
