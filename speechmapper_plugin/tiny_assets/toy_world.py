@@ -525,52 +525,32 @@ class ToyWorldSplits:
 
 def vocabulary(lang: str) -> frozenset[str]:
     """Every word the grammar can produce in ``lang`` (lower-cased, no period)."""
-    words: set[str] = set()
-
-    def add(text: str) -> None:
-        words.update(text.lower().split())
-
-    if lang == "en":
-        for noun in NOUNS + PLACES:
-            add(noun.en)
-        for adj in ADJECTIVES:
-            add(adj.en)
-        for verb in TRANSITIVE_VERBS + INTRANSITIVE_VERBS:
-            add(" ".join(verb.en))
-        for prep in PREPOSITIONS:
-            add(prep[0])
-        for pronoun in PRONOUNS:
-            add(pronoun.en)
-        add(f"the {COPULA['en']}")
-    elif lang == "fr":
-        for noun in NOUNS + PLACES:
-            add(noun.fr)
-        for adj in ADJECTIVES:
-            add(f"{adj.fr_m} {adj.fr_f}")
-        for verb in TRANSITIVE_VERBS + INTRANSITIVE_VERBS:
-            add(" ".join(verb.fr))
-        for prep in PREPOSITIONS:
-            add(prep[1])
-        for pronoun in PRONOUNS:
-            add(pronoun.fr)
-        add(f"le la du {COPULA['fr']}")
-    elif lang == "de":
-        for noun in NOUNS + PLACES:
-            add(noun.de)
-        for adj in ADJECTIVES:
-            stem = adj.de
-            add(stem)
-            for ending in ("e", "en"):
-                add(stem[:-1] + ending if stem.endswith("e") else stem + ending)
-        for verb in TRANSITIVE_VERBS + INTRANSITIVE_VERBS:
-            add(" ".join(verb.de))
-        for prep in PREPOSITIONS:
-            add(prep[2])
-        for pronoun in PRONOUNS:
-            add(pronoun.de)
-        add(" ".join(set(_DE_ARTICLES.values())) + f" im {COPULA['de']}")
-    else:
+    if lang not in LANGUAGES:
         raise ValueError(
             f"The toy world speaks {', '.join(LANGUAGES)}; there is no {lang!r}."
         )
-    return frozenset(words)
+    texts: list[str] = [getattr(noun, lang) for noun in NOUNS + PLACES]
+    texts += [" ".join(getattr(v, lang)) for v in TRANSITIVE_VERBS + INTRANSITIVE_VERBS]
+    texts += [prep[LANGUAGES.index(lang)] for prep in PREPOSITIONS]
+    texts += [getattr(pronoun, lang) for pronoun in PRONOUNS]
+    texts += [_adjective_forms(adj, lang) for adj in ADJECTIVES]
+    texts.append(_FUNCTION_WORDS[lang] + f" {COPULA[lang]}")
+    return frozenset(word for text in texts for word in text.lower().split())
+
+
+def _adjective_forms(adjective: Adjective, lang: str) -> str:
+    if lang == "en":
+        return adjective.en
+    if lang == "fr":
+        return f"{adjective.fr_m} {adjective.fr_f}"
+    stem = adjective.de
+    inflected = [stem[:-1] + e if stem.endswith("e") else stem + e for e in ("e", "en")]
+    return " ".join([stem, *inflected])
+
+
+_FUNCTION_WORDS: Final = {
+    "en": "the",
+    "fr": "le la du",
+    "de": " ".join(set(_DE_ARTICLES.values())) + " im",
+}
+"""Articles and contractions the templates add around the words above."""
