@@ -23,10 +23,11 @@ import os
 import shlex
 import subprocess
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import yaml
 from fairseq2.utils.structured import StandardValueConverter
@@ -78,7 +79,7 @@ class RecipeRunSection:
 
 
 @dataclass(kw_only=True)
-class RunsConfig:
+class RunsConfig(ABC):
     """What every plan file has: processes per recipe run and the recipe
     sections whose keys the plan sets itself."""
 
@@ -98,9 +99,13 @@ class RunsConfig:
             result.add_error(f"`nproc` must be positive, but is {self.nproc}.")
         return result
 
+    @abstractmethod
     def inputs(self) -> dict[str, Path]:
         """The files and directories the plan reads, by config key."""
-        return {}
+
+    @abstractmethod
+    def heldout_files(self) -> tuple[Path, Sequence[Path]]:
+        """The held-out instruction file and the training instruction files."""
 
 
 ConfigT = TypeVar("ConfigT", bound=RunsConfig)
@@ -184,19 +189,31 @@ def launcher(nproc: int) -> list[str]:
     return [str(torchrun), "--standalone", "--nproc-per-node", str(nproc), "-m"]
 
 
-def recipe_command(
-    nproc: int,
-    recipe: StepKind,
-    out_dir: Path,
-    config_file: Path | None,
-    overrides: Sequence[str],
-) -> list[str]:
-    """``recipes.<recipe> OUT_DIR [--config-file FILE] --config OVERRIDES``,
-    as the launcher of ``nproc`` processes runs it."""
-    command = [*launcher(nproc), f"recipes.{recipe}", str(out_dir)]
-    if config_file is not None:
-        command += ["--config-file", str(config_file)]
-    return [*command, "--config", *overrides, "--no-rich"]
+@dataclass
+class StepList:
+    """A plan's steps in the order they run, each a recipe command:
+    ``recipes.<kind> OUT_DIR [--config-file FILE] --config OVERRIDES``, where
+    the overrides are ``leading`` (the grid's card directories), the
+    section's own, then what the plan sets for this run."""
+
+    nproc: int
+    leading: Sequence[str] = ()
+    steps: list[RecipeStep] = field(default_factory=list)
+
+    def add(
+        self,
+        kind: StepKind,
+        out_dir: Path,
+        section: RecipeRunSection,
+        settings: Sequence[str],
+        needs: tuple[Path, ...] = (),
+    ) -> None:
+        command = [*launcher(self.nproc), f"recipes.{kind}", str(out_dir)]
+        if section.config_file is not None:
+            command += ["--config-file", str(section.config_file)]
+        overrides = [*self.leading, *section.overrides, *settings]
+        command += ["--config", *overrides, "--no-rich"]
+        self.steps.append(RecipeStep(kind, out_dir, command, needs))
 
 
 # --- inputs -----------------------------------------------------------------
@@ -241,14 +258,7 @@ class HeldOut:
         }
 
 
-def check_inputs(
-    config: RunsConfig,
-    instructions: Path,
-    train_instructions: Sequence[Path],
-    *,
-    dry_run: bool,
-    label: str,
-) -> HeldOut:
+def check_inputs(config: RunsConfig, *, dry_run: bool, label: str) -> HeldOut:
     """The held-out prompts are unseen in training and every input exists.
 
     A dry run shows the plan before its data exists: missing inputs are
@@ -257,6 +267,7 @@ def check_inputs(
     :raises ValueError: On a missing input (unless ``dry_run``) or a
         held-out prompt that is a training prompt.
     """
+    instructions, train_instructions = config.heldout_files()
     num_prompts = None
     if all(p.is_file() for p in (instructions, *train_instructions)):
         num_prompts = check_heldout_prompts(instructions, train_instructions)
@@ -312,7 +323,7 @@ def is_finished(step: RecipeStep) -> bool:
 
 def subprocess_env() -> dict[str, str]:
     """The recipes are imported from this checkout (``recipes`` is not a package
-    of the wheel)."""
+    of the wheel), from whatever directory the plan was started in."""
     env = dict(os.environ)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(REPO) if not path else f"{REPO}{os.pathsep}{path}"
@@ -358,7 +369,9 @@ def run_steps(
             fp.flush()
             done = subprocess.run(
                 step.command,
-                cwd=REPO,
+                # Relative paths of the plan file are relative to where the
+                # plan was started, for the recipes as for the input checks.
+                cwd=Path.cwd(),
                 env=subprocess_env(),
                 stdout=fp,
                 stderr=subprocess.STDOUT,
@@ -454,31 +467,10 @@ def metric_names(
     return list(names)
 
 
-def write_results(
-    out_dir: Path,
-    name: str,
-    key: str,
-    records: Sequence[Mapping[str, Any]],
-    table: str,
-    heldout: HeldOut,
-) -> dict[str, Path]:
-    """``OUT/<name>.json`` (the held-out check and ``key``: the records) and
-    ``OUT/<name>.md`` (``table``)."""
-    json_path = out_dir / f"{name}.json"
-    json_path.write_text(
-        json.dumps({"heldout": heldout.record(), key: list(records)}, indent=2) + "\n"
-    )
-
-    table_path = out_dir / f"{name}.md"
-    table_path.write_text(table)
-
-    return {"json": json_path, "table": table_path}
-
-
 # --- the command ------------------------------------------------------------
 
 
-def parse_args(
+def _parse_args(
     prog: str, doc: str | None, argv: list[str] | None
 ) -> argparse.Namespace:
     """``OUT_DIR --config-file FILE [--dry-run]``; the description is the
@@ -499,39 +491,101 @@ def parse_args(
     return parser.parse_args(argv)
 
 
-def error(ex: Exception) -> int:
+RunT = TypeVar("RunT", bound=TrainedRun)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan(Generic[RunT]):
+    """What a sweep or a grid runs, and how it reports the outcome."""
+
+    name: str
+    """``sweep`` or ``grid``: the log prefix, ``OUT/<name>.json`` and ``OUT/<name>.md``."""
+
+    runs: Sequence[RunT]
+    """The sweep runs or grid cells: one record each in the results."""
+
+    runs_key: str
+    """The key of the records in ``OUT/<name>.json`` (``runs``, ``cells``)."""
+
+    steps: Sequence[RecipeStep]
+
+    heldout: HeldOut
+
+    describe: Callable[[RunT], dict[str, Any]]
+    """What a run is (its α and σ, its SFM, adapter and LLM), ahead of its outcome."""
+
+    table: Callable[[Sequence[Mapping[str, Any]]], str]
+    """The Markdown table of the records."""
+
+    def records(self, progress: StepProgress) -> list[dict[str, Any]]:
+        return [
+            {**self.describe(run), **outcome_record(run, progress)} for run in self.runs
+        ]
+
+    def write(self, out_dir: Path, progress: StepProgress) -> dict[str, Path]:
+        """``OUT/<name>.json`` (the held-out check and every run's record)
+        and ``OUT/<name>.md`` (the table)."""
+        records = self.records(progress)
+        results = {"heldout": self.heldout.record(), self.runs_key: records}
+
+        json_path = out_dir / f"{self.name}.json"
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+
+        table_path = out_dir / f"{self.name}.md"
+        table_path.write_text(self.table(records))
+
+        return {"json": json_path, "table": table_path}
+
+
+def _error(ex: Exception) -> int:
     print(f"error: {ex}", file=sys.stderr)
     return 2
 
 
-def print_plan(steps: Sequence[RecipeStep]) -> int:
-    """One shell-quoted command per line."""
-    for step in steps:
-        print(shlex.join(step.command))
-    return 0
-
-
-def execute_plan(
-    label: str,
-    steps: Sequence[RecipeStep],
-    out_dir: Path,
-    write: Callable[[StepProgress], dict[str, Path]],
+def run_plan_command(
+    name: str,
+    doc: str | None,
+    argv: list[str] | None,
+    make_plan: Callable[[Path, Path, bool], tuple[Plan[Any], str]],
 ) -> int:
-    """Run ``steps``, write and print the results: 0 if every step
-    succeeded, 1 if some failed or were not run, 2 on a stale marker."""
-    try:
-        progress = run_steps(steps, out_dir, label=label)
-    except ValueError as ex:
-        return error(ex)
+    """``python -m recipes.<name> OUT_DIR --config-file FILE [--dry-run]``.
 
-    paths = write(progress)
+    ``make_plan(config_file, out_dir, dry_run)`` gives the plan and a line
+    that sums it up. A dry run prints one shell-quoted command per step. A
+    real run runs them, writes and prints the results: 0 if every step
+    succeeded, 1 if some failed or were not run, 2 on a bad config, a missing
+    input or a stale marker.
+    """
+    args = _parse_args(f"python -m recipes.{name}", doc, argv)
+    out_dir = args.out_dir.resolve()
+
+    try:
+        plan, summary = make_plan(args.config_file, out_dir, args.dry_run)
+    except ValueError as ex:
+        return _error(ex)
+
+    if args.dry_run:
+        for step in plan.steps:
+            print(shlex.join(step.command))
+        return 0
+
+    print(
+        f"[{name}] {summary}, {len(plan.steps)} recipe steps; held-out file {plan.heldout.instructions}: {plan.heldout.num_prompts} prompts, none used in training."
+    )
+
+    try:
+        progress = run_steps(plan.steps, out_dir, label=name)
+    except ValueError as ex:
+        return _error(ex)
+
+    paths = plan.write(out_dir, progress)
 
     print(paths["table"].read_text())
-    print(f"[{label}] wrote {paths['json']} and {paths['table']}")
+    print(f"[{name}] wrote {paths['json']} and {paths['table']}")
 
     if progress.failed or progress.blocked:
         print(
-            f"[{label}] {len(progress.failed)} step(s) failed, {len(progress.blocked)} not run; rerun to retry them.",
+            f"[{name}] {len(progress.failed)} step(s) failed, {len(progress.blocked)} not run; rerun to retry them.",
             file=sys.stderr,
         )
         return 1

@@ -11,51 +11,39 @@ runs under torchrun, as fairseq2 recipes do on a cluster.
 from __future__ import annotations
 
 import sys
+from functools import partial
+from pathlib import Path
 
 from recipes.grid.config import load_grid_config
-from recipes.grid.plan import plan_cells, plan_steps
-from recipes.grid.table import write_grid_table
+from recipes.grid.plan import GridCell, plan_cells, plan_steps
+from recipes.grid.table import describe_cell, format_tables
 from recipes.grid.widths import read_widths, start_fairseq2
-from recipes.runs import check_inputs, error, execute_plan, parse_args, print_plan
+from recipes.runs import Plan, check_inputs, run_plan_command
+
+
+def make_plan(
+    config_file: Path, out_dir: Path, dry_run: bool
+) -> tuple[Plan[GridCell], str]:
+    config = load_grid_config(config_file)
+    heldout = check_inputs(config, dry_run=dry_run, label="grid")
+    start_fairseq2(config.asset_paths)
+    widths = read_widths(config)
+    cells = plan_cells(config, out_dir)
+    plan = Plan(
+        name="grid",
+        runs=cells,
+        runs_key="cells",
+        steps=plan_steps(config, cells, out_dir, widths),
+        heldout=heldout,
+        describe=describe_cell,
+        table=partial(format_tables, metrics=config.evaluate.metrics),
+    )
+    axes = f"{len(config.sfms)} SFM x {len(config.adapters)} adapter x {len(config.llms)} LLM"
+    return plan, f"{axes} = {len(cells)} cells"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args("python -m recipes.grid", __doc__, argv)
-
-    try:
-        config = load_grid_config(args.config_file)
-        assert config.evaluate.instructions is not None
-        heldout = check_inputs(
-            config,
-            config.evaluate.instructions,
-            config.stage2_train_instructions(),
-            dry_run=args.dry_run,
-            label="grid",
-        )
-        start_fairseq2(config.asset_paths)
-        widths = read_widths(config)
-    except ValueError as ex:
-        return error(ex)
-
-    out_dir = args.out_dir.resolve()
-    cells = plan_cells(config, out_dir)
-    steps = plan_steps(config, cells, out_dir, widths)
-
-    if args.dry_run:
-        return print_plan(steps)
-
-    print(
-        f"[grid] {len(config.sfms)} SFM x {len(config.adapters)} adapter x {len(config.llms)} LLM = {len(cells)} cells, {len(steps)} recipe steps; held-out file {heldout.instructions}: {heldout.num_prompts} prompts."
-    )
-
-    return execute_plan(
-        "grid",
-        steps,
-        out_dir,
-        lambda progress: write_grid_table(
-            out_dir, cells, progress, metrics=config.evaluate.metrics, heldout=heldout
-        ),
-    )
+    return run_plan_command("grid", __doc__, argv, make_plan)
 
 
 if __name__ == "__main__":

@@ -188,9 +188,11 @@ class GridConfig(RunsConfig):
             found["evaluate.instructions"] = self.evaluate.instructions
         return found
 
-    def stage2_train_instructions(self) -> list[Path]:
-        """What stage 2 trains on: the held-out prompts must not occur in it."""
-        return self.stage2.instructions.get(self.stage2.train_split, [])
+    def heldout_files(self) -> tuple[Path, list[Path]]:
+        """The held-out prompts must not occur in what stage 2 trains on."""
+        assert self.evaluate.instructions is not None
+        train = self.stage2.instructions.get(self.stage2.train_split, [])
+        return self.evaluate.instructions, train
 
 
 def load_grid_config(path: Path) -> GridConfig:

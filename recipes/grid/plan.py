@@ -11,13 +11,7 @@ from pathlib import Path
 import yaml
 
 from recipes.grid.config import AdapterEntry, GridConfig, LlmEntry, SfmEntry
-from recipes.runs import (
-    RecipeRunSection,
-    RecipeStep,
-    StepKind,
-    TrainedRun,
-    recipe_command,
-)
+from recipes.runs import RecipeStep, StepList, TrainedRun
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,27 +81,11 @@ def plan_steps(
         else []
     )
 
-    steps: list[RecipeStep] = []
-
-    def step(
-        kind: StepKind,
-        run_dir: Path,
-        section: RecipeRunSection,
-        settings: list[str],
-        needs: tuple[Path, ...] = (),
-    ) -> None:
-        command = recipe_command(
-            config.nproc,
-            kind,
-            run_dir,
-            section.config_file,
-            [*assets, *section.overrides, *settings],
-        )
-        steps.append(RecipeStep(kind, run_dir, command, needs))
+    steps = StepList(config.nproc, leading=assets)
 
     for sfm in config.sfms:
         for split, manifest in config.manifests.items():
-            step(
+            steps.add(
                 "extract_features",
                 extract_dir(out_dir, sfm, split),
                 config.extract,
@@ -125,16 +103,16 @@ def plan_steps(
     def extractions(sfm: SfmEntry) -> tuple[Path, ...]:
         return tuple(extract_dir(out_dir, sfm, s) for s in config.manifests)
 
-    _add_cells(config, cells, widths, step, stores, extractions)
+    _add_cells(config, cells, widths, steps, stores, extractions)
 
-    return steps
+    return steps.steps
 
 
 def _add_cells(
     config: GridConfig,
     cells: list[GridCell],
     widths: Widths,
-    step: Callable[..., None],
+    steps: StepList,
     stores: Callable[[SfmEntry], dict[str, str]],
     extractions: Callable[[SfmEntry], tuple[Path, ...]],
 ) -> None:
@@ -147,7 +125,7 @@ def _add_cells(
             "output_dim": widths.llm[cell.llm.card],
         }
         splits = {split: [path] for split, path in stores(cell.sfm).items()}
-        step(
+        steps.add(
             "stage1",
             cell.stage1_dir,
             config.stage1,
@@ -173,7 +151,7 @@ def _add_cells(
             },
             "feature_stores": list(stores(cell.sfm).values()),
         }
-        step(
+        steps.add(
             "stage2",
             cell.stage2_dir,
             config.stage2,
@@ -187,7 +165,7 @@ def _add_cells(
 
     evaluate = config.evaluate
     for cell in cells:
-        step(
+        steps.add(
             "evaluate",
             cell.eval_dir,
             evaluate,

@@ -5,20 +5,13 @@ figures, directories and status in ``grid.json``."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from recipes.grid.plan import GridCell
-from recipes.runs import (
-    HeldOut,
-    StepProgress,
-    metric_names,
-    outcome_record,
-    write_results,
-)
+from recipes.runs import metric_names
 
 
-def cell_record(cell: GridCell, progress: StepProgress) -> dict[str, Any]:
+def describe_cell(cell: GridCell) -> dict[str, Any]:
     return {
         "sfm": cell.sfm.name,
         "sfm_card": cell.sfm.card,
@@ -27,7 +20,6 @@ def cell_record(cell: GridCell, progress: StepProgress) -> dict[str, Any]:
         "adapter_arch": cell.adapter.arch,
         "llm": cell.llm.name,
         "llm_card": cell.llm.card,
-        **outcome_record(cell, progress),
     }
 
 
@@ -68,18 +60,3 @@ def format_tables(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) 
     if not sections:
         return "No evaluation figures yet.\n"
     return "\n".join(sections)
-
-
-def write_grid_table(
-    out_dir: Path,
-    cells: Sequence[GridCell],
-    progress: StepProgress,
-    *,
-    metrics: Sequence[str],
-    heldout: HeldOut,
-) -> dict[str, Path]:
-    """``grid.json`` (every cell's figures, directories, status) and ``grid.md``."""
-    records = [cell_record(cell, progress) for cell in cells]
-    return write_results(
-        out_dir, "grid", "cells", records, format_tables(records, metrics), heldout
-    )

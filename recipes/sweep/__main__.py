@@ -9,48 +9,35 @@ Rerunning skips finished runs and resumes interrupted ones.
 from __future__ import annotations
 
 import sys
+from functools import partial
+from pathlib import Path
 
-from recipes.runs import check_inputs, error, execute_plan, parse_args, print_plan
+from recipes.runs import Plan, check_inputs, run_plan_command
 from recipes.sweep.config import load_sweep_config
-from recipes.sweep.plan import plan_runs, plan_steps
-from recipes.sweep.table import write_sweep_table
+from recipes.sweep.plan import SweepRun, plan_runs, plan_steps
+from recipes.sweep.table import describe_run, format_table
+
+
+def make_plan(
+    config_file: Path, out_dir: Path, dry_run: bool
+) -> tuple[Plan[SweepRun], str]:
+    config = load_sweep_config(config_file)
+    heldout = check_inputs(config, dry_run=dry_run, label="sweep")
+    runs = plan_runs(config, out_dir)
+    plan = Plan(
+        name="sweep",
+        runs=runs,
+        runs_key="runs",
+        steps=plan_steps(config, runs),
+        heldout=heldout,
+        describe=describe_run,
+        table=partial(format_table, metrics=config.evaluate.metrics),
+    )
+    return plan, f"{len(runs)} runs"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args("python -m recipes.sweep", __doc__, argv)
-
-    try:
-        config = load_sweep_config(args.config_file)
-        assert config.evaluate.instructions is not None
-        heldout = check_inputs(
-            config,
-            config.evaluate.instructions,
-            config.train_instructions,
-            dry_run=args.dry_run,
-            label="sweep",
-        )
-    except ValueError as ex:
-        return error(ex)
-
-    out_dir = args.out_dir.resolve()
-    runs = plan_runs(config, out_dir)
-    steps = plan_steps(config, runs)
-
-    if args.dry_run:
-        return print_plan(steps)
-
-    print(
-        f"[sweep] {len(runs)} runs, {len(steps)} recipe steps; held-out file {heldout.instructions}: {heldout.num_prompts} prompts, none used in training."
-    )
-
-    return execute_plan(
-        "sweep",
-        steps,
-        out_dir,
-        lambda progress: write_sweep_table(
-            out_dir, runs, progress, metrics=config.evaluate.metrics, heldout=heldout
-        ),
-    )
+    return run_plan_command("sweep", __doc__, argv, make_plan)
 
 
 if __name__ == "__main__":

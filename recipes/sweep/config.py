@@ -111,6 +111,10 @@ class SweepConfig(RunsConfig):
             found["stage2.prev_checkpoint_dir"] = self.stage2.prev_checkpoint_dir
         return found
 
+    def heldout_files(self) -> tuple[Path, list[Path]]:
+        assert self.evaluate.instructions is not None
+        return self.evaluate.instructions, self.train_instructions
+
 
 def load_sweep_config(path: Path) -> SweepConfig:
     """Read and validate a sweep YAML file.

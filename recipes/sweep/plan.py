@@ -6,13 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from recipes.runs import (
-    RecipeRunSection,
-    RecipeStep,
-    StepKind,
-    TrainedRun,
-    recipe_command,
-)
+from recipes.runs import RecipeStep, StepList, TrainedRun
 from recipes.sweep.config import SweepConfig
 
 
@@ -54,43 +48,20 @@ def plan_runs(config: SweepConfig, out_dir: Path) -> list[SweepRun]:
     return runs
 
 
-def _command(
-    config: SweepConfig,
-    recipe: StepKind,
-    out_dir: Path,
-    section: RecipeRunSection,
-    settings: list[str],
-) -> list[str]:
-    return recipe_command(
-        config.nproc,
-        recipe,
-        out_dir,
-        section.config_file,
-        [*section.overrides, *settings],
-    )
-
-
 def plan_steps(config: SweepConfig, runs: list[SweepRun]) -> list[RecipeStep]:
     """Every recipe run, in an order where each step follows what it needs."""
-    steps: list[RecipeStep] = []
+    steps = StepList(config.nproc)
     seen: set[Path] = set()
 
     for run in runs:
         if run.stage1_dir is not None and run.stage1_dir not in seen:
             seen.add(run.stage1_dir)
             assert run.alpha is not None
-            steps.append(
-                RecipeStep(
-                    "stage1",
-                    run.stage1_dir,
-                    _command(
-                        config,
-                        "stage1",
-                        run.stage1_dir,
-                        config.stage1,
-                        [f"loss.alpha={float(run.alpha)!r}"],
-                    ),
-                )
+            steps.add(
+                "stage1",
+                run.stage1_dir,
+                config.stage1,
+                [f"loss.alpha={float(run.alpha)!r}"],
             )
 
     for run in runs:
@@ -106,14 +77,7 @@ def plan_steps(config: SweepConfig, runs: list[SweepRun]) -> list[RecipeStep]:
             assert config.stage2.prev_checkpoint_dir is not None
             start = config.stage2.prev_checkpoint_dir
         settings.append(f"common.assets.prev_checkpoint_dir={start}")
-        steps.append(
-            RecipeStep(
-                "stage2",
-                run.stage2_dir,
-                _command(config, "stage2", run.stage2_dir, config.stage2, settings),
-                needs,
-            )
-        )
+        steps.add("stage2", run.stage2_dir, config.stage2, settings, needs)
 
     evaluate = config.evaluate
     for run in runs:
@@ -123,13 +87,6 @@ def plan_steps(config: SweepConfig, runs: list[SweepRun]) -> list[RecipeStep]:
         ]
         if evaluate.feature_store is not None:
             settings.append(f"input.feature_store={evaluate.feature_store}")
-        steps.append(
-            RecipeStep(
-                "evaluate",
-                run.eval_dir,
-                _command(config, "evaluate", run.eval_dir, evaluate, settings),
-                (run.model_dir,),
-            )
-        )
+        steps.add("evaluate", run.eval_dir, evaluate, settings, (run.model_dir,))
 
-    return steps
+    return steps.steps

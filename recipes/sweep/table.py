@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-from recipes.runs import (
-    HeldOut,
-    StepProgress,
-    metric_names,
-    outcome_record,
-    write_results,
-)
+from recipes.runs import metric_names
 from recipes.sweep.plan import SweepRun
 
 
-def run_record(run: SweepRun, progress: StepProgress) -> dict[str, Any]:
-    return {
-        "name": run.name,
-        "alpha": run.alpha,
-        "sigma": run.sigma,
-        **outcome_record(run, progress),
-    }
+def describe_run(run: SweepRun) -> dict[str, Any]:
+    return {"name": run.name, "alpha": run.alpha, "sigma": run.sigma}
 
 
 def _format(value: float | None) -> str:
@@ -53,18 +41,3 @@ def format_table(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write_sweep_table(
-    out_dir: Path,
-    runs: Sequence[SweepRun],
-    progress: StepProgress,
-    *,
-    metrics: Sequence[str],
-    heldout: HeldOut,
-) -> dict[str, Path]:
-    """``sweep.json`` (per run: α, σ, status, directories, figures) and ``sweep.md``."""
-    records = [run_record(run, progress) for run in runs]
-    return write_results(
-        out_dir, "sweep", "runs", records, format_table(records, metrics), heldout
-    )
