@@ -16,9 +16,12 @@ from speechmapper_plugin.data.instructions import (
     build_asr_examples,
     build_sqa_examples,
     build_st_examples,
+    language_name,
     read_instructions,
     write_instructions,
 )
+from speechmapper_plugin.data.instructions.prompts import LANGUAGE_NAMES
+from speechmapper_plugin.evaluation import language_code
 
 
 def test_asr_builder_uses_the_pool_and_keeps_the_transcript() -> None:
@@ -136,3 +139,46 @@ def test_duplicate_ids_and_empty_files_are_rejected(tmp_path: Path) -> None:
         read_instructions(empty)
     with pytest.raises(FileNotFoundError):
         read_instructions(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        ("de", "German"),
+        ("DE", "German"),
+        (" fr ", "French"),
+        ("deu", "German"),
+        ("zh-CN", "Chinese"),
+        ("pt_BR", "Portuguese"),
+        ("cy", "Welsh"),
+        ("German", "German"),
+        ("german", "German"),
+        ("Brazilian Portuguese", "Brazilian Portuguese"),
+        ("swahili", "Swahili"),
+    ],
+)
+def test_language_names_for_codes_and_names(given: str, name: str) -> None:
+    assert language_name(given) == name
+
+
+@pytest.mark.parametrize("code", ["xx", "zz-CN", "qaa", "Xy_ab"])
+def test_an_unknown_language_code_is_refused_with_the_known_ones(code: str) -> None:
+    with pytest.raises(
+        ValueError, match=f"Unknown target language code '{code}'"
+    ) as caught:
+        language_name(code)
+
+    message = str(caught.value)
+    for known in LANGUAGE_NAMES:
+        assert f" {known}," in message or f" {known};" in message
+
+
+def test_an_empty_language_is_refused() -> None:
+    with pytest.raises(ValueError, match="A target language must be given"):
+        language_name("  ")
+
+
+def test_names_and_codes_agree_with_the_comparison_code() -> None:
+    for code, name in LANGUAGE_NAMES.items():
+        assert language_code(name) == language_code(code) == code
+        assert language_name(language_code(name)) == name

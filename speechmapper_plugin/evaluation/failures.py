@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from speechmapper_plugin.evaluation.languages import language_code
+from speechmapper_plugin.data.instructions.prompts import language_code
 from speechmapper_plugin.generation import RepetitionGuardConfig, find_repetition_loop
 
 CHARACTER_LANGUAGES = frozenset({"zh", "ja", "ko", "th"})

@@ -16,7 +16,7 @@ from typing import Any
 
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-from speechmapper_plugin.evaluation.languages import language_code
+from speechmapper_plugin.data.instructions.prompts import language_code
 
 DEFAULT_CANDIDATES: tuple[str, ...] = (
     "en", "de", "fr", "es", "it", "pt", "nl", "ru", "zh", "ja",

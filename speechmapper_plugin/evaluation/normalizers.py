@@ -17,7 +17,7 @@ from functools import cache
 from whisper_normalizer.basic import BasicTextNormalizer
 from whisper_normalizer.english import EnglishTextNormalizer
 
-from speechmapper_plugin.evaluation.languages import language_code
+from speechmapper_plugin.data.instructions.prompts import language_code
 from speechmapper_plugin.evaluation.versions import package_version
 
 ENGLISH_NORMALIZER = "whisper_normalizer.english.EnglishTextNormalizer"

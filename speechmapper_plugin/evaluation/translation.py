@@ -19,7 +19,7 @@ from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF
 
-from speechmapper_plugin.evaluation.languages import language_code
+from speechmapper_plugin.data.instructions.prompts import language_code
 
 COMET_MODEL = "Unbabel/wmt22-comet-da"
 COMET_COMMAND = "comet-score"

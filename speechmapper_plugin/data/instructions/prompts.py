@@ -8,6 +8,7 @@ of SpeechMapper's task-agnostic tuning).
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from speechmapper_plugin.llm.chat_template import (
@@ -52,6 +53,7 @@ LANGUAGE_NAMES: Final = {
     "ar": "Arabic",
     "ca": "Catalan",
     "cs": "Czech",
+    "cy": "Welsh",
     "da": "Danish",
     "de": "German",
     "el": "Greek",
@@ -68,6 +70,7 @@ LANGUAGE_NAMES: Final = {
     "ja": "Japanese",
     "ko": "Korean",
     "lv": "Latvian",
+    "mn": "Mongolian",
     "nl": "Dutch",
     "pl": "Polish",
     "pt": "Portuguese",
@@ -76,21 +79,71 @@ LANGUAGE_NAMES: Final = {
     "sk": "Slovak",
     "sl": "Slovenian",
     "sv": "Swedish",
+    "ta": "Tamil",
     "tr": "Turkish",
     "uk": "Ukrainian",
     "zh": "Chinese",
 }
+"""English names by ISO 639-1 code: the languages of CoVoST 2, Europarl-ST
+and FLEURS' usual translation directions."""
+
+ISO_639_3: Final = {
+    "ara": "ar", "cat": "ca", "ces": "cs", "cmn": "zh", "cym": "cy", "dan": "da",
+    "deu": "de", "ell": "el", "eng": "en", "spa": "es", "est": "et", "fas": "fa",
+    "fin": "fi", "fra": "fr", "hin": "hi", "hun": "hu", "ind": "id", "ita": "it",
+    "jpn": "ja", "kor": "ko", "lav": "lv", "mon": "mn", "nld": "nl", "pol": "pl",
+    "por": "pt", "ron": "ro", "rus": "ru", "slk": "sk", "slv": "sl", "swe": "sv",
+    "tam": "ta", "tur": "tr", "ukr": "uk", "zho": "zh",
+}  # fmt: skip
+"""The three-letter codes of FLEURS/SeamlessM4T for the languages of
+:data:`LANGUAGE_NAMES`."""
+
+_BY_NAME: Final = {name.lower(): code for code, name in LANGUAGE_NAMES.items()}
+
+_CODE = re.compile(r"[a-z]{2,3}(?:[-_][a-z0-9]+)*", re.IGNORECASE)
+"""What a code looks like: ``de``, ``deu``, ``zh-CN``, ``en_us``."""
+
+
+def language_code(lang: str) -> str:
+    """``"de"``, ``"de-DE"``, ``"en_us"``, ``"deu"`` or ``"German"`` -> ``"de"``:
+    one spelling for comparisons.
+
+    Unknown codes come back lower-cased and without their region, so two
+    spellings of one code still compare equal.
+    """
+    key = lang.strip().lower()
+    if key in _BY_NAME:
+        return _BY_NAME[key]
+    base = re.split(r"[-_]", key, maxsplit=1)[0]
+    return ISO_639_3.get(base, base)
 
 
 def language_name(code_or_name: str) -> str:
-    """An ISO 639-1 code (``"de"``) or a language name to an English name."""
+    """The English name to put in an instruction for a target language.
+
+    A code (two or three letters, optionally with a region: ``"de"``,
+    ``"deu"``, ``"zh-CN"``) must be one of :data:`LANGUAGE_NAMES`; anything
+    longer is taken as a language's name, as given (``"Swahili"``), so any
+    language can still be asked for by name.
+
+    :raises ValueError: for an empty string, or a code of no known language
+        (the message lists the known codes).
+    """
     key = code_or_name.strip()
-    if key.lower() in LANGUAGE_NAMES:
-        return LANGUAGE_NAMES[key.lower()]
     if not key:
         raise ValueError(
             "A target language must be given (a code such as 'de' or a name)."
         )
+
+    code = language_code(key)
+    if code in LANGUAGE_NAMES:
+        return LANGUAGE_NAMES[code]
+
+    if _CODE.fullmatch(key):
+        raise ValueError(
+            f"Unknown target language code '{key}'. Known codes: {', '.join(LANGUAGE_NAMES)}; or give the language's English name (e.g. 'Swahili')."
+        )
+
     return key[0].upper() + key[1:]
 
 
