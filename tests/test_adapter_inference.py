@@ -112,7 +112,7 @@ def test_speech_positions_are_what_the_adapter_emits(
 
     waveforms = [load_audio(p) for p in wavs]
     direct = _direct_outputs(pipeline, waveforms)
-    results = pipeline.run_waveforms(waveforms, [INSTRUCTION] * len(waveforms))
+    results = pipeline.run(waveforms, INSTRUCTION)
 
     config = pipeline.projector.config
     for waveform, result, outputs in zip(waveforms, results, direct, strict=True):
@@ -157,7 +157,7 @@ def test_the_prefill_holds_the_adapter_outputs(
         return generate(llm, embeds, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline_module, "generate_from_embeddings", spy)
-    results = pipeline.run_waveforms(waveforms, [INSTRUCTION] * 2)
+    results = pipeline.run(waveforms, INSTRUCTION)
 
     (prefill,) = seen
     start = len(prompt.prefix_ids)
@@ -201,7 +201,7 @@ def test_too_short_audio_is_refused_by_the_adapter_s_own_minimum(
         pipeline.check_audio(shortest - 1, INSTRUCTION)
 
     waveform = torch.from_numpy(tone(shortest / 16000, freq=200.0, seed=3)).float()
-    (result,) = pipeline.run_waveforms([waveform[:shortest]], [INSTRUCTION])
+    (result,) = pipeline.run(waveform[:shortest], INSTRUCTION)
     assert result.num_speech_positions >= 1
 
 

@@ -305,8 +305,8 @@ def test_pre_averaged_features_give_the_waveform_answer(
     features, lens = averaging(waveforms)
     stored = [features[i, : lens[i]].to(torch.float16) for i in range(2)]
 
-    from_features = pipeline.run_features(stored, [instruction] * 2)
-    from_audio = pipeline.run_waveforms(waveforms, [instruction] * 2)
+    from_features = pipeline.run(stored, instruction, features=True)
+    from_audio = pipeline.run(waveforms, instruction)
 
     for actual, expected in zip(from_features, from_audio, strict=True):
         assert actual.num_speech_positions == expected.num_speech_positions

@@ -19,11 +19,12 @@ from fairseq2.utils.validation import ValidationError
 
 from speechmapper_plugin.data.instructions import InstructionFormatError
 from speechmapper_plugin.data.reasons import (
+    EMPTY_AUDIO,
+    INVALID_AUDIO,
     NON_FINITE_FEATURES,
     TOO_LONG_FOR_LLM,
     TOO_SHORT_AUDIO,
 )
-from speechmapper_plugin.data.usability import Unusable
 from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.models.speechmapper import (
     SpeechMapperConfig,
@@ -33,6 +34,7 @@ from speechmapper_plugin.speech_llm import (
     AudioInputError,
     IncompatibleComponentsError,
     PipelineResult,
+    SkippedInput,
     SpeechMapperPipeline,
     SpeechTooLongError,
     SpeechTooShortError,
@@ -195,7 +197,7 @@ def test_every_input_is_checked_once(
     assert sorted(calls) == sorted([24_000, waveform.numel()])
 
 
-def test_run_waveforms_or_skip_generates_the_usable_ones(
+def test_skip_generates_the_usable_ones(
     pipeline: SpeechMapperPipeline,
     forward_calls: list[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -203,50 +205,93 @@ def test_run_waveforms_or_skip_generates_the_usable_ones(
     good = torch.from_numpy(tone(1.5))
     short = torch.from_numpy(tone(0.3))
     long = torch.from_numpy(tone(40.0))
-    alone = pipeline.run_waveforms([good], [TRANSCRIBE])[0]
+    (alone,) = pipeline.run(good, TRANSCRIBE)
     forward_calls.clear()
     calls = count_checks(pipeline, monkeypatch)
 
-    outcomes = pipeline.run_waveforms_or_skip(
-        [short, good, long], [TRANSCRIBE] * 3, names=["s", "g", "l"]
+    outcomes = pipeline.run(
+        [short, good, long], TRANSCRIBE, on_error="skip", names=["s", "g", "l"]
     )
 
     assert sorted(calls) == sorted(w.numel() for w in (short, good, long))
     assert forward_calls.count("sfm") == 1  # one batch, of the usable input
     first, second, third = outcomes
-    assert isinstance(first, Unusable) and first.reason == TOO_SHORT_AUDIO
-    assert "0.300 s of audio gives no speech frames" in first.detail
-    assert isinstance(third, Unusable) and third.reason == TOO_LONG_FOR_LLM
-    assert "leaving no room to generate" in third.detail
-    assert isinstance(second, PipelineResult)
+    assert isinstance(first, SkippedInput) and first.text is None
+    assert isinstance(first.error, SpeechTooShortError)
+    assert first.error.code == TOO_SHORT_AUDIO and first.error.where == "s"
+    assert "0.300 s of audio gives no speech frames" in first.error.problem.detail
+    assert isinstance(third, SkippedInput) and third.error.code == TOO_LONG_FOR_LLM
+    assert "leaving no room to generate" in third.error.problem.detail
+    assert isinstance(second, PipelineResult) and second.error is None
     assert second.generation.tokens == alone.generation.tokens
 
 
-def test_run_features_or_skip_counts_non_finite_features(
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (torch.zeros(0), EMPTY_AUDIO),
+        (torch.from_numpy(tone(0.3)), TOO_SHORT_AUDIO),
+        (torch.full((16_000,), float("nan")), INVALID_AUDIO),
+    ],
+    ids=["empty", "too-short", "nan"],
+)
+def test_a_batch_call_skips_a_bad_input_and_returns_its_error_in_place(
     pipeline: SpeechMapperPipeline,
+    good_wav: Path,
+    bad: torch.Tensor,
+    code: str,
 ) -> None:
+    other = torch.from_numpy(tone(1.2, freq=330.0, seed=4))
+    expected = pipeline.transcribe([good_wav, other])
+
+    with pytest.raises(AudioInputError, match=r"^audio input 1 "):
+        pipeline.transcribe([good_wav, bad, other])
+
+    first, skipped, third = pipeline.transcribe([good_wav, bad, other], on_error="skip")
+
+    assert [first, third] == expected
+    assert isinstance(skipped, SkippedInput) and skipped.text is None
+    assert skipped.error.code == code
+    assert str(skipped.error).startswith("audio input 1 (waveform of shape")
+
+
+def test_skip_counts_non_finite_features(pipeline: SpeechMapperPipeline) -> None:
     dim = pipeline.projector.config.input_dim
     good = torch.randn(40, dim, generator=torch.Generator().manual_seed(0))
     nan = good.clone()
     nan[3, 1] = float("nan")
     short = good[:2]
 
-    outcomes = pipeline.run_features_or_skip([nan, good, short], [TRANSCRIBE] * 3)
+    outcomes = pipeline.run(
+        [nan, good, short], TRANSCRIBE, features=True, on_error="skip"
+    )
 
-    assert [o.reason if isinstance(o, Unusable) else "generated" for o in outcomes] == [
-        NON_FINITE_FEATURES,
-        "generated",
-        TOO_SHORT_AUDIO,
-    ]
-    expected = pipeline.run_features([good], [TRANSCRIBE])[0]
+    assert [
+        o.error.code if isinstance(o, SkippedInput) else "generated" for o in outcomes
+    ] == [NON_FINITE_FEATURES, "generated", TOO_SHORT_AUDIO]
+    (expected,) = pipeline.run([good], TRANSCRIBE, features=True)
     assert isinstance(outcomes[1], PipelineResult)
     assert outcomes[1].generation.tokens == expected.generation.tokens
 
     # The raising variant names the input and says what is wrong.
     with pytest.raises(AudioInputError, match="^features 0: the features hold NaN"):
-        pipeline.run_features([nan, good], [TRANSCRIBE] * 2)
+        pipeline.run([nan, good], TRANSCRIBE, features=True)
     with pytest.raises(SpeechTooShortError, match="^features 1: 2 speech-encoder"):
-        pipeline.run_features([good, short], [TRANSCRIBE] * 2)
+        pipeline.run([good, short], TRANSCRIBE, features=True)
+
+
+def test_an_unknown_target_language_code_is_refused_before_any_model_runs(
+    pipeline: SpeechMapperPipeline, forward_calls: list[str], good_wav: Path
+) -> None:
+    with pytest.raises(ValueError, match="Unknown target language code 'xx'") as caught:
+        pipeline.translate(good_wav, "xx")
+
+    assert "Known codes: ar, ca, cs," in str(caught.value)
+    assert forward_calls == []
+    assert pipeline.prompts.translation("zh-CN") == pipeline.prompts.translation(
+        "Chinese"
+    )
+    assert "into Chinese." in pipeline.prompts.translation("zh-CN")
 
 
 # -- instructions ------------------------------------------------------------

@@ -53,8 +53,8 @@ def test_whisper_audio_and_stored_features_give_the_same_answer() -> None:
     stored = [features[i, : lens[i]].to(torch.float16) for i in range(2)]
     assert lens.tolist() == [62, 32]  # (50 + 50 + 25) // 2, (50 + 15) // 2
 
-    from_features = pipeline.run_features(stored, [INSTRUCTION] * 2)
-    from_audio = pipeline.run_waveforms(waveforms, [INSTRUCTION] * 2)
+    from_features = pipeline.run(stored, INSTRUCTION, features=True)
+    from_audio = pipeline.run(waveforms, INSTRUCTION)
 
     for waveform, actual, expected in zip(
         waveforms, from_features, from_audio, strict=True
@@ -76,7 +76,7 @@ def test_from_cards_takes_a_whisper_card_and_refuses_a_non_sfm() -> None:
     )
     assert isinstance(pipeline.extractor, WhisperSpeechFeatureExtractor)
     waveform = torch.from_numpy(tone(1.5, freq=220.0, seed=5)).float()
-    (result,) = pipeline.run_waveforms([waveform], [INSTRUCTION])
+    (result,) = pipeline.run(waveform, INSTRUCTION)
     assert result.num_speech_positions == pipeline.check_audio(
         waveform.numel(), INSTRUCTION
     )

@@ -31,7 +31,11 @@ from speechmapper_plugin.speech_llm.pipeline import (
 from speechmapper_plugin.speech_llm.pipeline_cards import (
     model_config_of as model_config_of,
 )
+from speechmapper_plugin.speech_llm.pipeline_result import OnError as OnError
 from speechmapper_plugin.speech_llm.pipeline_result import (
     PipelineResult as PipelineResult,
+)
+from speechmapper_plugin.speech_llm.pipeline_result import (
+    SkippedInput as SkippedInput,
 )
 from speechmapper_plugin.speech_llm.task_prompts import TaskPrompts as TaskPrompts

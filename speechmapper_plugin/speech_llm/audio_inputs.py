@@ -19,12 +19,22 @@ from torch import Tensor
 
 from speechmapper_plugin.audio import (
     SAMPLE_RATE,
+    AudioDecodeError,
     AudioError,
     InvalidWaveformError,
     load_audio,
     resample,
 )
-from speechmapper_plugin.data.reasons import TOO_SHORT_AUDIO
+from speechmapper_plugin.data.reasons import (
+    EMPTY_AUDIO,
+    INVALID_AUDIO,
+    MISSING_FILE,
+    TOO_LONG_AUDIO,
+    TOO_LONG_FOR_LLM,
+    TOO_SHORT_AUDIO,
+    UNDECODABLE_AUDIO,
+    UNREADABLE_FILE,
+)
 from speechmapper_plugin.data.usability import Unusable
 from speechmapper_plugin.input_checks import is_finite
 
@@ -35,12 +45,22 @@ AudioInput: TypeAlias = (
 
 
 class AudioInputError(ValueError):
-    """An audio input cannot be used; the message names the input."""
+    """An audio input cannot be used; the message names the input.
 
-    def __init__(self, where: str, reason: str) -> None:
+    :attr:`code` is the reason code of :mod:`speechmapper_plugin.data.reasons`
+    (``missing_file``, ``too_short_audio``, ...) that reports count by.
+    """
+
+    def __init__(self, where: str, reason: str, *, code: str = INVALID_AUDIO) -> None:
         super().__init__(f"{where}: {reason}")
         self.where = where
         self.reason = reason
+        self.code = code
+
+    @property
+    def problem(self) -> Unusable:
+        """The reason code and detail, as a skip report records them."""
+        return Unusable(self.code, self.reason.removesuffix("."))
 
 
 class UnusableSpeechError(AudioInputError):
@@ -48,8 +68,7 @@ class UnusableSpeechError(AudioInputError):
     a reason code, as :mod:`speechmapper_plugin.data.usability` found it."""
 
     def __init__(self, where: str, problem: Unusable) -> None:
-        super().__init__(where, f"{problem.detail}.")
-        self.problem = problem
+        super().__init__(where, f"{problem.detail}.", code=problem.reason)
 
 
 class SpeechTooShortError(UnusableSpeechError):
@@ -60,12 +79,15 @@ class SpeechTooLongError(UnusableSpeechError):
     """The audio is longer than the projector or the LLM can take."""
 
 
-def unusable_speech_error(where: str, problem: Unusable) -> UnusableSpeechError:
-    """The error to raise for ``problem`` (too short, or too long)."""
+def unusable_speech_error(where: str, problem: Unusable) -> AudioInputError:
+    """The error to raise for ``problem`` (too short, too long, or other)."""
     if problem.reason == TOO_SHORT_AUDIO:
         return SpeechTooShortError(where, problem)
 
-    return SpeechTooLongError(where, problem)
+    if problem.reason in (TOO_LONG_AUDIO, TOO_LONG_FOR_LLM):
+        return SpeechTooLongError(where, problem)
+
+    return AudioInputError(where, f"{problem.detail}.", code=problem.reason)
 
 
 def is_batch(audio: object) -> bool:
@@ -89,28 +111,30 @@ def describe_input(audio: object, index: int | None) -> str:
 
 
 def load_input(
-    audio: AudioInput, *, sample_rate: int | None = None, index: int | None = None
+    audio: AudioInput, *, where: str, sample_rate: int | None = None
 ) -> Tensor:
     """Decode or convert one input to a mono float32 16 kHz waveform on CPU.
 
+    :param where: How errors name the input (see :func:`describe_input`).
     :param sample_rate: The rate of array/tensor inputs (default 16 kHz);
         files and bytes carry their own rate.
-    :param index: The input's position in a batch, for error messages.
     :raises AudioInputError: for unusable input (undecodable, missing file,
-        wrong shape or dtype, NaN/inf samples, empty).
+        wrong shape or dtype, NaN/inf samples, empty), with its reason code.
     """
-    where = describe_input(audio, index)
-
     try:
         if isinstance(audio, (str, os.PathLike, bytes, bytearray, memoryview)):
             return _load_encoded(audio, sample_rate, where)
 
         if isinstance(audio, (np.ndarray, Tensor)):
-            return _convert_array(audio, sample_rate or SAMPLE_RATE)
+            return _convert_array(audio, sample_rate or SAMPLE_RATE, where)
+    except AudioDecodeError as ex:
+        raise AudioInputError(where, str(ex), code=UNDECODABLE_AUDIO) from ex
     except AudioError as ex:
         raise AudioInputError(where, str(ex)) from ex
     except OSError as ex:
-        raise AudioInputError(where, f"the file cannot be read ({ex})") from ex
+        raise AudioInputError(
+            where, f"the file cannot be read ({ex})", code=UNREADABLE_FILE
+        ) from ex
 
     raise AudioInputError(
         where,
@@ -131,13 +155,16 @@ def _load_encoded(
         )
 
     if isinstance(source, (str, os.PathLike)) and not Path(source).is_file():
-        what = "is a directory" if Path(source).is_dir() else "does not exist"
-        raise AudioInputError(where, f"the file {what}.")
+        if Path(source).is_dir():
+            raise AudioInputError(
+                where, "the file is a directory.", code=UNREADABLE_FILE
+            )
+        raise AudioInputError(where, "the file does not exist.", code=MISSING_FILE)
 
     return _check_finite(load_audio(source))
 
 
-def _convert_array(audio: np.ndarray | Tensor, sample_rate: int) -> Tensor:
+def _convert_array(audio: np.ndarray | Tensor, sample_rate: int, where: str) -> Tensor:
     waveform = (
         torch.from_numpy(np.asarray(audio)) if isinstance(audio, np.ndarray) else audio
     )
@@ -153,7 +180,7 @@ def _convert_array(audio: np.ndarray | Tensor, sample_rate: int) -> Tensor:
         )
 
     if waveform.numel() == 0:
-        raise InvalidWaveformError("the waveform is empty.")
+        raise AudioInputError(where, "the waveform is empty.", code=EMPTY_AUDIO)
 
     waveform = _check_finite(waveform.detach().to("cpu", torch.float32))
 

@@ -5,18 +5,22 @@ LLM's chat prompt at ``<speech>`` -> generation. The speech encoder runs
 without frame averaging and the projector averages its input itself
 (``pre_averaged=False``), so the projector's own ``frame_averaging`` is the
 only one that applies; features read from a feature store are already
-averaged and go through :meth:`SpeechMapperPipeline.run_features`.
+averaged and go through :meth:`SpeechMapperPipeline.run` with ``features=True``.
 
 Everything that can be wrong with the inputs (the components not fitting
 together, an instruction without its placeholder, audio that is unreadable,
-too short or too long) is checked before the speech encoder or the LLM run.
+too short or too long) is checked before the speech encoder or the LLM run;
+a batch call either raises for the first unusable input or, with
+``on_error="skip"``, answers the others and returns a :class:`SkippedInput`
+(the error, with its reason code) in place of each unusable one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import overload
+from typing import Literal, TypeAlias, TypedDict, TypeVar, overload
 
 import torch
 from fairseq2.data.tokenizers import Tokenizer
@@ -24,7 +28,7 @@ from fairseq2.device import Device
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.nn import BatchLayout
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
+from typing_extensions import Unpack
 
 from speechmapper_plugin.data.instructions import check_placeholder
 from speechmapper_plugin.data.reasons import NON_FINITE_FEATURES
@@ -56,9 +60,8 @@ from speechmapper_plugin.models.adapters import AnyProjector, min_input_frames
 from speechmapper_plugin.models.sfm import (
     SfmEncoder,
     create_sfm_extractor,
-    sfm_min_num_samples,
-    sfm_num_frames,
 )
+from speechmapper_plugin.padding import pad_sequences
 from speechmapper_plugin.speech_llm.audio_inputs import (
     AudioInput,
     AudioInputError,
@@ -72,13 +75,50 @@ from speechmapper_plugin.speech_llm.compatibility import (
     component_problems,
     tokenizer_problems,
 )
-from speechmapper_plugin.speech_llm.pipeline_result import PipelineResult
+from speechmapper_plugin.speech_llm.pipeline_cards import load_components
+from speechmapper_plugin.speech_llm.pipeline_result import (
+    OnError,
+    PipelineResult,
+    SkippedInput,
+)
 from speechmapper_plugin.speech_llm.task_prompts import TaskPrompts
 
 Instructions = str | Sequence[str]
 """One instruction for every input, or one per input."""
 
 BatchInput = list[AudioInput] | tuple[AudioInput, ...]
+
+Answer: TypeAlias = str | SkippedInput
+"""A text, or with ``on_error="skip"`` why an input has none."""
+
+Texts: TypeAlias = Answer | list[str] | list[Answer]
+"""What a task method returns (its overloads say which for which input)."""
+
+Raise: TypeAlias = Literal["raise"]
+
+
+class PipelineOptions(TypedDict, total=False):
+    """The constructor's settings that :meth:`SpeechMapperPipeline.from_cards`
+    passes on (see the constructor)."""
+
+    sfm_layer: int | None
+    sfm_layer_norm: bool | None
+    sfm_dtype: torch.dtype
+    device: Device | str | None
+    generation: GenerationConfig | None
+    system_prompt: str | None
+    prompts: TaskPrompts | None
+    batch_size: int
+
+
+class CallOptions(TypedDict, total=False):
+    """The keywords every task method and :meth:`SpeechMapperPipeline.run` take."""
+
+    sample_rate: int | None
+    """The rate of waveform arrays (default 16 kHz); files carry their own."""
+
+    batch_size: int | None
+    """Inputs per forward pass (default: the pipeline's ``batch_size``)."""
 
 
 class SpeechMapperPipeline:
@@ -199,29 +239,26 @@ class SpeechMapperPipeline:
         projector: str,
         llm: str,
         *,
-        device: Device | str | None = None,
         dtype: torch.dtype = torch.float32,
-        sfm_dtype: torch.dtype = torch.float32,
-        sfm_layer: int | None = None,
-        sfm_layer_norm: bool | None = None,
-        generation: GenerationConfig | None = None,
-        system_prompt: str | None = None,
-        prompts: TaskPrompts | None = None,
-        batch_size: int = 8,
+        **options: Unpack[PipelineOptions],
     ) -> SpeechMapperPipeline:
-        """Load the three components from their asset cards.
+        """Load the three components from their asset cards; ``options`` are
+        the constructor's (``device`` defaults to fairseq2's current device,
+        CUDA if available).
 
         The cards' configurations, the chat template and the tokenizer are
         checked against each other before any model weights are loaded.
 
         :param dtype: The dtype of the projector and the LLM (e.g.
             ``torch.bfloat16`` on GPUs).
-        :param device: Default: fairseq2's current device (CUDA if available).
         """
-        from speechmapper_plugin.speech_llm.pipeline_cards import load_components
-
         parts = load_components(
-            sfm, projector, llm, device=device, dtype=dtype, sfm_dtype=sfm_dtype
+            sfm,
+            projector,
+            llm,
+            device=options.get("device"),
+            dtype=dtype,
+            sfm_dtype=options.get("sfm_dtype", torch.float32),
         )
 
         return cls(
@@ -231,54 +268,44 @@ class SpeechMapperPipeline:
             parts.tokenizer,
             llm_name=parts.llm_name,
             template=parts.template,
-            sfm_layer=sfm_layer,
-            sfm_layer_norm=sfm_layer_norm,
-            sfm_dtype=sfm_dtype,
-            device=device,
-            generation=generation,
-            system_prompt=system_prompt,
-            prompts=prompts,
-            batch_size=batch_size,
+            **options,
         )
 
     # -- task methods --------------------------------------------------------
+    # One input gives a str, a list or tuple a list in input order; a batch
+    # with ``on_error="skip"`` has a :class:`SkippedInput` where an input was
+    # unusable. ``options``: ``sample_rate``, ``batch_size`` (see :meth:`run`).
 
     @overload
-    def transcribe(
-        self,
-        audio: AudioInput,
-        *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
-    ) -> str: ...
+    def transcribe(self, audio: AudioInput, **options: Unpack[CallOptions]) -> str: ...
 
     @overload
     def transcribe(
         self,
         audio: BatchInput,
         *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
+        on_error: Raise = ...,
+        **options: Unpack[CallOptions],
     ) -> list[str]: ...
+
+    @overload
+    def transcribe(
+        self, audio: BatchInput, *, on_error: OnError, **options: Unpack[CallOptions]
+    ) -> list[Answer]: ...
 
     def transcribe(
         self,
         audio: AudioInput | BatchInput,
         *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
-    ) -> str | list[str]:
+        on_error: OnError = "raise",
+        **options: Unpack[CallOptions],
+    ) -> Texts:
         """What is said, with :attr:`prompts.asr` as the instruction."""
-        return self._texts(audio, self.prompts.transcription(), sample_rate, batch_size)
+        return self._texts(audio, self.prompts.transcription(), on_error, options)
 
     @overload
     def translate(
-        self,
-        audio: AudioInput,
-        target_lang: str,
-        *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
+        self, audio: AudioInput, target_lang: str, **options: Unpack[CallOptions]
     ) -> str: ...
 
     @overload
@@ -287,31 +314,41 @@ class SpeechMapperPipeline:
         audio: BatchInput,
         target_lang: str,
         *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
+        on_error: Raise = ...,
+        **options: Unpack[CallOptions],
     ) -> list[str]: ...
+
+    @overload
+    def translate(
+        self,
+        audio: BatchInput,
+        target_lang: str,
+        *,
+        on_error: OnError,
+        **options: Unpack[CallOptions],
+    ) -> list[Answer]: ...
 
     def translate(
         self,
         audio: AudioInput | BatchInput,
         target_lang: str,
         *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
-    ) -> str | list[str]:
-        """A translation into ``target_lang`` (a code such as ``"de"`` or a name)."""
+        on_error: OnError = "raise",
+        **options: Unpack[CallOptions],
+    ) -> Texts:
+        """A translation into ``target_lang``: a code of
+        :data:`~speechmapper_plugin.data.instructions.prompts.LANGUAGE_NAMES`
+        (``"de"``) or a language name (``"German"``).
+
+        :raises ValueError: for an unknown code, listing the known ones.
+        """
         instruction = self.prompts.translation(target_lang)
 
-        return self._texts(audio, instruction, sample_rate, batch_size)
+        return self._texts(audio, instruction, on_error, options)
 
     @overload
     def answer(
-        self,
-        audio: AudioInput,
-        question: str,
-        *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
+        self, audio: AudioInput, question: str, **options: Unpack[CallOptions]
     ) -> str: ...
 
     @overload
@@ -320,18 +357,28 @@ class SpeechMapperPipeline:
         audio: BatchInput,
         question: Instructions,
         *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
+        on_error: Raise = ...,
+        **options: Unpack[CallOptions],
     ) -> list[str]: ...
+
+    @overload
+    def answer(
+        self,
+        audio: BatchInput,
+        question: Instructions,
+        *,
+        on_error: OnError,
+        **options: Unpack[CallOptions],
+    ) -> list[Answer]: ...
 
     def answer(
         self,
         audio: AudioInput | BatchInput,
         question: Instructions,
         *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
-    ) -> str | list[str]:
+        on_error: OnError = "raise",
+        **options: Unpack[CallOptions],
+    ) -> Texts:
         """The answer to a text ``question`` about the audio (one question for
         all inputs, or one per input)."""
         if isinstance(question, str):
@@ -339,16 +386,11 @@ class SpeechMapperPipeline:
         else:
             instructions = [self.prompts.question(q) for q in question]
 
-        return self._texts(audio, instructions, sample_rate, batch_size)
+        return self._texts(audio, instructions, on_error, options)
 
     @overload
     def generate(
-        self,
-        audio: AudioInput,
-        instruction: str,
-        *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
+        self, audio: AudioInput, instruction: str, **options: Unpack[CallOptions]
     ) -> str: ...
 
     @overload
@@ -357,67 +399,113 @@ class SpeechMapperPipeline:
         audio: BatchInput,
         instruction: Instructions,
         *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
+        on_error: Raise = ...,
+        **options: Unpack[CallOptions],
     ) -> list[str]: ...
+
+    @overload
+    def generate(
+        self,
+        audio: BatchInput,
+        instruction: Instructions,
+        *,
+        on_error: OnError,
+        **options: Unpack[CallOptions],
+    ) -> list[Answer]: ...
 
     def generate(
         self,
         audio: AudioInput | BatchInput,
         instruction: Instructions,
         *,
-        sample_rate: int | None = None,
-        batch_size: int | None = None,
-    ) -> str | list[str]:
+        on_error: OnError = "raise",
+        **options: Unpack[CallOptions],
+    ) -> Texts:
         """The answer to any instruction; it must contain ``<speech>`` exactly
         once, where the speech goes (e.g. ``"Summarise this talk.\\n<speech>"``)."""
-        return self._texts(audio, instruction, sample_rate, batch_size)
+        return self._texts(audio, instruction, on_error, options)
 
     def _texts(
         self,
         audio: AudioInput | BatchInput,
         instructions: Instructions,
-        sample_rate: int | None,
-        batch_size: int | None,
-    ) -> str | list[str]:
-        results = self.run(
-            audio, instructions, sample_rate=sample_rate, batch_size=batch_size
-        )
+        on_error: OnError,
+        options: CallOptions,
+    ) -> Texts:
+        results = self.run(audio, instructions, on_error=on_error, **options)
 
-        texts = [r.text for r in results]
+        texts = [r if isinstance(r, SkippedInput) else r.text for r in results]
 
         return texts if is_batch(audio) else texts[0]
 
-    # -- lower-level API -----------------------------------------------------
+    # -- the one way to run --------------------------------------------------
+
+    @overload
+    def run(
+        self,
+        inputs: AudioInput | BatchInput,
+        instructions: Instructions,
+        *,
+        on_error: Raise = ...,
+        features: bool = ...,
+        pre_averaged: bool = ...,
+        names: Sequence[str] | None = ...,
+        **options: Unpack[CallOptions],
+    ) -> list[PipelineResult]: ...
+
+    @overload
+    def run(
+        self,
+        inputs: AudioInput | BatchInput,
+        instructions: Instructions,
+        *,
+        on_error: OnError,
+        features: bool = ...,
+        pre_averaged: bool = ...,
+        names: Sequence[str] | None = ...,
+        **options: Unpack[CallOptions],
+    ) -> list[PipelineResult | SkippedInput]: ...
 
     def run(
         self,
-        audio: AudioInput | BatchInput,
+        inputs: AudioInput | BatchInput,
         instructions: Instructions,
         *,
+        on_error: OnError = "raise",
+        features: bool = False,
+        pre_averaged: bool = True,
+        names: Sequence[str] | None = None,
         sample_rate: int | None = None,
         batch_size: int | None = None,
-    ) -> list[PipelineResult]:
+    ) -> list[PipelineResult] | list[PipelineResult | SkippedInput]:
         """Full results (text, token ids, stop reason, prompt, number of speech
         positions) for one input or a batch; always a list, in input order.
 
-        Instructions are checked, then every input is loaded and checked, and
-        only then do the models run.
+        Instructions are checked, then every input is loaded, then checked, and
+        only then do the models run, on batches of ``batch_size`` inputs of
+        similar length.
+
+        :param inputs: Audio (see the class), or with ``features=True``
+            speech-encoder features, ``[frames, dim]`` each (e.g. from a
+            :class:`FeatureStore`).
+        :param on_error: ``"raise"``: an unusable input raises its
+            :class:`AudioInputError` (naming it) before any model runs.
+            ``"skip"``: it gets a :class:`SkippedInput` (its error, with the
+            reason code) in its place and the others are answered.
+        :param pre_averaged: The features were already averaged
+            ``projector.config.frame_averaging``:1 (feature stores' are).
+        :param names: How errors name the inputs (default: their position and
+            what they are).
         """
-        items: list[AudioInput]
-        if isinstance(audio, (list, tuple)):
-            items, single = list(audio), False
-        else:
-            items, single = [audio], True
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not items:
-            raise ValueError("The batch of audio inputs is empty.")
+            raise ValueError("The batch of inputs is empty.")
 
         batch_size = self.batch_size if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive, but is {batch_size}.")
 
         per_item = self._per_item(instructions, len(items))
-
         for i, instruction in enumerate(per_item):
             where = (
                 "The instruction"
@@ -426,159 +514,38 @@ class SpeechMapperPipeline:
             )
             self.encode_prompt(instruction, where=where)
 
-        waveforms = [
-            load_input(a, sample_rate=sample_rate, index=None if single else i)
-            for i, a in enumerate(items)
+        names = _names(names, items, features=features, batch=is_batch(inputs))
+        if not features:
+            pre_averaged = False
+
+        speech = [
+            _attempt(on_error, self._load, item, name, features, sample_rate)
+            for item, name in zip(items, names, strict=True)
         ]
-        prompts = [
-            self._checked_waveform(
-                waveform,
-                instruction,
-                where=describe_input(items[i], None if single else i),
+        ready = [
+            seq
+            if isinstance(seq, AudioInputError)
+            else _attempt(
+                on_error, self._check, seq, instruction, name, features, pre_averaged
             )
-            for i, (waveform, instruction) in enumerate(
-                zip(waveforms, per_item, strict=True)
-            )
+            for seq, instruction, name in zip(speech, per_item, names, strict=True)
         ]
 
-        # Longest first: little padding per batch; results go back in input order.
-        order = sorted(range(len(items)), key=lambda i: -waveforms[i].numel())
+        # Longest first: little padding per batch; each batch runs in input
+        # order, and the results go back in input order.
+        usable = {i: r for i, r in enumerate(ready) if isinstance(r, _Ready)}
+        order = sorted(usable, key=lambda i: -usable[i].length)
 
         results: dict[int, PipelineResult] = {}
         for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            outputs = self._generate_waveforms(
-                [waveforms[i] for i in chunk],
-                [prompts[i] for i in chunk],
-                [per_item[i] for i in chunk],
-            )
+            chunk = sorted(order[start : start + batch_size])
+            outputs = self._generate([usable[i] for i in chunk], features, pre_averaged)
             results.update(zip(chunk, outputs, strict=True))
 
-        return [results[i] for i in range(len(items))]
-
-    def run_waveforms(
-        self,
-        waveforms: Sequence[Tensor],
-        instructions: Sequence[str],
-        *,
-        names: Sequence[str] | None = None,
-    ) -> list[PipelineResult]:
-        """One forward batch of mono 16 kHz float waveforms (``[samples]`` each).
-
-        :param names: How errors refer to the inputs (default: their positions).
-        :raises AudioInputError: if an input is unusable (checked before the
-            models run).
-        """
-        names = _names(names, len(waveforms), "waveform")
-        _check_count(len(waveforms), len(instructions), "waveforms")
-
-        prompts = [
-            self._checked_waveform(waveform, instruction, where=name)
-            for waveform, instruction, name in zip(
-                waveforms, instructions, names, strict=True
-            )
+        return [
+            SkippedInput(r) if isinstance(r, AudioInputError) else results[i]
+            for i, r in enumerate(ready)
         ]
-
-        return self._generate_waveforms(waveforms, prompts, instructions)
-
-    def run_waveforms_or_skip(
-        self,
-        waveforms: Sequence[Tensor],
-        instructions: Sequence[str],
-        *,
-        names: Sequence[str] | None = None,
-    ) -> list[PipelineResult | Unusable]:
-        """:meth:`run_waveforms`, but an input too short or too long gives an
-        :class:`Unusable` (with its reason code) in its place instead of an
-        error; the usable ones are generated in one batch. For recipes that
-        count and skip (``recipes.generate``); each input is checked once.
-        """
-        names = _names(names, len(waveforms), "waveform")
-        _check_count(len(waveforms), len(instructions), "waveforms")
-
-        outcomes: list[SpeechPrompt | Unusable] = []
-        for waveform, instruction, name in zip(
-            waveforms, instructions, names, strict=True
-        ):
-            _check_waveform(waveform, name)
-            positions = self.usable_audio(waveform.numel(), instruction, where=name)
-            outcomes.append(
-                positions
-                if isinstance(positions, Unusable)
-                else self.encode_prompt(instruction, where=name)
-            )
-
-        return _fill(
-            outcomes,
-            lambda usable, prompts: self._generate_waveforms(
-                [waveforms[i] for i in usable],
-                prompts,
-                [instructions[i] for i in usable],
-            ),
-        )
-
-    def run_features(
-        self,
-        features: Sequence[Tensor],
-        instructions: Sequence[str],
-        *,
-        pre_averaged: bool = True,
-        names: Sequence[str] | None = None,
-    ) -> list[PipelineResult]:
-        """One forward batch of speech-encoder features (``[frames, dim]`` each),
-        e.g. from a :class:`FeatureStore`.
-
-        :param pre_averaged: The frames were already averaged
-            ``projector.config.frame_averaging``:1 (feature stores are).
-        :raises AudioInputError: if an input is unusable (checked before the
-            models run).
-        """
-        names = _names(names, len(features), "features")
-        _check_count(len(features), len(instructions), "feature sequences")
-
-        prompts = []
-        for seq, instruction, name in zip(features, instructions, names, strict=True):
-            outcome = self._usable_feature_seq(
-                seq, instruction, pre_averaged=pre_averaged, where=name
-            )
-            if isinstance(outcome, Unusable):
-                raise _error(name, outcome)
-            prompts.append(outcome)
-
-        return self._generate_features(features, prompts, instructions, pre_averaged)
-
-    def run_features_or_skip(
-        self,
-        features: Sequence[Tensor],
-        instructions: Sequence[str],
-        *,
-        pre_averaged: bool = True,
-        names: Sequence[str] | None = None,
-    ) -> list[PipelineResult | Unusable]:
-        """:meth:`run_features`, but an unusable input (too short, too long,
-        non-finite features) gives an :class:`Unusable` in its place; see
-        :meth:`run_waveforms_or_skip`."""
-        names = _names(names, len(features), "features")
-        _check_count(len(features), len(instructions), "feature sequences")
-
-        outcomes = [
-            self._usable_feature_seq(
-                seq, instruction, pre_averaged=pre_averaged, where=name
-            )
-            for seq, instruction, name in zip(
-                features, instructions, names, strict=True
-            )
-        ]
-
-        return _fill(
-            outcomes,
-            lambda usable, prompts: self._generate_features(
-                [features[i] for i in usable],
-                prompts,
-                [instructions[i] for i in usable],
-                pre_averaged,
-            ),
-        )
 
     def encode_prompt(
         self, instruction: str, *, where: str = "The instruction"
@@ -605,7 +572,7 @@ class SpeechMapperPipeline:
         (10480 samples, 0.655 s, for the paper's projector)."""
         frames = min_input_frames(self.projector.config)
 
-        return sfm_min_num_samples(self.extractor, frames)
+        return self.extractor.min_num_samples_for_frames(frames)
 
     def usable_audio(
         self, num_samples: int, instruction: str, *, where: str = "The instruction"
@@ -629,7 +596,7 @@ class SpeechMapperPipeline:
             return too_short
 
         return self.usable_features(
-            sfm_num_frames(self.extractor, num_samples),
+            self.extractor.num_frames(num_samples),
             instruction,
             pre_averaged=False,
             where=where,
@@ -705,182 +672,163 @@ class SpeechMapperPipeline:
 
         return per_item
 
-    def _checked_waveform(
-        self, waveform: Tensor, instruction: str, *, where: str
-    ) -> SpeechPrompt:
-        _check_waveform(waveform, where)
-        self.check_audio(waveform.numel(), instruction, where=where)
+    def _load(
+        self,
+        item: AudioInput,
+        where: str,
+        features: bool,
+        sample_rate: int | None,
+    ) -> Tensor:
+        """One input as the models take it: a mono 16 kHz waveform, or
+        ``[frames, dim]`` features checked for their width and finiteness."""
+        if not features:
+            return load_input(item, where=where, sample_rate=sample_rate)
 
-        return self.encode_prompt(instruction, where=where)
-
-    def _usable_feature_seq(
-        self, seq: Tensor, instruction: str, *, pre_averaged: bool, where: str
-    ) -> SpeechPrompt | Unusable:
         input_dim = self.projector.config.input_dim
-        if seq.dim() != 2 or seq.size(-1) != input_dim:
+        if (
+            not isinstance(item, Tensor)
+            or item.dim() != 2
+            or item.size(-1) != input_dim
+        ):
+            shape = tuple(item.shape) if isinstance(item, Tensor) else type(item)
+            raise AudioInputError(
+                where, f"expected features of shape [frames, {input_dim}], got {shape}."
+            )
+
+        if not is_finite(item):
             raise AudioInputError(
                 where,
-                f"expected features of shape [frames, {input_dim}], got {tuple(seq.shape)}.",
+                "the features hold NaN or infinite values.",
+                code=NON_FINITE_FEATURES,
             )
 
-        if not is_finite(seq):
-            return Unusable(
-                NON_FINITE_FEATURES, "the features hold NaN or infinite values"
-            )
+        return item
 
-        positions = self.usable_features(
-            seq.size(0), instruction, pre_averaged=pre_averaged, where=where
-        )
-        if isinstance(positions, Unusable):
-            return positions
-
-        return self.encode_prompt(instruction, where=where)
-
-    def _generate_waveforms(
+    def _check(
         self,
-        waveforms: Sequence[Tensor],
-        prompts: Sequence[SpeechPrompt],
-        instructions: Sequence[str],
-    ) -> list[PipelineResult]:
-        with torch.inference_mode():
-            features, lens = self.extractor(waveforms)
-
-            return self._project_and_generate(
-                features, lens, prompts, instructions, pre_averaged=False
-            )
-
-    def _generate_features(
-        self,
-        features: Sequence[Tensor],
-        prompts: Sequence[SpeechPrompt],
-        instructions: Sequence[str],
+        speech: Tensor,
+        instruction: str,
+        where: str,
+        features: bool,
         pre_averaged: bool,
+    ) -> _Ready:
+        """``speech`` with its prompt, if the projector and the LLM can take it."""
+        if features:
+            positions = self.usable_features(
+                speech.size(0), instruction, pre_averaged=pre_averaged, where=where
+            )
+        else:
+            positions = self.usable_audio(speech.numel(), instruction, where=where)
+        _raise_if_unusable(positions, where)
+
+        return _Ready(speech, self.encode_prompt(instruction, where=where), instruction)
+
+    def _generate(
+        self, batch: Sequence[_Ready], features: bool, pre_averaged: bool
     ) -> list[PipelineResult]:
+        """One forward batch: speech encoder (for waveforms), projector, LLM."""
         with torch.inference_mode():
-            lens = torch.tensor([seq.size(0) for seq in features], device=self.device)
-            batch = pad_sequence(
-                [seq.to(self.device) for seq in features], batch_first=True
+            if features:
+                speech, lens_tensor = pad_sequences(
+                    [seq.speech for seq in batch], device=self.device
+                )
+            else:
+                speech, lens_tensor = self.extractor([seq.speech for seq in batch])
+            lens = [int(n) for n in lens_tensor.tolist()]
+
+            speech = speech.to(self.device, self._projector_dtype)
+            embeds, embeds_layout = self.projector(
+                speech, BatchLayout.of(speech, lens), pre_averaged=pre_averaged
+            )
+            # The lengths the projector reports: for variable-length adapters
+            # the number of outputs it emitted, which only the forward pass knows.
+            positions = list(embeds_layout.seq_lens)
+
+            prompts = [seq.prompt for seq in batch]
+            inputs = assemble_inputs(
+                partial(embed_token_ids, self.llm),
+                [p.prefix_ids for p in prompts],
+                embeds,
+                positions,
+                [p.suffix_ids for p in prompts],
             )
 
-            return self._project_and_generate(
-                batch, lens, prompts, instructions, pre_averaged=pre_averaged
+            generations = generate_from_embeddings(
+                self.llm,
+                inputs.embeds,
+                inputs.layout,
+                stop_token_ids=self._stop_ids,
+                config=self.generation,
+                num_speech_positions=positions,
             )
-
-    def _project_and_generate(
-        self,
-        features: Tensor,
-        lens: Tensor,
-        prompts: Sequence[SpeechPrompt],
-        instructions: Sequence[str],
-        *,
-        pre_averaged: bool,
-    ) -> list[PipelineResult]:
-        features = features.to(self.device, self._projector_dtype)
-        layout = BatchLayout.of(features, [int(n) for n in lens.tolist()])
-
-        speech, speech_layout = self.projector(
-            features, layout, pre_averaged=pre_averaged
-        )
-        # The lengths the projector reports: for variable-length adapters the
-        # number of outputs it emitted, which only the forward pass knows.
-        speech_lens = list(speech_layout.seq_lens)
-
-        inputs = assemble_inputs(
-            partial(embed_token_ids, self.llm),
-            [p.prefix_ids for p in prompts],
-            speech,
-            speech_lens,
-            [p.suffix_ids for p in prompts],
-        )
-
-        generations = generate_from_embeddings(
-            self.llm,
-            inputs.embeds,
-            inputs.layout,
-            stop_token_ids=self._stop_ids,
-            config=self.generation,
-            num_speech_positions=speech_lens,
-        )
 
         return [
-            self._result(generation, prompt, instruction, positions)
-            for generation, prompt, instruction, positions in zip(
-                generations, prompts, instructions, speech_lens, strict=True
+            PipelineResult(
+                text=self._text(generation),
+                instruction=seq.instruction,
+                prompt=seq.prompt,
+                num_speech_positions=n,
+                generation=generation,
             )
+            for seq, generation, n in zip(batch, generations, positions, strict=True)
         ]
 
-    def _result(
-        self,
-        generation: GenerationResult,
-        prompt: SpeechPrompt,
-        instruction: str,
-        num_speech_positions: int,
-    ) -> PipelineResult:
+    def _text(self, generation: GenerationResult) -> str:
         tokens = torch.tensor(generation.tokens, dtype=torch.int64)
 
-        text = self._decoder(tokens).strip() if tokens.numel() else ""
-
-        return PipelineResult(
-            text=text,
-            instruction=instruction,
-            prompt=prompt,
-            num_speech_positions=num_speech_positions,
-            generation=generation,
-        )
+        return self._decoder(tokens).strip() if tokens.numel() else ""
 
 
-def _names(names: Sequence[str] | None, count: int, what: str) -> list[str]:
-    if names is None:
-        return [f"{what} {i}" for i in range(count)]
+@dataclass(frozen=True)
+class _Ready:
+    """An input that passed every check, with its prompt."""
 
-    if len(names) != count:
-        raise ValueError(f"Got {count} inputs, but {len(names)} names.")
+    speech: Tensor
+    prompt: SpeechPrompt
+    instruction: str
 
-    return list(names)
-
-
-def _check_count(num_inputs: int, num_instructions: int, what: str) -> None:
-    if num_instructions != num_inputs:
-        raise ValueError(
-            f"Got {num_inputs} {what}, but {num_instructions} instructions."
-        )
+    @property
+    def length(self) -> int:
+        """Samples or frames: what batches are sorted by."""
+        return self.speech.size(0)
 
 
-def _check_waveform(waveform: Tensor, where: str) -> None:
-    if waveform.dim() != 1 or not waveform.is_floating_point():
-        raise AudioInputError(
-            where,
-            f"expected a 1-D float waveform at 16 kHz, got shape {tuple(waveform.shape)} and dtype {waveform.dtype}.",
-        )
+def _names(
+    names: Sequence[str] | None,
+    items: Sequence[AudioInput],
+    *,
+    features: bool,
+    batch: bool,
+) -> list[str]:
+    if names is not None:
+        if len(names) != len(items):
+            raise ValueError(f"Got {len(items)} inputs, but {len(names)} names.")
+        return list(names)
 
+    if features:
+        return [f"features {i}" if batch else "features" for i in range(len(items))]
 
-def _error(where: str, problem: Unusable) -> AudioInputError:
-    if problem.reason == NON_FINITE_FEATURES:
-        return AudioInputError(where, f"{problem.detail}.")
-
-    return unusable_speech_error(where, problem)
+    return [describe_input(a, i if batch else None) for i, a in enumerate(items)]
 
 
 def _raise_if_unusable(outcome: int | Unusable, where: str) -> int:
     if isinstance(outcome, Unusable):
-        raise _error(where, outcome)
+        raise unusable_speech_error(where, outcome)
 
     return outcome
 
 
-def _fill(
-    outcomes: Sequence[SpeechPrompt | Unusable],
-    generate: Callable[[list[int], list[SpeechPrompt]], list[PipelineResult]],
-) -> list[PipelineResult | Unusable]:
-    """The results of the usable inputs (generated together from their
-    positions and prompts) and the :class:`Unusable` of the others, in input
-    order."""
-    usable = [i for i, o in enumerate(outcomes) if not isinstance(o, Unusable)]
-    prompts = [o for o in outcomes if not isinstance(o, Unusable)]
-    results = dict(
-        zip(usable, generate(usable, prompts) if usable else [], strict=True)
-    )
+T = TypeVar("T")
 
-    return [
-        o if isinstance(o, Unusable) else results[i] for i, o in enumerate(outcomes)
-    ]
+
+def _attempt(
+    on_error: OnError, step: Callable[..., T], *args: object
+) -> T | AudioInputError:
+    """``step(*args)``; its :class:`AudioInputError` is raised, or with
+    ``on_error="skip"`` returned in place of its result."""
+    try:
+        return step(*args)
+    except AudioInputError as error:
+        if on_error == "raise":
+            raise
+        return error

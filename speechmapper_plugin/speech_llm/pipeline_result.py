@@ -1,11 +1,19 @@
-"""What the pipeline returns for one input, beyond the text."""
+"""What the pipeline returns for one input: the answer with how it came about,
+or (with ``on_error="skip"``) why the input was skipped."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, TypeAlias
 
 from speechmapper_plugin.generation import GenerationResult, StopReason
 from speechmapper_plugin.llm import SpeechPrompt
+from speechmapper_plugin.speech_llm.audio_inputs import AudioInputError
+
+OnError: TypeAlias = Literal["raise", "skip"]
+"""What a batch call does with an unusable input: raise its
+:class:`AudioInputError` before any model runs (the default), or put a
+:class:`SkippedInput` in its place and answer the others."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +34,11 @@ class PipelineResult:
 
     generation: GenerationResult
     """The full search result (n-best list for beam search, token log-probs)."""
+
+    @property
+    def error(self) -> None:
+        """Never set: an input that fails raises or becomes a :class:`SkippedInput`."""
+        return None
 
     @property
     def token_ids(self) -> list[int]:
@@ -50,3 +63,18 @@ class PipelineResult:
     def prompt_len(self) -> int:
         """Positions the LLM read before generating (text + speech)."""
         return self.generation.prompt_len
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    """An input left out by ``on_error="skip"``, in its result's place."""
+
+    error: AudioInputError
+    """What is wrong: ``error.code`` is the reason code of
+    :mod:`speechmapper_plugin.data.reasons` (``too_short_audio``,
+    ``invalid_audio``, ...), ``str(error)`` the message naming the input."""
+
+    @property
+    def text(self) -> None:
+        """No answer: the models never saw this input."""
+        return None
