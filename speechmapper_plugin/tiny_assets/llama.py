@@ -9,13 +9,14 @@ Weights are random; the embedding width matches the tiny projector.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import torch
 
 if TYPE_CHECKING:
-    from transformers import LlamaForCausalLM
+    from transformers import LlamaForCausalLM, PreTrainedModel
 
 MAX_EMBEDDING_ROWS: Final = 1024
 
@@ -65,29 +66,57 @@ def build_hf_llama(
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=dims.model_dim,
-        intermediate_size=dims.intermediate_size,
-        num_hidden_layers=dims.num_layers,
-        num_attention_heads=dims.num_attn_heads,
-        num_key_value_heads=dims.num_key_value_heads,
-        max_position_embeddings=dims.max_seq_len,
-        rms_norm_eps=1e-5,
-        rope_theta=rope_theta,
-        tie_word_embeddings=False,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=pad,
+        **hf_decoder_fields(
+            vocab_size, rope_theta=rope_theta, bos=bos, eos=eos, pad=pad, dims=dims
+        ),
         initializer_range=init_std,
-        attn_implementation="eager",
     )
+    return seeded_hf_decoder(LlamaForCausalLM, config, seed)
 
+
+def hf_decoder_fields(
+    vocab_size: int,
+    *,
+    rope_theta: float,
+    bos: int,
+    eos: int,
+    pad: int | None,
+    dims: TinyLlamaDims,
+) -> dict[str, Any]:
+    """The transformers config fields of a tiny Llama-architecture decoder
+    (``LlamaConfig``, ``MistralConfig``): untied, ``rms_norm_eps=1e-5``,
+    eager attention."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": dims.model_dim,
+        "intermediate_size": dims.intermediate_size,
+        "num_hidden_layers": dims.num_layers,
+        "num_attention_heads": dims.num_attn_heads,
+        "num_key_value_heads": dims.num_key_value_heads,
+        "max_position_embeddings": dims.max_seq_len,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": rope_theta,
+        "tie_word_embeddings": False,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+        "attn_implementation": "eager",
+    }
+
+
+ModelT = TypeVar("ModelT", bound="PreTrainedModel")
+
+
+def seeded_hf_decoder(
+    model_cls: Callable[[Any], ModelT], config: Any, seed: int
+) -> ModelT:
+    """``model_cls(config)`` in eval mode with random weights from ``seed``."""
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).eval()
+    model = model_cls(config).eval()
 
     # Make every row distinct and non-trivial (HF zero-initialises the pad row).
     with torch.no_grad():
-        model.model.embed_tokens.weight.normal_(0.0, 0.5)
+        model.get_input_embeddings().weight.normal_(0.0, 0.5)
 
     return model
 

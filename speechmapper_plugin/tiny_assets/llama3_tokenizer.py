@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from speechmapper_plugin.tiny_assets.tokenizer_files import write_json
+from speechmapper_plugin.tiny_assets.tokenizer_files import (
+    byte_level_bpe,
+    save_tokenizer,
+)
 
 LLAMA3_SPECIAL_TOKENS: Final = (
     "<|begin_of_text|>",
@@ -74,48 +77,33 @@ def build_llama3_tokenizer(
     Any text still encodes (byte-level fallback); text like ``sentences``
     encodes into few tokens.
     """
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, pre_tokenizers
     from tokenizers.processors import TemplateProcessing
 
-    if not sentences:
-        raise ValueError("A tokenizer needs at least one training sentence.")
-
-    tokenizer = Tokenizer(models.BPE(ignore_merges=True))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(LLAMA3_SPLIT_REGEX), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-
-    trainer = trainers.BpeTrainer(
+    tokenizer = byte_level_bpe(
+        sentences,
+        LLAMA3_SPECIAL_TOKENS,
         vocab_size=vocab_size,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+        pre_tokenizer=pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(LLAMA3_SPLIT_REGEX), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        ),
+        ignore_merges=True,
     )
-    tokenizer.train_from_iterator(list(sentences), trainer)
-
-    tokenizer.add_special_tokens(list(LLAMA3_SPECIAL_TOKENS))
     tokenizer.post_processor = TemplateProcessing(
         single=f"{LLAMA3_BOS} $A",
         pair=f"{LLAMA3_BOS} $A {LLAMA3_BOS} $B",
         special_tokens=[(LLAMA3_BOS, tokenizer.token_to_id(LLAMA3_BOS))],
     )
-
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(directory / "tokenizer.json"))
-    write_json(
-        directory / "tokenizer_config.json",
-        {
-            "tokenizer_class": "PreTrainedTokenizerFast",
-            "bos_token": LLAMA3_BOS,
-            "eos_token": LLAMA3_EOT,
-            "clean_up_tokenization_spaces": True,
-            "model_input_names": ["input_ids", "attention_mask"],
-            "model_max_length": 131072,
-            "chat_template": LLAMA3_1_CHAT_JINJA,
-        },
-    )
-
-    return directory
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": LLAMA3_BOS,
+        "eos_token": LLAMA3_EOT,
+        "clean_up_tokenization_spaces": True,
+        "model_input_names": ["input_ids", "attention_mask"],
+        "model_max_length": 131072,
+        "chat_template": LLAMA3_1_CHAT_JINJA,
+    }
+    return save_tokenizer(directory, tokenizer, config)

@@ -18,18 +18,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import torch
-
 from speechmapper_plugin.tiny_assets.llama import (
     TINY_LLAMA_DIMS,
     TinyLlamaDims,
     embedding_rows,
     fairseq2_llama_config,
+    hf_decoder_fields,
+    seeded_hf_decoder,
 )
 from speechmapper_plugin.tiny_assets.tokenizer_files import (
     hf_tokenizer_size,
+    save_tokenizer,
     sentencepiece_style_bpe,
-    write_json,
 )
 
 MISTRAL_V3_SPECIAL_TOKENS: Final = (
@@ -88,19 +88,12 @@ def build_mistral_tokenizer(
     """Write ``tokenizer.json`` + ``tokenizer_config.json`` of a tiny Mistral v0.3-style tokenizer."""
     from tokenizers.processors import TemplateProcessing
 
-    if not sentences:
-        raise ValueError("A tokenizer needs at least one training sentence.")
-
     tokenizer = sentencepiece_style_bpe(
         sentences, MISTRAL_V3_SPECIAL_TOKENS, vocab_size=vocab_size
     )
     tokenizer.post_processor = TemplateProcessing(
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
     )
-
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(directory / "tokenizer.json"))
-
     config: dict[str, Any] = {
         "tokenizer_class": "LlamaTokenizerFast",
         **TOKENIZER_CARD_CONFIG,
@@ -111,9 +104,7 @@ def build_mistral_tokenizer(
         "model_max_length": 32768,
         "chat_template": MISTRAL_V3_CHAT_JINJA,
     }
-    write_json(directory / "tokenizer_config.json", config)
-
-    return directory
+    return save_tokenizer(directory, tokenizer, config)
 
 
 def build_hf_mistral(
@@ -123,27 +114,18 @@ def build_hf_mistral(
     from transformers import MistralConfig, MistralForCausalLM
 
     config = MistralConfig(
-        vocab_size=vocab_size,
-        hidden_size=dims.model_dim,
-        intermediate_size=dims.intermediate_size,
-        num_hidden_layers=dims.num_layers,
-        num_attention_heads=dims.num_attn_heads,
-        num_key_value_heads=dims.num_key_value_heads,
-        max_position_embeddings=dims.max_seq_len,
-        rms_norm_eps=1e-5,
-        rope_theta=MISTRAL_V3_ROPE_THETA,
+        **hf_decoder_fields(
+            vocab_size,
+            rope_theta=MISTRAL_V3_ROPE_THETA,
+            bos=1,
+            eos=2,
+            pad=None,
+            dims=dims,
+        ),
         sliding_window=None,
-        tie_word_embeddings=False,
-        bos_token_id=1,
-        eos_token_id=2,
         initializer_range=0.2,
-        attn_implementation="eager",
     )
-    torch.manual_seed(seed)
-    model = MistralForCausalLM(config).eval()
-    with torch.no_grad():
-        model.model.embed_tokens.weight.normal_(0.0, 0.5)
-    return model
+    return seeded_hf_decoder(MistralForCausalLM, config, seed)
 
 
 def write_tiny_mistral(

@@ -14,7 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from speechmapper_plugin.tiny_assets.tokenizer_files import write_json
+from speechmapper_plugin.tiny_assets.tokenizer_files import (
+    byte_level_bpe,
+    save_tokenizer,
+)
 
 QWEN25_SPECIAL_TOKENS: Final = (
     "<|endoftext|>",
@@ -49,27 +52,7 @@ def build_qwen_tokenizer(
     directory: Path, sentences: Sequence[str], *, vocab_size: int = 384
 ) -> Path:
     """Write ``tokenizer.json`` + ``tokenizer_config.json`` into ``directory``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    if not sentences:
-        raise ValueError("A tokenizer needs at least one training sentence.")
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(
-        add_prefix_space=False, use_regex=True
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(list(sentences), trainer)
-    tokenizer.add_special_tokens(list(QWEN25_SPECIAL_TOKENS))
-
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(directory / "tokenizer.json"))
-
+    tokenizer = byte_level_bpe(sentences, QWEN25_SPECIAL_TOKENS, vocab_size=vocab_size)
     config: dict[str, Any] = {
         "tokenizer_class": "Qwen2TokenizerFast",
         "bos_token": None,
@@ -80,6 +63,4 @@ def build_qwen_tokenizer(
         "model_max_length": 32768,
         "chat_template": QWEN25_CHAT_JINJA,
     }
-    write_json(directory / "tokenizer_config.json", config)
-
-    return directory
+    return save_tokenizer(directory, tokenizer, config)

@@ -41,8 +41,8 @@ from speechmapper_plugin.tiny_assets import (
 )
 from speechmapper_plugin.tiny_assets import build_hf_llama as _build_hf_llama
 from speechmapper_plugin.tiny_assets.tokenizer_files import (
+    save_tokenizer,
     sentencepiece_style_bpe,
-    write_json,
 )
 
 LLAMA_CARD: Final = "test_llama"
@@ -68,10 +68,6 @@ def build_eurollm_tokenizer(directory: Path, *, with_pad: bool = True) -> Path:
     tokenizer = sentencepiece_style_bpe(
         training_sentences(), EUROLLM_SPECIAL_TOKENS, vocab_size=180
     )
-
-    directory.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(directory / "tokenizer.json"))
-
     config: dict[str, Any] = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "unk_token": "<unk>",
@@ -83,9 +79,7 @@ def build_eurollm_tokenizer(directory: Path, *, with_pad: bool = True) -> Path:
     }
     if with_pad:
         config["pad_token"] = "</s>"
-    write_json(directory / "tokenizer_config.json", config)
-
-    return directory
+    return save_tokenizer(directory, tokenizer, config)
 
 
 def build_hf_llama(
