@@ -22,6 +22,7 @@ from speechmapper_plugin.audio import (
     AudioDecodeError,
     AudioError,
     InvalidWaveformError,
+    check_mono_float,
     load_audio,
     resample,
 )
@@ -169,15 +170,10 @@ def _convert_array(audio: np.ndarray | Tensor, sample_rate: int, where: str) -> 
         torch.from_numpy(np.asarray(audio)) if isinstance(audio, np.ndarray) else audio
     )
 
-    if waveform.dim() != 1:
-        raise InvalidWaveformError(
-            f"a waveform must be 1-D (mono samples), but has shape {tuple(waveform.shape)}; downmix multichannel audio first, and pass a batch as a list of waveforms."
-        )
-
-    if not waveform.is_floating_point():
-        raise InvalidWaveformError(
-            f"a waveform must be floating point in [-1, 1], but has dtype {waveform.dtype}; divide 16-bit PCM by 32768."
-        )
+    check_mono_float(
+        waveform,
+        downmix_hint="downmix multichannel audio first, and pass a batch as a list of waveforms",
+    )
 
     if waveform.numel() == 0:
         raise AudioInputError(where, "the waveform is empty.", code=EMPTY_AUDIO)
