@@ -181,6 +181,26 @@ def test_cli_passes_on_a_clean_manifest(tmp_path: Path) -> None:
     assert (tmp_path / "r.tsv").read_text() == "line\tid\treason\tdetail\n"
 
 
+def test_cli_writes_its_report_next_to_the_manifest_not_into_the_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    write_tone(data / "a.wav", 0.5)
+    manifest = write_manifest(
+        data / "ok.jsonl", [{"id": "a", "audio": "a.wav", "text": "hi"}]
+    )
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+
+    code = main([str(manifest)])
+
+    assert code == 0
+    assert list(cwd.iterdir()) == []
+    report = data / "ok.jsonl.validation.tsv"
+    assert report.read_text() == "line\tid\treason\tdetail\n"
+
+
 def test_cli_unusable_manifest_exits_2_with_a_message(tmp_path: Path) -> None:
     result = subprocess.run(
         [

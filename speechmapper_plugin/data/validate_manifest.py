@@ -1,7 +1,8 @@
 """Validate an audio manifest: ``python -m speechmapper_plugin.data.validate_manifest MANIFEST``.
 
 Prints the counts per reason and every bad row, writes them as TSV
-(``line, id, reason, detail``) and exits with 1 if any row is bad, 2 if the
+(``line, id, reason, detail``) next to the manifest (or to ``--report``, never
+into the working directory) and exits with 1 if any row is bad, 2 if the
 manifest is unusable as a whole, 0 otherwise.
 """
 
@@ -39,7 +40,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--report",
         type=Path,
-        help="TSV report of the bad rows (default: MANIFEST_NAME.validation.tsv in the current directory)",
+        help="TSV report of the bad rows (default: MANIFEST.validation.tsv, next to the manifest)",
     )
     parser.add_argument(
         "--frame-averaging",
@@ -54,6 +55,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--max-print", type=int, help="print at most this many bad rows (default: all)"
     )
     return parser.parse_args(argv)
+
+
+def default_report_path(manifest: Path) -> Path:
+    """``MANIFEST.validation.tsv`` in the manifest's directory: the report
+    belongs with its input, not with wherever the command was run."""
+    return manifest.with_name(f"{manifest.name}.validation.tsv")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  ... and {len(report.problems) - len(shown)} more (see the report)"
             )
 
-    report_path = args.report or Path(f"{args.manifest.name}.validation.tsv")
+    report_path = args.report or default_report_path(args.manifest)
     report.write_tsv(report_path)
     print(f"Report: {report_path}")
 
