@@ -6,7 +6,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, final
 
 MARKER: Final = ".speechmapper_quickstart"
 """Marks a directory the quickstart made, so a rerun may resume or replace it
@@ -22,43 +22,53 @@ class QuickstartError(Exception):
     """The quickstart cannot go on; the message says why and what to do."""
 
 
+@final
+class _Under:
+    """A fixed path under a layout's root: ``layout.root / parts``."""
+
+    def __init__(self, *parts: str) -> None:
+        self._parts = parts
+
+    def __get__(self, layout: QuickstartLayout, owner: type | None = None) -> Path:
+        return layout.root.joinpath(*self._parts)
+
+
 @dataclass(frozen=True)
 class QuickstartLayout:
     """The output tree of one quickstart run."""
 
     root: Path
 
-    @property
-    def assets(self) -> Path:
-        return self.root / "assets"
+    assets = _Under("assets")
 
-    @property
-    def llm(self) -> Path:
-        """The toy LLM (Hugging Face directory)."""
-        return self.assets / "toy_llm"
+    llm = _Under("assets", "toy_llm")
+    """The toy LLM (Hugging Face directory)."""
 
-    @property
-    def cards(self) -> Path:
-        """The asset cards (``common.assets.extra_paths`` of every recipe)."""
-        return self.root / "cards"
+    cards = _Under("cards")
+    """The asset cards (``common.assets.extra_paths`` of every recipe)."""
 
-    @property
-    def world(self) -> Path:
-        """The toy world's sentences in three languages (JSON)."""
-        return self.root / "world.json"
+    world = _Under("world.json")
+    """The toy world's sentences in three languages (JSON)."""
 
-    @property
-    def corpus(self) -> Path:
-        return self.root / "corpus"
+    corpus = _Under("corpus")
 
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
+    logs = _Under("logs")
 
-    @property
-    def done(self) -> Path:
-        """One file per finished step: what resuming skips."""
-        return self.root / "done"
+    done = _Under("done")
+    """One file per finished step: what resuming skips."""
+
+    stage1 = _Under("stage1")
+
+    references = _Under("references.json")
+    """Scores of the no-translation baseline and the text upper bound."""
+
+    eet = _Under("eet")
+
+    summary = _Under("summary.json")
+
+    summary_md = _Under("summary.md")
+
+    stage1_plot = _Under("stage1_validation.png")
 
     def manifest(self, split: str) -> Path:
         return self.corpus / f"{split}.tsv"
@@ -75,36 +85,11 @@ class QuickstartLayout:
     def instructions(self, name: str) -> Path:
         return self.root / "instructions" / f"{name}.jsonl"
 
-    @property
-    def stage1(self) -> Path:
-        return self.root / "stage1"
-
     def stage2(self, run: str) -> Path:
         return self.root / f"stage2_{run}"
 
     def evaluation(self, run: str) -> Path:
         return self.root / f"evaluate_{run}"
-
-    @property
-    def references(self) -> Path:
-        """Scores of the no-translation baseline and the text upper bound."""
-        return self.root / "references.json"
-
-    @property
-    def eet(self) -> Path:
-        return self.root / "eet"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def summary_md(self) -> Path:
-        return self.root / "summary.md"
-
-    @property
-    def stage1_plot(self) -> Path:
-        return self.root / "stage1_validation.png"
 
     def is_done(self, step: str) -> bool:
         return (self.done / step).is_file()
