@@ -1,1 +1,2 @@
-"""fairseq2 recipes of the SpeechMapper plugin; run each with ``python -m recipes.<name>``."""
+"""fairseq2 recipes of the SpeechMapper plugin; run each with ``speechmapper
+<command>`` (:mod:`recipes.cli`) or ``python -m recipes.<name>``."""
