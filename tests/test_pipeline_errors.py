@@ -38,6 +38,7 @@ from speechmapper_plugin.speech_llm import (
     SpeechMapperPipeline,
     SpeechTooLongError,
     SpeechTooShortError,
+    TaskPrompts,
     pipeline_cards,
 )
 from tests.support.audio import tone, write_corrupt, write_too_short, write_wav
@@ -455,4 +456,11 @@ def test_bad_settings_are_refused(parts: dict[str, object]) -> None:
             *common,  # type: ignore[arg-type]
             llm_name="test_llama",
             generation=GenerationConfig(max_new_tokens=0),
+        )
+
+    with pytest.raises(ValidationError, match="`st` must contain {language}"):
+        SpeechMapperPipeline(
+            *common,  # type: ignore[arg-type]
+            llm_name="test_llama",
+            prompts=TaskPrompts(st="Translate this.\n<speech>"),
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fairseq2.utils.validation import ValidationError, ValidationResult
+from fairseq2.utils.validation import StandardObjectValidator, ValidationResult
 
 from speechmapper_plugin.data.instructions.prompts import (
     ASR_EVAL_PROMPTS,
@@ -68,15 +68,20 @@ class TaskPrompts:
         return result
 
     def check(self) -> None:
-        result = self.validate()
-        if result.has_error():
-            raise ValidationError(result)
+        """Raise :class:`~fairseq2.utils.validation.ValidationError` if a
+        template is not valid (fairseq2's validator, as for a recipe config)."""
+        StandardObjectValidator().validate(self)
 
     def transcription(self) -> str:
         return self.asr
 
     def translation(self, target_lang: str) -> str:
-        """``target_lang``: an ISO 639-1 code ("de") or a language name."""
+        """``target_lang``: a code of
+        :data:`~speechmapper_plugin.data.instructions.prompts.LANGUAGE_NAMES`
+        ("de", "deu", "zh-CN") or a language's name ("Swahili").
+
+        :raises ValueError: for an unknown code, listing the known ones.
+        """
         return self.st.replace(LANGUAGE_FIELD, language_name(target_lang))
 
     def question(self, question: str) -> str:
