@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, TypeAlias, TypedDict, TypeVar, overload
+from typing import Literal, Required, TypeAlias, TypedDict, TypeVar, overload
 
 import torch
 from fairseq2.data.tokenizers import Tokenizer
@@ -94,8 +94,6 @@ Answer: TypeAlias = str | SkippedInput
 Texts: TypeAlias = Answer | list[str] | list[Answer]
 """What a task method returns (its overloads say which for which input)."""
 
-Raise: TypeAlias = Literal["raise"]
-
 
 class PipelineOptions(TypedDict, total=False):
     """The constructor's settings that :meth:`SpeechMapperPipeline.from_cards`
@@ -119,6 +117,23 @@ class CallOptions(TypedDict, total=False):
 
     batch_size: int | None
     """Inputs per forward pass (default: the pipeline's ``batch_size``)."""
+
+
+class TaskOptions(CallOptions, total=False):
+    on_error: OnError
+    """``"raise"`` (the default) or ``"skip"``; see :meth:`SpeechMapperPipeline.run`."""
+
+
+class Raising(CallOptions, total=False):
+    """:class:`TaskOptions` of a call that raises: its batch gives only texts."""
+
+    on_error: Literal["raise"]
+
+
+class Skipping(CallOptions):
+    """:class:`TaskOptions` naming ``on_error``: a batch may hold skipped inputs."""
+
+    on_error: Required[OnError]
 
 
 class SpeechMapperPipeline:
@@ -274,67 +289,44 @@ class SpeechMapperPipeline:
     # -- task methods --------------------------------------------------------
     # One input gives a str, a list or tuple a list in input order; a batch
     # with ``on_error="skip"`` has a :class:`SkippedInput` where an input was
-    # unusable. ``options``: ``sample_rate``, ``batch_size`` (see :meth:`run`).
+    # unusable. ``options``: ``on_error``, ``sample_rate``, ``batch_size``
+    # (see :meth:`run`).
 
     @overload
     def transcribe(self, audio: AudioInput, **options: Unpack[CallOptions]) -> str: ...
-
     @overload
     def transcribe(
-        self,
-        audio: BatchInput,
-        *,
-        on_error: Raise = ...,
-        **options: Unpack[CallOptions],
+        self, audio: BatchInput, **options: Unpack[Raising]
     ) -> list[str]: ...
-
     @overload
     def transcribe(
-        self, audio: BatchInput, *, on_error: OnError, **options: Unpack[CallOptions]
+        self, audio: BatchInput, **options: Unpack[Skipping]
     ) -> list[Answer]: ...
 
     def transcribe(
-        self,
-        audio: AudioInput | BatchInput,
-        *,
-        on_error: OnError = "raise",
-        **options: Unpack[CallOptions],
+        self, audio: AudioInput | BatchInput, **options: Unpack[TaskOptions]
     ) -> Texts:
         """What is said, with :attr:`prompts.asr` as the instruction."""
-        return self._texts(audio, self.prompts.transcription(), on_error, options)
+        return self._texts(audio, self.prompts.transcription(), options)
 
     @overload
     def translate(
         self, audio: AudioInput, target_lang: str, **options: Unpack[CallOptions]
     ) -> str: ...
-
     @overload
     def translate(
-        self,
-        audio: BatchInput,
-        target_lang: str,
-        *,
-        on_error: Raise = ...,
-        **options: Unpack[CallOptions],
+        self, audio: BatchInput, target_lang: str, **options: Unpack[Raising]
     ) -> list[str]: ...
-
     @overload
     def translate(
-        self,
-        audio: BatchInput,
-        target_lang: str,
-        *,
-        on_error: OnError,
-        **options: Unpack[CallOptions],
+        self, audio: BatchInput, target_lang: str, **options: Unpack[Skipping]
     ) -> list[Answer]: ...
 
     def translate(
         self,
         audio: AudioInput | BatchInput,
         target_lang: str,
-        *,
-        on_error: OnError = "raise",
-        **options: Unpack[CallOptions],
+        **options: Unpack[TaskOptions],
     ) -> Texts:
         """A translation into ``target_lang``: a code of
         :data:`~speechmapper_plugin.data.instructions.prompts.LANGUAGE_NAMES`
@@ -342,42 +334,26 @@ class SpeechMapperPipeline:
 
         :raises ValueError: for an unknown code, listing the known ones.
         """
-        instruction = self.prompts.translation(target_lang)
-
-        return self._texts(audio, instruction, on_error, options)
+        return self._texts(audio, self.prompts.translation(target_lang), options)
 
     @overload
     def answer(
         self, audio: AudioInput, question: str, **options: Unpack[CallOptions]
     ) -> str: ...
-
     @overload
     def answer(
-        self,
-        audio: BatchInput,
-        question: Instructions,
-        *,
-        on_error: Raise = ...,
-        **options: Unpack[CallOptions],
+        self, audio: BatchInput, question: Instructions, **options: Unpack[Raising]
     ) -> list[str]: ...
-
     @overload
     def answer(
-        self,
-        audio: BatchInput,
-        question: Instructions,
-        *,
-        on_error: OnError,
-        **options: Unpack[CallOptions],
+        self, audio: BatchInput, question: Instructions, **options: Unpack[Skipping]
     ) -> list[Answer]: ...
 
     def answer(
         self,
         audio: AudioInput | BatchInput,
         question: Instructions,
-        *,
-        on_error: OnError = "raise",
-        **options: Unpack[CallOptions],
+        **options: Unpack[TaskOptions],
     ) -> Texts:
         """The answer to a text ``question`` about the audio (one question for
         all inputs, or one per input)."""
@@ -386,53 +362,38 @@ class SpeechMapperPipeline:
         else:
             instructions = [self.prompts.question(q) for q in question]
 
-        return self._texts(audio, instructions, on_error, options)
+        return self._texts(audio, instructions, options)
 
     @overload
     def generate(
         self, audio: AudioInput, instruction: str, **options: Unpack[CallOptions]
     ) -> str: ...
-
     @overload
     def generate(
-        self,
-        audio: BatchInput,
-        instruction: Instructions,
-        *,
-        on_error: Raise = ...,
-        **options: Unpack[CallOptions],
+        self, audio: BatchInput, instruction: Instructions, **options: Unpack[Raising]
     ) -> list[str]: ...
-
     @overload
     def generate(
-        self,
-        audio: BatchInput,
-        instruction: Instructions,
-        *,
-        on_error: OnError,
-        **options: Unpack[CallOptions],
+        self, audio: BatchInput, instruction: Instructions, **options: Unpack[Skipping]
     ) -> list[Answer]: ...
 
     def generate(
         self,
         audio: AudioInput | BatchInput,
         instruction: Instructions,
-        *,
-        on_error: OnError = "raise",
-        **options: Unpack[CallOptions],
+        **options: Unpack[TaskOptions],
     ) -> Texts:
         """The answer to any instruction; it must contain ``<speech>`` exactly
         once, where the speech goes (e.g. ``"Summarise this talk.\\n<speech>"``)."""
-        return self._texts(audio, instruction, on_error, options)
+        return self._texts(audio, instruction, options)
 
     def _texts(
         self,
         audio: AudioInput | BatchInput,
         instructions: Instructions,
-        on_error: OnError,
-        options: CallOptions,
+        options: TaskOptions,
     ) -> Texts:
-        results = self.run(audio, instructions, on_error=on_error, **options)
+        results = self.run(audio, instructions, **options)
 
         texts = [r if isinstance(r, SkippedInput) else r.text for r in results]
 
@@ -446,11 +407,10 @@ class SpeechMapperPipeline:
         inputs: AudioInput | BatchInput,
         instructions: Instructions,
         *,
-        on_error: Raise = ...,
         features: bool = ...,
         pre_averaged: bool = ...,
         names: Sequence[str] | None = ...,
-        **options: Unpack[CallOptions],
+        **options: Unpack[Raising],
     ) -> list[PipelineResult]: ...
 
     @overload
@@ -459,11 +419,10 @@ class SpeechMapperPipeline:
         inputs: AudioInput | BatchInput,
         instructions: Instructions,
         *,
-        on_error: OnError,
         features: bool = ...,
         pre_averaged: bool = ...,
         names: Sequence[str] | None = ...,
-        **options: Unpack[CallOptions],
+        **options: Unpack[Skipping],
     ) -> list[PipelineResult | SkippedInput]: ...
 
     def run(
