@@ -175,15 +175,15 @@ def test_sample_rate_is_for_arrays_only(
 def count_checks(
     pipeline: SpeechMapperPipeline, monkeypatch: pytest.MonkeyPatch
 ) -> list[int]:
-    """The ``num_samples`` of every :meth:`usable_audio` call from now on."""
+    """The ``num_samples`` of every :meth:`check_audio` call from now on."""
     calls: list[int] = []
-    original = pipeline.usable_audio
+    original = pipeline.check_audio
 
     def counted(num_samples: int, *args: object, **kwargs: object) -> object:
         calls.append(num_samples)
         return original(num_samples, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(pipeline, "usable_audio", counted)
+    monkeypatch.setattr(pipeline, "check_audio", counted)
     return calls
 
 

@@ -533,15 +533,17 @@ class SpeechMapperPipeline:
 
         return self.extractor.min_num_samples_for_frames(frames)
 
-    def usable_audio(
-        self, num_samples: int, instruction: str, *, where: str = "The instruction"
-    ) -> int | Unusable:
+    def check_audio(
+        self, num_samples: int, instruction: str, *, where: str = "audio"
+    ) -> int:
         """The number of speech embeddings for ``num_samples`` of 16 kHz audio
         (for ``cif`` and ``ctc_compression`` adapters the most they can emit:
-        their real number depends on what is said), or why there is none or
-        the LLM cannot take them (see :mod:`speechmapper_plugin.data.usability`).
+        their real number depends on what is said); the checks of
+        :mod:`speechmapper_plugin.data.usability`.
 
-        :param where: Names the instruction if it lacks its placeholder.
+        :param where: Names the audio (and the instruction) in errors.
+        :raises SpeechTooShortError: if it gives no speech embedding.
+        :raises SpeechTooLongError: if the projector or the LLM cannot take it.
         :raises InstructionFormatError: if ``instruction`` does not contain
             ``<speech>`` exactly once.
         """
@@ -552,53 +554,13 @@ class SpeechMapperPipeline:
             needed_by="the speech encoder and the projector need",
         )
         if too_short is not None:
-            return too_short
+            raise unusable_speech_error(where, too_short)
 
-        return self.usable_features(
+        return self.check_features(
             self.extractor.num_frames(num_samples),
             instruction,
             pre_averaged=False,
             where=where,
-        )
-
-    def usable_features(
-        self,
-        num_frames: int,
-        instruction: str,
-        *,
-        pre_averaged: bool,
-        where: str = "The instruction",
-    ) -> int | Unusable:
-        """:meth:`usable_audio` for ``num_frames`` speech-encoder frames: exact
-        for fixed-rate projectors, an upper bound for variable-length adapters
-        (so the context check never lets through what cannot fit)."""
-        config = self.projector.config
-
-        positions = speech_positions(config, num_frames, pre_averaged=pre_averaged)
-        if isinstance(positions, Unusable):
-            return positions
-
-        prompt = self.encode_prompt(instruction, where=where)
-        too_long = prompt_problem(
-            config,
-            len(prompt.prefix_ids),
-            positions,
-            len(prompt.suffix_ids),
-            self.llm.max_seq_len,
-        )
-
-        return positions if too_long is None else too_long
-
-    def check_audio(
-        self, num_samples: int, instruction: str, *, where: str = "audio"
-    ) -> int:
-        """:meth:`usable_audio`, raising for unusable audio.
-
-        :raises SpeechTooShortError: if it gives no speech embedding.
-        :raises SpeechTooLongError: if the projector or the LLM cannot take it.
-        """
-        return _raise_if_unusable(
-            self.usable_audio(num_samples, instruction, where=where), where
         )
 
     def check_features(
@@ -609,13 +571,27 @@ class SpeechMapperPipeline:
         pre_averaged: bool,
         where: str = "features",
     ) -> int:
-        """:meth:`usable_features`, raising as :meth:`check_audio` does."""
-        return _raise_if_unusable(
-            self.usable_features(
-                num_frames, instruction, pre_averaged=pre_averaged, where=where
-            ),
-            where,
+        """:meth:`check_audio` for ``num_frames`` speech-encoder frames: exact
+        for fixed-rate projectors, an upper bound for variable-length adapters
+        (so the context check never lets through what cannot fit)."""
+        config = self.projector.config
+
+        positions = speech_positions(config, num_frames, pre_averaged=pre_averaged)
+        if isinstance(positions, Unusable):
+            raise unusable_speech_error(where, positions)
+
+        prompt = self.encode_prompt(instruction, where=where)
+        too_long = prompt_problem(
+            config,
+            len(prompt.prefix_ids),
+            positions,
+            len(prompt.suffix_ids),
+            self.llm.max_seq_len,
         )
+        if too_long is not None:
+            raise unusable_speech_error(where, too_long)
+
+        return positions
 
     # -- internals -----------------------------------------------------------
 
@@ -673,12 +649,11 @@ class SpeechMapperPipeline:
     ) -> _Ready:
         """``speech`` with its prompt, if the projector and the LLM can take it."""
         if features:
-            positions = self.usable_features(
+            self.check_features(
                 speech.size(0), instruction, pre_averaged=pre_averaged, where=where
             )
         else:
-            positions = self.usable_audio(speech.numel(), instruction, where=where)
-        _raise_if_unusable(positions, where)
+            self.check_audio(speech.numel(), instruction, where=where)
 
         return _Ready(speech, self.encode_prompt(instruction, where=where), instruction)
 
@@ -768,13 +743,6 @@ def _names(
         return [f"features {i}" if batch else "features" for i in range(len(items))]
 
     return [describe_input(a, i if batch else None) for i, a in enumerate(items)]
-
-
-def _raise_if_unusable(outcome: int | Unusable, where: str) -> int:
-    if isinstance(outcome, Unusable):
-        raise unusable_speech_error(where, outcome)
-
-    return outcome
 
 
 T = TypeVar("T")
