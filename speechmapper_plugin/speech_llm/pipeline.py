@@ -142,7 +142,9 @@ class SpeechMapperPipeline:
     ``audio`` is a path, the bytes of an encoded file, or a 1-D float waveform
     (numpy array or tensor, in [-1, 1]) at 16 kHz (``sample_rate=`` for other
     rates; it is resampled). A list or tuple of those is a batch: the methods
-    then return a list, in input order. Generation is greedy unless
+    then return a list, in input order, and ``on_error="skip"`` puts a
+    :class:`SkippedInput` in place of an unusable input instead of raising
+    for the whole batch. Generation is greedy unless
     ``generation.beam_size > 1``; greedy answers do not depend on how inputs
     are batched (up to float rounding).
 
