@@ -65,28 +65,22 @@ class Stage1Criterion(StageCriterion[SpeechFeaturesBatch]):
         loss = stage1_loss(
             self._model, batch, targets=self._targets, weights=self._weights
         )
-        self._update_metrics(metric_bag, batch, loss)
+        with torch.inference_mode():
+            if loss.ctc is not None and loss.ctc.num_rows:
+                metric_bag.get("ctc", Mean).update(
+                    loss.ctc.total.detach(), weight=loss.ctc.num_rows
+                )
+            if loss.quantity is not None:
+                metric_bag.get("quantity", Mean).update(
+                    loss.quantity.detach(), weight=batch.batch_size
+                )
+            update_mse_metrics(metric_bag, loss.mse)
+            metric_bag.get("num_frames", Sum).update(int(batch.feature_lens.sum()))
         if self._scorer is not None:
             self._scorer(
                 self._model, batch, loss, metric_bag, per_token=self._weights.per_token
             )
         return loss.total
-
-    @staticmethod
-    @torch.inference_mode()
-    def _update_metrics(
-        metric_bag: MetricBag, batch: SpeechFeaturesBatch, loss: Stage1Loss
-    ) -> None:
-        if loss.ctc is not None and loss.ctc.num_rows:
-            metric_bag.get("ctc", Mean).update(
-                loss.ctc.total.detach(), weight=loss.ctc.num_rows
-            )
-        if loss.quantity is not None:
-            metric_bag.get("quantity", Mean).update(
-                loss.quantity.detach(), weight=batch.batch_size
-            )
-        update_mse_metrics(metric_bag, loss.mse)
-        metric_bag.get("num_frames", Sum).update(int(batch.feature_lens.sum()))
 
     @override
     def process_metric_values(self, values: MutableMapping[str, object]) -> None:

@@ -14,7 +14,7 @@ from typing_extensions import final, override
 from recipes.common import StageCriterion, update_mse_metrics
 from speechmapper_plugin.datasets.instructions import InstructionBatch
 from speechmapper_plugin.llm import TargetLLMEmbeddings
-from speechmapper_plugin.losses import Stage2Loss, stage2_loss
+from speechmapper_plugin.losses import stage2_loss
 
 
 @final
@@ -62,20 +62,17 @@ class Stage2Criterion(StageCriterion[InstructionBatch]):
             alpha=self._alpha,
             compute_all=self._compute_all,
         )
-        self._update_metrics(metric_bag, loss)
+        with torch.inference_mode():
+            if loss.ce is not None:
+                metric_bag.get("ce", Mean).update(
+                    loss.ce.detach(), weight=loss.num_response_tokens
+                )
+            if loss.mse is not None:
+                metric_bag.get("mse", Mean).update(
+                    loss.mse.total.detach(), weight=loss.num_mse_rows
+                )
+                update_mse_metrics(metric_bag, loss.mse)
+            tokens = loss.num_response_tokens
+            metric_bag.get("num_response_tokens", Sum).update(tokens)
+            metric_bag.get("num_mse_examples", Sum).update(loss.num_mse_rows)
         return loss.total
-
-    @staticmethod
-    @torch.inference_mode()
-    def _update_metrics(metric_bag: MetricBag, loss: Stage2Loss) -> None:
-        if loss.ce is not None:
-            metric_bag.get("ce", Mean).update(
-                loss.ce.detach(), weight=loss.num_response_tokens
-            )
-        if loss.mse is not None:
-            metric_bag.get("mse", Mean).update(
-                loss.mse.total.detach(), weight=loss.num_mse_rows
-            )
-            update_mse_metrics(metric_bag, loss.mse)
-        metric_bag.get("num_response_tokens", Sum).update(loss.num_response_tokens)
-        metric_bag.get("num_mse_examples", Sum).update(loss.num_mse_rows)

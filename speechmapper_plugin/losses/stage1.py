@@ -31,26 +31,15 @@ if TYPE_CHECKING:
 
 
 class Stage1Batch(Protocol):
-    """What the losses read of a batch: pre-averaged features and the
-    transcripts' MSE target ids (the dataset families' batches have these
-    fields)."""
+    """What the losses read of a batch (the dataset families' batches have
+    these fields): pre-averaged features, right-padded, and the transcripts'
+    MSE target ids (of :meth:`TargetLLMEmbeddings.encode`), right-padded with
+    any valid id; ``target_lens`` is 0 where a row has no transcript."""
 
-    @property
-    def features(self) -> Tensor:
-        """``[B, T, D]`` pre-averaged features, right-padded."""
-
-    @property
-    def feature_lens(self) -> Tensor:
-        """``[B]`` valid frames per row."""
-
-    @property
-    def target_ids(self) -> Tensor:
-        """``[B, S]`` transcript token ids (of :meth:`TargetLLMEmbeddings.encode`),
-        right-padded with any valid id."""
-
-    @property
-    def target_lens(self) -> Tensor:
-        """``[B]`` tokens per row; 0 where a row has no transcript."""
+    features: Tensor
+    feature_lens: Tensor
+    target_ids: Tensor
+    target_lens: Tensor
 
 
 @dataclass(frozen=True)

@@ -51,14 +51,9 @@ class Stage2Batch(Stage1Batch, Protocol):
     """A stage-1 batch plus the prompt around the speech and the response
     (the CE target), as token ids per row."""
 
-    @property
-    def prefix_ids(self) -> Sequence[Sequence[int]]: ...
-
-    @property
-    def suffix_ids(self) -> Sequence[Sequence[int]]: ...
-
-    @property
-    def response_ids(self) -> Sequence[Sequence[int]]: ...
+    prefix_ids: list[tuple[int, ...]]
+    suffix_ids: list[tuple[int, ...]]
+    response_ids: list[tuple[int, ...]]
 
 
 @dataclass
