@@ -47,3 +47,9 @@ def sequence_fits(
     needed = prompt_len + (1 if response_len is None else response_len)
 
     return needed <= max_seq_len
+
+
+def describe_rows(rows: Sequence[int], lengths: Sequence[int], unit: str) -> str:
+    """``row 0: 12 frames, row 3: 7 frames``: the rows a refusal names, so
+    that every check that refuses rows of a batch says it the same way."""
+    return ", ".join(f"row {r}: {n} {unit}" for r, n in zip(rows, lengths, strict=True))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import get_args
 
 import pytest
 import torch
@@ -17,9 +18,11 @@ from speechmapper_plugin.losses import (
     embedding_mse_loss,
 )
 from speechmapper_plugin.models.adapters import (
+    ADAPTER_KIND_REGISTRY,
     ADAPTER_KINDS,
     AdapterAux,
     AdapterConfig,
+    AdapterKind,
     AlignmentTargets,
     SpeechAdapter,
     VariableLengthError,
@@ -28,7 +31,7 @@ from speechmapper_plugin.models.adapters import (
     integrate_and_fire,
 )
 from speechmapper_plugin.models.adapters.config import _tiny
-from speechmapper_plugin.models.speechmapper import ProjectorInputTooShortError
+from speechmapper_plugin.models.projector_input import ProjectorInputTooShortError
 
 FIXED = ("base", "conv", "wlq_former", "qformer")
 VARIABLE = ("cif", "ctc_compression")
@@ -171,6 +174,17 @@ def test_configs_refuse_bad_values() -> None:
     assert AdapterConfig(model_dim=100, num_attn_heads=16).validate().has_error()
     assert AdapterConfig(cif_kernel_size=4).validate().has_error()
     assert not AdapterConfig().validate().has_error()
+
+
+def test_every_kind_has_one_entry_and_one_typed_name() -> None:
+    # The `AdapterKind` Literal is for type checkers; the registry is the list.
+    assert set(get_args(AdapterKind)) == set(ADAPTER_KIND_REGISTRY)
+    assert ADAPTER_KINDS == tuple(ADAPTER_KIND_REGISTRY)
+    variable = {k for k, e in ADAPTER_KIND_REGISTRY.items() if e.variable_length}
+    assert variable == set(VARIABLE)
+    assert set(FIXED) | variable == set(ADAPTER_KINDS)
+    for kind in ADAPTER_KINDS:
+        assert AdapterConfig(kind=kind).variable_length == (kind in VARIABLE)
 
 
 def reference_cif(alphas: list[float], frames: list[float]) -> list[float]:

@@ -17,7 +17,11 @@ from fairseq2.nn import BatchLayout
 from torch import Tensor
 
 from speechmapper_plugin.generation.config import GenerationConfig
-from speechmapper_plugin.input_checks import finite_rows, sequence_fits
+from speechmapper_plugin.input_checks import (
+    describe_rows,
+    finite_rows,
+    sequence_fits,
+)
 
 LengthsLike = Sequence[int] | Tensor | BatchLayout
 
@@ -28,11 +32,8 @@ class PromptTooLongError(ValueError):
     def __init__(
         self, rows: Sequence[int], prompt_lens: Sequence[int], max_seq_len: int
     ) -> None:
-        details = ", ".join(
-            f"row {r}: {n} positions" for r, n in zip(rows, prompt_lens, strict=True)
-        )
         super().__init__(
-            f"Prompts too long for the model ({details}); `model.max_seq_len` is {max_seq_len}, so a prompt may have at most {max_seq_len - 1} positions. Drop or split these utterances before batching."
+            f"Prompts too long for the model ({describe_rows(rows, prompt_lens, 'positions')}); `model.max_seq_len` is {max_seq_len}, so a prompt may have at most {max_seq_len - 1} positions. Drop or split these utterances before batching."
         )
         self.rows = list(rows)
 

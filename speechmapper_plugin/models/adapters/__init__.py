@@ -38,13 +38,9 @@ from speechmapper_plugin.models.adapters.cif import (
     integrate_and_fire as integrate_and_fire,
 )
 from speechmapper_plugin.models.adapters.config import (
-    ADAPTER_KINDS as ADAPTER_KINDS,
-)
-from speechmapper_plugin.models.adapters.config import (
     SPEECH_ADAPTER_FAMILY as SPEECH_ADAPTER_FAMILY,
 )
 from speechmapper_plugin.models.adapters.config import AdapterConfig as AdapterConfig
-from speechmapper_plugin.models.adapters.config import AdapterKind as AdapterKind
 from speechmapper_plugin.models.adapters.config import (
     register_speech_adapter_configs as register_speech_adapter_configs,
 )
@@ -64,6 +60,17 @@ from speechmapper_plugin.models.adapters.hub import (
 from speechmapper_plugin.models.adapters.interop import (
     convert_speech_adapter_state_dict as convert_speech_adapter_state_dict,
 )
+from speechmapper_plugin.models.adapters.kinds import (
+    ADAPTER_KIND_REGISTRY as ADAPTER_KIND_REGISTRY,
+)
+from speechmapper_plugin.models.adapters.kinds import (
+    ADAPTER_KINDS as ADAPTER_KINDS,
+)
+from speechmapper_plugin.models.adapters.kinds import AdapterKind as AdapterKind
+from speechmapper_plugin.models.adapters.kinds import (
+    LengthAdapterKind as LengthAdapterKind,
+)
+from speechmapper_plugin.models.adapters.kinds import adapter_kind as adapter_kind
 from speechmapper_plugin.models.adapters.model import SpeechAdapter as SpeechAdapter
 from speechmapper_plugin.models.adapters.model import (
     VariableLengthError as VariableLengthError,

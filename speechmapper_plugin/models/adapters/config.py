@@ -9,42 +9,29 @@ Language Models? What Matters and What Does Not", arXiv 2409.17044); the
            -> [post-encoder] -> Linear(model_dim, output_dim)
 
 where the encoders are pre-LN Transformer encoders (the paper's modality
-adapter) and the length adapter is one of:
-
-- ``base``: none (the modality adapter alone, no length reduction);
-- ``conv``: strided Conv1d layers (fixed rate);
-- ``wlq_former``: a Q-Former per fixed window of frames (fixed rate);
-- ``qformer``: one Q-Former over the whole utterance (fixed number of outputs);
-- ``cif``: continuous integrate-and-fire (variable length, quantity loss);
-- ``ctc_compression``: a CTC head; consecutive frames with the same prediction
-  are averaged, blanks dropped (variable length).
+adapter) and the length adapter is the kind's (``kinds.py``: one entry per
+kind, with its builder, length rule and arch sizes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Final, Literal
+from functools import partial
+from typing import Final
 
 from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
+from speechmapper_plugin.models.adapters.kinds import (
+    ADAPTER_KINDS,
+    AdapterKind,
+    LengthAdapterKind,
+    adapter_kind,
+)
 from speechmapper_plugin.validation import check_divisible, check_positive_fields
 
 SPEECH_ADAPTER_FAMILY: Final = "speech_adapter"
-
-AdapterKind = Literal["base", "conv", "wlq_former", "qformer", "cif", "ctc_compression"]
-
-ADAPTER_KINDS: Final[tuple[str, ...]] = (
-    "base",
-    "conv",
-    "wlq_former",
-    "qformer",
-    "cif",
-    "ctc_compression",
-)
-
-VARIABLE_LENGTH_KINDS: Final[frozenset[str]] = frozenset({"cif", "ctc_compression"})
 
 
 @dataclass(kw_only=True)
@@ -52,7 +39,7 @@ class AdapterConfig:
     """Holds the configuration of one adapter (see the module docstring)."""
 
     kind: AdapterKind = "base"
-    """The length adapter."""
+    """The length adapter (an entry of ``kinds.ADAPTER_KIND_REGISTRY``)."""
 
     input_dim: int = 1024
     """The width of the speech foundation model features."""
@@ -125,15 +112,17 @@ class AdapterConfig:
     @property
     def variable_length(self) -> bool:
         """Whether the number of outputs depends on the content of the input."""
-        return self.kind in VARIABLE_LENGTH_KINDS
+        return adapter_kind(self.kind).variable_length
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
-        if self.kind not in ADAPTER_KINDS:
-            result.add_error(
-                f"`kind` must be one of {', '.join(ADAPTER_KINDS)}, but is '{self.kind}'."
-            )
+        kind: LengthAdapterKind | None
+        try:
+            kind = adapter_kind(self.kind)
+        except ValueError as ex:
+            kind = None
+            result.add_error(str(ex))
 
         check_positive_fields(
             result,
@@ -188,7 +177,7 @@ class AdapterConfig:
                 f"`cif_tail_threshold` must be in (0, cif_threshold], but is {self.cif_tail_threshold}."
             )
 
-        if self.kind in ("cif", "ctc_compression") and self.num_pre_layers == 0:
+        if kind is not None and kind.variable_length and self.num_pre_layers == 0:
             result.add_error(
                 f"A `{self.kind}` adapter needs `num_pre_layers` >= 1: its length decisions are made on contextual frames."
             )
@@ -202,87 +191,44 @@ class AdapterConfig:
 
 def _tiny(kind: AdapterKind, **kwargs: int | float) -> AdapterConfig:
     """Tens of thousands of parameters: tests and CPU runs on the tiny corpus."""
-    variable = kind in VARIABLE_LENGTH_KINDS
+    entry = adapter_kind(kind)
     config = AdapterConfig(
         kind=kind,
         input_dim=64,
         model_dim=64,
-        num_pre_layers=1 if variable else 0,
+        num_pre_layers=1 if entry.variable_length else 0,
         num_post_layers=1,
         num_attn_heads=4,
         ffn_inner_dim=128,
         dropout_p=0.0,
         output_dim=64,
         window_size=4,
-        num_queries={"wlq_former": 2, "qformer": 32}.get(kind, 1),
+        num_queries=1,
         num_qformer_layers=1,
         ctc_vocab_size=256,
     )
-    return replace(config, **kwargs)  # type: ignore[arg-type]
+    return replace(config, **{**entry.tiny_overrides, **kwargs})  # type: ignore[arg-type]
 
 
-def _paper(kind: AdapterKind, **kwargs: int | float) -> AdapterConfig:
+def _paper(kind: AdapterKind) -> AdapterConfig:
     """The size we use for the paper grid: 1024-d, 16 heads, FFN 4096 (the
     SeamlessM4T-v2 encoder's width), a 2-layer modality adapter."""
-    variable = kind in VARIABLE_LENGTH_KINDS
+    entry = adapter_kind(kind)
     config = AdapterConfig(
         kind=kind,
-        num_pre_layers=2 if variable else 0,
-        num_post_layers=0 if variable else 2,
+        num_pre_layers=2 if entry.variable_length else 0,
+        num_post_layers=0 if entry.variable_length else 2,
     )
-    return replace(config, **kwargs)  # type: ignore[arg-type]
+    return replace(config, **entry.paper_overrides)  # type: ignore[arg-type]
 
 
 def register_speech_adapter_configs(container: DependencyContainer) -> None:
+    """Each kind at paper size (Llama-3.1-8B / Mistral-7B width, 4096, from
+    1024-d SFM features) as ``<kind>``, and tiny as ``<kind>_tiny``."""
     arch = ConfigRegistrar(container, AdapterConfig)
 
-    # Paper size: Llama-3.1-8B / Mistral-7B width (4096) from 1024-d SFM features.
-    @arch("base")
-    def base() -> AdapterConfig:
-        return _paper("base")
+    for kind in ADAPTER_KINDS:
+        arch(kind)(partial(_paper, kind))
 
-    @arch("conv")
-    def conv() -> AdapterConfig:
-        return _paper("conv")
-
-    @arch("wlq_former")
-    def wlq_former() -> AdapterConfig:
-        return _paper("wlq_former", num_post_layers=0, num_qformer_layers=2)
-
-    @arch("qformer")
-    def qformer() -> AdapterConfig:
-        # 64 queries: about 2.5 s of speech at 25 text tokens per second is far
-        # more than the sentences of the paper's test sets need.
-        return _paper("qformer", num_post_layers=0, num_queries=64)
-
-    @arch("cif")
-    def cif() -> AdapterConfig:
-        return _paper("cif")
-
-    @arch("ctc_compression")
-    def ctc_compression() -> AdapterConfig:
-        return _paper("ctc_compression")
-
-    @arch("base_tiny")
-    def base_tiny() -> AdapterConfig:
-        return _tiny("base")
-
-    @arch("conv_tiny")
-    def conv_tiny() -> AdapterConfig:
-        return _tiny("conv")
-
-    @arch("wlq_former_tiny")
-    def wlq_former_tiny() -> AdapterConfig:
-        return _tiny("wlq_former")
-
-    @arch("qformer_tiny")
-    def qformer_tiny() -> AdapterConfig:
-        return _tiny("qformer")
-
-    @arch("cif_tiny")
-    def cif_tiny() -> AdapterConfig:
-        return _tiny("cif")
-
-    @arch("ctc_compression_tiny")
-    def ctc_compression_tiny() -> AdapterConfig:
-        return _tiny("ctc_compression")
+    for kind in ADAPTER_KINDS:
+        arch(f"{kind}_tiny")(partial(_tiny, kind))

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-from fairseq2.models.transformer import (
-    FeedForwardNetwork,
-    MultiheadAttention,
-    StandardTransformerDecoder,
-    StandardTransformerDecoderLayer,
-    TransformerDecoder,
-    TransformerEncoder,
-    TransformerNormOrder,
-)
-from fairseq2.nn import (
-    Linear,
-    PositionEncoder,
-    SinusoidalPositionEncoder,
-    StandardLayerNorm,
-)
-from torch.nn import Conv1d, Module
+from fairseq2.models.transformer import TransformerEncoder
+from fairseq2.nn import Linear, PositionEncoder, SinusoidalPositionEncoder
 
-from speechmapper_plugin.models.adapters.cif import CIFLengthAdapter
 from speechmapper_plugin.models.adapters.config import AdapterConfig
-from speechmapper_plugin.models.adapters.ctc import CTCCompressionLengthAdapter
+from speechmapper_plugin.models.adapters.kinds import adapter_kind
 from speechmapper_plugin.models.adapters.lengths import max_output_length
-from speechmapper_plugin.models.adapters.model import ConvLengthAdapter, SpeechAdapter
-from speechmapper_plugin.models.adapters.qformer import WindowQFormer
-from speechmapper_plugin.models.transformer_layers import (
-    create_attention,
-    create_ffn,
-    create_pre_ln_encoder,
-)
+from speechmapper_plugin.models.adapters.model import SpeechAdapter
+from speechmapper_plugin.models.transformer_layers import create_pre_ln_encoder
 
 
 def create_speech_adapter_model(config: AdapterConfig) -> SpeechAdapter:
@@ -37,7 +17,8 @@ def create_speech_adapter_model(config: AdapterConfig) -> SpeechAdapter:
 
 
 class SpeechAdapterFactory:
-    """Pre-LayerNorm Transformer layers, as in the SpeechMapper projector."""
+    """Pre-LayerNorm Transformer layers, as in the SpeechMapper projector; the
+    length adapter is built by the kind's entry (``kinds.py``)."""
 
     def __init__(self, config: AdapterConfig) -> None:
         self._config = config
@@ -48,24 +29,22 @@ class SpeechAdapterFactory:
         max_frames = max(config.max_input_frames // config.frame_averaging, 1)
         max_out = max(int(max_output_length(config, max_frames, pre_averaged=True)), 1)
 
+        # The order of creation is the order of the seeded initialisation
+        # (the length adapter last, as trained checkpoints were initialised).
         input_proj = Linear(config.input_dim, config.model_dim, bias=True)
-
         frame_pos = self.create_position_encoder(max_frames)
-
         pre_encoder = self.create_encoder(config.num_pre_layers)
-
         post_pos = self.create_position_encoder(max_out)
-
         post_encoder = self.create_encoder(config.num_post_layers)
-
         final_proj = Linear(config.model_dim, config.output_dim, bias=True)
+        length_adapter = adapter_kind(config.kind).create(config)
 
         return SpeechAdapter(
             config,
             input_proj,
             frame_pos,
             pre_encoder,
-            self.create_length_adapter(),
+            length_adapter,
             post_pos if post_encoder is not None else None,
             post_encoder,
             final_proj,
@@ -75,45 +54,6 @@ class SpeechAdapterFactory:
         if not self._config.use_position_encoding:
             return None
         return SinusoidalPositionEncoder(self._config.model_dim, max_seq_len)
-
-    def create_length_adapter(self) -> Module | None:
-        config = self._config
-        dim = config.model_dim
-
-        if config.kind == "base":
-            return None
-
-        if config.kind == "conv":
-            convs = [
-                Conv1d(
-                    dim,
-                    dim,
-                    config.conv_kernel_size,
-                    stride=config.conv_stride,
-                    padding=config.conv_padding,
-                )
-                for _ in range(config.num_conv_layers)
-            ]
-            return ConvLengthAdapter(convs)
-
-        if config.kind in ("wlq_former", "qformer"):
-            window = config.window_size if config.kind == "wlq_former" else None
-            return WindowQFormer(
-                self.create_qformer_decoder(), config.num_queries, dim, window
-            )
-
-        if config.kind == "cif":
-            return CIFLengthAdapter(
-                dim,
-                config.cif_kernel_size,
-                threshold=config.cif_threshold,
-                tail_threshold=config.cif_tail_threshold,
-            )
-
-        if config.kind == "ctc_compression":
-            return CTCCompressionLengthAdapter(dim, config.ctc_vocab_size)
-
-        raise ValueError(f"Unknown adapter kind '{config.kind}'.")
 
     def create_encoder(self, num_layers: int) -> TransformerEncoder | None:
         if num_layers == 0:
@@ -128,32 +68,3 @@ class SpeechAdapterFactory:
             ffn_inner_dim=config.ffn_inner_dim,
             dropout_p=config.dropout_p,
         )
-
-    def create_qformer_decoder(self) -> TransformerDecoder:
-        dim = self._config.model_dim
-
-        layers = [
-            StandardTransformerDecoderLayer(
-                self.create_attention(),
-                StandardLayerNorm(dim, bias=True),
-                self.create_attention(),
-                StandardLayerNorm(dim, bias=True),
-                self.create_ffn(),
-                StandardLayerNorm(dim, bias=True),
-                norm_order=TransformerNormOrder.PRE,
-                dropout_p=self._config.dropout_p,
-            )
-            for _ in range(self._config.num_qformer_layers)
-        ]
-
-        return StandardTransformerDecoder(layers, StandardLayerNorm(dim, bias=True))
-
-    def create_attention(self) -> MultiheadAttention:
-        config = self._config
-        return create_attention(
-            config.model_dim, config.num_attn_heads, config.dropout_p
-        )
-
-    def create_ffn(self) -> FeedForwardNetwork:
-        config = self._config
-        return create_ffn(config.model_dim, config.ffn_inner_dim, config.dropout_p)

@@ -10,50 +10,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import torch
 from fairseq2.models.transformer import TransformerEncoder
 from fairseq2.nn import BatchLayout, Linear, PositionEncoder
 from torch import Tensor
-from torch.nn import GELU, Conv1d, Module, ModuleList
+from torch.nn import Module
 
 from speechmapper_plugin.models.adapters.aux import AdapterAux, AlignmentTargets
 from speechmapper_plugin.models.adapters.config import AdapterConfig
+from speechmapper_plugin.models.adapters.kinds import VARIABLE_LENGTH_KINDS
 from speechmapper_plugin.models.adapters.lengths import (
     max_output_length,
     min_input_frames,
 )
 from speechmapper_plugin.models.frames import average_frames, zero_padding
-from speechmapper_plugin.models.speechmapper.lengths import conv_output_length
-from speechmapper_plugin.models.speechmapper.model import ProjectorInputTooShortError
+from speechmapper_plugin.models.projector_input import (
+    check_output_lengths,
+    check_projector_input,
+)
 
 
 class VariableLengthError(ValueError):
     """Raised when exact output lengths are asked of a variable-length adapter."""
-
-
-class ConvLengthAdapter(Module):
-    """Strided Conv1d -> GELU, ``num_conv_layers`` times."""
-
-    convs: ModuleList
-
-    def __init__(self, convs: list[Conv1d]) -> None:
-        super().__init__()
-        self.convs = ModuleList(convs)
-        self.activation = GELU()
-
-    def forward(self, seqs: Tensor, seq_lens: Tensor) -> tuple[Tensor, Tensor]:
-        for conv in self.convs:
-            assert isinstance(conv, Conv1d)
-            # Padding positions act as the conv's zero padding, as in the projector.
-            seqs = zero_padding(seqs, seq_lens)
-            seqs = self.activation(conv(seqs.transpose(1, 2)).transpose(1, 2))
-            seq_lens = conv_output_length(
-                seq_lens,
-                conv.kernel_size[0],
-                conv.stride[0],
-                int(conv.padding[0]),
-            )
-        return seqs, seq_lens
 
 
 class SpeechAdapter(Module):
@@ -140,35 +117,21 @@ class SpeechAdapter(Module):
         """
         config = self.config
 
-        if seqs_layout.packed:
-            raise ValueError("The adapter does not support packed batches.")
-
-        if seqs.dim() != 3 or seqs.size(-1) != config.input_dim:
-            raise ValueError(
-                f"`seqs` must be [batch, frames, {config.input_dim}], but has shape {tuple(seqs.shape)}."
-            )
+        seq_lens = check_projector_input(
+            config, seqs, seqs_layout, pre_averaged=pre_averaged, name="adapter"
+        )
 
         if targets is not None and not config.variable_length:
+            variable = ", ".join(VARIABLE_LENGTH_KINDS)
             raise ValueError(
-                f"`targets` only apply to variable-length adapters (cif, ctc_compression), not to `{config.kind}`."
+                f"`targets` only apply to variable-length adapters ({variable}), not to `{config.kind}`."
             )
 
-        seq_lens = seqs_layout.seq_lens_pt.to(seqs.device)
-
-        factor = config.frame_averaging if pre_averaged else 1
-        if seqs_layout.max_seq_len * factor > config.max_input_frames:
-            raise ValueError(
-                f"An input of {seqs_layout.max_seq_len} frames (pre_averaged={pre_averaged}) exceeds `max_input_frames` ({config.max_input_frames}) of the adapter; split long audio or raise `max_input_frames`."
-            )
-
-        bound = max_output_length(config, seq_lens, pre_averaged=pre_averaged)
-        if bool((bound < 1).any()):
-            rows = torch.nonzero(bound < 1).flatten().tolist()
-            raise ProjectorInputTooShortError(
-                rows,
-                [int(seq_lens[r]) for r in rows],
-                min_input_frames(config, pre_averaged=pre_averaged),
-            )
+        check_output_lengths(
+            max_output_length(config, seq_lens, pre_averaged=pre_averaged),
+            seq_lens,
+            min_input_frames(config, pre_averaged=pre_averaged),
+        )
 
         if not pre_averaged:
             seqs, seq_lens = average_frames(seqs, seq_lens, config.frame_averaging)

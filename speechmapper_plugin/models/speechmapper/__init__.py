@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from speechmapper_plugin.models.projector_input import (
+    ProjectorInputTooShortError as ProjectorInputTooShortError,
+)
 from speechmapper_plugin.models.speechmapper.config import (
     SPEECHMAPPER_FAMILY as SPEECHMAPPER_FAMILY,
 )
@@ -13,6 +16,12 @@ from speechmapper_plugin.models.speechmapper.config import (
 )
 from speechmapper_plugin.models.speechmapper.config import (
     check_llm_embedding_dim as check_llm_embedding_dim,
+)
+from speechmapper_plugin.models.speechmapper.config import (
+    min_input_frames as min_input_frames,
+)
+from speechmapper_plugin.models.speechmapper.config import (
+    output_length as output_length,
 )
 from speechmapper_plugin.models.speechmapper.config import (
     register_speechmapper_configs as register_speechmapper_configs,
@@ -32,17 +41,8 @@ from speechmapper_plugin.models.speechmapper.hub import (
 from speechmapper_plugin.models.speechmapper.interop import (
     convert_speechmapper_state_dict as convert_speechmapper_state_dict,
 )
-from speechmapper_plugin.models.speechmapper.lengths import (
-    min_input_frames as min_input_frames,
-)
-from speechmapper_plugin.models.speechmapper.lengths import (
-    output_length as output_length,
-)
 from speechmapper_plugin.models.speechmapper.model import (
     ProjectorBlock as ProjectorBlock,
-)
-from speechmapper_plugin.models.speechmapper.model import (
-    ProjectorInputTooShortError as ProjectorInputTooShortError,
 )
 from speechmapper_plugin.models.speechmapper.model import (
     SpeechMapperProjector as SpeechMapperProjector,

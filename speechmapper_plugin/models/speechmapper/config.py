@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Final
+from typing import Final, TypeVar
 
 from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
+from torch import Tensor
 
-from speechmapper_plugin.models.speechmapper.lengths import min_input_frames
+from speechmapper_plugin.models.frames import (
+    ConvShape,
+    conv_stack_min_input_length,
+    conv_stack_output_length,
+)
 from speechmapper_plugin.validation import check_divisible, check_positive_fields
 
 SPEECHMAPPER_FAMILY: Final = "speechmapper"
+
+LengthT = TypeVar("LengthT", int, Tensor)
 
 
 @dataclass(kw_only=True)
@@ -49,11 +56,24 @@ class ProjectorBlockConfig:
     """Zero padding on both sides of the convolution input. With 0 every output
     position is computed from real frames only."""
 
+    @property
+    def conv_shape(self) -> ConvShape:
+        return self.conv_kernel_size, self.conv_stride, self.conv_padding
+
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
         check_positive_fields(
-            result, self, ("model_dim", "output_dim", "num_attn_heads", "ffn_inner_dim")
+            result,
+            self,
+            (
+                "model_dim",
+                "output_dim",
+                "num_attn_heads",
+                "ffn_inner_dim",
+                "conv_kernel_size",
+                "conv_stride",
+            ),
         )
 
         if self.num_layers < 0:
@@ -62,8 +82,6 @@ class ProjectorBlockConfig:
             )
 
         check_divisible(result, self, "model_dim", "num_attn_heads")
-
-        check_positive_fields(result, self, ("conv_kernel_size", "conv_stride"))
 
         if not 0 <= self.conv_padding < max(self.conv_kernel_size, 1):
             result.add_error(
@@ -154,6 +172,29 @@ class SpeechMapperConfig:
         return replace(self, output_dim=output_dim)
 
 
+def output_length(
+    config: SpeechMapperConfig, input_length: LengthT, *, pre_averaged: bool = False
+) -> LengthT:
+    """The number of speech embeddings for ``input_length`` SFM frames (exact;
+    0 = too short). Datasets and losses need it long before a model exists.
+
+    :param pre_averaged: ``input_length`` counts frames that were already
+        averaged ``config.frame_averaging``:1 (as in a feature store).
+    """
+    length = input_length
+    if not pre_averaged and config.frame_averaging > 1:
+        length = length // config.frame_averaging
+    return conv_stack_output_length(length, (b.conv_shape for b in config.blocks))
+
+
+def min_input_frames(config: SpeechMapperConfig, *, pre_averaged: bool = False) -> int:
+    """The shortest input (in frames) that yields at least one output position."""
+    needed = conv_stack_min_input_length(b.conv_shape for b in config.blocks)
+    if not pre_averaged:
+        needed *= config.frame_averaging
+    return needed
+
+
 def check_llm_embedding_dim(
     config: SpeechMapperConfig, llm_embed_dim: int, llm_name: str = "target LLM"
 ) -> None:
@@ -183,14 +224,8 @@ def register_speechmapper_configs(container: DependencyContainer) -> None:
                     num_layers=2,
                     num_attn_heads=4,
                     ffn_inner_dim=128,
-                ),
-                ProjectorBlockConfig(
-                    model_dim=64,
-                    output_dim=64,
-                    num_layers=2,
-                    num_attn_heads=4,
-                    ffn_inner_dim=128,
-                ),
+                )
+                for _ in range(2)
             ],
             output_dim=64,
             dropout_p=0.0,

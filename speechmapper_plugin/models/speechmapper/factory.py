@@ -12,11 +12,11 @@ from fairseq2.nn import (
 )
 from torch.nn import Conv1d
 
+from speechmapper_plugin.models.frames import conv_output_length
 from speechmapper_plugin.models.speechmapper.config import (
     ProjectorBlockConfig,
     SpeechMapperConfig,
 )
-from speechmapper_plugin.models.speechmapper.lengths import conv_output_length
 from speechmapper_plugin.models.speechmapper.model import (
     ProjectorBlock,
     SpeechMapperProjector,
@@ -44,12 +44,7 @@ class SpeechMapperFactory:
         max_len = config.max_input_frames // config.frame_averaging
 
         for block_config in config.blocks:
-            max_len = conv_output_length(
-                max_len,
-                block_config.conv_kernel_size,
-                block_config.conv_stride,
-                block_config.conv_padding,
-            )
+            max_len = conv_output_length(max_len, *block_config.conv_shape)
 
             blocks.append(self.create_block(block_config, input_dim, max(max_len, 1)))
 

@@ -5,36 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import torch
 from fairseq2.models.transformer import TransformerEncoder
 from fairseq2.nn import BatchLayout, Linear, PositionEncoder
 from torch import Tensor
 from torch.nn import Conv1d, Module, ModuleList
 
-from speechmapper_plugin.models.frames import average_frames, zero_padding
-from speechmapper_plugin.models.speechmapper.config import SpeechMapperConfig
-from speechmapper_plugin.models.speechmapper.lengths import (
+from speechmapper_plugin.models.frames import (
+    average_frames,
     conv_output_length,
+    zero_padding,
+)
+from speechmapper_plugin.models.projector_input import (
+    check_output_lengths,
+    check_projector_input,
+)
+from speechmapper_plugin.models.speechmapper.config import (
+    SpeechMapperConfig,
     min_input_frames,
     output_length,
 )
-
-
-class ProjectorInputTooShortError(ValueError):
-    """Raised when an input yields no output position at all."""
-
-    def __init__(
-        self, rows: Sequence[int], lengths: Sequence[int], minimum: int
-    ) -> None:
-        pairs = ", ".join(
-            f"row {r}: {n} frames" for r, n in zip(rows, lengths, strict=True)
-        )
-        super().__init__(
-            f"Input too short for the projector ({pairs}); it needs at least {minimum} frames to produce one output position. Drop these utterances before batching."
-        )
-        self.rows = list(rows)
-        self.lengths = list(lengths)
-        self.minimum = minimum
 
 
 class ProjectorBlock(Module):
@@ -129,36 +118,15 @@ class SpeechMapperProjector(Module):
             ``config.frame_averaging``:1 (e.g. read from a feature store).
         :raises ProjectorInputTooShortError: if a row yields no output.
         """
-        if seqs_layout.packed:
-            raise ValueError("The projector does not support packed batches.")
+        seq_lens = check_projector_input(
+            self.config, seqs, seqs_layout, pre_averaged=pre_averaged, name="projector"
+        )
 
-        if seqs.dim() != 3 or seqs.size(-1) != self.config.input_dim:
-            raise ValueError(
-                f"`seqs` must be [batch, frames, {self.config.input_dim}], but has shape {tuple(seqs.shape)}."
-            )
-
-        seq_lens = seqs_layout.seq_lens_pt.to(seqs.device)
-
-        max_frames = self.config.max_input_frames
-        if not pre_averaged:
-            too_long = seqs_layout.max_seq_len > max_frames
-        else:
-            too_long = (
-                seqs_layout.max_seq_len * self.config.frame_averaging > max_frames
-            )
-        if too_long:
-            raise ValueError(
-                f"An input of {seqs_layout.max_seq_len} frames (pre_averaged={pre_averaged}) exceeds `max_input_frames` ({max_frames}) of the projector; split long audio or raise `max_input_frames`."
-            )
-
-        out_lens = self.output_lengths(seq_lens, pre_averaged=pre_averaged)
-        if bool((out_lens < 1).any()):
-            rows = torch.nonzero(out_lens < 1).flatten().tolist()
-            raise ProjectorInputTooShortError(
-                rows,
-                [int(seq_lens[r]) for r in rows],
-                min_input_frames(self.config, pre_averaged=pre_averaged),
-            )
+        check_output_lengths(
+            self.output_lengths(seq_lens, pre_averaged=pre_averaged),
+            seq_lens,
+            min_input_frames(self.config, pre_averaged=pre_averaged),
+        )
 
         if not pre_averaged:
             seqs, seq_lens = average_frames(seqs, seq_lens, self.config.frame_averaging)
