@@ -28,6 +28,7 @@ from speechmapper_plugin.losses import Stage1Weights
 from speechmapper_plugin.models.adapters import (
     AdapterConfig,
     AnyProjector,
+    adapter_kind,
     is_variable_length,
 )
 from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
@@ -190,12 +191,10 @@ class Stage1Recipe(Recipe):
 def check_ctc_vocabulary(
     projector: AnyProjector, target_llm: TargetLLMEmbeddings
 ) -> None:
-    """A ``ctc_compression`` adapter's CTC vocabulary is the target LLM's tokenizer."""
+    """An adapter that predicts tokens (``ctc_compression``) predicts the
+    target LLM's; the kind's entry knows which vocabulary it has."""
     config = projector.config
-    if not isinstance(config, AdapterConfig) or config.kind != "ctc_compression":
-        return
-    vocab_size = target_llm.num_embeddings
-    if config.ctc_vocab_size != vocab_size:
-        raise ValueError(
-            f"The `ctc_compression` adapter predicts {config.ctc_vocab_size} CTC tokens, but the vocabulary of {target_llm.card_name} has {vocab_size}; set `model.config_overrides.ctc_vocab_size: {vocab_size}`."
+    if isinstance(config, AdapterConfig):
+        adapter_kind(config.kind).check_llm_vocabulary(
+            config, target_llm.num_embeddings, target_llm.card_name
         )
