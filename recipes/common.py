@@ -3,10 +3,11 @@ target lookups, criterion and units, and the frozen LLM's sharding."""
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
-from collections.abc import MutableMapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Protocol, TypeVar, cast
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import torch
 from fairseq2.checkpoint import ModelMetadataDumper
@@ -15,7 +16,8 @@ from fairseq2.logging import log
 from fairseq2.metrics import Mean, MetricBag, Sum
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.nn.fsdp import FSDPWrapper, to_fsdp
-from fairseq2.recipe.base import RecipeContext
+from fairseq2.recipe.base import Recipe, RecipeContext
+from fairseq2.recipe.cli import main as fairseq2_recipe_main
 from fairseq2.recipe.config import (
     ADAMW_OPTIMIZER,
     COSINE_ANNEALING_LR,
@@ -23,8 +25,10 @@ from fairseq2.recipe.config import (
     CommonSection,
     CosineAnnealingLRConfig,
     DatasetSection,
+    GangSection,
     LRSchedulerSection,
     OptimizerSection,
+    ReferenceModelSection,
     TrainerSection,
 )
 from fairseq2.recipe.error import RecipeError
@@ -38,6 +42,7 @@ from typing_extensions import Self, final, override
 
 from speechmapper_plugin.datasets.batching import SpeechReadOptions
 from speechmapper_plugin.datasets.skips import SkipReport
+from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.input_checks import finite_rows
 from speechmapper_plugin.llm import (
     TargetTokens,
@@ -453,3 +458,77 @@ class CriterionEvalUnit(EvalUnit[Any], Generic[RowBatchT]):
     @override
     def process_metric_values(self, values: MutableMapping[str, object]) -> None:
         self._criterion.process_metric_values(values)
+
+
+def recipe_main(recipe: Recipe, description: str) -> None:
+    """Runs ``recipe`` with fairseq2's recipe command line, whose ``--help``
+    first says what the recipe does (fairseq2's parser has no description)."""
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(description.strip() + "\n", flush=True)
+    fairseq2_recipe_main(recipe)
+
+
+# The inference recipes (extract_features, generate, evaluate, eet).
+
+
+@dataclass(kw_only=True)
+class InferenceRunSections:
+    """The gang and common sections of the inference recipes."""
+
+    gang: GangSection = field(default_factory=GangSection)
+
+    common: CommonSection = field(
+        default_factory=lambda: CommonSection(no_sweep_dir=True)
+    )
+    """``no_sweep_dir`` is on so that a rerun (with any world size) finds the
+    same output directory and resumes."""
+
+
+def check_llm_card(result: ValidationResult, llm: ReferenceModelSection) -> None:
+    """The LLM comes from its card, never from ``path``: the card names its
+    tokenizer and chat template."""
+    if llm.name is None:
+        result.add_error(
+            "`llm.name` must name the LLM's asset card (its tokenizer and chat template come from the card)."
+        )
+
+
+def check_read_options(
+    result: ValidationResult, options: WaveformReadOptions, section: str
+) -> None:
+    """Every option of the audio reader must be positive."""
+    names = [f.name for f in fields(WaveformReadOptions)]
+    check_positive_fields(result, options, names, section=section)
+
+
+class AlternativeInputs:
+    """A config section of alternative inputs (``CHOICES``: field -> what it
+    is), of which a run needs exactly one. Two given is an error of the config
+    (:meth:`validate`); none given is one of the run (:meth:`require`, when
+    the recipe starts), so that ``--dump-config`` works without inputs."""
+
+    CHOICES: ClassVar[Mapping[str, str]]
+
+    PREFIX: ClassVar[str] = "input."
+
+    def _problem(self, *, required: bool) -> str | None:
+        given = [name for name in self.CHOICES if getattr(self, name) is not None]
+        if len(given) == 1 or (not given and not required):
+            return None
+        listed = " and ".join(
+            f"`{self.PREFIX}{name}` ({what})" for name, what in self.CHOICES.items()
+        )
+        return f"Give exactly one of {listed}."
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        problem = self._problem(required=False)
+        if problem is not None:
+            result.add_error(problem)
+        return result
+
+    def require(self) -> None:
+        """:raises RecipeError: if no input is given (or two)."""
+        problem = self._problem(required=True)
+        if problem is not None:
+            raise RecipeError(problem)

@@ -6,16 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from fairseq2.recipe.config import CommonSection, GangSection, ReferenceModelSection
+from fairseq2.recipe.config import ReferenceModelSection
 from fairseq2.utils.validation import ValidationResult
+from typing_extensions import override
 
+from recipes.common import AlternativeInputs, InferenceRunSections, check_llm_card
 from speechmapper_plugin.evaluation.eet import EETConfig
 
 DEFAULT_LLM_CARD = "speechmapper_llama3_1_8b_instruct"
 
 
 @dataclass(kw_only=True)
-class EETInputSection:
+class EETInputSection(AlternativeInputs):
     """The text set: exactly one of ``text_file`` and ``manifest``."""
 
     text_file: Path | None = None
@@ -27,12 +29,11 @@ class EETInputSection:
     max_sentences: int | None = 200
     """Use the first this many sentences (``null``: all of them)."""
 
+    CHOICES = {"text_file": "one sentence per line", "manifest": "its transcripts"}
+
+    @override
     def validate(self) -> ValidationResult:
-        result = ValidationResult()
-        if (self.text_file is None) == (self.manifest is None):
-            result.add_error(
-                "Give exactly one of `input.text_file` (one sentence per line) and `input.manifest` (its transcripts)."
-            )
+        result = super().validate()
         if self.max_sentences is not None and self.max_sentences < 1:
             result.add_error(
                 f"`input.max_sentences` must be positive or null, but is {self.max_sentences}."
@@ -41,7 +42,7 @@ class EETInputSection:
 
 
 @dataclass(kw_only=True)
-class EETRecipeConfig:
+class EETRecipeConfig(InferenceRunSections):
     llm: ReferenceModelSection = field(
         default_factory=lambda: ReferenceModelSection(
             name=DEFAULT_LLM_CARD, dtype=torch.bfloat16
@@ -58,18 +59,9 @@ class EETRecipeConfig:
     marker_mse: float | None = None
     """An MSE to mark on the plot, e.g. a stage-1 run's held-out ``mse_word``."""
 
-    gang: GangSection = field(default_factory=GangSection)
-
-    common: CommonSection = field(
-        default_factory=lambda: CommonSection(no_sweep_dir=True)
-    )
-
     def validate(self) -> ValidationResult:
         result = ValidationResult()
-        if self.llm.name is None:
-            result.add_error(
-                "`llm.name` must name the LLM's asset card (its tokenizer and chat template come from the card)."
-            )
+        check_llm_card(result, self.llm)
         if self.marker_mse is not None and not self.marker_mse > 0.0:
             result.add_error(
                 f"`marker_mse` must be positive (the plot's MSE axis is logarithmic), but is {self.marker_mse}."

@@ -9,9 +9,12 @@ one GPU in bf16).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import final
 
-from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
+from fairseq2.data.tokenizers import load_tokenizer
 from fairseq2.logging import log
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.recipe.base import Recipe, RecipeContext
@@ -22,16 +25,13 @@ from fairseq2.task import Task
 from typing_extensions import override
 
 from recipes.eet.config import EETRecipeConfig
-from speechmapper_plugin.evaluation.eet import EETConfig, run_eet
+from speechmapper_plugin.evaluation.eet import EETResult, run_eet
 from speechmapper_plugin.evaluation.eet_inputs import read_eet_sentences
 from speechmapper_plugin.evaluation.eet_report import format_eet_table, write_eet
-from speechmapper_plugin.llm import (
-    ChatTemplate,
-    chat_template_for_card,
-    retrieve_llm_card,
-)
+from speechmapper_plugin.llm import chat_template_for_card, retrieve_llm_card
 
 
+@final
 class EETRecipe(Recipe):
     @override
     def register(self, container: DependencyContainer) -> None:
@@ -45,6 +45,8 @@ class EETRecipe(Recipe):
             raise RecipeError(
                 "The EET recipe runs in one process (the LLM only runs forward); start it without torchrun."
             )
+
+        config.input.require()
 
         try:
             sentences = read_eet_sentences(
@@ -60,15 +62,15 @@ class EETRecipe(Recipe):
 
         llm = context.get_model_as(TransformerLM, "llm")
 
+        measure = partial(
+            run_eet, llm, tokenizer, template, sentences, config.eet, llm_name=card.name
+        )
+
         return EETTask(
-            llm=llm,
-            tokenizer=tokenizer,
-            template=template,
-            llm_name=card.name,
-            sentences=sentences,
-            config=config.eet,
-            marker_mse=config.marker_mse,
+            measure,
+            what=f"EET of {card.name}: {len(sentences)} sentences, {len(config.eet.variances)} noise levels, {config.eet.num_draws} draws.",
             output_dir=context.output_dir,
+            marker_mse=config.marker_mse,
         )
 
     @property
@@ -77,50 +79,31 @@ class EETRecipe(Recipe):
         return EETRecipeConfig
 
 
+@final
 class EETTask(Task):
-    """Measures the EET, then writes and prints the results."""
+    """Measures the EET once (``measure``), then writes and prints the results."""
 
     def __init__(
         self,
+        measure: Callable[[], EETResult],
         *,
-        llm: TransformerLM,
-        tokenizer: Tokenizer,
-        template: ChatTemplate,
-        llm_name: str,
-        sentences: list[str],
-        config: EETConfig,
-        marker_mse: float | None,
+        what: str,
         output_dir: Path,
+        marker_mse: float | None,
     ) -> None:
-        self._llm = llm
-        self._tokenizer = tokenizer
-        self._template = template
-        self._llm_name = llm_name
-        self._sentences = sentences
-        self._config = config
-        self._marker_mse = marker_mse
+        """:param what: The measurement, for the log."""
+        self._measure = measure
+        self._what = what
         self._output_dir = output_dir
+        self._marker_mse = marker_mse
         self._done = 0
 
     @override
     def run(self) -> None:
-        log.info(
-            "EET of {}: {} sentences, {} noise levels, {} draws.",
-            self._llm_name,
-            len(self._sentences),
-            len(self._config.variances),
-            self._config.num_draws,
-        )
+        log.info("{}", self._what)
 
         try:
-            result = run_eet(
-                self._llm,
-                self._tokenizer,
-                self._template,
-                self._sentences,
-                self._config,
-                llm_name=self._llm_name,
-            )
+            result = self._measure()
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 

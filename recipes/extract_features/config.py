@@ -5,40 +5,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fairseq2.recipe.config import (
-    CommonSection,
-    DatasetSection,
-    GangSection,
-    ReferenceModelSection,
-)
+from fairseq2.recipe.config import DatasetSection, ReferenceModelSection
 from fairseq2.utils.validation import ValidationResult
 
+from recipes.common import InferenceRunSections, check_read_options
 from speechmapper_plugin.data.feature_store import STORAGE_DTYPES
 from speechmapper_plugin.datasets.audio_manifest import AUDIO_MANIFEST_DATASET
+from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.validation import check_positive_fields
 
 DEFAULT_ENCODER_CARD = "seamless_m4t_v2_large_speech_encoder"
 
 
 @dataclass(kw_only=True)
-class ExtractFeaturesDatasetSection(DatasetSection):
-    """The manifest to extract (``config_overrides.manifests``) and how to read it."""
+class ExtractFeaturesDatasetSection(DatasetSection, WaveformReadOptions):
+    """The manifest to extract (``config_overrides.manifests``) and how the
+    audio reader batches it (its options and defaults: lower
+    ``max_num_samples`` if the encoder runs out of memory)."""
 
     split: str = "train"
     """The split (key of ``config_overrides.manifests``) to extract."""
-
-    max_num_samples: int = 16_000 * 240
-    """Batch budget in 16 kHz samples (240 s of audio): a batch closes once its
-    audio reaches it. Lower it if the encoder runs out of memory."""
-
-    max_batch_size: int = 128
-    """At most this many utterances per batch."""
-
-    num_parallel_decodes: int = 4
-    """Audio files decoded and resampled concurrently."""
-
-    prefetch: int = 2
-    """Batches prepared while the encoder runs."""
 
     sort_by_length: bool = True
     """Within a shard, batch the longest utterances first (when the manifest
@@ -46,12 +32,7 @@ class ExtractFeaturesDatasetSection(DatasetSection):
 
     def validate(self) -> ValidationResult:
         result = super().validate()
-        check_positive_fields(
-            result,
-            self,
-            ("max_num_samples", "max_batch_size", "num_parallel_decodes", "prefetch"),
-            section="dataset.",
-        )
+        check_read_options(result, self, "dataset.")
         return result
 
 
@@ -117,7 +98,7 @@ class StoreSection:
 
 
 @dataclass(kw_only=True)
-class ExtractFeaturesConfig:
+class ExtractFeaturesConfig(InferenceRunSections):
     model: ReferenceModelSection = field(
         default_factory=lambda: ReferenceModelSection(name=DEFAULT_ENCODER_CARD)
     )
@@ -134,14 +115,6 @@ class ExtractFeaturesConfig:
     features: FeaturesSection = field(default_factory=FeaturesSection)
 
     store: StoreSection = field(default_factory=StoreSection)
-
-    gang: GangSection = field(default_factory=GangSection)
-
-    common: CommonSection = field(
-        default_factory=lambda: CommonSection(no_sweep_dir=True)
-    )
-    """``no_sweep_dir`` is on so that a rerun (with any world size) finds the
-    same output directory and resumes."""
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()

@@ -13,7 +13,6 @@ from typing_extensions import override
 
 from recipes.extract_features.config import ExtractFeaturesConfig
 from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
-from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.extraction import (
     ExtractionStopped,
     FeatureExtraction,
@@ -57,12 +56,7 @@ class ExtractFeaturesRecipe(Recipe):
             extractor=extractor,
             min_num_samples=extractor.min_num_samples,
             gangs=context.gangs,
-            read_options=WaveformReadOptions(
-                max_num_samples=config.dataset.max_num_samples,
-                max_batch_size=config.dataset.max_batch_size,
-                num_parallel_decodes=config.dataset.num_parallel_decodes,
-                prefetch=config.dataset.prefetch,
-            ),
+            read_options=config.dataset,
             sort_by_length=config.dataset.sort_by_length,
             verify_finished_shards=config.store.verify_finished_shards,
             progress_reporter=context.progress_reporter,
