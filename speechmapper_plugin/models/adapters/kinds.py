@@ -13,7 +13,7 @@ raw SFM frames).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Final, Literal, TypeVar
 
 import torch
 from fairseq2.models.transformer import (
@@ -54,22 +54,15 @@ class LengthAdapterKind:
     shortest input.
     """
 
-    variable_length: bool = False
+    variable_length: ClassVar[bool] = False
     """The number of outputs depends on what is said (then :meth:`output_length`
     is an upper bound and the forward pass reports the real lengths)."""
 
-    def __init__(
-        self,
-        *,
-        paper: Mapping[str, int] | None = None,
-        tiny: Mapping[str, int] | None = None,
-    ) -> None:
-        """
-        :param paper: the kind's sizes in its paper arch, over the shared ones.
-        :param tiny: the kind's sizes in its ``_tiny`` arch, over the shared ones.
-        """
-        self.paper_overrides: Mapping[str, int] = paper or {}
-        self.tiny_overrides: Mapping[str, int] = tiny or {}
+    paper_overrides: ClassVar[Mapping[str, int]] = {}
+    """The kind's sizes in its paper arch, over the ones all kinds share."""
+
+    tiny_overrides: ClassVar[Mapping[str, int]] = {}
+    """The kind's sizes in its ``_tiny`` arch, over the ones all kinds share."""
 
     def create(self, config: AdapterConfig) -> Module | None:
         """The length adapter (``None``: the frames pass through)."""
@@ -121,18 +114,14 @@ class ConvKind(LengthAdapterKind):
 
 
 class QFormerKind(LengthAdapterKind):
-    """Learned queries per window of ``window_size`` frames (``windowed``) or
-    per utterance."""
+    """Learned queries per utterance."""
 
-    def __init__(
-        self,
-        *,
-        windowed: bool,
-        paper: Mapping[str, int] | None = None,
-        tiny: Mapping[str, int] | None = None,
-    ) -> None:
-        super().__init__(paper=paper, tiny=tiny)
-        self.windowed = windowed
+    # 64 queries: about 2.5 s of speech at 25 text tokens per second is far
+    # more than the sentences of the paper's test sets need.
+    paper_overrides = {"num_post_layers": 0, "num_queries": 64}
+    tiny_overrides = {"num_queries": 32}
+
+    windowed: ClassVar[bool] = False
 
     def create(self, config: AdapterConfig) -> Module | None:
         window = config.window_size if self.windowed else None
@@ -171,6 +160,15 @@ class QFormerKind(LengthAdapterKind):
         return config.num_queries if length > 0 else 0
 
 
+class WindowQFormerKind(QFormerKind):
+    """Learned queries per window of ``window_size`` frames."""
+
+    paper_overrides = {"num_post_layers": 0, "num_qformer_layers": 2}
+    tiny_overrides = {"num_queries": 2}
+
+    windowed = True
+
+
 class CIFKind(LengthAdapterKind):
     """Continuous integrate-and-fire: at most one output per frame."""
 
@@ -206,18 +204,8 @@ class CTCCompressionKind(LengthAdapterKind):
 ADAPTER_KIND_REGISTRY: Final[Mapping[AdapterKind, LengthAdapterKind]] = {
     "base": LengthAdapterKind(),
     "conv": ConvKind(),
-    "wlq_former": QFormerKind(
-        windowed=True,
-        paper={"num_post_layers": 0, "num_qformer_layers": 2},
-        tiny={"num_queries": 2},
-    ),
-    # 64 queries: about 2.5 s of speech at 25 text tokens per second is far
-    # more than the sentences of the paper's test sets need.
-    "qformer": QFormerKind(
-        windowed=False,
-        paper={"num_post_layers": 0, "num_queries": 64},
-        tiny={"num_queries": 32},
-    ),
+    "wlq_former": WindowQFormerKind(),
+    "qformer": QFormerKind(),
     "cif": CIFKind(),
     "ctc_compression": CTCCompressionKind(),
 }
