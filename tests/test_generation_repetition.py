@@ -12,7 +12,6 @@ from speechmapper_plugin.generation import (
     GenerationConfig,
     RepetitionGuardConfig,
     RepetitionLoop,
-    embed_token_ids,
     find_repetition_loop,
     generate_from_embeddings,
     stop_reason_counts,
@@ -21,6 +20,7 @@ from speechmapper_plugin.generation.repetition import (
     completion_mask,
     loop_completions,
 )
+from speechmapper_plugin.llm import embed_token_ids
 from tests.support.generation import random_prompts, scripted_llama
 
 START, A, B, C, EOT = 9, 1, 2, 3, 15
