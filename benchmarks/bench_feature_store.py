@@ -47,6 +47,7 @@ from speechmapper_plugin.models.sm4t_speech_encoder import (
     create_sm4t_speech_encoder_model,
 )
 from speechmapper_plugin.models.speechmapper import create_speechmapper_model
+from speechmapper_plugin.padding import pad_sequences
 from tests.support.feature_store import Utterance, write_feature_store
 
 DEFAULT_OUTPUT = RESULTS / "feature_store_cpu.json"
@@ -168,7 +169,7 @@ def caching_ratio(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     def read() -> tuple[torch.Tensor, list[int]]:
         rows = [store.read(e, dtype=torch.float32) for e in store.entries]
-        batch = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        batch, _ = pad_sequences(rows)
         return batch, [r.size(0) for r in rows]
 
     def extract() -> tuple[torch.Tensor, list[int]]:

@@ -24,7 +24,15 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "speechmapper_plugin"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("validation", "checkpoints", "input_checks", "audio", "metrics", "atomic_files"),
+    (
+        "validation",
+        "checkpoints",
+        "input_checks",
+        "audio",
+        "metrics",
+        "atomic_files",
+        "padding",
+    ),
     ("models",),
     ("llm",),
     ("losses",),

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-import torch
 from fairseq2.data import create_bucket_sizes
 from fairseq2.data.data_pipeline import read_sequence
 from fairseq2.datasets import DataPipelineReader, SyncMode
@@ -128,17 +127,6 @@ def create_speech_reader(
         sync=options.sync_batches,
         sync_mode=options.sync_mode,
     )
-
-
-def pad_sequences(
-    seqs: Sequence[Tensor], pad_value: float = 0
-) -> tuple[Tensor, Tensor]:
-    """Right-pads ``[L_i, ...]`` tensors into ``[B, max L, ...]``; returns lengths too."""
-    lengths = torch.tensor([s.size(0) for s in seqs], dtype=torch.int64)
-    batch = torch.nn.utils.rnn.pad_sequence(
-        list(seqs), batch_first=True, padding_value=pad_value
-    )
-    return batch, lengths
 
 
 ItemT = TypeVar("ItemT")

@@ -34,11 +34,11 @@ from speechmapper_plugin.data.usability import (
 from speechmapper_plugin.datasets.batching import (
     SpeechReadOptions,
     create_speech_reader,
-    pad_sequences,
     select_rows,
 )
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.models.adapters import ProjectorConfig
+from speechmapper_plugin.padding import pad_sequences
 
 SPEECH_FEATURES_DATASET: Final = "speechmapper_speech_features"
 

@@ -46,6 +46,7 @@ from speechmapper_plugin.llm.assemble import assemble_inputs
 from speechmapper_plugin.llm.embeddings import embed_token_ids
 from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.metrics.wer import word_errors
+from speechmapper_plugin.padding import pad_sequences
 from speechmapper_plugin.speech_llm.task_prompts import TaskPrompts
 
 DEFAULT_VARIANCES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -425,9 +426,7 @@ def _generate(
         lens = [embeddings[i].size(0) for i in chunk]
 
         with torch.inference_mode():
-            speech = torch.nn.utils.rnn.pad_sequence(
-                [embeddings[i] for i in chunk], batch_first=True
-            )
+            speech, _ = pad_sequences([embeddings[i] for i in chunk])
             inputs = assemble_inputs(
                 embed,
                 [prefix_ids] * len(chunk),

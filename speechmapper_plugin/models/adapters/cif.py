@@ -19,6 +19,7 @@ from torch.nn.functional import relu
 
 from speechmapper_plugin.models.adapters.aux import AdapterAux, AlignmentTargets
 from speechmapper_plugin.models.frames import zero_padding
+from speechmapper_plugin.padding import pad_sequences
 
 
 class CIFLengthAdapter(Module):
@@ -135,14 +136,12 @@ def integrate_and_fire(
         elif float(acc[row]) >= tail_threshold * threshold or not fired[row]:
             fired[row].append(acc_h[row])
 
-    lens = torch.tensor([len(f) for f in fired], dtype=torch.int64, device=device)
-    out_width = max(int(lens.max()) if batch_size else 0, 1)
-    outputs = seqs.new_zeros(batch_size, out_width, dim)
+    if not batch_size:
+        return seqs.new_zeros(0, 1, dim), torch.zeros(
+            0, dtype=torch.int64, device=device
+        )
     rows = [torch.stack(f) if f else seqs.new_zeros(0, dim) for f in fired]
-    if any(len(f) for f in fired):
-        outputs = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
-        if outputs.size(1) < out_width:
-            outputs = torch.nn.functional.pad(
-                outputs, (0, 0, 0, out_width - outputs.size(1))
-            )
+    outputs, lens = pad_sequences(rows, device=device)
+    if outputs.size(1) == 0:  # nothing fired: one zero position per row
+        outputs = seqs.new_zeros(batch_size, 1, dim)
     return outputs, lens
