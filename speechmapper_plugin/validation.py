@@ -27,6 +27,21 @@ def check_positive_fields(
             result.add_error(f"`{section}{name}` must be positive, but is {value}.")
 
 
+def check_non_negative_fields(
+    result: ValidationResult,
+    config: object,
+    names: Iterable[str],
+    *,
+    section: str = "",
+) -> None:
+    """Like :func:`check_positive_fields`, for fields where 0 is allowed
+    (layer counts that may be 0, loss weights)."""
+    for name in names:
+        value = getattr(config, name)
+        if value < 0:
+            result.add_error(f"`{section}{name}` must be non-negative, but is {value}.")
+
+
 def check_divisible(
     result: ValidationResult, config: object, name: str, divisor_name: str
 ) -> None:

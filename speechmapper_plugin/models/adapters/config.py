@@ -29,7 +29,11 @@ from speechmapper_plugin.models.adapters.kinds import (
     LengthAdapterKind,
     adapter_kind,
 )
-from speechmapper_plugin.validation import check_divisible, check_positive_fields
+from speechmapper_plugin.validation import (
+    check_divisible,
+    check_non_negative_fields,
+    check_positive_fields,
+)
 
 SPEECH_ADAPTER_FAMILY: Final = "speech_adapter"
 
@@ -146,11 +150,7 @@ class AdapterConfig:
             ),
         )
 
-        for name in ("num_pre_layers", "num_post_layers"):
-            if getattr(self, name) < 0:
-                result.add_error(
-                    f"`{name}` must be non-negative, but is {getattr(self, name)}."
-                )
+        check_non_negative_fields(result, self, ("num_pre_layers", "num_post_layers"))
 
         check_divisible(result, self, "model_dim", "num_attn_heads")
 

@@ -15,7 +15,11 @@ from speechmapper_plugin.models.frames import (
     conv_stack_min_input_length,
     conv_stack_output_length,
 )
-from speechmapper_plugin.validation import check_divisible, check_positive_fields
+from speechmapper_plugin.validation import (
+    check_divisible,
+    check_non_negative_fields,
+    check_positive_fields,
+)
 
 SPEECHMAPPER_FAMILY: Final = "speechmapper"
 
@@ -76,10 +80,7 @@ class ProjectorBlockConfig:
             ),
         )
 
-        if self.num_layers < 0:
-            result.add_error(
-                f"`num_layers` must be non-negative, but is {self.num_layers}."
-            )
+        check_non_negative_fields(result, self, ("num_layers",))
 
         check_divisible(result, self, "model_dim", "num_attn_heads")
 
