@@ -33,7 +33,7 @@ from speechmapper_plugin.data.convert.audio_files import (
 from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
 from speechmapper_plugin.data.convert.writing import (
     TranslationPair,
-    write_translation_outputs,
+    convert_translation_corpus,
 )
 from speechmapper_plugin.data.instructions import SpeechRecord
 from speechmapper_plugin.data.reasons import (
@@ -160,20 +160,11 @@ def convert_covost2(
     instructions: Path | None,
     seed: int = 0,
 ) -> ConversionReport:
-    if manifest is None and instructions is None:
-        raise ConvertError("Give an output manifest, instruction file, or both.")
-    report = ConversionReport(f"covost2 {covost_tsv.name} {split}")
-    src, tgt, pairs = read_covost2(cv_dir, covost_tsv, split, report)
-    if not pairs:
-        raise ConvertError(f"No usable CoVoST 2 pair for '{split}' in {covost_tsv}.")
-
-    write_translation_outputs(
-        report,
-        pairs,
-        src=src,
-        tgt=tgt,
+    return convert_translation_corpus(
+        f"covost2 {covost_tsv.name} {split}",
+        lambda report: read_covost2(cv_dir, covost_tsv, split, report),
+        nothing=f"No usable CoVoST 2 pair for '{split}' in {covost_tsv}.",
         manifest=manifest,
         instructions=instructions,
         seed=seed,
     )
-    return report

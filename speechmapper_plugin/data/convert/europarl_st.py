@@ -34,7 +34,7 @@ from speechmapper_plugin.data.convert.audio_files import (
 from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
 from speechmapper_plugin.data.convert.writing import (
     TranslationPair,
-    write_translation_outputs,
+    convert_translation_corpus,
 )
 from speechmapper_plugin.data.instructions import SpeechRecord
 from speechmapper_plugin.data.reasons import (
@@ -150,25 +150,18 @@ def convert_europarl_st(
 ) -> ConversionReport:
     """Writes the segment manifest (source transcripts: ASR) and/or the ST
     instruction file (``response`` = translation, ``transcript`` = source)."""
-    if manifest is None and instructions is None:
-        raise ConvertError("Give an output manifest, instruction file, or both.")
-    report = ConversionReport(f"europarl_st {src}-{tgt} {split}")
-    segments = read_europarl_st(root, src, tgt, split, report, audio_dir=audio_dir)
-    if not segments:
-        raise ConvertError(
-            f"No usable EuroParl-ST segment in {root} ({src}-{tgt} {split})."
-        )
-
-    write_translation_outputs(
-        report,
-        segments,
-        src=src,
-        tgt=tgt,
+    return convert_translation_corpus(
+        f"europarl_st {src}-{tgt} {split}",
+        lambda report: (
+            src,
+            tgt,
+            read_europarl_st(root, src, tgt, split, report, audio_dir=audio_dir),
+        ),
+        nothing=f"No usable EuroParl-ST segment in {root} ({src}-{tgt} {split}).",
         manifest=manifest,
         instructions=instructions,
         seed=seed,
     )
-    return report
 
 
 def _lines(path: Path) -> list[str]:

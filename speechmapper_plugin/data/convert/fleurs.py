@@ -23,7 +23,8 @@ from typing import Literal
 
 from speechmapper_plugin.data.convert.audio_files import require_file
 from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
-from speechmapper_plugin.data.convert.writing import ManifestEntry, write_manifest
+from speechmapper_plugin.data.convert.writing import write_asr_manifest
+from speechmapper_plugin.data.manifest import ManifestRow
 from speechmapper_plugin.data.reasons import (
     DUPLICATE_ID,
     EMPTY_TRANSCRIPT,
@@ -51,7 +52,7 @@ def language_dir(root: Path, lang: str) -> Path:
 
 def read_fleurs(
     root: Path, lang: str, split: str, text: TextField, report: ConversionReport
-) -> list[ManifestEntry]:
+) -> list[ManifestRow]:
     if split not in SPLITS:
         raise ConvertError(f"FLEURS has the splits {', '.join(SPLITS)}, not '{split}'.")
 
@@ -102,8 +103,12 @@ def read_fleurs(
                 num_samples = None
             seen.add(utt_id)
             entries.append(
-                ManifestEntry(
-                    utt_id, audio.resolve(), values[column], code, num_samples
+                ManifestRow(
+                    utt_id,
+                    audio.resolve(),
+                    values[column],
+                    num_samples=num_samples,
+                    lang=code,
                 )
             )
     return entries
@@ -113,11 +118,9 @@ def convert_fleurs(
     root: Path, lang: str, split: str, out: Path, *, text: TextField = "raw"
 ) -> ConversionReport:
     report = ConversionReport(f"fleurs {lang} {split}")
-    entries = read_fleurs(root, lang, split, text, report)
-    if not entries:
-        raise ConvertError(
-            f"No usable FLEURS utterance for {lang} {split} under {root}."
-        )
-    report.num_written = write_manifest(out, entries)
-    report.outputs.append(out)
-    return report
+    return write_asr_manifest(
+        report,
+        read_fleurs(root, lang, split, text, report),
+        out,
+        nothing=f"No usable FLEURS utterance for {lang} {split} under {root}.",
+    )

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from speechmapper_plugin.data.convert.audio_files import require_dir
 from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
-from speechmapper_plugin.data.convert.writing import ManifestEntry, write_manifest
+from speechmapper_plugin.data.convert.writing import write_asr_manifest
+from speechmapper_plugin.data.manifest import ManifestRow
 from speechmapper_plugin.data.reasons import EMPTY_TRANSCRIPT, MISSING_FILE
 
 SUBSETS = (
@@ -46,7 +47,7 @@ def subset_dir(root: Path, subset: str) -> Path:
 
 def read_librispeech(
     root: Path, subset: str, report: ConversionReport
-) -> list[ManifestEntry]:
+) -> list[ManifestRow]:
     """Every utterance of ``subset`` whose FLAC file exists, in sorted order."""
     directory = subset_dir(require_dir(root, "The LibriSpeech folder"), subset)
 
@@ -72,15 +73,15 @@ def read_librispeech(
             if not audio.is_file():
                 report.skip(MISSING_FILE, str(audio))
                 continue
-            entries.append(ManifestEntry(utt_id, audio.resolve(), text, "en"))
+            entries.append(ManifestRow(utt_id, audio.resolve(), text, lang="en"))
     return entries
 
 
 def convert_librispeech(root: Path, subset: str, out: Path) -> ConversionReport:
     report = ConversionReport(f"librispeech {subset}")
-    entries = read_librispeech(root, subset, report)
-    if not entries:
-        raise ConvertError(f"No usable utterance in LibriSpeech {subset} under {root}.")
-    report.num_written = write_manifest(out, entries)
-    report.outputs.append(out)
-    return report
+    return write_asr_manifest(
+        report,
+        read_librispeech(root, subset, report),
+        out,
+        nothing=f"No usable utterance in LibriSpeech {subset} under {root}.",
+    )
