@@ -55,64 +55,71 @@ def build_hf_llama(
     dims: TinyLlamaDims = TINY_LLAMA_DIMS,
     init_std: float = 0.2,
 ) -> LlamaForCausalLM:
-    """A ``LlamaForCausalLM`` (untied, ``rms_norm_eps=1e-5``) in eval mode with
-    random weights, deterministic in ``seed``.
+    """A random ``LlamaForCausalLM`` (see :func:`build_hf_decoder`)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    return build_hf_decoder(
+        LlamaForCausalLM,
+        LlamaConfig,
+        vocab_size,
+        seed=seed,
+        rope_theta=rope_theta,
+        bos=bos,
+        eos=eos,
+        pad=pad,
+        dims=dims,
+        init_std=init_std,
+    )
+
+
+ModelT = TypeVar("ModelT", bound="PreTrainedModel")
+
+
+def build_hf_decoder(
+    model_cls: Callable[[Any], ModelT],
+    config_cls: Callable[..., Any],
+    vocab_size: int,
+    *,
+    seed: int,
+    rope_theta: float,
+    bos: int,
+    eos: int,
+    pad: int | None = None,
+    dims: TinyLlamaDims = TINY_LLAMA_DIMS,
+    init_std: float = 0.2,
+    **config: Any,
+) -> ModelT:
+    """A transformers Llama-architecture decoder (``LlamaForCausalLM``,
+    ``MistralForCausalLM``) shaped by ``dims``: untied, ``rms_norm_eps=1e-5``,
+    eager attention, in eval mode with random weights, deterministic in
+    ``seed``; ``config`` holds further fields of ``config_cls``.
 
     :param init_std: the std of the random weights. HF's default (0.02) gives a
         tiny model near-uniform logits that barely depend on the context, so
         stage 2's CE could not move; 0.2 makes its predictions depend on what it
         reads (the speech embeddings included).
     """
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        **hf_decoder_fields(
-            vocab_size, rope_theta=rope_theta, bos=bos, eos=eos, pad=pad, dims=dims
-        ),
+    hf_config = config_cls(
+        vocab_size=vocab_size,
+        hidden_size=dims.model_dim,
+        intermediate_size=dims.intermediate_size,
+        num_hidden_layers=dims.num_layers,
+        num_attention_heads=dims.num_attn_heads,
+        num_key_value_heads=dims.num_key_value_heads,
+        max_position_embeddings=dims.max_seq_len,
+        rms_norm_eps=1e-5,
+        rope_theta=rope_theta,
+        tie_word_embeddings=False,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=pad,
         initializer_range=init_std,
+        attn_implementation="eager",
+        **config,
     )
-    return seeded_hf_decoder(LlamaForCausalLM, config, seed)
 
-
-def hf_decoder_fields(
-    vocab_size: int,
-    *,
-    rope_theta: float,
-    bos: int,
-    eos: int,
-    pad: int | None,
-    dims: TinyLlamaDims,
-) -> dict[str, Any]:
-    """The transformers config fields of a tiny Llama-architecture decoder
-    (``LlamaConfig``, ``MistralConfig``): untied, ``rms_norm_eps=1e-5``,
-    eager attention."""
-    return {
-        "vocab_size": vocab_size,
-        "hidden_size": dims.model_dim,
-        "intermediate_size": dims.intermediate_size,
-        "num_hidden_layers": dims.num_layers,
-        "num_attention_heads": dims.num_attn_heads,
-        "num_key_value_heads": dims.num_key_value_heads,
-        "max_position_embeddings": dims.max_seq_len,
-        "rms_norm_eps": 1e-5,
-        "rope_theta": rope_theta,
-        "tie_word_embeddings": False,
-        "bos_token_id": bos,
-        "eos_token_id": eos,
-        "pad_token_id": pad,
-        "attn_implementation": "eager",
-    }
-
-
-ModelT = TypeVar("ModelT", bound="PreTrainedModel")
-
-
-def seeded_hf_decoder(
-    model_cls: Callable[[Any], ModelT], config: Any, seed: int
-) -> ModelT:
-    """``model_cls(config)`` in eval mode with random weights from ``seed``."""
     torch.manual_seed(seed)
-    model = model_cls(config).eval()
+    model = model_cls(hf_config).eval()
 
     # Make every row distinct and non-trivial (HF zero-initialises the pad row).
     with torch.no_grad():

@@ -21,10 +21,9 @@ from typing import Any, Final
 from speechmapper_plugin.tiny_assets.llama import (
     TINY_LLAMA_DIMS,
     TinyLlamaDims,
+    build_hf_decoder,
     embedding_rows,
     fairseq2_llama_config,
-    hf_decoder_fields,
-    seeded_hf_decoder,
 )
 from speechmapper_plugin.tiny_assets.tokenizer_files import (
     hf_tokenizer_size,
@@ -113,19 +112,17 @@ def build_hf_mistral(
     """A random ``MistralForCausalLM`` shaped like v0.3 (no sliding window, rope 1e6)."""
     from transformers import MistralConfig, MistralForCausalLM
 
-    config = MistralConfig(
-        **hf_decoder_fields(
-            vocab_size,
-            rope_theta=MISTRAL_V3_ROPE_THETA,
-            bos=1,
-            eos=2,
-            pad=None,
-            dims=dims,
-        ),
+    return build_hf_decoder(
+        MistralForCausalLM,
+        MistralConfig,
+        vocab_size,
+        seed=seed,
+        rope_theta=MISTRAL_V3_ROPE_THETA,
+        bos=1,
+        eos=2,
+        dims=dims,
         sliding_window=None,
-        initializer_range=0.2,
     )
-    return seeded_hf_decoder(MistralForCausalLM, config, seed)
 
 
 def write_tiny_mistral(
