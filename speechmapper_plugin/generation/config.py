@@ -15,7 +15,10 @@ from fairseq2.recipe.config import (
 )
 from fairseq2.utils.validation import StandardObjectValidator, ValidationResult
 
-from speechmapper_plugin.validation import check_positive_fields
+from speechmapper_plugin.validation import (
+    check_non_negative_fields,
+    check_positive_fields,
+)
 
 
 @dataclass(kw_only=True)
@@ -248,10 +251,7 @@ class GenerationConfig:
                     f"`max_gen_len` is [a, b] with a positive `b` (every example may generate at least one token), but `b` is {b}."
                 )
 
-        if self.len_penalty < 0.0:
-            result.add_error(
-                f"`len_penalty` must be non-negative, but is {self.len_penalty}."
-            )
+        check_non_negative_fields(result, self, ("len_penalty",))
 
         return result
 
