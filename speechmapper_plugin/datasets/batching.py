@@ -1,17 +1,22 @@
-"""The data pipeline both training datasets share: shuffle, shard over
-data-parallel ranks, load, bucket by length, collate, prefetch."""
+"""What both training datasets share: their splits, the batch skeleton
+(padded features and transcript target ids, moved and row-selected alike) and
+the data pipeline (shuffle, shard over data-parallel ranks, load, bucket by
+length, collate, prefetch)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Final, Protocol, TypeVar
 
 from fairseq2.data import create_bucket_sizes
 from fairseq2.data.data_pipeline import read_sequence
 from fairseq2.datasets import DataPipelineReader, SyncMode
+from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
 from torch import Tensor
+from typing_extensions import Self
 
 from speechmapper_plugin.data.feature_store import FeatureStore
 
@@ -129,28 +134,77 @@ def create_speech_reader(
     )
 
 
-ItemT = TypeVar("ItemT")
+class Splits:
+    """Split name -> the files a dataset reads for it, with the errors both
+    training datasets give for an unknown or empty split."""
+
+    def __init__(self, splits: Mapping[str, Sequence[Path]], what: str) -> None:
+        self._paths = {k: [Path(p) for p in v] for k, v in splits.items()}
+        self._what = what
+
+    @property
+    def names(self) -> set[str]:
+        return set(self._paths)
+
+    def __getitem__(self, split: str) -> list[Path]:
+        if split not in self._paths:
+            raise ValueError(
+                f"Split '{split}' is not in the dataset; known splits: {sorted(self._paths)}."
+            )
+        paths = self._paths[split]
+        if not paths:
+            raise ValueError(f"Split '{split}' lists no {self._what}.")
+        return paths
 
 
-@dataclass(frozen=True)
-class RowSelection:
-    """The rows of a batch where a ``[B]`` bool mask is true (see :func:`select_rows`)."""
-
-    index: Tensor
-    rows: list[int]
-
-    def pick(self, values: Sequence[ItemT]) -> list[ItemT]:
-        return [values[i] for i in self.rows]
-
-    def padded(self, seqs: Tensor, lens: Tensor) -> tuple[Tensor, Tensor]:
-        """The kept rows of right-padded ``seqs``, cut to the longest of them,
-        and their lengths."""
-        kept = lens[self.index]
-        width = int(kept.max()) if self.rows else 0
-        return seqs[self.index, :width], kept
+_PADDED: Final = {"features": "feature_lens", "target_ids": "target_lens"}
+"""The padded tensors of a :class:`SpeechBatch` and their lengths."""
 
 
-def select_rows(mask: Tensor) -> RowSelection:
-    """For the ``select`` of the datasets' batches (dropping non-finite rows)."""
-    index = mask.nonzero().flatten()
-    return RowSelection(index, index.tolist())
+@dataclass(kw_only=True)
+class SpeechBatch(SupportsDeviceTransfer):
+    """What both training batches hold: speech features and the transcripts'
+    MSE target ids, padded, per example; subclasses add per-example lists."""
+
+    features: Tensor
+    """``[B, T, D]`` pre-averaged SFM features (stored dtype), right-padded
+    with zeros."""
+
+    feature_lens: Tensor
+    """``[B]`` valid frames per row."""
+
+    target_ids: Tensor
+    """``[B, S]`` transcript token ids, right-padded with 0."""
+
+    target_lens: Tensor
+    """``[B]`` tokens per row; 0 for an example without an MSE term."""
+
+    ids: list[str]
+
+    def to(self, device: Device, *, non_blocking: bool = False) -> None:
+        for seqs, lens in _PADDED.items():
+            for name in (seqs, lens):
+                tensor = getattr(self, name)
+                setattr(self, name, tensor.to(device, non_blocking=non_blocking))
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.ids)
+
+    def select(self, rows: Tensor) -> Self:
+        """The sub-batch of the rows where ``rows`` (a ``[B]`` bool mask) is
+        true (dropping non-finite rows); padded tensors are cut to the
+        longest kept row."""
+        index = rows.nonzero().flatten()
+        kept = index.tolist()
+        changes: dict[str, Any] = {}
+        for seqs, lens in _PADDED.items():
+            kept_lens = getattr(self, lens)[index]
+            width = int(kept_lens.max()) if kept else 0
+            changes[seqs] = getattr(self, seqs)[index, :width]
+            changes[lens] = kept_lens
+        for f in fields(self):
+            if f.name not in changes:
+                values = getattr(self, f.name)
+                changes[f.name] = [values[i] for i in kept]
+        return replace(self, **changes)

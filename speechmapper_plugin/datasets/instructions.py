@@ -19,9 +19,7 @@ from typing import Any, Final
 import torch
 from fairseq2.data.tokenizers import Tokenizer
 from fairseq2.datasets import DataPipelineReader
-from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
-from torch import Tensor
 
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.instructions import InstructionExample, read_instructions
@@ -34,9 +32,10 @@ from speechmapper_plugin.data.usability import (
     transcript_text_problem,
 )
 from speechmapper_plugin.datasets.batching import (
+    SpeechBatch,
     SpeechReadOptions,
+    Splits,
     create_speech_reader,
-    select_rows,
 )
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.datasets.speech_features import check_store_matches_projector
@@ -78,63 +77,28 @@ class PreparedInstructions:
     """Kept examples whose transcript is missing or longer than the projector output."""
 
 
-@dataclass
-class InstructionBatch(SupportsDeviceTransfer):
-    features: Tensor
-    """``[B, T, D]`` pre-averaged SFM features, right-padded with zeros."""
+@dataclass(kw_only=True)
+class InstructionBatch(SpeechBatch):
+    """Stage 2's batch: the speech and MSE targets of :class:`SpeechBatch`
+    (target ids as in stage 1's batches) and each example's prompt and
+    response token ids."""
 
-    feature_lens: Tensor
     prefix_ids: list[tuple[int, ...]]
     suffix_ids: list[tuple[int, ...]]
     response_ids: list[tuple[int, ...]]
-
-    target_ids: Tensor
-    """``[B, S]`` the transcripts' MSE target ids, right-padded with 0, as in
-    stage 1's batches."""
-
-    target_lens: Tensor
-    """``[B]`` tokens per row; 0 for an example without an MSE term."""
-
-    ids: list[str]
-
-    def to(self, device: Device, *, non_blocking: bool = False) -> None:
-        self.features = self.features.to(device, non_blocking=non_blocking)
-        self.feature_lens = self.feature_lens.to(device, non_blocking=non_blocking)
-        self.target_ids = self.target_ids.to(device, non_blocking=non_blocking)
-        self.target_lens = self.target_lens.to(device, non_blocking=non_blocking)
-
-    @property
-    def batch_size(self) -> int:
-        return len(self.ids)
-
-    def select(self, rows: Tensor) -> InstructionBatch:
-        """The sub-batch of the rows where ``rows`` (a ``[B]`` bool mask) is true."""
-        selection = select_rows(rows)
-        features, feature_lens = selection.padded(self.features, self.feature_lens)
-        target_ids, target_lens = selection.padded(self.target_ids, self.target_lens)
-        return InstructionBatch(
-            features=features,
-            feature_lens=feature_lens,
-            prefix_ids=selection.pick(self.prefix_ids),
-            suffix_ids=selection.pick(self.suffix_ids),
-            response_ids=selection.pick(self.response_ids),
-            target_ids=target_ids,
-            target_lens=target_lens,
-            ids=selection.pick(self.ids),
-        )
 
 
 class InstructionDataset:
     def __init__(
         self, splits: Mapping[str, Sequence[Path]], feature_stores: Sequence[Path]
     ) -> None:
-        self._split_paths = {k: [Path(p) for p in v] for k, v in splits.items()}
+        self._splits = Splits(splits, "instruction file")
         self._store_paths = [Path(p) for p in feature_stores]
         self._stores: list[FeatureStore] | None = None
 
     @property
     def splits(self) -> set[str]:
-        return set(self._split_paths)
+        return self._splits.names
 
     def stores(self) -> list[FeatureStore]:
         if self._stores is None:
@@ -146,14 +110,11 @@ class InstructionDataset:
         return self._stores
 
     def read_examples(self, split: str) -> list[InstructionExample]:
-        if split not in self._split_paths:
-            raise ValueError(
-                f"Split '{split}' is not in the dataset; known splits: {sorted(self._split_paths)}."
-            )
-        paths = self._split_paths[split]
-        if not paths:
-            raise ValueError(f"Split '{split}' lists no instruction file.")
-        return [example for path in paths for example in read_instructions(path)]
+        return [
+            example
+            for path in self._splits[split]
+            for example in read_instructions(path)
+        ]
 
     def prepare(
         self,
@@ -264,21 +225,14 @@ class InstructionDataset:
                 )
             )
 
-        if not prepared.examples:
-            raise ValueError(
-                f"No usable example in split '{split}'. {report.summary()}"
-            )
-
+        report.check_usable()
         return prepared
 
     def create_reader(
         self, prepared: PreparedInstructions, gangs: Gangs, options: SpeechReadOptions
     ) -> DataPipelineReader[InstructionBatch]:
-        stores = self.stores()
-        examples = prepared.examples
-
         return create_speech_reader(
-            examples, stores, collate_instructions, gangs, options
+            prepared.examples, self.stores(), collate_instructions, gangs, options
         )
 
 

@@ -41,6 +41,13 @@ class SkipReport:
         """Reason code -> number of skips."""
         return count_reasons(self.skipped)
 
+    def check_usable(self) -> None:
+        """:raises ValueError: if every example was skipped (or there was none)."""
+        if not self.num_kept:
+            raise ValueError(
+                f"No usable example in split '{self.split}'. {self.summary()}"
+            )
+
     def summary(self) -> str:
         if not self.skipped:
             return f"{self.split}: all {self.num_examples} examples usable."

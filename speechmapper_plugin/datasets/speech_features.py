@@ -17,9 +17,7 @@ from typing import Any, Final, Literal
 
 import torch
 from fairseq2.datasets import DataPipelineReader
-from fairseq2.device import Device, SupportsDeviceTransfer
 from fairseq2.gang import Gangs
-from torch import Tensor
 
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.reasons import TRANSCRIPT_TOO_LONG
@@ -32,9 +30,10 @@ from speechmapper_plugin.data.usability import (
     transcript_text_problem,
 )
 from speechmapper_plugin.datasets.batching import (
+    SpeechBatch,
     SpeechReadOptions,
+    Splits,
     create_speech_reader,
-    select_rows,
 )
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.models.adapters import ProjectorConfig
@@ -53,48 +52,11 @@ class SpeechFeaturesDatasetConfig:
     """Split name -> feature-store directories, e.g. ``{"train": [...], "dev": [...]}``."""
 
 
-@dataclass
-class SpeechFeaturesBatch(SupportsDeviceTransfer):
+@dataclass(kw_only=True)
+class SpeechFeaturesBatch(SpeechBatch):
     """A padded batch of pre-averaged SFM features and transcript token ids."""
 
-    features: Tensor
-    """``[B, T, D]`` features (stored dtype), right-padded with zeros."""
-
-    feature_lens: Tensor
-    """``[B]`` valid frames per row."""
-
-    target_ids: Tensor
-    """``[B, S]`` transcript token ids, right-padded with 0."""
-
-    target_lens: Tensor
-    """``[B]`` tokens per row."""
-
-    ids: list[str]
     transcripts: list[str]
-
-    def to(self, device: Device, *, non_blocking: bool = False) -> None:
-        self.features = self.features.to(device, non_blocking=non_blocking)
-        self.feature_lens = self.feature_lens.to(device, non_blocking=non_blocking)
-        self.target_ids = self.target_ids.to(device, non_blocking=non_blocking)
-        self.target_lens = self.target_lens.to(device, non_blocking=non_blocking)
-
-    @property
-    def batch_size(self) -> int:
-        return len(self.ids)
-
-    def select(self, rows: Tensor) -> SpeechFeaturesBatch:
-        """The sub-batch of the rows where ``rows`` (a ``[B]`` bool mask) is true."""
-        selection = select_rows(rows)
-        features, feature_lens = selection.padded(self.features, self.feature_lens)
-        target_ids, target_lens = selection.padded(self.target_ids, self.target_lens)
-        return SpeechFeaturesBatch(
-            features=features,
-            feature_lens=feature_lens,
-            target_ids=target_ids,
-            target_lens=target_lens,
-            ids=selection.pick(self.ids),
-            transcripts=selection.pick(self.transcripts),
-        )
 
 
 @dataclass(frozen=True)
@@ -131,8 +93,7 @@ class PreparedSplit:
                 kept.append(example)
             else:
                 report.skip(example.id, problem)
-        if not kept:
-            raise ValueError(f"No usable example in split '{name}'. {report.summary()}")
+        report.check_usable()
         return PreparedSplit(kept, report)
 
 
@@ -140,21 +101,15 @@ class SpeechFeaturesDataset:
     """One or more feature stores per split."""
 
     def __init__(self, splits: Mapping[str, Sequence[Path]]) -> None:
-        self._split_paths = {k: [Path(p) for p in v] for k, v in splits.items()}
+        self._splits = Splits(splits, "feature store")
         self._stores: dict[Path, FeatureStore] = {}
 
     @property
     def splits(self) -> set[str]:
-        return set(self._split_paths)
+        return self._splits.names
 
     def stores(self, split: str) -> list[FeatureStore]:
-        if split not in self._split_paths:
-            raise ValueError(
-                f"Split '{split}' is not in the dataset; known splits: {sorted(self._split_paths)}."
-            )
-        paths = self._split_paths[split]
-        if not paths:
-            raise ValueError(f"Split '{split}' lists no feature store.")
+        paths = self._splits[split]
         for path in paths:
             if path not in self._stores:
                 self._stores[path] = FeatureStore(path)
@@ -229,11 +184,7 @@ class SpeechFeaturesDataset:
                     )
                 )
 
-        if not examples:
-            raise ValueError(
-                f"No usable example in split '{split}'. {report.summary()}"
-            )
-
+        report.check_usable()
         return PreparedSplit(examples, report)
 
     def create_reader(
@@ -244,11 +195,12 @@ class SpeechFeaturesDataset:
         options: SpeechReadOptions,
     ) -> DataPipelineReader[SpeechFeaturesBatch]:
         """Length-bucketed, shuffled batches of this rank's share of ``prepared``."""
-        stores = self.stores(split)
-        examples = prepared.examples
-
         return create_speech_reader(
-            examples, stores, collate_speech_features, gangs, options
+            prepared.examples,
+            self.stores(split),
+            collate_speech_features,
+            gangs,
+            options,
         )
 
 
