@@ -45,9 +45,6 @@ StepKind = Literal["stage1", "stage2", "evaluate", "extract_features"]
 """The recipe a step runs (``extract_features``: the grid's cached extraction)."""
 
 
-# --- configuration ----------------------------------------------------------
-
-
 @dataclass(kw_only=True)
 class RecipeRunSection:
     """How to run one recipe: its config file and extra ``--config`` overrides."""
@@ -150,9 +147,6 @@ def to_config(
     return config
 
 
-# --- the plan ---------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class RecipeStep:
     kind: StepKind
@@ -214,9 +208,6 @@ class StepList:
         overrides = [*self.leading, *section.overrides, *settings]
         command += ["--config", *overrides, "--no-rich"]
         self.steps.append(RecipeStep(kind, out_dir, command, needs))
-
-
-# --- inputs -----------------------------------------------------------------
 
 
 def check_heldout_prompts(eval_file: Path, train_files: Sequence[Path]) -> int:
@@ -291,9 +282,6 @@ def check_inputs(config: RunsConfig, *, dry_run: bool, label: str) -> HeldOut:
     return HeldOut(instructions, train_instructions, num_prompts)
 
 
-# --- running ----------------------------------------------------------------
-
-
 @dataclass
 class StepProgress:
     ran: list[Path] = field(default_factory=list)
@@ -323,7 +311,8 @@ def is_finished(step: RecipeStep) -> bool:
 
 def subprocess_env() -> dict[str, str]:
     """The recipes are imported from this checkout (``recipes`` is not a package
-    of the wheel), from whatever directory the plan was started in."""
+    of the wheel); they run where the plan was started, so that the plan
+    file's relative paths mean the same to them as to the input checks."""
     env = dict(os.environ)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(REPO) if not path else f"{REPO}{os.pathsep}{path}"
@@ -335,7 +324,7 @@ def run_steps(
     steps: Sequence[RecipeStep],
     out_dir: Path,
     *,
-    label: str = "sweep",
+    label: str,
     echo: Callable[[str], None] = print,
 ) -> StepProgress:
     """Run ``steps`` in order; their output goes to ``out_dir/logs/``."""
@@ -369,9 +358,6 @@ def run_steps(
             fp.flush()
             done = subprocess.run(
                 step.command,
-                # Relative paths of the plan file are relative to where the
-                # plan was started, for the recipes as for the input checks.
-                cwd=Path.cwd(),
                 env=subprocess_env(),
                 stdout=fp,
                 stderr=subprocess.STDOUT,
@@ -390,9 +376,6 @@ def run_steps(
         progress.ran.append(step.out_dir)
 
     return progress
-
-
-# --- results ----------------------------------------------------------------
 
 
 def flatten_numbers(data: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
@@ -465,9 +448,6 @@ def metric_names(
     for record in records:
         names.update(dict.fromkeys(record.get("metrics", {})))
     return list(names)
-
-
-# --- the command ------------------------------------------------------------
 
 
 def _parse_args(

@@ -4,7 +4,7 @@ commands in their own directories (``recipes.runs`` runs them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,19 +103,6 @@ def plan_steps(
     def extractions(sfm: SfmEntry) -> tuple[Path, ...]:
         return tuple(extract_dir(out_dir, sfm, s) for s in config.manifests)
 
-    _add_cells(config, cells, widths, steps, stores, extractions)
-
-    return steps.steps
-
-
-def _add_cells(
-    config: GridConfig,
-    cells: list[GridCell],
-    widths: Widths,
-    steps: StepList,
-    stores: Callable[[SfmEntry], dict[str, str]],
-    extractions: Callable[[SfmEntry], tuple[Path, ...]],
-) -> None:
     for cell in cells:
         if cell.stage1_dir is None:
             continue
@@ -178,3 +165,5 @@ def _add_cells(
             ],
             (cell.model_dir,),
         )
+
+    return steps.steps
