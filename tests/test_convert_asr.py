@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from speechmapper_plugin.data.convert import (
     convert_fleurs,
     convert_librispeech,
 )
-from speechmapper_plugin.data.convert.__main__ import main
+from speechmapper_plugin.data.convert.__main__ import build_parser, main
 from speechmapper_plugin.data.manifest_validation import validate_manifest
 from speechmapper_plugin.data.reasons import MALFORMED_ROW, MISSING_FILE
 from tests.support.audio import write_tone
@@ -162,3 +163,24 @@ def test_fleurs_packed_audio_says_how_to_unpack(fleurs: Path, tmp_path: Path) ->
         convert_fleurs(fleurs, "en_us", "dev", tmp_path / "d.tsv")
     with pytest.raises(ConvertError, match="No FLEURS language folder 'fr_fr'"):
         convert_fleurs(fleurs, "fr_fr", "test", tmp_path / "d.tsv")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["librispeech", "r", "--subset", "test-clean", "--out", "o"],
+        ["fleurs", "r", "--lang", "en_us", "--split", "test", "--out", "o"],
+        ["europarl_st", "r", "--src", "en", "--tgt", "de", "--split", "test"],
+        ["covost2", "r", "--covost-tsv", "t", "--split", "test"],
+        ["librisqa", "j", "--librispeech", "l", "--out", "o"],
+        ["spoken_squad", "j", "--audio-dir", "a", "--out-dir", "o"],
+    ],
+)
+def test_every_command_line_option_is_a_parameter_of_its_converter(
+    argv: list[str],
+) -> None:
+    """``run`` passes the options to the converter by name."""
+    options = vars(build_parser().parse_args(argv))
+    del options["corpus"]
+    convert = options.pop("convert")
+    inspect.signature(convert).bind(**options)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from speechmapper_plugin.data.convert.covost2 import convert_covost2
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--subset", required=True, choices=SUBSETS)
     p.add_argument("--out", required=True, type=Path, help="manifest to write (.tsv)")
+    p.set_defaults(convert=convert_librispeech)
 
     p = corpora.add_parser("fleurs", help="FLEURS language split -> ASR manifest")
     p.add_argument(
@@ -45,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="raw (cased, punctuated; default) or normalized transcription",
     )
     p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(convert=convert_fleurs)
 
     p = corpora.add_parser(
         "europarl_st", help="EuroParl-ST pair -> segment manifest + ST instructions"
@@ -64,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of converted .flac/.wav speeches (default: <src>/audios)",
     )
     _outputs(p)
+    p.set_defaults(convert=convert_europarl_st)
 
     p = corpora.add_parser(
         "covost2", help="CoVoST 2 pair -> ASR manifest + ST instructions"
@@ -81,12 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", required=True, choices=("train", "dev", "test"))
     _outputs(p)
+    p.set_defaults(convert=convert_covost2)
 
     p = corpora.add_parser(
         "librisqa", help="LibriSQA Part I/II json + LibriSpeech -> SQA instructions"
     )
     p.add_argument(
-        "json", type=Path, help="LibriSQA-PartI-test.json or LibriSQA-PartII-test.json"
+        "path",
+        metavar="json",
+        type=Path,
+        help="LibriSQA-PartI-test.json or LibriSQA-PartII-test.json",
     )
     p.add_argument(
         "--librispeech",
@@ -97,12 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", choices=("auto", "1", "2"), default="auto")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int, default=0, help="seed of the prompt choice")
+    p.set_defaults(convert=convert_librisqa)
 
     p = corpora.add_parser(
         "spoken_squad",
         help="Spoken-SQuAD json + sentence wavs -> paragraph wavs + SQA instructions",
     )
-    p.add_argument("json", type=Path, help="spoken_test-v1.1.json (SQuAD format)")
+    p.add_argument(
+        "json_path",
+        metavar="json",
+        type=Path,
+        help="spoken_test-v1.1.json (SQuAD format)",
+    )
     p.add_argument(
         "--audio-dir",
         required=True,
@@ -112,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--index-base", choices=("auto", "0", "1"), default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompt choice")
+    p.set_defaults(convert=convert_spoken_squad)
 
     return parser
 
@@ -119,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out-manifest",
+        dest="manifest",
         type=Path,
         default=None,
         help="ASR manifest (.tsv) of the source speech",
     )
     p.add_argument(
         "--out-instructions",
+        dest="instructions",
         type=Path,
         default=None,
         help="ST instruction file (.jsonl)",
@@ -133,46 +150,11 @@ def _outputs(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> ConversionReport:
-    match args.corpus:
-        case "librispeech":
-            return convert_librispeech(args.root, args.subset, args.out)
-        case "fleurs":
-            return convert_fleurs(
-                args.root, args.lang, args.split, args.out, text=args.text
-            )
-        case "europarl_st":
-            return convert_europarl_st(
-                args.root,
-                args.src,
-                args.tgt,
-                args.split,
-                manifest=args.out_manifest,
-                instructions=args.out_instructions,
-                audio_dir=args.audio_dir,
-                seed=args.seed,
-            )
-        case "covost2":
-            return convert_covost2(
-                args.cv_dir,
-                args.covost_tsv,
-                args.split,
-                manifest=args.out_manifest,
-                instructions=args.out_instructions,
-                seed=args.seed,
-            )
-        case "librisqa":
-            return convert_librisqa(
-                args.json, args.librispeech, args.out, part=args.part, seed=args.seed
-            )
-        case "spoken_squad":
-            return convert_spoken_squad(
-                args.json,
-                args.audio_dir,
-                args.out_dir,
-                index_base=args.index_base,
-                seed=args.seed,
-            )
-    raise AssertionError(args.corpus)
+    """Calls the corpus's converter: each option's name is its parameter's."""
+    options = dict(vars(args))
+    del options["corpus"]
+    convert: Callable[..., ConversionReport] = options.pop("convert")
+    return convert(**options)
 
 
 def main(argv: list[str] | None = None) -> int:
