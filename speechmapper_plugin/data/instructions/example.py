@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
 
+from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.data.manifest import ManifestRow
 from speechmapper_plugin.llm.speech_prompt import placeholder_problem
 
@@ -171,13 +172,12 @@ def read_instructions(path: Path) -> list[InstructionExample]:
 
 
 def write_instructions(path: Path, examples: Iterable[InstructionExample]) -> int:
+    """Writes ``path`` atomically (a rerun never leaves half a file); returns
+    the number of examples."""
+    lines = [example.to_json() + "\n" for example in examples]
     path.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
-    with path.open("w", encoding="utf-8") as fp:
-        for example in examples:
-            fp.write(example.to_json() + "\n")
-            n += 1
-    return n
+    atomic_write_text(path, "".join(lines))
+    return len(lines)
 
 
 def example_audio_row(
