@@ -75,7 +75,7 @@ def test_stage1_fits_its_training_split(stage1_run: Path) -> None:
         (out / "skipped/train.tsv")
         .read_text()
         .splitlines()[1]
-        .startswith("dense\ttranscript_too_long\t")
+        .startswith("0\tdense\ttranscript_too_long\t")  # line 0: named by id
     )
 
     # The checkpoint card names the target LLM and loads as `last_checkpoint`.
@@ -298,7 +298,7 @@ def test_validating_the_training_split_with_a_smaller_frame_budget(
     valid = read_metrics(out, "valid/train")
     assert valid[-1]["Number of Examples"] == len(sentences) - len(too_long)
     listed = (out / "skipped/valid/train.tsv").read_text().splitlines()[1:]
-    assert {line.split("\t")[0] for line in listed} == too_long
+    assert {line.split("\t")[1] for line in listed} == too_long  # line, id, ...
     assert not (out / "skipped/train.tsv").exists()
 
 
