@@ -26,6 +26,7 @@ from speechmapper_plugin.models.adapters import (
     AlignmentTargets,
     SpeechAdapter,
     VariableLengthError,
+    adapter_kind,
     create_speech_adapter_model,
     forced_align,
     integrate_and_fire,
@@ -185,6 +186,17 @@ def test_every_kind_has_one_entry_and_one_typed_name() -> None:
     assert set(FIXED) | variable == set(ADAPTER_KINDS)
     for kind in ADAPTER_KINDS:
         assert AdapterConfig(kind=kind).variable_length == (kind in VARIABLE)
+
+
+def test_only_ctc_compression_needs_the_llm_vocabulary() -> None:
+    for kind in ADAPTER_KINDS:
+        config = AdapterConfig(kind=kind, ctc_vocab_size=300)
+        adapter_kind(kind).check_llm_vocabulary(config, 300, "llm")
+        if kind == "ctc_compression":
+            with pytest.raises(ValueError, match="ctc_vocab_size: 256"):
+                adapter_kind(kind).check_llm_vocabulary(config, 256, "llm")
+        else:
+            adapter_kind(kind).check_llm_vocabulary(config, 256, "llm")
 
 
 def reference_cif(alphas: list[float], frames: list[float]) -> list[float]:
