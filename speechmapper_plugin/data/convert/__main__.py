@@ -26,17 +26,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     corpora = parser.add_subparsers(dest="corpus", required=True)
 
-    p = corpora.add_parser("librispeech", help="LibriSpeech subset -> ASR manifest")
-    p.add_argument(
-        "root", type=Path, help="the LibriSpeech folder (holding test-clean/, ...)"
+    p = _corpus(
+        corpora,
+        convert_librispeech,
+        "LibriSpeech subset -> ASR manifest",
+        "root",
+        "the LibriSpeech folder (holding test-clean/, ...)",
     )
     p.add_argument("--subset", required=True, choices=SUBSETS)
     p.add_argument("--out", required=True, type=Path, help="manifest to write (.tsv)")
-    p.set_defaults(convert=convert_librispeech)
 
-    p = corpora.add_parser("fleurs", help="FLEURS language split -> ASR manifest")
-    p.add_argument(
-        "root", type=Path, help="the google/fleurs repository (holding data/)"
+    p = _corpus(
+        corpora,
+        convert_fleurs,
+        "FLEURS language split -> ASR manifest",
+        "root",
+        "the google/fleurs repository (holding data/)",
     )
     p.add_argument("--lang", required=True, help="FLEURS language folder, e.g. en_us")
     p.add_argument("--split", required=True, choices=FLEURS_SPLITS)
@@ -47,15 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="raw (cased, punctuated; default) or normalized transcription",
     )
     p.add_argument("--out", required=True, type=Path)
-    p.set_defaults(convert=convert_fleurs)
 
-    p = corpora.add_parser(
-        "europarl_st", help="EuroParl-ST pair -> segment manifest + ST instructions"
-    )
-    p.add_argument(
+    p = _corpus(
+        corpora,
+        convert_europarl_st,
+        "EuroParl-ST pair -> segment manifest + ST instructions",
         "root",
-        type=Path,
-        help="the release folder (holding <src>/audios, <src>/<tgt>/)",
+        "the release folder (holding <src>/audios, <src>/<tgt>/)",
     )
     p.add_argument("--src", required=True)
     p.add_argument("--tgt", required=True)
@@ -67,15 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of converted .flac/.wav speeches (default: <src>/audios)",
     )
     _outputs(p)
-    p.set_defaults(convert=convert_europarl_st)
 
-    p = corpora.add_parser(
-        "covost2", help="CoVoST 2 pair -> ASR manifest + ST instructions"
-    )
-    p.add_argument(
+    p = _corpus(
+        corpora,
+        convert_covost2,
+        "CoVoST 2 pair -> ASR manifest + ST instructions",
         "cv_dir",
-        type=Path,
-        help="Common Voice 4 folder of the source language (clips/, validated.tsv)",
+        "Common Voice 4 folder of the source language (clips/, validated.tsv)",
     )
     p.add_argument(
         "--covost-tsv",
@@ -85,16 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--split", required=True, choices=("train", "dev", "test"))
     _outputs(p)
-    p.set_defaults(convert=convert_covost2)
 
-    p = corpora.add_parser(
-        "librisqa", help="LibriSQA Part I/II json + LibriSpeech -> SQA instructions"
-    )
-    p.add_argument(
+    p = _corpus(
+        corpora,
+        convert_librisqa,
+        "LibriSQA Part I/II json + LibriSpeech -> SQA instructions",
         "path",
+        "LibriSQA-PartI-test.json or LibriSQA-PartII-test.json",
         metavar="json",
-        type=Path,
-        help="LibriSQA-PartI-test.json or LibriSQA-PartII-test.json",
     )
     p.add_argument(
         "--librispeech",
@@ -105,17 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", choices=("auto", "1", "2"), default="auto")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--seed", type=int, default=0, help="seed of the prompt choice")
-    p.set_defaults(convert=convert_librisqa)
 
-    p = corpora.add_parser(
-        "spoken_squad",
-        help="Spoken-SQuAD json + sentence wavs -> paragraph wavs + SQA instructions",
-    )
-    p.add_argument(
+    p = _corpus(
+        corpora,
+        convert_spoken_squad,
+        "Spoken-SQuAD json + sentence wavs -> paragraph wavs + SQA instructions",
         "json_path",
+        "spoken_test-v1.1.json (SQuAD format)",
         metavar="json",
-        type=Path,
-        help="spoken_test-v1.1.json (SQuAD format)",
     )
     p.add_argument(
         "--audio-dir",
@@ -126,9 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--index-base", choices=("auto", "0", "1"), default="auto")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompt choice")
-    p.set_defaults(convert=convert_spoken_squad)
 
     return parser
+
+
+Converter = Callable[..., ConversionReport]
+"""Takes the options of its command as keyword arguments."""
+
+
+def _corpus(
+    corpora: argparse._SubParsersAction[argparse.ArgumentParser],
+    convert: Converter,
+    help: str,
+    source: str,
+    source_help: str,
+    *,
+    metavar: str | None = None,
+) -> argparse.ArgumentParser:
+    """The command of one corpus (named after its converter): the local copy
+    to read (``source``, the converter's first parameter), then its options."""
+    name = convert.__name__.removeprefix("convert_")
+    p = corpora.add_parser(name, help=help)
+    p.add_argument(source, metavar=metavar, type=Path, help=source_help)
+    p.set_defaults(convert=convert)
+    return p
 
 
 def _outputs(p: argparse.ArgumentParser) -> None:
@@ -153,7 +170,7 @@ def run(args: argparse.Namespace) -> ConversionReport:
     """Calls the corpus's converter: each option's name is its parameter's."""
     options = dict(vars(args))
     del options["corpus"]
-    convert: Callable[..., ConversionReport] = options.pop("convert")
+    convert: Converter = options.pop("convert")
     return convert(**options)
 
 
