@@ -160,6 +160,22 @@ def test_asr_files_and_scores_equal_jiwer_on_the_written_hypotheses(
     assert "EnglishTextNormalizer" in md
 
 
+def test_the_generate_summary_means_the_same_wer(asr_run: Path) -> None:
+    """``recipes.generate``'s summary of the same hypotheses holds the same
+    ``asr`` numbers under the same names: ``wer`` after Whisper's normaliser."""
+    from speechmapper_plugin.generation_task.summary import summarize
+
+    records = read_jsonl(asr_run / "hypotheses.jsonl")
+    evaluated = json.loads((asr_run / "summary.json").read_text())["metrics"]["asr"]
+    generated = summarize(records, [], len(records))["metrics"]["asr"]
+
+    english = EnglishTextNormalizer()
+    norm_refs = [" ".join(english(r["reference"]).split()) for r in records]
+    norm_hyps = [" ".join(english(r["hypothesis"]).split()) for r in records]
+    assert generated["wer"] == pytest.approx(100 * jiwer.wer(norm_refs, norm_hyps))
+    assert generated == evaluated
+
+
 def test_instruction_file_st_sqa_custom(
     corpus: Path, test_cards: SessionCards, tmp_path: Path
 ) -> None:
@@ -427,7 +443,7 @@ def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> Non
     from fairseq2.utils.validation import StandardObjectValidator, ValidationError
 
     from recipes.evaluate.config import EvaluateConfig
-    from recipes.generate.config import InputSection
+    from recipes.generation import InputSection
     from speechmapper_plugin.evaluation import JudgeSection, ScoringSection
 
     scoring = ScoringSection(task=overrides.get("scoring_task"))
@@ -447,7 +463,7 @@ def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> Non
 def test_the_checkpoint_step_is_read_from_the_checkpoint_path() -> None:
     from fairseq2.recipe.config import ReferenceModelSection
 
-    from recipes.generate.settings import describe_model
+    from recipes.generation import describe_model
 
     described = describe_model(
         ReferenceModelSection(

@@ -22,11 +22,11 @@ import jiwer
 import pytest
 import sacrebleu
 import torch
+from whisper_normalizer.english import EnglishTextNormalizer
 
 from speechmapper_plugin.audio import load_audio
 from speechmapper_plugin.data.instructions import InstructionExample, write_instructions
 from speechmapper_plugin.generation import GenerationConfig
-from speechmapper_plugin.metrics import normalize_text
 from speechmapper_plugin.speech_llm import SpeechMapperPipeline
 from tests.support.audio import has_espeak, synthesize_corpus, tone, write_wav
 from tests.support.cards import SessionCards
@@ -146,16 +146,22 @@ def test_manifest_to_transcripts_with_references_flags_and_summary(
     assert {k: v for k, v in stops.items() if v} == Counter(
         r["stop_reason"] for r in records
     )
+    # `wer` means what it means in the evaluate recipe's summary: the WER
+    # after Whisper's normaliser (`wer_raw`: of the text as written).
     asr = summary["metrics"]["asr"]
+    english = EnglishTextNormalizer()
+    refs = [r["reference"] for r in records]
+    hyps = [r["hypothesis"] for r in records]
     assert asr["num_examples"] == 5
-    assert asr["reference_words"] == sum(len(row[3].split()) for row in good)
+    assert asr["reference_words_raw"] == sum(len(row[3].split()) for row in good)
     assert asr["wer"] == pytest.approx(
         100
         * jiwer.wer(
-            [normalize_text(r["reference"]) for r in records],
-            [normalize_text(r["hypothesis"]) for r in records],
+            [" ".join(english(t).split()) for t in refs],
+            [" ".join(english(t).split()) for t in hyps],
         )
     )
+    assert asr["wer_raw"] == pytest.approx(100 * jiwer.wer(refs, hyps))
 
     skipped = (out / "skipped.tsv").read_text().splitlines()
     assert skipped[0] == "line\tid\treason\tdetail"
@@ -494,7 +500,6 @@ def test_sampling_through_the_recipe_repeats_with_its_seed(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({}, "Give exactly one of `input.manifest`"),
         (
             {"manifest": "a.tsv", "instructions": "b.jsonl"},
             "Give exactly one of `input.manifest`",
@@ -515,12 +520,8 @@ def test_sampling_through_the_recipe_repeats_with_its_seed(
 def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> None:
     from fairseq2.utils.validation import StandardObjectValidator, ValidationError
 
-    from recipes.generate.config import (
-        BatchingSection,
-        GenerateConfig,
-        InputSection,
-        InstructionPromptSection,
-    )
+    from recipes.generation import BatchingSection, GenerateConfig, InputSection
+    from speechmapper_plugin.generation_task import InstructionPromptSection
 
     def pick(*names: str) -> dict[str, Any]:
         return {k: v for k, v in overrides.items() if k in names}
@@ -535,6 +536,27 @@ def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> Non
 
     with pytest.raises(ValidationError, match=re.escape(message)):
         StandardObjectValidator().validate(config)
+
+
+def test_an_input_is_required_when_the_recipe_runs_not_by_the_config() -> None:
+    """Without an input the config validates (``--dump-config`` shows it);
+    the recipe refuses to start with the message validation gives for two."""
+    from fairseq2.recipe.error import RecipeError
+    from fairseq2.utils.validation import StandardObjectValidator, ValidationError
+
+    from recipes.generation import GenerateConfig, InputSection
+
+    StandardObjectValidator().validate(GenerateConfig())
+
+    with pytest.raises(RecipeError) as missing:
+        InputSection().require()
+    assert str(missing.value).startswith("Give exactly one of `input.manifest`")
+
+    both = InputSection(manifest=Path("a.tsv"), instructions=Path("b.jsonl"))
+    with pytest.raises(ValidationError, match=re.escape(str(missing.value))):
+        StandardObjectValidator().validate(GenerateConfig(input=both))
+
+    InputSection(manifest=Path("a.tsv")).require()
 
 
 @pytest.mark.slow

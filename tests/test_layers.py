@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("data",),
     ("datasets",),
     ("speech_llm", "export", "extraction", "extension"),
-    ("evaluation",),
+    ("evaluation", "generation_task"),
     ("tiny_assets",),
     ("quickstart", "cli"),
 )

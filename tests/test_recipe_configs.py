@@ -11,9 +11,9 @@ from fairseq2.utils.structured import ValueConverter
 from fairseq2.utils.validation import StandardObjectValidator
 
 from recipes.eet.recipe import EETRecipe
-from recipes.evaluate.recipe import EvaluateRecipe
+from recipes.evaluate.recipe import evaluate_recipe
 from recipes.extract_features.recipe import ExtractFeaturesRecipe
-from recipes.generate.recipe import GenerateRecipe
+from recipes.generation import GenerationRecipe
 from recipes.stage1.recipe import Stage1Recipe
 from recipes.stage2.recipe import Stage2Recipe
 
@@ -23,9 +23,9 @@ RECIPES = {
     "extract_features": ExtractFeaturesRecipe(),
     "stage1": Stage1Recipe(),
     "stage2": Stage2Recipe(),
-    "generate": GenerateRecipe(),
+    "generate": GenerationRecipe(),
     "eet": EETRecipe(),
-    "evaluate": EvaluateRecipe(),
+    "evaluate": evaluate_recipe(),
 }
 
 CONFIGS = sorted(REPO.glob("recipes/*/configs/*.yaml"))

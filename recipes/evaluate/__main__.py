@@ -1,14 +1,24 @@
-"""``python -m recipes.evaluate OUT_DIR --config-file recipes/evaluate/configs/tiny.yaml``
+"""Evaluates a trained projector (or adapter): generates on a test set as
+``recipes.generate`` does, then scores every task (WER/CER, BLEU/chrF/COMET,
+spoken-QA accuracy and judge, language adherence and failure rates) into
+``scores.jsonl``, ``summary.json`` and ``summary.md``.
 
-Multi-process (each rank generates its share; rank 0 merges and scores):
-``torchrun --nproc-per-node N -m recipes.evaluate OUT_DIR ...``. Rerunning
-into the same ``OUT_DIR`` after an interruption generates only what is missing.
+``python -m recipes.evaluate OUT_DIR --config-file recipes/evaluate/configs/tiny.yaml
+--config input.manifest=test.tsv prompt.task=asr``
+
+It runs under ``torchrun`` and resumes as ``recipes.generate`` does; rank 0
+scores once every rank is done.
 """
 
 from __future__ import annotations
 
-from fairseq2.recipe.cli import main
+from recipes.common import recipe_main
+from recipes.evaluate.recipe import evaluate_recipe
 
-from recipes.evaluate.recipe import EvaluateRecipe
 
-main(EvaluateRecipe())
+def main() -> None:
+    recipe_main(evaluate_recipe(), __doc__ or "")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 
 from fairseq2.utils.validation import ValidationResult
 
-from recipes.generate.config import GenerateConfig
+from recipes.generation import GenerateConfig
 from speechmapper_plugin.evaluation import JudgeSection, ScoringSection
 
 
 @dataclass(kw_only=True)
 class EvaluateConfig(GenerateConfig):
     """``model``/``sfm``/``llm``, ``input``, ``prompt``, ``generation`` and
-    ``batching`` are generate's (see ``recipes.generate.config``)."""
+    ``batching`` are generate's (see ``recipes.generation``)."""
 
     scoring: ScoringSection = field(default_factory=ScoringSection)
 

@@ -1,4 +1,5 @@
-"""The evaluate unit: generate's unit, whose summary also holds the scores.
+"""The evaluate recipe's scorer: the generation unit calls it on the merged
+hypotheses, and the summary then holds the scores.
 
 Rank 0 scores the merged hypotheses: ``scores.jsonl`` (one row per
 hypothesis, in the same order), ``summary.json`` (metrics per task and
@@ -11,18 +12,18 @@ uninterrupted one would; judge verdicts come from the judge's cache.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, final
 
 import torch
 from fairseq2.data_type import DataType
 from fairseq2.logging import log
-from typing_extensions import override
 
-from recipes.generate.task import GenerateUnit
+from recipes.generation import plain
 from speechmapper_plugin.atomic_files import atomic_write_text
-from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.evaluation import (
     JudgeSection,
     ScoringSection,
@@ -40,28 +41,30 @@ JUDGE_CACHE_DIR = "judge_cache"
 
 
 @final
-class EvaluateUnit(GenerateUnit):
+class EvaluationScorer:
+    """Scores every task (``scoring``), QA answers also by the judge
+    (``judge``); a :class:`~speechmapper_plugin.generation_task.RunScorer`."""
+
     def __init__(
         self,
         *,
         scoring: ScoringSection,
         judge: JudgeSection,
         judge_dtype: DataType | None,
+        default_judge_card: str,
+        output_dir: Path,
         device: torch.device,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        """:param default_judge_card: The judge without ``judge.card``: the
+        evaluated LLM."""
         self._scoring = scoring
         self._judge_section = judge
         self._judge_dtype = judge_dtype
+        self._judge_card = judge.card or default_judge_card
+        self._output_dir = output_dir
         self._device = device
 
-    @override
-    def _summarize(
-        self, records: list[dict[str, Any]], skipped: list[BadRow]
-    ) -> dict[str, Any]:
-        summary = super()._summarize(records, skipped)
-
+    def __call__(self, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         out = self._output_dir
         judge = self._load_judge()
         metrics, rows = score_records(
@@ -69,7 +72,7 @@ class EvaluateUnit(GenerateUnit):
         )
 
         summary["metrics"] = metrics
-        summary["scoring"] = _plain(asdict(self._scoring))
+        summary["scoring"] = plain(asdict(self._scoring))
         summary["judge"] = self._describe_judge(judge)
         summary["versions"] = {
             **metric_versions(),
@@ -95,7 +98,6 @@ class EvaluateUnit(GenerateUnit):
         log.info(
             "Scores in {}, tables in {}.", out / SCORES_FILE, out / SUMMARY_MD_FILE
         )
-        return summary
 
     def _load_judge(self) -> Judge | None:
         section = self._judge_section
@@ -104,7 +106,7 @@ class EvaluateUnit(GenerateUnit):
 
         from speechmapper_plugin.evaluation.judge import LLMJudge
 
-        card = section.card or self._pipeline.llm_name
+        card = self._judge_card
         cache_dir = section.cache_dir or self._output_dir / JUDGE_CACHE_DIR
         log.info("Loading the judge LLM '{}'.", card)
         return LLMJudge.from_card(
@@ -117,18 +119,12 @@ class EvaluateUnit(GenerateUnit):
         )
 
     def _describe_judge(self, judge: Judge | None) -> dict[str, Any]:
-        described = _plain(asdict(self._judge_section))
+        described = plain(asdict(self._judge_section))
         if judge is not None:
-            described["card"] = self._judge_section.card or self._pipeline.llm_name
+            described["card"] = self._judge_card
             described["identity"] = getattr(judge, "identity", None)
             prompt = getattr(judge, "prompt", None)
             text = getattr(prompt, "text", None)
             if isinstance(text, str):
-                import hashlib
-
                 described["prompt_sha256"] = hashlib.sha256(text.encode()).hexdigest()
         return described
-
-
-def _plain(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))

@@ -1,13 +1,25 @@
-"""``python -m recipes.generate OUT_DIR --config-file recipes/generate/configs/tiny.yaml``
+"""Generates text from speech: a speech encoder, a trained projector (or
+adapter) and the frozen LLM over an audio manifest or an instruction file.
+Writes ``hypotheses.jsonl``, ``skipped.tsv`` and ``summary.json`` (counts,
+stop reasons, WER/BLEU where there are references).
+
+``python -m recipes.generate OUT_DIR --config-file recipes/generate/configs/tiny.yaml
+--config input.manifest=test.tsv prompt.task=asr``
 
 Multi-process (each rank generates its share; rank 0 merges):
-``torchrun --nproc-per-node N -m recipes.generate OUT_DIR ...``
+``torchrun --nproc-per-node N -m recipes.generate OUT_DIR ...``. Rerunning
+into the same ``OUT_DIR`` after an interruption generates only what is missing.
 """
 
 from __future__ import annotations
 
-from fairseq2.recipe.cli import main
+from recipes.common import recipe_main
+from recipes.generation import GenerationRecipe
 
-from recipes.generate.recipe import GenerateRecipe
 
-main(GenerateRecipe())
+def main() -> None:
+    recipe_main(GenerationRecipe(), __doc__ or "")
+
+
+if __name__ == "__main__":
+    main()

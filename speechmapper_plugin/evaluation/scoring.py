@@ -20,10 +20,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from speechmapper_plugin.data.instructions.prompts import language_code
 from speechmapper_plugin.evaluation.asr import asr_scores
 from speechmapper_plugin.evaluation.failures import failure_signatures
 from speechmapper_plugin.evaluation.language import adherence
-from speechmapper_plugin.evaluation.languages import language_code
 from speechmapper_plugin.evaluation.options import EVAL_TASKS, ScoringSection
 from speechmapper_plugin.evaluation.qa import qa_scores, question_text
 from speechmapper_plugin.evaluation.translation import (
@@ -76,53 +76,17 @@ def score_records(
     :returns: ``metrics`` (keyed by group) and the per-record rows, in
         ``records`` order, each with ``id`` and ``task``.
     """
-    rows: list[dict[str, Any]] = [
-        {"id": r.get("id"), "task": task_of(r, scoring)} for r in records
-    ]
-    metrics: dict[str, Any] = {}
+    rows = _rows(records, scoring)
 
-    def group(task: str, *, with_reference: bool) -> list[int]:
-        return [
-            i
-            for i, row in enumerate(rows)
-            if row["task"] == task
-            and (not with_reference or records[i].get("reference"))
-        ]
-
-    # ASR: one group per language, plus the whole when there are several.
-    asr = group("asr", with_reference=True)
-    if asr:
-        langs = [str(records[i].get("lang") or scoring.default_lang) for i in asr]
-        values, per_utt = _asr(records, asr, langs)
-        metrics["asr"] = values
-        _merge_rows(rows, asr, per_utt)
-        codes = sorted({language_code(lang) for lang in langs})
-        if len(codes) > 1:
-            for code in codes:
-                part = [
-                    i
-                    for i, lang in zip(asr, langs, strict=True)
-                    if language_code(lang) == code
-                ]
-                metrics[f"asr/{code}"] = _asr(records, part, [code] * len(part))[0]
-
-    # ST: one group per target language.
-    st = group("st", with_reference=True)
-    targets = [language_code(str(records[i].get("target_lang") or "und")) for i in st]
-    for code in sorted(set(targets)):
-        part = [i for i, t in zip(st, targets, strict=True) if t == code]
-        hyps = [str(records[i]["hypothesis"]) for i in part]
-        refs = [str(records[i]["reference"]) for i in part]
-        values, per_utt = translation_scores(hyps, refs, code)
-        _merge_rows(rows, part, per_utt)
-        if comet_dir is not None:
-            values["comet"] = _comet(
+    metrics, translations = _reference_groups(records, rows, scoring)
+    if comet_dir is not None:
+        for code, part in translations.items():
+            metrics[f"st/{code}"]["comet"] = _comet(
                 records, part, comet_dir / code, scoring, comet_timeout
             )
-        metrics[f"st/{code}"] = values
 
     # Spoken QA.
-    sqa = group("sqa", with_reference=True)
+    sqa = _members(records, rows, "sqa")
     if sqa:
         values, per_utt = qa_scores(
             [str(records[i]["hypothesis"]) for i in sqa],
@@ -144,6 +108,74 @@ def score_records(
             metrics[f"failures/{task}"] = _failures(records, members, None, scoring)
 
     return metrics, rows
+
+
+def reference_scores(
+    records: Sequence[Record], scoring: ScoringSection | None = None
+) -> dict[str, Any]:
+    """The metrics of the tasks scored against a reference text alone, as
+    :func:`score_records` computes them (same names, same numbers): ``asr``
+    (and ``asr/<lang>``) and ``st/<target_lang>`` (BLEU, chrF), without
+    COMET. What ``recipes.generate``'s summary holds."""
+    scoring = scoring or ScoringSection()
+    return _reference_groups(records, _rows(records, scoring), scoring)[0]
+
+
+def _rows(records: Sequence[Record], scoring: ScoringSection) -> list[dict[str, Any]]:
+    return [{"id": r.get("id"), "task": task_of(r, scoring)} for r in records]
+
+
+def _members(
+    records: Sequence[Record], rows: list[dict[str, Any]], task: str
+) -> list[int]:
+    """The records scored as ``task`` that have a reference."""
+    return [
+        i
+        for i, row in enumerate(rows)
+        if row["task"] == task and records[i].get("reference")
+    ]
+
+
+def _reference_groups(
+    records: Sequence[Record], rows: list[dict[str, Any]], scoring: ScoringSection
+) -> tuple[dict[str, Any], dict[str, list[int]]]:
+    """ASR (one group per language, plus the whole when there are several)
+    and ST (one group per target language); the score rows get the
+    per-utterance values. Returns the metrics and each target language's
+    members."""
+    metrics: dict[str, Any] = {}
+
+    asr = _members(records, rows, "asr")
+    if asr:
+        langs = [str(records[i].get("lang") or scoring.default_lang) for i in asr]
+        values, per_utt = _asr(records, asr, langs)
+        metrics["asr"] = values
+        _merge_rows(rows, asr, per_utt)
+        codes = sorted({language_code(lang) for lang in langs})
+        if len(codes) > 1:
+            for code in codes:
+                part = [
+                    i
+                    for i, lang in zip(asr, langs, strict=True)
+                    if language_code(lang) == code
+                ]
+                metrics[f"asr/{code}"] = _asr(records, part, [code] * len(part))[0]
+
+    st = _members(records, rows, "st")
+    targets = [language_code(str(records[i].get("target_lang") or "und")) for i in st]
+    translations: dict[str, list[int]] = {}
+    for code in sorted(set(targets)):
+        part = [i for i, t in zip(st, targets, strict=True) if t == code]
+        values, per_utt = translation_scores(
+            [str(records[i]["hypothesis"]) for i in part],
+            [str(records[i]["reference"]) for i in part],
+            code,
+        )
+        _merge_rows(rows, part, per_utt)
+        metrics[f"st/{code}"] = values
+        translations[code] = part
+
+    return metrics, translations
 
 
 def _asr(

@@ -1,4 +1,4 @@
-"""The generate recipe's work, run by fairseq2's ``Generator`` task.
+"""The generation recipes' work, run by fairseq2's ``Generator`` task.
 
 Examples are sorted by length (longest first) and dealt round-robin to the
 data-parallel ranks (``gangs.dp``), so ranks get similar amounts of work and
@@ -7,29 +7,28 @@ seeds the random generators (``common.seed``; sampling draws from them), reads
 this rank's batches from a :class:`GenerateReader`, hands each to the
 :class:`GenerateUnit`, reports progress, stops between batches on SIGUSR1 and
 records the unit's counts as ``generation`` metrics. The unit appends to this
-rank's part files (hypotheses and skipped examples), flushed after every
-batch; at the end it waits for every rank and rank 0 merges the parts in input
-order into ``hypotheses.jsonl``, lists every skipped example in
-``skipped.tsv`` and writes ``summary.json``.
+rank's part files (hypotheses and skipped examples, :mod:`.parts`), flushed
+after every batch; at the end it waits for every rank and rank 0 merges the
+parts in input order into ``hypotheses.jsonl``, lists every skipped example in
+``skipped.tsv`` and writes ``summary.json`` (with a :class:`RunScorer`, the
+scores too: ``recipes.evaluate``).
 
 **Resuming.** A run into an output directory that already holds part files
 (an interrupted run) or ``hypotheses.jsonl`` (a finished one) generates only
 the examples none of them has (:func:`examples_to_generate`); the merged
 result equals an uninterrupted run's (for sampling: the remaining examples
-draw from a freshly seeded generator). The recipe refuses to resume with
+draw from a freshly seeded generator). The recipes refuse to resume with
 settings that change hypotheses (``generation_settings.json``).
 """
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, final
+from typing import Any, Protocol, final
 
 import torch
 from fairseq2.datasets import DataReader
@@ -42,25 +41,32 @@ from fairseq2.recipe.generator import GeneratorUnit
 from torch import Tensor
 from typing_extensions import Self, override
 
-from recipes.generate.config import BatchingSection
-from recipes.generate.inputs import GenerateInputs, GenerateItem
-from recipes.generate.summary import format_summary, summarize
 from speechmapper_plugin.atomic_files import atomic_write_text
-from speechmapper_plugin.data.bad_rows_tsv import read_bad_rows_tsv, write_bad_rows_tsv
+from speechmapper_plugin.data.bad_rows_tsv import save_bad_rows_tsv
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.data.reasons import MISSING_FEATURES
-from speechmapper_plugin.data.usability import Unusable
 from speechmapper_plugin.datasets.waveform_reader import (
     WaveformBatch,
+    WaveformReadOptions,
     create_waveform_reader,
 )
-from speechmapper_plugin.speech_llm import PipelineResult, SpeechMapperPipeline
+from speechmapper_plugin.generation_task.inputs import GenerateInputs, GenerateItem
+from speechmapper_plugin.generation_task.parts import (
+    RankParts,
+    read_parts,
+    remove_parts,
+)
+from speechmapper_plugin.generation_task.summary import format_summary, summarize
+from speechmapper_plugin.speech_llm import (
+    PipelineResult,
+    SkippedInput,
+    SpeechMapperPipeline,
+)
 
 HYPOTHESES_FILE = "hypotheses.jsonl"
 SKIPPED_FILE = "skipped.tsv"
 SUMMARY_FILE = "summary.json"
-PARTS_DIR = "hypotheses.parts"
 SETTINGS_FILE = "generation_settings.json"
 
 PROGRESS_LOG_INTERVAL_S = 60.0
@@ -85,9 +91,6 @@ def examples_to_generate(
     Every rank has read what is done before this returns, so no rank can
     append to its part file while another still reads them.
     """
-    parts = output_dir / PARTS_DIR
-    parts.mkdir(parents=True, exist_ok=True)
-
     earlier_records, earlier_skipped = read_earlier(inputs, output_dir)
     done = {str(r["id"]) for r in earlier_records}
     done.update(b.id for b in earlier_skipped if b.id is not None)
@@ -184,9 +187,11 @@ class GenerateReader(DataReader[GenerateBatch]):
         gangs: Gangs,
         *,
         store: FeatureStore | None,
-        batching: BatchingSection,
+        options: WaveformReadOptions,
         min_num_samples: int,
     ) -> None:
+        """:param options: The audio reader's; ``max_batch_size`` also bounds
+        feature-store batches."""
         self._audio_items = [item for item in items if item.audio is not None]
         self._feature_items = [item for item in items if item.speech is not None]
 
@@ -197,7 +202,7 @@ class GenerateReader(DataReader[GenerateBatch]):
 
         self._gangs = gangs
         self._store = store
-        self._batching = batching
+        self._options = options
         self._min_num_samples = min_num_samples
         self._batches = self._read()
 
@@ -213,7 +218,7 @@ class GenerateReader(DataReader[GenerateBatch]):
             [item.audio for item in items if item.audio is not None],
             self._gangs,
             min_num_samples=self._min_num_samples,
-            options=self._batching,
+            options=self._options,
         )
         for batches in reader:
             for batch in batches:
@@ -248,7 +253,7 @@ class GenerateReader(DataReader[GenerateBatch]):
 
         found.sort(key=lambda pair: -pair[1])
 
-        size = self._batching.max_batch_size
+        size = self._options.max_batch_size
         for start in range(0, len(found), size):
             yield GenerateBatch([item for item, _ in found[start : start + size]])
 
@@ -282,6 +287,15 @@ class GenerateReader(DataReader[GenerateBatch]):
         return 1
 
 
+class RunScorer(Protocol):
+    """Scores the merged hypotheses into the summary (``recipes.evaluate``)."""
+
+    def __call__(self, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+        """Replaces or adds to the entries of ``summary``; may write files of
+        its own next to it."""
+
+
+@final
 class GenerateUnit(GeneratorUnit[GenerateBatch]):
     """Generates a batch and appends its hypotheses and skipped examples to
     this rank's part files; :meth:`finalize` merges every rank's parts."""
@@ -296,11 +310,13 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
         output_dir: Path,
         num_examples: int,
         settings: dict[str, Any] | None = None,
+        scorer: RunScorer | None = None,
     ) -> None:
         """
         :param num_examples: This rank's number of examples (for progress lines).
         :param settings: What produced the hypotheses (models, prompts,
             generation); written into the summary.
+        :param scorer: Scores the merged hypotheses into the summary.
         """
         self._pipeline = pipeline
         self._inputs = inputs
@@ -308,16 +324,13 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
         self._gangs = gangs
         self._output_dir = output_dir
         self._settings = settings
+        self._scorer = scorer
         self._num_mine = num_examples
-        self._num_generated = 0
         self._num_done = 0
         self._start = time.monotonic()
         self._last_log = self._start
 
-        parts = output_dir / PARTS_DIR
-        rank = gangs.dp.rank
-        self._out = _open_for_append(_part_file(parts, rank))
-        self._skipped = _SkippedPart(_skipped_part_file(parts, rank))
+        self._parts = RankParts(output_dir, gangs.dp.rank)
 
     @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
@@ -330,37 +343,37 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
         names = [item.id for item in items]
         instructions = [item.instruction for item in items]
 
-        outcomes: list[PipelineResult | Unusable]
-        if not items:
-            outcomes = []
-        elif batch.audio is not None:
-            outcomes = self._pipeline.run_waveforms_or_skip(
-                [audio.waveform for audio in batch.audio.audio],
+        # The batch as read is one forward pass; unusable inputs are skipped.
+        outcomes: list[PipelineResult | SkippedInput] = []
+        if items:
+            outcomes = self._pipeline.run(
+                [audio.waveform for audio in batch.audio.audio]
+                if batch.audio is not None
+                else [self._read_features(item) for item in items],
                 instructions,
+                on_error="skip",
+                features=batch.audio is None,
                 names=names,
-            )
-        else:
-            outcomes = self._pipeline.run_features_or_skip(
-                [self._read_features(item) for item in items],
-                instructions,
-                pre_averaged=True,
-                names=names,
+                batch_size=len(items),
             )
 
         skipped = list(batch.skipped)
         ready: list[GenerateItem] = []
         results: list[PipelineResult] = []
         for item, outcome in zip(items, outcomes, strict=True):
-            if isinstance(outcome, Unusable):
-                skipped.append(outcome.bad_row(item.line_no, item.id))
+            if isinstance(outcome, SkippedInput):
+                skipped.append(outcome.error.problem.bad_row(item.line_no, item.id))
             else:
                 ready.append(item)
                 results.append(outcome)
 
-        self._write(ready, results)
-
-        self._skipped.extend(skipped)
-        self._skipped.flush()
+        self._parts.append(
+            (
+                make_record(item, result)
+                for item, result in zip(ready, results, strict=True)
+            ),
+            skipped,
+        )
 
         metric_bag.get("num_examples", Sum).update(torch.tensor(len(ready)))
         metric_bag.get("num_skipped", Sum).update(torch.tensor(len(skipped)))
@@ -375,13 +388,6 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
             )  # the recipe and the reader check both
         return store.read(store.entry(item.speech))
 
-    def _write(self, items: list[GenerateItem], results: list[PipelineResult]) -> None:
-        out = self._out
-        for item, result in zip(items, results, strict=True):
-            out.write(json.dumps(make_record(item, result), ensure_ascii=False) + "\n")
-        out.flush()
-        self._num_generated += len(items)
-
     def _log_progress(self, count: int) -> None:
         self._num_done += count
 
@@ -395,21 +401,21 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
             self._gangs.dp.rank,
             self._num_done,
             self._num_mine,
-            self._num_generated,
-            len(self._skipped),
+            self._parts.num_records,
+            self._parts.num_skipped,
             self._num_done / max(now - self._start, 1e-9),
         )
 
     @override
     def finalize(self, metric_bag: MetricBag) -> None:
         """Close this rank's parts; once every rank has, rank 0 merges them."""
-        self._out.close()
+        self._parts.close()
 
         log.info(
             "Rank {}: generated {}, skipped {}.",
             self._gangs.dp.rank,
-            self._num_generated,
-            len(self._skipped),
+            self._parts.num_records,
+            self._parts.num_skipped,
         )
 
         self._gangs.dp.barrier()
@@ -442,15 +448,19 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
             "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
         )
 
-        with (out / SKIPPED_FILE).open("w", encoding="utf-8") as fp:
-            write_bad_rows_tsv(fp, skipped)
+        save_bad_rows_tsv(out / SKIPPED_FILE, skipped)
 
-        summary = self._summarize(records, skipped)
+        summary = summarize(records, skipped, self._inputs.num_inputs)
+        summary["source"] = str(self._inputs.source)
+        if self._settings is not None:
+            summary.update(self._settings)
+        if self._scorer is not None:
+            self._scorer(records, summary)
         atomic_write_text(
             out / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
         )
 
-        shutil.rmtree(out / PARTS_DIR)
+        remove_parts(out)
 
         for bad in skipped[:10]:
             log.warning("Skipped: {}", bad.describe())
@@ -465,16 +475,6 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
             out / SUMMARY_FILE,
         )
 
-    def _summarize(
-        self, records: list[dict[str, Any]], skipped: list[BadRow]
-    ) -> dict[str, Any]:
-        """``summary.json``; subclasses add their scores (``recipes.evaluate``)."""
-        summary = summarize(records, skipped, self._inputs.num_inputs)
-        summary["source"] = str(self._inputs.source)
-        if self._settings is not None:
-            summary.update(self._settings)
-        return summary
-
 
 def read_earlier(
     inputs: GenerateInputs, output_dir: Path
@@ -483,95 +483,6 @@ def read_earlier(
     part files (all ranks, any world size) and a finished run's outputs.
     A line cut off by a kill is ignored (its example is generated again).
     Rows set aside while reading the inputs are not included."""
-    parts = output_dir / PARTS_DIR
-    records = _read_records(
-        [output_dir / HYPOTHESES_FILE, *sorted(parts.glob("rank_*.jsonl"))]
-    )
+    records, skipped = read_parts(output_dir, HYPOTHESES_FILE, SKIPPED_FILE)
     input_rows = set(inputs.bad_rows)
-    skipped = [
-        b
-        for b in _read_skipped(
-            [output_dir / SKIPPED_FILE, *sorted(parts.glob("skipped_rank_*.tsv"))]
-        )
-        if b not in input_rows
-    ]
-    return records, skipped
-
-
-class _SkippedPart(list[BadRow]):
-    """This rank's skipped examples; :meth:`flush` appends the new ones to
-    its part file (with a header when the file is new)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self._path = path
-        self._written = 0
-        _cut_partial_line(path)
-
-    def flush(self) -> None:
-        new = self[self._written :]
-        if not new and self._path.exists():
-            return
-        with self._path.open("a", encoding="utf-8") as fp:
-            if fp.tell() == 0:
-                write_bad_rows_tsv(fp, new)
-            else:
-                _write_bad_rows(fp, new)
-        self._written = len(self)
-
-
-def _write_bad_rows(fp: IO[str], rows: Iterable[BadRow]) -> None:
-    """Rows without the header, in ``write_bad_rows_tsv``'s layout."""
-    buffer = io.StringIO()
-    write_bad_rows_tsv(buffer, rows)
-    fp.write(buffer.getvalue().split("\n", 1)[1])
-
-
-def _cut_partial_line(path: Path) -> None:
-    """Drop a last line without its newline (a write cut off by a kill)."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end != len(data):
-        with path.open("r+b") as fp:
-            fp.truncate(end)
-
-
-def _open_for_append(path: Path) -> IO[str]:
-    _cut_partial_line(path)
-    return path.open("a", encoding="utf-8")
-
-
-def _complete_lines(path: Path) -> list[str]:
-    """The newline-terminated lines of ``path`` (none if it does not exist)."""
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    return text.split("\n")[:-1]
-
-
-def _read_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for path in paths
-        for line in _complete_lines(path)
-        if line.strip()
-    ]
-
-
-def _read_skipped(paths: Iterable[Path]) -> list[BadRow]:
-    rows: list[BadRow] = []
-    for path in paths:
-        lines = _complete_lines(path)
-        if lines:
-            rows.extend(read_bad_rows_tsv(io.StringIO("\n".join(lines) + "\n")))
-    return rows
-
-
-def _part_file(parts: Path, rank: int) -> Path:
-    return parts / f"rank_{rank:03d}.jsonl"
-
-
-def _skipped_part_file(parts: Path, rank: int) -> Path:
-    return parts / f"skipped_rank_{rank:03d}.tsv"
+    return records, [b for b in skipped if b not in input_rows]

@@ -1,4 +1,7 @@
-"""The generate recipe: SFM -> projector -> LLM over a manifest or an instruction file.
+"""The generation recipe that ``recipes.generate`` and ``recipes.evaluate``
+share: SFM -> projector -> LLM over a manifest or an instruction file, sharded
+over ranks and resumable, the hypotheses scored by the evaluation (with a
+:class:`RunScorer`: ``recipes.evaluate``).
 
 The projector may be a SpeechMapper projector or any ``speech_adapter``.
 The config has no trained ``model`` section, so fairseq2 runs it as an
@@ -11,11 +14,25 @@ Order of work: the inputs are read, then the three configurations (card +
 ``config_overrides``), the chat template and the tokenizer are checked
 against each other; only then are weights loaded, so a projector trained for
 another LLM costs seconds, not an 8B-parameter load.
+
+What produced a set of hypotheses (:func:`generation_settings`) is recorded
+in the summary and checked on resume: a summary is only comparable with
+another if the models (and the checkpoint step behind ``last_checkpoint``),
+the prompts and the generation settings are known, and hypotheses of two
+configurations never end up in one file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, final
 
 import torch
 from fairseq2.assets import AssetCard, AssetCardError, AssetStore
@@ -35,24 +52,30 @@ from fairseq2.runtime.dependency import (
 from fairseq2.task import Task
 from fairseq2.utils.config import ConfigMerger
 from fairseq2.utils.structured import ValueConverter
+from fairseq2.utils.validation import ValidationResult
 from typing_extensions import override
 
-from recipes.generate.config import GenerateConfig
-from recipes.generate.inputs import GenerateInputs, read_inputs
-from recipes.generate.settings import (
-    ResumeMismatchError,
-    check_resume,
-    generation_settings,
-    write_settings,
+from recipes.common import (
+    AlternativeInputs,
+    InferenceRunSections,
+    check_llm_card,
+    check_read_options,
 )
-from recipes.generate.task import (
-    SETTINGS_FILE,
-    GenerateReader,
-    GenerateUnit,
-    examples_to_generate,
-)
+from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.data.feature_store import FeatureStore, FeatureStoreError
 from speechmapper_plugin.data.usability import feature_store_problem
+from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
+from speechmapper_plugin.generation import RENAMED_FIELDS, GenerationConfig
+from speechmapper_plugin.generation_task import (
+    SETTINGS_FILE,
+    GenerateInputs,
+    GenerateReader,
+    GenerateUnit,
+    InstructionPromptSection,
+    RunScorer,
+    examples_to_generate,
+    read_inputs,
+)
 from speechmapper_plugin.llm import (
     ChatTemplate,
     chat_template_for_card,
@@ -72,8 +95,236 @@ from speechmapper_plugin.speech_llm import (
     tokenizer_problems,
 )
 
+DEFAULT_SFM_CARD = "seamless_m4t_v2_large_speech_encoder"
+DEFAULT_LLM_CARD = "speechmapper_llama3_1_8b_instruct"
 
-class GenerateRecipe(Recipe):
+
+@dataclass(kw_only=True)
+class InputSection(AlternativeInputs):
+    """What to generate for: an audio manifest or an instruction file."""
+
+    manifest: Path | None = None
+    """An audio manifest (``.tsv``/``.jsonl``, see
+    ``speechmapper_plugin.data.manifest``); every row gets the instruction of
+    ``prompt.task``. Malformed rows and unusable audio are skipped and listed."""
+
+    root: Path | None = None
+    """The directory relative audio paths of ``manifest`` are resolved against."""
+
+    instructions: Path | None = None
+    """An instruction file (JSONL of ``InstructionExample``: ``id``,
+    ``instruction`` with ``<speech>``, ``audio`` path or ``speech`` id,
+    optional ``response``, ``task``, ``target_lang``)."""
+
+    feature_store: Path | None = None
+    """The feature store that ``speech`` ids of ``instructions`` refer to."""
+
+    CHOICES = {
+        "manifest": "an audio manifest",
+        "instructions": "an instruction JSONL file",
+    }
+
+    @override
+    def validate(self) -> ValidationResult:
+        result = super().validate()
+        if self.manifest is None and self.root is not None:
+            result.add_error("`input.root` applies to `input.manifest` only.")
+        return result
+
+
+@dataclass(kw_only=True)
+class FeaturesSection:
+    """Which speech-encoder features feed the projector."""
+
+    layer: int | None = None
+    """1-based encoder layer; default: the encoder card's ``output_layer``
+    (24 for SeamlessM4T-v2 large, SpeechMapper's)."""
+
+    layer_norm: bool | None = None
+    """Apply the encoder's final LayerNorm; default: the card's (``true``)."""
+
+
+@dataclass(kw_only=True)
+class BatchingSection(WaveformReadOptions):
+    """How the audio reader batches (its options, with generation's defaults:
+    the LLM runs on every example, so batches are smaller than in feature
+    extraction); ``max_batch_size`` also bounds feature-store batches."""
+
+    max_num_samples: int = 16_000 * 120
+    """Audio per batch, in 16 kHz samples (120 s); examples are sorted by
+    length so batches hold similar lengths."""
+
+    max_batch_size: int = 16
+    """Examples per batch (also for feature-store examples)."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        check_read_options(result, self, "batching.")
+        return result
+
+
+@dataclass(kw_only=True)
+class GenerateConfig(InferenceRunSections):
+    model: ReferenceModelSection = field(
+        default_factory=lambda: ReferenceModelSection(name="last_checkpoint")
+    )
+    """The projector: by default the last checkpoint of the stage-1/2 run in
+    ``common.assets.prev_checkpoint_dir``."""
+
+    sfm: ReferenceModelSection = field(
+        default_factory=lambda: ReferenceModelSection(name=DEFAULT_SFM_CARD)
+    )
+    """The speech encoder the projector was trained on (fp32 by default)."""
+
+    llm: ReferenceModelSection = field(
+        default_factory=lambda: ReferenceModelSection(
+            name=DEFAULT_LLM_CARD, dtype=torch.bfloat16
+        )
+    )
+    """The frozen LLM; must be the projector's ``target_llm``."""
+
+    input: InputSection = field(default_factory=InputSection)
+
+    prompt: InstructionPromptSection = field(default_factory=InstructionPromptSection)
+
+    features: FeaturesSection = field(default_factory=FeaturesSection)
+
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """Greedy by default (``beam_size: 1``); budgets and the repetition guard."""
+
+    batching: BatchingSection = field(default_factory=BatchingSection)
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        check_llm_card(result, self.llm)
+        if self.input.instructions is not None and (
+            self.prompt.instruction is not None or self.prompt.target_lang is not None
+        ):
+            result.add_error(
+                "`prompt.instruction` and `prompt.target_lang` apply to `input.manifest` only; an instruction file carries its own instructions."
+            )
+        if self.gang.tensor_parallel_size != 1:
+            result.add_error(
+                "`gang.tensor_parallel_size` must be 1: every rank generates for its own share of the examples."
+            )
+        return result
+
+
+MAX_LISTED_INSTRUCTIONS = 20
+"""Instruction files with more distinct instructions (one per QA question)
+are recorded by count, hash and the most frequent ones."""
+
+_STEP = re.compile(r"step_(\d+)")
+
+
+def plain(value: Any) -> Any:
+    """JSON-ready: paths and dtypes as strings."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def describe_model(
+    section: ReferenceModelSection, store: AssetStore | None
+) -> dict[str, Any]:
+    """The section as configured, plus the checkpoint its card points at and
+    that checkpoint's training step (``.../step_N/...``)."""
+    described: dict[str, Any] = plain(dataclasses.asdict(section))
+    checkpoint: str | None = None
+    if section.path is not None:
+        checkpoint = str(section.path)
+    elif store is not None and section.name is not None:
+        card = store.maybe_retrieve_card(section.name)
+        field = card.maybe_get_field("checkpoint") if card is not None else None
+        if field is not None:
+            checkpoint = str(field.as_uri())
+    described["checkpoint"] = checkpoint
+    match = _STEP.search(checkpoint or "")
+    described["checkpoint_step"] = int(match.group(1)) if match else None
+    return described
+
+
+def describe_prompts(config: GenerateConfig, inputs: GenerateInputs) -> dict[str, Any]:
+    counts = Counter(item.instruction for item in inputs.items)
+    digest = hashlib.sha256("\n\x00".join(sorted(counts)).encode("utf-8")).hexdigest()
+    return {
+        "system_prompt": config.prompt.system_prompt,
+        "task": config.prompt.task if config.input.manifest is not None else None,
+        "target_lang": config.prompt.target_lang,
+        "num_distinct_instructions": len(counts),
+        "instructions": dict(counts.most_common(MAX_LISTED_INSTRUCTIONS)),
+        "instructions_sha256": digest,
+    }
+
+
+def generation_settings(
+    config: GenerateConfig, inputs: GenerateInputs, store: AssetStore | None
+) -> dict[str, Any]:
+    """Everything that decides the hypotheses (batching does not: generation
+    is batch-invariant)."""
+    return {
+        "models": {
+            "projector": describe_model(config.model, store),
+            "sfm": describe_model(config.sfm, store),
+            "llm": describe_model(config.llm, store),
+        },
+        "input": plain(dataclasses.asdict(config.input)),
+        "prompts": describe_prompts(config, inputs),
+        "features": plain(dataclasses.asdict(config.features)),
+        "generation": {
+            k: v
+            for k, v in plain(dataclasses.asdict(config.generation)).items()
+            if k not in RENAMED_FIELDS
+        },
+        "seed": config.common.seed,
+    }
+
+
+class ResumeMismatchError(ValueError):
+    """The output directory holds hypotheses made with other settings."""
+
+
+def check_resume(path: Path, settings: dict[str, Any]) -> bool:
+    """Compare with the settings an earlier run into the same directory wrote.
+
+    :returns: whether the file exists already (a resumed run).
+    :raises ResumeMismatchError: if they differ.
+    """
+    if not path.exists():
+        return False
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    if earlier != settings:
+        differ = sorted(
+            key
+            for key in set(earlier) | set(settings)
+            if earlier.get(key) != settings.get(key)
+        )
+        raise ResumeMismatchError(
+            f"{path.parent} holds hypotheses of an earlier run with other settings (they differ in: {', '.join(differ)}; see {path}). Use a new output directory, or delete the earlier run's outputs to start over."
+        )
+    return True
+
+
+def write_settings(path: Path, settings: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
+
+
+ScorerFactory = Callable[[RecipeContext, SpeechMapperPipeline], RunScorer]
+"""Makes the scorer of a run once the pipeline is loaded (``recipes.evaluate``)."""
+
+
+@final
+class GenerationRecipe(Recipe):
+    """Generates (``recipes.generate``); with a scorer factory, also scores
+    (``recipes.evaluate``, whose config adds the scorer's sections)."""
+
+    def __init__(
+        self,
+        config_kls: type[GenerateConfig] = GenerateConfig,
+        scorer: ScorerFactory | None = None,
+    ) -> None:
+        self._config_kls = config_kls
+        self._scorer = scorer
+
     @override
     def register(self, container: DependencyContainer) -> None:
         register_reference_model(container, "sfm")
@@ -83,8 +334,15 @@ class GenerateRecipe(Recipe):
     def create_task(self, context: RecipeContext) -> Task:
         config = context.get_config_as(GenerateConfig)
 
+        config.input.require()
+
         try:
-            inputs = read_inputs(config.input, config.prompt)
+            inputs = read_inputs(
+                manifest=config.input.manifest,
+                root=config.input.root,
+                instructions=config.input.instructions,
+                prompt=config.prompt,
+            )
         except (ValueError, OSError) as ex:
             raise RecipeError(str(ex)) from None
 
@@ -144,13 +402,22 @@ class GenerateRecipe(Recipe):
         # Every rank reads what earlier runs did before any rank appends.
         mine = examples_to_generate(inputs, context.output_dir, context.gangs.dp)
 
-        unit = self._create_unit(context, pipeline, inputs, store, settings, len(mine))
+        unit = GenerateUnit(
+            pipeline=pipeline,
+            inputs=inputs,
+            feature_store=store,
+            gangs=context.gangs,
+            output_dir=context.output_dir,
+            num_examples=len(mine),
+            settings=settings,
+            scorer=None if self._scorer is None else self._scorer(context, pipeline),
+        )
 
         reader = GenerateReader(
             mine,
             context.gangs,
             store=store,
-            batching=config.batching,
+            options=config.batching,
             min_num_samples=pipeline.min_num_samples,
         )
 
@@ -166,27 +433,6 @@ class GenerateRecipe(Recipe):
             amp=False,
             amp_dtype=torch.float32,
             seed=config.common.seed,
-        )
-
-    def _create_unit(
-        self,
-        context: RecipeContext,
-        pipeline: SpeechMapperPipeline,
-        inputs: GenerateInputs,
-        store: FeatureStore | None,
-        settings: dict[str, object],
-        num_examples: int,
-    ) -> GenerateUnit:
-        """The unit over the checked inputs and the loaded pipeline (a
-        subclass scores the hypotheses: ``recipes.evaluate``)."""
-        return GenerateUnit(
-            pipeline=pipeline,
-            inputs=inputs,
-            feature_store=store,
-            gangs=context.gangs,
-            output_dir=context.output_dir,
-            num_examples=num_examples,
-            settings=settings,
         )
 
     @staticmethod
@@ -255,7 +501,7 @@ class GenerateRecipe(Recipe):
     @property
     @override
     def config_kls(self) -> type[object]:
-        return GenerateConfig
+        return self._config_kls
 
 
 def _retrieve_llm_card(config: GenerateConfig) -> AssetCard:

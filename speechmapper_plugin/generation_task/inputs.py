@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recipes.generate.config import InputSection, InstructionPromptSection
 from speechmapper_plugin.data.instructions import (
     InstructionExample,
     example_audio_row,
@@ -13,6 +12,7 @@ from speechmapper_plugin.data.instructions import (
 )
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
 from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
+from speechmapper_plugin.generation_task.options import InstructionPromptSection
 from speechmapper_plugin.speech_llm import TaskPrompts
 
 BYTES_PER_SECOND_GUESS = 32_000
@@ -80,14 +80,22 @@ class GenerateInputs:
 
 
 def read_inputs(
-    section: InputSection, prompt: InstructionPromptSection
+    *,
+    manifest: Path | None,
+    root: Path | None,
+    instructions: Path | None,
+    prompt: InstructionPromptSection,
 ) -> GenerateInputs:
-    """:raises ValueError: if the manifest or instruction file is unusable."""
-    if section.manifest is not None:
-        return _from_manifest(section.manifest, section.root, prompt)
+    """The examples of an audio manifest (relative audio paths resolved
+    against ``root``) or of an instruction file.
 
-    if section.instructions is not None:
-        return _from_instructions(section.instructions)
+    :raises ValueError: if the manifest or instruction file is unusable.
+    """
+    if manifest is not None:
+        return _from_manifest(manifest, root, prompt)
+
+    if instructions is not None:
+        return _from_instructions(instructions)
 
     raise ValueError("`input.manifest` or `input.instructions` must be given.")
 
