@@ -4,11 +4,12 @@ The ground (model families, frame and length rules, input checks, losses,
 metrics, decoding, checkpoint reading) depends on fairseq2 and torch only;
 above it the on-disk formats and the dataset families; above those the
 applications (pipeline, feature extraction, export, evaluation); the toy
-assets, the quickstart and the command line on top; the recipes above the
-whole package. Every import counts, including those inside functions: a
-deferred import still makes the lower layer need the upper one. Recipes share
-through the top-level modules of ``recipes/`` (``recipes.common``,
-``recipes.runs``...) or the package, never through another recipe.
+assets and the quickstart on top; the recipes and the ``speechmapper`` command
+(``recipes/cli.py``, which dispatches to them) above the whole package. Every
+import counts, including those inside functions: a deferred import still makes
+the lower layer need the upper one. Recipes share through the top-level modules
+of ``recipes/`` (``recipes.common``, ``recipes.runs``...) or the package, never
+through another recipe.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("speech_llm", "export", "extraction", "extension"),
     ("evaluation", "generation_task"),
     ("tiny_assets",),
-    ("quickstart", "cli"),
+    ("quickstart",),
 )
 """From the ground up; the parts of one layer may import each other (the
 import-cycle test keeps them from going round)."""
@@ -63,7 +64,7 @@ def _imported_modules(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _part(module: str) -> str | None:
-    """The layer part of a ``speechmapper_plugin`` module (``data``, ``cli``...)."""
+    """The layer part of a ``speechmapper_plugin`` module (``data``, ``llm``...)."""
     names = module.split(".")
     if names[0] != PACKAGE or len(names) < 2:
         return None
