@@ -9,14 +9,13 @@ Weights are random; the embedding width matches the tiny projector.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import torch
 
 if TYPE_CHECKING:
-    from transformers import LlamaForCausalLM, PreTrainedModel
+    from transformers import LlamaForCausalLM, MistralForCausalLM
 
 MAX_EMBEDDING_ROWS: Final = 1024
 
@@ -54,76 +53,54 @@ def build_hf_llama(
     pad: int | None = None,
     dims: TinyLlamaDims = TINY_LLAMA_DIMS,
     init_std: float = 0.2,
-) -> LlamaForCausalLM:
-    """A random ``LlamaForCausalLM`` (see :func:`build_hf_decoder`)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    return build_hf_decoder(
-        LlamaForCausalLM,
-        LlamaConfig,
-        vocab_size,
-        seed=seed,
-        rope_theta=rope_theta,
-        bos=bos,
-        eos=eos,
-        pad=pad,
-        dims=dims,
-        init_std=init_std,
-    )
-
-
-ModelT = TypeVar("ModelT", bound="PreTrainedModel")
-
-
-def build_hf_decoder(
-    model_cls: Callable[[Any], ModelT],
-    config_cls: Callable[..., Any],
-    vocab_size: int,
-    *,
-    seed: int,
-    rope_theta: float,
-    bos: int,
-    eos: int,
-    pad: int | None = None,
-    dims: TinyLlamaDims = TINY_LLAMA_DIMS,
-    init_std: float = 0.2,
-    **config: Any,
-) -> ModelT:
-    """A transformers Llama-architecture decoder (``LlamaForCausalLM``,
-    ``MistralForCausalLM``) shaped by ``dims``: untied, ``rms_norm_eps=1e-5``,
-    eager attention, in eval mode with random weights, deterministic in
-    ``seed``; ``config`` holds further fields of ``config_cls``.
+    hf_class: Literal["llama", "mistral"] = "llama",
+) -> LlamaForCausalLM | MistralForCausalLM:
+    """A ``LlamaForCausalLM`` (untied, ``rms_norm_eps=1e-5``) in eval mode with
+    random weights, deterministic in ``seed``.
 
     :param init_std: the std of the random weights. HF's default (0.02) gives a
         tiny model near-uniform logits that barely depend on the context, so
         stage 2's CE could not move; 0.2 makes its predictions depend on what it
         reads (the speech embeddings included).
+    :param hf_class: ``mistral``: the same decoder as a ``MistralForCausalLM``
+        without a sliding window (Mistral v0.3 is a Llama-architecture decoder).
     """
-    hf_config = config_cls(
-        vocab_size=vocab_size,
-        hidden_size=dims.model_dim,
-        intermediate_size=dims.intermediate_size,
-        num_hidden_layers=dims.num_layers,
-        num_attention_heads=dims.num_attn_heads,
-        num_key_value_heads=dims.num_key_value_heads,
-        max_position_embeddings=dims.max_seq_len,
-        rms_norm_eps=1e-5,
-        rope_theta=rope_theta,
-        tie_word_embeddings=False,
-        bos_token_id=bos,
-        eos_token_id=eos,
-        pad_token_id=pad,
-        initializer_range=init_std,
-        attn_implementation="eager",
-        **config,
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
     )
 
+    fields: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": dims.model_dim,
+        "intermediate_size": dims.intermediate_size,
+        "num_hidden_layers": dims.num_layers,
+        "num_attention_heads": dims.num_attn_heads,
+        "num_key_value_heads": dims.num_key_value_heads,
+        "max_position_embeddings": dims.max_seq_len,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": rope_theta,
+        "tie_word_embeddings": False,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+        "initializer_range": init_std,
+        "attn_implementation": "eager",
+    }
+
     torch.manual_seed(seed)
-    model = model_cls(hf_config).eval()
+    model: LlamaForCausalLM | MistralForCausalLM
+    if hf_class == "mistral":
+        model = MistralForCausalLM(MistralConfig(**fields, sliding_window=None))
+    else:
+        model = LlamaForCausalLM(LlamaConfig(**fields))
+    model.eval()
 
     # Make every row distinct and non-trivial (HF zero-initialises the pad row).
     with torch.no_grad():
-        model.get_input_embeddings().weight.normal_(0.0, 0.5)
+        model.model.embed_tokens.weight.normal_(0.0, 0.5)
 
     return model
 

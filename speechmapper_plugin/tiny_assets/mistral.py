@@ -21,7 +21,7 @@ from typing import Any, Final
 from speechmapper_plugin.tiny_assets.llama import (
     TINY_LLAMA_DIMS,
     TinyLlamaDims,
-    build_hf_decoder,
+    build_hf_llama,
     embedding_rows,
     fairseq2_llama_config,
 )
@@ -110,18 +110,14 @@ def build_hf_mistral(
     vocab_size: int, *, seed: int, dims: TinyLlamaDims = TINY_LLAMA_DIMS
 ) -> Any:
     """A random ``MistralForCausalLM`` shaped like v0.3 (no sliding window, rope 1e6)."""
-    from transformers import MistralConfig, MistralForCausalLM
-
-    return build_hf_decoder(
-        MistralForCausalLM,
-        MistralConfig,
+    return build_hf_llama(
         vocab_size,
         seed=seed,
         rope_theta=MISTRAL_V3_ROPE_THETA,
         bos=1,
         eos=2,
         dims=dims,
-        sliding_window=None,
+        hf_class="mistral",
     )
 
 
