@@ -10,7 +10,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import torch
+from fairseq2.assets import AssetCard
 from fairseq2.checkpoint import ModelMetadataDumper
+from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
 from fairseq2.datasets import SyncMode
 from fairseq2.logging import log
 from fairseq2.metrics import Mean, MetricBag, Sum
@@ -45,9 +47,12 @@ from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.input_checks import finite_rows
 from speechmapper_plugin.llm import (
+    ChatTemplate,
     TargetTokens,
     TranscriptNormalization,
+    chat_template_for_card,
     resolve_target_tokens,
+    retrieve_llm_card,
 )
 from speechmapper_plugin.losses import EmbeddingMSELoss
 from speechmapper_plugin.models.adapters import (
@@ -491,6 +496,23 @@ def check_llm_card(result: ValidationResult, llm: ReferenceModelSection) -> None
         result.add_error(
             "`llm.name` must name the LLM's asset card (its tokenizer and chat template come from the card)."
         )
+
+
+def load_llm_text_side(
+    llm: ReferenceModelSection,
+) -> tuple[AssetCard, ChatTemplate, Tokenizer]:
+    """The LLM's card, chat template and tokenizer: what the inference recipes
+    check and encode prompts with before any weight is loaded.
+
+    :raises RecipeError: if the card is not an LLM's, or names no template.
+    """
+    if llm.name is None:
+        raise RecipeError("`llm.name` must name the LLM's asset card.")
+    try:
+        card = retrieve_llm_card(llm.name)
+        return card, chat_template_for_card(card), load_tokenizer(card)
+    except ValueError as ex:
+        raise RecipeError(str(ex)) from None
 
 
 def check_read_options(

@@ -36,7 +36,7 @@ from typing import Any, final
 
 import torch
 from fairseq2.assets import AssetCard, AssetCardError, AssetStore
-from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
+from fairseq2.data.tokenizers import Tokenizer
 from fairseq2.models import ModelFamily
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.recipe.base import Recipe, RecipeContext
@@ -60,6 +60,7 @@ from recipes.common import (
     InferenceRunSections,
     check_llm_card,
     check_read_options,
+    load_llm_text_side,
 )
 from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.data.feature_store import FeatureStore, FeatureStoreError
@@ -78,8 +79,6 @@ from speechmapper_plugin.generation_task import (
 )
 from speechmapper_plugin.llm import (
     ChatTemplate,
-    chat_template_for_card,
-    retrieve_llm_card,
 )
 from speechmapper_plugin.models.adapters import (
     PROJECTOR_CONFIG_CLASSES,
@@ -348,13 +347,7 @@ class GenerationRecipe(Recipe):
 
         store = _open_feature_store(config, inputs)
 
-        llm_card = _retrieve_llm_card(config)
-
-        try:
-            template = chat_template_for_card(llm_card)
-            tokenizer = load_tokenizer(llm_card)
-        except ValueError as ex:
-            raise RecipeError(str(ex)) from None
+        llm_card, template, tokenizer = load_llm_text_side(config.llm)
 
         projector_config = self._check_components(
             context, config, llm_card, template, tokenizer
@@ -502,16 +495,6 @@ class GenerationRecipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return self._config_kls
-
-
-def _retrieve_llm_card(config: GenerateConfig) -> AssetCard:
-    if config.llm.name is None:
-        raise RecipeError("`llm.name` must name the LLM's asset card.")
-
-    try:
-        return retrieve_llm_card(config.llm.name)
-    except ValueError as ex:
-        raise RecipeError(str(ex)) from None
 
 
 def _section_config(

@@ -14,7 +14,6 @@ from functools import partial
 from pathlib import Path
 from typing import final
 
-from fairseq2.data.tokenizers import load_tokenizer
 from fairseq2.logging import log
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.recipe.base import Recipe, RecipeContext
@@ -24,11 +23,11 @@ from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.task import Task
 from typing_extensions import override
 
+from recipes.common import load_llm_text_side
 from recipes.eet.config import EETRecipeConfig
 from speechmapper_plugin.evaluation.eet import EETResult, run_eet
 from speechmapper_plugin.evaluation.eet_inputs import read_eet_sentences
 from speechmapper_plugin.evaluation.eet_report import format_eet_table, write_eet
-from speechmapper_plugin.llm import chat_template_for_card, retrieve_llm_card
 
 
 @final
@@ -54,11 +53,10 @@ class EETRecipe(Recipe):
                 manifest=config.input.manifest,
                 max_sentences=config.input.max_sentences,
             )
-            card = retrieve_llm_card(config.llm.name or "")
-            template = chat_template_for_card(card)
-            tokenizer = load_tokenizer(card)
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
+
+        card, template, tokenizer = load_llm_text_side(config.llm)
 
         llm = context.get_model_as(TransformerLM, "llm")
 
