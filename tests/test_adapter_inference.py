@@ -23,7 +23,7 @@ from speechmapper_plugin.models.adapters import (
     max_output_length,
     min_input_frames,
 )
-from speechmapper_plugin.models.projector_input import ProjectorInputTooShortError
+from speechmapper_plugin.models.projector_base import ProjectorInputTooShortError
 from speechmapper_plugin.speech_llm import (
     IncompatibleComponentsError,
     SpeechMapperPipeline,

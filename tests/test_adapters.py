@@ -32,7 +32,7 @@ from speechmapper_plugin.models.adapters import (
     integrate_and_fire,
 )
 from speechmapper_plugin.models.adapters.config import _tiny
-from speechmapper_plugin.models.projector_input import ProjectorInputTooShortError
+from speechmapper_plugin.models.projector_base import ProjectorInputTooShortError
 
 FIXED = ("base", "conv", "wlq_former", "qformer")
 VARIABLE = ("cif", "ctc_compression")

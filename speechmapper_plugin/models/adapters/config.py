@@ -29,6 +29,7 @@ from speechmapper_plugin.models.adapters.kinds import (
     LengthAdapterKind,
     adapter_kind,
 )
+from speechmapper_plugin.models.projector_base import ProjectorConfigBase
 from speechmapper_plugin.validation import (
     check_divisible,
     check_non_negative_fields,
@@ -39,18 +40,12 @@ SPEECH_ADAPTER_FAMILY: Final = "speech_adapter"
 
 
 @dataclass(kw_only=True)
-class AdapterConfig:
-    """Holds the configuration of one adapter (see the module docstring)."""
+class AdapterConfig(ProjectorConfigBase):
+    """Holds the configuration of one adapter (see the module docstring); the
+    fields it shares with the SpeechMapper projector are the base's."""
 
     kind: AdapterKind = "base"
     """The length adapter (an entry of ``kinds.ADAPTER_KIND_REGISTRY``)."""
-
-    input_dim: int = 1024
-    """The width of the speech foundation model features."""
-
-    frame_averaging: int = 2
-    """Average this many input frames first (as the feature stores do; 1 = off).
-    Kept equal to the SpeechMapper projector's so one feature store feeds both."""
 
     model_dim: int = 1024
     """The width of the Transformer layers and of the length adapter."""
@@ -64,20 +59,6 @@ class AdapterConfig:
     num_attn_heads: int = 16
 
     ffn_inner_dim: int = 4096
-
-    dropout_p: float = 0.1
-
-    use_position_encoding: bool = True
-    """Sinusoidal positions on the frames and again before the post-encoder."""
-
-    output_dim: int = 4096
-    """The width of the output: the target LLM's token-embedding width."""
-
-    max_input_frames: int = 30_000
-    """The longest input (SFM frames before averaging) the adapter accepts."""
-
-    target_llm: str | None = None
-    """The LLM whose embedding space the adapter was trained for (set by stage 1)."""
 
     # conv
     conv_kernel_size: int = 3
@@ -119,7 +100,7 @@ class AdapterConfig:
         return adapter_kind(self.kind).variable_length
 
     def validate(self) -> ValidationResult:
-        result = ValidationResult()
+        result = super().validate()
 
         kind: LengthAdapterKind | None
         try:
@@ -132,13 +113,9 @@ class AdapterConfig:
             result,
             self,
             (
-                "input_dim",
-                "frame_averaging",
                 "model_dim",
                 "num_attn_heads",
                 "ffn_inner_dim",
-                "output_dim",
-                "max_input_frames",
                 "conv_kernel_size",
                 "conv_stride",
                 "num_conv_layers",
@@ -153,9 +130,6 @@ class AdapterConfig:
         check_non_negative_fields(result, self, ("num_pre_layers", "num_post_layers"))
 
         check_divisible(result, self, "model_dim", "num_attn_heads")
-
-        if not 0.0 <= self.dropout_p < 1.0:
-            result.add_error(f"`dropout_p` must be in [0, 1), but is {self.dropout_p}.")
 
         if not 0 <= self.conv_padding < max(self.conv_kernel_size, 1):
             result.add_error(
@@ -183,10 +157,6 @@ class AdapterConfig:
             )
 
         return result
-
-    def with_output_dim(self, output_dim: int) -> AdapterConfig:
-        """Return a copy targeting an LLM whose embedding width is ``output_dim``."""
-        return replace(self, output_dim=output_dim)
 
 
 def _tiny(kind: AdapterKind, **kwargs: int | float) -> AdapterConfig:

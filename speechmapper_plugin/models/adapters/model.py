@@ -23,7 +23,7 @@ from speechmapper_plugin.models.adapters.lengths import (
     min_input_frames,
 )
 from speechmapper_plugin.models.frames import average_frames, zero_padding
-from speechmapper_plugin.models.projector_input import (
+from speechmapper_plugin.models.projector_base import (
     check_output_lengths,
     check_projector_input,
 )

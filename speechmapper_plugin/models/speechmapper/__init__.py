@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from speechmapper_plugin.models.projector_input import (
+from speechmapper_plugin.models.projector_base import (
     ProjectorInputTooShortError as ProjectorInputTooShortError,
 )
 from speechmapper_plugin.models.speechmapper.config import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, TypeVar
 
 from fairseq2.runtime.config_registry import ConfigRegistrar
@@ -15,6 +15,7 @@ from speechmapper_plugin.models.frames import (
     conv_stack_min_input_length,
     conv_stack_output_length,
 )
+from speechmapper_plugin.models.projector_base import ProjectorConfigBase
 from speechmapper_plugin.validation import (
     check_divisible,
     check_non_negative_fields,
@@ -93,7 +94,7 @@ class ProjectorBlockConfig:
 
 
 @dataclass(kw_only=True)
-class SpeechMapperConfig:
+class SpeechMapperConfig(ProjectorConfigBase):
     """Holds the configuration of a SpeechMapper projector.
 
     The default values are the ``paper`` architecture (SpeechMapper, Mohapatra
@@ -107,13 +108,6 @@ class SpeechMapperConfig:
     279.1M parameters for ``output_dim=4096`` (279,134,208), 0.8% above the paper's 277M.
     """
 
-    input_dim: int = 1024
-    """The width of the speech foundation model features."""
-
-    frame_averaging: int = 2
-    """Average this many consecutive input frames before Block 1 (1 = off).
-    An odd trailing frame is dropped."""
-
     blocks: list[ProjectorBlockConfig] = field(
         default_factory=lambda: [
             ProjectorBlockConfig(model_dim=1024, output_dim=2048, ffn_inner_dim=1536),
@@ -122,38 +116,11 @@ class SpeechMapperConfig:
     )
     """The projector blocks, applied in order."""
 
-    output_dim: int = 4096
-    """The width of the output: the target LLM's token-embedding width."""
-
-    dropout_p: float = 0.1
-    """The dropout probability in the Transformer layers."""
-
-    use_position_encoding: bool = True
-    """Add sinusoidal position encodings before each block's Transformer."""
-
-    max_input_frames: int = 30_000
-    """The longest input (in SFM frames, before averaging) the projector accepts:
-    30 000 frames are 10 minutes at 50 Hz."""
-
-    target_llm: str | None = None
-    """The asset card of the LLM whose embedding space the projector was trained
-    to map into. Set by the stage-1 recipe; stage 2 and inference refuse an LLM
-    other than this one."""
-
     def validate(self) -> ValidationResult:
-        result = ValidationResult()
-
-        check_positive_fields(
-            result,
-            self,
-            ("input_dim", "output_dim", "frame_averaging", "max_input_frames"),
-        )
+        result = super().validate()
 
         if not self.blocks:
             result.add_error("`blocks` must contain at least one block.")
-
-        if not 0.0 <= self.dropout_p < 1.0:
-            result.add_error(f"`dropout_p` must be in [0, 1), but is {self.dropout_p}.")
 
         if not result.has_error() and all(
             not b.validate().has_error() for b in self.blocks
@@ -167,10 +134,6 @@ class SpeechMapperConfig:
                 )
 
         return result
-
-    def with_output_dim(self, output_dim: int) -> SpeechMapperConfig:
-        """Return a copy targeting an LLM whose embedding width is ``output_dim``."""
-        return replace(self, output_dim=output_dim)
 
 
 def output_length(

@@ -15,7 +15,7 @@ from speechmapper_plugin.models.frames import (
     conv_output_length,
     zero_padding,
 )
-from speechmapper_plugin.models.projector_input import (
+from speechmapper_plugin.models.projector_base import (
     check_output_lengths,
     check_projector_input,
 )

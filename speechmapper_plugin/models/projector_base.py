@@ -1,0 +1,129 @@
+"""What both projector families (``speechmapper``, ``speech_adapter``) share:
+the config fields of what they take and give, and the checks of their input
+before any layer runs.
+
+One copy, so that the SpeechMapper projector and every adapter read the same
+fields and refuse the same inputs with the same errors; its own module so that
+neither family imports the other for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+from fairseq2.nn import BatchLayout
+from fairseq2.utils.validation import ValidationResult
+from torch import Tensor
+from typing_extensions import Self
+
+from speechmapper_plugin.input_checks import describe_rows
+from speechmapper_plugin.validation import check_positive_fields
+
+
+@dataclass(kw_only=True)
+class ProjectorConfigBase:
+    """The fields the SpeechMapper projector and the adapters have alike."""
+
+    input_dim: int = 1024
+    """The width of the speech foundation model features."""
+
+    frame_averaging: int = 2
+    """Average this many consecutive input frames first (1 = off); an odd
+    trailing frame is dropped. Equal in both families, so one feature store
+    (averaged as they are) feeds either."""
+
+    output_dim: int = 4096
+    """The width of the output: the target LLM's token-embedding width."""
+
+    dropout_p: float = 0.1
+    """The dropout probability in the Transformer layers."""
+
+    use_position_encoding: bool = True
+    """Sinusoidal position encodings before the Transformer layers (each block's
+    in the projector; on the frames and before the post-encoder in an adapter)."""
+
+    max_input_frames: int = 30_000
+    """The longest input (in SFM frames, before averaging) accepted: 30 000
+    frames are 10 minutes at 50 Hz."""
+
+    target_llm: str | None = None
+    """The asset card of the LLM whose embedding space the model was trained
+    to map into. Set by the stage-1 recipe; stage 2 and inference refuse an LLM
+    other than this one."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+
+        check_positive_fields(
+            result,
+            self,
+            ("input_dim", "frame_averaging", "output_dim", "max_input_frames"),
+        )
+
+        if not 0.0 <= self.dropout_p < 1.0:
+            result.add_error(f"`dropout_p` must be in [0, 1), but is {self.dropout_p}.")
+
+        return result
+
+    def with_output_dim(self, output_dim: int) -> Self:
+        """Return a copy targeting an LLM whose embedding width is ``output_dim``."""
+        return replace(self, output_dim=output_dim)
+
+
+class ProjectorInputTooShortError(ValueError):
+    """Raised when an input yields no output position at all."""
+
+    def __init__(
+        self, rows: Sequence[int], lengths: Sequence[int], minimum: int
+    ) -> None:
+        super().__init__(
+            f"Input too short for the projector ({describe_rows(rows, lengths, 'frames')}); it needs at least {minimum} frames to produce one output position. Drop these utterances before batching."
+        )
+        self.rows = list(rows)
+        self.lengths = list(lengths)
+        self.minimum = minimum
+
+
+def check_projector_input(
+    config: ProjectorConfigBase,
+    seqs: Tensor,
+    seqs_layout: BatchLayout,
+    *,
+    pre_averaged: bool,
+    name: str,
+) -> Tensor:
+    """Refuses a packed batch, a wrong feature width and an input longer than
+    ``max_input_frames``; returns the lengths on ``seqs``' device.
+
+    :param name: what the messages call the module ("projector", "adapter").
+    """
+    if seqs_layout.packed:
+        raise ValueError(f"The {name} does not support packed batches.")
+
+    if seqs.dim() != 3 or seqs.size(-1) != config.input_dim:
+        raise ValueError(
+            f"`seqs` must be [batch, frames, {config.input_dim}], but has shape {tuple(seqs.shape)}."
+        )
+
+    factor = config.frame_averaging if pre_averaged else 1
+    if seqs_layout.max_seq_len * factor > config.max_input_frames:
+        raise ValueError(
+            f"An input of {seqs_layout.max_seq_len} frames (pre_averaged={pre_averaged}) exceeds `max_input_frames` ({config.max_input_frames}) of the {name}; split long audio or raise `max_input_frames`."
+        )
+
+    return seqs_layout.seq_lens_pt.to(seqs.device)
+
+
+def check_output_lengths(out_lens: Tensor, seq_lens: Tensor, minimum: int) -> None:
+    """Refuses the rows that yield no output (``out_lens`` below 1).
+
+    :param minimum: the shortest usable input, for the message.
+    :raises ProjectorInputTooShortError: naming those rows.
+    """
+    if bool((out_lens < 1).any()):
+        rows = torch.nonzero(out_lens < 1).flatten().tolist()
+        raise ProjectorInputTooShortError(
+            rows, [int(seq_lens[r]) for r in rows], minimum
+        )
