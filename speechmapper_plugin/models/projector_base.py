@@ -19,6 +19,7 @@ from torch import Tensor
 from typing_extensions import Self
 
 from speechmapper_plugin.input_checks import describe_rows
+from speechmapper_plugin.models.frames import LengthT
 from speechmapper_plugin.validation import check_positive_fields
 
 
@@ -66,6 +67,38 @@ class ProjectorConfigBase:
             result.add_error(f"`dropout_p` must be in [0, 1), but is {self.dropout_p}.")
 
         return result
+
+    @property
+    def variable_length(self) -> bool:
+        """Whether the number of outputs depends on what is said."""
+        return False
+
+    def max_output_length(
+        self, input_length: LengthT, *, pre_averaged: bool = False
+    ) -> LengthT:
+        """Outputs for ``input_length`` SFM frames (0 = too short): exact, or
+        an upper bound if :attr:`variable_length`.
+
+        :param pre_averaged: ``input_length`` counts frames already averaged
+            ``frame_averaging``:1 (as in a feature store).
+        """
+        length = input_length
+        if not pre_averaged and self.frame_averaging > 1:
+            length = length // self.frame_averaging
+        return self.averaged_output_length(length)
+
+    def min_input_frames(self, *, pre_averaged: bool = False) -> int:
+        """The shortest input (in frames) that yields at least one output."""
+        needed = self.min_averaged_frames()
+        return needed if pre_averaged else needed * self.frame_averaging
+
+    def averaged_output_length(self, length: LengthT) -> LengthT:
+        """:meth:`max_output_length` for ``length`` averaged frames: the family's rule."""
+        raise NotImplementedError
+
+    def min_averaged_frames(self) -> int:
+        """:meth:`min_input_frames` in averaged frames: the family's rule."""
+        raise NotImplementedError
 
     def with_output_dim(self, output_dim: int) -> Self:
         """Return a copy targeting an LLM whose embedding width is ``output_dim``."""

@@ -16,23 +16,11 @@ from speechmapper_plugin.models.adapters.config import (
     SPEECH_ADAPTER_FAMILY,
     AdapterConfig,
 )
-from speechmapper_plugin.models.adapters.lengths import (
-    max_output_length as adapter_max_output_length,
-)
-from speechmapper_plugin.models.adapters.lengths import (
-    min_input_frames as adapter_min_input_frames,
-)
 from speechmapper_plugin.models.adapters.model import SpeechAdapter
 from speechmapper_plugin.models.speechmapper import (
     SPEECHMAPPER_FAMILY,
     SpeechMapperConfig,
     SpeechMapperProjector,
-)
-from speechmapper_plugin.models.speechmapper import (
-    min_input_frames as projector_min_input_frames,
-)
-from speechmapper_plugin.models.speechmapper import (
-    output_length as projector_output_length,
 )
 
 ProjectorConfig: TypeAlias = SpeechMapperConfig | AdapterConfig
@@ -57,22 +45,16 @@ def max_output_length(
     config: ProjectorConfig, input_length: LengthT, *, pre_averaged: bool = False
 ) -> LengthT:
     """Exact output length, or an upper bound for variable-length adapters."""
-    if isinstance(config, AdapterConfig):
-        return adapter_max_output_length(
-            config, input_length, pre_averaged=pre_averaged
-        )
-    return projector_output_length(config, input_length, pre_averaged=pre_averaged)
+    return config.max_output_length(input_length, pre_averaged=pre_averaged)
 
 
 def min_input_frames(config: ProjectorConfig, *, pre_averaged: bool = False) -> int:
     """The shortest input (in frames) that yields at least one output."""
-    if isinstance(config, AdapterConfig):
-        return adapter_min_input_frames(config, pre_averaged=pre_averaged)
-    return projector_min_input_frames(config, pre_averaged=pre_averaged)
+    return config.min_input_frames(pre_averaged=pre_averaged)
 
 
 def is_variable_length(config: ProjectorConfig) -> bool:
-    return isinstance(config, AdapterConfig) and config.variable_length
+    return config.variable_length
 
 
 def projector_family(model: Module) -> str:

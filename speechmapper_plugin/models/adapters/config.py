@@ -29,6 +29,7 @@ from speechmapper_plugin.models.adapters.kinds import (
     LengthAdapterKind,
     adapter_kind,
 )
+from speechmapper_plugin.models.frames import LengthT
 from speechmapper_plugin.models.projector_base import ProjectorConfigBase
 from speechmapper_plugin.validation import (
     check_divisible,
@@ -96,8 +97,13 @@ class AdapterConfig(ProjectorConfigBase):
 
     @property
     def variable_length(self) -> bool:
-        """Whether the number of outputs depends on the content of the input."""
         return adapter_kind(self.kind).variable_length
+
+    def averaged_output_length(self, length: LengthT) -> LengthT:
+        return adapter_kind(self.kind).output_length(self, length)
+
+    def min_averaged_frames(self) -> int:
+        return adapter_kind(self.kind).min_input_length(self)
 
     def validate(self) -> ValidationResult:
         result = super().validate()

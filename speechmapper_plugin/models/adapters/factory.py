@@ -7,7 +7,6 @@ from fairseq2.nn import Linear, PositionEncoder, SinusoidalPositionEncoder
 
 from speechmapper_plugin.models.adapters.config import AdapterConfig
 from speechmapper_plugin.models.adapters.kinds import adapter_kind
-from speechmapper_plugin.models.adapters.lengths import max_output_length
 from speechmapper_plugin.models.adapters.model import SpeechAdapter
 from speechmapper_plugin.models.transformer_layers import create_pre_ln_encoder
 
@@ -27,7 +26,7 @@ class SpeechAdapterFactory:
         config = self._config
 
         max_frames = max(config.max_input_frames // config.frame_averaging, 1)
-        max_out = max(int(max_output_length(config, max_frames, pre_averaged=True)), 1)
+        max_out = max(int(config.max_output_length(max_frames, pre_averaged=True)), 1)
 
         # The order of creation is the order of the seeded initialisation
         # (the length adapter last, as trained checkpoints were initialised).

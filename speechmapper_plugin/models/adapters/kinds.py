@@ -6,8 +6,8 @@ speech, and holds the architecture sizes in which the kinds differ. The config
 checks, the factory, the length functions and the registered archs look the
 kind up here; adding a kind is adding one entry.
 
-Lengths here count frames after ``frame_averaging`` (see ``lengths.py`` for
-raw SFM frames).
+Lengths here count frames after ``frame_averaging`` (``AdapterConfig`` adds
+the averaging: ``max_output_length``, ``min_input_frames``).
 """
 
 from __future__ import annotations

@@ -18,10 +18,6 @@ from torch.nn import Module
 from speechmapper_plugin.models.adapters.aux import AdapterAux, AlignmentTargets
 from speechmapper_plugin.models.adapters.config import AdapterConfig
 from speechmapper_plugin.models.adapters.kinds import VARIABLE_LENGTH_KINDS
-from speechmapper_plugin.models.adapters.lengths import (
-    max_output_length,
-    min_input_frames,
-)
 from speechmapper_plugin.models.frames import average_frames, zero_padding
 from speechmapper_plugin.models.projector_base import (
     check_output_lengths,
@@ -90,13 +86,13 @@ class SpeechAdapter(Module):
             raise VariableLengthError(
                 f"A `{self.config.kind}` adapter emits as many outputs as it hears tokens: its output lengths are known after the forward pass only (the returned layout); `max_output_lengths` gives an upper bound."
             )
-        return max_output_length(self.config, input_lengths, pre_averaged=pre_averaged)
+        return self.config.max_output_length(input_lengths, pre_averaged=pre_averaged)
 
     def max_output_lengths(
         self, input_lengths: Tensor, *, pre_averaged: bool = False
     ) -> Tensor:
         """Exact lengths for fixed-rate adapters, an upper bound otherwise."""
-        return max_output_length(self.config, input_lengths, pre_averaged=pre_averaged)
+        return self.config.max_output_length(input_lengths, pre_averaged=pre_averaged)
 
     def forward(
         self,
@@ -128,9 +124,9 @@ class SpeechAdapter(Module):
             )
 
         check_output_lengths(
-            max_output_length(config, seq_lens, pre_averaged=pre_averaged),
+            config.max_output_length(seq_lens, pre_averaged=pre_averaged),
             seq_lens,
-            min_input_frames(config, pre_averaged=pre_averaged),
+            config.min_input_frames(pre_averaged=pre_averaged),
         )
 
         if not pre_averaged:

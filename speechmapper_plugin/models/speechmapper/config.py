@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Final
 
 from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
-from torch import Tensor
 
 from speechmapper_plugin.models.frames import (
     ConvShape,
+    LengthT,
     conv_stack_min_input_length,
     conv_stack_output_length,
 )
@@ -23,8 +23,6 @@ from speechmapper_plugin.validation import (
 )
 
 SPEECHMAPPER_FAMILY: Final = "speechmapper"
-
-LengthT = TypeVar("LengthT", int, Tensor)
 
 
 @dataclass(kw_only=True)
@@ -116,6 +114,12 @@ class SpeechMapperConfig(ProjectorConfigBase):
     )
     """The projector blocks, applied in order."""
 
+    def averaged_output_length(self, length: LengthT) -> LengthT:
+        return conv_stack_output_length(length, (b.conv_shape for b in self.blocks))
+
+    def min_averaged_frames(self) -> int:
+        return conv_stack_min_input_length(b.conv_shape for b in self.blocks)
+
     def validate(self) -> ValidationResult:
         result = super().validate()
 
@@ -125,7 +129,7 @@ class SpeechMapperConfig(ProjectorConfigBase):
         if not result.has_error() and all(
             not b.validate().has_error() for b in self.blocks
         ):
-            shortest = min_input_frames(self)
+            shortest = self.min_input_frames()
             if shortest > self.max_input_frames:
                 kernels = [b.conv_kernel_size for b in self.blocks]
                 strides = [b.conv_stride for b in self.blocks]
@@ -140,23 +144,14 @@ def output_length(
     config: SpeechMapperConfig, input_length: LengthT, *, pre_averaged: bool = False
 ) -> LengthT:
     """The number of speech embeddings for ``input_length`` SFM frames (exact;
-    0 = too short). Datasets and losses need it long before a model exists.
-
-    :param pre_averaged: ``input_length`` counts frames that were already
-        averaged ``config.frame_averaging``:1 (as in a feature store).
-    """
-    length = input_length
-    if not pre_averaged and config.frame_averaging > 1:
-        length = length // config.frame_averaging
-    return conv_stack_output_length(length, (b.conv_shape for b in config.blocks))
+    0 = too short): :meth:`SpeechMapperConfig.max_output_length`. Datasets and
+    losses need it long before a model exists."""
+    return config.max_output_length(input_length, pre_averaged=pre_averaged)
 
 
 def min_input_frames(config: SpeechMapperConfig, *, pre_averaged: bool = False) -> int:
     """The shortest input (in frames) that yields at least one output position."""
-    needed = conv_stack_min_input_length(b.conv_shape for b in config.blocks)
-    if not pre_averaged:
-        needed *= config.frame_averaging
-    return needed
+    return config.min_input_frames(pre_averaged=pre_averaged)
 
 
 def check_llm_embedding_dim(

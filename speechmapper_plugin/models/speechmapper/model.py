@@ -19,11 +19,7 @@ from speechmapper_plugin.models.projector_base import (
     check_output_lengths,
     check_projector_input,
 )
-from speechmapper_plugin.models.speechmapper.config import (
-    SpeechMapperConfig,
-    min_input_frames,
-    output_length,
-)
+from speechmapper_plugin.models.speechmapper.config import SpeechMapperConfig
 
 
 class ProjectorBlock(Module):
@@ -106,7 +102,7 @@ class SpeechMapperProjector(Module):
         self, input_lengths: Tensor, *, pre_averaged: bool = False
     ) -> Tensor:
         """Exact output lengths for ``input_lengths`` frames (0 = too short)."""
-        return output_length(self.config, input_lengths, pre_averaged=pre_averaged)
+        return self.config.max_output_length(input_lengths, pre_averaged=pre_averaged)
 
     def forward(
         self, seqs: Tensor, seqs_layout: BatchLayout, *, pre_averaged: bool = False
@@ -125,7 +121,7 @@ class SpeechMapperProjector(Module):
         check_output_lengths(
             self.output_lengths(seq_lens, pre_averaged=pre_averaged),
             seq_lens,
-            min_input_frames(self.config, pre_averaged=pre_averaged),
+            self.config.min_input_frames(pre_averaged=pre_averaged),
         )
 
         if not pre_averaged:
