@@ -1,6 +1,6 @@
 """What both projector families (``speechmapper``, ``speech_adapter``) share:
-the config fields of what they take and give, and the checks of their input
-before any layer runs.
+the config fields of what they take and give, their length answers, and the
+checks of their input before any layer runs.
 
 One copy, so that the SpeechMapper projector and every adapter read the same
 fields and refuse the same inputs with the same errors; its own module so that
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 from fairseq2.nn import BatchLayout
 from fairseq2.utils.validation import ValidationResult
 from torch import Tensor
+from torch.nn import Module
 from typing_extensions import Self
 
 from speechmapper_plugin.input_checks import describe_rows
@@ -119,44 +121,75 @@ class ProjectorInputTooShortError(ValueError):
         self.minimum = minimum
 
 
-def check_projector_input(
-    config: ProjectorConfigBase,
-    seqs: Tensor,
-    seqs_layout: BatchLayout,
-    *,
-    pre_averaged: bool,
-    name: str,
-) -> Tensor:
-    """Refuses a packed batch, a wrong feature width and an input longer than
-    ``max_input_frames``; returns the lengths on ``seqs``' device.
-
-    :param name: what the messages call the module ("projector", "adapter").
+class SpeechProjector(Module):
+    """What the SpeechMapper projector and every adapter answer alike: their
+    output width and lengths, and which inputs they refuse before any layer
+    runs (one copy, so that both refuse the same inputs with the same errors).
     """
-    if seqs_layout.packed:
-        raise ValueError(f"The {name} does not support packed batches.")
 
-    if seqs.dim() != 3 or seqs.size(-1) != config.input_dim:
-        raise ValueError(
-            f"`seqs` must be [batch, frames, {config.input_dim}], but has shape {tuple(seqs.shape)}."
-        )
+    config: ProjectorConfigBase
 
-    factor = config.frame_averaging if pre_averaged else 1
-    if seqs_layout.max_seq_len * factor > config.max_input_frames:
-        raise ValueError(
-            f"An input of {seqs_layout.max_seq_len} frames (pre_averaged={pre_averaged}) exceeds `max_input_frames` ({config.max_input_frames}) of the {name}; split long audio or raise `max_input_frames`."
-        )
+    name: ClassVar[str] = "projector"
+    """What the error messages call the module."""
 
-    return seqs_layout.seq_lens_pt.to(seqs.device)
+    def __init__(self, config: ProjectorConfigBase) -> None:
+        super().__init__()
+        self.config = config
 
+    @property
+    def output_dim(self) -> int:
+        return self.config.output_dim
 
-def check_output_lengths(out_lens: Tensor, seq_lens: Tensor, minimum: int) -> None:
-    """Refuses the rows that yield no output (``out_lens`` below 1).
+    @property
+    def variable_length(self) -> bool:
+        return self.config.variable_length
 
-    :param minimum: the shortest usable input, for the message.
-    :raises ProjectorInputTooShortError: naming those rows.
-    """
-    if bool((out_lens < 1).any()):
-        rows = torch.nonzero(out_lens < 1).flatten().tolist()
-        raise ProjectorInputTooShortError(
-            rows, [int(seq_lens[r]) for r in rows], minimum
-        )
+    def output_lengths(
+        self, input_lengths: Tensor, *, pre_averaged: bool = False
+    ) -> Tensor:
+        """Exact output lengths for ``input_lengths`` frames (0 = too short)."""
+        return self.config.max_output_length(input_lengths, pre_averaged=pre_averaged)
+
+    def max_output_lengths(
+        self, input_lengths: Tensor, *, pre_averaged: bool = False
+    ) -> Tensor:
+        """Exact lengths, or an upper bound if :attr:`variable_length`."""
+        return self.config.max_output_length(input_lengths, pre_averaged=pre_averaged)
+
+    def check_input(
+        self, seqs: Tensor, seqs_layout: BatchLayout, *, pre_averaged: bool
+    ) -> Tensor:
+        """Refuses a packed batch, a wrong feature width, an input longer than
+        ``max_input_frames`` and rows that yield no output; returns the lengths
+        on ``seqs``' device.
+
+        :raises ProjectorInputTooShortError: naming the rows that yield no output.
+        """
+        config, name = self.config, self.name
+
+        if seqs_layout.packed:
+            raise ValueError(f"The {name} does not support packed batches.")
+
+        if seqs.dim() != 3 or seqs.size(-1) != config.input_dim:
+            raise ValueError(
+                f"`seqs` must be [batch, frames, {config.input_dim}], but has shape {tuple(seqs.shape)}."
+            )
+
+        factor = config.frame_averaging if pre_averaged else 1
+        if seqs_layout.max_seq_len * factor > config.max_input_frames:
+            raise ValueError(
+                f"An input of {seqs_layout.max_seq_len} frames (pre_averaged={pre_averaged}) exceeds `max_input_frames` ({config.max_input_frames}) of the {name}; split long audio or raise `max_input_frames`."
+            )
+
+        seq_lens = seqs_layout.seq_lens_pt.to(seqs.device)
+
+        out_lens = self.max_output_lengths(seq_lens, pre_averaged=pre_averaged)
+        if bool((out_lens < 1).any()):
+            rows = torch.nonzero(out_lens < 1).flatten().tolist()
+            raise ProjectorInputTooShortError(
+                rows,
+                [int(seq_lens[r]) for r in rows],
+                config.min_input_frames(pre_averaged=pre_averaged),
+            )
+
+        return seq_lens

@@ -19,21 +19,20 @@ from speechmapper_plugin.models.adapters.aux import AdapterAux, AlignmentTargets
 from speechmapper_plugin.models.adapters.config import AdapterConfig
 from speechmapper_plugin.models.adapters.kinds import VARIABLE_LENGTH_KINDS
 from speechmapper_plugin.models.frames import average_frames, zero_padding
-from speechmapper_plugin.models.projector_base import (
-    check_output_lengths,
-    check_projector_input,
-)
+from speechmapper_plugin.models.projector_base import SpeechProjector
 
 
 class VariableLengthError(ValueError):
     """Raised when exact output lengths are asked of a variable-length adapter."""
 
 
-class SpeechAdapter(Module):
+class SpeechAdapter(SpeechProjector):
     """Maps SFM features ``[B, T, input_dim]`` to ``[B, T', output_dim]``.
 
     Positions at or beyond an output row's length are padding.
     """
+
+    name = "adapter"
 
     config: AdapterConfig
     input_proj: Linear
@@ -55,8 +54,7 @@ class SpeechAdapter(Module):
         post_encoder: TransformerEncoder | None,
         final_proj: Linear,
     ) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.input_proj = input_proj
         self.frame_pos = frame_pos
         self.pre_encoder = pre_encoder
@@ -64,14 +62,6 @@ class SpeechAdapter(Module):
         self.post_pos = post_pos
         self.post_encoder = post_encoder
         self.final_proj = final_proj
-
-    @property
-    def output_dim(self) -> int:
-        return self.config.output_dim
-
-    @property
-    def variable_length(self) -> bool:
-        return self.config.variable_length
 
     def output_lengths(
         self, input_lengths: Tensor, *, pre_averaged: bool = False
@@ -86,12 +76,6 @@ class SpeechAdapter(Module):
             raise VariableLengthError(
                 f"A `{self.config.kind}` adapter emits as many outputs as it hears tokens: its output lengths are known after the forward pass only (the returned layout); `max_output_lengths` gives an upper bound."
             )
-        return self.config.max_output_length(input_lengths, pre_averaged=pre_averaged)
-
-    def max_output_lengths(
-        self, input_lengths: Tensor, *, pre_averaged: bool = False
-    ) -> Tensor:
-        """Exact lengths for fixed-rate adapters, an upper bound otherwise."""
         return self.config.max_output_length(input_lengths, pre_averaged=pre_averaged)
 
     def forward(
@@ -113,21 +97,13 @@ class SpeechAdapter(Module):
         """
         config = self.config
 
-        seq_lens = check_projector_input(
-            config, seqs, seqs_layout, pre_averaged=pre_averaged, name="adapter"
-        )
-
         if targets is not None and not config.variable_length:
             variable = ", ".join(VARIABLE_LENGTH_KINDS)
             raise ValueError(
                 f"`targets` only apply to variable-length adapters ({variable}), not to `{config.kind}`."
             )
 
-        check_output_lengths(
-            config.max_output_length(seq_lens, pre_averaged=pre_averaged),
-            seq_lens,
-            config.min_input_frames(pre_averaged=pre_averaged),
-        )
+        seq_lens = self.check_input(seqs, seqs_layout, pre_averaged=pre_averaged)
 
         if not pre_averaged:
             seqs, seq_lens = average_frames(seqs, seq_lens, config.frame_averaging)

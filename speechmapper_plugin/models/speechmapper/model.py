@@ -15,10 +15,7 @@ from speechmapper_plugin.models.frames import (
     conv_output_length,
     zero_padding,
 )
-from speechmapper_plugin.models.projector_base import (
-    check_output_lengths,
-    check_projector_input,
-)
+from speechmapper_plugin.models.projector_base import SpeechProjector
 from speechmapper_plugin.models.speechmapper.config import SpeechMapperConfig
 
 
@@ -72,7 +69,7 @@ class ProjectorBlock(Module):
         return self.proj(seqs), seq_lens
 
 
-class SpeechMapperProjector(Module):
+class SpeechMapperProjector(SpeechProjector):
     """Maps SFM features ``[B, T, input_dim]`` to ``[B, T', output_dim]``.
 
     Positions at or beyond an output row's length are padding and hold
@@ -89,20 +86,9 @@ class SpeechMapperProjector(Module):
         blocks: Sequence[ProjectorBlock],
         final_proj: Linear,
     ) -> None:
-        super().__init__()
-        self.config = config
+        super().__init__(config)
         self.blocks = ModuleList(blocks)
         self.final_proj = final_proj
-
-    @property
-    def output_dim(self) -> int:
-        return self.config.output_dim
-
-    def output_lengths(
-        self, input_lengths: Tensor, *, pre_averaged: bool = False
-    ) -> Tensor:
-        """Exact output lengths for ``input_lengths`` frames (0 = too short)."""
-        return self.config.max_output_length(input_lengths, pre_averaged=pre_averaged)
 
     def forward(
         self, seqs: Tensor, seqs_layout: BatchLayout, *, pre_averaged: bool = False
@@ -114,15 +100,7 @@ class SpeechMapperProjector(Module):
             ``config.frame_averaging``:1 (e.g. read from a feature store).
         :raises ProjectorInputTooShortError: if a row yields no output.
         """
-        seq_lens = check_projector_input(
-            self.config, seqs, seqs_layout, pre_averaged=pre_averaged, name="projector"
-        )
-
-        check_output_lengths(
-            self.output_lengths(seq_lens, pre_averaged=pre_averaged),
-            seq_lens,
-            self.config.min_input_frames(pre_averaged=pre_averaged),
-        )
+        seq_lens = self.check_input(seqs, seqs_layout, pre_averaged=pre_averaged)
 
         if not pre_averaged:
             seqs, seq_lens = average_frames(seqs, seq_lens, self.config.frame_averaging)
