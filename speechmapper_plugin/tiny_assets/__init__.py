@@ -9,12 +9,6 @@ and the tests run the plugin's real code paths without downloading anything.
 from __future__ import annotations
 
 from speechmapper_plugin.tiny_assets.cards import write_card_file as write_card_file
-from speechmapper_plugin.tiny_assets.encoders import (
-    perturb_parameters_ as perturb_parameters_,
-)
-from speechmapper_plugin.tiny_assets.encoders import (
-    tiny_encoder_card as tiny_encoder_card,
-)
 from speechmapper_plugin.tiny_assets.llama import TINY_LLAMA_DIMS as TINY_LLAMA_DIMS
 from speechmapper_plugin.tiny_assets.llama import TinyLlamaDims as TinyLlamaDims
 from speechmapper_plugin.tiny_assets.llama import build_hf_llama as build_hf_llama
@@ -25,18 +19,11 @@ from speechmapper_plugin.tiny_assets.llama import (
 from speechmapper_plugin.tiny_assets.llama3_llm import (
     LLAMA3_ROPE_THETA as LLAMA3_ROPE_THETA,
 )
-from speechmapper_plugin.tiny_assets.llama3_llm import TinyLLM as TinyLLM
 from speechmapper_plugin.tiny_assets.llama3_llm import (
     write_tiny_llama3 as write_tiny_llama3,
 )
 from speechmapper_plugin.tiny_assets.llama3_tokenizer import (
-    LLAMA3_1_CHAT_JINJA as LLAMA3_1_CHAT_JINJA,
-)
-from speechmapper_plugin.tiny_assets.llama3_tokenizer import (
     LLAMA3_SPECIAL_TOKENS as LLAMA3_SPECIAL_TOKENS,
-)
-from speechmapper_plugin.tiny_assets.llama3_tokenizer import (
-    LLAMA3_SPLIT_REGEX as LLAMA3_SPLIT_REGEX,
 )
 from speechmapper_plugin.tiny_assets.llama3_tokenizer import (
     build_llama3_tokenizer as build_llama3_tokenizer,
@@ -51,12 +38,6 @@ from speechmapper_plugin.tiny_assets.sentences import (
     training_sentences as training_sentences,
 )
 from speechmapper_plugin.tiny_assets.sm4t import SM4T_TINY_DIMS as SM4T_TINY_DIMS
-from speechmapper_plugin.tiny_assets.sm4t import (
-    build_tiny_sm4t_v2 as build_tiny_sm4t_v2,
-)
-from speechmapper_plugin.tiny_assets.sm4t import (
-    save_sm4t_hf_checkpoint as save_sm4t_hf_checkpoint,
-)
 from speechmapper_plugin.tiny_assets.sm4t import write_tiny_sm4t as write_tiny_sm4t
 from speechmapper_plugin.tiny_assets.speech import (
     SpeechSynthesisError as SpeechSynthesisError,
@@ -69,9 +50,6 @@ from speechmapper_plugin.tiny_assets.speech import (
 )
 from speechmapper_plugin.tiny_assets.speech import (
     synthesize_speech as synthesize_speech,
-)
-from speechmapper_plugin.tiny_assets.tokenizer_files import (
-    hf_token_id as hf_token_id,
 )
 from speechmapper_plugin.tiny_assets.tokenizer_files import (
     hf_tokenizer_size as hf_tokenizer_size,

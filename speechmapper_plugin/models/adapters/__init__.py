@@ -45,9 +45,6 @@ from speechmapper_plugin.models.adapters.config import (
     register_speech_adapter_configs as register_speech_adapter_configs,
 )
 from speechmapper_plugin.models.adapters.ctc import forced_align as forced_align
-from speechmapper_plugin.models.adapters.ctc import (
-    greedy_segments as greedy_segments,
-)
 from speechmapper_plugin.models.adapters.factory import (
     create_speech_adapter_model as create_speech_adapter_model,
 )
@@ -67,9 +64,6 @@ from speechmapper_plugin.models.adapters.kinds import (
     ADAPTER_KINDS as ADAPTER_KINDS,
 )
 from speechmapper_plugin.models.adapters.kinds import AdapterKind as AdapterKind
-from speechmapper_plugin.models.adapters.kinds import (
-    LengthAdapterKind as LengthAdapterKind,
-)
 from speechmapper_plugin.models.adapters.kinds import adapter_kind as adapter_kind
 from speechmapper_plugin.models.adapters.model import SpeechAdapter as SpeechAdapter
 from speechmapper_plugin.models.adapters.model import (

@@ -8,20 +8,8 @@ from speechmapper_plugin.models.sm4t_speech_encoder.config import (
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     SM4TSpeechEncoderConfig as SM4TSpeechEncoderConfig,
 )
-from speechmapper_plugin.models.sm4t_speech_encoder.config import (
-    register_sm4t_speech_encoder_configs as register_sm4t_speech_encoder_configs,
-)
-from speechmapper_plugin.models.sm4t_speech_encoder.download import (
-    SpeechEncoderDownloadManager as SpeechEncoderDownloadManager,
-)
 from speechmapper_plugin.models.sm4t_speech_encoder.extractor import (
     SpeechFeatureExtractor as SpeechFeatureExtractor,
-)
-from speechmapper_plugin.models.sm4t_speech_encoder.factory import (
-    ConformerShawEncoderFactory as ConformerShawEncoderFactory,
-)
-from speechmapper_plugin.models.sm4t_speech_encoder.factory import (
-    SM4TSpeechEncoderFactory as SM4TSpeechEncoderFactory,
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.factory import (
     create_sm4t_speech_encoder_model as create_sm4t_speech_encoder_model,
@@ -34,15 +22,6 @@ from speechmapper_plugin.models.sm4t_speech_encoder.hub import (
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
     FAIRSEQ1_FORMAT as FAIRSEQ1_FORMAT,
-)
-from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
-    HF_FORMAT as HF_FORMAT,
-)
-from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
-    META_FORMAT as META_FORMAT,
-)
-from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
-    CheckpointFormat as CheckpointFormat,
 )
 from speechmapper_plugin.models.sm4t_speech_encoder.interop import (
     convert_sm4t_speech_encoder_state_dict as convert_sm4t_speech_encoder_state_dict,

@@ -27,9 +27,6 @@ from speechmapper_plugin.models.speechmapper.config import (
     register_speechmapper_configs as register_speechmapper_configs,
 )
 from speechmapper_plugin.models.speechmapper.factory import (
-    SpeechMapperFactory as SpeechMapperFactory,
-)
-from speechmapper_plugin.models.speechmapper.factory import (
     create_speechmapper_model as create_speechmapper_model,
 )
 from speechmapper_plugin.models.speechmapper.fsdp import (
@@ -40,9 +37,6 @@ from speechmapper_plugin.models.speechmapper.hub import (
 )
 from speechmapper_plugin.models.speechmapper.interop import (
     convert_speechmapper_state_dict as convert_speechmapper_state_dict,
-)
-from speechmapper_plugin.models.speechmapper.model import (
-    ProjectorBlock as ProjectorBlock,
 )
 from speechmapper_plugin.models.speechmapper.model import (
     SpeechMapperProjector as SpeechMapperProjector,

@@ -8,23 +8,11 @@ from speechmapper_plugin.models.whisper_encoder.config import (
 from speechmapper_plugin.models.whisper_encoder.config import (
     WhisperEncoderConfig as WhisperEncoderConfig,
 )
-from speechmapper_plugin.models.whisper_encoder.config import (
-    register_whisper_encoder_configs as register_whisper_encoder_configs,
-)
 from speechmapper_plugin.models.whisper_encoder.extractor import (
     WhisperSpeechFeatureExtractor as WhisperSpeechFeatureExtractor,
 )
 from speechmapper_plugin.models.whisper_encoder.extractor import (
     num_valid_positions as num_valid_positions,
-)
-from speechmapper_plugin.models.whisper_encoder.extractor import (
-    window_spans as window_spans,
-)
-from speechmapper_plugin.models.whisper_encoder.factory import (
-    WhisperEncoderFactory as WhisperEncoderFactory,
-)
-from speechmapper_plugin.models.whisper_encoder.factory import (
-    create_whisper_encoder_model as create_whisper_encoder_model,
 )
 from speechmapper_plugin.models.whisper_encoder.family import (
     register_whisper_encoder_family as register_whisper_encoder_family,
@@ -40,7 +28,4 @@ from speechmapper_plugin.models.whisper_encoder.interop import (
 )
 from speechmapper_plugin.models.whisper_encoder.model import (
     WhisperEncoder as WhisperEncoder,
-)
-from speechmapper_plugin.models.whisper_encoder.model import (
-    WhisperFrontend as WhisperFrontend,
 )
