@@ -9,13 +9,9 @@ from __future__ import annotations
 from speechmapper_plugin.generation_task.inputs import (
     GenerateInputs as GenerateInputs,
 )
-from speechmapper_plugin.generation_task.inputs import GenerateItem as GenerateItem
 from speechmapper_plugin.generation_task.inputs import read_inputs as read_inputs
 from speechmapper_plugin.generation_task.options import (
     InstructionPromptSection as InstructionPromptSection,
-)
-from speechmapper_plugin.generation_task.unit import (
-    HYPOTHESES_FILE as HYPOTHESES_FILE,
 )
 from speechmapper_plugin.generation_task.unit import SETTINGS_FILE as SETTINGS_FILE
 from speechmapper_plugin.generation_task.unit import GenerateReader as GenerateReader

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from speechmapper_plugin.losses.ctc import CTCLoss as CTCLoss
 from speechmapper_plugin.losses.ctc import ctc_head_loss as ctc_head_loss
 from speechmapper_plugin.losses.ctc import embedding_ctc_loss as embedding_ctc_loss
 from speechmapper_plugin.losses.embedding_mse import (
@@ -28,13 +27,7 @@ from speechmapper_plugin.losses.mixed import uses_mse as uses_mse
 from speechmapper_plugin.losses.quantity import (
     cif_quantity_loss as cif_quantity_loss,
 )
-from speechmapper_plugin.losses.stage1 import Stage1Batch as Stage1Batch
 from speechmapper_plugin.losses.stage1 import Stage1Loss as Stage1Loss
 from speechmapper_plugin.losses.stage1 import Stage1Weights as Stage1Weights
 from speechmapper_plugin.losses.stage1 import stage1_loss as stage1_loss
-from speechmapper_plugin.losses.stage2 import Stage2Batch as Stage2Batch
-from speechmapper_plugin.losses.stage2 import Stage2Loss as Stage2Loss
-from speechmapper_plugin.losses.stage2 import (
-    response_cross_entropy as response_cross_entropy,
-)
 from speechmapper_plugin.losses.stage2 import stage2_loss as stage2_loss
