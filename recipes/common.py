@@ -7,7 +7,7 @@ import sys
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
+from typing import ClassVar, Generic, TypeVar, cast
 
 import torch
 from fairseq2.assets import AssetCard
@@ -40,9 +40,9 @@ from fairseq2.utils.validation import ValidationResult
 from torch import Tensor
 from torch.distributed.fsdp import FSDPModule
 from torch.nn import Module, ModuleList
-from typing_extensions import Self, final, override
+from typing_extensions import final, override
 
-from speechmapper_plugin.datasets.batching import SpeechReadOptions
+from speechmapper_plugin.datasets.batching import SpeechBatch, SpeechReadOptions
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
 from speechmapper_plugin.input_checks import finite_rows
@@ -322,19 +322,7 @@ def get_projector(context: RecipeContext) -> AnyProjector:
     return model  # type: ignore[return-value]
 
 
-class RowBatch(Protocol):
-    """A batch of feature rows that can be narrowed to some of its rows (the
-    batches of the stages' dataset families)."""
-
-    features: Tensor
-
-    @property
-    def batch_size(self) -> int: ...
-
-    def select(self, rows: Tensor) -> Self: ...
-
-
-RowBatchT = TypeVar("RowBatchT", bound=RowBatch)
+RowBatchT = TypeVar("RowBatchT", bound=SpeechBatch)
 
 
 def drop_non_finite_rows(batch: RowBatchT) -> tuple[RowBatchT, int]:
@@ -344,12 +332,6 @@ def drop_non_finite_rows(batch: RowBatchT) -> tuple[RowBatchT, int]:
     if num_bad == 0:
         return batch, 0
     return batch.select(finite), num_bad
-
-
-def graph_zero(model: Module) -> Tensor:
-    """A zero loss connected to every parameter: a rank whose batch is empty
-    still runs backward, keeping DDP's all-reduce in step."""
-    return torch.stack([p.sum() for p in model.parameters()]).sum() * 0.0
 
 
 class StageCriterion(ABC, Generic[RowBatchT]):
@@ -380,7 +362,9 @@ class StageCriterion(ABC, Generic[RowBatchT]):
         metric_bag.get("num_skipped_non_finite", Sum).update(num_bad)
 
         if batch.batch_size == 0:
-            return graph_zero(self._model)
+            # A zero loss connected to every parameter: a rank whose batch is
+            # empty still runs backward, keeping DDP's all-reduce in step.
+            return torch.stack([p.sum() for p in self._model.parameters()]).sum() * 0.0
 
         loss = self._score(batch, metric_bag)
 
@@ -411,12 +395,8 @@ def update_mse_metrics(metric_bag: MetricBag, mse: EmbeddingMSELoss) -> None:
         )
 
 
-# fairseq2's units take batches of its `SupportsDeviceTransfer`, an ABC that
-# the `RowBatch` protocol cannot name: the criterion keeps the batch type.
-
-
 @final
-class CriterionTrainUnit(TrainUnit[Any], Generic[RowBatchT]):
+class CriterionTrainUnit(TrainUnit[RowBatchT]):
     """Trains on a stage's criterion."""
 
     def __init__(self, criterion: StageCriterion[RowBatchT]) -> None:
@@ -439,7 +419,7 @@ class CriterionTrainUnit(TrainUnit[Any], Generic[RowBatchT]):
 
 
 @final
-class CriterionEvalUnit(EvalUnit[Any], Generic[RowBatchT]):
+class CriterionEvalUnit(EvalUnit[RowBatchT]):
     """Validates a stage's criterion on one named split."""
 
     def __init__(self, criterion: StageCriterion[RowBatchT], name: str) -> None:
@@ -531,14 +511,12 @@ class AlternativeInputs:
 
     CHOICES: ClassVar[Mapping[str, str]]
 
-    PREFIX: ClassVar[str] = "input."
-
     def _problem(self, *, required: bool) -> str | None:
         given = [name for name in self.CHOICES if getattr(self, name) is not None]
         if len(given) == 1 or (not given and not required):
             return None
         listed = " and ".join(
-            f"`{self.PREFIX}{name}` ({what})" for name, what in self.CHOICES.items()
+            f"`input.{name}` ({what})" for name, what in self.CHOICES.items()
         )
         return f"Give exactly one of {listed}."
 

@@ -26,6 +26,7 @@ from recipes.common import (
 from speechmapper_plugin.datasets.speech_features import SPEECH_FEATURES_DATASET
 from speechmapper_plugin.losses import check_alpha
 from speechmapper_plugin.models.speechmapper import SPEECHMAPPER_FAMILY
+from speechmapper_plugin.validation import check_non_negative_fields
 
 
 @dataclass(kw_only=True)
@@ -80,11 +81,8 @@ class Stage1LossSection:
             check_alpha(self.alpha)
         except ValueError as ex:
             result.add_error(str(ex))
-        for name in ("ctc_weight", "quantity_weight", "adapter_ctc_weight"):
-            if getattr(self, name) < 0.0:
-                result.add_error(
-                    f"`loss.{name}` must be non-negative, but is {getattr(self, name)}."
-                )
+        weights = ("ctc_weight", "quantity_weight", "adapter_ctc_weight")
+        check_non_negative_fields(result, self, weights, section="loss.")
         if self.ctc_temperature <= 0.0:
             result.add_error(
                 f"`loss.ctc_temperature` must be positive, but is {self.ctc_temperature}."
