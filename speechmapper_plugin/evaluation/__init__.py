@@ -6,10 +6,7 @@ from __future__ import annotations
 from speechmapper_plugin.data.instructions.prompts import (
     language_code as language_code,
 )
-from speechmapper_plugin.evaluation.asr import EditCounts as EditCounts
 from speechmapper_plugin.evaluation.asr import asr_scores as asr_scores
-from speechmapper_plugin.evaluation.asr import corpus_edit_counts as corpus_edit_counts
-from speechmapper_plugin.evaluation.asr import edit_counts as edit_counts
 from speechmapper_plugin.evaluation.failures import (
     ends_in_text_loop as ends_in_text_loop,
 )
@@ -18,7 +15,6 @@ from speechmapper_plugin.evaluation.failures import (
 )
 from speechmapper_plugin.evaluation.language import adherence as adherence
 from speechmapper_plugin.evaluation.language import detect_language as detect_language
-from speechmapper_plugin.evaluation.normalizers import TextNormalizer as TextNormalizer
 from speechmapper_plugin.evaluation.normalizers import normalizer_for as normalizer_for
 from speechmapper_plugin.evaluation.options import JudgeSection as JudgeSection
 from speechmapper_plugin.evaluation.options import ScoringSection as ScoringSection

@@ -14,9 +14,6 @@ from speechmapper_plugin.generation.config import (
 from speechmapper_plugin.generation.config import (
     SamplerSection as SamplerSection,
 )
-from speechmapper_plugin.generation.decoder import (
-    EmbeddingDecoder as EmbeddingDecoder,
-)
 from speechmapper_plugin.generation.decoder import GenerationError as GenerationError
 from speechmapper_plugin.generation.generate import (
     generate_from_embeddings as generate_from_embeddings,
@@ -24,7 +21,6 @@ from speechmapper_plugin.generation.generate import (
 from speechmapper_plugin.generation.hypothesis import (
     GenerationResult as GenerationResult,
 )
-from speechmapper_plugin.generation.hypothesis import Hypothesis as Hypothesis
 from speechmapper_plugin.generation.hypothesis import (
     RepetitionLoop as RepetitionLoop,
 )
@@ -39,4 +35,3 @@ from speechmapper_plugin.generation.inputs import token_budgets as token_budgets
 from speechmapper_plugin.generation.repetition import (
     find_repetition_loop as find_repetition_loop,
 )
-from speechmapper_plugin.generation.single import make_sampler as make_sampler

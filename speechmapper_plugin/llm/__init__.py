@@ -4,27 +4,13 @@ and the assembly of speech and token embeddings into its input."""
 from __future__ import annotations
 
 from speechmapper_plugin.llm.archs import EUROLLM_9B_ARCH as EUROLLM_9B_ARCH
-from speechmapper_plugin.llm.archs import eurollm_9b_config as eurollm_9b_config
-from speechmapper_plugin.llm.archs import (
-    register_target_llm_configs as register_target_llm_configs,
-)
-from speechmapper_plugin.llm.assemble import AssembledInputs as AssembledInputs
 from speechmapper_plugin.llm.assemble import assemble_inputs as assemble_inputs
-from speechmapper_plugin.llm.cards import CHAT_TEMPLATE_FIELD as CHAT_TEMPLATE_FIELD
-from speechmapper_plugin.llm.cards import PAD_TOKEN_FIELD as PAD_TOKEN_FIELD
 from speechmapper_plugin.llm.cards import TargetLLMCardError as TargetLLMCardError
-from speechmapper_plugin.llm.cards import (
-    read_chat_template_name as read_chat_template_name,
-)
-from speechmapper_plugin.llm.cards import read_llm_config as read_llm_config
 from speechmapper_plugin.llm.cards import read_llm_embed_dim as read_llm_embed_dim
 from speechmapper_plugin.llm.cards import (
     read_llm_max_seq_len as read_llm_max_seq_len,
 )
 from speechmapper_plugin.llm.cards import read_pad_token as read_pad_token
-from speechmapper_plugin.llm.cards import (
-    resolve_checkpoint_path as resolve_checkpoint_path,
-)
 from speechmapper_plugin.llm.cards import retrieve_llm_card as retrieve_llm_card
 from speechmapper_plugin.llm.chat_template import CHAT_TEMPLATES as CHAT_TEMPLATES
 from speechmapper_plugin.llm.chat_template import CHATML_TEMPLATE as CHATML_TEMPLATE
@@ -68,17 +54,10 @@ from speechmapper_plugin.llm.target_embeddings import (
     report_pad_row as report_pad_row,
 )
 from speechmapper_plugin.llm.target_embeddings import (
-    resolve_pad_token as resolve_pad_token,
-)
-from speechmapper_plugin.llm.target_embeddings import (
     resolve_target_tokens as resolve_target_tokens,
 )
-from speechmapper_plugin.llm.token_embeddings import EMBEDDING_KEYS as EMBEDDING_KEYS
 from speechmapper_plugin.llm.token_embeddings import (
     TokenEmbeddingLoadError as TokenEmbeddingLoadError,
-)
-from speechmapper_plugin.llm.token_embeddings import (
-    TokenEmbeddingSource as TokenEmbeddingSource,
 )
 from speechmapper_plugin.llm.token_embeddings import (
     load_token_embeddings as load_token_embeddings,

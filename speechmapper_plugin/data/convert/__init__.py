@@ -20,9 +20,6 @@ from speechmapper_plugin.data.convert.librisqa import (
     convert_librisqa as convert_librisqa,
 )
 from speechmapper_plugin.data.convert.librisqa import split_options as split_options
-from speechmapper_plugin.data.convert.report import (
-    ConversionReport as ConversionReport,
-)
 from speechmapper_plugin.data.convert.report import ConvertError as ConvertError
 from speechmapper_plugin.data.convert.spoken_squad import (
     convert_spoken_squad as convert_spoken_squad,

@@ -14,7 +14,6 @@ from speechmapper_plugin.data.feature_store.errors import (
 from speechmapper_plugin.data.feature_store.errors import (
     StoreMismatchError as StoreMismatchError,
 )
-from speechmapper_plugin.data.feature_store.index import ShardInfo as ShardInfo
 from speechmapper_plugin.data.feature_store.index import StoreSummary as StoreSummary
 from speechmapper_plugin.data.feature_store.index import merge_index as merge_index
 from speechmapper_plugin.data.feature_store.index import read_metadata as read_metadata
@@ -22,12 +21,8 @@ from speechmapper_plugin.data.feature_store.metadata import (
     STORAGE_DTYPES as STORAGE_DTYPES,
 )
 from speechmapper_plugin.data.feature_store.metadata import (
-    FeatureEntry as FeatureEntry,
-)
-from speechmapper_plugin.data.feature_store.metadata import (
     FeatureStoreMetadata as FeatureStoreMetadata,
 )
-from speechmapper_plugin.data.feature_store.metadata import ShardRecord as ShardRecord
 from speechmapper_plugin.data.feature_store.metadata import (
     storage_dtype as storage_dtype,
 )
