@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from fairseq2.utils.structured import StandardValueConverter
@@ -63,17 +63,6 @@ class RecipeRunSection:
                 result.add_error(f"The override {item!r} is not of the form key=value.")
         return result
 
-    def check_reserved(
-        self, result: ValidationResult, name: str, keys: tuple[str, ...]
-    ) -> None:
-        """The plan sets ``keys`` for each run; an override may not."""
-        for item in self.overrides:
-            key = item.split("=", 1)[0].strip()
-            if key in keys:
-                result.add_error(
-                    f"`{name}.overrides`: {item!r} sets `{key}`, which the sweep sets for each run."
-                )
-
 
 @dataclass(kw_only=True)
 class RunsConfig(ABC):
@@ -89,9 +78,12 @@ class RunsConfig(ABC):
     def validate(self) -> ValidationResult:
         result = ValidationResult()
         for name, keys in self.RESERVED.items():
-            section = getattr(self, name)
-            assert isinstance(section, RecipeRunSection)
-            section.check_reserved(result, name, keys)
+            for item in getattr(self, name).overrides:
+                key = item.split("=", 1)[0].strip()
+                if key in keys:
+                    result.add_error(
+                        f"`{name}.overrides`: {item!r} sets `{key}`, which the sweep sets for each run."
+                    )
         if self.nproc < 1:
             result.add_error(f"`nproc` must be positive, but is {self.nproc}.")
         return result
@@ -116,16 +108,8 @@ def read_yaml(path: Path, label: str) -> Any:
         raise ValueError(f"Cannot read the {label} config {path}: {ex}") from None
 
 
-def to_config(
-    data: Any,
-    kind: type[ConfigT],
-    path: Path,
-    label: str,
-    *,
-    complete: Callable[[ConfigT], None] | None = None,
-) -> ConfigT:
-    """``data`` as a validated ``kind``; ``complete`` attaches what fairseq2's
-    structurer has no type for before validation.
+def to_config(data: Any, kind: type[ConfigT], path: Path, label: str) -> ConfigT:
+    """``data`` as a validated ``kind``.
 
     :raises ValueError: If ``data`` has unknown keys or is invalid.
     """
@@ -135,9 +119,6 @@ def to_config(
         raise ValueError(f"The {label} config {path} is malformed: {ex}") from None
 
     assert isinstance(config, kind)
-
-    if complete is not None:
-        complete(config)
 
     try:
         StandardObjectValidator().validate(config)
@@ -174,6 +155,11 @@ class TrainedRun:
     @property
     def eval_dir(self) -> Path:
         return self.model_dir / "eval"
+
+    def describe(self) -> dict[str, Any]:
+        """What the run is (its α and σ, its SFM, adapter and LLM), ahead of
+        its outcome in the results."""
+        raise NotImplementedError
 
 
 def launcher(nproc: int) -> list[str]:
@@ -284,10 +270,6 @@ def check_inputs(config: RunsConfig, *, dry_run: bool, label: str) -> HeldOut:
 
 @dataclass
 class StepProgress:
-    ran: list[Path] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
-    """Finished in an earlier invocation."""
-
     failed: dict[Path, str] = field(default_factory=dict)
     """Step dir -> what went wrong (the log to read)."""
 
@@ -343,7 +325,6 @@ def run_steps(
             continue
 
         if is_finished(step):
-            progress.skipped.append(step.out_dir)
             echo(f"{where}: finished earlier, skipped")
             continue
 
@@ -373,7 +354,6 @@ def run_steps(
         (step.out_dir / MARKER).write_text(
             json.dumps({"kind": step.kind, "command": step.command}, indent=2) + "\n"
         )
-        progress.ran.append(step.out_dir)
 
     return progress
 
@@ -450,13 +430,48 @@ def metric_names(
     return list(names)
 
 
-def _parse_args(
-    prog: str, doc: str | None, argv: list[str] | None
-) -> argparse.Namespace:
-    """``OUT_DIR --config-file FILE [--dry-run]``; the description is the
-    second paragraph of ``doc`` (the module docstring of the command)."""
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """What a sweep or a grid runs, and how it reports the outcome."""
+
+    summary: str
+    """The line that sums the plan up (``4 runs``, ``... = 6 cells``)."""
+
+    runs: Sequence[TrainedRun]
+    """The sweep runs or grid cells: one record each in the results."""
+
+    runs_key: str
+    """The key of the records in ``OUT/<name>.json`` (``runs``, ``cells``)."""
+
+    steps: Sequence[RecipeStep]
+
+    heldout: HeldOut
+
+    table: Callable[[Sequence[Mapping[str, Any]]], str]
+    """The Markdown table of the records."""
+
+
+def run_plan_command(
+    name: str,
+    doc: str | None,
+    argv: list[str] | None,
+    make_plan: Callable[[Path, Path, bool], Plan],
+) -> int:
+    """``python -m recipes.<name> OUT_DIR --config-file FILE [--dry-run]``;
+    ``--help`` describes it with the second paragraph of ``doc`` (the module
+    docstring of the command).
+
+    ``make_plan(config_file, out_dir, dry_run)`` gives the plan. A dry run
+    prints one shell-quoted command per step. A real run runs them and writes
+    ``OUT/<name>.json`` (the held-out check and every run's record) and
+    ``OUT/<name>.md`` (the table, also printed): 0 if every step succeeded, 1
+    if some failed or were not run, 2 on a bad config, a missing input or a
+    stale marker.
+    """
     assert doc is not None
-    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[1])
+    parser = argparse.ArgumentParser(
+        prog=f"python -m recipes.{name}", description=doc.split("\n\n")[1]
+    )
     parser.add_argument(
         "out_dir", type=Path, help="where every run gets its own directory"
     )
@@ -468,100 +483,34 @@ def _parse_args(
         action="store_true",
         help="print the recipe commands (ready to paste into a shell), run nothing; inputs may be missing",
     )
-    return parser.parse_args(argv)
-
-
-RunT = TypeVar("RunT", bound=TrainedRun)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Plan(Generic[RunT]):
-    """What a sweep or a grid runs, and how it reports the outcome."""
-
-    name: str
-    """``sweep`` or ``grid``: the log prefix, ``OUT/<name>.json`` and ``OUT/<name>.md``."""
-
-    runs: Sequence[RunT]
-    """The sweep runs or grid cells: one record each in the results."""
-
-    runs_key: str
-    """The key of the records in ``OUT/<name>.json`` (``runs``, ``cells``)."""
-
-    steps: Sequence[RecipeStep]
-
-    heldout: HeldOut
-
-    describe: Callable[[RunT], dict[str, Any]]
-    """What a run is (its α and σ, its SFM, adapter and LLM), ahead of its outcome."""
-
-    table: Callable[[Sequence[Mapping[str, Any]]], str]
-    """The Markdown table of the records."""
-
-    def records(self, progress: StepProgress) -> list[dict[str, Any]]:
-        return [
-            {**self.describe(run), **outcome_record(run, progress)} for run in self.runs
-        ]
-
-    def write(self, out_dir: Path, progress: StepProgress) -> dict[str, Path]:
-        """``OUT/<name>.json`` (the held-out check and every run's record)
-        and ``OUT/<name>.md`` (the table)."""
-        records = self.records(progress)
-        results = {"heldout": self.heldout.record(), self.runs_key: records}
-
-        json_path = out_dir / f"{self.name}.json"
-        json_path.write_text(json.dumps(results, indent=2) + "\n")
-
-        table_path = out_dir / f"{self.name}.md"
-        table_path.write_text(self.table(records))
-
-        return {"json": json_path, "table": table_path}
-
-
-def _error(ex: Exception) -> int:
-    print(f"error: {ex}", file=sys.stderr)
-    return 2
-
-
-def run_plan_command(
-    name: str,
-    doc: str | None,
-    argv: list[str] | None,
-    make_plan: Callable[[Path, Path, bool], tuple[Plan[Any], str]],
-) -> int:
-    """``python -m recipes.<name> OUT_DIR --config-file FILE [--dry-run]``.
-
-    ``make_plan(config_file, out_dir, dry_run)`` gives the plan and a line
-    that sums it up. A dry run prints one shell-quoted command per step. A
-    real run runs them, writes and prints the results: 0 if every step
-    succeeded, 1 if some failed or were not run, 2 on a bad config, a missing
-    input or a stale marker.
-    """
-    args = _parse_args(f"python -m recipes.{name}", doc, argv)
+    args = parser.parse_args(argv)
     out_dir = args.out_dir.resolve()
 
     try:
-        plan, summary = make_plan(args.config_file, out_dir, args.dry_run)
-    except ValueError as ex:
-        return _error(ex)
+        plan = make_plan(args.config_file, out_dir, args.dry_run)
+        if args.dry_run:
+            for step in plan.steps:
+                print(shlex.join(step.command))
+            return 0
 
-    if args.dry_run:
-        for step in plan.steps:
-            print(shlex.join(step.command))
-        return 0
-
-    print(
-        f"[{name}] {summary}, {len(plan.steps)} recipe steps; held-out file {plan.heldout.instructions}: {plan.heldout.num_prompts} prompts, none used in training."
-    )
-
-    try:
+        print(
+            f"[{name}] {plan.summary}, {len(plan.steps)} recipe steps; held-out file {plan.heldout.instructions}: {plan.heldout.num_prompts} prompts, none used in training."
+        )
         progress = run_steps(plan.steps, out_dir, label=name)
     except ValueError as ex:
-        return _error(ex)
+        print(f"error: {ex}", file=sys.stderr)
+        return 2
 
-    paths = plan.write(out_dir, progress)
+    records = [{**run.describe(), **outcome_record(run, progress)} for run in plan.runs]
+    results = {"heldout": plan.heldout.record(), plan.runs_key: records}
+    json_path = out_dir / f"{name}.json"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    table = plan.table(records)
+    table_path = out_dir / f"{name}.md"
+    table_path.write_text(table)
 
-    print(paths["table"].read_text())
-    print(f"[{name}] wrote {paths['json']} and {paths['table']}")
+    print(table)
+    print(f"[{name}] wrote {json_path} and {table_path}")
 
     if progress.failed or progress.blocked:
         print(

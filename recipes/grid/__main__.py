@@ -15,31 +15,27 @@ from functools import partial
 from pathlib import Path
 
 from recipes.grid.config import load_grid_config
-from recipes.grid.plan import GridCell, plan_cells, plan_steps
-from recipes.grid.table import describe_cell, format_tables
+from recipes.grid.plan import plan_cells, plan_steps
+from recipes.grid.table import format_tables
 from recipes.grid.widths import read_widths, start_fairseq2
 from recipes.runs import Plan, check_inputs, run_plan_command
 
 
-def make_plan(
-    config_file: Path, out_dir: Path, dry_run: bool
-) -> tuple[Plan[GridCell], str]:
+def make_plan(config_file: Path, out_dir: Path, dry_run: bool) -> Plan:
     config = load_grid_config(config_file)
     heldout = check_inputs(config, dry_run=dry_run, label="grid")
     start_fairseq2(config.asset_paths)
     widths = read_widths(config)
     cells = plan_cells(config, out_dir)
-    plan = Plan(
-        name="grid",
+    axes = f"{len(config.sfms)} SFM x {len(config.adapters)} adapter x {len(config.llms)} LLM"
+    return Plan(
+        summary=f"{axes} = {len(cells)} cells",
         runs=cells,
         runs_key="cells",
         steps=plan_steps(config, cells, out_dir, widths),
         heldout=heldout,
-        describe=describe_cell,
         table=partial(format_tables, metrics=config.evaluate.metrics),
     )
-    axes = f"{len(config.sfms)} SFM x {len(config.adapters)} adapter x {len(config.llms)} LLM"
-    return plan, f"{axes} = {len(cells)} cells"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -205,12 +205,10 @@ def load_grid_config(path: Path) -> GridConfig:
     # Adapter `config` mappings are free-form YAML (nested lists of blocks...),
     # which fairseq2's structurer has no type for: kept aside, then attached.
     model_configs = _pop_adapter_configs(data, path)
-
-    def attach(config: GridConfig) -> None:
-        for adapter, model_config in zip(config.adapters, model_configs, strict=True):
-            adapter.config = model_config
-
-    return to_config(data, GridConfig, path, "grid", complete=attach)
+    config = to_config(data, GridConfig, path, "grid")
+    for adapter, model_config in zip(config.adapters, model_configs, strict=True):
+        adapter.config = model_config
+    return config
 
 
 def _pop_adapter_configs(data: object, path: Path) -> list[dict[str, Any]]:

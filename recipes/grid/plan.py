@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -23,6 +24,17 @@ class GridCell(TrainedRun):
     @property
     def name(self) -> str:
         return f"{self.sfm.name}/{self.adapter.name}/{self.llm.name}"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "sfm": self.sfm.name,
+            "sfm_card": self.sfm.card,
+            "adapter": self.adapter.name,
+            "adapter_family": self.adapter.family,
+            "adapter_arch": self.adapter.arch,
+            "llm": self.llm.name,
+            "llm_card": self.llm.card,
+        }
 
 
 @dataclass(frozen=True)
@@ -53,15 +65,15 @@ def plan_cells(config: GridConfig, out_dir: Path) -> list[GridCell]:
                         sfm=sfm,
                         adapter=adapter,
                         llm=llm,
-                        stage1_dir=_stage_dir(config, cell_dir, "stage1"),
-                        stage2_dir=_stage_dir(config, cell_dir, "stage2"),
+                        stage1_dir=(
+                            cell_dir / "stage1" if "stage1" in config.stages else None
+                        ),
+                        stage2_dir=(
+                            cell_dir / "stage2" if "stage2" in config.stages else None
+                        ),
                     )
                 )
     return cells
-
-
-def _stage_dir(config: GridConfig, cell_dir: Path, stage: str) -> Path | None:
-    return cell_dir / stage if stage in config.stages else None
 
 
 def flow(value: object) -> str:
@@ -100,9 +112,6 @@ def plan_steps(
     def stores(sfm: SfmEntry) -> dict[str, str]:
         return {s: str(feature_store(out_dir, sfm, s)) for s in config.manifests}
 
-    def extractions(sfm: SfmEntry) -> tuple[Path, ...]:
-        return tuple(extract_dir(out_dir, sfm, s) for s in config.manifests)
-
     for cell in cells:
         if cell.stage1_dir is None:
             continue
@@ -124,7 +133,7 @@ def plan_steps(
                 f"dataset.config_overrides={flow({'splits': splits})}",
                 *cell.adapter.stage1_overrides,
             ],
-            extractions(cell.sfm),
+            tuple(extract_dir(out_dir, cell.sfm, s) for s in config.manifests),
         )
 
     for cell in cells:

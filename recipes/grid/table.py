@@ -7,20 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from recipes.grid.plan import GridCell
 from recipes.runs import metric_names
-
-
-def describe_cell(cell: GridCell) -> dict[str, Any]:
-    return {
-        "sfm": cell.sfm.name,
-        "sfm_card": cell.sfm.card,
-        "adapter": cell.adapter.name,
-        "adapter_family": cell.adapter.family,
-        "adapter_arch": cell.adapter.arch,
-        "llm": cell.llm.name,
-        "llm_card": cell.llm.card,
-    }
 
 
 def _cell_text(record: Mapping[str, Any] | None, metric: str) -> str:

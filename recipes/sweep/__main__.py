@@ -14,26 +14,22 @@ from pathlib import Path
 
 from recipes.runs import Plan, check_inputs, run_plan_command
 from recipes.sweep.config import load_sweep_config
-from recipes.sweep.plan import SweepRun, plan_runs, plan_steps
-from recipes.sweep.table import describe_run, format_table
+from recipes.sweep.plan import plan_runs, plan_steps
+from recipes.sweep.table import format_table
 
 
-def make_plan(
-    config_file: Path, out_dir: Path, dry_run: bool
-) -> tuple[Plan[SweepRun], str]:
+def make_plan(config_file: Path, out_dir: Path, dry_run: bool) -> Plan:
     config = load_sweep_config(config_file)
     heldout = check_inputs(config, dry_run=dry_run, label="sweep")
     runs = plan_runs(config, out_dir)
-    plan = Plan(
-        name="sweep",
+    return Plan(
+        summary=f"{len(runs)} runs",
         runs=runs,
         runs_key="runs",
         steps=plan_steps(config, runs),
         heldout=heldout,
-        describe=describe_run,
         table=partial(format_table, metrics=config.evaluate.metrics),
     )
-    return plan, f"{len(runs)} runs"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from recipes.runs import RecipeStep, StepList, TrainedRun
 from recipes.sweep.config import SweepConfig
@@ -20,29 +21,26 @@ class SweepRun(TrainedRun):
     alpha: float | None
     sigma: float | None
 
-
-def _value(value: float) -> str:
-    return f"{value:g}"
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "alpha": self.alpha, "sigma": self.sigma}
 
 
 def plan_runs(config: SweepConfig, out_dir: Path) -> list[SweepRun]:
     runs = []
-    alphas: list[float | None] = list(config.alphas) or [None]
-    sigmas: list[float | None] = list(config.sigmas) or [None]
+    alphas: list[float | None] = [*config.alphas] or [None]
+    sigmas: list[float | None] = [*config.sigmas] or [None]
     for alpha in alphas:
-        stage1_dir = None if alpha is None else out_dir / f"alpha_{_value(alpha)}"
+        stage1 = None if alpha is None else f"alpha_{alpha:g}"
         for sigma in sigmas:
-            parts = [] if alpha is None else [f"alpha_{_value(alpha)}"]
-            if sigma is not None:
-                parts.append(f"sigma_{_value(sigma)}")
-            name = "/".join(parts)
+            stage2 = None if sigma is None else f"sigma_{sigma:g}"
+            name = "/".join(part for part in (stage1, stage2) if part is not None)
             runs.append(
                 SweepRun(
                     name=name,
                     alpha=alpha,
                     sigma=sigma,
-                    stage1_dir=stage1_dir,
-                    stage2_dir=None if sigma is None else out_dir / name,
+                    stage1_dir=None if stage1 is None else out_dir / stage1,
+                    stage2_dir=None if stage2 is None else out_dir / name,
                 )
             )
     return runs
@@ -51,18 +49,14 @@ def plan_runs(config: SweepConfig, out_dir: Path) -> list[SweepRun]:
 def plan_steps(config: SweepConfig, runs: list[SweepRun]) -> list[RecipeStep]:
     """Every recipe run, in an order where each step follows what it needs."""
     steps = StepList(config.nproc)
-    seen: set[Path] = set()
 
-    for run in runs:
-        if run.stage1_dir is not None and run.stage1_dir not in seen:
-            seen.add(run.stage1_dir)
-            assert run.alpha is not None
-            steps.add(
-                "stage1",
-                run.stage1_dir,
-                config.stage1,
-                [f"loss.alpha={float(run.alpha)!r}"],
-            )
+    stage1_runs = {
+        run.stage1_dir: run.alpha
+        for run in runs
+        if run.stage1_dir is not None and run.alpha is not None
+    }
+    for stage1_dir, alpha in stage1_runs.items():
+        steps.add("stage1", stage1_dir, config.stage1, [f"loss.alpha={float(alpha)!r}"])
 
     for run in runs:
         if run.stage2_dir is None or run.sigma is None:

@@ -6,11 +6,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from recipes.runs import metric_names
-from recipes.sweep.plan import SweepRun
-
-
-def describe_run(run: SweepRun) -> dict[str, Any]:
-    return {"name": run.name, "alpha": run.alpha, "sigma": run.sigma}
 
 
 def _format(value: float | None) -> str:
