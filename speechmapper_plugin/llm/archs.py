@@ -102,10 +102,5 @@ def register_target_llm_configs(container: DependencyContainer) -> None:
     """Register the target-LLM archs that fairseq2 does not ship."""
     arch = ConfigRegistrar(container, LLaMAConfig)
 
-    @arch(EUROLLM_9B_ARCH)
-    def eurollm_9b() -> LLaMAConfig:
-        return eurollm_9b_config()
-
-    @arch(MISTRAL_7B_V0_3_ARCH)
-    def mistral_7b_v0_3() -> LLaMAConfig:
-        return mistral_7b_v0_3_config()
+    arch(EUROLLM_9B_ARCH)(eurollm_9b_config)
+    arch(MISTRAL_7B_V0_3_ARCH)(mistral_7b_v0_3_config)

@@ -167,9 +167,10 @@ def _locate_in_dir(directory: Path, keys: Sequence[str]) -> TokenEmbeddingSource
     if safetensors_files:
         return _locate_in_files(safetensors_files, keys)
 
-    native = _fairseq2_model_dir(directory)
-    if native is not None:
-        return _locate_in_fairseq2_dir(native, keys)
+    # A fairseq2 checkpoint: ``directory`` itself, or its ``model/`` (a step dir).
+    for native in (directory, directory / "model"):
+        if (native / "pp_00").is_dir():
+            return _locate_in_fairseq2_dir(native, keys)
 
     consolidated = sorted(directory.glob("consolidated.*.pth"))
     if len(consolidated) == 1:
@@ -199,7 +200,8 @@ def _locate_in_file(path: Path, keys: Sequence[str]) -> TokenEmbeddingSource:
         return _locate_in_files([path], keys)
 
     if path.suffix in TORCH_SUFFIXES:
-        return _locate_in_torch_file(path, keys)
+        state = load_torch_state(path)
+        return _torch_source(path, state, _pick_key(state.keys(), keys, path))
 
     raise TokenEmbeddingLoadError(
         f"{path} has an unsupported checkpoint format '{path.suffix}'; expected .safetensors, {', '.join(TORCH_SUFFIXES)}, a *.index.json file or a checkpoint directory."
@@ -242,14 +244,6 @@ def _locate_in_files(
     )
 
 
-def _locate_in_torch_file(path: Path, keys: Sequence[str]) -> TokenEmbeddingSource:
-    state = load_torch_state(path)
-
-    key = _pick_key(state.keys(), keys, path)
-
-    return _torch_source(path, state, key)
-
-
 def _torch_source(
     path: Path, state: Mapping[str, object], key: str
 ) -> TokenEmbeddingSource:
@@ -270,15 +264,6 @@ def _torch_source(
         shape=_check_2d(tuple(table.shape), key, path),
         dtype=table.dtype,
     )
-
-
-def _fairseq2_model_dir(directory: Path) -> Path | None:
-    """``directory`` itself, or its ``model/`` (a step dir), if it holds ``pp_00``."""
-    for candidate in (directory, directory / "model"):
-        if (candidate / "pp_00").is_dir():
-            return candidate
-
-    return None
 
 
 def _locate_in_fairseq2_dir(
