@@ -22,7 +22,7 @@ from fairseq2.datasets import DataPipelineReader
 from fairseq2.gang import Gangs
 
 from speechmapper_plugin.data.feature_store import FeatureStore
-from speechmapper_plugin.data.instructions import InstructionExample, read_instructions
+from speechmapper_plugin.data.instructions import read_instructions
 from speechmapper_plugin.data.reasons import EMPTY_RESPONSE, MISSING_FEATURES
 from speechmapper_plugin.data.usability import (
     Unusable,
@@ -109,13 +109,6 @@ class InstructionDataset:
             self._stores = [FeatureStore(p) for p in self._store_paths]
         return self._stores
 
-    def read_examples(self, split: str) -> list[InstructionExample]:
-        return [
-            example
-            for path in self._splits[split]
-            for example in read_instructions(path)
-        ]
-
     def prepare(
         self,
         split: str,
@@ -146,7 +139,8 @@ class InstructionDataset:
         report = SkipReport(split)
         prepared = PreparedInstructions([], report)
 
-        for example in self.read_examples(split):
+        examples = (e for path in self._splits[split] for e in read_instructions(path))
+        for example in examples:
             report.num_examples += 1
 
             if example.speech is None:
