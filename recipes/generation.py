@@ -77,9 +77,7 @@ from speechmapper_plugin.generation_task import (
     examples_to_generate,
     read_inputs,
 )
-from speechmapper_plugin.llm import (
-    ChatTemplate,
-)
+from speechmapper_plugin.llm import ChatTemplate
 from speechmapper_plugin.models.adapters import (
     PROJECTOR_CONFIG_CLASSES,
     ProjectorConfig,
@@ -277,36 +275,6 @@ def generation_settings(
     }
 
 
-class ResumeMismatchError(ValueError):
-    """The output directory holds hypotheses made with other settings."""
-
-
-def check_resume(path: Path, settings: dict[str, Any]) -> bool:
-    """Compare with the settings an earlier run into the same directory wrote.
-
-    :returns: whether the file exists already (a resumed run).
-    :raises ResumeMismatchError: if they differ.
-    """
-    if not path.exists():
-        return False
-    earlier = json.loads(path.read_text(encoding="utf-8"))
-    if earlier != settings:
-        differ = sorted(
-            key
-            for key in set(earlier) | set(settings)
-            if earlier.get(key) != settings.get(key)
-        )
-        raise ResumeMismatchError(
-            f"{path.parent} holds hypotheses of an earlier run with other settings (they differ in: {', '.join(differ)}; see {path}). Use a new output directory, or delete the earlier run's outputs to start over."
-        )
-    return True
-
-
-def write_settings(path: Path, settings: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(settings, indent=2, ensure_ascii=False) + "\n")
-
-
 ScorerFactory = Callable[[RecipeContext, SpeechMapperPipeline], RunScorer]
 """Makes the scorer of a run once the pipeline is loaded (``recipes.evaluate``)."""
 
@@ -433,16 +401,26 @@ class GenerationRecipe(Recipe):
         context: RecipeContext, config: GenerateConfig, inputs: GenerateInputs
     ) -> dict[str, object]:
         """What produces the hypotheses; a rerun into the same directory must
-        match it (it then generates only what is missing)."""
+        match what the earlier run wrote (it then generates only what is
+        missing)."""
         store = context.resolver.resolve(AssetStore)  # type: ignore[type-abstract]
         settings = generation_settings(config, inputs, store)
         path = context.output_dir / SETTINGS_FILE
-        try:
-            resumed = check_resume(path, settings)
-        except ResumeMismatchError as ex:
-            raise RecipeError(str(ex)) from None
-        if not resumed and context.gangs.root.rank == 0:
-            write_settings(path, settings)
+        if path.exists():
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+            if earlier != settings:
+                differ = sorted(
+                    key
+                    for key in set(earlier) | set(settings)
+                    if earlier.get(key) != settings.get(key)
+                )
+                raise RecipeError(
+                    f"{path.parent} holds hypotheses of an earlier run with other settings (they differ in: {', '.join(differ)}; see {path}). Use a new output directory, or delete the earlier run's outputs to start over."
+                )
+        elif context.gangs.root.rank == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = json.dumps(settings, indent=2, ensure_ascii=False) + "\n"
+            atomic_write_text(path, text)
         return settings
 
     @staticmethod
