@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 from fairseq2.recipe.base import Recipe, RecipeContext
 from fairseq2.recipe.error import RecipeError
@@ -16,7 +16,6 @@ from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
 from speechmapper_plugin.extraction import (
     ExtractionStopped,
     FeatureExtraction,
-    SfmExtractor,
     build_store_metadata,
 )
 from speechmapper_plugin.models.sfm import create_sfm_extractor
@@ -27,7 +26,20 @@ class ExtractFeaturesRecipe(Recipe):
     def create_task(self, context: RecipeContext) -> Task:
         config = context.get_config_as(ExtractFeaturesConfig)
 
-        extractor = _create_extractor(context, config)
+        # The extractor of the configured speech encoder (SeamlessM4T or Whisper).
+        features = config.features
+        try:
+            extractor = create_sfm_extractor(
+                context.get_model(),
+                layer=features.layer,
+                layer_norm=features.layer_norm,
+                frame_averaging=features.frame_averaging,
+                max_windows=features.max_windows,
+                dtype=config.model.dtype,
+                device=context.device,
+            )
+        except ValueError as ex:
+            raise RecipeError(f"`model`/`features`: {ex}") from None
 
         dataset = context.get_dataset_as(AudioManifestDataset)
 
@@ -44,8 +56,8 @@ class ExtractFeaturesRecipe(Recipe):
             encoder=config.model.name or str(config.model.path),
             dtype=config.store.dtype,
             rows_per_shard=config.store.rows_per_shard,
-            created_by=_command_line(),
-            config=_as_dict(value_converter.unstructure(config)),
+            created_by=" ".join(["python -m recipes.extract_features", *sys.argv[1:]]),
+            config=cast(dict[str, Any], value_converter.unstructure(config)),
         )
 
         extraction = FeatureExtraction(
@@ -68,34 +80,6 @@ class ExtractFeaturesRecipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return ExtractFeaturesConfig
-
-
-def _create_extractor(
-    context: RecipeContext, config: ExtractFeaturesConfig
-) -> SfmExtractor:
-    """The extractor of the configured speech encoder (SeamlessM4T or Whisper)."""
-    features = config.features
-    try:
-        return create_sfm_extractor(
-            context.get_model(),
-            layer=features.layer,
-            layer_norm=features.layer_norm,
-            frame_averaging=features.frame_averaging,
-            max_windows=features.max_windows,
-            dtype=config.model.dtype,
-            device=context.device,
-        )
-    except ValueError as ex:
-        raise RecipeError(f"`model`/`features`: {ex}") from None
-
-
-def _command_line() -> str:
-    args = sys.argv[1:]
-    return " ".join(["python -m recipes.extract_features", *args])
-
-
-def _as_dict(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {"config": value}
 
 
 class ExtractFeaturesTask(Task):
