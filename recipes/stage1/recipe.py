@@ -17,19 +17,16 @@ from recipes.common import (
     log_skip_report,
     record_target_llm,
 )
-from recipes.stage1.config import Stage1Config, Stage1DatasetSection
+from recipes.stage1.config import Stage1Config
 from recipes.stage1.criterion import EmbeddingScorer, Stage1Criterion
 from speechmapper_plugin.datasets.speech_features import (
     PreparedSplit,
     SpeechFeaturesDataset,
 )
-from speechmapper_plugin.llm import TargetLLMEmbeddings
 from speechmapper_plugin.losses import Stage1Weights
 from speechmapper_plugin.models.adapters import (
     AdapterConfig,
-    AnyProjector,
     adapter_kind,
-    is_variable_length,
 )
 from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
 
@@ -68,7 +65,12 @@ class Stage1Recipe(Recipe):
                 target_llm.embed_dim,
                 target_llm.card_name,
             )
-            check_ctc_vocabulary(projector, target_llm)
+            # An adapter that predicts tokens (`ctc_compression`) predicts the
+            # target LLM's; the kind's entry knows which vocabulary it has.
+            if isinstance(projector.config, AdapterConfig):
+                adapter_kind(projector.config.kind).check_llm_vocabulary(
+                    projector.config, target_llm.num_embeddings, target_llm.card_name
+                )
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
@@ -87,9 +89,23 @@ class Stage1Recipe(Recipe):
         if ds.max_num_valid_frames is not None and ds.batch_size is None:
             valid_budget = ds.max_num_valid_frames
 
-        train_split = self._prepare(
-            context, dataset, ds.train_split, train_budget, target_llm, projector, ds
-        )
+        def prepare(split: str, max_num_frames: int | None) -> PreparedSplit:
+            """Tokenises ``split`` and keeps what fits batches of
+            ``max_num_frames`` (the budget its reader uses)."""
+            try:
+                prepared = dataset.prepare(
+                    split,
+                    encode=lambda text: target_llm.encode(text).tolist(),
+                    projector=projector.config,
+                    max_num_frames=max_num_frames,
+                    untrainable_policy=ds.untrainable_policy,
+                )
+            except ValueError as ex:
+                raise RecipeError(str(ex)) from None
+            log_skip_report(context, prepared.report)
+            return prepared
+
+        train_split = prepare(ds.train_split, train_budget)
 
         train_reader = dataset.create_reader(
             ds.train_split,
@@ -99,7 +115,7 @@ class Stage1Recipe(Recipe):
         )
 
         loss = config.loss
-        per_token = is_variable_length(projector.config)
+        per_token = projector.config.variable_length
         if per_token:
             log.info(
                 "A variable-length `{}` adapter: stage 1 regresses one output per transcript token.",
@@ -132,9 +148,7 @@ class Stage1Recipe(Recipe):
                         raise RecipeError(str(ex)) from None
                     log_skip_report(context, prepared.report)
             else:
-                prepared = self._prepare(
-                    context, dataset, split, valid_budget, target_llm, projector, ds
-                )
+                prepared = prepare(split, valid_budget)
 
             valid_readers.append(
                 dataset.create_reader(
@@ -155,46 +169,7 @@ class Stage1Recipe(Recipe):
 
         return context.create_trainer(unit, train_reader, valid_units, valid_readers)
 
-    @staticmethod
-    def _prepare(
-        context: RecipeContext,
-        dataset: SpeechFeaturesDataset,
-        split: str,
-        max_num_frames: int | None,
-        target_llm: TargetLLMEmbeddings,
-        projector: AnyProjector,
-        ds: Stage1DatasetSection,
-    ) -> PreparedSplit:
-        """Tokenises ``split`` and keeps what fits batches of ``max_num_frames``
-        (the budget its reader uses)."""
-        try:
-            prepared = dataset.prepare(
-                split,
-                encode=lambda text: target_llm.encode(text).tolist(),
-                projector=projector.config,
-                max_num_frames=max_num_frames,
-                untrainable_policy=ds.untrainable_policy,
-            )
-        except ValueError as ex:
-            raise RecipeError(str(ex)) from None
-
-        log_skip_report(context, prepared.report)
-
-        return prepared
-
     @property
     @override
     def config_kls(self) -> type[object]:
         return Stage1Config
-
-
-def check_ctc_vocabulary(
-    projector: AnyProjector, target_llm: TargetLLMEmbeddings
-) -> None:
-    """An adapter that predicts tokens (``ctc_compression``) predicts the
-    target LLM's; the kind's entry knows which vocabulary it has."""
-    config = projector.config
-    if isinstance(config, AdapterConfig):
-        adapter_kind(config.kind).check_llm_vocabulary(
-            config, target_llm.num_embeddings, target_llm.card_name
-        )

@@ -105,7 +105,14 @@ class Stage2Recipe(Recipe):
                 )
             except ValueError as ex:
                 raise RecipeError(str(ex)) from None
-            self._log(context, split, prepared)
+            log_skip_report(context, prepared.report)
+            if prepared.num_without_mse:
+                log.info(
+                    "{} of {} kept examples of '{}' train without the MSE term (no transcript, or one longer than the projector output).",
+                    prepared.num_without_mse,
+                    len(prepared.examples),
+                    split,
+                )
             return prepared
 
         train = prepare(ds.train_split)
@@ -154,10 +161,7 @@ class Stage2Recipe(Recipe):
                 dataset.create_reader(
                     prepared,
                     context.gangs,
-                    ds.read_options(
-                        seed=config.common.seed,
-                        train=False,
-                    ),
+                    ds.read_options(seed=config.common.seed, train=False),
                 )
             )
             valid_units.append(CriterionEvalUnit(criterion(compute_all=True), split))
@@ -173,19 +177,6 @@ class Stage2Recipe(Recipe):
         unit = CriterionTrainUnit(criterion(compute_all=False))
 
         return context.create_trainer(unit, train_reader, valid_units, valid_readers)
-
-    @staticmethod
-    def _log(
-        context: RecipeContext, split: str, prepared: PreparedInstructions
-    ) -> None:
-        log_skip_report(context, prepared.report)
-        if prepared.num_without_mse:
-            log.info(
-                "{} of {} kept examples of '{}' train without the MSE term (no transcript, or one longer than the projector output).",
-                prepared.num_without_mse,
-                len(prepared.examples),
-                split,
-            )
 
     @property
     @override
