@@ -252,7 +252,7 @@ def test_dry_run_shows_the_plan_before_its_data_exists(
 ) -> None:
     """No manifest or instruction file exists yet: the dry run lists them and
     prints the plan; a real run stops on them, running nothing."""
-    from recipes.grid.widths import read_widths
+    from recipes.grid.plan import read_widths
 
     absent = tmp_path / "not yet"
     files = {"train": absent / "train.jsonl", "eval": absent / "eval.jsonl"}

@@ -11,14 +11,54 @@ runs under torchrun, as fairseq2 recipes do on a cluster.
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from recipes.grid.config import load_grid_config
-from recipes.grid.plan import plan_cells, plan_steps
-from recipes.grid.table import format_tables
-from recipes.grid.widths import read_widths, start_fairseq2
-from recipes.runs import Plan, check_inputs, run_plan_command
+from recipes.grid.plan import plan_cells, plan_steps, read_widths, start_fairseq2
+from recipes.runs import Plan, check_inputs, metric_names, run_plan_command
+
+
+def _cell_text(record: Mapping[str, Any] | None, metric: str) -> str:
+    if record is None:
+        return "-"
+    if record["status"] != "ok":
+        return record["status"]
+    value = record.get("metrics", {}).get(metric)
+    return "-" if value is None else f"{value:.4g}"
+
+
+def format_tables(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> str:
+    """One Markdown table per metric, shaped like Verdini et al.'s: one row
+    per adapter, one column per (SFM, LLM) pair."""
+    metrics = metric_names(records, metrics)
+
+    pairs = list(dict.fromkeys((r["sfm"], r["llm"]) for r in records))
+    adapters = list(dict.fromkeys(r["adapter"] for r in records))
+    by_key = {(r["sfm"], r["adapter"], r["llm"]): r for r in records}
+
+    sections = []
+    for metric in metrics:
+        header = ["adapter", *(f"{sfm} + {llm}" for sfm, llm in pairs)]
+        lines = [
+            f"### {metric}",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|---|" + "---:|" * len(pairs),
+        ]
+        for adapter in adapters:
+            cells = [
+                _cell_text(by_key.get((sfm, adapter, llm)), metric)
+                for sfm, llm in pairs
+            ]
+            lines.append("| " + " | ".join([adapter, *cells]) + " |")
+        sections.append("\n".join(lines) + "\n")
+
+    if not sections:
+        return "No evaluation figures yet.\n"
+    return "\n".join(sections)
 
 
 def make_plan(config_file: Path, out_dir: Path, dry_run: bool) -> Plan:
