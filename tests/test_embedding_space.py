@@ -184,7 +184,7 @@ class _ExactTargets(torch.nn.Module):
 def test_stage1_validation_reports_zero_wer_on_exact_targets(scale: float) -> None:
     """Stage-1 validation against a table with an untrained pad row."""
     from recipes.common import CriterionEvalUnit
-    from recipes.stage1.criterion import EmbeddingScorer, Stage1Criterion
+    from recipes.stage1.criterion import Stage1Criterion
     from speechmapper_plugin.losses import Stage1Weights
 
     llm = load_target_llm_embeddings(LLAMA_CARD, dtype=torch.float32)
@@ -226,7 +226,7 @@ def test_stage1_validation_reports_zero_wer_on_exact_targets(scale: float) -> No
             _ExactTargets(outputs, out_lens),
             targets,
             Stage1Weights(alpha=9.0),
-            scorer=EmbeddingScorer(targets),
+            score_embeddings=True,
         ),
         name="valid",
     )

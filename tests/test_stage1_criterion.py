@@ -7,7 +7,7 @@ import torch
 from fairseq2.metrics import MetricBag
 
 from recipes.common import CriterionEvalUnit, CriterionTrainUnit
-from recipes.stage1.criterion import EmbeddingScorer, Stage1Criterion
+from recipes.stage1.criterion import Stage1Criterion
 from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
 from speechmapper_plugin.llm import load_target_llm_embeddings
 from speechmapper_plugin.losses import Stage1Weights, stage1_loss
@@ -57,7 +57,7 @@ def test_train_and_valid_units_share_the_loss_and_skip_non_finite_rows() -> None
     assert num_targets is None and loss.requires_grad
 
     valid = CriterionEvalUnit(
-        Stage1Criterion(projector, targets, weights, scorer=EmbeddingScorer(targets)),
+        Stage1Criterion(projector, targets, weights, score_embeddings=True),
         "dev",
     )
     valid_bag = MetricBag(torch.device("cpu"))

@@ -36,7 +36,10 @@ class Stage1Criterion(StageCriterion[SpeechFeaturesBatch]):
     """Projects cached SFM features and regresses them onto the transcripts'
     token embeddings (:func:`~speechmapper_plugin.losses.stage1_loss`); logs
     the loss, MSE_word, MSE_pad, the auxiliary terms and the frames, and, with
-    a ``scorer`` (validation), how close the outputs are to the words."""
+    ``score_embeddings`` (validation), how close the outputs are to the words:
+    the mean cosine similarity on word positions and the embedding-space WER
+    (hypotheses: the nearest tokens of the outputs, decoded with the targets'
+    tokenizer)."""
 
     def __init__(
         self,
@@ -44,12 +47,12 @@ class Stage1Criterion(StageCriterion[SpeechFeaturesBatch]):
         targets: TargetLLMEmbeddings,
         weights: Stage1Weights,
         *,
-        scorer: EmbeddingScorer | None = None,
+        score_embeddings: bool = False,
     ) -> None:
         super().__init__(model)
         self._targets = targets
         self._weights = weights
-        self._scorer = scorer
+        self._score_embeddings = score_embeddings
 
     @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
@@ -57,8 +60,10 @@ class Stage1Criterion(StageCriterion[SpeechFeaturesBatch]):
         metric_bag.add("num_frames", Sum())
         metric_bag.add("ctc", Mean())
         metric_bag.add("quantity", Mean())
-        if self._scorer is not None:
-            self._scorer.prepare_metric_bag(metric_bag)
+        if self._score_embeddings:
+            metric_bag.add("cosine_word", Mean())
+            metric_bag.add("embedding_word_errors", Sum())
+            metric_bag.add("embedding_ref_words", Sum())
 
     @override
     def _score(self, batch: SpeechFeaturesBatch, metric_bag: MetricBag) -> Tensor:
@@ -76,44 +81,17 @@ class Stage1Criterion(StageCriterion[SpeechFeaturesBatch]):
                 )
             update_mse_metrics(metric_bag, loss.mse)
             metric_bag.get("num_frames", Sum).update(int(batch.feature_lens.sum()))
-        if self._scorer is not None:
-            self._scorer(
-                self._model, batch, loss, metric_bag, per_token=self._weights.per_token
-            )
+        if self._score_embeddings:
+            self._score_outputs(batch, loss, metric_bag)
         return loss.total
 
-    @override
-    def process_metric_values(self, values: MutableMapping[str, object]) -> None:
-        if self._scorer is not None:
-            self._scorer.process_metric_values(values)
-
-
-@final
-class EmbeddingScorer:
-    """Stage-1 validation: the mean cosine similarity on word positions and
-    the embedding-space WER (hypotheses: the nearest tokens of the outputs,
-    decoded with the targets' tokenizer)."""
-
-    def __init__(self, targets: TargetLLMEmbeddings) -> None:
-        self._targets = targets
-
-    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
-        metric_bag.add("cosine_word", Mean())
-        metric_bag.add("embedding_word_errors", Sum())
-        metric_bag.add("embedding_ref_words", Sum())
-
     @torch.inference_mode()
-    def __call__(
-        self,
-        model: Module,
-        batch: SpeechFeaturesBatch,
-        loss: Stage1Loss,
-        metric_bag: MetricBag,
-        *,
-        per_token: bool,
+    def _score_outputs(
+        self, batch: SpeechFeaturesBatch, loss: Stage1Loss, metric_bag: MetricBag
     ) -> None:
-        """:param per_token: the model is a variable-length adapter, scored on
-        what it emits on its own, not on the forced lengths of ``loss``."""
+        """The cosine similarity and the word errors of the outputs; a
+        variable-length adapter (``per_token``) is scored on what it emits on
+        its own, not on the forced lengths of ``loss``."""
         targets = self._targets
         outputs = loss.outputs
         out_lens = loss.output_layout.seq_lens_pt
@@ -131,11 +109,11 @@ class EmbeddingScorer:
                 cos_sum / num_words, weight=num_words
             )
 
-        if per_token:
+        if self._weights.per_token:
             # The hypotheses come from what the adapter emits on its own
             # (its length decisions included), not from the forced lengths.
             features = batch.features.to(torch.float32)
-            outputs, out_layout = model(
+            outputs, out_layout = self._model(
                 features,
                 BatchLayout.of(features, batch.feature_lens.tolist()),
                 pre_averaged=True,
@@ -156,6 +134,7 @@ class EmbeddingScorer:
         metric_bag.get("embedding_word_errors", Sum).update(errors)
         metric_bag.get("embedding_ref_words", Sum).update(words)
 
+    @override
     def process_metric_values(self, values: MutableMapping[str, object]) -> None:
         errors = values.pop("embedding_word_errors", None)
         words = values.pop("embedding_ref_words", None)

@@ -18,7 +18,7 @@ from recipes.common import (
     record_target_llm,
 )
 from recipes.stage1.config import Stage1Config
-from recipes.stage1.criterion import EmbeddingScorer, Stage1Criterion
+from recipes.stage1.criterion import Stage1Criterion
 from speechmapper_plugin.datasets.speech_features import (
     PreparedSplit,
     SpeechFeaturesDataset,
@@ -163,7 +163,7 @@ class Stage1Recipe(Recipe):
                 )
             )
             criterion = Stage1Criterion(
-                dp_model, targets, weights, scorer=EmbeddingScorer(targets)
+                dp_model, targets, weights, score_embeddings=True
             )
             valid_units.append(CriterionEvalUnit(criterion, split))
 
