@@ -53,10 +53,7 @@ class RepetitionGuardConfig:
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
-        if self.max_ngram_size < 0:
-            result.add_error(
-                f"`max_ngram_size` must be non-negative, but is {self.max_ngram_size}."
-            )
+        check_non_negative_fields(result, self, ("max_ngram_size",))
 
         if self.max_ngram_size >= 2 and self.ngram_repeats < 2:
             result.add_error(
