@@ -56,10 +56,6 @@ instruction files, 2 stage-2 runs, test instructions, 3 evaluations,
 references, EET."""
 
 
-def _options_record(options: QuickstartOptions) -> dict[str, Any]:
-    return {"seed": options.seed, **asdict(options.size)}
-
-
 def _check_resumable(layout: QuickstartLayout, record: dict[str, Any]) -> None:
     path = layout.root / "options.json"
     if path.is_file():
@@ -97,7 +93,7 @@ def run_quickstart(
 
     repo = find_repo_root()
     layout, resumed = prepare_out_dir(options.out_dir, fresh=options.fresh)
-    record = _options_record(options)
+    record = {"seed": options.seed, **asdict(size)}
     _check_resumable(layout, record)
     if resumed:
         echo(f"Resuming the quickstart run in {layout.root} (`--fresh` starts over).")
