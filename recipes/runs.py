@@ -220,23 +220,10 @@ def check_heldout_prompts(eval_file: Path, train_files: Sequence[Path]) -> int:
     return len(eval_prompts)
 
 
-@dataclass(frozen=True)
-class HeldOut:
-    instructions: Path
-    train_instructions: Sequence[Path]
-    num_prompts: int | None
-    """``None`` in a dry run whose instruction files do not exist yet."""
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "instructions": str(self.instructions),
-            "num_prompts": self.num_prompts,
-            "train_instructions": [str(p) for p in self.train_instructions],
-        }
-
-
-def check_inputs(config: RunsConfig, *, dry_run: bool, label: str) -> HeldOut:
-    """The held-out prompts are unseen in training and every input exists.
+def check_inputs(config: RunsConfig, *, dry_run: bool, label: str) -> int | None:
+    """The held-out prompts are unseen in training and every input exists;
+    the number of held-out prompts (``None`` in a dry run whose instruction
+    files do not exist yet).
 
     A dry run shows the plan before its data exists: missing inputs are
     listed on stderr, and the held-out check waits until its files exist.
@@ -265,7 +252,7 @@ def check_inputs(config: RunsConfig, *, dry_run: bool, label: str) -> HeldOut:
     if num_prompts is None and not dry_run:  # a path that is not a file
         num_prompts = check_heldout_prompts(instructions, train_instructions)
 
-    return HeldOut(instructions, train_instructions, num_prompts)
+    return num_prompts
 
 
 @dataclass
@@ -445,8 +432,6 @@ class Plan:
 
     steps: Sequence[RecipeStep]
 
-    heldout: HeldOut
-
     table: Callable[[Sequence[Mapping[str, Any]]], str]
     """The Markdown table of the records."""
 
@@ -455,14 +440,16 @@ def run_plan_command(
     name: str,
     doc: str | None,
     argv: list[str] | None,
-    make_plan: Callable[[Path, Path, bool], Plan],
+    load_config: Callable[[Path], ConfigT],
+    make_plan: Callable[[ConfigT, Path], Plan],
 ) -> int:
     """``python -m recipes.<name> OUT_DIR --config-file FILE [--dry-run]``;
     ``--help`` describes it with the second paragraph of ``doc`` (the module
     docstring of the command).
 
-    ``make_plan(config_file, out_dir, dry_run)`` gives the plan. A dry run
-    prints one shell-quoted command per step. A real run runs them and writes
+    ``make_plan(config, out_dir)`` gives the plan of the loaded config once
+    its inputs are checked. A dry run prints one shell-quoted command per
+    step. A real run runs them and writes
     ``OUT/<name>.json`` (the held-out check and every run's record) and
     ``OUT/<name>.md`` (the table, also printed): 0 if every step succeeded, 1
     if some failed or were not run, 2 on a bad config, a missing input or a
@@ -487,14 +474,17 @@ def run_plan_command(
     out_dir = args.out_dir.resolve()
 
     try:
-        plan = make_plan(args.config_file, out_dir, args.dry_run)
+        config = load_config(args.config_file)
+        num_prompts = check_inputs(config, dry_run=args.dry_run, label=name)
+        plan = make_plan(config, out_dir)
         if args.dry_run:
             for step in plan.steps:
                 print(shlex.join(step.command))
             return 0
 
+        instructions, train_instructions = config.heldout_files()
         print(
-            f"[{name}] {plan.summary}, {len(plan.steps)} recipe steps; held-out file {plan.heldout.instructions}: {plan.heldout.num_prompts} prompts, none used in training."
+            f"[{name}] {plan.summary}, {len(plan.steps)} recipe steps; held-out file {instructions}: {num_prompts} prompts, none used in training."
         )
         progress = run_steps(plan.steps, out_dir, label=name)
     except ValueError as ex:
@@ -502,7 +492,12 @@ def run_plan_command(
         return 2
 
     records = [{**run.describe(), **outcome_record(run, progress)} for run in plan.runs]
-    results = {"heldout": plan.heldout.record(), plan.runs_key: records}
+    heldout = {
+        "instructions": str(instructions),
+        "num_prompts": num_prompts,
+        "train_instructions": [str(p) for p in train_instructions],
+    }
+    results = {"heldout": heldout, plan.runs_key: records}
     json_path = out_dir / f"{name}.json"
     json_path.write_text(json.dumps(results, indent=2) + "\n")
     table = plan.table(records)

@@ -16,9 +16,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from recipes.grid.config import load_grid_config
+from recipes.grid.config import GridConfig, load_grid_config
 from recipes.grid.plan import plan_cells, plan_steps, read_widths, start_fairseq2
-from recipes.runs import Plan, check_inputs, metric_names, run_plan_command
+from recipes.runs import Plan, metric_names, run_plan_command
 
 
 def _cell_text(record: Mapping[str, Any] | None, metric: str) -> str:
@@ -61,9 +61,7 @@ def format_tables(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) 
     return "\n".join(sections)
 
 
-def make_plan(config_file: Path, out_dir: Path, dry_run: bool) -> Plan:
-    config = load_grid_config(config_file)
-    heldout = check_inputs(config, dry_run=dry_run, label="grid")
+def make_plan(config: GridConfig, out_dir: Path) -> Plan:
     start_fairseq2(config.asset_paths)
     widths = read_widths(config)
     cells = plan_cells(config, out_dir)
@@ -73,13 +71,12 @@ def make_plan(config_file: Path, out_dir: Path, dry_run: bool) -> Plan:
         runs=cells,
         runs_key="cells",
         steps=plan_steps(config, cells, out_dir, widths),
-        heldout=heldout,
         table=partial(format_tables, metrics=config.evaluate.metrics),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_plan_command("grid", __doc__, argv, make_plan)
+    return run_plan_command("grid", __doc__, argv, load_grid_config, make_plan)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from recipes.runs import Plan, check_inputs, metric_names, run_plan_command
-from recipes.sweep.config import load_sweep_config
+from recipes.runs import Plan, metric_names, run_plan_command
+from recipes.sweep.config import SweepConfig, load_sweep_config
 from recipes.sweep.plan import plan_runs, plan_steps
 
 
@@ -49,22 +49,19 @@ def format_table(records: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -
     return "\n".join(lines) + "\n"
 
 
-def make_plan(config_file: Path, out_dir: Path, dry_run: bool) -> Plan:
-    config = load_sweep_config(config_file)
-    heldout = check_inputs(config, dry_run=dry_run, label="sweep")
+def make_plan(config: SweepConfig, out_dir: Path) -> Plan:
     runs = plan_runs(config, out_dir)
     return Plan(
         summary=f"{len(runs)} runs",
         runs=runs,
         runs_key="runs",
         steps=plan_steps(config, runs),
-        heldout=heldout,
         table=partial(format_table, metrics=config.evaluate.metrics),
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_plan_command("sweep", __doc__, argv, make_plan)
+    return run_plan_command("sweep", __doc__, argv, load_sweep_config, make_plan)
 
 
 if __name__ == "__main__":
