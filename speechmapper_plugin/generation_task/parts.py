@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, final
@@ -79,11 +78,6 @@ def read_parts(
         if lines:
             skipped.extend(read_bad_rows_tsv(io.StringIO("\n".join(lines) + "\n")))
     return records, skipped
-
-
-def remove_parts(output_dir: Path) -> None:
-    """Once merged, the parts go."""
-    shutil.rmtree(output_dir / PARTS_DIR)
 
 
 def _cut_partial_line(path: Path) -> None:

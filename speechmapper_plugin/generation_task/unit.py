@@ -24,6 +24,7 @@ settings that change hypotheses (``generation_settings.json``).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -52,11 +53,7 @@ from speechmapper_plugin.datasets.waveform_reader import (
     create_waveform_reader,
 )
 from speechmapper_plugin.generation_task.inputs import GenerateInputs, GenerateItem
-from speechmapper_plugin.generation_task.parts import (
-    RankParts,
-    read_parts,
-    remove_parts,
-)
+from speechmapper_plugin.generation_task.parts import PARTS_DIR, RankParts, read_parts
 from speechmapper_plugin.generation_task.summary import format_summary, summarize
 from speechmapper_plugin.speech_llm import (
     PipelineResult,
@@ -72,14 +69,6 @@ SETTINGS_FILE = "generation_settings.json"
 PROGRESS_LOG_INTERVAL_S = 60.0
 """Log this rank's progress at most this often (the progress bar is off in
 batch jobs)."""
-
-
-def assign(
-    items: Sequence[GenerateItem], rank: int, world_size: int
-) -> list[GenerateItem]:
-    """This rank's examples: longest first, dealt round-robin."""
-    ordered = sorted(items, key=lambda item: -item.length_hint())
-    return ordered[rank::world_size]
 
 
 def examples_to_generate(
@@ -106,7 +95,8 @@ def examples_to_generate(
             len(inputs.items),
         )
 
-    mine = assign(todo, gang.rank, gang.size)
+    # This rank's examples: longest first, dealt round-robin.
+    mine = sorted(todo, key=lambda item: -item.length_hint())[gang.rank :: gang.size]
 
     log.info(
         "Rank {}: {} of {} examples to generate.",
@@ -460,7 +450,7 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
             out / SUMMARY_FILE, json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
         )
 
-        remove_parts(out)
+        shutil.rmtree(out / PARTS_DIR)  # merged: the parts go
 
         for bad in skipped[:10]:
             log.warning("Skipped: {}", bad.describe())
