@@ -290,36 +290,30 @@ def subprocess_env() -> dict[str, str]:
 
 
 def run_steps(
-    steps: Sequence[RecipeStep],
-    out_dir: Path,
-    *,
-    label: str,
-    echo: Callable[[str], None] = print,
+    steps: Sequence[RecipeStep], out_dir: Path, *, label: str
 ) -> StepProgress:
     """Run ``steps`` in order; their output goes to ``out_dir/logs/``."""
     progress = StepProgress()
-    bad: set[Path] = set()
     log_dir = out_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
 
     for step in steps:
         where = f"[{label}] {step.kind} {step.out_dir}"
 
-        if any(need in bad for need in step.needs):
-            bad.add(step.out_dir)
+        if any(n in progress.failed or n in progress.blocked for n in step.needs):
             progress.blocked.append(step.out_dir)
-            echo(f"{where}: not run (a step it needs failed)")
+            print(f"{where}: not run (a step it needs failed)")
             continue
 
         if is_finished(step):
-            echo(f"{where}: finished earlier, skipped")
+            print(f"{where}: finished earlier, skipped")
             continue
 
         log = log_dir / (
             str(step.out_dir.relative_to(out_dir)).replace("/", "__")
             + f".{step.kind}.log"
         )
-        echo(f"{where}: running (log: {log})")
+        print(f"{where}: running (log: {log})")
 
         with log.open("w") as fp:
             fp.write(shlex.join(step.command) + "\n\n")
@@ -332,9 +326,8 @@ def run_steps(
             )
 
         if done.returncode != 0:
-            bad.add(step.out_dir)
             progress.failed[step.out_dir] = f"exit code {done.returncode}; see {log}"
-            echo(f"{where}: FAILED (exit code {done.returncode}, see {log})")
+            print(f"{where}: FAILED (exit code {done.returncode}, see {log})")
             continue
 
         step.out_dir.mkdir(parents=True, exist_ok=True)
