@@ -18,11 +18,7 @@ import torch
 from fairseq2.nn import BatchLayout
 
 from speechmapper_plugin.generation import GenerationConfig
-from speechmapper_plugin.models.adapters import (
-    SpeechAdapter,
-    max_output_length,
-    min_input_frames,
-)
+from speechmapper_plugin.models.adapters import SpeechAdapter
 from speechmapper_plugin.models.projector_base import ProjectorInputTooShortError
 from speechmapper_plugin.speech_llm import (
     IncompatibleComponentsError,
@@ -184,7 +180,7 @@ def test_too_short_audio_is_refused_by_the_adapter_s_own_minimum(
 ) -> None:
     config = pipeline.projector.config
     shortest = pipeline.min_num_samples
-    frames = min_input_frames(config)
+    frames = config.min_input_frames()
 
     # The adapter module itself: `frames` give an output, one fewer none.
     features = torch.randn(1, frames, config.input_dim)
@@ -213,7 +209,7 @@ def test_the_context_check_uses_the_upper_bound_for_variable_length() -> None:
 
     # The most frames whose bound still leaves room, and one more.
     frames = room - 1
-    assert max_output_length(config, frames, pre_averaged=True) == room - 1
+    assert config.max_output_length(frames, pre_averaged=True) == room - 1
     assert pipeline.check_features(frames, INSTRUCTION, pre_averaged=True) == room - 1
     with pytest.raises(SpeechTooLongError, match=f"up to {room} speech embeddings"):
         pipeline.check_features(frames + 1, INSTRUCTION, pre_averaged=True)

@@ -34,10 +34,7 @@ from speechmapper_plugin.llm import (
     encode_response,
     encode_speech_prompt,
 )
-from speechmapper_plugin.models.speechmapper import (
-    get_speechmapper_model_hub,
-    output_length,
-)
+from speechmapper_plugin.models.speechmapper import get_speechmapper_model_hub
 from tests.support.feature_store import Utterance, write_feature_store
 
 INSTRUCTION = "Transcribe the audio.\n<speech>"
@@ -84,7 +81,7 @@ def test_prepare_counts_every_skip_by_code(tmp_path: Path) -> None:
     prompt = encode_speech_prompt(tokenizer, template, INSTRUCTION)
     ok_len = (
         len(prompt.prefix_ids)
-        + output_length(projector, 80, pre_averaged=True)
+        + projector.max_output_length(80, pre_averaged=True)
         + len(prompt.suffix_ids)
         + len(encode_response(tokenizer, template, answer))
     )
@@ -108,8 +105,8 @@ def test_prepare_counts_every_skip_by_code(tmp_path: Path) -> None:
     ok, dense = prepared.examples
     assert ok.transcript_ids == tuple(encode("The dog."))
     # 20 frames give fewer positions than the transcript has tokens: no MSE term.
-    assert len(encode("The old dog saw a bird.")) > output_length(
-        projector, 20, pre_averaged=True
+    assert len(encode("The old dog saw a bird.")) > projector.max_output_length(
+        20, pre_averaged=True
     )
     assert dense.transcript_ids is None and prepared.num_without_mse == 1
 

@@ -14,8 +14,6 @@ from speechmapper_plugin.models.speechmapper import (
     SpeechMapperProjector,
     check_llm_embedding_dim,
     create_speechmapper_model,
-    min_input_frames,
-    output_length,
 )
 from speechmapper_plugin.models.speechmapper.interop import (
     convert_speechmapper_state_dict,
@@ -59,9 +57,9 @@ def test_output_lengths_match_module_for_every_length(
     lengths = torch.arange(1, 2001)
     predicted = model.output_lengths(lengths)
 
-    assert predicted.tolist() == [output_length(config, n) for n in range(1, 2001)]
+    assert predicted.tolist() == [config.max_output_length(n) for n in range(1, 2001)]
 
-    shortest = min_input_frames(config)
+    shortest = config.min_input_frames()
     assert int(predicted[shortest - 1]) == 1
     if shortest > 1:
         assert int(predicted[shortest - 2]) == 0
@@ -82,10 +80,10 @@ def test_output_lengths_match_module_for_every_length(
 def test_pre_averaged_lengths() -> None:
     config = small_config()
     for n in range(1, 500):
-        assert output_length(config, n // 2, pre_averaged=True) == output_length(
-            config, n
-        )
-    assert min_input_frames(config) == 2 * min_input_frames(config, pre_averaged=True)
+        assert config.max_output_length(
+            n // 2, pre_averaged=True
+        ) == config.max_output_length(n)
+    assert config.min_input_frames() == 2 * config.min_input_frames(pre_averaged=True)
 
 
 def test_batched_equals_one_by_one_and_padding_never_leaks() -> None:

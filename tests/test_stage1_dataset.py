@@ -23,10 +23,7 @@ from speechmapper_plugin.datasets.speech_features import (
     collate_speech_features,
 )
 from speechmapper_plugin.llm import load_target_llm_embeddings
-from speechmapper_plugin.models.speechmapper import (
-    get_speechmapper_model_hub,
-    output_length,
-)
+from speechmapper_plugin.models.speechmapper import get_speechmapper_model_hub
 from tests.support.feature_store import Utterance, write_feature_store
 
 CPU = torch.device("cpu")
@@ -102,8 +99,8 @@ def test_prepare_counts_and_lists_every_skip(
         TOO_LONG_FOR_BATCH: 1,
     }
     for example in prepared.examples:
-        assert len(example.token_ids) <= output_length(
-            projector_config, example.num_frames, pre_averaged=True
+        assert len(example.token_ids) <= projector_config.max_output_length(
+            example.num_frames, pre_averaged=True
         )
 
     path = tmp_path / "skipped.tsv"

@@ -35,12 +35,7 @@ from speechmapper_plugin.data.reasons import (
     TRANSCRIPT_TOO_LONG,
 )
 from speechmapper_plugin.input_checks import sequence_fits
-from speechmapper_plugin.models.adapters import (
-    ProjectorConfig,
-    is_variable_length,
-    max_output_length,
-    min_input_frames,
-)
+from speechmapper_plugin.models.adapters import ProjectorConfig
 
 ENCODER_FRAME_RATE = 50
 """Speech-encoder frames per second (SeamlessM4T-v2 and Whisper), for messages."""
@@ -92,9 +87,9 @@ def speech_positions(
     :param max_num_frames: The longest utterance a batch may hold, in the same
         frames as ``num_frames`` (training only).
     """
-    positions = max_output_length(projector, num_frames, pre_averaged=pre_averaged)
+    positions = projector.max_output_length(num_frames, pre_averaged=pre_averaged)
     if positions < 1:
-        shortest = min_input_frames(projector, pre_averaged=pre_averaged)
+        shortest = projector.min_input_frames(pre_averaged=pre_averaged)
         return Unusable(
             TOO_SHORT_AUDIO,
             f"{num_frames} speech-encoder frames give no speech embedding: the projector needs at least {shortest}",
@@ -167,7 +162,7 @@ def prompt_problem(
 
     speech = (
         f"up to {positions} speech embeddings"
-        if is_variable_length(projector)
+        if projector.variable_length
         else f"{positions} speech embeddings"
     )
 

@@ -56,7 +56,7 @@ from speechmapper_plugin.llm.assemble import assemble_inputs
 from speechmapper_plugin.llm.embeddings import embed_token_ids
 from speechmapper_plugin.llm.speech_prompt import no_placeholder_problem
 from speechmapper_plugin.llm.tokens import create_text_decoder
-from speechmapper_plugin.models.adapters import AnyProjector, min_input_frames
+from speechmapper_plugin.models.adapters import AnyProjector
 from speechmapper_plugin.models.sfm import (
     SfmEncoder,
     create_sfm_extractor,
@@ -531,7 +531,7 @@ class SpeechMapperPipeline:
     def min_num_samples(self) -> int:
         """The shortest 16 kHz audio that yields one speech embedding
         (10480 samples, 0.655 s, for the paper's projector)."""
-        frames = min_input_frames(self.projector.config)
+        frames = self.projector.config.min_input_frames()
 
         return self.extractor.min_num_samples_for_frames(frames)
 

@@ -19,15 +19,6 @@ from speechmapper_plugin.models.adapters.any_projector import (
     is_projector as is_projector,
 )
 from speechmapper_plugin.models.adapters.any_projector import (
-    is_variable_length as is_variable_length,
-)
-from speechmapper_plugin.models.adapters.any_projector import (
-    max_output_length as max_output_length,
-)
-from speechmapper_plugin.models.adapters.any_projector import (
-    min_input_frames as min_input_frames,
-)
-from speechmapper_plugin.models.adapters.any_projector import (
     projector_family as projector_family,
 )
 from speechmapper_plugin.models.adapters.aux import AdapterAux as AdapterAux

@@ -2,14 +2,14 @@
 pipeline accept.
 
 Both kinds take SFM features and a layout and return speech embeddings and a
-layout; these helpers answer the length questions for either config.
+layout; either config answers the length questions itself
+(``max_output_length``, ``min_input_frames``, ``variable_length``).
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias, TypeGuard, TypeVar
+from typing import TypeAlias, TypeGuard
 
-from torch import Tensor
 from torch.nn import Module
 
 from speechmapper_plugin.models.adapters.config import (
@@ -36,25 +36,6 @@ PROJECTOR_CONFIG_CLASSES = (SpeechMapperConfig, AdapterConfig)
 def is_projector(model: object) -> TypeGuard[AnyProjector]:
     """Whether ``model`` is a SpeechMapper projector or an adapter."""
     return isinstance(model, PROJECTOR_CLASSES)
-
-
-LengthT = TypeVar("LengthT", int, Tensor)
-
-
-def max_output_length(
-    config: ProjectorConfig, input_length: LengthT, *, pre_averaged: bool = False
-) -> LengthT:
-    """Exact output length, or an upper bound for variable-length adapters."""
-    return config.max_output_length(input_length, pre_averaged=pre_averaged)
-
-
-def min_input_frames(config: ProjectorConfig, *, pre_averaged: bool = False) -> int:
-    """The shortest input (in frames) that yields at least one output."""
-    return config.min_input_frames(pre_averaged=pre_averaged)
-
-
-def is_variable_length(config: ProjectorConfig) -> bool:
-    return config.variable_length
 
 
 def projector_family(model: Module) -> str:

@@ -18,12 +18,6 @@ from speechmapper_plugin.models.speechmapper.config import (
     check_llm_embedding_dim as check_llm_embedding_dim,
 )
 from speechmapper_plugin.models.speechmapper.config import (
-    min_input_frames as min_input_frames,
-)
-from speechmapper_plugin.models.speechmapper.config import (
-    output_length as output_length,
-)
-from speechmapper_plugin.models.speechmapper.config import (
     register_speechmapper_configs as register_speechmapper_configs,
 )
 from speechmapper_plugin.models.speechmapper.factory import (

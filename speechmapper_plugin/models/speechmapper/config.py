@@ -140,20 +140,6 @@ class SpeechMapperConfig(ProjectorConfigBase):
         return result
 
 
-def output_length(
-    config: SpeechMapperConfig, input_length: LengthT, *, pre_averaged: bool = False
-) -> LengthT:
-    """The number of speech embeddings for ``input_length`` SFM frames (exact;
-    0 = too short): :meth:`SpeechMapperConfig.max_output_length`. Datasets and
-    losses need it long before a model exists."""
-    return config.max_output_length(input_length, pre_averaged=pre_averaged)
-
-
-def min_input_frames(config: SpeechMapperConfig, *, pre_averaged: bool = False) -> int:
-    """The shortest input (in frames) that yields at least one output position."""
-    return config.min_input_frames(pre_averaged=pre_averaged)
-
-
 def check_llm_embedding_dim(
     config: SpeechMapperConfig, llm_embed_dim: int, llm_name: str = "target LLM"
 ) -> None:
