@@ -82,7 +82,7 @@ SUBCOMMANDS: Final[Mapping[str, Subcommand]] = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def main(argv: Sequence[str] | None = None) -> int:
     width = max(map(len, SUBCOMMANDS))
     listing = "\n".join(
         f"  {name:<{width}}  {sub.summary}" for name, sub in SUBCOMMANDS.items()
@@ -99,19 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "args", nargs=argparse.REMAINDER, help="passed on to the command"
     )
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    subcommand = SUBCOMMANDS[args.command]
+    args = parser.parse_args(argv)
 
     # The module reads its arguments from sys.argv, and argparse names the
     # program after sys.argv[0]: `--help` then says `speechmapper stage1`.
     saved = sys.argv
     sys.argv = [f"speechmapper {args.command}", *args.args]
     try:
-        runpy.run_module(subcommand.module, run_name="__main__")
+        runpy.run_module(SUBCOMMANDS[args.command].module, run_name="__main__")
     except SystemExit as ex:
         if ex.code is None or isinstance(ex.code, int):
             return ex.code or 0
