@@ -21,6 +21,7 @@ so it does not depend on the device.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -320,16 +321,15 @@ def run_eet(
         for _ in range(config.num_draws)
     ]
 
-    def decode_all(embeddings: Sequence[Tensor]) -> list[str]:
-        return _generate(
-            model,
-            embeddings,
-            prompt.prefix_ids,
-            prompt.suffix_ids,
-            stop_ids,
-            config,
-            decode,
-        )
+    decode_all = partial(
+        _generate,
+        model,
+        prefix_ids=prompt.prefix_ids,
+        suffix_ids=prompt.suffix_ids,
+        stop_ids=stop_ids,
+        config=config,
+        decode=decode,
+    )
 
     clean_outputs = decode_all(clean)
     levels = [
@@ -451,9 +451,7 @@ def _generate(
 
 
 def _skip_summary(skipped: Sequence[EETSkip]) -> str:
-    counts: dict[str, int] = {}
-    for skip in skipped:
-        counts[skip.reason] = counts.get(skip.reason, 0) + 1
+    counts = Counter(skip.reason for skip in skipped)
     return ", ".join(f"{n} {reason}" for reason, n in sorted(counts.items())) or "none"
 
 
