@@ -66,7 +66,6 @@ def score_records(
     *,
     comet_dir: Path | None = None,
     judge: Judge | None = None,
-    comet_timeout: float | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The metrics of every task and language group, and one score row per record.
 
@@ -82,7 +81,7 @@ def score_records(
     if comet_dir is not None:
         for code, part in translations.items():
             metrics[f"st/{code}"]["comet"] = _comet(
-                records, part, comet_dir / code, scoring, comet_timeout
+                records, part, comet_dir / code, scoring
             )
 
     # Spoken QA.
@@ -217,7 +216,6 @@ def _comet(
     members: list[int],
     directory: Path,
     scoring: ScoringSection,
-    timeout: float | None,
 ) -> dict[str, Any]:
     if not scoring.comet:
         return {"score": None, "note": "`scoring.comet` is off."}
@@ -234,7 +232,7 @@ def _comet(
         [str(records[i]["hypothesis"]) for i in members],
         [str(records[i]["reference"]) for i in members],
     )
-    return run_comet(files, model=scoring.comet_model, timeout=timeout)
+    return run_comet(files, model=scoring.comet_model)
 
 
 def _judge(
