@@ -184,12 +184,6 @@ class GenerateReader(DataReader[GenerateBatch]):
         feature-store batches."""
         self._audio_items = [item for item in items if item.audio is not None]
         self._feature_items = [item for item in items if item.speech is not None]
-
-        if self._feature_items and store is None:
-            raise ValueError(
-                "Examples with `speech` ids need `input.feature_store`."
-            )  # the recipe checks this before loading models
-
         self._gangs = gangs
         self._store = store
         self._options = options
@@ -299,7 +293,7 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
         gangs: Gangs,
         output_dir: Path,
         num_examples: int,
-        settings: dict[str, Any] | None = None,
+        settings: dict[str, Any],
         scorer: RunScorer | None = None,
     ) -> None:
         """
@@ -375,7 +369,7 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
         if store is None or item.speech is None:
             raise InternalError(
                 f"Feature-store example '{item.id}' without a feature store or `speech` id."
-            )  # the recipe and the reader check both
+            )  # the recipe checks both before loading models
         return store.read(store.entry(item.speech))
 
     def _log_progress(self, count: int) -> None:
@@ -442,8 +436,7 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
 
         summary = summarize(records, skipped, self._inputs.num_inputs)
         summary["source"] = str(self._inputs.source)
-        if self._settings is not None:
-            summary.update(self._settings)
+        summary.update(self._settings)
         if self._scorer is not None:
             self._scorer(records, summary)
         atomic_write_text(
