@@ -466,7 +466,15 @@ class SpeechMapperPipeline:
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive, but is {batch_size}.")
 
-        per_item = self._per_item(instructions, len(items))
+        per_item = (
+            [instructions] * len(items)
+            if isinstance(instructions, str)
+            else list(instructions)
+        )
+        if len(per_item) != len(items):
+            raise ValueError(
+                f"Got {len(items)} audio inputs, but {len(per_item)} instructions; give one instruction for all or one per input."
+            )
         for i, instruction in enumerate(per_item):
             where = (
                 "The instruction"
@@ -492,10 +500,10 @@ class SpeechMapperPipeline:
             for seq, instruction, name in zip(speech, per_item, names, strict=True)
         ]
 
-        # Longest first: little padding per batch; each batch runs in input
-        # order, and the results go back in input order.
+        # Longest first (samples or frames): little padding per batch; each
+        # batch runs in input order, and the results go back in input order.
         usable = {i: r for i, r in enumerate(ready) if isinstance(r, _Ready)}
-        order = sorted(usable, key=lambda i: -usable[i].length)
+        order = sorted(usable, key=lambda i: -usable[i].speech.size(0))
 
         results: dict[int, PipelineResult] = {}
         for start in range(0, len(order), batch_size):
@@ -596,18 +604,6 @@ class SpeechMapperPipeline:
         return positions
 
     # -- internals -----------------------------------------------------------
-
-    def _per_item(self, instructions: Instructions, count: int) -> list[str]:
-        if isinstance(instructions, str):
-            return [instructions] * count
-
-        per_item = list(instructions)
-        if len(per_item) != count:
-            raise ValueError(
-                f"Got {count} audio inputs, but {len(per_item)} instructions; give one instruction for all or one per input."
-            )
-
-        return per_item
 
     def _load(
         self,
@@ -722,11 +718,6 @@ class _Ready:
     speech: Tensor
     prompt: SpeechPrompt
     instruction: str
-
-    @property
-    def length(self) -> int:
-        """Samples or frames: what batches are sorted by."""
-        return self.speech.size(0)
 
 
 def _names(
