@@ -21,6 +21,9 @@ from speechmapper_plugin.models.card_config import model_config_of
 
 @dataclass(frozen=True, kw_only=True)
 class GridCell(TrainedRun):
+    stage1_dir: Path
+    """Every grid trains stage 1 (``stages`` is ``[stage1]`` or ``[stage1, stage2]``)."""
+
     sfm: SfmEntry
     adapter: AdapterEntry
     llm: LlmEntry
@@ -118,9 +121,7 @@ def plan_cells(config: GridConfig, out_dir: Path) -> list[GridCell]:
                         sfm=sfm,
                         adapter=adapter,
                         llm=llm,
-                        stage1_dir=(
-                            cell_dir / "stage1" if "stage1" in config.stages else None
-                        ),
+                        stage1_dir=cell_dir / "stage1",
                         stage2_dir=(
                             cell_dir / "stage2" if "stage2" in config.stages else None
                         ),
@@ -166,8 +167,6 @@ def plan_steps(
         return {s: str(feature_store(out_dir, sfm, s)) for s in config.manifests}
 
     for cell in cells:
-        if cell.stage1_dir is None:
-            continue
         model_config = {
             **cell.adapter.config,
             "input_dim": widths.sfm[cell.sfm.card],
@@ -192,7 +191,6 @@ def plan_steps(
     for cell in cells:
         if cell.stage2_dir is None:
             continue
-        assert cell.stage1_dir is not None
         dataset = {
             "splits": {
                 split: [str(p) for p in files]
