@@ -24,10 +24,7 @@ from speechmapper_plugin.datasets.speech_features import (
     SpeechFeaturesDataset,
 )
 from speechmapper_plugin.losses import Stage1Weights
-from speechmapper_plugin.models.adapters import (
-    AdapterConfig,
-    adapter_kind,
-)
+from speechmapper_plugin.models.adapters import AdapterConfig, adapter_kind
 from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
 
 

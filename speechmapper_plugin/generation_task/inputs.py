@@ -5,11 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speechmapper_plugin.data.instructions import (
-    InstructionExample,
-    example_audio_row,
-    read_instructions,
-)
+from speechmapper_plugin.data.instructions import example_audio_row, read_instructions
 from speechmapper_plugin.data.manifest import BadRow, ManifestRow
 from speechmapper_plugin.datasets.audio_manifest import AudioManifestDataset
 from speechmapper_plugin.generation_task.options import InstructionPromptSection
@@ -146,28 +142,22 @@ def _from_instructions(path: Path) -> GenerateInputs:
         line_nos = [n for n, line in enumerate(fp, start=1) if line.strip()]
 
     items = [
-        _instruction_item(example, line_no)
+        GenerateItem(
+            id=example.id,
+            line_no=line_no,
+            instruction=example.instruction,
+            task=example.task,
+            reference=example.response or None,
+            lang=example.lang,
+            target_lang=example.target_lang,
+            audio=example_audio_row(example, line_no),
+            speech=example.speech,
+            transcript=example.transcript or None,
+            question=example.question,
+            options=example.options,
+            answers=example.answers,
+        )
         for example, line_no in zip(examples, line_nos, strict=True)
     ]
 
     return GenerateInputs(path, items)
-
-
-def _instruction_item(example: InstructionExample, line_no: int) -> GenerateItem:
-    audio = example_audio_row(example, line_no)
-
-    return GenerateItem(
-        id=example.id,
-        line_no=line_no,
-        instruction=example.instruction,
-        task=example.task,
-        reference=example.response or None,
-        lang=example.lang,
-        target_lang=example.target_lang,
-        audio=audio,
-        speech=example.speech,
-        transcript=example.transcript or None,
-        question=example.question,
-        options=example.options,
-        answers=example.answers,
-    )
