@@ -8,7 +8,6 @@ can be tens of gigabytes) are only read once everything fits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 from fairseq2.assets import AssetCard, AssetCardError, get_asset_store
@@ -16,7 +15,6 @@ from fairseq2.data.tokenizers import Tokenizer, load_tokenizer
 from fairseq2.device import Device
 from fairseq2.models import load_model
 from fairseq2.models.transformer_lm import TransformerLM
-from torch.nn import Module
 
 from speechmapper_plugin.llm import (
     ChatTemplate,
@@ -39,8 +37,6 @@ from speechmapper_plugin.speech_llm.compatibility import (
     component_problems,
     tokenizer_problems,
 )
-
-ModelT = TypeVar("ModelT", bound=Module)
 
 
 @dataclass
@@ -124,7 +120,11 @@ def load_components(
         raise ValueError(
             f"The {sfm_card.name} asset card loads a {type(sfm_model).__name__}, not a speech encoder."
         )
-    llm_model = _load(llm_card, TransformerLM, target, dtype)
+    llm_model = load_model(llm_card, device=target, dtype=dtype)
+    if not isinstance(llm_model, TransformerLM):
+        raise ValueError(
+            f"The {llm_card.name} asset card loads a {type(llm_model).__name__}, not a TransformerLM."
+        )
 
     return LoadedComponents(
         sfm=sfm_model,
@@ -154,18 +154,3 @@ def _int_field(config: object, name: str, card: AssetCard) -> int:
         )
 
     return value
-
-
-def _load(
-    card: AssetCard,
-    kls: type[ModelT],
-    device: Device | None,
-    dtype: torch.dtype,
-) -> ModelT:
-    model = load_model(card, device=device, dtype=dtype)
-    if not isinstance(model, kls):
-        raise ValueError(
-            f"The {card.name} asset card loads a {type(model).__name__}, not a {kls.__name__}."
-        )
-
-    return model
