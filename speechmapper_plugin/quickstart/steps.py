@@ -186,7 +186,7 @@ def read_tail(log: Path, num_lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(f"  | {line}" for line in lines[-num_lines:])
 
 
-def subprocess_env(repo: Path, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def subprocess_env(repo: Path) -> dict[str, str]:
     """The environment of every step: offline, quiet, on the CPU and on one
     thread unless the user chose otherwise, with the repository on
     ``PYTHONPATH`` for ``recipes``.
@@ -196,7 +196,7 @@ def subprocess_env(repo: Path, base: Mapping[str, str] | None = None) -> dict[st
     runs on a busy machine slow down tenfold and more (OpenMP threads waiting
     on each other), while a single thread just shares the CPU.
     """
-    env = dict(os.environ if base is None else base)
+    env = dict(os.environ)
     python_path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = (
         str(repo) if not python_path else f"{repo}{os.pathsep}{python_path}"
