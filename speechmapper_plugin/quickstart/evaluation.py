@@ -110,7 +110,13 @@ def score_references(
     def st(hyps: Sequence[str], lang: str) -> dict[str, Any]:
         refs = [s.text(lang) for s in test]
         scored = score_texts("st", hyps, refs, target_langs=[lang] * len(refs))
-        return _st_entry(scored["metrics"], lang)
+        group = scored["metrics"][f"st/{lang}"]
+        failures = scored["metrics"].get("failures/st", {})
+        return {
+            "bleu": group["bleu"],
+            "chrf": group["chrf"],
+            "adherence": adherence_of(failures, lang),
+        }
 
     baseline = {lang: st(english, lang) for lang in TARGET_LANGS}
 
@@ -129,15 +135,6 @@ def score_references(
     data = {"baseline_no_translation": baseline, "text_upper_bound": upper}
     layout.references.write_text(json.dumps(data, indent=2) + "\n")
     return data
-
-
-def _st_entry(metrics: dict[str, Any], lang: str) -> dict[str, Any]:
-    group = metrics[f"st/{lang}"]
-    return {
-        "bleu": group["bleu"],
-        "chrf": group["chrf"],
-        "adherence": adherence_of(metrics.get("failures/st", {}), lang),
-    }
 
 
 def adherence_of(failures: dict[str, Any], lang: str) -> float | None:
