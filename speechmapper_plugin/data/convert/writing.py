@@ -23,11 +23,6 @@ from speechmapper_plugin.data.manifest import ManifestRow
 _SPACE = re.compile(r"\s+")
 
 
-def one_line(text: str) -> str:
-    """Tabs, newlines and runs of spaces become one space: a TSV cell."""
-    return _SPACE.sub(" ", text).strip()
-
-
 def write_manifest(path: Path, rows: Sequence[ManifestRow]) -> int:
     """A header-row TSV that :func:`speechmapper_plugin.data.read_manifest`
     reads: ``id, audio, [num_samples], [offset, duration], text, lang``."""
@@ -42,7 +37,9 @@ def write_manifest(path: Path, rows: Sequence[ManifestRow]) -> int:
         value = getattr(row, field)
         if value is None:
             return ""
-        return one_line(str(value))  # floats: shortest exact repr
+        # Tabs, newlines and runs of spaces become one space (floats: their
+        # shortest exact repr).
+        return _SPACE.sub(" ", str(value)).strip()
 
     header = ["text" if f == "transcript" else f for f in fields]
     lines = ["\t".join(header), *("\t".join(cell(r, f) for f in fields) for r in rows)]
