@@ -57,12 +57,6 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def default_report_path(manifest: Path) -> Path:
-    """``MANIFEST.validation.tsv`` in the manifest's directory: the report
-    belongs with its input, not with wherever the command was run."""
-    return manifest.with_name(f"{manifest.name}.validation.tsv")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
 
@@ -94,7 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"  ... and {len(report.problems) - len(shown)} more (see the report)"
             )
 
-    report_path = args.report or default_report_path(args.manifest)
+    # By default ``MANIFEST.validation.tsv`` in the manifest's directory: the
+    # report belongs with its input, not with wherever the command was run.
+    manifest = args.manifest
+    report_path = args.report or manifest.with_name(f"{manifest.name}.validation.tsv")
     report.write_tsv(report_path)
     print(f"Report: {report_path}")
 
