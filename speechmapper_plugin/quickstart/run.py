@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 from speechmapper_plugin.quickstart.assets import (
@@ -67,16 +68,15 @@ def _check_resumable(layout: QuickstartLayout, record: dict[str, Any]) -> None:
     path.write_text(json.dumps(record) + "\n")
 
 
-def run_quickstart(
-    options: QuickstartOptions, echo: Callable[[str], None] | None = None
-) -> dict[str, Any]:
+def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
     """Run (or resume) every step into ``options.out_dir``; return the summary.
 
     :raises QuickstartError: on a missing prerequisite or a failed step (the
         message names the step's log).
     """
-    if echo is None:
-        echo = _echo
+    # Progress lines print at once, also when stdout is a file or a pipe
+    # (block-buffered otherwise: a long step would look stuck).
+    echo = partial(print, flush=True)
 
     from speechmapper_plugin.data.instructions.__main__ import (
         main as instructions_main,
@@ -258,9 +258,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(format_table(summary))
     return 0
-
-
-def _echo(line: str) -> None:
-    """Print a progress line at once, also when stdout is a file or a pipe
-    (block-buffered otherwise: a long step would look stuck)."""
-    print(line, flush=True)
