@@ -369,8 +369,6 @@ def outcome_record(run: TrainedRun, progress: StepProgress) -> dict[str, Any]:
     status = "ok"
     problem = None
     for path in (run.stage1_dir, run.stage2_dir, run.eval_dir):
-        if path is None:
-            continue
         if path in progress.failed:
             status, problem = "failed", f"{path}: {progress.failed[path]}"
             break
