@@ -88,13 +88,7 @@ def format_eet_table(result: EETResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_eet(
-    result: EETResult,
-    path: Path,
-    marker_mse: float | None = None,
-    *,
-    marker_label: str = "stage-1 held-out MSE",
-) -> Path:
+def plot_eet(result: EETResult, path: Path, marker_mse: float | None = None) -> Path:
     """The change rate and WER vs clean against the added MSE (log scale), the
     EET marked; ``marker_mse`` (e.g. a projector's held-out MSE) as a second
     line, to see which side of the threshold it falls on."""
@@ -141,7 +135,7 @@ def plot_eet(
                 marker_mse,
                 color="green",
                 linestyle="-.",
-                label=f"{marker_label} {marker_mse:.2e}",
+                label=f"stage-1 held-out MSE {marker_mse:.2e}",
             )
 
         ax.set_xscale("log")
