@@ -4,8 +4,6 @@ resumable), whose scorer then scores every task with the metrics of
 
 from __future__ import annotations
 
-import torch
-from fairseq2.data_type import DataType
 from fairseq2.recipe.base import RecipeContext
 
 from recipes.evaluate.config import EvaluateConfig
@@ -18,15 +16,9 @@ def create_scorer(
     context: RecipeContext, pipeline: SpeechMapperPipeline
 ) -> EvaluationScorer:
     config = context.get_config_as(EvaluateConfig)
-
-    judge_dtype: DataType | None = None
-    if config.judge.dtype is not None:
-        judge_dtype = getattr(torch, config.judge.dtype)
-
     return EvaluationScorer(
         scoring=config.scoring,
         judge=config.judge,
-        judge_dtype=judge_dtype,
         default_judge_card=pipeline.llm_name,
         output_dir=context.output_dir,
         device=context.device,

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, final
 
 import torch
-from fairseq2.data_type import DataType
 from fairseq2.logging import log
 
 from recipes.generation import plain
@@ -50,7 +49,6 @@ class EvaluationScorer:
         *,
         scoring: ScoringSection,
         judge: JudgeSection,
-        judge_dtype: DataType | None,
         default_judge_card: str,
         output_dir: Path,
         device: torch.device,
@@ -59,7 +57,6 @@ class EvaluationScorer:
         evaluated LLM."""
         self._scoring = scoring
         self._judge_section = judge
-        self._judge_dtype = judge_dtype
         self._judge_card = judge.card or default_judge_card
         self._output_dir = output_dir
         self._device = device
@@ -114,7 +111,7 @@ class EvaluationScorer:
             cache_dir=cache_dir.expanduser(),
             prompt_file=section.prompt_file,
             device=self._device,
-            dtype=self._judge_dtype,
+            dtype=None if section.dtype is None else getattr(torch, section.dtype),
             batch_size=section.batch_size,
         )
 
