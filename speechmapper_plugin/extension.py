@@ -54,23 +54,9 @@ from speechmapper_plugin.models.whisper_encoder import (
     register_whisper_encoder_family,
 )
 
-ASSETS_PACKAGE = "speechmapper_plugin.assets"
-
 
 def setup_fairseq2_extension(container: DependencyContainer) -> None:
     """The ``fairseq2.extension`` entry point (see ``pyproject.toml``)."""
-    _register_models(container)
-
-    _register_audio_datasets(container)
-
-    _register_training_datasets(container)
-
-    register_metric_descriptors(container)
-
-    register_package_assets(container, ASSETS_PACKAGE)
-
-
-def _register_models(container: DependencyContainer) -> None:
     register_model_family(
         container,
         SPEECHMAPPER_FAMILY,
@@ -104,8 +90,6 @@ def _register_models(container: DependencyContainer) -> None:
     # Target LLMs use fairseq2's own families; we add the archs it lacks (EuroLLM).
     register_target_llm_configs(container)
 
-
-def _register_audio_datasets(container: DependencyContainer) -> None:
     register_dataset_family(
         container,
         AUDIO_MANIFEST_DATASET,
@@ -113,9 +97,6 @@ def _register_audio_datasets(container: DependencyContainer) -> None:
         AudioManifestDatasetConfig,
         opener=open_audio_manifest_dataset,
     )
-
-
-def _register_training_datasets(container: DependencyContainer) -> None:
     register_dataset_family(
         container,
         SPEECH_FEATURES_DATASET,
@@ -130,3 +111,7 @@ def _register_training_datasets(container: DependencyContainer) -> None:
         InstructionDatasetConfig,
         opener=open_instruction_dataset,
     )
+
+    register_metric_descriptors(container)
+
+    register_package_assets(container, "speechmapper_plugin.assets")

@@ -12,53 +12,17 @@ from speechmapper_plugin.models.transformer_layers import create_pre_ln_encoder
 
 
 def create_speech_adapter_model(config: AdapterConfig) -> SpeechAdapter:
-    return SpeechAdapterFactory(config).create_model()
-
-
-class SpeechAdapterFactory:
     """Pre-LayerNorm Transformer layers, as in the SpeechMapper projector; the
     length adapter is built by the kind's entry (``kinds.py``)."""
 
-    def __init__(self, config: AdapterConfig) -> None:
-        self._config = config
-
-    def create_model(self) -> SpeechAdapter:
-        config = self._config
-
-        max_frames = max(config.max_input_frames // config.frame_averaging, 1)
-        max_out = max(int(config.max_output_length(max_frames, pre_averaged=True)), 1)
-
-        # The order of creation is the order of the seeded initialisation
-        # (the length adapter last, as trained checkpoints were initialised).
-        input_proj = Linear(config.input_dim, config.model_dim, bias=True)
-        frame_pos = self.create_position_encoder(max_frames)
-        pre_encoder = self.create_encoder(config.num_pre_layers)
-        post_pos = self.create_position_encoder(max_out)
-        post_encoder = self.create_encoder(config.num_post_layers)
-        final_proj = Linear(config.model_dim, config.output_dim, bias=True)
-        length_adapter = adapter_kind(config.kind).create(config)
-
-        return SpeechAdapter(
-            config,
-            input_proj,
-            frame_pos,
-            pre_encoder,
-            length_adapter,
-            post_pos if post_encoder is not None else None,
-            post_encoder,
-            final_proj,
-        )
-
-    def create_position_encoder(self, max_seq_len: int) -> PositionEncoder | None:
-        if not self._config.use_position_encoding:
+    def create_position_encoder(max_seq_len: int) -> PositionEncoder | None:
+        if not config.use_position_encoding:
             return None
-        return SinusoidalPositionEncoder(self._config.model_dim, max_seq_len)
+        return SinusoidalPositionEncoder(config.model_dim, max_seq_len)
 
-    def create_encoder(self, num_layers: int) -> TransformerEncoder | None:
+    def create_encoder(num_layers: int) -> TransformerEncoder | None:
         if num_layers == 0:
             return None
-
-        config = self._config
 
         return create_pre_ln_encoder(
             num_layers=num_layers,
@@ -67,3 +31,27 @@ class SpeechAdapterFactory:
             ffn_inner_dim=config.ffn_inner_dim,
             dropout_p=config.dropout_p,
         )
+
+    max_frames = max(config.max_input_frames // config.frame_averaging, 1)
+    max_out = max(int(config.max_output_length(max_frames, pre_averaged=True)), 1)
+
+    # The order of creation is the order of the seeded initialisation
+    # (the length adapter last, as trained checkpoints were initialised).
+    input_proj = Linear(config.input_dim, config.model_dim, bias=True)
+    frame_pos = create_position_encoder(max_frames)
+    pre_encoder = create_encoder(config.num_pre_layers)
+    post_pos = create_position_encoder(max_out)
+    post_encoder = create_encoder(config.num_post_layers)
+    final_proj = Linear(config.model_dim, config.output_dim, bias=True)
+    length_adapter = adapter_kind(config.kind).create(config)
+
+    return SpeechAdapter(
+        config,
+        input_proj,
+        frame_pos,
+        pre_encoder,
+        length_adapter,
+        post_pos if post_encoder is not None else None,
+        post_encoder,
+        final_proj,
+    )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from fairseq2.models.transformer import (
-    TransformerEncoder,
-)
 from fairseq2.nn import (
     Linear,
     PositionEncoder,
@@ -25,63 +22,51 @@ from speechmapper_plugin.models.transformer_layers import create_pre_ln_encoder
 
 
 def create_speechmapper_model(config: SpeechMapperConfig) -> SpeechMapperProjector:
-    return SpeechMapperFactory(config).create_model()
-
-
-class SpeechMapperFactory:
     """Pre-LayerNorm Transformer blocks, as in most speech encoders of fairseq2."""
+    blocks = []
 
-    def __init__(self, config: SpeechMapperConfig) -> None:
-        self._config = config
+    input_dim = config.input_dim
+    # The longest sequence each block's position encoder must cover.
+    max_len = config.max_input_frames // config.frame_averaging
 
-    def create_model(self) -> SpeechMapperProjector:
-        config = self._config
+    for block_config in config.blocks:
+        max_len = conv_output_length(max_len, *block_config.conv_shape)
 
-        blocks = []
+        blocks.append(create_block(config, block_config, input_dim, max(max_len, 1)))
 
-        input_dim = config.input_dim
-        # The longest sequence each block's position encoder must cover.
-        max_len = config.max_input_frames // config.frame_averaging
+        input_dim = block_config.output_dim
 
-        for block_config in config.blocks:
-            max_len = conv_output_length(max_len, *block_config.conv_shape)
+    final_proj = Linear(input_dim, config.output_dim, bias=True)
 
-            blocks.append(self.create_block(block_config, input_dim, max(max_len, 1)))
+    return SpeechMapperProjector(config, blocks, final_proj)
 
-            input_dim = block_config.output_dim
 
-        final_proj = Linear(input_dim, config.output_dim, bias=True)
+def create_block(
+    config: SpeechMapperConfig,
+    block_config: ProjectorBlockConfig,
+    input_dim: int,
+    max_seq_len: int,
+) -> ProjectorBlock:
+    conv = Conv1d(
+        input_dim,
+        block_config.model_dim,
+        block_config.conv_kernel_size,
+        stride=block_config.conv_stride,
+        padding=block_config.conv_padding,
+    )
 
-        return SpeechMapperProjector(config, blocks, final_proj)
+    pos_encoder: PositionEncoder | None = None
+    if config.use_position_encoding:
+        pos_encoder = SinusoidalPositionEncoder(block_config.model_dim, max_seq_len)
 
-    def create_block(
-        self, block_config: ProjectorBlockConfig, input_dim: int, max_seq_len: int
-    ) -> ProjectorBlock:
-        conv = Conv1d(
-            input_dim,
-            block_config.model_dim,
-            block_config.conv_kernel_size,
-            stride=block_config.conv_stride,
-            padding=block_config.conv_padding,
-        )
+    encoder = create_pre_ln_encoder(
+        num_layers=block_config.num_layers,
+        model_dim=block_config.model_dim,
+        num_attn_heads=block_config.num_attn_heads,
+        ffn_inner_dim=block_config.ffn_inner_dim,
+        dropout_p=config.dropout_p,
+    )
 
-        pos_encoder: PositionEncoder | None
-        if self._config.use_position_encoding:
-            pos_encoder = SinusoidalPositionEncoder(block_config.model_dim, max_seq_len)
-        else:
-            pos_encoder = None
+    proj = Linear(block_config.model_dim, block_config.output_dim, bias=True)
 
-        encoder = self.create_encoder(block_config)
-
-        proj = Linear(block_config.model_dim, block_config.output_dim, bias=True)
-
-        return ProjectorBlock(conv, pos_encoder, encoder, proj)
-
-    def create_encoder(self, block_config: ProjectorBlockConfig) -> TransformerEncoder:
-        return create_pre_ln_encoder(
-            num_layers=block_config.num_layers,
-            model_dim=block_config.model_dim,
-            num_attn_heads=block_config.num_attn_heads,
-            ffn_inner_dim=block_config.ffn_inner_dim,
-            dropout_p=self._config.dropout_p,
-        )
+    return ProjectorBlock(conv, pos_encoder, encoder, proj)
