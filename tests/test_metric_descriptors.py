@@ -66,15 +66,17 @@ def test_jsonl_keys_stay_the_metric_names(tmp_path: Path) -> None:
 
 
 def _recorded_metric_names() -> set[str]:
-    """Every metric name the recipes add to a metric bag, read from their
-    source (an independent list: a new metric without a descriptor fails)."""
+    """Every metric name the recipes and the package's recipe units (the
+    generation task) add to a metric bag, read from their source (an
+    independent list: a new metric without a descriptor fails)."""
     import re
 
-    root = Path(__file__).resolve().parents[1] / "recipes"
+    repo = Path(__file__).resolve().parents[1]
     pattern = re.compile(r"metric_bag\.add\(\s*\"(\w+)\"")
     names: set[str] = set()
-    for path in root.rglob("*.py"):
-        names.update(pattern.findall(path.read_text(encoding="utf-8")))
+    for root in (repo / "recipes", repo / "speechmapper_plugin"):
+        for path in root.rglob("*.py"):
+            names.update(pattern.findall(path.read_text(encoding="utf-8")))
     return names
 
 
