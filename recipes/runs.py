@@ -279,9 +279,10 @@ def is_finished(step: RecipeStep) -> bool:
 
 
 def subprocess_env() -> dict[str, str]:
-    """The recipes are imported from this checkout (``recipes`` is not a package
-    of the wheel); they run where the plan was started, so that the plan
-    file's relative paths mean the same to them as to the input checks."""
+    """The recipe processes import ``recipes`` from the tree this module is in
+    (the checkout, or the installed package), whatever else is on their path;
+    they run where the plan was started, so that the plan file's relative paths
+    mean the same to them as to the input checks."""
     env = dict(os.environ)
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(REPO) if not path else f"{REPO}{os.pathsep}{path}"
