@@ -10,7 +10,7 @@ finished shard, because the shards are fixed slices of the manifest.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,6 @@ from speechmapper_plugin.datasets.waveform_reader import (
 )
 from speechmapper_plugin.input_checks import is_finite
 from speechmapper_plugin.models.sfm import SfmExtractor as SfmExtractor
-
-Extractor = Callable[[Sequence[Tensor]], tuple[Tensor, Tensor]]
-"""Waveforms -> ``(features [B, T, D], lengths [B])``, e.g. ``SpeechFeatureExtractor``."""
 
 
 def build_store_metadata(
@@ -124,8 +121,8 @@ class FeatureExtraction:
         duplicate ids); they are listed in the store's ``errors.tsv``.
     :param metadata: The store's metadata (``num_rows``, ``num_shards`` and
         ``rows_per_shard`` must agree with ``rows``).
-    :param extractor: Waveforms -> padded features and lengths.
-    :param min_num_samples: The shortest usable audio for ``extractor``.
+    :param extractor: Waveforms -> padded features and lengths; rows shorter
+        than its ``min_num_samples`` are skipped.
     :param sort_by_length: Within a shard, batch rows longest first when the
         manifest declares lengths: less padding, and memory peaks early.
     """
@@ -137,8 +134,7 @@ class FeatureExtraction:
         rows: Sequence[ManifestRow],
         manifest_bad_rows: Sequence[BadRow],
         metadata: FeatureStoreMetadata,
-        extractor: Extractor,
-        min_num_samples: int,
+        extractor: SfmExtractor,
         gangs: Gangs,
         read_options: WaveformReadOptions | None = None,
         sort_by_length: bool = True,
@@ -155,7 +151,6 @@ class FeatureExtraction:
         self._manifest_bad_rows = list(manifest_bad_rows)
         self._metadata = metadata
         self._extractor = extractor
-        self._min_num_samples = min_num_samples
         self._gangs = gangs
         self._read_options = read_options or WaveformReadOptions()
         self._sort_by_length = sort_by_length
@@ -319,7 +314,7 @@ class FeatureExtraction:
         reader = create_waveform_reader(
             [self._rows[p] for p in positions],
             self._gangs,
-            min_num_samples=self._min_num_samples,
+            min_num_samples=self._extractor.min_num_samples,
             options=self._read_options,
             batch_starts=shard_starts,
         )

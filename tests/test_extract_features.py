@@ -123,7 +123,6 @@ def make_extraction(
         manifest_bad_rows=split.bad_rows,
         metadata=metadata,
         extractor=extractor,
-        min_num_samples=extractor.min_num_samples,
         gangs=create_fake_gangs(torch.device("cpu")),
         read_options=WaveformReadOptions(max_num_samples=16_000 * 4, max_batch_size=3),
     )

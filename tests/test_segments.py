@@ -346,7 +346,6 @@ def test_extraction_stores_segment_features_and_lists_bad_segments(
             split, extractor, encoder="test_sm4t_hf", dtype="float32", rows_per_shard=2
         ),
         extractor=extractor,
-        min_num_samples=extractor.min_num_samples,
         gangs=create_fake_gangs(torch.device("cpu")),
     )
     _, summary = extraction.run()

@@ -66,7 +66,6 @@ class ExtractFeaturesRecipe(Recipe):
             manifest_bad_rows=split.bad_rows,
             metadata=metadata,
             extractor=extractor,
-            min_num_samples=extractor.min_num_samples,
             gangs=context.gangs,
             read_options=config.dataset,
             sort_by_length=config.dataset.sort_by_length,
