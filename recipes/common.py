@@ -62,6 +62,9 @@ from speechmapper_plugin.models.adapters import (
 )
 from speechmapper_plugin.validation import check_positive_fields
 
+DEFAULT_LLM_CARD = "speechmapper_llama3_1_8b_instruct"
+"""The frozen LLM the inference recipes default to (the paper's Llama-3.1-8B-Instruct)."""
+
 
 @dataclass(kw_only=True)
 class SpeechDatasetSection(DatasetSection):

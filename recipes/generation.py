@@ -56,6 +56,7 @@ from fairseq2.utils.validation import ValidationResult
 from typing_extensions import override
 
 from recipes.common import (
+    DEFAULT_LLM_CARD,
     AlternativeInputs,
     InferenceRunSections,
     check_llm_card,
@@ -93,7 +94,6 @@ from speechmapper_plugin.speech_llm import (
 )
 
 DEFAULT_SFM_CARD = "seamless_m4t_v2_large_speech_encoder"
-DEFAULT_LLM_CARD = "speechmapper_llama3_1_8b_instruct"
 
 
 @dataclass(kw_only=True)

@@ -10,10 +10,13 @@ from fairseq2.recipe.config import ReferenceModelSection
 from fairseq2.utils.validation import ValidationResult
 from typing_extensions import override
 
-from recipes.common import AlternativeInputs, InferenceRunSections, check_llm_card
+from recipes.common import (
+    DEFAULT_LLM_CARD,
+    AlternativeInputs,
+    InferenceRunSections,
+    check_llm_card,
+)
 from speechmapper_plugin.evaluation.eet import EETConfig
-
-DEFAULT_LLM_CARD = "speechmapper_llama3_1_8b_instruct"
 
 
 @dataclass(kw_only=True)
