@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Generic, TypeVar, cast
 
@@ -42,6 +42,11 @@ from torch.distributed.fsdp import FSDPModule
 from torch.nn import Module, ModuleList
 from typing_extensions import final, override
 
+from speechmapper_plugin.data.feature_store import FeatureStore
+from speechmapper_plugin.data.usability import (
+    feature_store_problem,
+    store_speech_features,
+)
 from speechmapper_plugin.datasets.batching import SpeechBatch, SpeechReadOptions
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.datasets.waveform_reader import WaveformReadOptions
@@ -155,6 +160,39 @@ def record_target_llm(
             context.output_dir.joinpath("checkpoints"),
             projector_family(projector),
             projector.config,
+        )
+
+
+def record_speech_features(
+    projector: AnyProjector, stores: Sequence[FeatureStore]
+) -> None:
+    """Records in the projector config the speech features its training and
+    validation stores hold (encoder card, layer, LayerNorm), so that later
+    stages and inference use the same; call it before
+    :func:`record_target_llm`, which writes the checkpoint card.
+
+    :raises RecipeError: if two stores hold different features, or a store
+        holds features other than those the projector was trained on.
+    """
+    first: FeatureStore | None = None
+    for store in stores:
+        if first is None:
+            first = store
+            continue
+        a, b = store_speech_features(first), store_speech_features(store)
+        if a.differences(b):
+            raise RecipeError(
+                f"The feature stores {first.path} and {store.path} hold different features: {a.describe()} and {b.describe()}. A projector learns one encoder layer's features; extract every split with the same `model.name`, `features.layer` and `features.layer_norm`."
+            )
+
+    for store in stores:
+        problem = feature_store_problem(store, projector.config)
+        if problem is not None:
+            raise RecipeError(problem)
+
+    if first is not None:
+        projector.config = replace(
+            projector.config, speech_features=store_speech_features(first)
         )
 
 
@@ -280,9 +318,14 @@ class TranscriptTargetsSection:
     """The token whose embedding pads the targets; default: the card's
     ``speechmapper_pad_token``, else the tokenizer's pad token. The paper pads
     with "a pad token" without naming it; Llama 3.1's card names
-    ``<|finetune_right_pad_id|>``, whose row may be untrained (near zero: the
-    recipe logs its norm and warns). Another token's row, e.g. ``<|eot_id|>``,
-    is the alternative."""
+    ``<|finetune_right_pad_id|>``, whose row may be untrained (the recipe logs
+    its norm, warns below 0.1 x the median row norm and refuses to start below
+    0.01 x). Another token's row, e.g. ``<|eot_id|>``, is the alternative."""
+
+    allow_weak_pad_row: bool = False
+    """Train on a pad row below 0.01 x the median row norm (an untrained,
+    all-zero or nearly zero row) instead of refusing to start; the run only
+    warns then."""
 
     transcript_normalization: TranscriptNormalization = "as_given"
     """How transcripts are written before tokenisation: ``as_given``,
@@ -310,6 +353,7 @@ def load_target_tokens(
             add_bos=section.add_bos,
             add_eos=section.add_eos,
             normalization=section.transcript_normalization,
+            allow_weak_pad_row=section.allow_weak_pad_row,
         )
     except ValueError as ex:
         raise RecipeError(str(ex)) from None

@@ -8,7 +8,8 @@ transcript fits when it has 1 to ``positions`` tokens (stage-1 targets are
 padded, never truncated); its prompt fits when the LLM's context holds it,
 with its response in training or with room for one new token in generation.
 Values fed to a model must be finite, and a feature store must hold what the
-projector reads (width, frame averaging).
+projector reads (width, frame averaging, and the encoder, layer and LayerNorm
+it was trained on).
 
 Each check answers with an :class:`Unusable` (a reason code of
 :mod:`speechmapper_plugin.data.reasons` and a detail for humans) rather than
@@ -36,6 +37,7 @@ from speechmapper_plugin.data.reasons import (
 )
 from speechmapper_plugin.input_checks import sequence_fits
 from speechmapper_plugin.models.adapters import ProjectorConfig
+from speechmapper_plugin.models.projector_base import SpeechFeaturesConfig
 
 ENCODER_FRAME_RATE = 50
 """Speech-encoder frames per second (SeamlessM4T-v2 and Whisper), for messages."""
@@ -178,15 +180,31 @@ def prompt_problem(
     )
 
 
+def store_speech_features(store: FeatureStore) -> SpeechFeaturesConfig:
+    """The speech-encoder features a store holds, as a projector records them."""
+    meta = store.metadata
+    return SpeechFeaturesConfig(
+        encoder=meta.encoder, layer=meta.layer, layer_norm=meta.layer_norm
+    )
+
+
 def feature_store_problem(
     store: FeatureStore, projector: ProjectorConfig
 ) -> str | None:
-    """Why a store's features cannot feed ``projector`` (width, frame averaging)."""
+    """Why a store's features cannot feed ``projector``: width, frame
+    averaging, or another encoder, layer or LayerNorm than the projector's
+    ``speech_features`` record."""
     meta = store.metadata
     if meta.dim != projector.input_dim:
         return f"The feature store {store.path} holds {meta.dim}-d features, but the projector expects `input_dim` {projector.input_dim}."
 
     if meta.frame_averaging != projector.frame_averaging:
         return f"The feature store {store.path} averaged frames {meta.frame_averaging}:1, but the projector's `frame_averaging` is {projector.frame_averaging}; extract the features again with `features.frame_averaging={projector.frame_averaging}`, or set `model.config_overrides.frame_averaging`."
+
+    trained = projector.speech_features
+    if trained is not None:
+        differences = trained.differences(store_speech_features(store))
+        if differences:
+            return f"The feature store {store.path} holds features of {', '.join(differences)}: the projector was trained on {trained.describe()}. Extract the features again with `model.name={trained.encoder} features.layer={trained.layer} features.layer_norm={str(trained.layer_norm).lower()}`, or use a projector trained on these features."
 
     return None

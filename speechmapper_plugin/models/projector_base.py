@@ -25,6 +25,47 @@ from speechmapper_plugin.models.frames import LengthT
 from speechmapper_plugin.validation import check_positive_fields
 
 
+def base_card_name(name: str) -> str:
+    """``"llama@user"`` -> ``"llama"``: fairseq2 merges ``@env`` cards into their base."""
+    return name.split("@", maxsplit=1)[0].strip()
+
+
+@dataclass(kw_only=True)
+class SpeechFeaturesConfig:
+    """The speech-encoder features a projector was trained on: a projector fed
+    another encoder's, another layer's or differently normalised features runs
+    without error and generates nonsense, so inference and later training
+    stages compare theirs with this record."""
+
+    encoder: str
+    """The speech encoder's asset card (or checkpoint path)."""
+
+    layer: int
+    """The 1-based encoder layer."""
+
+    layer_norm: bool
+    """Whether the encoder's final LayerNorm was applied to that layer."""
+
+    def differences(self, other: SpeechFeaturesConfig) -> list[str]:
+        """What ``other`` has that differs from this record, e.g.
+        ``["layer 24 (trained on layer 1)"]`` (empty if nothing)."""
+        found = []
+        if base_card_name(other.encoder) != base_card_name(self.encoder):
+            found.append(f"encoder '{other.encoder}' (trained on '{self.encoder}')")
+        if other.layer != self.layer:
+            found.append(f"layer {other.layer} (trained on layer {self.layer})")
+        if other.layer_norm != self.layer_norm:
+            found.append(
+                f"layer_norm {other.layer_norm} (trained with layer_norm {self.layer_norm})"
+            )
+        return found
+
+    def describe(self) -> str:
+        """E.g. ``"'enc' layer 1 without its final LayerNorm"``."""
+        norm = "with" if self.layer_norm else "without"
+        return f"'{self.encoder}' layer {self.layer} {norm} its final LayerNorm"
+
+
 @dataclass(kw_only=True)
 class ProjectorConfigBase:
     """The fields the SpeechMapper projector and the adapters have alike."""
@@ -56,6 +97,13 @@ class ProjectorConfigBase:
     to map into. Set by the stage-1 recipe; stage 2 and inference refuse an LLM
     other than this one."""
 
+    speech_features: SpeechFeaturesConfig | None = None
+    """The speech-encoder features the model was trained on (encoder card,
+    layer, LayerNorm; the frame averaging is ``frame_averaging``). Set by the
+    stage-1 and stage-2 recipes from their feature stores; later stages refuse
+    other features and inference extracts these by default. ``None``: not
+    recorded (a projector trained before it was)."""
+
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
@@ -67,6 +115,12 @@ class ProjectorConfigBase:
 
         if not 0.0 <= self.dropout_p < 1.0:
             result.add_error(f"`dropout_p` must be in [0, 1), but is {self.dropout_p}.")
+
+        features = self.speech_features
+        if features is not None and features.layer < 1:
+            result.add_error(
+                f"`speech_features.layer` is 1-based, but is {features.layer}."
+            )
 
         return result
 

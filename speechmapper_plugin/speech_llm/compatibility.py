@@ -21,6 +21,9 @@ from speechmapper_plugin.llm import (
     stop_token_ids,
 )
 from speechmapper_plugin.models.adapters import ProjectorConfig
+from speechmapper_plugin.models.projector_base import (
+    base_card_name as base_card_name,
+)
 
 
 class IncompatibleComponentsError(ValueError):
@@ -32,11 +35,6 @@ class IncompatibleComponentsError(ValueError):
             f"The speech encoder, projector and LLM do not fit together:\n{listed}"
         )
         self.problems = list(problems)
-
-
-def base_card_name(name: str) -> str:
-    """``"llama@user"`` -> ``"llama"``: fairseq2 merges ``@env`` cards into their base."""
-    return name.split("@", maxsplit=1)[0].strip()
 
 
 def component_problems(
