@@ -15,10 +15,12 @@ from recipes.common import (
     get_projector,
     load_target_tokens,
     log_skip_report,
+    record_speech_features,
     record_target_llm,
 )
 from recipes.stage1.config import Stage1Config
 from recipes.stage1.criterion import Stage1Criterion
+from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.datasets.speech_features import (
     PreparedSplit,
     SpeechFeaturesDataset,
@@ -71,15 +73,18 @@ class Stage1Recipe(Recipe):
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
+        dataset = context.get_dataset_as(SpeechFeaturesDataset)
+
+        ds = config.dataset
+
+        record_speech_features(
+            projector, training_stores(dataset, [ds.train_split, *ds.valid_splits])
+        )
         record_target_llm(context, projector, target_llm.card_name)
 
         targets = target_llm.to(context.device)
 
-        dataset = context.get_dataset_as(SpeechFeaturesDataset)
-
         dp_model = context.get_data_parallel_model()
-
-        ds = config.dataset
 
         train_budget = ds.max_num_frames if ds.batch_size is None else None
         valid_budget = train_budget
@@ -170,3 +175,20 @@ class Stage1Recipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return Stage1Config
+
+
+def training_stores(
+    dataset: SpeechFeaturesDataset, splits: list[str]
+) -> list[FeatureStore]:
+    """The feature stores of ``splits``, each once.
+
+    :raises RecipeError: on an unknown split or an unreadable store.
+    """
+    stores: dict[str, FeatureStore] = {}
+    try:
+        for split in splits:
+            for store in dataset.stores(split):
+                stores.setdefault(str(store.path), store)
+    except (ValueError, OSError) as ex:
+        raise RecipeError(str(ex)) from None
+    return list(stores.values())

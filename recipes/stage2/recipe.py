@@ -29,6 +29,7 @@ from recipes.common import (
     get_projector,
     load_target_tokens,
     log_skip_report,
+    record_speech_features,
     record_target_llm,
     shard_frozen_llm,
 )
@@ -65,8 +66,15 @@ class Stage2Recipe(Recipe):
         projector = get_projector(context)
 
         # Everything that can be wrong is checked before the LLM is loaded: the
-        # target LLM of the projector, the widths, the template, the pad token
-        # (and BOS/EOS) of the MSE targets, and every example of every split.
+        # speech features and target LLM of the projector, the widths, the
+        # template, the pad token (and BOS/EOS) of the MSE targets, and every
+        # example of every split.
+        dataset = context.get_dataset_as(InstructionDataset)
+        try:
+            stores = dataset.stores()
+        except (ValueError, OSError) as ex:
+            raise RecipeError(str(ex)) from None
+        record_speech_features(projector, stores)
         record_target_llm(context, projector, llm_card)
 
         try:
@@ -86,8 +94,6 @@ class Stage2Recipe(Recipe):
         if prev is not None:
             check_stage1_targets(Path(prev).parent / "config.yaml", config.target_llm)
         tokens = load_target_tokens(config.target_llm, llm_card)
-
-        dataset = context.get_dataset_as(InstructionDataset)
 
         ds = config.dataset
 
