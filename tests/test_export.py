@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from speechmapper_plugin.export.projector import (
     export_projector,
     read_export_summary,
 )
+from speechmapper_plugin.models.projector_base import SpeechFeaturesConfig
 from speechmapper_plugin.models.speechmapper import (
     SpeechMapperProjector,
     get_speechmapper_model_hub,
@@ -129,7 +131,9 @@ def test_weights_are_bit_identical(exported: Path) -> None:
 def test_export_loads_back_with_identical_outputs(exported: Path) -> None:
     summary = read_export_summary(exported)
     config = export_config(summary)
-    assert config == _projector().config
+    # The provenance's speech features are recorded in the exported config.
+    features = SpeechFeaturesConfig(encoder="test_sm4t_hf", layer=4, layer_norm=True)
+    assert config == replace(_projector().config, speech_features=features)
 
     loaded = get_speechmapper_model_hub().load_custom_model(
         exported / "model.safetensors", config, device=torch.device("cpu")

@@ -15,8 +15,10 @@ holds only what a user of the projector needs::
 
 Register the directory as an asset source (``common.assets.extra_paths`` in
 a recipe, ``register_file_assets`` in Python, or ``FAIRSEQ2_USER_ASSET_DIR``)
-and ``load_model(name)`` / ``SpeechMapperPipeline.from_cards(sfm, name, llm)``
-load it like any projector card.
+and ``load_model(name)`` / ``SpeechMapperPipeline.from_cards(None, name, llm)``
+load it like any projector card; the card's ``model_config.speech_features``
+names the speech encoder card, layer and LayerNorm it was trained on, which
+the pipeline and the generate recipe then use by default.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from speechmapper_plugin.models.adapters import (
     ProjectorConfig,
     projector_family,
 )
+from speechmapper_plugin.models.projector_base import SpeechFeaturesConfig
 from speechmapper_plugin.models.speechmapper.config import (
     SPEECHMAPPER_FAMILY,
     ProjectorBlockConfig,
@@ -130,8 +133,18 @@ def export_projector(
         )
     output_dir.mkdir(parents=True, exist_ok=True)
 
+    sfm = _speech_encoder(config, provenance.sfm)
+
     model_config = asdict(config)
     model_config["target_llm"] = target_llm
+    if sfm is not None:
+        # A projector trained before configs recorded it gets the record from
+        # the provenance, so that inference of the export defaults to it.
+        model_config["speech_features"] = asdict(
+            SpeechFeaturesConfig(
+                encoder=sfm.card, layer=sfm.layer, layer_norm=sfm.layer_norm
+            )
+        )
 
     state_dict = {
         k: v.detach().to("cpu").contiguous() for k, v in projector.state_dict().items()
@@ -152,7 +165,7 @@ def export_projector(
         "dtype": dtypes[0] if len(dtypes) == 1 else dtypes,
         "num_parameters": sum(p.numel() for p in projector.parameters()),
         "projector": model_config,
-        "speech_encoder": asdict(provenance.sfm) if provenance.sfm else None,
+        "speech_encoder": asdict(sfm) if sfm else None,
         "target_llm": {"card": target_llm, "pad_token": provenance.pad_token},
         "stage": provenance.stage,
         "training": provenance.training,
@@ -175,6 +188,31 @@ def export_projector(
     (output_dir / README_FILE).write_text(model_card_text(summary))
 
     return card_file
+
+
+def _speech_encoder(
+    config: ProjectorConfig, given: SpeechEncoderProvenance | None
+) -> SpeechEncoderProvenance | None:
+    """What the projector config records (``speech_features``), else what the
+    provenance says.
+
+    :raises ValueError: if both name features and they differ.
+    """
+    record = config.speech_features
+    if record is None:
+        return given
+
+    sfm = SpeechEncoderProvenance(
+        card=record.encoder,
+        layer=record.layer,
+        layer_norm=record.layer_norm,
+        frame_averaging=config.frame_averaging,
+    )
+    if given is not None and given != sfm:
+        raise ValueError(
+            f"The projector records its speech features as {asdict(sfm)}, but the provenance names {asdict(given)}."
+        )
+    return sfm
 
 
 def model_card_text(summary: Mapping[str, Any]) -> str:
@@ -283,6 +321,9 @@ def read_export_summary(directory: Path) -> dict[str, Any]:
 def export_config(summary: Mapping[str, Any]) -> ProjectorConfig:
     """The projector configuration recorded in an export's ``config.json``."""
     data = dict(summary["projector"])
+    features = data.get("speech_features")
+    if isinstance(features, Mapping):
+        data["speech_features"] = SpeechFeaturesConfig(**features)
     if summary.get("model_family", SPEECHMAPPER_FAMILY) != SPEECHMAPPER_FAMILY:
         return AdapterConfig(**data)
     data["blocks"] = [ProjectorBlockConfig(**b) for b in data["blocks"]]

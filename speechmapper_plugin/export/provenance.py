@@ -1,9 +1,10 @@
 """What a stage-1 or stage-2 run trained its projector on, read from the run.
 
 The run's ``config.yaml`` names the target LLM, pad token, loss weights and
-feature stores; a feature store's ``store.json`` names the speech encoder card,
-layer, LayerNorm and frame averaging; ``metrics/valid/*.jsonl`` hold the
-validation results.
+feature stores; ``metrics/valid/*.jsonl`` hold the validation results. The
+speech encoder card, layer and LayerNorm come from the checkpoint's projector
+config (``speech_features``, see :func:`export_projector`); for checkpoints
+older than that record, from a feature store's ``store.json``.
 """
 
 from __future__ import annotations
@@ -74,13 +75,20 @@ def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _speech_encoder(config: dict[str, Any]) -> SpeechEncoderProvenance | None:
-    """From the first feature store of the training split, if it is readable."""
+    """From the first readable feature store of the run: the training split's
+    (stage 1) or the instruction dataset's ``feature_stores`` (stage 2).
+
+    Only for checkpoints whose projector config does not record its
+    ``speech_features`` (trained before it did); the export takes the
+    record when there is one."""
     dataset = _section(config, "dataset")
     overrides = dataset.get("config_overrides") or {}
-    splits = overrides.get("splits") if isinstance(overrides, dict) else None
-    if not isinstance(splits, dict):
+    if not isinstance(overrides, dict):
         return None
-    stores = splits.get(dataset.get("train_split", "train")) or []
+    splits = overrides.get("splits")
+    stores = list(overrides.get("feature_stores") or [])
+    if isinstance(splits, dict):
+        stores = list(splits.get(dataset.get("train_split", "train")) or []) + stores
     for store in stores:
         try:
             meta = read_metadata(Path(store))
