@@ -12,15 +12,18 @@ from fairseq2.data.tokenizers import load_tokenizer
 from fairseq2.models import load_model
 from fairseq2.models.transformer_lm import TransformerLM
 
+from speechmapper_plugin.evaluation import render_summary, score_texts
 from speechmapper_plugin.evaluation.judge import (
     PROMPT_TOO_LONG,
     JudgeItem,
     LLMJudge,
 )
 from speechmapper_plugin.evaluation.judge_prompt import (
-    DEFAULT_JUDGE_PROMPT_FILE,
+    ACCURACY_JUDGE_PROMPT_FILE,
+    SCORE_JUDGE_PROMPT_FILE,
     JudgePrompt,
     JudgePromptError,
+    parse_correct,
     parse_verdict,
 )
 from speechmapper_plugin.llm import (
@@ -32,6 +35,7 @@ from speechmapper_plugin.llm import (
 from speechmapper_plugin.llm.tokens import create_text_decoder
 from tests.support.cards import SessionCards
 from tests.support.generation import reference_greedy
+from tests.support.scripted_judge import SHORT_PROMPTS, scripted_judge
 
 ITEMS = [
     JudgeItem("Who saw the bird?", "The old dog.", "the old dog"),
@@ -67,10 +71,46 @@ def test_verdicts_are_parsed_strictly(text: str, score: int | None) -> None:
     assert parse_verdict(text) == score
 
 
+@pytest.mark.parametrize(
+    ("text", "correct"),
+    [
+        ("Correct: yes", True),
+        ("Correct: no", False),
+        ("  Correct: no\n", False),
+        ("Correct: Yes", None),
+        ("Correct: yes.", None),
+        ("correct: yes", None),
+        ("Correct:yes", None),
+        ("yes", None),
+        ("Correct: yes\nCorrect: no", None),
+        ("Rating: 5", None),
+        ("", None),
+    ],
+)
+def test_accuracy_verdicts_are_parsed_strictly(text: str, correct: bool | None) -> None:
+    assert parse_correct(text) is correct
+
+
+def test_each_mode_ships_its_prompt() -> None:
+    assert JudgePrompt.from_file().source == str(ACCURACY_JUDGE_PROMPT_FILE)
+    accuracy = JudgePrompt.from_file(mode="accuracy")
+    assert "Correct: yes" in accuracy.text and "Correct: no" in accuracy.text
+    score = JudgePrompt.from_file(mode="score")
+    assert score.source == str(SCORE_JUDGE_PROMPT_FILE)
+    assert "Rating: N" in score.text
+
+
+def test_a_prompt_for_the_other_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(JudgePromptError, match="never asks for the `Correct:` line"):
+        JudgePrompt.from_file(SCORE_JUDGE_PROMPT_FILE, mode="accuracy")
+    with pytest.raises(JudgePromptError, match="never asks for the `Rating:` line"):
+        JudgePrompt.from_file(ACCURACY_JUDGE_PROMPT_FILE, mode="score")
+    with pytest.raises(JudgePromptError, match="mode must be one of accuracy, score"):
+        JudgePrompt.from_file(mode="binary")  # type: ignore[arg-type]
+
+
 def test_shipped_prompt_is_valid_and_fills_in_one_pass() -> None:
-    prompt = JudgePrompt.from_file()
-    assert prompt.source == str(DEFAULT_JUDGE_PROMPT_FILE)
-    assert "Rating: N" in prompt.text
+    prompt = JudgePrompt.from_file(mode="score")
 
     filled = prompt.fill("Q {hypothesis}?", "R {question}", "H {reference}")
     # Braces inside the item's own text stay literal.
@@ -90,9 +130,9 @@ def test_shipped_prompt_is_valid_and_fills_in_one_pass() -> None:
 )
 def test_malformed_prompts_are_refused(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "prompt.txt"
-    path.write_text(text)
+    path.write_text(text + "\nRating: N")
     with pytest.raises(JudgePromptError, match=message.replace("{", r"\{")):
-        JudgePrompt.from_file(path)
+        JudgePrompt.from_file(path, mode="score")
 
 
 def test_missing_prompt_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -115,7 +155,7 @@ def test_text_prompts_equal_the_tokenizers_chat_formatting(
 ) -> None:
     from transformers import AutoTokenizer
 
-    user = JudgePrompt.from_file().fill("Who?", "The dog.", "a dog")
+    user = JudgePrompt.from_file(mode="score").fill("Who?", "The dog.", "a dog")
 
     llama = load_tokenizer(test_cards.llms.llama_card)
     fairseq2_chat = llama.create_raw_encoder().apply_chat_template  # type: ignore[attr-defined]
@@ -130,18 +170,14 @@ def test_text_prompts_equal_the_tokenizers_chat_formatting(
     )
 
 
-SHORT_PROMPT = (
-    "Question: {question}\nReference: {reference}\nAnswer: {hypothesis}\n"
-    "Rate the answer from 0 to 5. Reply with one line: Rating: N"
-)
-"""The tiny LLM's context (256 positions) is too short for the shipped prompt
-(about 700 of its tokens), so the judge tests use this one."""
+SHORT_PROMPT = SHORT_PROMPTS["score"]
 
 
 def _judge(test_cards: SessionCards, cache: Path, **kwargs: Any) -> LLMJudge:
     if "prompt_file" not in kwargs:
         kwargs["prompt_file"] = cache.parent / "short_prompt.txt"
         kwargs["prompt_file"].write_text(SHORT_PROMPT)
+    kwargs.setdefault("mode", "score")
     return LLMJudge.from_card(
         test_cards.llms.llama_card,
         cache_dir=cache,
@@ -214,7 +250,7 @@ def test_the_judge_reads_the_chat_prompt_and_decodes_greedily(
     decode = create_text_decoder(tokenizer)
     stop_ids = stop_token_ids(tokenizer, LLAMA3_TEMPLATE)
 
-    prompt = JudgePrompt.from_text(SHORT_PROMPT)
+    prompt = JudgePrompt.from_text(SHORT_PROMPT, mode="score")
     for item, verdict in zip(ITEMS, verdicts, strict=True):
         user = prompt.fill(item.question, item.reference, item.hypothesis)
         ids = torch.tensor(_chat_ids(chat, user, None))
@@ -248,56 +284,94 @@ def test_bad_settings_are_refused(test_cards: SessionCards, tmp_path: Path) -> N
         LLMJudge.from_card("no_such_judge_card", cache_dir=tmp_path)
 
 
-def _scripted_judge(test_cards: SessionCards, reply: str, cache: Path) -> LLMJudge:
-    """The tiny LLM rewired so that, after the assistant header, it writes
-    ``reply`` and ends its turn whatever the prompt: the decoder layers add
-    nothing (zero output projections), so the next token depends only on the
-    last one, and the final projection maps each token of the chain to its
-    successor."""
-    from fairseq2.nn import BatchLayout
-
-    card = test_cards.llms.llama_card
-    tokenizer = load_tokenizer(card)
-    model = load_model(card, device=torch.device("cpu"), dtype=torch.float32)
-    assert isinstance(model, TransformerLM)
-    model.eval()
-
-    header = encode_text_prompt(tokenizer, LLAMA3_TEMPLATE, "x")
-    reply_ids = tokenizer.create_raw_encoder()(reply).tolist()
-    chain = [header[-1], *reply_ids, stop_token_ids(tokenizer, LLAMA3_TEMPLATE)[0]]
-    assert len(set(chain[:-1])) == len(chain) - 1, "a token repeats in the chain"
-
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("output_proj.weight"):
-                param.zero_()
-        weight = model.final_proj.weight
-        weight.zero_()
-        for token, successor in zip(chain[:-1], chain[1:], strict=True):
-            embed = model.decoder_frontend.embed.weight[token].view(1, 1, -1)
-            hidden = model.decoder(embed, BatchLayout.of(embed))[0, 0]
-            weight[successor] += 50.0 * hidden / hidden.norm() ** 2
-
-    prompt = JudgePrompt.from_text(SHORT_PROMPT)
-    return LLMJudge(
-        model,
-        tokenizer,
-        LLAMA3_TEMPLATE,
-        identity=f"scripted: {reply}",
-        cache_dir=cache,
-        prompt=prompt,
-    )
-
-
 @pytest.mark.parametrize(
     ("reply", "score"), [("Rating: 3", 3.0), ("Rating: 5", 5.0), ("Rating 4", None)]
 )
 def test_a_verdict_line_from_the_llm_becomes_its_score(
     test_cards: SessionCards, tmp_path: Path, reply: str, score: float | None
 ) -> None:
-    judge = _scripted_judge(test_cards, reply, tmp_path / "cache")
+    judge = scripted_judge(test_cards, reply, tmp_path / "cache")
 
     verdicts = judge.judge(ITEMS[:2])
 
     assert [v.raw for v in verdicts] == [reply, reply]
     assert [v.score for v in verdicts] == [score, score]
+    assert [v.correct for v in verdicts] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("reply", "correct"),
+    [("Correct: yes", True), ("Correct: no", False), ("Correct: Yes", None)],
+)
+def test_an_accuracy_verdict_from_the_llm_becomes_correct_or_not(
+    test_cards: SessionCards, tmp_path: Path, reply: str, correct: bool | None
+) -> None:
+    judge = scripted_judge(test_cards, reply, tmp_path / "cache", mode="accuracy")
+
+    verdicts = judge.judge(ITEMS[:2])
+
+    assert [v.raw for v in verdicts] == [reply, reply]
+    assert [v.correct for v in verdicts] == [correct, correct]
+    assert [v.score for v in verdicts] == [None, None]
+
+
+def test_judge_accuracy_and_its_wilson_interval_equal_hand_computed_values(
+    test_cards: SessionCards, tmp_path: Path
+) -> None:
+    """Six free-form answers with known verdicts: three cached ``Correct:
+    yes``, one cached unparseable, two that the scripted LLM judges ``Correct:
+    no``; plus a multiple-choice answer, scored by the choice rule and never
+    judged. 3 correct of 5 valid verdicts: 60 %, Wilson 95 % [23.07, 88.24]
+    (z = 1.96: centre (0.6 + z²/10) / (1 + z²/5) = 0.5566, half-width
+    z·sqrt(0.6·0.4/5 + z²/100) / (1 + z²/5) = 0.3258)."""
+    judge = scripted_judge(test_cards, "Correct: no", tmp_path / "c", mode="accuracy")
+    cached = {
+        "Who saw the bird?": "Correct: yes",
+        "What colour was it?": "Correct: yes",
+        "Where was it?": " Correct: yes\n",
+        "When did it fly?": "Correct: probably",
+    }
+    questions = [*cached, "Why did it sing?", "How many were there?", "Which one?"]
+    for question, raw in cached.items():
+        key = judge.key(JudgeItem(question, f"ref {question}", f"hyp {question}"))
+        judge.cache.put(key, raw, judge.identity)
+
+    result = score_texts(
+        "sqa",
+        [f"hyp {q}" for q in questions[:-1]] + ["B"],
+        [f"ref {q}" for q in questions[:-1]] + ["B"],
+        questions=questions,
+        instructions=[f"<speech>\n{q}" for q in questions],
+        options=[None] * 6 + [["red", "blue"]],
+        judge=judge,
+    )
+
+    judged = result["metrics"]["sqa"]["judge"]
+    assert judged["mode"] == "accuracy"
+    assert (judged["num_examples"], judged["num_multiple_choice"]) == (6, 1)
+    assert (judged["num_scored"], judged["num_unparsed"], judged["num_correct"]) == (
+        5,
+        1,
+        3,
+    )
+    assert (judged["num_calls"], judged["num_cached"]) == (2, 4)
+    accuracy = judged["accuracy"]
+    assert accuracy["n"] == 5 and accuracy["value"] == pytest.approx(60.0)
+    assert accuracy["low"] == pytest.approx(23.07, abs=0.01)
+    assert accuracy["high"] == pytest.approx(88.24, abs=0.01)
+    assert result["metrics"]["sqa"]["choice"]["accuracy"] == 100.0
+
+    rows = result["scores"]
+    assert [r.get("judge_correct") for r in rows] == [
+        True,
+        True,
+        True,
+        None,
+        False,
+        False,
+        None,
+    ]
+    assert "judge_raw" not in rows[-1]  # the multiple-choice answer
+    assert "judge accuracy 60.00 % [23.07, 88.24] (n=5)" in render_summary(
+        {"metrics": result["metrics"]}
+    )

@@ -25,6 +25,4 @@ class EvaluateConfig(GenerateConfig):
             result.add_error(
                 "`scoring.task: sqa` needs an instruction file (`input.instructions`): a manifest has no questions."
             )
-        if self.judge.enabled and self.judge.card is None and self.llm.name is None:
-            result.add_error("`judge.enabled` needs `judge.card` or `llm.name`.")
         return result

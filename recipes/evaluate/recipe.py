@@ -19,7 +19,7 @@ def create_scorer(
     return EvaluationScorer(
         scoring=config.scoring,
         judge=config.judge,
-        default_judge_card=pipeline.llm_name,
+        evaluated_llm=pipeline.llm_name,
         output_dir=context.output_dir,
         device=context.device,
     )

@@ -30,8 +30,10 @@ from speechmapper_plugin.evaluation import (
     render_summary,
     score_records,
 )
+from speechmapper_plugin.evaluation.options import JUDGE_CARD_REQUIRED
 from speechmapper_plugin.evaluation.scoring import Judge
 from speechmapper_plugin.evaluation.versions import package_version
+from speechmapper_plugin.models.projector_base import base_card_name
 
 SCORES_FILE = "scores.jsonl"
 SUMMARY_MD_FILE = "summary.md"
@@ -49,15 +51,15 @@ class EvaluationScorer:
         *,
         scoring: ScoringSection,
         judge: JudgeSection,
-        default_judge_card: str,
+        evaluated_llm: str,
         output_dir: Path,
         device: torch.device,
     ) -> None:
-        """:param default_judge_card: The judge without ``judge.card``: the
-        evaluated LLM."""
+        """:param evaluated_llm: The evaluated LLM's card: a judge of the
+        same card is self-judging (allowed, with a warning), never a default."""
         self._scoring = scoring
         self._judge_section = judge
-        self._judge_card = judge.card or default_judge_card
+        self._evaluated_llm = evaluated_llm
         self._output_dir = output_dir
         self._device = device
 
@@ -103,22 +105,37 @@ class EvaluationScorer:
 
         from speechmapper_plugin.evaluation.judge import LLMJudge
 
-        card = self._judge_card
+        card = section.card
+        if not card:
+            raise ValueError(JUDGE_CARD_REQUIRED)
+        if self._self_judging:
+            log.warning(
+                "The judge '{}' is the evaluated LLM: it judges its own answers (self-judging); give `judge.card` another LLM's card for a judge independent of the model under test.",
+                card,
+            )
         cache_dir = section.cache_dir or self._output_dir / JUDGE_CACHE_DIR
-        log.info("Loading the judge LLM '{}'.", card)
+        log.info("Loading the judge LLM '{}' ({} mode).", card, section.mode)
         return LLMJudge.from_card(
             card,
             cache_dir=cache_dir.expanduser(),
+            mode=section.mode,
             prompt_file=section.prompt_file,
             device=self._device,
             dtype=None if section.dtype is None else getattr(torch, section.dtype),
             batch_size=section.batch_size,
         )
 
+    @property
+    def _self_judging(self) -> bool:
+        card = self._judge_section.card
+        return card is not None and base_card_name(card) == base_card_name(
+            self._evaluated_llm
+        )
+
     def _describe_judge(self, judge: Judge | None) -> dict[str, Any]:
         described = plain(asdict(self._judge_section))
         if judge is not None:
-            described["card"] = self._judge_card
+            described["self_judging"] = self._self_judging
             described["identity"] = getattr(judge, "identity", None)
             prompt = getattr(judge, "prompt", None)
             text = getattr(prompt, "text", None)

@@ -1,10 +1,14 @@
-"""LLM-as-judge for open answers (spoken QA): question + reference + answer -> 0-5.
+"""LLM-as-judge for open answers (spoken QA): question + reference + answer ->
+correct or not (mode ``accuracy``, the paper's metric) or a 0-5 rating (mode
+``score``, AudioBench's).
 
-The judge is a text-only LLM named by its asset card (by default the target LLM
-itself). Its prompt is the shipped file ``judge_prompt.txt`` (or one given),
+The judge is a text-only LLM named by its own asset card (the evaluate recipe
+never defaults it to the evaluated LLM). Its prompt is the mode's shipped file
+(``judge_accuracy_prompt.txt`` or ``judge_prompt.txt``) or one given,
 rendered in the LLM's own chat template and decoded greedily with the
 plugin's generation code, so the verdict of an item never depends on the
-batch. Verdicts are parsed strictly (:func:`parse_verdict`) and cached on disk
+batch. Verdicts are parsed strictly (:func:`parse_correct`,
+:func:`parse_verdict`) and their raw text cached on disk
 (:class:`JudgeCache`): a rerun over the same items calls the judge zero times.
 """
 
@@ -22,7 +26,13 @@ from fairseq2.models import load_model
 from fairseq2.models.transformer_lm import TransformerLM
 
 from speechmapper_plugin.evaluation.judge_cache import JudgeCache, judgement_key
-from speechmapper_plugin.evaluation.judge_prompt import JudgePrompt, parse_verdict
+from speechmapper_plugin.evaluation.judge_prompt import (
+    DEFAULT_JUDGE_MODE,
+    JudgeMode,
+    JudgePrompt,
+    parse_correct,
+    parse_verdict,
+)
 from speechmapper_plugin.generation import (
     GenerationConfig,
     generate_from_embeddings,
@@ -59,9 +69,10 @@ class JudgeVerdict:
     """The judge's verdict on one item."""
 
     score: float | None
-    """The rating on the prompt's scale (0-5 for the shipped prompt); ``None``
-    when the output is not a valid verdict line (count these as unparseable)
-    or the item was not judged (:attr:`skip_reason`)."""
+    """Mode ``score``: the rating on the prompt's scale (0-5 for the shipped
+    prompt); ``None`` when the output is not a valid verdict line (count these
+    as unparseable), the item was not judged (:attr:`skip_reason`), or in mode
+    ``accuracy``."""
 
     raw: str
     """The judge's output, verbatim."""
@@ -71,6 +82,15 @@ class JudgeVerdict:
 
     skip_reason: str | None = None
     """Why the item was not sent to the judge (:data:`PROMPT_TOO_LONG`)."""
+
+    correct: bool | None = None
+    """Mode ``accuracy``: whether the judge found the answer correct; ``None``
+    when unparseable, not judged, or in mode ``score``."""
+
+    @property
+    def parsed(self) -> bool:
+        """The output held a valid verdict of the judge's mode."""
+        return self.score is not None or self.correct is not None
 
 
 class LLMJudge:
@@ -87,6 +107,7 @@ class LLMJudge:
         *,
         identity: str,
         cache_dir: Path,
+        mode: JudgeMode = DEFAULT_JUDGE_MODE,
         prompt: JudgePrompt | None = None,
         system_prompt: str | None = None,
         batch_size: int = 8,
@@ -96,6 +117,8 @@ class LLMJudge:
         :param identity: Names the judge in the cache key: the card and its
             checkpoint (see :meth:`from_card`). Two different judges must
             never share an identity.
+        :param mode: How outputs are read: ``accuracy`` (``Correct: yes|no``)
+            or ``score`` (``Rating: N``); ``prompt`` must ask for that line.
         """
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive, but is {batch_size}.")
@@ -106,7 +129,11 @@ class LLMJudge:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.template = template
-        self.prompt = prompt or JudgePrompt.from_file()
+        self.mode: JudgeMode = mode
+        self.prompt = prompt or JudgePrompt.from_file(mode=mode)
+        # A prompt that asks for the other verdict line would be unparseable
+        # on every item; refuse it before judging anything.
+        JudgePrompt.from_text(self.prompt.text, source=self.prompt.source, mode=mode)
         self.system_prompt = system_prompt
         self.batch_size = batch_size
         self.cache = JudgeCache(cache_dir)
@@ -137,6 +164,7 @@ class LLMJudge:
         card_name: str,
         *,
         cache_dir: Path,
+        mode: JudgeMode = DEFAULT_JUDGE_MODE,
         prompt_file: Path | None = None,
         device: torch.device | None = None,
         dtype: torch.dtype | None = None,
@@ -150,7 +178,7 @@ class LLMJudge:
         :param chat_template: The chat template's name; default: the card's
             ``speechmapper_chat_template`` (required for other cards).
         """
-        prompt = JudgePrompt.from_file(prompt_file)
+        prompt = JudgePrompt.from_file(prompt_file, mode=mode)
 
         card = retrieve_llm_card(card_name)
 
@@ -174,6 +202,7 @@ class LLMJudge:
             template,
             identity=card_identity(card),
             cache_dir=cache_dir,
+            mode=mode,
             prompt=prompt,
             system_prompt=system_prompt,
             batch_size=batch_size,
@@ -205,7 +234,7 @@ class LLMJudge:
 
             raw = self.cache.get(key)
             if raw is not None:
-                verdicts[key] = _verdict(raw, cached=True)
+                verdicts[key] = _verdict(raw, self.mode, cached=True)
                 continue
 
             user = self.prompt.fill(item.question, item.reference, item.hypothesis)
@@ -228,7 +257,7 @@ class LLMJudge:
 
             for (key, _), raw in zip(batch, outputs, strict=True):
                 self.cache.put(key, raw, self.identity)
-                verdicts[key] = _verdict(raw, cached=False)
+                verdicts[key] = _verdict(raw, self.mode, cached=False)
 
             self.num_calls += len(batch)
 
@@ -258,7 +287,14 @@ class LLMJudge:
         ]
 
 
-def _verdict(raw: str, *, cached: bool) -> JudgeVerdict:
+def _verdict(raw: str, mode: JudgeMode, *, cached: bool) -> JudgeVerdict:
+    """The cache holds raw outputs, so a verdict is always parsed by the mode
+    of the judge reading it."""
+    if mode == "accuracy":
+        return JudgeVerdict(
+            score=None, raw=raw, cached=cached, correct=parse_correct(raw)
+        )
+
     score = parse_verdict(raw)
 
     return JudgeVerdict(

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from fairseq2.utils.validation import ValidationResult
 
+from speechmapper_plugin.evaluation.judge_prompt import (
+    DEFAULT_JUDGE_MODE,
+    JUDGE_MODES,
+    JudgeMode,
+)
 from speechmapper_plugin.evaluation.language import (
     DEFAULT_CANDIDATES,
     LanguageIdentifierError,
@@ -56,18 +61,35 @@ class ScoringSection:
         return result
 
 
+JUDGE_CARD_REQUIRED: Final = (
+    "`judge.enabled=true` needs `judge.card`, the asset card of the judge LLM: the judge is "
+    "never silently the evaluated LLM. The SpeechMapper paper reports spoken-QA accuracy "
+    "from an LLM judge it does not name (AudioBench's judge is Llama-3-70B-Instruct); "
+    "set e.g. `judge.card=<card of a larger instruct LLM>`, or `judge.card=<llm.name>` "
+    "to let the evaluated LLM judge itself (allowed, logged as self-judging)."
+)
+
+
 @dataclass(kw_only=True)
 class JudgeSection:
-    """The LLM-as-judge for spoken-QA answers (off by default: it loads an LLM)."""
+    """The LLM-as-judge for free-form spoken-QA answers (off by default: it
+    loads an LLM; multiple-choice answers are scored by the choice rule)."""
 
     enabled: bool = False
 
     card: str | None = None
-    """The judge LLM's asset card; default: the evaluated LLM (``llm.name``),
-    text only."""
+    """The judge LLM's asset card, used text only; required when ``enabled``.
+    Naming the evaluated LLM (``llm.name``) is allowed but logged as
+    self-judging."""
+
+    mode: JudgeMode = DEFAULT_JUDGE_MODE
+    """``accuracy``: correct or not per answer (``Correct: yes|no``), reported
+    as accuracy with its Wilson interval (the paper's metric); ``score``: the
+    AudioBench 0-5 rating, reported as its mean."""
 
     prompt_file: Path | None = None
-    """The judge prompt; default: the shipped ``judge_prompt.txt``."""
+    """The judge prompt; default: the mode's shipped file
+    (``judge_accuracy_prompt.txt`` or ``judge_prompt.txt``)."""
 
     cache_dir: Path | None = None
     """Where verdicts are cached; default: ``OUT/judge_cache``. Share one
@@ -80,6 +102,12 @@ class JudgeSection:
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()
+        if self.enabled and not (self.card or "").strip():
+            result.add_error(JUDGE_CARD_REQUIRED)
+        if self.mode not in JUDGE_MODES:
+            result.add_error(
+                f"`judge.mode` must be one of {', '.join(JUDGE_MODES)}, but is '{self.mode}'."
+            )
         if self.batch_size < 1:
             result.add_error(
                 f"`judge.batch_size` must be positive, but is {self.batch_size}."

@@ -9,9 +9,15 @@ A record is one line of ``hypotheses.jsonl``: ``id``, ``task``,
 - ``asr`` (and ``asr/<lang>`` when several languages): WER/CER, raw and
   Whisper-normalised;
 - ``st/<target_lang>``: BLEU, chrF (sacreBLEU signatures) and COMET;
-- ``sqa``: exact match, token F1, multiple-choice accuracy, LLM judge;
+- ``sqa``: exact match, token F1, multiple-choice accuracy, LLM judge of
+  the free-form answers (accuracy with its Wilson interval, or mean 0-5);
 - ``failures`` (all records) and ``failures/<task>``: loop, truncation,
   empty-output and language-adherence rates, length ratio.
+
+Each group has ``num_examples``, and WER/CER, BLEU, chrF and language
+adherence carry their 95 % interval beside the value (``wer_ci``,
+``bleu_ci``, ``chrf_ci``, ``language_adherence.rate_ci``): a bootstrap over
+utterances for the corpus metrics, Wilson's interval for the proportion.
 """
 
 from __future__ import annotations
@@ -22,7 +28,10 @@ from typing import Any, Protocol
 
 from speechmapper_plugin.data.instructions.prompts import language_code
 from speechmapper_plugin.evaluation.asr import asr_scores
-from speechmapper_plugin.evaluation.failures import failure_signatures
+from speechmapper_plugin.evaluation.failures import (
+    adherence_intervals,
+    failure_signatures,
+)
 from speechmapper_plugin.evaluation.language import adherence
 from speechmapper_plugin.evaluation.options import EVAL_TASKS, ScoringSection
 from speechmapper_plugin.evaluation.qa import qa_scores, question_text
@@ -32,6 +41,7 @@ from speechmapper_plugin.evaluation.translation import (
     write_comet_inputs,
 )
 from speechmapper_plugin.evaluation.versions import metric_versions
+from speechmapper_plugin.metrics.intervals import wilson_estimate
 
 Record = Mapping[str, Any]
 
@@ -40,6 +50,11 @@ class Judge(Protocol):
     """What scoring needs of :class:`~speechmapper_plugin.evaluation.judge.LLMJudge`."""
 
     num_calls: int
+
+    @property
+    def mode(self) -> str:
+        """``accuracy`` or ``score`` (see ``JudgeSection.mode``)."""
+        ...
 
     def judge(self, items: Sequence[Any]) -> Sequence[Any]: ...
 
@@ -202,7 +217,7 @@ def _failures(
     language, detected = adherence(
         [str(r["hypothesis"]) for r in picked], expected, scoring.language_candidates
     )
-    values["language_adherence"] = language
+    values["language_adherence"] = {**language, **adherence_intervals(language)}
     if rows is not None:
         for row, want, got in zip(per_utt, expected, detected, strict=True):
             row["expected_lang"] = want
@@ -241,8 +256,15 @@ def _judge(
     rows: list[dict[str, Any]],
     judge: Judge,
 ) -> dict[str, Any]:
+    """The judge's verdicts on the free-form answers among ``members`` (a
+    multiple-choice answer is scored by the choice rule, not judged): in mode
+    ``accuracy`` the share judged correct, with its Wilson interval, over the
+    answers with a valid verdict; in mode ``score`` the mean rating.
+    Unparseable verdicts and prompts too long for the judge are counted, not
+    scored."""
     from speechmapper_plugin.evaluation.judge import JudgeItem
 
+    free_form = [i for i in members if "choice_selected" not in rows[i]]
     items = [
         JudgeItem(
             question=str(
@@ -252,32 +274,44 @@ def _judge(
             reference=str(records[i]["reference"]),
             hypothesis=str(records[i]["hypothesis"]),
         )
-        for i in members
+        for i in free_form
     ]
+    mode = judge.mode
     calls_before = judge.num_calls
-    verdicts = judge.judge(items)
-    scores = [v.score for v in verdicts]
-    for i, verdict in zip(members, verdicts, strict=True):
-        rows[i]["judge_score"] = verdict.score
+    verdicts = judge.judge(items) if items else []
+    for i, verdict in zip(free_form, verdicts, strict=True):
+        if mode == "accuracy":
+            rows[i]["judge_correct"] = verdict.correct
+        else:
+            rows[i]["judge_score"] = verdict.score
         rows[i]["judge_raw"] = verdict.raw
         skip = getattr(verdict, "skip_reason", None)
         if skip is not None:
             rows[i]["judge_skip_reason"] = skip
-    valid = [s for s in scores if s is not None]
-    return {
+    skipped = sum(getattr(v, "skip_reason", None) is not None for v in verdicts)
+    parsed = [v for v in verdicts if v.parsed]
+    values: dict[str, Any] = {
+        "mode": mode,
         "num_examples": len(items),
-        "num_scored": len(valid),
-        "num_skipped": sum(
-            getattr(v, "skip_reason", None) is not None for v in verdicts
-        ),
-        "num_unparsed": sum(
-            v.score is None and getattr(v, "skip_reason", None) is None
-            for v in verdicts
-        ),
-        "mean_score": sum(valid) / len(valid) if valid else None,
-        "num_calls": judge.num_calls - calls_before,
-        "num_cached": sum(bool(v.cached) for v in verdicts),
+        "num_multiple_choice": len(members) - len(free_form),
+        "num_scored": len(parsed),
+        "num_skipped": skipped,
+        "num_unparsed": len(verdicts) - len(parsed) - skipped,
     }
+    if mode == "accuracy":
+        correct = sum(bool(v.correct) for v in parsed)
+        values["num_correct"] = correct
+        values["accuracy"] = (
+            wilson_estimate(correct, len(parsed)).scaled(100.0).to_dict()
+            if parsed
+            else None
+        )
+    else:
+        scores = [float(v.score) for v in parsed]
+        values["mean_score"] = sum(scores) / len(scores) if scores else None
+    values["num_calls"] = judge.num_calls - calls_before
+    values["num_cached"] = sum(bool(v.cached) for v in verdicts)
+    return values
 
 
 def _merge_rows(
