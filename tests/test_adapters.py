@@ -32,6 +32,7 @@ from speechmapper_plugin.models.adapters import (
     integrate_and_fire,
 )
 from speechmapper_plugin.models.adapters.config import _tiny
+from speechmapper_plugin.models.adapters.ctc import CTCCompressionLengthAdapter
 from speechmapper_plugin.models.projector_base import ProjectorInputTooShortError
 
 FIXED = ("base", "conv", "wlq_former", "qformer")
@@ -302,6 +303,92 @@ def test_ctc_compression_with_targets_emits_one_output_per_token() -> None:
     )
     assert layout.seq_lens == [3, 1]
     assert aux.num_unaligned == 0
+
+
+def rigged_ctc_compression(merge: str) -> CTCCompressionLengthAdapter:
+    """A 4-d CTC compression whose head predicts the largest feature (labels
+    a=0, b=1, c=2, blank=3): frames ``t * e_label`` carry their label."""
+    adapter = CTCCompressionLengthAdapter(4, 3, merge=merge)  # type: ignore[arg-type]
+    with torch.no_grad():
+        adapter.head.weight.copy_(10.0 * torch.eye(4))
+        assert adapter.head.bias is not None
+        adapter.head.bias.zero_()
+    return adapter
+
+
+def labelled_frames(labels: list[int], width: int) -> Tensor:
+    """Frame t (from 1) is ``t * e_label``; padding frames are ``100 * e_c``."""
+    frames = torch.zeros(width, 4)
+    frames[len(labels) :, 2] = 100.0
+    for t, label in enumerate(labels):
+        frames[t, label] = float(t + 1)
+    return frames
+
+
+@pytest.mark.parametrize(
+    ("merge", "expected_lens", "expected_rows"),
+    [
+        # a a ∅ ∅ b b b -> (1+2)/2 e_a, (3+4)/2 e_∅, (5+6+7)/3 e_b;
+        # b b ∅ -> (1+2)/2 e_b, 3 e_∅.
+        ("average", [3, 2], [[(0, 1.5), (3, 3.5), (1, 6.0)], [(1, 1.5), (3, 3.0)]]),
+        # Gaido et al.'s merge without the blank runs.
+        ("drop_blanks", [2, 1], [[(0, 1.5), (1, 6.0)], [(1, 1.5)]]),
+    ],
+)
+def test_ctc_merges_on_hand_worked_labels(
+    merge: str, expected_lens: list[int], expected_rows: list[list[tuple[int, float]]]
+) -> None:
+    adapter = rigged_ctc_compression(merge)
+    a, b, blank = 0, 1, 3
+    seqs = torch.stack(
+        [
+            labelled_frames([a, a, blank, blank, b, b, b], 7),
+            labelled_frames([b, b, blank], 7),  # 4 padding frames
+        ]
+    )
+    out, lens = adapter(seqs, torch.tensor([7, 3]))
+    assert lens.tolist() == expected_lens
+    assert out.size(1) == max(expected_lens)
+    for i, row in enumerate(expected_rows):
+        expected = torch.zeros(len(row), 4)
+        for j, (label, value) in enumerate(row):
+            expected[j, label] = value
+        assert torch.allclose(out[i, : len(row)], expected), (merge, i, out[i])
+
+
+def test_ctc_average_keeps_an_all_blank_row_as_one_output() -> None:
+    """Both merges give an all-blank row the mean of its frames."""
+    for merge in ("average", "drop_blanks"):
+        out, lens = rigged_ctc_compression(merge)(
+            labelled_frames([3, 3, 3], 3).unsqueeze(0), torch.tensor([3])
+        )
+        assert lens.tolist() == [1]
+        assert torch.allclose(out[0, 0], torch.tensor([0.0, 0.0, 0.0, 2.0]))
+
+
+def test_ctc_merge_reaches_the_adapter_and_is_checked() -> None:
+    """``ctc_merge: average`` counts every greedy run, blank runs included (an
+    independent count from the head's predictions), and keeps per-token
+    training at one output per token."""
+    model = tiny("ctc_compression", ctc_merge="average")  # type: ignore[arg-type]
+    gen = torch.Generator().manual_seed(3)
+    rows = [torch.randn(n, 64, generator=gen) for n in (40, 23, 9)]
+    _, lens, aux = run(model, rows, pre_averaged=True)
+    assert aux.ctc_log_probs is not None
+    for i, row in enumerate(rows):
+        preds = aux.ctc_log_probs[i, : len(row)].argmax(-1).tolist()
+        assert lens[i] == len(list(itertools.groupby(preds)))
+    targets = AlignmentTargets(
+        torch.tensor([[5, 6, 6], [7, 0, 0]]), torch.tensor([3, 1])
+    )
+    x = torch.randn(2, 20, 64, generator=gen)
+    _, layout = model(
+        x, BatchLayout.of(x, [20, 12]), pre_averaged=True, targets=targets
+    )
+    assert layout.seq_lens == [3, 1]
+    assert AdapterConfig(ctc_merge="sum").validate().has_error()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="drop_blanks, average"):
+        CTCCompressionLengthAdapter(4, 3, merge="sum")  # type: ignore[arg-type]
 
 
 def synthetic_batch(

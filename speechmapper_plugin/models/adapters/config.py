@@ -23,6 +23,7 @@ from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
+from speechmapper_plugin.models.adapters.ctc import CTC_MERGES, CTCMerge
 from speechmapper_plugin.models.adapters.kinds import (
     ADAPTER_KINDS,
     AdapterKind,
@@ -95,6 +96,12 @@ class AdapterConfig(ProjectorConfigBase):
     """``ctc_compression``: the CTC vocabulary: the target LLM's tokenizer
     (blank is one extra class, index ``ctc_vocab_size``)."""
 
+    ctc_merge: CTCMerge = "drop_blanks"
+    """``ctc_compression``: ``drop_blanks`` averages each run of one token
+    and drops blank frames; ``average`` (Gaido et al. 2021's "Avg") averages
+    every run, blank runs included. Both emit one output per token when
+    trained with targets (stage 1's per-token mode)."""
+
     @property
     def variable_length(self) -> bool:
         return adapter_kind(self.kind).variable_length
@@ -140,6 +147,11 @@ class AdapterConfig(ProjectorConfigBase):
         if not 0 <= self.conv_padding < max(self.conv_kernel_size, 1):
             result.add_error(
                 f"`conv_padding` must be in [0, conv_kernel_size), but is {self.conv_padding}."
+            )
+
+        if self.ctc_merge not in CTC_MERGES:
+            result.add_error(
+                f"`ctc_merge` must be one of {', '.join(CTC_MERGES)}, but is '{self.ctc_merge}'."
             )
 
         if self.cif_kernel_size % 2 != 1:

@@ -2,16 +2,25 @@
 
 A CTC head predicts a token of the target LLM's vocabulary (or blank) for every
 frame; consecutive frames with the same prediction are averaged into one
-output and blank frames are dropped. The number of outputs is thus the number
-of tokens the head hears.
+output. Two ways of merging (:data:`CTCMerge`):
+
+- ``drop_blanks``: blank frames are dropped, so there are as many outputs as
+  tokens the head hears;
+- ``average``: the "Avg" compression of Gaido et al. 2021 ("CTC-based
+  compression for direct speech translation"): every run, blank runs
+  included, becomes the mean of its frames, so nothing the encoder heard is
+  thrown away (labels ``a a ∅ ∅ b b b``: 3 outputs, against 2).
 
 In training with targets (stage 1's per-token mode) the segments come from the
 forced CTC alignment of the transcript (the most likely CTC path that spells
 it) instead of the greedy predictions, so that there is exactly one output per
-token; the CTC loss trains the head.
+token, in both modes: the per-token MSE has one target embedding per token and
+none for a blank run. The CTC loss trains the head.
 """
 
 from __future__ import annotations
+
+from typing import Final, Literal
 
 import torch
 from fairseq2.nn import Linear
@@ -22,14 +31,26 @@ from torch.nn.functional import log_softmax
 from speechmapper_plugin.models.adapters.aux import AdapterAux, AlignmentTargets
 from speechmapper_plugin.models.frames import valid_positions
 
+CTCMerge = Literal["drop_blanks", "average"]
+"""How runs of one CTC prediction become outputs (see the module docstring)."""
+
+CTC_MERGES: Final[tuple[CTCMerge, ...]] = ("drop_blanks", "average")
+
 
 class CTCCompressionLengthAdapter(Module):
     head: Linear
 
-    def __init__(self, model_dim: int, vocab_size: int) -> None:
+    def __init__(
+        self, model_dim: int, vocab_size: int, *, merge: CTCMerge = "drop_blanks"
+    ) -> None:
         super().__init__()
+        if merge not in CTC_MERGES:
+            raise ValueError(
+                f"`merge` must be one of {', '.join(CTC_MERGES)}, but is '{merge}'."
+            )
         self.head = Linear(model_dim, vocab_size + 1, bias=True)
         self.blank = vocab_size
+        self.merge = merge
 
     def forward(
         self,
@@ -46,9 +67,15 @@ class CTCCompressionLengthAdapter(Module):
             aux.ctc_lens = seq_lens
 
         if targets is None:
-            segments = greedy_segments(log_probs.argmax(dim=-1), seq_lens, self.blank)
+            segments = greedy_segments(
+                log_probs.argmax(dim=-1),
+                seq_lens,
+                self.blank,
+                keep_blanks=self.merge == "average",
+            )
             # A row of blanks only is one segment of all its frames: the LLM
-            # always gets at least one speech position.
+            # always gets at least one speech position (``average`` has
+            # made it so already).
             no_output = (segments.max(dim=1).values < 0) & (seq_lens > 0)
             if bool(no_output.any()):
                 whole = valid_positions(seq_lens, seqs.size(1))
@@ -64,13 +91,15 @@ class CTCCompressionLengthAdapter(Module):
         return segment_means(seqs, segments)
 
 
-def greedy_segments(preds: Tensor, seq_lens: Tensor, blank: int) -> Tensor:
-    """``[B, T]`` segment index of each frame (-1: blank or padding) for runs
-    of equal greedy predictions."""
+def greedy_segments(
+    preds: Tensor, seq_lens: Tensor, blank: int, *, keep_blanks: bool = False
+) -> Tensor:
+    """``[B, T]`` segment index of each frame (-1: padding, and blank unless
+    ``keep_blanks``) for runs of equal greedy predictions."""
     width = preds.size(1)
     valid = valid_positions(seq_lens, width)
     previous = torch.nn.functional.pad(preds[:, :-1], (1, 0), value=-1)
-    keep = valid & (preds != blank)
+    keep = valid if keep_blanks else valid & (preds != blank)
     starts = keep & (preds != previous)
     index = torch.cumsum(starts.long(), dim=1) - 1
     return torch.where(keep, index, -1)

@@ -189,7 +189,9 @@ class CTCCompressionKind(LengthAdapterKind):
     variable_length = True
 
     def create(self, config: AdapterConfig) -> Module | None:
-        return CTCCompressionLengthAdapter(config.model_dim, config.ctc_vocab_size)
+        return CTCCompressionLengthAdapter(
+            config.model_dim, config.ctc_vocab_size, merge=config.ctc_merge
+        )
 
     def check_llm_vocabulary(
         self, config: AdapterConfig, vocab_size: int, llm_name: str
