@@ -41,12 +41,22 @@ from speechmapper_plugin.llm.transcripts import (
     TranscriptNormalization,
     normalize_transcript,
 )
-from speechmapper_plugin.metrics.embedding_space import row_norm_ratio
+from speechmapper_plugin.metrics.embedding_space import row_norm_and_median
 from speechmapper_plugin.models.card_config import maybe_model_config_of
 
 PAD_NORM_WARN_RATIO: Final = 0.1
 """Warn when the pad target's norm is below this fraction of the median row
 norm: the row is then likely untrained (Llama 3's reserved tokens)."""
+
+PAD_NORM_MIN_RATIO: Final = 0.01
+"""Refuse a pad target whose norm is below this fraction of the median row
+norm (unless ``allow_weak_pad_row``): such a row is untrained, all zero or
+nearly (Llama 3's reserved tokens), and stage 1 would teach the projector to
+emit near-zero vectors at every pad position."""
+
+
+class WeakPadRowError(TargetLLMCardError):
+    """The pad target's row is (nearly) zero and was not allowed."""
 
 
 @dataclass(kw_only=True, eq=False)
@@ -75,6 +85,10 @@ class TargetTokens:
 
     normalization: TranscriptNormalization = "as_given"
     """How :meth:`encode` writes the text first."""
+
+    allow_weak_pad_row: bool = False
+    """Accept a pad row below :data:`PAD_NORM_MIN_RATIO` x the median row norm
+    (only warn) when the table is attached; refused otherwise."""
 
     card: AssetCard | None = field(default=None, repr=False)
     """The card named ``card_name``, if at hand (one built in code is in no
@@ -114,6 +128,8 @@ class TargetTokens:
         :raises TargetLLMCardError: before reading, if the tokenizer can
             produce ids beyond the table or the table's shape disagrees with
             the card's model configuration.
+        :raises WeakPadRowError: after reading, if the pad row is (nearly)
+            zero and ``allow_weak_pad_row`` is off.
         """
         card = self._retrieve_card()
         source = locate_token_embeddings(card)
@@ -123,13 +139,19 @@ class TargetTokens:
         _check_model_config(card, source.shape, where)
 
         targets = self._attach(source.read(dtype))
-        report_pad_row(card.name, targets.table, self.pad_token, self.pad_idx)
+        report_pad_row(
+            card.name,
+            targets.table,
+            self.pad_token,
+            self.pad_idx,
+            allow_weak=self.allow_weak_pad_row,
+        )
         return targets
 
     def with_table(self, table: Tensor) -> TargetLLMEmbeddings:
         """These tokens with an embedding table already in memory (stage 2:
         the loaded LLM's own), checked as :meth:`read_table` checks the one it
-        reads."""
+        reads (the pad row included)."""
         card = self._retrieve_card()
         if table.ndim == 2:  # else `_attach` rejects it, saying why
             where = f"the loaded {card.name} model"
@@ -137,7 +159,13 @@ class TargetTokens:
             _check_model_config(card, tuple(table.shape), where)
 
         targets = self._attach(table)
-        report_pad_row(card.name, table, self.pad_token, self.pad_idx)
+        report_pad_row(
+            card.name,
+            table,
+            self.pad_token,
+            self.pad_idx,
+            allow_weak=self.allow_weak_pad_row,
+        )
         return targets
 
     def _retrieve_card(self) -> AssetCard:
@@ -218,6 +246,7 @@ def resolve_target_tokens(
     add_bos: bool = False,
     add_eos: bool = False,
     normalization: TranscriptNormalization = "as_given",
+    allow_weak_pad_row: bool = False,
 ) -> TargetTokens:
     """The target LLM's tokenizer with the transcript policy, without its table.
 
@@ -227,6 +256,8 @@ def resolve_target_tokens(
     :param add_eos: make :meth:`TargetTokens.encode` append EOS.
     :param normalization: how :meth:`TargetTokens.encode` writes transcripts
         (see :mod:`speechmapper_plugin.llm.transcripts`).
+    :param allow_weak_pad_row: accept a (nearly) zero pad row when the table
+        is attached, with a warning (see :func:`report_pad_row`).
     :raises TargetLLMCardError: if the pad token is unknown, or BOS/EOS is
         asked for and the tokenizer has none.
     """
@@ -251,6 +282,7 @@ def resolve_target_tokens(
         bos_idx=bos_idx,
         eos_idx=eos_idx,
         normalization=normalization,
+        allow_weak_pad_row=allow_weak_pad_row,
         card=card,
     )
 
@@ -262,6 +294,7 @@ def load_target_llm_embeddings(
     add_bos: bool = False,
     add_eos: bool = False,
     normalization: TranscriptNormalization = "as_given",
+    allow_weak_pad_row: bool = False,
     dtype: torch.dtype | None = None,
 ) -> TargetLLMEmbeddings:
     """Load a target LLM's tokenizer and embedding table from its asset card:
@@ -269,7 +302,8 @@ def load_target_llm_embeddings(
 
     Raises before reading the table if the pad token is unknown, if the
     tokenizer can produce ids beyond the table, or if the table's shape
-    disagrees with the card's model configuration.
+    disagrees with the card's model configuration; after reading it if the pad
+    row is (nearly) zero and ``allow_weak_pad_row`` is off.
     """
     return resolve_target_tokens(
         card_name,
@@ -277,29 +311,47 @@ def load_target_llm_embeddings(
         add_bos=add_bos,
         add_eos=add_eos,
         normalization=normalization,
+        allow_weak_pad_row=allow_weak_pad_row,
     ).read_table(dtype)
 
 
 def report_pad_row(
-    card_name: str, table: Tensor, pad_token: str, pad_idx: int
+    card_name: str,
+    table: Tensor,
+    pad_token: str,
+    pad_idx: int,
+    *,
+    allow_weak: bool = False,
 ) -> float:
-    """Log the pad row's norm relative to the table's median; warn if tiny.
+    """Log the pad row's norm relative to the table's median; warn if small,
+    refuse if (nearly) zero.
 
     A near-zero pad target is learnable and scored correctly (embedding-space
     decoding compares against the pad vector), but the projector then emits
     near-zero vectors at pad positions, which the LLM's first RMSNorm scales
-    up to unit size. :returns: the ratio.
+    up to unit size: so below :data:`PAD_NORM_MIN_RATIO` this refuses unless
+    ``allow_weak``. :returns: the ratio.
+
+    :raises WeakPadRowError: below :data:`PAD_NORM_MIN_RATIO` without
+        ``allow_weak``.
     """
-    norm, ratio = row_norm_ratio(table, pad_idx)
+    norm, median = row_norm_and_median(table, pad_idx)
+    ratio = norm / median if median > 0 else float("inf")
 
     log.info(
-        "Pad target of {}: '{}' (id {}), row norm {:.3g} = {:.3g} x the median row norm.",
+        "Pad target of {}: '{}' (id {}), row norm {:.3g} = {:.3g} x the median row norm {:.3g}.",
         card_name,
         pad_token,
         pad_idx,
         norm,
         ratio,
+        median,
     )
+
+    if ratio < PAD_NORM_MIN_RATIO and not allow_weak:
+        raise WeakPadRowError(
+            f"The pad target of {card_name}, '{pad_token}' (id {pad_idx}), has a row norm of {norm:.3g}, {ratio:.3g} x the median row norm {median:.3g} (the minimum is {PAD_NORM_MIN_RATIO} x): it is an untrained (reserved) token, and stage 1 would teach the projector to emit near-zero vectors at every pad position. Pad with a trained row instead: set `target_llm.pad_token` to another single token of the tokenizer (e.g. `--config target_llm.pad_token='<|eot_id|>'` for Llama 3.1; the same value in stage 1 and stage 2), or override `{PAD_TOKEN_FIELD}` in a `@user` card; or train on this row anyway with `target_llm.allow_weak_pad_row=true`."
+        )
 
     if ratio < PAD_NORM_WARN_RATIO:
         log.warning(

@@ -68,6 +68,13 @@ def row_norm_ratio(table: Tensor, idx: int) -> tuple[float, float]:
     Tells an untrained (zero or near-zero) row, such as a reserved Llama-3
     token's, from a trained one.
     """
+    norm, median = row_norm_and_median(table, idx)
+    return norm, (norm / median if median > 0 else float("inf"))
+
+
+def row_norm_and_median(table: Tensor, idx: int) -> tuple[float, float]:
+    """The L2 norm of row ``idx`` and the median L2 norm of all rows (both
+    are named when a pad row is refused; a zero row's ratio loses the median)."""
     # Through one reused float32 buffer of row chunks: a float32 copy of a whole
     # bf16 table would double it (and fresh chunk copies fragment the heap).
     norms = torch.empty(table.size(0), dtype=torch.float32, device=table.device)
@@ -82,9 +89,7 @@ def row_norm_ratio(table: Tensor, idx: int) -> tuple[float, float]:
         chunk = buffer[: rows.size(0)]
         chunk.copy_(rows)
         norms[start : start + rows.size(0)] = chunk.norm(dim=-1)
-    norm = float(norms[idx])
-    median = float(norms.median())
-    return norm, (norm / median if median > 0 else float("inf"))
+    return float(norms[idx]), float(norms.median())
 
 
 def drop_pad_ids(ids: Tensor, length: int, pad_idx: int) -> list[int]:
