@@ -3,7 +3,9 @@
 Corpus-level means the sum of edits over the sum of reference units (words or
 characters), as ``jiwer.wer``/``jiwer.cer`` compute it over lists; an
 utterance-average would weigh a two-word utterance like a fifty-word one.
-Counts are kept per utterance so ranks and resumed runs can be summed.
+Counts are kept per utterance so ranks and resumed runs can be summed, and
+so each rate gets its 95 % interval by a bootstrap over utterances
+(``wer_ci``: the same ratio of sums on resampled utterances).
 """
 
 from __future__ import annotations
@@ -11,17 +13,41 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from speechmapper_plugin.evaluation.normalizers import normalizer_for
 from speechmapper_plugin.metrics.edits import EditCounts as EditCounts
 from speechmapper_plugin.metrics.edits import Unit as Unit
 from speechmapper_plugin.metrics.edits import corpus_edit_counts as corpus_edit_counts
 from speechmapper_plugin.metrics.edits import edit_counts as edit_counts
+from speechmapper_plugin.metrics.intervals import bootstrap_estimate
+
+
+def _percent_rate(sums: NDArray[np.float64]) -> NDArray[np.float64]:
+    """100 × errors / reference units per row; NaN (no rate, left out of
+    the interval) for a resample without reference units, where a plain
+    ratio would give inf."""
+    errors, units = sums[..., 0], sums[..., 1]
+    safe = np.where(units > 0, units, 1.0)
+    return np.asarray(np.where(units > 0, 100.0 * errors / safe, np.nan))
+
+
+def rate_interval(per_utt: Sequence[EditCounts]) -> dict[str, Any] | None:
+    """Σ errors / Σ reference units in %, with its bootstrap interval over
+    utterances; ``None`` without reference units (no rate)."""
+    if sum(c.reference_units for c in per_utt) == 0:
+        return None
+    stats = [(c.errors, c.reference_units) for c in per_utt]
+    return bootstrap_estimate(stats, _percent_rate).to_dict()
 
 
 def asr_scores(
     references: Sequence[str], hypotheses: Sequence[str], langs: Sequence[str]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Corpus WER/CER (raw and Whisper-normalised) and per-utterance counts.
+    """Corpus WER/CER (raw and Whisper-normalised) with their intervals
+    (``wer_ci``, ``cer_ci``, ``wer_raw_ci``, ``cer_raw_ci``) and
+    per-utterance counts.
 
     ``langs`` picks each pair's normaliser (English or basic); the summary
     names every normaliser used with its package version.
@@ -54,6 +80,8 @@ def asr_scores(
         words, chars = by_unit["word"][0], by_unit["char"][0]
         metrics[f"wer{suffix}"] = words.rate()
         metrics[f"cer{suffix}"] = chars.rate()
+        metrics[f"wer{suffix}_ci"] = rate_interval(by_unit["word"][1])
+        metrics[f"cer{suffix}_ci"] = rate_interval(by_unit["char"][1])
         metrics[f"word_errors{suffix}"] = words.errors
         metrics[f"reference_words{suffix}"] = words.reference_units
         metrics[f"char_errors{suffix}"] = chars.errors

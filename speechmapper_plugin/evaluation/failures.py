@@ -7,6 +7,9 @@ output *text* (the guard's default rule applied to words: a suffix of 4
 copies of a 2-16-word n-gram or 8 copies of one word) and counts a
 hypothesis that either the guard stopped or that ends in such a loop. The
 two rates are comparable between runs with the guard on and off.
+
+Language adherence is a proportion, so its 95 % interval is Wilson's
+(:func:`adherence_intervals`), overall and per expected language.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from speechmapper_plugin.data.instructions.prompts import language_code
 from speechmapper_plugin.generation import RepetitionGuardConfig, find_repetition_loop
+from speechmapper_plugin.metrics.intervals import wilson_estimate
 
 CHARACTER_LANGUAGES = frozenset({"zh", "ja", "ko", "th"})
 """Languages written without spaces: lengths count characters."""
@@ -89,3 +93,24 @@ def failure_signatures(
         "length_ratio_examples": with_reference,
     }
     return metrics, per_utt
+
+
+def adherence_intervals(language: Mapping[str, Any]) -> dict[str, Any]:
+    """Wilson 95 % intervals (in %) of the language-adherence rate from the
+    scorer's confusion counts (``{expected: {detected: count}}``):
+    ``rate_ci`` over all scored outputs (``None`` without any) and
+    ``rate_ci_by_language`` per expected language."""
+    confusion: Mapping[str, Mapping[str, int]] = language.get("confusion") or {}
+    by_language = {
+        want: wilson_estimate(int(row.get(want, 0)), int(sum(row.values())))
+        .scaled(100.0)
+        .to_dict()
+        for want, row in confusion.items()
+        if sum(row.values())
+    }
+    scored = sum(int(sum(row.values())) for row in confusion.values())
+    adherent = sum(int(row.get(want, 0)) for want, row in confusion.items())
+    overall = (
+        wilson_estimate(adherent, scored).scaled(100.0).to_dict() if scored else None
+    )
+    return {"rate_ci": overall, "rate_ci_by_language": by_language}

@@ -5,6 +5,11 @@ BLEU tokenises Chinese targets with sacreBLEU's ``zh`` tokenizer, Japanese and
 Korean by character (``char``; the ``ja-mecab``/``ko-mecab`` tokenizers need
 extra packages) and every other target with ``13a`` (the WMT default). The
 signature strings pin every setting that changes a score.
+
+Both are corpus metrics (ratios of n-gram counts summed over sentences), so
+their 95 % intervals come from a bootstrap over sentences that resamples
+sacreBLEU's own per-sentence sufficient statistics and scores each resample
+with sacreBLEU's own formula: the point value is sacreBLEU's corpus score.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
 from sacrebleu.metrics import BLEU, CHRF
 
 from speechmapper_plugin.data.instructions.prompts import language_code
+from speechmapper_plugin.metrics.intervals import bootstrap_estimate
 
 COMET_MODEL = "Unbabel/wmt22-comet-da"
 COMET_COMMAND = "comet-score"
@@ -40,10 +48,46 @@ def bleu_tokenizer(target_lang: str) -> str:
     return BLEU_TOKENIZERS.get(language_code(target_lang), "13a")
 
 
+def translation_metrics(target_lang: str) -> dict[str, BLEU | CHRF]:
+    """The corpus metrics of a target language, by summary name."""
+    return {"bleu": BLEU(tokenize=bleu_tokenizer(target_lang)), "chrf": CHRF()}
+
+
+def sentence_statistics(
+    metric: BLEU | CHRF, hypotheses: Sequence[str], references: Sequence[str]
+) -> NDArray[np.float64]:
+    """``(n, k)`` per-sentence sufficient statistics, as sacreBLEU sums them
+    for its corpus score (BLEU: lengths and n-gram matches/totals; chrF:
+    character and word n-gram counts)."""
+    # sacreBLEU's statistics API is underscored but stable since 2.0: it is
+    # what its own paired bootstrap (`sacrebleu.significance`) resamples.
+    stats = metric._extract_corpus_statistics(list(hypotheses), [list(references)])
+    return np.asarray(stats, dtype=np.float64).reshape(len(hypotheses), -1)
+
+
+def score_of_statistics(
+    metric: BLEU | CHRF,
+) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+    """sacreBLEU's score of summed statistics ``(..., k)``, for every row
+    (what :func:`~speechmapper_plugin.metrics.intervals.bootstrap_estimate`
+    calls on the corpus and on all resamples)."""
+
+    def score(sums: NDArray[np.float64]) -> NDArray[np.float64]:
+        flat = np.asarray(sums).reshape(-1, np.shape(sums)[-1])
+        scores = [
+            metric._compute_score_from_stats([int(v) for v in row]).score
+            for row in np.rint(flat)
+        ]
+        return np.asarray(scores, dtype=np.float64).reshape(np.shape(sums)[:-1])
+
+    return score
+
+
 def translation_scores(
     hypotheses: Sequence[str], references: Sequence[str], target_lang: str
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Corpus BLEU and chrF of one target language, and sentence scores.
+    """Corpus BLEU and chrF of one target language with their bootstrap
+    intervals over sentences (``bleu_ci``, ``chrf_ci``), and sentence scores.
 
     :returns: the corpus metrics (with sacreBLEU signatures) and one dict per
         hypothesis (sentence BLEU and chrF, for finding bad examples only:
@@ -53,21 +97,22 @@ def translation_scores(
         raise ValueError(
             f"`hypotheses` and `references` must have the same length, but have {len(hypotheses)} and {len(references)}."
         )
-    bleu = BLEU(tokenize=bleu_tokenizer(target_lang))
+    if not hypotheses:
+        raise ValueError("BLEU and chrF need at least one hypothesis.")
+
+    metrics: dict[str, Any] = {"num_examples": len(hypotheses)}
+    signatures = {}
+    for name, metric in translation_metrics(target_lang).items():
+        estimate = bootstrap_estimate(
+            sentence_statistics(metric, hypotheses, references),
+            score_of_statistics(metric),
+        )
+        metrics[name] = estimate.value
+        metrics[f"{name}_ci"] = estimate.to_dict()
+        signatures[f"{name}_signature"] = str(metric.get_signature())
+    metrics.update(signatures)
+
     chrf = CHRF()
-    refs = [list(references)]
-
-    bleu_score = bleu.corpus_score(list(hypotheses), refs)
-    chrf_score = chrf.corpus_score(list(hypotheses), refs)
-
-    metrics = {
-        "num_examples": len(hypotheses),
-        "bleu": bleu_score.score,
-        "chrf": chrf_score.score,
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf_signature": str(chrf.get_signature()),
-    }
-
     sentence_bleu = BLEU(tokenize=bleu_tokenizer(target_lang), effective_order=True)
     per_utt = [
         {

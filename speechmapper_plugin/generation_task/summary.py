@@ -5,7 +5,8 @@ The metrics are the evaluation's (:func:`~speechmapper_plugin.evaluation.referen
 so a name means the same in every summary: ``wer`` is the WER after
 Whisper's normaliser, ``wer_raw`` the WER of the text as written.
 ``recipes.evaluate`` replaces them with the full set (the same plus COMET,
-QA, the judge and failure rates)."""
+QA, the judge and failure rates). Each rate comes with ``num_examples`` and
+its 95 % interval over examples (``wer_ci``, ``bleu_ci``, ``chrf_ci``)."""
 
 from __future__ import annotations
 
@@ -56,10 +57,17 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     for name, values in summary["metrics"].items():
         if "wer" in values and values["wer"] is not None:
             lines.append(
-                f"{name}: WER {values['wer']:.2f}% over {values['num_examples']} examples ({values['word_errors']} errors / {values['reference_words']} words)."
+                f"{name}: WER {values['wer']:.2f}%{_interval(values.get('wer_ci'))} over {values['num_examples']} examples ({values['word_errors']} errors / {values['reference_words']} words)."
             )
         elif "bleu" in values:
             lines.append(
-                f"{name}: BLEU {values['bleu']:.2f} over {values['num_examples']} examples."
+                f"{name}: BLEU {values['bleu']:.2f}{_interval(values.get('bleu_ci'))}, chrF {values['chrf']:.2f}{_interval(values.get('chrf_ci'))} over {values['num_examples']} examples."
             )
     return " ".join(lines)
+
+
+def _interval(interval: Mapping[str, Any] | None) -> str:
+    """`` [low, high]`` (the 95 % interval), or nothing without one."""
+    if not interval:
+        return ""
+    return f" [{interval['low']:.2f}, {interval['high']:.2f}]"
