@@ -1,4 +1,8 @@
-"""``summary.md``: the numbers of ``summary.json`` as readable tables."""
+"""``summary.md``: the numbers of ``summary.json`` as readable tables.
+
+A metric with an interval (``<name>_ci`` beside it in ``summary.json``) is
+shown as ``34.00 [31.20, 36.90]``: its 95 % interval over the ``n`` of its
+row, so two runs' figures can be told apart from noise."""
 
 from __future__ import annotations
 
@@ -34,6 +38,13 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.2f}"
     return str(value)
+
+
+def _fmt_ci(value: Any, interval: Any) -> str:
+    """``value [low, high]`` when ``interval`` is an interval's dict."""
+    if value is None or not isinstance(interval, Mapping):
+        return _fmt(value)
+    return f"{_fmt(value)} [{_fmt(interval.get('low'))}, {_fmt(interval.get('high'))}]"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -84,7 +95,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         for g in groups:
             values = metrics[g]
             row = [g, _fmt(values.get("num_examples"))]
-            row += [_fmt(values.get(k)) for k, _ in columns]
+            row += [_fmt_ci(values.get(k), values.get(f"{k}_ci")) for k, _ in columns]
             extra = []
             if isinstance(values.get("comet"), Mapping):
                 extra.append(f"COMET {_fmt(values['comet'].get('score'))}")
@@ -109,7 +120,8 @@ def render_summary(summary: Mapping[str, Any]) -> str:
             for key, _ in _FAILURES:
                 value = values.get(key)
                 if key == "language_adherence" and isinstance(value, Mapping):
-                    value = value.get("rate")
+                    row.append(_fmt_ci(value.get("rate"), value.get("rate_ci")))
+                    continue
                 row.append(_fmt(value))
             rows.append(row)
         lines += ["## Failure signatures", ""]

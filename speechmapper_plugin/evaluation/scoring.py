@@ -13,6 +13,11 @@ A record is one line of ``hypotheses.jsonl``: ``id``, ``task``,
   the free-form answers (accuracy with its Wilson interval, or mean 0-5);
 - ``failures`` (all records) and ``failures/<task>``: loop, truncation,
   empty-output and language-adherence rates, length ratio.
+
+Each group has ``num_examples``, and WER/CER, BLEU, chrF and language
+adherence carry their 95 % interval beside the value (``wer_ci``,
+``bleu_ci``, ``chrf_ci``, ``language_adherence.rate_ci``): a bootstrap over
+utterances for the corpus metrics, Wilson's interval for the proportion.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ from typing import Any, Protocol
 
 from speechmapper_plugin.data.instructions.prompts import language_code
 from speechmapper_plugin.evaluation.asr import asr_scores
-from speechmapper_plugin.evaluation.failures import failure_signatures
+from speechmapper_plugin.evaluation.failures import (
+    adherence_intervals,
+    failure_signatures,
+)
 from speechmapper_plugin.evaluation.language import adherence
 from speechmapper_plugin.evaluation.options import EVAL_TASKS, ScoringSection
 from speechmapper_plugin.evaluation.qa import qa_scores, question_text
@@ -209,7 +217,7 @@ def _failures(
     language, detected = adherence(
         [str(r["hypothesis"]) for r in picked], expected, scoring.language_candidates
     )
-    values["language_adherence"] = language
+    values["language_adherence"] = {**language, **adherence_intervals(language)}
     if rows is not None:
         for row, want, got in zip(per_utt, expected, detected, strict=True):
             row["expected_lang"] = want
