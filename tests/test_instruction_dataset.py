@@ -30,12 +30,15 @@ from speechmapper_plugin.datasets.instructions import (
     collate_instructions,
 )
 from speechmapper_plugin.llm import (
+    TranscriptNormalization,
     chat_template_for_card,
     encode_response,
     encode_speech_prompt,
+    resolve_target_tokens,
 )
 from speechmapper_plugin.models.speechmapper import get_speechmapper_model_hub
 from tests.support.feature_store import Utterance, write_feature_store
+from tests.support.llm import LLAMA_CARD
 
 INSTRUCTION = "Transcribe the audio.\n<speech>"
 
@@ -45,8 +48,9 @@ def features(frames: int, seed: int) -> torch.Tensor:
 
 
 def test_prepare_counts_every_skip_by_code(tmp_path: Path) -> None:
-    tokenizer = load_tokenizer("test_llama")
-    template = chat_template_for_card("test_llama")
+    targets = resolve_target_tokens(LLAMA_CARD)
+    tokenizer = load_tokenizer(LLAMA_CARD)
+    template = chat_template_for_card(LLAMA_CARD)
     projector = get_speechmapper_model_hub().get_arch_config("tiny")
     encoder = tokenizer.create_raw_encoder()
 
@@ -91,9 +95,8 @@ def test_prepare_counts_every_skip_by_code(tmp_path: Path) -> None:
     ) -> PreparedInstructions:
         return InstructionDataset({"train": [path]}, [store]).prepare(
             "train",
-            tokenizer=tokenizer,
+            targets=targets,
             template=template,
-            encode_transcript=encode,
             projector=projector,
             max_seq_len=max_seq_len,
             max_num_frames=max_num_frames,
@@ -161,3 +164,70 @@ def test_select_equals_collating_the_kept_rows() -> None:
         assert torch.equal(got.target_lens, want.target_lens)
         for name in ("prefix_ids", "suffix_ids", "response_ids", "ids"):
             assert getattr(got, name) == getattr(want, name), name
+
+
+def prepare_one(
+    tmp_path: Path, example: InstructionExample, mode: TranscriptNormalization
+) -> PreparedInstructions:
+    """``example`` (speech ``u``) prepared with the test Llama's target tokens
+    under transcript policy ``mode``."""
+    store = write_feature_store(
+        tmp_path / "store", [Utterance("u", features(200, 0), "HELLO THERE")]
+    )
+    path = tmp_path / "train.jsonl"
+    write_instructions(path, [example])
+    return InstructionDataset({"train": [path]}, [store]).prepare(
+        "train",
+        targets=resolve_target_tokens(LLAMA_CARD, normalization=mode),
+        template=chat_template_for_card(LLAMA_CARD),
+        projector=get_speechmapper_model_hub().get_arch_config("tiny"),
+        max_seq_len=4096,
+    )
+
+
+def test_a_response_that_is_the_transcript_follows_the_policy(tmp_path: Path) -> None:
+    example = InstructionExample(
+        "e", INSTRUCTION, speech="u", task="asr", transcript="HELLO THERE",
+        response_is_transcript=True,
+    )  # fmt: skip
+    (prepared,) = prepare_one(tmp_path, example, "lowercase").examples
+    targets = resolve_target_tokens(LLAMA_CARD)
+    want = encode_response(
+        targets.tokenizer, chat_template_for_card(LLAMA_CARD), "hello there"
+    )
+    assert prepared.response_ids == want
+    assert targets.decode(prepared.transcript_ids or ()) == "hello there"
+
+
+def test_another_response_is_used_as_written(tmp_path: Path) -> None:
+    # A translation, or an ASR example that says its response is another text.
+    for task, flag in (("st", None), ("asr", False)):
+        example = InstructionExample(
+            "e", INSTRUCTION, "Hallo da", speech="u", task=task,
+            transcript="HELLO THERE", response_is_transcript=flag,
+        )  # fmt: skip
+        (prepared,) = prepare_one(tmp_path / task, example, "lowercase").examples
+        targets = resolve_target_tokens(LLAMA_CARD)
+        template = chat_template_for_card(LLAMA_CARD)
+        assert prepared.response_ids == encode_response(
+            targets.tokenizer, template, "Hallo da"
+        )
+        assert targets.decode(prepared.transcript_ids or ()) == "hello there"
+
+
+def test_an_asr_example_that_does_not_say_is_refused_when_the_policy_rewrites(
+    tmp_path: Path,
+) -> None:
+    example = InstructionExample(
+        "old", INSTRUCTION, "HELLO THERE", speech="u", task="asr",
+        transcript="HELLO THERE",
+    )  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"'old' does not say whether .*`\"response_is_transcript\": true`",
+    ):
+        prepare_one(tmp_path / "a", example, "sentence_case")
+    # Under `as_given` both readings are one text: nothing to refuse.
+    (prepared,) = prepare_one(tmp_path / "b", example, "as_given").examples
+    targets = resolve_target_tokens(LLAMA_CARD)
+    assert targets.decode(prepared.response_ids) == "HELLO THERE"

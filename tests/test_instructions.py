@@ -39,6 +39,7 @@ def test_asr_builder_uses_the_pool_and_keeps_the_transcript() -> None:
     for example, record in zip(train, records, strict=True):
         assert example.speech == record.id and example.audio is None
         assert example.response == example.transcript == record.transcript
+        assert example.response_is_transcript is True
         assert example.instruction.count(SPEECH_PLACEHOLDER) == 1
     assert train == list(build_asr_examples(records, pool="train", seed=1))
 
@@ -55,11 +56,13 @@ def test_st_and_sqa_builders() -> None:
     (st,) = build_st_examples([(record, "Guten Morgen", "de")])
     assert "German" in st.instruction and st.response == "Guten Morgen"
     assert st.audio == "/x/a.wav" and st.speech is None and st.target_lang == "de"
+    assert st.response_is_transcript is None
 
     sqa = list(build_sqa_examples([(record, "What time of day is it?", "morning")] * 2))
     assert [e.id for e in sqa] == ["a:sqa:0", "a:sqa:1"]
     assert all("What time of day is it?" in e.instruction for e in sqa)
     assert all(e.instruction.count(SPEECH_PLACEHOLDER) == 1 for e in sqa)
+    assert all(e.response_is_transcript is None for e in sqa)
 
 
 def test_round_trip_and_relative_audio(tmp_path: Path) -> None:
@@ -109,6 +112,18 @@ def test_round_trip_and_relative_audio(tmp_path: Path) -> None:
             '{"id": "1", "instruction": "<speech>", "speech": 3}',
             "`speech` must be a string",
         ),
+        (
+            '{"id": "1", "instruction": "<speech>", "speech": "u", "transcript": "hi", "response_is_transcript": "yes"}',
+            "`response_is_transcript` must be true or false, but is 'yes'",
+        ),
+        (
+            '{"id": "1", "instruction": "<speech>", "speech": "u", "response": "hi", "response_is_transcript": true}',
+            "`response_is_transcript` is true but there is no `transcript`",
+        ),
+        (
+            '{"id": "1", "instruction": "<speech>", "speech": "u", "response": "HI", "transcript": "hi", "response_is_transcript": true}',
+            "`response` \\('HI'\\) differs from `transcript` \\('hi'\\)",
+        ),
         ("not json", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
     ],
@@ -123,6 +138,22 @@ def test_bad_lines_name_the_file_and_line(
     with pytest.raises(InstructionFormatError, match=message) as info:
         read_instructions(path)
     assert f"{path}:2" in str(info.value)
+
+
+def test_a_response_that_is_the_transcript_may_be_left_out(tmp_path: Path) -> None:
+    path = tmp_path / "asr.jsonl"
+    path.write_text(
+        '{"id": "1", "instruction": "<speech>", "speech": "u", "transcript": " HI THERE ", "response_is_transcript": true}\n'
+        '{"id": "2", "instruction": "<speech>", "speech": "u", "response": "HI THERE", "transcript": "HI THERE ", "response_is_transcript": true}\n'
+    )
+    one, two = read_instructions(path)
+    assert one.response == two.response == "HI THERE"
+    assert one.response_is_transcript is two.response_is_transcript is True
+    # The builder's examples survive the file.
+    (built,) = build_asr_examples([SpeechRecord(id="u", transcript="HI THERE")])
+    write_instructions(path, [built])
+    assert read_instructions(path) == [built]
+    assert '"response_is_transcript": true' in path.read_text()
 
 
 def test_duplicate_ids_and_empty_files_are_rejected(tmp_path: Path) -> None:

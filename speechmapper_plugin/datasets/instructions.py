@@ -3,7 +3,13 @@
 Each example (see :mod:`speechmapper_plugin.data.instructions`) names its speech
 by feature-store id; the instruction is rendered in the target LLM's chat
 template with the speech embeddings at the placeholder, and the response is
-the CE target. Examples are checked once, when a split is prepared: missing
+the CE target. A transcript becomes a target in one way only, the MSE targets'
+(:class:`~speechmapper_plugin.llm.TargetTokens`, which stage 1 uses too): the
+MSE term's ids are its ``encode``, and an example whose response *is* the
+transcript (``response_is_transcript``, as the ASR builder writes) gets the
+transcript written by its ``normalization`` as CE response, so the two terms
+never train on different casings of one sentence. Examples are checked once,
+when a split is prepared: missing
 speech, empty responses, prompts too long for the LLM and speech too short for
 the projector are counted, listed and skipped; a transcript longer than the
 projector output keeps the example but drops its MSE term (counted too).
@@ -11,18 +17,17 @@ projector output keeps the example but drops its MSE term (counted too).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import torch
-from fairseq2.data.tokenizers import Tokenizer
 from fairseq2.datasets import DataPipelineReader
 from fairseq2.gang import Gangs
 
 from speechmapper_plugin.data.feature_store import FeatureStore
-from speechmapper_plugin.data.instructions import read_instructions
+from speechmapper_plugin.data.instructions import InstructionExample, read_instructions
 from speechmapper_plugin.data.reasons import EMPTY_RESPONSE, MISSING_FEATURES
 from speechmapper_plugin.data.usability import (
     Unusable,
@@ -39,7 +44,13 @@ from speechmapper_plugin.datasets.batching import (
 )
 from speechmapper_plugin.datasets.skips import SkipReport
 from speechmapper_plugin.datasets.speech_features import check_store_matches_projector
-from speechmapper_plugin.llm import ChatTemplate, encode_response, encode_speech_prompt
+from speechmapper_plugin.llm import (
+    ChatTemplate,
+    TargetTokens,
+    encode_response,
+    encode_speech_prompt,
+    normalize_transcript,
+)
 from speechmapper_plugin.models.adapters import ProjectorConfig
 from speechmapper_plugin.padding import pad_sequences
 
@@ -113,9 +124,8 @@ class InstructionDataset:
         self,
         split: str,
         *,
-        tokenizer: Tokenizer,
+        targets: TargetTokens,
         template: ChatTemplate,
-        encode_transcript: Callable[[str], Sequence[int]],
         projector: ProjectorConfig,
         max_seq_len: int,
         max_num_frames: int | None = None,
@@ -123,9 +133,14 @@ class InstructionDataset:
     ) -> PreparedInstructions:
         """Tokenises every example and keeps those stage 2 can train on.
 
+        :param targets: the MSE targets' tokens: their tokenizer also encodes
+            the prompts and responses, and their transcript policy writes both
+            the MSE targets and the responses that are the transcript.
         :param max_seq_len: the LLM's longest sequence; longer prompts are skipped.
         :raises ValueError: if an example references audio instead of features,
-            if a store does not match the projector, or if nothing is usable.
+            if an ``asr`` example does not say whether its response is the
+            transcript while the policy changes transcripts, if a store does
+            not match the projector, or if nothing is usable.
         """
         stores = self.stores()
         for store in stores:
@@ -139,6 +154,7 @@ class InstructionDataset:
         report = SkipReport(split)
         prepared = PreparedInstructions([], report)
 
+        tokenizer = targets.tokenizer
         examples = (e for path in self._splits[split] for e in read_instructions(path))
         for example in examples:
             report.num_examples += 1
@@ -147,6 +163,8 @@ class InstructionDataset:
                 raise ValueError(
                     f"Example '{example.id}' of split '{split}' references audio ({example.audio}); stage 2 trains on cached features: extract them with `python -m recipes.extract_features` and refer to them by id (`speech`)."
                 )
+
+            response = response_text(example, targets)
 
             location = locations.get(example.speech)
             if location is None:
@@ -159,7 +177,7 @@ class InstructionDataset:
                 )
                 continue
 
-            if not example.response.strip():
+            if not response.strip():
                 report.skip(
                     example.id, Unusable(EMPTY_RESPONSE, "the response is empty")
                 )
@@ -178,7 +196,7 @@ class InstructionDataset:
             prompt = encode_speech_prompt(
                 tokenizer, template, example.instruction, system_prompt
             )
-            response_ids = encode_response(tokenizer, template, example.response)
+            response_ids = encode_response(tokenizer, template, response)
 
             problem = prompt_problem(
                 projector,
@@ -197,9 +215,7 @@ class InstructionDataset:
                 example.transcript
                 and transcript_text_problem(example.transcript) is None
             ):
-                ids = tuple(
-                    int(i) for i in encode_transcript(example.transcript.strip())
-                )
+                ids = tuple(int(i) for i in targets.encode(example.transcript.strip()))
                 if transcript_problem(len(ids), positions) is None:
                     transcript_ids = ids
             if transcript_ids is None:
@@ -228,6 +244,32 @@ class InstructionDataset:
         return create_speech_reader(
             prepared.examples, self.stores(), collate_instructions, gangs, options
         )
+
+
+def response_text(example: InstructionExample, targets: TargetTokens) -> str:
+    """The CE response of ``example``: its transcript written by the MSE
+    targets' policy when the response is the transcript, else the response.
+
+    :raises ValueError: for an ``asr`` example that does not say whether its
+        response is the transcript, when the policy would change the text
+        (guessing would let CE and MSE train on different texts unseen).
+    """
+    if example.response_is_transcript:
+        if not example.transcript:
+            raise ValueError(
+                f"Example '{example.id}' says its response is its transcript but has none."
+            )
+        return normalize_transcript(example.transcript.strip(), targets.normalization)
+
+    if (
+        example.response_is_transcript is None
+        and example.task == "asr"
+        and targets.normalization != "as_given"
+    ):
+        raise ValueError(
+            f"The ASR example '{example.id}' does not say whether its response is its transcript, and `target_llm.transcript_normalization: {targets.normalization}` rewrites the MSE targets' transcripts: add `\"response_is_transcript\": true` to its line (the CE response is then the transcript, written as the MSE targets are) or `false` (the response is used as written), or rebuild the file with `python -m speechmapper_plugin.data.instructions asr`."
+        )
+    return example.response
 
 
 def collate_instructions(items: list[dict[str, Any]]) -> InstructionBatch:

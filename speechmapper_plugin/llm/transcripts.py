@@ -1,8 +1,15 @@
-"""How stage-1 transcripts are written before they become target embeddings.
+"""How a transcript is written wherever it becomes a training target.
 
-The targets are the LLM's token embeddings of the transcript, so its casing
-decides which embeddings the projector learns: LibriSpeech transcripts are
-upper-case without punctuation, and Llama's tokens for "THE" and "the" are
+One policy (``target_llm.transcript_normalization``, the same section in both
+stages) writes every such transcript: stage 1's MSE targets, stage 2's MSE
+targets, and stage 2's CE response when the response is the transcript (ASR
+examples, ``response_is_transcript``). Instruction files and manifests keep
+the corpus's text; the policy is applied when the targets are built, so the
+terms cannot train on different texts of one utterance.
+
+The MSE targets are the LLM's token embeddings of the transcript, so its
+casing decides which embeddings the projector learns: LibriSpeech transcripts
+are upper-case without punctuation, and Llama's tokens for "THE" and "the" are
 different rows. The options:
 
 - ``as_given``: the manifest's text unchanged;

@@ -2,7 +2,10 @@
 
 - task-agnostic **ASR-based tuning**: transcription-style instructions drawn
   from a training pool (or the disjoint held-out pool for evaluation); the
-  response is the transcript;
+  response is the transcript, as the corpus wrote it, and the example says so
+  (``response_is_transcript``): stage 2 writes it with the one transcript
+  policy of its MSE targets (``target_llm.transcript_normalization``), so the
+  files need no rebuild when that policy changes;
 - **speech translation**: the instruction names the target language;
 - **spoken QA**: speech context plus a text question; the answer is the response.
 
@@ -82,7 +85,8 @@ def build_asr_examples(
     pool: Literal["train", "eval"] = "train",
     seed: int = 0,
 ) -> Iterator[InstructionExample]:
-    """Transcription examples; records without a transcript are an error."""
+    """Transcription examples whose response is the transcript (marked so);
+    records without a transcript are an error."""
     prompts = ASR_TRAIN_PROMPTS if pool == "train" else ASR_EVAL_PROMPTS
     rng = random.Random(seed)
     for record in records:
@@ -98,6 +102,7 @@ def build_asr_examples(
             task="asr",
             lang=record.lang,
             transcript=record.transcript.strip(),
+            response_is_transcript=True,
         )
 
 

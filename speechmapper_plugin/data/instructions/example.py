@@ -13,6 +13,14 @@ Fields:
 - ``lang`` / ``target_lang`` (str, optional): source and target languages.
 - ``transcript`` (str, optional): what is said; stage 2 adds the MSE term for
   examples that have one.
+- ``response_is_transcript`` (bool, optional): ``true`` says the response *is*
+  the transcript (ASR): ``transcript`` is then required, ``response`` may be
+  left out (it is the transcript) and must otherwise equal it. Stage 2 then
+  writes the CE response as it writes the MSE targets (the one policy,
+  ``target_llm.transcript_normalization``), so both terms train on the same
+  text; the files stay as the corpus wrote them. ``false`` says the response
+  is used as written. An ``asr`` example that says neither is refused by
+  stage 2 when that policy changes the text, rather than guessed.
 - ``offset`` / ``duration`` (numbers of seconds, optional, with ``audio``
   only): the example's speech is that segment of the audio file (as in a
   manifest's segment rows).
@@ -32,7 +40,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.data.manifest import ManifestRow
@@ -59,6 +67,7 @@ class InstructionExample:
     question: str | None = None
     options: tuple[str, ...] | None = None
     answers: tuple[str, ...] | None = None
+    response_is_transcript: bool | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -68,6 +77,7 @@ class InstructionExample:
 
 _SECONDS_FIELDS: Final = ("offset", "duration")
 _LIST_FIELDS: Final = ("options", "answers")
+_BOOL_FIELDS: Final = ("response_is_transcript",)
 
 
 def check_placeholder(instruction: str, where: str = "The instruction") -> None:
@@ -99,7 +109,7 @@ def parse_example(
             raise InstructionFormatError(
                 f"{where}: `{name}` must be a non-empty string."
             )
-    special = {"id", "instruction", *_SECONDS_FIELDS, *_LIST_FIELDS}
+    special = {"id", "instruction", *_SECONDS_FIELDS, *_LIST_FIELDS, *_BOOL_FIELDS}
     for name in known - special:
         if name in data and data[name] is not None and not isinstance(data[name], str):
             raise InstructionFormatError(f"{where}: `{name}` must be a string.")
@@ -133,6 +143,16 @@ def parse_example(
             )
         data[name] = tuple(value)
 
+    for name in _BOOL_FIELDS:
+        value = data.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise InstructionFormatError(
+                f"{where}: `{name}` must be true or false, but is {value!r}."
+            )
+
+    if data.get("response_is_transcript"):
+        _check_response_is_transcript(data, where)
+
     if (data.get("speech") is None) == (data.get("audio") is None):
         raise InstructionFormatError(
             f"{where}: give exactly one of `speech` (a feature-store id) and `audio` (a path)."
@@ -145,6 +165,23 @@ def parse_example(
         data["audio"] = str(base_dir / audio)
 
     return InstructionExample(**data)
+
+
+def _check_response_is_transcript(data: dict[str, Any], where: str) -> None:
+    """An example whose response is its transcript has one, and no other
+    response; a left-out response is the transcript."""
+    transcript = data.get("transcript")
+    if not transcript or not transcript.strip():
+        raise InstructionFormatError(
+            f"{where}: `response_is_transcript` is true but there is no `transcript`; give the transcript (the response is taken from it)."
+        )
+    response = data.get("response")
+    if not response:
+        data["response"] = transcript.strip()
+    elif response.strip() != transcript.strip():
+        raise InstructionFormatError(
+            f"{where}: `response_is_transcript` is true but `response` ({response!r}) differs from `transcript` ({transcript!r}); leave `response` out, or set `response_is_transcript` to false if the response is another text."
+        )
 
 
 def read_instructions(path: Path) -> list[InstructionExample]:
