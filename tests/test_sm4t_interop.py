@@ -6,6 +6,7 @@ import argparse
 import pickle
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,9 +41,15 @@ CONFIG = SM4TSpeechEncoderConfig(
     **TINY_DIMS, output_layer=TINY_DIMS["num_encoder_layers"]
 )
 
+ADAPTOR_CONFIG = replace(CONFIG, length_adaptor=True)
+
 # What SeamlessM4T holds beyond the speech encoder, in HF names.
 HF_SKIPPED = re.compile(
-    r"^(shared|lm_head|text_encoder|text_decoder|t2u_model|vocoder)\.|"
+    r"^(shared|lm_head|text_encoder|text_decoder|t2u_model|vocoder)\."
+)
+
+# The speech encoder after its Conformer: read, but loaded only with the adaptor.
+HF_ADAPTOR = re.compile(
     r"^speech_encoder\.(adapter|intermediate_ffn|inner_layer_norm)\."
 )
 
@@ -52,8 +59,8 @@ def hf_state() -> dict[str, torch.Tensor]:
     return dict(build_hf_model(SM4T_SEED).state_dict())
 
 
-def model_keys() -> set[str]:
-    return set(create_sm4t_speech_encoder_model(CONFIG).state_dict())
+def model_keys(config: SM4TSpeechEncoderConfig = CONFIG) -> set[str]:
+    return set(create_sm4t_speech_encoder_model(config).state_dict())
 
 
 def test_hf_checkpoint_maps_onto_every_parameter(hf_state: dict[str, Any]) -> None:
@@ -66,6 +73,16 @@ def test_hf_checkpoint_maps_onto_every_parameter(hf_state: dict[str, Any]) -> No
     skipped = set(hf_state) - loaded
     assert skipped and all(HF_SKIPPED.match(k) for k in skipped)
     assert not any(HF_SKIPPED.match(k) for k in loaded)
+
+    # The adaptor's tensors are read (the config is not known then) and
+    # loaded only into a model with the adaptor.
+    adaptor_keys = {k for k in loaded if HF_ADAPTOR.match(k)}
+    assert adaptor_keys
+    with_adaptor = convert_sm4t_speech_encoder_state_dict(
+        dict(hf_state), ADAPTOR_CONFIG
+    )
+    assert set(with_adaptor) == model_keys(ADAPTOR_CONFIG)
+    assert len(with_adaptor) == len(loaded) == len(converted) + len(adaptor_keys)
 
 
 def test_swapped_layer_norm_names(hf_state: dict[str, Any]) -> None:
@@ -177,9 +194,10 @@ def test_load_model_reads_only_speech_encoder_tensors_from_safetensors(
         k.startswith(("text_decoder.", "t2u_model.", "vocoder.")) for k in all_keys
     )
 
-    # ...but exactly the speech-encoder tensors were read, each once.
+    # ...but exactly the speech-encoder tensors were read (the length adaptor's
+    # included: the key selection cannot know the config), each once.
     assert sorted(recorder.read) == sorted(select_speech_encoder_keys(all_keys))
-    assert len(recorder.read) == len(model.state_dict())
+    assert len(recorder.read) == len(model_keys(ADAPTOR_CONFIG))
     assert not any(HF_SKIPPED.match(k) for k in recorder.read)
 
 
@@ -244,15 +262,15 @@ def test_fairseq1_checkpoint_converts_to_the_hf_tensors(
         assert torch.equal(value, from_fairseq1[key]), key  # type: ignore[arg-type]
 
     # The two LayerNorms called `layer_norm` in fairseq1: after the Conformer
-    # (kept) and after the adaptor (`adaptor.out_ln`, dropped).
+    # (kept) and after the adaptor (`adaptor.out_ln`, only with the adaptor).
     assert torch.equal(
         from_fairseq1["inner_layer_norm.weight"],  # type: ignore[arg-type]
         state["encoder.w2v_encoder.w2v_model.encoder.layer_norm.weight"],
     )
+    assert "length_adaptor.layer_norm.weight" not in from_fairseq1
     loaded = set(select_speech_encoder_keys(state))
-    assert not any(k.startswith("encoder.adaptor.") for k in loaded)
     assert "encoder.w2v_encoder.w2v_model.mask_emb" not in loaded
-    assert len(loaded) == len(model_keys())
+    assert len(loaded) == len(model_keys(ADAPTOR_CONFIG))
 
 
 @pytest.mark.parametrize(

@@ -257,11 +257,12 @@ class SpeechEncoderFeatureExtractor(ABC, Generic[SpeechEncoderT]):
 
     @abstractmethod
     def num_frames(self, num_samples: int) -> int:
-        """Encoder frames (before any averaging) of ``num_samples`` of 16 kHz audio."""
+        """Output frames of the encoder (before any averaging) for ``num_samples``
+        of 16 kHz audio."""
 
     @abstractmethod
     def min_num_samples_for_frames(self, num_frames: int) -> int:
-        """The shortest 16 kHz audio giving at least ``num_frames`` encoder frames."""
+        """The shortest 16 kHz audio giving at least ``num_frames`` output frames."""
 
     @property
     def min_num_samples(self) -> int:

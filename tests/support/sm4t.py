@@ -87,12 +87,31 @@ _HF_TO_META = [
         r"speech_encoder.inner.layers.\1.layer_norm.",
     ),
     (r"speech_encoder\.encoder\.layers\.(\d+)\.", r"speech_encoder.inner.layers.\1."),
-    # Parts of UnitY the speech encoder does not use.
+    # The intermediate FFN and the length adaptor (UnitYEncoderAdaptor), then
+    # the parts of UnitY the speech encoder does not use.
     (
         r"speech_encoder\.intermediate_ffn\.intermediate_dense\.",
         "speech_encoder.proj1.",
     ),
     (r"speech_encoder\.intermediate_ffn\.output_dense\.", "speech_encoder.proj2."),
+    (
+        r"speech_encoder\.adapter\.layers\.(\d+)\.self_attn\.linear_out\.",
+        r"speech_encoder.adaptor_layers.\1.self_attn.output_proj.",
+    ),
+    (
+        r"speech_encoder\.adapter\.layers\.(\d+)\.self_attn\.linear_(.)\.",
+        r"speech_encoder.adaptor_layers.\1.self_attn.\2_proj.",
+    ),
+    (
+        r"speech_encoder\.adapter\.layers\.(\d+)\.ffn\.intermediate_dense\.",
+        r"speech_encoder.adaptor_layers.\1.ffn.inner_proj.",
+    ),
+    (
+        r"speech_encoder\.adapter\.layers\.(\d+)\.ffn\.output_dense\.",
+        r"speech_encoder.adaptor_layers.\1.ffn.output_proj.",
+    ),
+    # `residual_layer_norm`, `residual_conv`, `self_attn_layer_norm`,
+    # `self_attn_conv`, `ffn_layer_norm`: the same names.
     (r"speech_encoder\.adapter\.layers\.", "speech_encoder.adaptor_layers."),
     (r"speech_encoder\.inner_layer_norm\.", "speech_encoder.layer_norm."),
     (r"shared\.weight", "text_decoder_frontend.embed.weight"),

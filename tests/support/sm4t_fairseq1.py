@@ -85,7 +85,7 @@ _ATTENTION = {
     ],
 }
 
-# The rest of UnitY (names not checked by the converter beyond their prefix).
+# The rest of UnitY: the adaptor, then parts the converter checks by prefix only.
 _REST = [
     (
         r"speech_encoder\.intermediate_ffn\.intermediate_dense\.",
@@ -93,7 +93,26 @@ _REST = [
     ),
     (r"speech_encoder\.intermediate_ffn\.output_dense\.", "encoder.adaptor.proj.2."),
     (r"speech_encoder\.inner_layer_norm\.", "encoder.adaptor.out_ln."),
-    (r"speech_encoder\.adapter\.layers\.(\d+)\.", r"encoder.adaptor.layers.\1."),
+    # The length adaptor layers (seamless's names for a non-Conformer adaptor).
+    *(
+        (
+            rf"speech_encoder\.adapter\.layers\.(\d+)\.{hf}\.",
+            rf"encoder.adaptor.layers.\1.{fs1}.",
+        )
+        for hf, fs1 in [
+            ("residual_layer_norm", "residual_layer_norm"),
+            ("residual_conv", "residual_pool.1"),
+            ("self_attn_conv", "attn_pool.1"),
+            ("self_attn_layer_norm", "self_attn_layer_norm"),
+            (r"self_attn\.linear_q", "self_attn.q_proj"),
+            (r"self_attn\.linear_k", "self_attn.k_proj"),
+            (r"self_attn\.linear_v", "self_attn.v_proj"),
+            (r"self_attn\.linear_out", "self_attn.out_proj"),
+            (r"ffn\.intermediate_dense", "fc1"),
+            (r"ffn\.output_dense", "fc2"),
+            ("ffn_layer_norm", "final_layer_norm"),
+        ]
+    ),
     (r"shared\.weight", "target_letter_decoder.embed_tokens.weight"),
     (r"lm_head\.weight", "target_letter_decoder.output_projection.weight"),
     (r"text_encoder\.", "text_encoder."),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from fairseq2.runtime.config_registry import ConfigRegistrar
 from fairseq2.runtime.dependency import DependencyContainer
 from fairseq2.utils.validation import ValidationResult
 
+from speechmapper_plugin.models.frames import ConvShape
 from speechmapper_plugin.models.speech_encoder import check_speech_encoder_config
+from speechmapper_plugin.validation import check_positive_fields
 
 SM4T_SPEECH_ENCODER_FAMILY: Final = "sm4t_speech_encoder"
 
@@ -22,9 +24,11 @@ class SM4TSpeechEncoderConfig:
 
     The default values are the ``large`` architecture: the speech encoder of
     SeamlessM4T-v2 large (the w2v-BERT 2.0 "conformer_shaw_600m" shape) up to and
-    including the LayerNorm after its last Conformer block. The length adaptor
-    that follows it in SeamlessM4T (8x down-sampling to 6.25 Hz) is not part of
-    this model: its output is the 50 Hz per-layer hidden states.
+    including the LayerNorm after its last Conformer block: the 50 Hz hidden
+    states of one layer. With ``length_adaptor`` (archs ``*_adaptor``) the model
+    is SeamlessM4T's whole speech encoder instead, ending after its length
+    adaptor (8x down-sampling to 6.25 Hz), the features SeamlessM4T's text
+    decoder reads.
     """
 
     model_dim: int = 1024
@@ -82,6 +86,26 @@ class SM4TSpeechEncoderConfig:
     Set it to ``False`` for the raw block output. Note that Hugging Face's
     ``hidden_states[k]`` for ``k < 24`` are raw block outputs."""
 
+    length_adaptor: bool = False
+    """If ``True``, the output is SeamlessM4T's speech-encoder output: the last
+    block, its LayerNorm, the intermediate FFN (``x + 0.5 * ffn(x)``), the
+    length adaptor layers and their LayerNorm (Hugging Face
+    ``SeamlessM4Tv2SpeechEncoder(...).last_hidden_state``, Meta's
+    ``UnitYEncoderAdaptor``). The adaptor reads the LayerNorm'd last layer, so
+    ``output_layer`` must be ``num_encoder_layers`` and ``output_layer_norm``
+    ``True``."""
+
+    adaptor_kernel_size: int = 8
+    """The kernel of the length adaptor's two pooling convolutions (padding
+    ``adaptor_kernel_size // 2``)."""
+
+    adaptor_stride: int = 8
+    """The stride of those convolutions: the length adaptor's down-sampling
+    factor (50 Hz -> 6.25 Hz for 8)."""
+
+    num_adaptor_layers: int = 1
+    """The number of length adaptor layers (each down-samples by ``adaptor_stride``)."""
+
     def validate(self) -> ValidationResult:
         result = ValidationResult()
 
@@ -101,7 +125,43 @@ class SM4TSpeechEncoderConfig:
                 f"`shaw_sdpa` must be one of {', '.join(SHAW_SDPA_IMPLS)}, but is '{self.shaw_sdpa}'."
             )
 
+        if self.length_adaptor:
+            self._check_adaptor(result)
+
         return result
+
+    def _check_adaptor(self, result: ValidationResult) -> None:
+        check_positive_fields(
+            result,
+            self,
+            ("adaptor_kernel_size", "adaptor_stride", "num_adaptor_layers"),
+        )
+
+        # The adaptor was trained on the LayerNorm'd last layer; any other
+        # input gives features no SeamlessM4T component ever saw.
+        if self.output_layer != self.num_encoder_layers:
+            result.add_error(
+                f"`length_adaptor` follows the last layer, so `output_layer` must be {self.num_encoder_layers} (`num_encoder_layers`), but is {self.output_layer}. For the features of an intermediate layer, set `length_adaptor: false` (e.g. arch `large` instead of `large_adaptor`)."
+            )
+
+        if not self.output_layer_norm:
+            result.add_error(
+                "`length_adaptor` reads the last layer after the encoder's final LayerNorm, so `output_layer_norm` must be true. For the raw last layer, set `length_adaptor: false`."
+            )
+
+    def adaptor_convs(self) -> list[ConvShape]:
+        """The length adaptor's pooling convolutions in order, each as
+        ``(kernel_size, stride, padding)``; empty without the adaptor."""
+        if not self.length_adaptor:
+            return []
+
+        conv = (
+            self.adaptor_kernel_size,
+            self.adaptor_stride,
+            self.adaptor_kernel_size // 2,
+        )
+
+        return [conv] * self.num_adaptor_layers
 
     @property
     def feature_dim(self) -> int:
@@ -131,3 +191,14 @@ def register_sm4t_speech_encoder_configs(container: DependencyContainer) -> None
             ffn_inner_dim=128,
             output_layer=4,
         )
+
+    @arch("large_adaptor")
+    def large_adaptor() -> SM4TSpeechEncoderConfig:
+        """SeamlessM4T-v2 large's whole speech encoder: ``large`` plus the
+        intermediate FFN and the length adaptor (6.25 Hz output)."""
+        return SM4TSpeechEncoderConfig(length_adaptor=True)
+
+    @arch("tiny_adaptor")
+    def tiny_adaptor() -> SM4TSpeechEncoderConfig:
+        """``tiny`` plus the length adaptor (stride 8, as ``large_adaptor``)."""
+        return replace(tiny(), length_adaptor=True)

@@ -1,4 +1,5 @@
-"""Batch feature extraction: waveforms of any lengths -> padded layer-L features.
+"""Batch feature extraction: waveforms of any lengths -> padded layer-L (or
+length-adaptor) features.
 
 This is the entry point later stages use (feature caching, inference): it
 computes the fbank per utterance (so padding never leaks into the per-utterance
@@ -24,6 +25,10 @@ from speechmapper_plugin.audio import (
     min_num_samples,
     num_encoder_frames,
 )
+from speechmapper_plugin.models.frames import (
+    conv_stack_min_input_length,
+    conv_stack_output_length,
+)
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     SM4T_SPEECH_ENCODER_FAMILY,
 )
@@ -39,9 +44,9 @@ FBANK_FRAMES_PER_SECOND: Final = 100
 
 @final
 class SpeechFeatureExtractor(SpeechEncoderFeatureExtractor[SM4TSpeechEncoder]):
-    """Extracts the hidden states of one SeamlessM4T-v2 encoder layer for a
-    batch of waveforms (see :class:`SpeechEncoderFeatureExtractor` for the
-    options). ``layer_norm`` defaults to the model config's (``True``: Hugging
+    """Extracts the hidden states of one SeamlessM4T-v2 encoder layer (or, for
+    a model with ``length_adaptor``, the adaptor's output) for a batch of
+    waveforms (see :class:`SpeechEncoderFeatureExtractor` for the options). ``layer_norm`` defaults to the model config's (``True``: Hugging
     Face ``hidden_states[24]``); bf16 drifts by about 3% relative (measured on
     random weights).
     """
@@ -61,18 +66,38 @@ class SpeechFeatureExtractor(SpeechEncoderFeatureExtractor[SM4TSpeechEncoder]):
     @property
     @override
     def frame_rate(self) -> float:
-        return FBANK_FRAMES_PER_SECOND / (
-            self.model.config.fbank_stride * self.frame_averaging
-        )
+        """50 Hz, 6.25 Hz after the length adaptor (before frame averaging)."""
+        config = self.model.config
+
+        stride = config.fbank_stride * self.frame_averaging
+        for _, conv_stride, _ in config.adaptor_convs():
+            stride *= conv_stride
+
+        return FBANK_FRAMES_PER_SECOND / stride
 
     @override
     def num_frames(self, num_samples: int) -> int:
-        return num_encoder_frames(num_samples, self.model.config.fbank_stride)
+        """``n // 8 + 1`` after the length adaptor for ``n`` 50 Hz frames."""
+        config = self.model.config
+
+        return conv_stack_output_length(
+            num_encoder_frames(num_samples, config.fbank_stride),
+            config.adaptor_convs(),
+        )
 
     @override
     def min_num_samples_for_frames(self, num_frames: int) -> int:
-        """560 samples for one frame at stride 2."""
-        return min_num_samples(self.model.config.fbank_stride * num_frames)
+        """560 samples for one frame at stride 2, with or without the adaptor
+        (it pads, so one 50 Hz frame gives one output frame)."""
+        config = self.model.config
+
+        # `num_frames` outputs of the stack are one output of the stack
+        # followed by a `num_frames`-wide window.
+        encoder_frames = conv_stack_min_input_length(
+            [*config.adaptor_convs(), (num_frames, 1, 0)]
+        )
+
+        return min_num_samples(config.fbank_stride * encoder_frames)
 
     def fbanks(self, waveforms: Sequence[Tensor]) -> tuple[Tensor, BatchLayout]:
         """The padded, standardised fbank batch of mono 16 kHz waveforms."""

@@ -27,6 +27,7 @@ from fairseq2.models.transformer import (
     MultiheadAttention,
     RelativePositionalEncoding,
     ShawRelativePositionSDPA,
+    StandardFeedForwardNetwork,
     StandardMultiheadAttention,
     TransformerNormOrder,
 )
@@ -34,6 +35,10 @@ from fairseq2.models.wav2vec2 import Wav2Vec2EncoderConfig, Wav2Vec2EncoderFacto
 from fairseq2.nn import StandardLayerNorm, init_bert_projection
 from fairseq2.runtime.lazy import Lazy
 
+from speechmapper_plugin.models.sm4t_speech_encoder.adaptor import (
+    LengthAdaptor,
+    LengthAdaptorLayer,
+)
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     SHAW_SDPA_IMPLS,
     SM4TSpeechEncoderConfig,
@@ -170,4 +175,33 @@ class SM4TSpeechEncoderFactory:
 
         inner_layer_norm = StandardLayerNorm(config.model_dim, bias=True)
 
-        return SM4TSpeechEncoder(config, encoder_frontend, encoder, inner_layer_norm)
+        length_adaptor = self.create_length_adaptor() if config.length_adaptor else None
+
+        return SM4TSpeechEncoder(
+            config, encoder_frontend, encoder, inner_layer_norm, length_adaptor
+        )
+
+    def create_length_adaptor(self) -> LengthAdaptor:
+        """The intermediate FFN (ReLU, ``ffn_inner_dim`` wide as transformers;
+        Meta's ``4 * model_dim`` is the same for ``large``), the adaptor layers
+        (heads and FFN width of the Conformer blocks) and their LayerNorm."""
+        config = self._config
+
+        layers = [
+            LengthAdaptorLayer(
+                config.model_dim,
+                config.num_encoder_attn_heads,
+                config.ffn_inner_dim,
+                config.adaptor_kernel_size,
+                config.adaptor_stride,
+            )
+            for _ in range(config.num_adaptor_layers)
+        ]
+
+        return LengthAdaptor(
+            StandardFeedForwardNetwork(
+                config.model_dim, config.ffn_inner_dim, bias=True
+            ),
+            layers,
+            StandardLayerNorm(config.model_dim, bias=True),
+        )

@@ -22,12 +22,19 @@ Conformer block) is fairseq1's ``encoder.w2v_encoder.w2v_model.encoder.
 layer_norm`` and HF's ``speech_encoder.encoder.layer_norm``; HF's
 ``speech_encoder.inner_layer_norm`` is fairseq2-0.2's ``speech_encoder.
 layer_norm`` and fairseq1's ``encoder.adaptor.out_ln`` (after the length
-adaptor), which we drop.
+adaptor): our ``length_adaptor.layer_norm``.
+
+The speech-encoder parts after ``inner_layer_norm`` (the intermediate FFN:
+fairseq1 ``adaptor.proj.0``/``proj.2``, fairseq2-0.2 ``proj1``/``proj2``, HF
+``intermediate_ffn``; the length adaptor layers; their LayerNorm) load into
+``length_adaptor`` when the config has ``length_adaptor`` and are dropped
+otherwise. Their fairseq1 names (``residual_pool.1``, ``attn_pool.1``,
+``fc1``/``fc2``, ``final_layer_norm``) are those ``UnitYLoader._fairseq_key_map``
+maps for an adaptor that is not a Conformer adaptor, as in v2.
 
 Everything outside the speech encoder (text encoder/decoder, T2U model,
-vocoder) and the speech-encoder parts after ``inner_layer_norm`` (the
-``proj1``/``proj2`` FFN, HF ``intermediate_ffn``, the length adaptor) is
-dropped by explicit pattern; any other key raises ``ValueError`` naming it.
+vocoder) is dropped by explicit pattern; any other key raises ``ValueError``
+naming it.
 """
 
 from __future__ import annotations
@@ -60,14 +67,23 @@ class CheckpointFormat:
     drops: tuple[re.Pattern[str], ...]
     """Keys we know and deliberately skip."""
 
-    def convert_key(self, key: str) -> str | None:
-        """The fairseq2 name of ``key``, ``None`` if it is dropped.
+    adaptor_renames: tuple[tuple[re.Pattern[str], str], ...] = ()
+    """Like ``renames``, for the intermediate FFN and length adaptor: loaded
+    only into a model with ``length_adaptor``."""
+
+    def convert_key(self, key: str, *, length_adaptor: bool = True) -> str | None:
+        """The fairseq2 name of ``key``, ``None`` if it is dropped (length
+        adaptor keys too, unless ``length_adaptor``).
 
         :raises ValueError: if ``key`` is neither loaded nor known to be skipped.
         """
         for pattern, replacement in self.renames:
             if pattern.fullmatch(key):
                 return pattern.sub(replacement, key)
+
+        for pattern, replacement in self.adaptor_renames:
+            if pattern.fullmatch(key):
+                return pattern.sub(replacement, key) if length_adaptor else None
 
         if any(pattern.match(key) for pattern in self.drops):
             return None
@@ -77,13 +93,31 @@ class CheckpointFormat:
         )
 
 
+def _compile_renames(
+    renames: Iterable[tuple[str, str]],
+) -> tuple[tuple[re.Pattern[str], str], ...]:
+    return tuple((re.compile(p), r) for p, r in renames)
+
+
 def _compile(
     renames: Iterable[tuple[str, str]], drops: Iterable[str]
 ) -> tuple[tuple[tuple[re.Pattern[str], str], ...], tuple[re.Pattern[str], ...]]:
-    return (
-        tuple((re.compile(p), r) for p, r in renames),
-        tuple(re.compile(p) for p in drops),
-    )
+    return _compile_renames(renames), tuple(re.compile(p) for p in drops)
+
+
+# The names inside one length adaptor layer in fairseq2 (0.2 and ours alike).
+_ADAPTOR_LAYER_PARAMS: Final = (
+    rf"(?:(?:residual|self_attn|ffn)_layer_norm\.{_P}"
+    rf"|(?:residual|self_attn)_conv\.{_P}"
+    rf"|self_attn\.(?:q_proj|k_proj|v_proj|output_proj)\.{_P}"
+    rf"|ffn\.(?:inner_proj|output_proj)\.{_P})"
+)
+
+_ADAPTOR: Final = "length_adaptor."
+
+# A parameter leaf as a named group, so a rename's numbered groups (the layer,
+# then those of the module name) are not shifted by it.
+_LEAF: Final = r"(?P<leaf>weight|bias)"
 
 
 # The names inside one Conformer block in fairseq2 (0.2 and 0.8.1 alike).
@@ -111,6 +145,18 @@ NATIVE_FORMAT: Final = CheckpointFormat(
         ],
         [],
     ),
+    adaptor_renames=_compile_renames(
+        [
+            (
+                rf"length_adaptor\.(ffn\.(?:inner_proj|output_proj)\.{_P}|layer_norm\.{_P})",
+                _ADAPTOR + r"\1",
+            ),
+            (
+                rf"length_adaptor\.layers\.([0-9]+)\.({_ADAPTOR_LAYER_PARAMS})",
+                _ADAPTOR + r"layers.\1.\2",
+            ),
+        ]
+    ),
 )
 
 META_FORMAT: Final = CheckpointFormat(
@@ -129,11 +175,6 @@ META_FORMAT: Final = CheckpointFormat(
             (rf"speech_encoder\.inner_layer_norm\.({_P})", r"inner_layer_norm.\1"),
         ],
         [
-            # Speech-encoder parts after `inner_layer_norm`.
-            r"speech_encoder\.proj1\.",
-            r"speech_encoder\.proj2\.",
-            r"speech_encoder\.adaptor_layers\.",
-            r"speech_encoder\.layer_norm\.",  # after the adaptor
             # The rest of UnitY.
             r"text_encoder_frontend\.",
             r"text_encoder\.",
@@ -143,10 +184,23 @@ META_FORMAT: Final = CheckpointFormat(
             r"t2u_model\.",
         ],
     ),
+    adaptor_renames=_compile_renames(
+        [
+            (rf"speech_encoder\.proj1\.({_P})", _ADAPTOR + r"ffn.inner_proj.\1"),
+            (rf"speech_encoder\.proj2\.({_P})", _ADAPTOR + r"ffn.output_proj.\1"),
+            (
+                rf"speech_encoder\.adaptor_layers\.([0-9]+)\.({_ADAPTOR_LAYER_PARAMS})",
+                _ADAPTOR + r"layers.\1.\2",
+            ),
+            # After the adaptor layers.
+            (rf"speech_encoder\.layer_norm\.({_P})", _ADAPTOR + r"layer_norm.\1"),
+        ]
+    ),
 )
 
 _W2V: Final = r"encoder\.w2v_encoder\.w2v_model\."
 _W2V_LAYER: Final = _W2V + r"encoder\.layers\.([0-9]+)\."
+_FS1_ADAPTOR_LAYER: Final = r"encoder\.adaptor\.layers\.([0-9]+)\."
 
 FAIRSEQ1_FORMAT: Final = CheckpointFormat(
     "Meta fairseq1 (seamlessM4T_v2_large.pt)",
@@ -215,9 +269,6 @@ FAIRSEQ1_FORMAT: Final = CheckpointFormat(
         [
             # Remnant of w2v-BERT pre-training (seamless deletes it).
             rf"{_W2V}mask_emb$",
-            # Speech-encoder parts after the Conformer: `proj.0`/`proj.2`
-            # (`proj1`/`proj2`), `out_ln` and the length-adaptor layers.
-            r"encoder\.adaptor\.",
             # The rest of UnitY: text encoder, text decoder (`target_letter_
             # decoder`), T2U encoder (`synthesizer_encoder`) and decoder
             # (`decoder`), and the character projection seamless deletes.
@@ -228,7 +279,33 @@ FAIRSEQ1_FORMAT: Final = CheckpointFormat(
             r"decoder_target_letter_decoder\.",
         ],
     ),
+    adaptor_renames=_compile_renames(
+        [
+            (rf"encoder\.adaptor\.proj\.0\.({_P})", _ADAPTOR + r"ffn.inner_proj.\1"),
+            (rf"encoder\.adaptor\.proj\.2\.({_P})", _ADAPTOR + r"ffn.output_proj.\1"),
+            (rf"encoder\.adaptor\.out_ln\.({_P})", _ADAPTOR + r"layer_norm.\1"),
+            *(
+                (
+                    rf"{_FS1_ADAPTOR_LAYER}{fs1}\.{_LEAF}",
+                    _ADAPTOR + rf"layers.\1.{ours}.\g<leaf>",
+                )
+                for fs1, ours in (
+                    (r"residual_layer_norm", "residual_layer_norm"),
+                    (r"residual_pool\.1", "residual_conv"),
+                    (r"attn_pool\.1", "self_attn_conv"),
+                    (r"self_attn_layer_norm", "self_attn_layer_norm"),
+                    (r"self_attn\.([qkv])_proj", r"self_attn.\2_proj"),
+                    (r"self_attn\.out_proj", "self_attn.output_proj"),
+                    (r"fc1", "ffn.inner_proj"),
+                    (r"fc2", "ffn.output_proj"),
+                    (r"final_layer_norm", "ffn_layer_norm"),
+                )
+            ),
+        ]
+    ),
 )
+
+_HF_ADAPTOR_LAYER: Final = r"speech_encoder\.adapter\.layers\.([0-9]+)\."
 
 HF_FORMAT: Final = CheckpointFormat(
     "Hugging Face (transformers SeamlessM4Tv2Model)",
@@ -287,10 +364,6 @@ HF_FORMAT: Final = CheckpointFormat(
             ),
         ],
         [
-            # Speech-encoder parts after `encoder.layer_norm`.
-            r"speech_encoder\.intermediate_ffn\.",
-            r"speech_encoder\.adapter\.",
-            r"speech_encoder\.inner_layer_norm\.",  # after the adaptor
             # The rest of SeamlessM4Tv2Model.
             r"shared\.",
             r"lm_head\.",
@@ -299,6 +372,34 @@ HF_FORMAT: Final = CheckpointFormat(
             r"t2u_model\.",
             r"vocoder\.",
         ],
+    ),
+    adaptor_renames=_compile_renames(
+        [
+            (
+                rf"speech_encoder\.intermediate_ffn\.intermediate_dense\.({_P})",
+                _ADAPTOR + r"ffn.inner_proj.\1",
+            ),
+            (
+                rf"speech_encoder\.intermediate_ffn\.output_dense\.({_P})",
+                _ADAPTOR + r"ffn.output_proj.\1",
+            ),
+            *(
+                (
+                    rf"{_HF_ADAPTOR_LAYER}{hf}\.{_LEAF}",
+                    _ADAPTOR + rf"layers.\1.{ours}.\g<leaf>",
+                )
+                for hf, ours in (
+                    (r"(residual|self_attn|ffn)_layer_norm", r"\2_layer_norm"),
+                    (r"(residual|self_attn)_conv", r"\2_conv"),
+                    (r"self_attn\.linear_([qkv])", r"self_attn.\2_proj"),
+                    (r"self_attn\.linear_out", "self_attn.output_proj"),
+                    (r"ffn\.intermediate_dense", "ffn.inner_proj"),
+                    (r"ffn\.output_dense", "ffn.output_proj"),
+                )
+            ),
+            # After the adaptor layers (HF's name for it; see the trap above).
+            (rf"speech_encoder\.inner_layer_norm\.({_P})", _ADAPTOR + r"layer_norm.\1"),
+        ]
     ),
 )
 
@@ -343,7 +444,9 @@ def select_speech_encoder_keys(keys: Iterable[str]) -> list[str]:
     """The keys of a flat checkpoint whose tensors the speech encoder needs.
 
     Decided from names alone, so a loader can call it before reading any
-    tensor data.
+    tensor data; the config is not known then, so the length adaptor's
+    tensors (about 9% of ``large``'s speech encoder) are always selected and
+    the converter drops them for a model without the adaptor.
 
     :raises ValueError: naming the first key that is neither needed nor known.
     """
@@ -369,11 +472,14 @@ def convert_sm4t_speech_encoder_state_dict(
     converted: dict[str, object] = {}
 
     for key, value in source.items():
-        new_key = fmt.convert_key(key)
+        new_key = fmt.convert_key(key, length_adaptor=config.length_adaptor)
         if new_key is not None:
             converted[new_key] = value
 
     _check_num_layers(converted, config, fmt)
+
+    if config.length_adaptor:
+        _check_adaptor(converted, config, fmt)
 
     return converted
 
@@ -390,4 +496,30 @@ def _check_num_layers(
     if num_layers != config.num_encoder_layers:
         raise ValueError(
             f"The {fmt.name} checkpoint has {num_layers} Conformer blocks, but the model configuration has `num_encoder_layers={config.num_encoder_layers}`; use the matching `model_arch` (e.g. `large`) or `model_config`."
+        )
+
+
+def _check_adaptor(
+    state_dict: Mapping[str, object],
+    config: SM4TSpeechEncoderConfig,
+    fmt: CheckpointFormat,
+) -> None:
+    """A model with ``length_adaptor`` needs the checkpoint's adaptor, with as
+    many layers as configured."""
+    if not any(key.startswith(_ADAPTOR) for key in state_dict):
+        raise ValueError(
+            f"The {fmt.name} checkpoint has no length adaptor weights, but the model configuration has `length_adaptor=True`; load it without the adaptor (arch `large` or `tiny`)."
+        )
+
+    layer_ids = {
+        int(m.group(1))
+        for key in state_dict
+        if (m := re.match(r"length_adaptor\.layers\.(\d+)\.", key))
+    }
+
+    num_layers = max(layer_ids) + 1 if layer_ids else 0
+
+    if num_layers != config.num_adaptor_layers:
+        raise ValueError(
+            f"The {fmt.name} checkpoint has {num_layers} length adaptor layers, but the model configuration has `num_adaptor_layers={config.num_adaptor_layers}`."
         )

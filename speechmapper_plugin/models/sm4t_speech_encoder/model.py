@@ -1,7 +1,9 @@
-"""The SeamlessM4T-v2 speech encoder: fbank features -> hidden states of one layer."""
+"""The SeamlessM4T-v2 speech encoder: fbank features -> hidden states of one
+layer, or (``length_adaptor``) SeamlessM4T's speech-encoder output."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, final
 
 from fairseq2.models.transformer import TransformerEncoder
@@ -11,6 +13,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from speechmapper_plugin.audio.fbank import min_num_samples
+from speechmapper_plugin.models.sm4t_speech_encoder.adaptor import LengthAdaptor
 from speechmapper_plugin.models.sm4t_speech_encoder.config import (
     SM4TSpeechEncoderConfig,
 )
@@ -20,7 +23,9 @@ from speechmapper_plugin.models.speech_encoder import SpeechEncoder
 @final
 class SM4TSpeechEncoder(SpeechEncoder[SM4TSpeechEncoderConfig]):
     """Maps per-utterance standardised log-mel fbanks ``[N, S, 80]`` to the
-    hidden states of one Conformer block, ``[N, S // 2, model_dim]`` at 50 Hz.
+    hidden states of one Conformer block, ``[N, S // 2, model_dim]`` at 50 Hz,
+    or, with ``config.length_adaptor``, to the output of the length adaptor
+    after the last block (6.25 Hz for the released stride 8).
 
     Module names follow fairseq2's w2v-BERT/wav2vec2 models, so checkpoints
     saved from this module and fairseq2-0.2 SeamlessM4T checkpoints differ only
@@ -29,6 +34,7 @@ class SM4TSpeechEncoder(SpeechEncoder[SM4TSpeechEncoderConfig]):
 
     encoder_frontend: Wav2Vec2Frontend
     inner_layer_norm: LayerNorm
+    length_adaptor: LengthAdaptor | None
 
     def __init__(
         self,
@@ -36,11 +42,47 @@ class SM4TSpeechEncoder(SpeechEncoder[SM4TSpeechEncoderConfig]):
         encoder_frontend: Wav2Vec2Frontend,
         encoder: TransformerEncoder,
         inner_layer_norm: LayerNorm,
+        length_adaptor: LengthAdaptor | None = None,
     ) -> None:
         super().__init__(config)
         self.encoder_frontend = encoder_frontend
         self.encoder = encoder
         self.inner_layer_norm = inner_layer_norm
+
+        if config.length_adaptor != (length_adaptor is not None):
+            raise ValueError(
+                f"`config.length_adaptor` is {config.length_adaptor}, but a length adaptor was{'' if length_adaptor is not None else ' not'} given."
+            )
+
+        self.length_adaptor = length_adaptor
+
+    @override
+    def output_layer(
+        self, layer: int | None = None, layer_norm: bool | None = None
+    ) -> tuple[int, bool]:
+        """As the base class; with the length adaptor, only the LayerNorm'd
+        last layer (what the adaptor reads) can be asked for.
+
+        :raises ValueError: on another layer or ``layer_norm=False`` with the
+            length adaptor.
+        """
+        layer, layer_norm = super().output_layer(layer, layer_norm)
+
+        if self.length_adaptor is not None and (
+            layer != self.num_layers or not layer_norm
+        ):
+            raise ValueError(
+                f"This encoder returns features after SeamlessM4T's length adaptor (`length_adaptor=True`), which follows layer {self.num_layers} after the final LayerNorm; layer {layer} with `layer_norm={layer_norm}` is not available from it. Load the encoder without the adaptor (arch `large` or `tiny`, or a card without `_adaptor`) for other layers."
+            )
+
+        return layer, layer_norm
+
+    def output_lengths(self, seq_lens: Sequence[int]) -> list[int]:
+        """The output frame counts of rows of ``seq_lens`` 50 Hz encoder frames."""
+        if self.length_adaptor is None:
+            return list(seq_lens)
+
+        return self.length_adaptor.output_lengths(seq_lens)
 
     @property
     @override
@@ -66,14 +108,21 @@ class SM4TSpeechEncoder(SpeechEncoder[SM4TSpeechEncoderConfig]):
         :param layer_norm: Apply the encoder's final LayerNorm to that output;
             defaults to ``config.output_layer_norm``.
 
-        :returns: The hidden states ``[N, S // stride, model_dim]`` and their
-            layout. Positions past a row's length are padding (undefined values).
+        :returns: The hidden states ``[N, S // stride, model_dim]`` (with the
+            length adaptor: ``[N, T, model_dim]``, ``T`` from
+            :meth:`output_lengths`) and their layout. Positions past a row's
+            length are padding (undefined values).
         """
         layer, layer_norm = self.output_layer(layer, layer_norm)
 
         seqs, seqs_layout = self.run_frontend(seqs, seqs_layout)
 
-        return self.run_layers(seqs, seqs_layout, layer, layer_norm), seqs_layout
+        seqs = self.run_layers(seqs, seqs_layout, layer, layer_norm)
+
+        if self.length_adaptor is not None:
+            return self.length_adaptor(seqs, seqs_layout)
+
+        return seqs, seqs_layout
 
     def run_frontend(
         self, seqs: Tensor, seqs_layout: BatchLayout
