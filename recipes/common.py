@@ -328,10 +328,13 @@ class TranscriptTargetsSection:
     warns then."""
 
     transcript_normalization: TranscriptNormalization = "as_given"
-    """How transcripts are written before tokenisation: ``as_given``,
-    ``lowercase`` or ``sentence_case`` (see
-    :mod:`speechmapper_plugin.llm.transcripts`); the paper configs use
-    ``sentence_case`` for LibriSpeech's upper-case transcripts."""
+    """How transcripts are written before tokenisation, wherever one becomes a
+    target: stage 1's and stage 2's MSE targets, and stage 2's CE response when
+    that response is the transcript (ASR examples, ``response_is_transcript``),
+    so CE and MSE train on one text. ``as_given``, ``lowercase`` or
+    ``sentence_case`` (see :mod:`speechmapper_plugin.llm.transcripts`); the
+    paper configs use ``sentence_case`` for LibriSpeech's upper-case
+    transcripts."""
 
     add_bos: bool = False
     """Prepend the BOS token to transcripts."""
