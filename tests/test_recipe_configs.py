@@ -87,6 +87,9 @@ def test_paper_configs_match_the_paper() -> None:
         assert isinstance(s1, Stage1Config)
         assert s1.model.arch == "paper" and s1.target_llm.name == card
         assert s1.regime.num_steps == 2_000_000 and s1.loss.alpha == 9.0
+        # The pad target is the card's pad token, refused if its row is zero.
+        assert s1.target_llm.pad_token is None
+        assert not s1.target_llm.allow_weak_pad_row
 
     agnostic = load("recipes/stage2/configs/task_agnostic.yaml", Stage2Config)
     assert isinstance(agnostic, Stage2Config) and agnostic.loss.sigma == 0.9
@@ -96,6 +99,25 @@ def test_paper_configs_match_the_paper() -> None:
             f"recipes/stage2/configs/task_specific_{task}.yaml", Stage2Config
         )
         assert isinstance(specific, Stage2Config) and specific.loss.sigma == 0.5
+
+
+@pytest.mark.parametrize("recipe", ["generate", "evaluate"])
+def test_paper_inference_configs_decode_as_the_paper_without_the_guard(
+    recipe: str,
+) -> None:
+    """The paper decodes greedily with no loop stopping: its configs switch
+    the repetition guard off, which the tiny configs (and the config class)
+    leave on."""
+    kls = RECIPES[recipe].config_kls
+
+    paper = load_config(REPO / f"recipes/{recipe}/configs/llama3_1_8b.yaml", kls)
+    assert paper.generation.beam_size == 1  # type: ignore[attr-defined]
+    assert paper.generation.generator == "beam_search"  # type: ignore[attr-defined]
+    assert not paper.generation.repetition_guard.enabled  # type: ignore[attr-defined]
+
+    # Control: the default the paper configs override.
+    tiny = load_config(REPO / f"recipes/{recipe}/configs/tiny.yaml", kls)
+    assert tiny.generation.repetition_guard.enabled  # type: ignore[attr-defined]
 
 
 def test_out_of_range_loss_weights_are_rejected() -> None:
