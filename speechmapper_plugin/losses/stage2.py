@@ -19,6 +19,12 @@ as spoken QA may have none):
 - a batch with no such row trains with ``(1 − σ) · CE`` alone: the CE weight
   is the same in every batch, never renormalised to 1; at σ = 1 such a batch
   has a zero loss (which keeps the graph for DDP).
+
+A variable-length adapter (``cif``, ``ctc_compression``) also trains its own
+losses (:func:`~speechmapper_plugin.losses.adapter.adapter_losses`: its CTC
+head, CIF's quantity) when given ``adapter_weights``, added to the mix at
+every σ as stage 1 adds them to the MSE: a fresh adapter trained by stage 2
+alone needs them to learn where tokens are.
 """
 
 from __future__ import annotations
@@ -36,12 +42,18 @@ from torch.nn.functional import cross_entropy
 
 from speechmapper_plugin.llm.assemble import assemble_inputs
 from speechmapper_plugin.llm.embeddings import embed_token_ids
+from speechmapper_plugin.losses.adapter import (
+    AdapterLosses,
+    AdapterLossWeights,
+    adapter_losses,
+)
 from speechmapper_plugin.losses.embedding_mse import (
     EmbeddingMSELoss,
     transcript_mse_loss,
 )
 from speechmapper_plugin.losses.mixed import mixed_ce_mse_loss, uses_ce, uses_mse
 from speechmapper_plugin.losses.stage1 import Stage1Batch
+from speechmapper_plugin.models.adapters import AdapterAux
 
 if TYPE_CHECKING:
     from speechmapper_plugin.llm.target_embeddings import TargetLLMEmbeddings
@@ -68,6 +80,9 @@ class Stage2Loss:
 
     num_response_tokens: int
     num_mse_rows: int
+
+    adapter: AdapterLosses | None = None
+    """The variable-length adapter's own losses (with ``adapter_weights``)."""
 
 
 def response_cross_entropy(
@@ -104,6 +119,7 @@ def stage2_loss(
     sigma: float,
     alpha: float,
     compute_all: bool = False,
+    adapter_weights: AdapterLossWeights | None = None,
 ) -> Stage2Loss:
     """
     :param projector: the projector (possibly DDP-wrapped); the batch's
@@ -114,10 +130,18 @@ def stage2_loss(
     :param targets: the MSE targets (table, pad row), as in stage 1.
     :param compute_all: compute both terms even at an endpoint σ (for
         validation metrics); the total still leaves the other term out.
+    :param adapter_weights: a variable-length adapter (only): also train its
+        own losses, with these weights.
     """
     features = batch.features
     layout = BatchLayout.of(features, batch.feature_lens.tolist())
-    speech, speech_layout = projector(features.float(), layout, pre_averaged=True)
+    aux = AdapterAux()
+    if adapter_weights is None:
+        speech, speech_layout = projector(features.float(), layout, pre_averaged=True)
+    else:
+        speech, speech_layout = projector(
+            features.float(), layout, pre_averaged=True, aux=aux
+        )
 
     ce: Tensor | None = None
     num_tokens = 0
@@ -158,10 +182,19 @@ def stage2_loss(
         empty=speech.sum() * 0.0,
     )
 
+    adapter: AdapterLosses | None = None
+    if adapter_weights is not None:
+        adapter = adapter_losses(
+            aux, batch.target_ids, batch.target_lens, adapter_weights
+        )
+        if adapter.total is not None:
+            total = total + adapter.total
+
     return Stage2Loss(
         total=total,
         ce=ce,
         mse=mse,
         num_response_tokens=num_tokens,
         num_mse_rows=num_rows if mse is not None else 0,
+        adapter=adapter,
     )
