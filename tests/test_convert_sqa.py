@@ -20,7 +20,11 @@ from speechmapper_plugin.data.convert.__main__ import main
 from speechmapper_plugin.data.convert.librisqa import OPTIONS_UNPARSED
 from speechmapper_plugin.data.instructions import read_instructions
 from speechmapper_plugin.data.reasons import MALFORMED_ROW, MISSING_FILE
+from speechmapper_plugin.evaluation import score_texts
+from speechmapper_plugin.evaluation.judge import JudgeItem
 from tests.support.audio import write_tone
+from tests.support.cards import SessionCards
+from tests.support.scripted_judge import scripted_judge
 
 
 @pytest.fixture
@@ -112,6 +116,90 @@ def test_librisqa_part_two_multiple_choice(librispeech: Path, tmp_path: Path) ->
     assert "\nA. Soup\nB. Stew for dinner\nC. Bread\nD. Nothing" in a.instruction
     assert (b.options, b.response) == (("a man", "a woman", "a child", "nobody"), "A")
     assert c.options is None and c.question == "Is it one of these? 1) yes 2) no"
+
+
+def test_librisqa_part_one_is_scored_by_judge_accuracy(
+    librispeech: Path, test_cards: SessionCards, tmp_path: Path
+) -> None:
+    """Part I (free-form answers, the paper's 83.2 % judge accuracy) is
+    detected by its keys and its answers are judged; Part II's lettered
+    answers keep the choice rule and are never sent to the judge. Verdicts are
+    known: one cached ``Correct: yes``, the other item judged ``Correct: no``
+    by the scripted LLM, so 1 of 2 = 50 %, Wilson 95 % [9.45, 90.55]."""
+    part1 = tmp_path / "LibriSQA-PartI-test.json"
+    part1.write_text(
+        json.dumps(
+            [
+                {
+                    "speech_path": "1089-134686-0000.flac",
+                    "question": "What did he hope for?",
+                    "answer": "He hoped there would be stew for dinner.",
+                    "text": "HE HOPED THERE WOULD BE STEW FOR DINNER",
+                    "duration": 1.0,
+                },
+                {
+                    "speech_path": "1089-134686-0001.flac",
+                    "question": "What was he counselled?",
+                    "answer": "To stuff it into him.",
+                    "text": "STUFF IT INTO YOU",
+                    "duration": 1.0,
+                },
+            ]
+        )
+    )
+    part2 = tmp_path / "LibriSQA-PartII-test.json"
+    part2.write_text(
+        json.dumps(
+            [
+                {
+                    "speech_path": "1089-134686-0000.flac",
+                    "question_and_option": "What did he hope for? A. Soup B. Stew C. Bread D. Nothing",
+                    "answer": "B",
+                    "answer_and_analysis": "B. He hoped there would be stew.",
+                }
+            ]
+        )
+    )
+    convert_librisqa(part1, librispeech, tmp_path / "p1.jsonl")
+    convert_librisqa(part2, librispeech, tmp_path / "p2.jsonl")
+    examples = [
+        *read_instructions(tmp_path / "p1.jsonl"),
+        *read_instructions(tmp_path / "p2.jsonl"),
+    ]
+    assert [e.options is None for e in examples] == [True, True, False]
+    hypotheses = ["Stew for his dinner.", "Nothing at all.", "B"]
+
+    judge = scripted_judge(test_cards, "Correct: no", tmp_path / "c", mode="accuracy")
+    first = examples[0]
+    assert first.question is not None and first.response is not None
+    key = judge.key(JudgeItem(first.question, first.response, hypotheses[0]))
+    judge.cache.put(key, "Correct: yes", judge.identity)
+
+    result = score_texts(
+        "sqa",
+        hypotheses,
+        [str(e.response) for e in examples],
+        instructions=[e.instruction for e in examples],
+        questions=[e.question for e in examples],
+        options=[e.options for e in examples],
+        answers=[e.answers for e in examples],
+        judge=judge,
+    )
+
+    sqa = result["metrics"]["sqa"]
+    judged = sqa["judge"]
+    assert (judged["num_examples"], judged["num_multiple_choice"]) == (2, 1)
+    assert (judged["num_correct"], judged["num_calls"]) == (1, 1)
+    accuracy = judged["accuracy"]
+    assert (accuracy["n"], accuracy["value"]) == (2, 50.0)
+    assert accuracy["low"] == pytest.approx(9.45, abs=0.01)
+    assert accuracy["high"] == pytest.approx(90.55, abs=0.01)
+    assert sqa["choice"]["num_examples"] == 1 and sqa["choice"]["accuracy"] == 100.0
+    assert [row.get("judge_correct") for row in result["scores"]] == [
+        True,
+        False,
+        None,
+    ]
 
 
 @pytest.mark.parametrize(

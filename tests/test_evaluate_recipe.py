@@ -30,6 +30,7 @@ from tests.support.audio import has_espeak, synthesize_corpus
 from tests.support.cards import SessionCards
 from tests.support.llm import training_sentences
 from tests.support.recipes import REPO, recipe_command, recipe_env, run_recipe
+from tests.support.scripted_judge import SHORT_PROMPTS
 
 pytestmark = [
     pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox"),
@@ -391,35 +392,38 @@ def test_the_judge_scores_qa_and_a_rerun_calls_it_zero_times(
             )
         ],
     )
-    # The tiny LLM's 256-position context is too short for the shipped prompt.
+    # The tiny LLMs' 256-position context is too short for the shipped prompt.
     prompt = tmp_path / "short_prompt.txt"
-    prompt.write_text(
-        "Question: {question}\nReference: {reference}\nAnswer: {hypothesis}\n"
-        "Rate the answer from 0 to 5. Reply with one line: Rating: N"
-    )
+    prompt.write_text(SHORT_PROMPTS["accuracy"])
     out = tmp_path / "judged"
+    # The judge is its own card (test_eurollm), not the evaluated test_llama.
     args = evaluate_args(
         test_cards,
         f"input.instructions={instructions}",
         "judge.enabled=true",
-        "judge.card=test_llama",
+        "judge.card=test_eurollm",
+        "judge.mode=accuracy",
         f"judge.prompt_file={prompt}",
         "judge.dtype=float32",
     )
     run_recipe("evaluate", out, *args)
-    first = json.loads((out / "summary.json").read_text())["metrics"]["sqa"]["judge"]
-    assert first["num_examples"] == 2
+    summary = json.loads((out / "summary.json").read_text())
+    first = summary["metrics"]["sqa"]["judge"]
+    assert first["mode"] == "accuracy" and first["num_examples"] == 2
     assert first["num_skipped"] == 0, read_jsonl(out / "scores.jsonl")
     assert first["num_calls"] == 2 and first["num_cached"] == 0, first
     scores = read_jsonl(out / "scores.jsonl")
-    assert all("judge_raw" in row and "judge_score" in row for row in scores)
+    assert all("judge_raw" in row and "judge_correct" in row for row in scores)
     assert first["num_scored"] + first["num_unparsed"] == 2
+    assert summary["judge"]["card"] == "test_eurollm"
+    assert summary["judge"]["self_judging"] is False
+    assert '"card": "test_eurollm"' in summary["judge"]["identity"]
 
     rerun = run_recipe("evaluate", out, *args)
     assert "Rank 0: 0 of 2 examples to generate." in rerun.stdout + rerun.stderr
     second = json.loads((out / "summary.json").read_text())["metrics"]["sqa"]["judge"]
     assert second["num_calls"] == 0 and second["num_cached"] == 2
-    assert second["mean_score"] == first["mean_score"]
+    assert second["accuracy"] == first["accuracy"]
 
 
 @pytest.mark.parametrize(
@@ -437,6 +441,10 @@ def test_the_judge_scores_qa_and_a_rerun_calls_it_zero_times(
             {"manifest": "a.tsv", "judge_batch": 0},
             "`judge.batch_size` must be positive",
         ),
+        (
+            {"manifest": "a.tsv", "judge_enabled": True},
+            "`judge.enabled=true` needs `judge.card`",
+        ),
     ],
 )
 def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> None:
@@ -452,7 +460,10 @@ def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> Non
     config = EvaluateConfig(
         input=InputSection(manifest=Path(overrides["manifest"])),
         scoring=scoring,
-        judge=JudgeSection(batch_size=overrides.get("judge_batch", 8)),
+        judge=JudgeSection(
+            enabled=overrides.get("judge_enabled", False),
+            batch_size=overrides.get("judge_batch", 8),
+        ),
     )
     with pytest.raises(
         ValidationError, match=message.replace("`", "\\`").replace(".", "\\.")

@@ -3,6 +3,7 @@ the on-disk cache (a rerun makes zero judge calls)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -375,3 +376,65 @@ def test_judge_accuracy_and_its_wilson_interval_equal_hand_computed_values(
     assert "judge accuracy 60.00 % [23.07, 88.24] (n=5)" in render_summary(
         {"metrics": result["metrics"]}
     )
+
+
+def test_judge_enabled_without_a_card_is_refused() -> None:
+    from fairseq2.utils.validation import StandardObjectValidator, ValidationError
+
+    from speechmapper_plugin.evaluation import JudgeSection
+
+    with pytest.raises(
+        ValidationError, match=r"`judge\.enabled=true` needs `judge\.card`"
+    ):
+        StandardObjectValidator().validate(JudgeSection(enabled=True))
+    StandardObjectValidator().validate(JudgeSection(enabled=True, card="a_judge"))
+    StandardObjectValidator().validate(JudgeSection())  # off: no card needed
+
+
+def _scorer(tmp_path: Path, card: str | None, evaluated: str, **judge: Any) -> Any:
+    from recipes.evaluate.task import EvaluationScorer
+    from speechmapper_plugin.evaluation import JudgeSection, ScoringSection
+
+    prompt = tmp_path / "accuracy_prompt.txt"
+    prompt.write_text(SHORT_PROMPTS["accuracy"])
+    return EvaluationScorer(
+        scoring=ScoringSection(),
+        judge=JudgeSection(
+            enabled=True, card=card, prompt_file=prompt, dtype="float32", **judge
+        ),
+        evaluated_llm=evaluated,
+        output_dir=tmp_path,
+        device=torch.device("cpu"),
+    )
+
+
+def test_the_evaluate_judge_is_loaded_by_its_own_card(
+    test_cards: SessionCards, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Judging test_llama's answers with test_eurollm loads test_eurollm (its
+    card and checkpoint name the judge), not the evaluated LLM; naming the
+    evaluated LLM is self-judging, allowed with a warning; no card at all is
+    refused rather than falling back on the evaluated LLM."""
+    import logging
+
+    llama, eurollm = test_cards.llms.llama_card, test_cards.llms.eurollm_card
+
+    scorer = _scorer(tmp_path, eurollm, evaluated=llama)
+    with caplog.at_level(logging.INFO, logger="fairseq2"):
+        judge = scorer._load_judge()
+    assert json.loads(json.loads(judge.identity)["judge"])["card"] == eurollm
+    assert judge.template.name == "chatml" and judge.mode == "accuracy"
+    described = scorer._describe_judge(judge)
+    assert (described["card"], described["self_judging"]) == (eurollm, False)
+    assert not [r for r in caplog.records if "self-judging" in r.getMessage()]
+
+    own = _scorer(tmp_path, llama, evaluated=llama, mode="accuracy")
+    with caplog.at_level(logging.INFO, logger="fairseq2"):
+        judge = own._load_judge()
+    assert json.loads(json.loads(judge.identity)["judge"])["card"] == llama
+    assert own._describe_judge(judge)["self_judging"] is True
+    warnings = [r for r in caplog.records if "self-judging" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+    with pytest.raises(ValueError, match=r"needs `judge\.card`"):
+        _scorer(tmp_path, None, evaluated=llama)._load_judge()

@@ -7,7 +7,9 @@ LibriSpeech's (train-clean-360 for training, test-clean for testing). Keys
 (the dataset card's "Keyword Explanation"):
 
 - Part I (open-ended): ``speech_path``, ``question``, ``answer`` (reference
-  answer), ``text`` (transcript), ``duration``.
+  answer), ``text`` (transcript), ``duration``. Its examples carry no
+  ``options``: their free-form answers are scored by the LLM judge's accuracy
+  (``judge.mode=accuracy``; the paper's LibriSQA figure is Part I's).
 - Part II (multiple choice): ``speech_path``, ``question_and_option`` (the
   question followed by four options), ``answer`` (the correct option's
   letter, e.g. ``A``), ``answer_and_analysis``.
