@@ -86,7 +86,9 @@ class Stage2Config:
     """The MSE targets: pad token and transcript policy (normalisation,
     BOS/EOS). Give the values of the stage-1 run's ``target_llm`` section (its
     ``name`` is ``llm.name`` here), so that the MSE term regresses onto the
-    targets the projector learned."""
+    targets the projector learned. Its ``transcript_normalization`` also
+    writes the CE response of every example whose response is the transcript
+    (ASR), so the two terms train on one text."""
 
     dataset: Stage2DatasetSection = field(
         default_factory=lambda: Stage2DatasetSection(family=INSTRUCTION_DATASET)
