@@ -109,6 +109,16 @@ class EETTask(Task):
 
         table = format_eet_table(result)
         print(table, file=sys.stdout, flush=True)
+        estimate = result.threshold_estimate
+        log.info(
+            "EET {} ({}); all-zero output's MSE (the sentences' embeddings' mean square) {:.3e}, embedding table's mean square {:.3e}.",
+            "-"
+            if estimate is None
+            else f"{estimate.value:.3e} [{estimate.low:.3e}, {estimate.high:.3e}]",
+            result.threshold_status,
+            result.embedding_mean_square,
+            result.table_mean_square,
+        )
         log.info("EET written to {}, {} and {}.", *paths.values())
 
         self._done = 1

@@ -7,15 +7,26 @@ fixed instruction (the same prompt assembly as inference), Gaussian noise of
 growing variance is added to them, and the LLM decodes greedily. Per noise
 level we report the MSE actually added (measured on what the LLM receives,
 after the cast to its dtype), the share of outputs that differ from the clean
-(noise-free) output, and their WER against the clean output. The threshold is
-the first MSE at which more than ``change_threshold`` of the outputs change
-(the paper finds ~1e-3 for Llama-3.1-8B and EuroLLM-9B).
+(noise-free) output, and their WER against the clean output (the paper finds
+an EET of ~1e-3 for Llama-3.1-8B and EuroLLM-9B).
+
+The threshold is where the change-rate curve crosses ``change_threshold``,
+interpolated log-linearly in MSE between the two levels that bracket the
+first crossing, with a percentile bootstrap interval over sentences (each
+sentence keeps its draws; resampled sentences give a new curve and a new
+crossing). The first level over the threshold alone is a coarse and noisy
+figure: on 64 sentences and one draw, 5 % is 3 vs 4 sentences, and the
+answer jumps by a whole grid step (3x) from one noise seed to the next.
 
 The noise is drawn once per sentence and draw and scaled to each variance
 (common random numbers): levels differ only in the noise's size, so the change
 rate is close to monotone in the level and levels compare with little
 sampling noise. Everything is seeded; the noise is drawn on the CPU in fp32,
 so it does not depend on the device.
+
+For scale, the result also carries the mean square of the sentences'
+embeddings (the MSE of an all-zero output against them), of the whole
+embedding table and of the pad row.
 """
 
 from __future__ import annotations
@@ -24,12 +35,14 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 
+import numpy as np
 import torch
 from fairseq2.data.tokenizers import TokenDecoder, Tokenizer
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.utils.validation import ValidationError, ValidationResult
+from numpy.typing import ArrayLike, NDArray
 from torch import Tensor
 
 from speechmapper_plugin.data.instructions import check_placeholder
@@ -45,14 +58,31 @@ from speechmapper_plugin.llm import (
 )
 from speechmapper_plugin.llm.assemble import assemble_inputs
 from speechmapper_plugin.llm.embeddings import embed_token_ids
-from speechmapper_plugin.llm.tokens import create_text_decoder
+from speechmapper_plugin.llm.tokens import create_text_decoder, max_token_id
+from speechmapper_plugin.metrics.intervals import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    Estimate,
+    bootstrap_estimate,
+)
 from speechmapper_plugin.metrics.wer import word_errors
 from speechmapper_plugin.padding import pad_sequences
 from speechmapper_plugin.speech_llm.task_prompts import TaskPrompts
 
-DEFAULT_VARIANCES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+DEFAULT_VARIANCES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 """Noise variances (= expected added MSE per element), a log grid around the
-paper's ~1e-3 for 4096-d LLMs."""
+paper's ~1e-3 for 4096-d LLMs, up to 1 so that the quickstart's toy LLMs
+(EETs up to ~1e-1) are bracketed too."""
+
+DEFAULT_NUM_DRAWS = 4
+"""Noise draws per sentence: with 200 sentences, 800 outputs per level, so
+5 % is 40 outputs, not 3 of 64."""
+
+THRESHOLD_MEASURED = "measured"
+THRESHOLD_BELOW_GRID = "below_grid"
+"""Even the smallest variance changes more than the threshold: add smaller ones."""
+THRESHOLD_ABOVE_GRID = "above_grid"
+"""No variance changes more than the threshold: add larger ones."""
 
 EMPTY_SENTENCE = "empty_sentence"
 NO_TOKENS = "no_tokens"
@@ -74,11 +104,17 @@ class EETConfig:
     system_prompt: str | None = None
 
     change_threshold: float = 0.05
-    """The EET is the first MSE at which more than this share of outputs change."""
+    """The EET is the MSE at which the change rate crosses this share."""
 
-    num_draws: int = 1
+    num_draws: int = DEFAULT_NUM_DRAWS
     """Independent noise draws per sentence and level; more draws shrink the
     sampling error of the change rate (the sample is sentences x draws)."""
+
+    num_resamples: int = DEFAULT_RESAMPLES
+    """Bootstrap resamples (of sentences) for the threshold's interval."""
+
+    confidence: float = DEFAULT_CONFIDENCE
+    """The confidence level of the threshold's interval."""
 
     seed: int = 2
 
@@ -114,7 +150,12 @@ class EETConfig:
                 f"`change_threshold` must be in [0, 1), but is {self.change_threshold}."
             )
 
-        for name in ("num_draws", "batch_size"):
+        if not 0.0 < self.confidence < 1.0:
+            result.add_error(
+                f"`confidence` must be in (0, 1), but is {self.confidence}."
+            )
+
+        for name in ("num_draws", "num_resamples", "batch_size"):
             if getattr(self, name) < 1:
                 result.add_error(
                     f"`{name}` must be positive, but is {getattr(self, name)}."
@@ -167,6 +208,10 @@ class EETLevel:
     outputs: tuple[str, ...] = ()
     """The outputs at this level: draw after draw, each in sentence order."""
 
+    changed_per_sentence: tuple[int, ...] = ()
+    """Per sentence, in sentence order: how many of its draws changed (the
+    bootstrap's unit)."""
+
     @property
     def change_rate(self) -> float:
         return self.num_changed / self.num_outputs
@@ -208,7 +253,8 @@ class EETResult:
     dtype: str
     embed_dim: int
     embedding_mean_square: float
-    """The mean square of the clean text embeddings (their scale)."""
+    """The mean square of the clean text embeddings (their scale): the MSE an
+    all-zero output would have against them."""
 
     sentences: list[str]
     """The sentences measured (skipped ones left out)."""
@@ -218,20 +264,77 @@ class EETResult:
     levels: list[EETLevel]
     """The clean row (variance 0) first, then each variance."""
 
+    table_mean_square: float = math.nan
+    """The mean square of the whole embedding table (every token's decoder
+    input), for scale."""
+
+    pad_mean_square: float | None = None
+    """The mean square of the pad token's embedding (``None``: the tokenizer
+    has no pad token)."""
+
+    num_resamples: int = DEFAULT_RESAMPLES
+    confidence: float = DEFAULT_CONFIDENCE
+
     @property
     def threshold_level(self) -> EETLevel | None:
-        """The first noisy level whose change rate exceeds the threshold."""
+        """The first noisy level whose change rate exceeds the threshold (the
+        upper end of the bracket the crossing is interpolated in)."""
         for level in self.levels[1:]:
             if level.change_rate > self.change_threshold:
                 return level
         return None
 
     @property
-    def threshold_mse(self) -> float | None:
-        """The EET: the MSE of :attr:`threshold_level` (``None`` if no level
-        changes enough outputs: add larger variances)."""
+    def threshold_status(self) -> str:
+        """:data:`THRESHOLD_MEASURED`, or on which side of the grid it lies."""
         level = self.threshold_level
-        return None if level is None else level.mse
+        if level is None:
+            return THRESHOLD_ABOVE_GRID
+        return THRESHOLD_BELOW_GRID if level is self.levels[1] else THRESHOLD_MEASURED
+
+    @property
+    def threshold_mse(self) -> float | None:
+        """The EET: the MSE where the change rate crosses the threshold,
+        interpolated between the two bracketing levels (``None`` unless
+        bracketed: see :attr:`threshold_status`)."""
+        if self.threshold_status != THRESHOLD_MEASURED:
+            return None
+        levels = self.levels[1:]
+        rates = [level.change_rate for level in levels]
+        return float(
+            interpolate_crossing(
+                [level.mse for level in levels], rates, self.change_threshold
+            )
+        )
+
+    @cached_property
+    def threshold_estimate(self) -> Estimate | None:
+        """:attr:`threshold_mse` with its percentile bootstrap interval over
+        sentences (``None`` unless measured). A resample whose curve is not
+        bracketed by the grid counts at the grid's edge, so a bound equal to
+        the smallest or largest level's MSE means "this far or beyond"."""
+        value = self.threshold_mse
+        if value is None:
+            return None
+        levels = self.levels[1:]
+        mses = np.array([level.mse for level in levels])
+        counts = np.array(
+            [level.changed_per_sentence for level in levels], dtype=np.float64
+        ).T
+        num_outputs = counts.shape[0] * self.num_draws
+        threshold = self.change_threshold
+
+        def crossing(sums: NDArray[np.float64]) -> NDArray[np.float64]:
+            return interpolate_crossing(mses, sums / num_outputs, threshold)
+
+        estimate = bootstrap_estimate(
+            counts,
+            crossing,
+            num_resamples=self.num_resamples,
+            confidence=self.confidence,
+            seed=self.seed,
+        )
+        return estimate
 
     @property
     def safe_mse(self) -> float | None:
@@ -243,6 +346,46 @@ class EETResult:
                 break
             safe = level.mse
         return safe
+
+
+def interpolate_crossing(
+    mses: ArrayLike, rates: ArrayLike, threshold: float
+) -> NDArray[np.float64]:
+    """Where a change-rate curve first exceeds ``threshold``, interpolated
+    linearly in log MSE between the level before (rate ``r0 <= threshold`` at
+    ``m0``) and the first level above (``r1 > threshold`` at ``m1``):
+    ``exp(log m0 + (threshold - r0) / (r1 - r0) * (log m1 - log m0))``.
+
+    Vectorised over the leading axes of ``rates`` (``(..., L)`` for ``L``
+    increasing ``mses``). Curves already above at the first level give
+    ``mses[0]``, curves never above give ``mses[-1]`` (the grid's edges).
+    """
+    log_mses = np.log(np.asarray(mses, dtype=np.float64))
+    rates = np.asarray(rates, dtype=np.float64)
+    if log_mses.ndim != 1 or rates.shape[-1:] != log_mses.shape:
+        raise ValueError(
+            f"`rates` {rates.shape} must end in the number of MSEs {log_mses.shape}."
+        )
+
+    above = rates > threshold
+    first = np.argmax(above, axis=-1)
+    upper = np.clip(first, 1, log_mses.size - 1)[..., None]
+    if log_mses.size == 1:
+        upper = np.zeros_like(upper)
+    lower = np.maximum(upper - 1, 0)
+    r0 = np.take_along_axis(rates, lower, axis=-1)[..., 0]
+    r1 = np.take_along_axis(rates, upper, axis=-1)[..., 0]
+    m0 = log_mses[lower[..., 0]]
+    m1 = log_mses[upper[..., 0]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = np.where(r1 > r0, (threshold - r0) / (r1 - r0), 0.0)
+    crossing = np.exp(m0 + np.clip(fraction, 0.0, 1.0) * (m1 - m0))
+
+    crossing = np.where(first == 0, np.exp(log_mses[0]), crossing)
+    return np.asarray(
+        np.where(above.any(axis=-1), crossing, np.exp(log_mses[-1])),
+        dtype=np.float64,
+    )
 
 
 def run_eet(
@@ -342,12 +485,14 @@ def run_eet(
             word_errors=0,
             num_clean_words=word_errors(clean_outputs, clean_outputs)[1],
             outputs=tuple(clean_outputs),
+            changed_per_sentence=(0,) * len(texts),
         )
     ]
 
     for variance in config.variances:
         std = math.sqrt(variance)
         num_changed = 0
+        changed_per_sentence = [0] * len(texts)
         errors = 0
         words = 0
         squared = 0.0
@@ -364,13 +509,13 @@ def run_eet(
             outputs = decode_all([n.to(device) for n in noisy])
             level_outputs.extend(outputs)
 
-            num_changed += sum(
-                o != c for o, c in zip(outputs, clean_outputs, strict=True)
-            )
+            for i, (o, c) in enumerate(zip(outputs, clean_outputs, strict=True)):
+                changed_per_sentence[i] += o != c
             draw_errors, draw_words = word_errors(clean_outputs, outputs)
             errors += draw_errors
             words += draw_words
 
+        num_changed = sum(changed_per_sentence)
         mse = squared / (num_elements * config.num_draws)
         levels.append(
             EETLevel(
@@ -382,8 +527,13 @@ def run_eet(
                 word_errors=errors,
                 num_clean_words=words,
                 outputs=tuple(level_outputs),
+                changed_per_sentence=tuple(changed_per_sentence),
             )
         )
+
+    table_mean_square, pad_mean_square = _table_mean_squares(
+        model, max_token_id(tokenizer) + 1, tokenizer.vocab_info.pad_idx
+    )
 
     return EETResult(
         llm=llm_name,
@@ -399,7 +549,34 @@ def run_eet(
         clean_outputs=clean_outputs,
         skipped=skipped,
         levels=levels,
+        table_mean_square=table_mean_square,
+        pad_mean_square=pad_mean_square,
+        num_resamples=config.num_resamples,
+        confidence=config.confidence,
     )
+
+
+TABLE_CHUNK = 4096
+"""Token ids embedded at a time when measuring the table's mean square."""
+
+
+def _table_mean_squares(
+    model: TransformerLM, vocab_size: int, pad_idx: int | None
+) -> tuple[float, float | None]:
+    """The mean square of every token's decoder input (the frontend's output,
+    as the LLM receives text; ids up to the largest the tokenizer produces),
+    and of the tokenizer's pad token alone."""
+    _, device = model_dtype_and_device(model)
+    total = 0.0
+    with torch.inference_mode():
+        for start in range(0, vocab_size, TABLE_CHUNK):
+            ids = torch.arange(start, min(start + TABLE_CHUNK, vocab_size))
+            total += float(embed_token_ids(model, ids.to(device)).float().pow(2).sum())
+        pad = None
+        if pad_idx is not None:
+            row = embed_token_ids(model, torch.tensor([pad_idx], device=device))
+            pad = float(row.float().pow(2).mean())
+    return total / (vocab_size * model.model_dim), pad
 
 
 def _generate(

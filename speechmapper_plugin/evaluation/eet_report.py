@@ -7,7 +7,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from speechmapper_plugin.evaluation.eet import EETResult
+from speechmapper_plugin.evaluation.eet import (
+    THRESHOLD_ABOVE_GRID,
+    THRESHOLD_BELOW_GRID,
+    EETResult,
+)
 
 EET_JSON = "eet.json"
 EET_TABLE = "eet.md"
@@ -15,7 +19,13 @@ EET_PLOT = "eet.png"
 
 
 def eet_to_dict(result: EETResult) -> dict[str, Any]:
-    """Everything needed to read (and reproduce) the measurement."""
+    """Everything needed to read (and reproduce) the measurement.
+
+    ``threshold_mse`` is the interpolated EET, ``threshold_low`` and
+    ``threshold_high`` its bootstrap interval (all ``None`` unless
+    ``threshold_status`` is ``measured``)."""
+    estimate = result.threshold_estimate
+    level = result.threshold_level
     return {
         "llm": result.llm,
         "instruction": result.instruction,
@@ -26,8 +36,16 @@ def eet_to_dict(result: EETResult) -> dict[str, Any]:
         "num_draws": result.num_draws,
         "change_threshold": result.change_threshold,
         "threshold_mse": result.threshold_mse,
+        "threshold_low": None if estimate is None else estimate.low,
+        "threshold_high": None if estimate is None else estimate.high,
+        "threshold_confidence": result.confidence,
+        "threshold_num_resamples": result.num_resamples,
+        "threshold_status": result.threshold_status,
+        "first_level_over_mse": None if level is None else level.mse,
         "safe_mse": result.safe_mse,
         "embedding_mean_square": result.embedding_mean_square,
+        "table_mean_square": result.table_mean_square,
+        "pad_mean_square": result.pad_mean_square,
         "num_sentences": len(result.sentences),
         "num_skipped": len(result.skipped),
         "skipped": [asdict(skip) for skip in result.skipped],
@@ -44,6 +62,7 @@ def eet_to_dict(result: EETResult) -> dict[str, Any]:
                 "word_errors": level.word_errors,
                 "num_clean_words": level.num_clean_words,
                 "outputs": list(level.outputs),
+                "changed_per_sentence": list(level.changed_per_sentence),
             }
             for level in result.levels
         ],
@@ -52,7 +71,8 @@ def eet_to_dict(result: EETResult) -> dict[str, Any]:
 
 
 def format_eet_table(result: EETResult) -> str:
-    """A Markdown table of the levels, the threshold marked, and the EET line."""
+    """A Markdown table of the levels (the first over the threshold marked),
+    the EET with its interval, and the embeddings' scale."""
     lines = [
         f"EET of {result.llm or 'the LLM'} ({len(result.sentences)} sentences x {result.num_draws} draws, {result.dtype}, seed {result.seed})",
         "",
@@ -62,7 +82,7 @@ def format_eet_table(result: EETResult) -> str:
     threshold = result.threshold_level
     for level in result.levels:
         wer = level.wer_vs_clean
-        mark = " **<- EET**" if level is threshold else ""
+        mark = " **<- first over**" if level is threshold else ""
         lines.append(
             f"| {level.variance:.3g} | {level.mse:.3e} | {level.relative_mse:.3g} "
             f"| {level.num_changed}/{level.num_outputs} "
@@ -72,14 +92,33 @@ def format_eet_table(result: EETResult) -> str:
 
     lines.append("")
     share = f"{result.change_threshold:.0%}"
-    if result.threshold_mse is None:
+    estimate = result.threshold_estimate
+    if result.threshold_status == THRESHOLD_ABOVE_GRID:
         lines.append(
             f"No level changed more than {share} of the outputs: add larger variances."
         )
-    else:
+    elif result.threshold_status == THRESHOLD_BELOW_GRID:
         lines.append(
-            f"EET (first MSE at which more than {share} of outputs change): {result.threshold_mse:.3e}."
+            f"Even the smallest variance changed more than {share} of the outputs: add smaller variances."
         )
+    else:
+        assert estimate is not None
+        lines.append(
+            f"EET (MSE where the change rate crosses {share}, log-linear between the bracketing levels): "
+            f"**{estimate.value:.3e}**, {estimate.confidence:.0%} interval "
+            f"[{estimate.low:.3e}, {estimate.high:.3e}] (bootstrap over the {estimate.n} sentences, "
+            f"{result.num_resamples} resamples; a bound at the grid's first or last MSE means that far or beyond)."
+        )
+    pad = (
+        ""
+        if result.pad_mean_square is None
+        else f", the pad token's {result.pad_mean_square:.3e}"
+    )
+    lines.append(
+        f"Scale: the sentences' embeddings have a mean square of {result.embedding_mean_square:.3e}, "
+        f"which is the MSE of an all-zero output against them; the whole embedding table's is "
+        f"{result.table_mean_square:.3e}{pad}."
+    )
     if result.safe_mse is not None:
         lines.append(f"Largest MSE measured below it: {result.safe_mse:.3e}.")
     if result.skipped:
@@ -90,7 +129,7 @@ def format_eet_table(result: EETResult) -> str:
 
 def plot_eet(result: EETResult, path: Path, marker_mse: float | None = None) -> Path:
     """The change rate and WER vs clean against the added MSE (log scale), the
-    EET marked; ``marker_mse`` (e.g. a projector's held-out MSE) as a second
+    EET and its interval marked; ``marker_mse`` (e.g. a projector's held-out MSE) as a second
     line, to see which side of the threshold it falls on."""
     import matplotlib
 
@@ -124,11 +163,13 @@ def plot_eet(result: EETResult, path: Path, marker_mse: float | None = None) -> 
             )
         ax.axhline(result.change_threshold, color="grey", linewidth=0.8, linestyle=":")
 
-        if result.threshold_mse is not None:
+        estimate = result.threshold_estimate
+        if estimate is not None:
+            ax.axvspan(estimate.low, estimate.high, color="red", alpha=0.15)
             ax.axvline(
-                result.threshold_mse,
+                estimate.value,
                 color="red",
-                label=f"EET {result.threshold_mse:.2e}",
+                label=f"EET {estimate.value:.2e} [{estimate.low:.2e}, {estimate.high:.2e}]",
             )
         if marker_mse is not None:
             ax.axvline(
