@@ -16,7 +16,11 @@ from speechmapper_plugin.data.convert import (
 )
 from speechmapper_plugin.data.convert.__main__ import build_parser, main
 from speechmapper_plugin.data.manifest_validation import validate_manifest
-from speechmapper_plugin.data.reasons import MALFORMED_ROW, MISSING_FILE
+from speechmapper_plugin.data.reasons import (
+    MALFORMED_ROW,
+    MISSING_FILE,
+    MISSING_TRANSCRIPT,
+)
 from tests.support.audio import write_tone
 
 
@@ -64,6 +68,43 @@ def test_librispeech_subset_to_manifest(librispeech: Path, tmp_path: Path) -> No
     assert first.lang == "en"
     assert first.audio == librispeech / "test-clean/1089/134686/1089-134686-0000.flac"
     assert validate_manifest(out).ok
+
+
+def test_librispeech_audio_without_a_transcript_is_counted(
+    librispeech: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A chapter that lost its ``trans.txt`` and a FLAC file its chapter's
+    ``trans.txt`` does not list are skips with a reason, not silent losses."""
+    lost = librispeech / "test-clean" / "2300" / "131720"
+    lost.mkdir(parents=True)
+    write_flac(lost / "2300-131720-0000.flac", 0.5, 3)
+    write_flac(lost / "2300-131720-0001.flac", 0.5, 4)
+    unlisted = librispeech / "test-clean/1089/134686/1089-134686-0002.flac"
+    write_flac(unlisted, 0.5, 5)
+    out = tmp_path / "m.tsv"
+
+    assert (
+        main(
+            [
+                "librispeech",
+                str(librispeech),
+                "--subset",
+                "test-clean",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+
+    printed = capsys.readouterr().out
+    assert "wrote 3 examples" in printed
+    assert "Skipped 4:" in printed  # the fixture's missing FLAC and these three
+    assert "missing_file: 1" in printed and "missing_transcript: 3" in printed
+    assert "2300-131720.trans.txt does not exist" in printed
+    assert "1089-134686.trans.txt does not list it" in printed
+    report = convert_librispeech(librispeech, "test-clean", tmp_path / "again.tsv")
+    assert dict(report.skipped) == {MISSING_FILE: 1, MISSING_TRANSCRIPT: 3}
 
 
 def test_librispeech_accepts_the_parent_or_the_subset_folder(

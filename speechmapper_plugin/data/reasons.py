@@ -22,6 +22,10 @@ EMPTY_TRANSCRIPT: Final = "empty_transcript"
 MISSING_FILE: Final = "missing_file"
 """The audio file does not exist."""
 
+MISSING_TRANSCRIPT: Final = "missing_transcript"
+"""A corpus's audio file that no transcript names (a LibriSpeech chapter
+without its ``trans.txt``, or an utterance that file does not list)."""
+
 UNREADABLE_FILE: Final = "unreadable_file"
 """The audio file exists but cannot be read (permissions, I/O error, a directory)."""
 

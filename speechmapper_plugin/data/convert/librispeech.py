@@ -9,7 +9,9 @@ training and test subsets")::
 
 Each ``.trans.txt`` line is ``<utterance-id> <TRANSCRIPT>`` (upper case, no
 punctuation but apostrophes). The manifest keeps the transcript as published;
-WER normalisation is the evaluation's job.
+WER normalisation is the evaluation's job. A FLAC file that no ``.trans.txt``
+line names (its chapter lost its ``.trans.txt``, or the file lists it not) is
+counted as a skip, never dropped silently.
 """
 
 from __future__ import annotations
@@ -20,7 +22,11 @@ from speechmapper_plugin.data.convert.audio_files import require_dir
 from speechmapper_plugin.data.convert.report import ConversionReport, ConvertError
 from speechmapper_plugin.data.convert.writing import write_asr_manifest
 from speechmapper_plugin.data.manifest import ManifestRow
-from speechmapper_plugin.data.reasons import EMPTY_TRANSCRIPT, MISSING_FILE
+from speechmapper_plugin.data.reasons import (
+    EMPTY_TRANSCRIPT,
+    MISSING_FILE,
+    MISSING_TRANSCRIPT,
+)
 
 SUBSETS = (
     "dev-clean",
@@ -48,7 +54,9 @@ def subset_dir(root: Path, subset: str) -> Path:
 def read_librispeech(
     root: Path, subset: str, report: ConversionReport
 ) -> list[ManifestRow]:
-    """Every utterance of ``subset`` whose FLAC file exists, in sorted order."""
+    """Every utterance of ``subset`` whose FLAC file exists, in sorted order;
+    transcript lines without audio and audio without a transcript line are
+    counted in ``report``."""
     directory = subset_dir(require_dir(root, "The LibriSpeech folder"), subset)
 
     transcripts = sorted(directory.glob("*/*/*.trans.txt"))
@@ -59,6 +67,7 @@ def read_librispeech(
         )
 
     entries = []
+    listed: set[Path] = set()
     for trans in transcripts:
         for line_no, line in enumerate(
             trans.read_text(encoding="utf-8").splitlines(), start=1
@@ -70,10 +79,20 @@ def read_librispeech(
                 report.skip(EMPTY_TRANSCRIPT, f"{trans}:{line_no} ({utt_id})")
                 continue
             audio = trans.parent / f"{utt_id}.flac"
+            listed.add(audio)
             if not audio.is_file():
                 report.skip(MISSING_FILE, str(audio))
                 continue
             entries.append(ManifestRow(utt_id, audio.resolve(), text, lang="en"))
+
+    for audio in sorted(directory.glob("*/*/*.flac")):
+        if audio not in listed:
+            trans = (
+                audio.parent
+                / f"{audio.parent.parent.name}-{audio.parent.name}.trans.txt"
+            )
+            why = "does not list it" if trans.is_file() else "does not exist"
+            report.skip(MISSING_TRANSCRIPT, f"{audio} ({trans.name} {why})")
     return entries
 
 
