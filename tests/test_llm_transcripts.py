@@ -1,4 +1,5 @@
-"""Stage-1 transcript normalisation, checked against hand-written expectations."""
+"""Transcript normalisation (the one policy of every transcript target),
+checked against hand-written expectations."""
 
 from __future__ import annotations
 

@@ -6,6 +6,9 @@
 
 ``tr.tsv`` has columns ``id``, ``translation``, ``target_lang``; ``qa.jsonl`` has
 objects with ``id``, ``question``, ``answer``. Ids are the store's utterance ids.
+Transcripts are written as the store holds them; ASR examples say that their
+response is the transcript, and stage 2 writes it (and its MSE targets) with
+the run's ``target_llm.transcript_normalization``.
 """
 
 from __future__ import annotations
