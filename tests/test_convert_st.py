@@ -20,6 +20,7 @@ from speechmapper_plugin.data.instructions import example_audio_row, read_instru
 from speechmapper_plugin.data.manifest_validation import validate_manifest
 from speechmapper_plugin.data.reasons import (
     BAD_SEGMENT,
+    DUPLICATE_ID,
     EMPTY_TRANSCRIPT,
     MALFORMED_ROW,
     MISSING_FILE,
@@ -57,6 +58,12 @@ def write_europarl(root: Path, *, converted: bool) -> Path:
             f"{SPEECH_B} 0.40 2.10",
             "The vote will take place tomorrow.",
             "Die Abstimmung findet morgen statt.",
+        ),
+        (f"{SPEECH_B} 3.50 4.20", "After the speech.", "Nach der Rede."),
+        (  # the first line again
+            f"{SPEECH_A} 0.00 1.52",
+            "Thank you, Mr President.",
+            "Vielen Dank, Herr Präsident.",
         ),
         (f"{SPEECH_B} 2.50 3.90", "It overruns the speech.", "Es ist zu lang."),
         (f"{SPEECH_B} 2.00 2.00", "Zero length.", "Null."),
@@ -99,19 +106,28 @@ def test_europarl_st_segments_to_manifest_and_instructions(tmp_path: Path) -> No
         root, "en", "de", "test", manifest=manifest, instructions=instructions
     )
 
-    assert report.num_written == 4
+    # What validation would refuse is counted here, with the line it is on:
+    # a segment after the end of its 3 s speech, one that overruns it, a
+    # repeated line (the first is kept) and a zero-length one.
+    assert report.num_written == 3
     assert dict(report.skipped) == {
-        BAD_SEGMENT: 1,
+        BAD_SEGMENT: 3,
+        DUPLICATE_ID: 1,
         MALFORMED_ROW: 1,
         EMPTY_TRANSCRIPT: 1,
         MISSING_FILE: 1,
     }
+    lst = root / "en/de/test/segments.lst"
+    after, repeated, overrun = report.skipped_examples[:3]
+    assert after.startswith(f"{BAD_SEGMENT}: {lst}:4: the segment starts at 3.500 s")
+    assert "(3.000 s)" in after
+    assert repeated == f"{DUPLICATE_ID}: {lst}:5: the same segment as line 1"
+    assert overrun.startswith(f"{BAD_SEGMENT}: {lst}:6: the segment ends at 3.900 s")
     rows = read_manifest(manifest).rows
     assert [(r.offset, r.duration) for r in rows] == [
         (0.0, 1.52),
         (1.52, 1.73),
         (0.4, 1.7),
-        (2.5, 1.4),
     ]
     assert rows[1].transcript == "I agree entirely."  # U+2028 kept the lines aligned
     assert rows[0].audio == (root / "en/audios" / f"{SPEECH_A}.flac").resolve()
@@ -127,9 +143,8 @@ def test_europarl_st_segments_to_manifest_and_instructions(tmp_path: Path) -> No
         audio.waveform, resample(full[start : start + n], 44_100, 16_000)
     )
 
-    # The last segment runs past the 3 s speech: validation counts it.
-    problems = {p.id: p.reason for p in validate_manifest(manifest).problems}
-    assert problems == {f"{SPEECH_B}_2.50_3.90": BAD_SEGMENT}
+    # Nothing is left for validation to refuse.
+    assert validate_manifest(manifest).ok
 
     examples = read_instructions(instructions)
     first = examples[0]

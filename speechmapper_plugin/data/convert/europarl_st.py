@@ -18,12 +18,19 @@ The audio is AAC in MPEG-4 (``.m4a``), which libsndfile cannot decode: convert
 the speeches once (``ffmpeg -i x.m4a -ac 1 -ar 16000 x.flac``, the converter
 prints the loop) and the converter uses ``x.flac`` (or ``.wav``) beside the
 ``.m4a`` -- or give ``audio_dir`` holding the converted files.
+
+What the validation of the manifest would refuse is counted here instead of
+written: a segment that starts at or after the end of its speech, or ends
+after it (:func:`~speechmapper_plugin.data.row_audio.segment_bounds`, the
+validation's own rule; each speech is decoded once for its length), and a
+segment line that repeats an earlier one (the first is kept).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from speechmapper_plugin.audio import AudioError, decode_audio
 from speechmapper_plugin.data.convert.audio_files import (
     DECODABLE_SUFFIXES,
     find_audio,
@@ -37,12 +44,17 @@ from speechmapper_plugin.data.convert.writing import (
     convert_translation_corpus,
 )
 from speechmapper_plugin.data.instructions import SpeechRecord
+from speechmapper_plugin.data.manifest import BadRow, ManifestRow
 from speechmapper_plugin.data.reasons import (
     BAD_SEGMENT,
+    DUPLICATE_ID,
     EMPTY_TRANSCRIPT,
     MALFORMED_ROW,
     MISSING_FILE,
+    UNDECODABLE_AUDIO,
+    UNREADABLE_FILE,
 )
+from speechmapper_plugin.data.row_audio import segment_bounds
 
 ORIGINAL_SUFFIX = ".m4a"
 
@@ -85,6 +97,8 @@ def read_europarl_st(
         )
 
     located: dict[str, Path | None] = {}
+    lengths: dict[Path, tuple[int, int] | BadRow] = {}
+    seen: dict[tuple[str, float, float], int] = {}
     undecodable: list[Path] = []
     out = []
     for line_no, (segment, source, target) in enumerate(
@@ -106,6 +120,10 @@ def read_europarl_st(
             continue
         if not source.strip() or not target.strip():
             report.skip(EMPTY_TRANSCRIPT, f"{where}: empty source or translation")
+            continue
+        first = seen.setdefault((audio_id, start, end), line_no)
+        if first != line_no:
+            report.skip(DUPLICATE_ID, f"{where}: the same segment as line {first}")
             continue
 
         if audio_id not in located:
@@ -131,6 +149,24 @@ def read_europarl_st(
             offset=start,
             duration=round(end - start, 6),
         )
+        if audio not in lengths:
+            lengths[audio] = _audio_length(audio)
+        length = lengths[audio]
+        if isinstance(length, BadRow):
+            report.skip(length.reason, f"{where}: {length.detail}")
+            continue
+        row = ManifestRow(
+            record.id,
+            audio,
+            source.strip(),
+            offset=record.offset,
+            duration=record.duration,
+            line_no=line_no,
+        )
+        bounds = segment_bounds(row, *length)
+        if isinstance(bounds, BadRow):
+            report.skip(BAD_SEGMENT, f"{where}: {bounds.detail}")
+            continue
         out.append(TranslationPair(record, target.strip()))
 
     refuse_undecodable(undecodable, corpus="EuroParl-ST")
@@ -162,6 +198,17 @@ def convert_europarl_st(
         instructions=instructions,
         seed=seed,
     )
+
+
+def _audio_length(audio: Path) -> tuple[int, int] | BadRow:
+    """``(frames, sample_rate)`` of a speech, or why it cannot be read."""
+    try:
+        decoded = decode_audio(audio)
+    except OSError as ex:
+        return BadRow(0, None, UNREADABLE_FILE, f"{audio}: {ex.strerror or ex}")
+    except AudioError as ex:
+        return BadRow(0, None, UNDECODABLE_AUDIO, str(ex))
+    return decoded.waveform.size(0), decoded.sample_rate
 
 
 def _lines(path: Path) -> list[str]:
