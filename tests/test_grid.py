@@ -83,7 +83,7 @@ def _base(files: dict[str, Path], manifest: Path) -> dict[str, Any]:
         ],
         "adapters": copy.deepcopy(ADAPTERS),
         "llms": [{"name": "llama", "card": "test_llama"}],
-        "stages": ["stage1"],
+        "protocols": ["stage1"],
         "manifests": {"train": str(manifest)},
         "extract": {
             "config_file": str(REPO / "recipes/extract_features/configs/tiny.yaml")
@@ -99,7 +99,7 @@ def _base(files: dict[str, Path], manifest: Path) -> dict[str, Any]:
 
 def test_grid_plan(prompt_files: dict[str, Path], tmp_path: Path) -> None:
     data = _base(prompt_files, tmp_path / "m.tsv")
-    data["stages"] = ["stage1", "stage2"]
+    data["protocols"] = ["stage1_then_stage2"]
     data["manifests"]["dev"] = str(tmp_path / "dev.tsv")
     data["evaluate"]["split"] = "dev"
     data["stage2"] = {
@@ -113,7 +113,9 @@ def test_grid_plan(prompt_files: dict[str, Path], tmp_path: Path) -> None:
 
     cells = plan_cells(config, out)
     assert [c.name for c in cells] == [
-        f"{s}/{a['name']}/llama" for s in ("sm4t", "whisper") for a in ADAPTERS
+        f"{s}/{a['name']}/llama/stage1_then_stage2"
+        for s in ("sm4t", "whisper")
+        for a in ADAPTERS
     ]
     widths = Widths(
         sfm={"test_sm4t_hf": 64, "test_whisper_hf": 48}, llm={"test_llama": 32}
@@ -183,14 +185,107 @@ def test_grid_plan(prompt_files: dict[str, Path], tmp_path: Path) -> None:
     assert f"input.instructions={prompt_files['eval']}" in evaluate.command
 
 
+def test_protocols_share_stage1_and_train_fresh_models_in_stage2(
+    prompt_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Three protocols per (SFM, adapter, LLM): stage 1 runs once for
+    ``stage1`` and ``stage1_then_stage2``; ``stage2_only`` trains the cell's
+    architecture from scratch in the stage-2 recipe, CE only by default."""
+    data = _base(prompt_files, tmp_path / "m.tsv")
+    data["sfms"] = data["sfms"][1:]
+    data["adapters"] = [ADAPTERS[0], E2E_ADAPTERS[1]]
+    data["protocols"] = ["stage1", "stage1_then_stage2", "stage2_only"]
+    data["stage2"] = {
+        "config_file": str(REPO / "recipes/stage2/configs/tiny.yaml"),
+        "instructions": {"train": [str(prompt_files["train"])]},
+        "overrides": ["regime.num_steps=7"],
+    }
+    data["stage2_only"] = {"overrides": ["optimizer.config.lr=0.01"]}
+    config = load_grid_config(_write(tmp_path / "g.yaml", data))
+    out = tmp_path / "out"
+    cells = plan_cells(config, out)
+    widths = Widths(sfm={"test_whisper_hf": 48}, llm={"test_llama": 32})
+    steps = plan_steps(config, cells, out, widths)
+
+    assert [(c.adapter.name, c.protocol) for c in cells] == [
+        (a, p)
+        for a in ("tiny", "conv")
+        for p in ("stage1", "stage1_then_stage2", "stage2_only")
+    ]
+    conv = out / "cells/whisper/conv/llama"
+    by_dir = {s.out_dir: s for s in steps}
+    assert len(by_dir) == len(steps)  # no run twice
+    assert [s.kind for s in steps] == (
+        ["extract_features"] + ["stage1"] * 2 + ["stage2"] * 4 + ["evaluate"] * 6
+    )
+    assert [c.eval_dir for c in cells[3:]] == [
+        conv / "stage1/eval",
+        conv / "stage2/eval",
+        conv / "stage2_only/eval",
+    ]
+    assert cells[5].stage1_dir is None
+
+    fresh = by_dir[conv / "stage2_only"].command
+    assert "model.name=null" in fresh
+    assert "model.family=speech_adapter" in fresh and "model.arch=conv_tiny" in fresh
+    overrides = next(c for c in fresh if c.startswith("model.config_overrides="))
+    assert yaml.safe_load(overrides.split("=", 1)[1]) == {
+        "input_dim": 48,
+        "output_dim": 32,
+    }
+    assert "loss.sigma=0.0" in fresh
+    assert not any("prev_checkpoint_dir" in c for c in fresh)
+    # The stage-2 config and overrides, then the section's own.
+    assert fresh[fresh.index("--config-file") + 1] == data["stage2"]["config_file"]
+    assert fresh.index("regime.num_steps=7") < fresh.index("optimizer.config.lr=0.01")
+    assert by_dir[conv / "stage2_only"].needs == (out / "features/whisper/train",)
+    assert "optimizer.config.lr=0.01" not in by_dir[conv / "stage2"].command
+    evaluate = by_dir[conv / "stage2_only/eval"]
+    assert (
+        f"common.assets.prev_checkpoint_dir={conv / 'stage2_only/checkpoints'}"
+        in evaluate.command
+    )
+    assert evaluate.needs == (conv / "stage2_only",)
+
+
+def test_the_table_has_a_protocol_column_when_the_grid_compares_several() -> None:
+    from recipes.grid.__main__ import format_tables
+
+    def record(adapter: str, protocol: str, wer: float) -> dict[str, Any]:
+        return {
+            "sfm": "sm4t",
+            "llm": "llama",
+            "adapter": adapter,
+            "protocol": protocol,
+            "status": "ok",
+            "metrics": {"asr.wer": wer},
+        }
+
+    both = format_tables(
+        [record("conv", "stage1", 0.5), record("conv", "stage2_only", 0.25)],
+        ["asr.wer"],
+    )
+    assert "| adapter | protocol | sm4t + llama |" in both
+    assert "| conv | stage1 | 0.5 |" in both and "| conv | stage2_only | 0.25 |" in both
+    one = format_tables([record("conv", "stage1", 0.5)], ["asr.wer"])
+    assert "| adapter | sm4t + llama |" in one and "| conv | 0.5 |" in one
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
         (lambda d: d.update(sfms=[]), "`sfms` must list"),
         (lambda d: d["adapters"].append(dict(ADAPTERS[0])), "duplicate names"),
         (lambda d: d["llms"][0].update(name="a/b"), "names a directory"),
-        (lambda d: d.update(stages=["stage3"]), "`stages`"),
-        (lambda d: d.update(stages=["stage2"]), "`stage2.config_file`"),
+        (lambda d: d.update(protocols=["stage3"]), "malformed"),
+        (lambda d: d.update(protocols=["stage1", "stage1"]), "duplicates"),
+        (lambda d: d.update(protocols=["stage2_only"]), "`stage2.config_file`"),
+        (lambda d: d.update(stages=["stage1"]), "`protocols: \\[stage1\\]`"),
+        (
+            lambda d: d.update(stage2_only={"overrides": ["loss.sigma=0.5"]}),
+            "which the sweep sets",
+        ),
+        (lambda d: d.update(stage2_only={"sigma": 2.0}), "`sigma` must be"),
         (lambda d: d["evaluate"].update(split="dev"), "`evaluate.split`"),
         (
             lambda d: d["stage1"].update(overrides=["model.arch=x"]),
@@ -237,7 +332,7 @@ def test_cli_refuses_unknown_cards_and_leaked_prompts(
     assert done.returncode == 2 and "no asset card named 'no_such_card'" in done.stderr
 
     data = _base(prompt_files, tmp_path / "m.tsv")
-    data["stages"] = ["stage1", "stage2"]
+    data["protocols"] = ["stage1_then_stage2"]
     data["stage2"] = {
         "config_file": str(REPO / "recipes/stage2/configs/tiny.yaml"),
         "instructions": {"train": [str(prompt_files["eval"])]},
@@ -258,7 +353,7 @@ def test_dry_run_shows_the_plan_before_its_data_exists(
     files = {"train": absent / "train.jsonl", "eval": absent / "eval.jsonl"}
     data = _base(files, absent / "m.tsv")
     data["asset_paths"] = [str(test_cards.card_dir)]
-    data["stages"] = ["stage1", "stage2"]
+    data["protocols"] = ["stage1_then_stage2"]
     data["stage2"] = {
         "config_file": str(REPO / "recipes/stage2/configs/tiny.yaml"),
         "instructions": {"train": [str(files["train"])]},
@@ -402,7 +497,8 @@ def test_the_shipped_example_validates(monkeypatch: pytest.MonkeyPatch) -> None:
         "seamless_m4t_v2_large_speech_encoder",
         "whisper_large_v3_encoder",
     ]
-    assert len(config.adapters) == 7 and config.stages == ["stage1", "stage2"]
+    assert len(config.adapters) == 7
+    assert config.protocols == ["stage1_then_stage2", "stage2_only"]
 
 
 @pytest.mark.slow

@@ -5,13 +5,31 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 from fairseq2.utils.validation import ValidationResult
 
 from recipes.runs import RecipeRunSection, RunsConfig, read_yaml, to_config
 
-STAGES: Final = ("stage1", "stage2")
+TrainingProtocol = Literal["stage1", "stage1_then_stage2", "stage2_only"]
+"""How a cell's model is trained:
+
+- ``stage1``: SpeechMapper's LLM-free stage 1 only (cheap: no LLM runs);
+- ``stage1_then_stage2``: stage 1, then stage 2 from its checkpoints;
+- ``stage2_only``: a fresh adapter trained by the stage-2 recipe alone, CE
+  through the frozen LLM (σ = ``stage2_only.sigma``, 0 by default), as
+  Verdini et al. 2024 train their adapters.
+"""
+
+PROTOCOLS: Final[tuple[TrainingProtocol, ...]] = get_args(TrainingProtocol)
+
+USES_STAGE1: Final[frozenset[TrainingProtocol]] = frozenset(
+    {"stage1", "stage1_then_stage2"}
+)
+
+USES_STAGE2: Final[frozenset[TrainingProtocol]] = frozenset(
+    {"stage1_then_stage2", "stage2_only"}
+)
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -70,6 +88,26 @@ class GridStage2Section(RecipeRunSection):
 
 
 @dataclass(kw_only=True)
+class GridStage2OnlySection(RecipeRunSection):
+    """The ``stage2_only`` protocol: the stage-2 recipe trains a fresh model
+    (``model.family``/``arch``/``config_overrides`` of the cell's adapter)
+    on ``stage2.instructions``. ``config_file`` defaults to
+    ``stage2.config_file``; the section's ``overrides`` come after
+    ``stage2.overrides``."""
+
+    sigma: float = 0.0
+    """``loss.sigma`` of these runs: 0 is CE alone, how Verdini et al. train
+    their adapters (the MSE term regresses onto targets that only stage 1
+    teaches)."""
+
+    def validate(self) -> ValidationResult:
+        result = super().validate()
+        if not 0.0 <= self.sigma <= 1.0:
+            result.add_error(f"`sigma` must be in [0, 1], but is {self.sigma}.")
+        return result
+
+
+@dataclass(kw_only=True)
 class GridEvaluateSection(RecipeRunSection):
     instructions: Path | None = None
     """The held-out instruction file (``speech`` ids of ``split``'s manifest)."""
@@ -87,6 +125,15 @@ class GridConfig(RunsConfig):
         "extract": ("model.name", "dataset.split", "dataset.config_overrides"),
         "stage1": ("model.family", "model.arch", "target_llm.name"),
         "stage2": ("llm.name", "common.assets.prev_checkpoint_dir"),
+        "stage2_only": (
+            "model.name",
+            "model.family",
+            "model.arch",
+            "model.config_overrides",
+            "llm.name",
+            "loss.sigma",
+            "common.assets.prev_checkpoint_dir",
+        ),
         "evaluate": (
             "sfm.name",
             "llm.name",
@@ -102,9 +149,10 @@ class GridConfig(RunsConfig):
 
     llms: list[LlmEntry] = field(default_factory=list)
 
-    stages: list[str] = field(default_factory=lambda: ["stage1"])
-    """``stage1`` and/or ``stage2`` per cell; the last one is evaluated.
-    ``[stage1, stage2]``: stage 2 starts from the cell's stage-1 checkpoints."""
+    protocols: list[TrainingProtocol] = field(default_factory=lambda: ["stage1"])
+    """The training protocols (:data:`TrainingProtocol`) each (SFM, adapter, LLM)
+    is trained with: one cell each, evaluated after its last stage. Stage 1
+    runs once for ``stage1`` and ``stage1_then_stage2``."""
 
     manifests: dict[str, Path] = field(default_factory=dict)
     """Split -> audio manifest; each is extracted once per SFM (cached)."""
@@ -114,6 +162,8 @@ class GridConfig(RunsConfig):
     stage1: RecipeRunSection = field(default_factory=RecipeRunSection)
 
     stage2: GridStage2Section = field(default_factory=GridStage2Section)
+
+    stage2_only: GridStage2OnlySection = field(default_factory=GridStage2OnlySection)
 
     evaluate: GridEvaluateSection = field(default_factory=GridEvaluateSection)
 
@@ -137,12 +187,13 @@ class GridConfig(RunsConfig):
                         f"`{axis}`: the name {name!r} must be letters, digits, '_', '.' or '-' (it names a directory)."
                     )
 
-        if not self.stages or any(s not in STAGES for s in self.stages):
+        protocols = set(self.protocols)
+        if not protocols or not protocols <= set(PROTOCOLS):
             result.add_error(
-                f"`stages` must be a non-empty subset of {list(STAGES)}, but is {self.stages}."
+                f"`protocols` must be a non-empty subset of {list(PROTOCOLS)}, but is {self.protocols}."
             )
-        elif len(set(self.stages)) != len(self.stages):
-            result.add_error(f"`stages` holds duplicates: {self.stages}.")
+        elif len(protocols) != len(self.protocols):
+            result.add_error(f"`protocols` holds duplicates: {self.protocols}.")
 
         if not self.manifests:
             result.add_error("`manifests` must name at least one split to extract.")
@@ -152,20 +203,18 @@ class GridConfig(RunsConfig):
 
         if self.extract.config_file is None:
             result.add_error("`extract.config_file` is required.")
-        if "stage1" in self.stages and self.stage1.config_file is None:
-            result.add_error("`stages` has stage1: `stage1.config_file` is required.")
-        if "stage2" in self.stages:
+        if protocols & USES_STAGE1 and self.stage1.config_file is None:
+            result.add_error(
+                f"`protocols` {self.protocols} train stage 1: `stage1.config_file` is required."
+            )
+        if protocols & USES_STAGE2:
             if self.stage2.config_file is None:
                 result.add_error(
-                    "`stages` has stage2: `stage2.config_file` is required."
+                    f"`protocols` {self.protocols} train stage 2: `stage2.config_file` is required."
                 )
             if self.stage2.train_split not in self.stage2.instructions:
                 result.add_error(
-                    f"`stages` has stage2: `stage2.instructions` must give the instruction files per split, the training split `{self.stage2.train_split}` (`stage2.train_split`) included."
-                )
-            if "stage1" not in self.stages:
-                result.add_error(
-                    "`stages: [stage2]` alone has no projector to start from; use `[stage1, stage2]`."
+                    f"`protocols` {self.protocols} train stage 2: `stage2.instructions` must give the instruction files per split, the training split `{self.stage2.train_split}` (`stage2.train_split`) included."
                 )
 
         if self.evaluate.config_file is None or self.evaluate.instructions is None:
@@ -204,6 +253,10 @@ def load_grid_config(path: Path) -> GridConfig:
 
     # Adapter `config` mappings are free-form YAML (nested lists of blocks...),
     # which fairseq2's structurer has no type for: kept aside, then attached.
+    if isinstance(data, dict) and "stages" in data:
+        raise ValueError(
+            f"The grid config {path}: `stages` is now `protocols`: `[stage1]` is `protocols: [stage1]`, `[stage1, stage2]` is `protocols: [stage1_then_stage2]` (add `stage2_only` to also train fresh adapters by stage 2 alone)."
+        )
     model_configs = _pop_adapter_configs(data, path)
     config = to_config(data, GridConfig, path, "grid")
     for adapter, model_config in zip(config.adapters, model_configs, strict=True):

@@ -1,7 +1,12 @@
 """What a grid runs: feature extraction once per (SFM, split), then per cell
-(SFM, adapter, LLM) stage 1 and/or stage 2 and one evaluation, as recipe
-commands in their own directories (``recipes.runs`` runs them), with the
-model widths read from the cards."""
+(SFM, adapter, LLM, training protocol) its training runs and one evaluation,
+as recipe commands in their own directories (``recipes.runs`` runs them),
+with the model widths read from the cards.
+
+A cell's runs live in ``cells/<sfm>/<adapter>/<llm>/``: ``stage1`` (shared
+by the ``stage1`` and ``stage1_then_stage2`` protocols), ``stage2`` (from
+``stage1``'s checkpoints) and ``stage2_only`` (a fresh model), each with its
+``eval``."""
 
 from __future__ import annotations
 
@@ -13,24 +18,29 @@ from typing import Any
 import yaml
 from fairseq2.assets import AssetCardError, get_asset_store
 
-from recipes.grid.config import AdapterEntry, GridConfig, LlmEntry, SfmEntry
-from recipes.runs import RecipeStep, StepList, TrainedRun
+from recipes.grid.config import (
+    USES_STAGE1,
+    AdapterEntry,
+    GridConfig,
+    LlmEntry,
+    SfmEntry,
+    TrainingProtocol,
+)
+from recipes.runs import RecipeRunSection, RecipeStep, StepList, TrainedRun
 from speechmapper_plugin.llm import TargetLLMCardError, read_llm_embed_dim
 from speechmapper_plugin.models.card_config import model_config_of
 
 
 @dataclass(frozen=True, kw_only=True)
 class GridCell(TrainedRun):
-    stage1_dir: Path
-    """Every grid trains stage 1 (``stages`` is ``[stage1]`` or ``[stage1, stage2]``)."""
-
     sfm: SfmEntry
     adapter: AdapterEntry
     llm: LlmEntry
+    protocol: TrainingProtocol
 
     @property
     def name(self) -> str:
-        return f"{self.sfm.name}/{self.adapter.name}/{self.llm.name}"
+        return f"{self.sfm.name}/{self.adapter.name}/{self.llm.name}/{self.protocol}"
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -41,6 +51,7 @@ class GridCell(TrainedRun):
             "adapter_arch": self.adapter.arch,
             "llm": self.llm.name,
             "llm_card": self.llm.card,
+            "protocol": self.protocol,
         }
 
 
@@ -111,22 +122,30 @@ def feature_store(out_dir: Path, sfm: SfmEntry, split: str) -> Path:
 
 
 def plan_cells(config: GridConfig, out_dir: Path) -> list[GridCell]:
+    """One cell per (SFM, adapter, LLM, protocol), protocols innermost."""
     cells = []
     for sfm in config.sfms:
         for adapter in config.adapters:
             for llm in config.llms:
-                cell_dir = out_dir / "cells" / sfm.name / adapter.name / llm.name
-                cells.append(
-                    GridCell(
-                        sfm=sfm,
-                        adapter=adapter,
-                        llm=llm,
-                        stage1_dir=cell_dir / "stage1",
-                        stage2_dir=(
-                            cell_dir / "stage2" if "stage2" in config.stages else None
-                        ),
+                runs_dir = out_dir / "cells" / sfm.name / adapter.name / llm.name
+                for protocol in config.protocols:
+                    stage2_dir = {
+                        "stage1": None,
+                        "stage1_then_stage2": runs_dir / "stage2",
+                        "stage2_only": runs_dir / "stage2_only",
+                    }[protocol]
+                    cells.append(
+                        GridCell(
+                            sfm=sfm,
+                            adapter=adapter,
+                            llm=llm,
+                            protocol=protocol,
+                            stage1_dir=(
+                                runs_dir / "stage1" if protocol in USES_STAGE1 else None
+                            ),
+                            stage2_dir=stage2_dir,
+                        )
                     )
-                )
     return cells
 
 
@@ -166,21 +185,30 @@ def plan_steps(
     def stores(sfm: SfmEntry) -> dict[str, str]:
         return {s: str(feature_store(out_dir, sfm, s)) for s in config.manifests}
 
-    for cell in cells:
+    def model_settings(cell: GridCell) -> list[str]:
         model_config = {
             **cell.adapter.config,
             "input_dim": widths.sfm[cell.sfm.card],
             "output_dim": widths.llm[cell.llm.card],
         }
+        return [
+            f"model.family={cell.adapter.family}",
+            f"model.arch={cell.adapter.arch}",
+            f"model.config_overrides={flow(model_config)}",
+        ]
+
+    stage1_dirs: set[Path] = set()
+    for cell in cells:
+        if cell.stage1_dir is None or cell.stage1_dir in stage1_dirs:
+            continue
+        stage1_dirs.add(cell.stage1_dir)
         splits = {split: [path] for split, path in stores(cell.sfm).items()}
         steps.add(
             "stage1",
             cell.stage1_dir,
             config.stage1,
             [
-                f"model.family={cell.adapter.family}",
-                f"model.arch={cell.adapter.arch}",
-                f"model.config_overrides={flow(model_config)}",
+                *model_settings(cell),
                 f"target_llm.name={cell.llm.card}",
                 f"dataset.config_overrides={flow({'splits': splits})}",
                 *cell.adapter.stage1_overrides,
@@ -188,6 +216,10 @@ def plan_steps(
             tuple(extract_dir(out_dir, cell.sfm, s) for s in config.manifests),
         )
 
+    stage2_only = RecipeRunSection(
+        config_file=config.stage2_only.config_file or config.stage2.config_file,
+        overrides=[*config.stage2.overrides, *config.stage2_only.overrides],
+    )
     for cell in cells:
         if cell.stage2_dir is None:
             continue
@@ -198,17 +230,36 @@ def plan_steps(
             },
             "feature_stores": list(stores(cell.sfm).values()),
         }
-        steps.add(
-            "stage2",
-            cell.stage2_dir,
-            config.stage2,
-            [
-                f"llm.name={cell.llm.card}",
-                f"common.assets.prev_checkpoint_dir={cell.stage1_dir / 'checkpoints'}",
-                f"dataset.config_overrides={flow(dataset)}",
-            ],
-            (cell.stage1_dir,),
-        )
+        settings = [
+            f"llm.name={cell.llm.card}",
+            f"dataset.config_overrides={flow(dataset)}",
+        ]
+        if cell.stage1_dir is not None:
+            # From the cell's stage-1 checkpoints (the config's `model`).
+            steps.add(
+                "stage2",
+                cell.stage2_dir,
+                config.stage2,
+                [
+                    *settings,
+                    f"common.assets.prev_checkpoint_dir={cell.stage1_dir / 'checkpoints'}",
+                ],
+                (cell.stage1_dir,),
+            )
+        else:
+            # A fresh model of the cell's architecture, CE through the LLM.
+            steps.add(
+                "stage2",
+                cell.stage2_dir,
+                stage2_only,
+                [
+                    "model.name=null",
+                    *model_settings(cell),
+                    f"loss.sigma={config.stage2_only.sigma}",
+                    *settings,
+                ],
+                tuple(extract_dir(out_dir, cell.sfm, s) for s in config.manifests),
+            )
 
     evaluate = config.evaluate
     for cell in cells:
