@@ -37,6 +37,7 @@ from typing import Any, final
 import torch
 from fairseq2.assets import AssetCard, AssetCardError, AssetStore
 from fairseq2.data.tokenizers import Tokenizer
+from fairseq2.logging import log
 from fairseq2.models import ModelFamily
 from fairseq2.models.transformer_lm import TransformerLM
 from fairseq2.recipe.base import Recipe, RecipeContext
@@ -92,6 +93,7 @@ from speechmapper_plugin.speech_llm import (
     model_config_of,
     tokenizer_problems,
 )
+from speechmapper_plugin.speech_llm.compatibility import resolve_speech_features
 
 DEFAULT_SFM_CARD = "seamless_m4t_v2_large_speech_encoder"
 
@@ -131,14 +133,35 @@ class InputSection(AlternativeInputs):
 
 @dataclass(kw_only=True)
 class FeaturesSection:
-    """Which speech-encoder features feed the projector."""
+    """Which speech-encoder features feed the projector: by default the ones
+    it was trained on (the projector config's ``speech_features``, which the
+    training stages record)."""
 
     layer: int | None = None
-    """1-based encoder layer; default: the encoder card's ``output_layer``
-    (24 for SeamlessM4T-v2 large, SpeechMapper's)."""
+    """1-based encoder layer; default: the layer the projector was trained on
+    (for a projector that does not record it: the encoder card's
+    ``output_layer``, 24 for SeamlessM4T-v2 large, with a warning)."""
 
     layer_norm: bool | None = None
-    """Apply the encoder's final LayerNorm; default: the card's (``true``)."""
+    """Apply the encoder's final LayerNorm; default: as the projector was
+    trained (else the encoder card's, ``true``)."""
+
+    allow_mismatch: bool = False
+    """Run an encoder card (``sfm.name``), layer or LayerNorm choice other than
+    the projector was trained on, with a warning, instead of refusing to
+    start: its hypotheses are nonsense unless you know better."""
+
+
+@dataclass(kw_only=True)
+class SpeechEncoderSection(ReferenceModelSection):
+    """The ``sfm`` section: neither ``name`` nor ``path`` set means the
+    encoder card the projector was trained on."""
+
+    @override
+    def validate(self) -> ValidationResult:
+        if self.name is None and self.path is None:
+            return ValidationResult()
+        return super().validate()
 
 
 @dataclass(kw_only=True)
@@ -168,10 +191,11 @@ class GenerateConfig(InferenceRunSections):
     """The projector: by default the last checkpoint of the stage-1/2 run in
     ``common.assets.prev_checkpoint_dir``."""
 
-    sfm: ReferenceModelSection = field(
-        default_factory=lambda: ReferenceModelSection(name=DEFAULT_SFM_CARD)
-    )
-    """The speech encoder the projector was trained on (fp32 by default)."""
+    sfm: SpeechEncoderSection = field(default_factory=SpeechEncoderSection)
+    """The speech encoder (fp32 by default); default: the card the projector
+    was trained on (``seamless_m4t_v2_large_speech_encoder`` for a projector
+    that does not record it). Another one is refused unless
+    ``features.allow_mismatch``."""
 
     llm: ReferenceModelSection = field(
         default_factory=lambda: ReferenceModelSection(
@@ -351,6 +375,7 @@ class GenerationRecipe(Recipe):
                 template=template,
                 sfm_layer=config.features.layer,
                 sfm_layer_norm=config.features.layer_norm,
+                allow_feature_mismatch=config.features.allow_mismatch,
                 sfm_dtype=config.sfm.dtype,
                 device=context.device,
                 generation=config.generation,
@@ -431,7 +456,9 @@ class GenerationRecipe(Recipe):
         template: ChatTemplate,
         tokenizer: Tokenizer,
     ) -> ProjectorConfig:
-        """The configurations (cards + overrides) must fit; nothing is loaded."""
+        """The configurations (cards + overrides) must fit; nothing is loaded.
+        The speech encoder card, layer and LayerNorm left unset become the
+        projector's (set in ``config``, so that the settings record them)."""
         resolver = context.resolver
 
         projector = _section_config(resolver, "model", config.model)
@@ -439,6 +466,8 @@ class GenerationRecipe(Recipe):
             raise RecipeError(
                 f"`model` must be a SpeechMapper projector (family `speechmapper`) or an adapter (family `speech_adapter`), but its configuration is a {type(projector).__name__}."
             )
+
+        _resolve_features(config, projector)
 
         sfm = _section_config(resolver, "sfm", config.sfm)
         if not isinstance(sfm, SFM_CONFIG_CLASSES):
@@ -473,6 +502,42 @@ class GenerationRecipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return self._config_kls
+
+
+def _resolve_features(config: GenerateConfig, projector: ProjectorConfig) -> None:
+    """Fills the encoder card, layer and LayerNorm left unset with those the
+    projector was trained on; refuses other ones unless
+    ``features.allow_mismatch``.
+
+    :raises RecipeError: on a refused mismatch.
+    """
+    sfm, features = config.sfm, config.features
+    record = projector.speech_features
+
+    # An encoder given by path cannot be compared by card name.
+    encoder = sfm.name if sfm.path is None else None
+    if sfm.name is None and sfm.path is None:
+        if record is None:
+            log.warning(
+                "The projector does not record the speech encoder it was trained on: using `{}`; set `sfm.name` if it was another.",
+                DEFAULT_SFM_CARD,
+            )
+            sfm.name = DEFAULT_SFM_CARD
+        else:
+            sfm.name = record.encoder
+
+    try:
+        _, features.layer, features.layer_norm = resolve_speech_features(
+            projector,
+            encoder=encoder,
+            layer=features.layer,
+            layer_norm=features.layer_norm,
+            allow_mismatch=features.allow_mismatch,
+            override="features.allow_mismatch=true",
+            layer_option="features.layer",
+        )
+    except IncompatibleComponentsError as ex:
+        raise RecipeError(str(ex)) from None
 
 
 def _section_config(

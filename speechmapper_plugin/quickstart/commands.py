@@ -8,8 +8,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
 
 
@@ -32,17 +30,6 @@ def find_repo_root() -> Path:
 def yaml_value(value: object) -> str:
     """A ``--config`` value: JSON is YAML, and quotes every path safely."""
     return json.dumps(value)
-
-
-def extraction_layer(repo: Path) -> int:
-    """The encoder layer the quickstart's extraction config reads (the
-    evaluation must feed the projector the same layer)."""
-    config = yaml.safe_load(
-        (
-            repo / "recipes" / "extract_features" / "configs" / "quickstart.yaml"
-        ).read_text()
-    )
-    return int(config["features"]["layer"])
 
 
 class Commands:
@@ -126,7 +113,9 @@ class Commands:
         )
 
     def evaluate(self, run: str, instructions: Path, out: Path) -> list[str]:
-        """Generate and score ``instructions`` (audio paths) with stage-2 run ``run``."""
+        """Generate and score ``instructions`` (audio paths) with stage-2 run
+        ``run``; the encoder layer and LayerNorm are the ones its projector
+        records (the extraction's), as in any user's run."""
         layout = self._layout
         return self._recipe(
             "evaluate",
@@ -134,7 +123,6 @@ class Commands:
             f"common.assets.prev_checkpoint_dir={yaml_value(str(layout.stage2(run) / 'checkpoints'))}",
             f"sfm.name={self._sfm_card}",
             f"llm.name={self._llm_card}",
-            f"features.layer={extraction_layer(self._repo)}",
             f"input.instructions={yaml_value(str(instructions))}",
             "scoring.comet=false",
             config="tiny",

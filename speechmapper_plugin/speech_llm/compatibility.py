@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fairseq2.data.tokenizers import Tokenizer
+from fairseq2.logging import log
 
 from speechmapper_plugin.llm import (
     SPEECH_PLACEHOLDER,
@@ -21,6 +22,9 @@ from speechmapper_plugin.llm import (
     stop_token_ids,
 )
 from speechmapper_plugin.models.adapters import ProjectorConfig
+from speechmapper_plugin.models.projector_base import (
+    SpeechFeaturesConfig,
+)
 from speechmapper_plugin.models.projector_base import (
     base_card_name as base_card_name,
 )
@@ -67,6 +71,53 @@ def component_problems(
         )
 
     return problems
+
+
+def resolve_speech_features(
+    projector: ProjectorConfig,
+    *,
+    encoder: str | None = None,
+    layer: int | None = None,
+    layer_norm: bool | None = None,
+    allow_mismatch: bool = False,
+    override: str = "allow_feature_mismatch=True",
+    layer_option: str = "sfm_layer",
+) -> tuple[str | None, int | None, bool | None]:
+    """The speech-encoder card, layer and LayerNorm to extract: each one given,
+    else the one the projector was trained on (its ``speech_features``).
+
+    A projector fed another encoder's or another layer's features runs and
+    generates nonsense, so a given value that differs from the record is
+    refused unless ``allow_mismatch`` (then only logged). A projector without
+    a record (trained before configs had one) gets what is given, ``None``
+    meaning the encoder's default layer, with a warning.
+
+    :param override: How the caller's user allows a mismatch, for the message.
+    :param layer_option: How the caller's user sets the layer, for the message.
+    :raises IncompatibleComponentsError: on a refused mismatch.
+    """
+    record = projector.speech_features
+    if record is None:
+        if layer is None:
+            log.warning(
+                "The projector does not record the speech-encoder layer it was trained on (a projector trained before it did): extracting the encoder's default layer. If it was trained on another layer, set `{}` (and its LayerNorm choice); a projector fed another layer's features generates nonsense.",
+                layer_option,
+            )
+        return encoder, layer, layer_norm
+
+    wanted = SpeechFeaturesConfig(
+        encoder=record.encoder if encoder is None else encoder,
+        layer=record.layer if layer is None else layer,
+        layer_norm=record.layer_norm if layer_norm is None else layer_norm,
+    )
+    differences = record.differences(wanted)
+    if differences:
+        problem = f"The projector was trained on the features of {record.describe()}, but this run asks for {', '.join(differences)}: a projector fed other features runs and generates nonsense. Leave them unset to use the projector's, or pass `{override}` to run anyway."
+        if not allow_mismatch:
+            raise IncompatibleComponentsError([problem])
+        log.warning("{} (allowed by `{}`)", problem, override)
+
+    return wanted.encoder, wanted.layer, wanted.layer_norm
 
 
 def tokenizer_problems(

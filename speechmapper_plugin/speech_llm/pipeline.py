@@ -73,6 +73,7 @@ from speechmapper_plugin.speech_llm.audio_inputs import (
 from speechmapper_plugin.speech_llm.compatibility import (
     check_components,
     component_problems,
+    resolve_speech_features,
     tokenizer_problems,
 )
 from speechmapper_plugin.speech_llm.pipeline_cards import load_components
@@ -101,6 +102,7 @@ class PipelineOptions(TypedDict, total=False):
 
     sfm_layer: int | None
     sfm_layer_norm: bool | None
+    allow_feature_mismatch: bool
     sfm_dtype: torch.dtype
     device: Device | str | None
     generation: GenerationConfig | None
@@ -161,17 +163,21 @@ class SpeechMapperPipeline:
         ``target_llm``, and the source of the chat template.
     :param template: The chat template; default: the card's
         ``speechmapper_chat_template``.
-    :param sfm_layer: 1-based encoder layer; default: the encoder config's
-        ``output_layer`` (24 for SeamlessM4T-v2 large, SpeechMapper's).
-    :param sfm_layer_norm: Apply the encoder's final LayerNorm; default: the
-        config's ``output_layer_norm`` (``True``).
+    :param sfm_layer: 1-based encoder layer; default: the layer the projector
+        was trained on (its ``speech_features``), else (a projector that does
+        not record it) the encoder config's ``output_layer``, with a warning.
+    :param sfm_layer_norm: Apply the encoder's final LayerNorm; default: as
+        the projector was trained, else the config's ``output_layer_norm``.
+    :param allow_feature_mismatch: Run a layer or LayerNorm choice other than
+        the projector's record (logged) instead of refusing it.
     :param sfm_dtype: The speech encoder's compute dtype (fp32 reproduces the
         reference implementation; see :class:`SpeechFeatureExtractor`).
     :param prompts: The instruction templates of :meth:`transcribe`,
         :meth:`translate` and :meth:`answer`.
     :param batch_size: Inputs per forward pass (inputs are grouped by length).
     :raises IncompatibleComponentsError: if the projector was trained for
-        another LLM, or widths, chat template or vocabulary do not match.
+        another LLM or on other speech features, or widths, chat template or
+        vocabulary do not match.
     """
 
     def __init__(
@@ -185,6 +191,7 @@ class SpeechMapperPipeline:
         template: ChatTemplate | None = None,
         sfm_layer: int | None = None,
         sfm_layer_norm: bool | None = None,
+        allow_feature_mismatch: bool = False,
         sfm_dtype: torch.dtype = torch.float32,
         device: Device | str | None = None,
         generation: GenerationConfig | None = None,
@@ -224,6 +231,13 @@ class SpeechMapperPipeline:
             )
         )
 
+        _, sfm_layer, sfm_layer_norm = resolve_speech_features(
+            projector.config,
+            layer=sfm_layer,
+            layer_norm=sfm_layer_norm,
+            allow_mismatch=allow_feature_mismatch,
+        )
+
         _, llm_device = model_dtype_and_device(llm)
         self.device = torch.device(device) if device is not None else llm_device
 
@@ -252,7 +266,7 @@ class SpeechMapperPipeline:
     @classmethod
     def from_cards(
         cls,
-        sfm: str,
+        sfm: str | None,
         projector: str,
         llm: str,
         *,
@@ -266,6 +280,10 @@ class SpeechMapperPipeline:
         The cards' configurations, the chat template and the tokenizer are
         checked against each other before any model weights are loaded.
 
+        :param sfm: The speech encoder's card; ``None``: the one the projector
+            was trained on (its card's ``speech_features``). Another one than
+            that is refused unless ``allow_feature_mismatch=True``.
+
         :param dtype: The dtype of the projector and the LLM (e.g.
             ``torch.bfloat16`` on GPUs).
         """
@@ -276,6 +294,9 @@ class SpeechMapperPipeline:
             device=options.get("device"),
             dtype=dtype,
             sfm_dtype=options.get("sfm_dtype", torch.float32),
+            sfm_layer=options.get("sfm_layer"),
+            sfm_layer_norm=options.get("sfm_layer_norm"),
+            allow_feature_mismatch=options.get("allow_feature_mismatch", False),
         )
 
         return cls(

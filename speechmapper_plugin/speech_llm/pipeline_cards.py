@@ -35,6 +35,7 @@ from speechmapper_plugin.models.sfm import (
 from speechmapper_plugin.speech_llm.compatibility import (
     check_components,
     component_problems,
+    resolve_speech_features,
     tokenizer_problems,
 )
 
@@ -50,19 +51,25 @@ class LoadedComponents:
 
 
 def load_components(
-    sfm: str,
+    sfm: str | None,
     projector: str,
     llm: str,
     *,
     device: Device | str | None = None,
     dtype: torch.dtype = torch.float32,
     sfm_dtype: torch.dtype = torch.float32,
+    sfm_layer: int | None = None,
+    sfm_layer_norm: bool | None = None,
+    allow_feature_mismatch: bool = False,
 ) -> LoadedComponents:
     """Check, then load, the speech encoder, projector and LLM (+ tokenizer).
 
+    :param sfm: The speech encoder's card; ``None``: the one the projector
+        records (``speech_features``).
+    :param sfm_layer: Checked (with ``sfm_layer_norm``) against the
+        projector's record before anything is loaded.
     :raises IncompatibleComponentsError: before any weights are loaded.
     """
-    sfm_card = _retrieve(sfm, "speech encoder")
     projector_card = _retrieve(projector, "projector")
     llm_card = retrieve_llm_card(llm)
 
@@ -76,6 +83,29 @@ def load_components(
         raise ValueError(
             f"'{projector}' is not a projector card: its model is a {type(projector_config).__name__} (expected family `speechmapper` or `speech_adapter`)."
         )
+
+    record = projector_config.speech_features
+    if sfm is None:
+        if record is None:
+            raise ValueError(
+                f"The projector '{projector_card.name}' does not record the speech encoder it was trained on (a projector trained before it did): name the encoder card (`sfm`), and pass `sfm_layer`/`sfm_layer_norm` if it was trained on another layer than the encoder's default."
+            )
+        sfm = record.encoder
+        sfm_card = _retrieve(
+            sfm, f"speech encoder '{projector_card.name}' was trained on"
+        )
+    else:
+        sfm_card = _retrieve(sfm, "speech encoder")
+        # The layers are checked (and a missing record warned of) once more
+        # by the pipeline; the encoder card only here.
+        if record is not None:
+            resolve_speech_features(
+                projector_config,
+                encoder=sfm,
+                layer=sfm_layer,
+                layer_norm=sfm_layer_norm,
+                allow_mismatch=allow_feature_mismatch,
+            )
 
     try:
         sfm_config = model_config_of(sfm_card)
