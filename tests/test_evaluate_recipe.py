@@ -417,7 +417,9 @@ def test_the_judge_scores_qa_and_a_rerun_calls_it_zero_times(
     assert first["num_scored"] + first["num_unparsed"] == 2
     assert summary["judge"]["card"] == "test_eurollm"
     assert summary["judge"]["self_judging"] is False
-    assert '"card": "test_eurollm"' in summary["judge"]["identity"]
+    identity = json.loads(summary["judge"]["identity"])
+    assert json.loads(identity["judge"])["card"] == "test_eurollm"
+    assert identity["template"] == "chatml"  # EuroLLM's, not the evaluated Llama's
 
     rerun = run_recipe("evaluate", out, *args)
     assert "Rank 0: 0 of 2 examples to generate." in rerun.stdout + rerun.stderr
