@@ -30,7 +30,11 @@ Templates:
   response tokenizes after it as in the full conversation.
 - ``chatml``: EuroLLM-9B-Instruct's ChatML (``<|im_start|>role\\n...<|im_end|>\\n``),
   after the ``<s>`` BOS that EuroLLM's tokenizer puts before every text; the
-  system turn only when a system prompt is given; contents are not trimmed.
+  system turn only when a system prompt is given (``""`` gives an empty one,
+  as in the EuroLLM-1.7B-Instruct card's example prompt); contents are not
+  trimmed. Checked against the EuroLLM model cards' published prompts
+  (tests/test_llm_chat_template.py); the 9B ``tokenizer_config.json``
+  template itself could not be retrieved to compare with.
 """
 
 from __future__ import annotations
