@@ -306,6 +306,20 @@ def test_quickstart_tells_the_story_against_controls(tmp_path: Path) -> None:
         st = summary[section] if section == "st" else summary[section]["st"]
         for lang in ("fr", "de"):
             assert {"bleu", "chrf", "adherence"} <= set(st[lang]), (section, lang)
+            # Each figure with its n and 95 % interval around it.
+            assert st[lang]["n"] == SMALL_SIZE.num_test, (section, lang)
+            for key in ("bleu", "chrf", "adherence"):
+                ci = st[lang][f"{key}_ci"]
+                assert ci["low"] <= st[lang][key] <= ci["high"], (section, lang, key)
+    wer_ci = summary["asr"]["wer_ci"]
+    assert wer_ci["n"] == SMALL_SIZE.num_test
+    assert wer_ci["low"] <= summary["asr"]["wer"] <= wer_ci["high"]
+    # The σ comparison is paired over the same utterances.
+    difference = summary["sigma_difference"]["fr"]["chrf"]
+    assert difference["value"] == pytest.approx(
+        summary["st"]["fr"]["chrf"] - summary["sigma0"]["st"]["fr"]["chrf"]
+    )
+    assert "paired bootstrap" in (out / "summary.md").read_text()
 
     # Learning, against controls (the margins hold at --small, where the
     # toy LLM and stage 1 train for minutes; the default run's are far wider):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import jiwer
 import numpy as np
@@ -20,6 +21,7 @@ from speechmapper_plugin.evaluation import (
     score_texts,
     translation_scores,
 )
+from speechmapper_plugin.evaluation.compare import paired_differences
 from speechmapper_plugin.evaluation.failures import adherence_intervals
 from speechmapper_plugin.generation_task.summary import format_summary
 from speechmapper_plugin.metrics.intervals import (
@@ -157,3 +159,55 @@ def test_summaries_show_the_intervals() -> None:
     assert f"WER {ci['value']:.2f}% [{ci['low']:.2f}, {ci['high']:.2f}] over 30" in line
     bleu = st["bleu_ci"]
     assert f"BLEU {bleu['value']:.2f} [{bleu['low']:.2f}, {bleu['high']:.2f}]" in line
+
+
+def test_paired_differences_of_two_runs_on_the_same_items() -> None:
+    refs, good = _corpus(120, keep=0.85, seed=4)
+    _, bad = _corpus(120, keep=0.6, seed=4)  # same references, more errors
+
+    def records(hyps: list[str]) -> list[dict[str, Any]]:
+        asr = [
+            {
+                "id": f"{i}_asr",
+                "task": "asr",
+                "lang": "fr",
+                "reference": r,
+                "hypothesis": h,
+            }
+            for i, (r, h) in enumerate(zip(refs, hyps, strict=True))
+        ]
+        st = [
+            {
+                "id": f"{i}_st",
+                "task": "st",
+                "target_lang": "fr",
+                "reference": r,
+                "hypothesis": h,
+            }
+            for i, (r, h) in enumerate(zip(refs, hyps, strict=True))
+        ]
+        return asr + st
+
+    # Order does not matter: items are matched by id.
+    result = paired_differences(records(good), list(reversed(records(bad))))
+    wer_good = asr_scores(refs, good, ["fr"] * 120)[0]["wer"]
+    wer_bad = asr_scores(refs, bad, ["fr"] * 120)[0]["wer"]
+    assert result["asr"]["wer"]["value"] == pytest.approx(wer_good - wer_bad)
+    assert result["asr"]["wer"]["high"] < 0  # clearly fewer errors
+    chrf = result["st/fr"]["chrf"]
+    assert chrf["value"] == pytest.approx(
+        sacrebleu.corpus_chrf(good, [refs]).score
+        - sacrebleu.corpus_chrf(bad, [refs]).score
+    )
+    assert chrf["n"] == 120 and chrf["low"] > 0
+    # These two systems err independently (nothing shared to cancel), so the
+    # difference's interval is about √2 × one system's, below the sum of both.
+    widths = [
+        translation_scores(hyps, refs, "fr")[0]["chrf_ci"] for hyps in (good, bad)
+    ]
+    width = chrf["high"] - chrf["low"]
+    assert max(w["high"] - w["low"] for w in widths) < width
+    assert width < sum(w["high"] - w["low"] for w in widths)
+
+    with pytest.raises(ValueError, match="share no scored item"):
+        paired_differences(records(good)[:1], records(bad)[1:2])

@@ -24,7 +24,7 @@ from speechmapper_plugin.metrics.edits import edit_counts as edit_counts
 from speechmapper_plugin.metrics.intervals import bootstrap_estimate
 
 
-def _percent_rate(sums: NDArray[np.float64]) -> NDArray[np.float64]:
+def percent_rate(sums: NDArray[np.float64]) -> NDArray[np.float64]:
     """100 × errors / reference units per row; NaN (no rate, left out of
     the interval) for a resample without reference units, where a plain
     ratio would give inf."""
@@ -39,7 +39,7 @@ def rate_interval(per_utt: Sequence[EditCounts]) -> dict[str, Any] | None:
     if sum(c.reference_units for c in per_utt) == 0:
         return None
     stats = [(c.errors, c.reference_units) for c in per_utt]
-    return bootstrap_estimate(stats, _percent_rate).to_dict()
+    return bootstrap_estimate(stats, percent_rate).to_dict()
 
 
 def asr_scores(

@@ -107,16 +107,10 @@ def score_references(
     english = [s.en for s in test]
     pads = [round(TEXT_PAD_RATIO * len(session.encode(e))) for e in english]
 
-    def st(hyps: Sequence[str], lang: str) -> dict[str, Any]:
+    def st(hyps: Sequence[str], lang: str) -> dict[str, Any] | None:
         refs = [s.text(lang) for s in test]
         scored = score_texts("st", hyps, refs, target_langs=[lang] * len(refs))
-        group = scored["metrics"][f"st/{lang}"]
-        failures = scored["metrics"].get("failures/st", {})
-        return {
-            "bleu": group["bleu"],
-            "chrf": group["chrf"],
-            "adherence": adherence_of(failures, lang),
-        }
+        return st_entry(scored["metrics"], lang)
 
     baseline = {lang: st(english, lang) for lang in TARGET_LANGS}
 
@@ -124,8 +118,7 @@ def score_references(
     transcripts = session.generate_text(
         [prompts.transcription()] * len(test), english, pads
     )
-    asr = score_texts("asr", transcripts, english)["metrics"]["asr"]
-    upper["asr"] = {"wer": asr["wer"]}
+    upper["asr"] = asr_entry(score_texts("asr", transcripts, english)["metrics"])
     for lang in TARGET_LANGS:
         hyps = session.generate_text(
             [prompts.translation(lang)] * len(test), english, pads
@@ -135,6 +128,38 @@ def score_references(
     data = {"baseline_no_translation": baseline, "text_upper_bound": upper}
     layout.references.write_text(json.dumps(data, indent=2) + "\n")
     return data
+
+
+def asr_entry(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The table's ASR cell of a scorer's metrics: WER (normalised), its
+    interval and n; ``None`` without an ``asr`` group."""
+    group = metrics.get("asr")
+    if group is None:
+        return None
+    return {
+        "wer": group["wer"],
+        "wer_ci": group.get("wer_ci"),
+        "n": group["num_examples"],
+    }
+
+
+def st_entry(metrics: dict[str, Any], lang: str) -> dict[str, Any] | None:
+    """The table's cells of one target language: BLEU, chrF and adherence
+    (%), each with its 95 % interval, and n; ``None`` without that group."""
+    group = metrics.get(f"st/{lang}")
+    if group is None:
+        return None
+    failures = metrics.get("failures/st", {})
+    by_language = failures.get("language_adherence", {}).get("rate_ci_by_language", {})
+    return {
+        "bleu": group["bleu"],
+        "chrf": group["chrf"],
+        "adherence": adherence_of(failures, lang),
+        "bleu_ci": group.get("bleu_ci"),
+        "chrf_ci": group.get("chrf_ci"),
+        "adherence_ci": by_language.get(lang),
+        "n": group["num_examples"],
+    }
 
 
 def adherence_of(failures: dict[str, Any], lang: str) -> float | None:

@@ -1,5 +1,10 @@
 """The quickstart's results: one table, ``summary.json``, ``summary.md`` and
-the stage-1 validation plot, read from the runs' own outputs."""
+the stage-1 validation plot, read from the runs' own outputs.
+
+Every figure carries its sample size and 95 % interval (bootstrap over the
+test utterances; Wilson for adherence), and the σ comparison is the paired
+difference σ = 0.9 − σ = 0 on the same utterances: on 200 sentences a
+1-2 point chrF gap is within what another draw of sentences could give."""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from typing import Any, Final
 
 from speechmapper_plugin.quickstart.evaluation import (
     TARGET_LANGS,
-    adherence_of,
+    asr_entry,
     read_json,
+    st_entry,
 )
 from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
 from speechmapper_plugin.quickstart.steps import StepRecord
+from speechmapper_plugin.quickstart.world import SPLIT_VOICES
 
 HELDOUT_SPLIT: Final = "test"
 """Stage 1's held-out figure: test sentences in the held-out test voice."""
@@ -33,23 +40,36 @@ def stage1_validation(layout: QuickstartLayout, split: str) -> list[dict[str, An
 
 
 def speech_scores(evaluation_dir: Path) -> dict[str, Any]:
-    """ASR WER and per-language ST scores of one evaluation run."""
+    """ASR WER and per-language ST scores of one evaluation run, with their
+    intervals and n."""
     metrics = read_json(evaluation_dir / "summary.json")["metrics"]
     failures = metrics.get("failures", {})
     scores: dict[str, Any] = {
-        "asr": {"wer": metrics["asr"]["wer"]} if "asr" in metrics else None,
+        "asr": asr_entry(metrics),
         "repetition_stop_rate": failures.get("repetition_stop_rate"),
         "max_length_rate": failures.get("max_length_rate"),
     }
     for lang in TARGET_LANGS:
-        group = metrics.get(f"st/{lang}")
-        if group is not None:
-            scores[lang] = {
-                "bleu": group["bleu"],
-                "chrf": group["chrf"],
-                "adherence": adherence_of(metrics.get("failures/st", {}), lang),
-            }
+        entry = st_entry(metrics, lang)
+        if entry is not None:
+            scores[lang] = entry
     return scores
+
+
+def sigma_difference(layout: QuickstartLayout) -> dict[str, Any]:
+    """σ = 0.9 − σ = 0 on the same test utterances, paired bootstrap:
+    ``asr.wer`` and ``<lang>.{chrf,bleu}``, each an interval's dict."""
+    from speechmapper_plugin.evaluation.compare import paired_differences
+    from speechmapper_plugin.generation_task.unit import HYPOTHESES_FILE
+
+    differences = paired_differences(
+        read_jsonl(layout.evaluation("sigma09") / HYPOTHESES_FILE),
+        read_jsonl(layout.evaluation("sigma0") / HYPOTHESES_FILE),
+    )
+    return {
+        "asr": differences.get("asr"),
+        **{lang: differences.get(f"st/{lang}") for lang in TARGET_LANGS},
+    }
 
 
 def collect_summary(
@@ -85,6 +105,7 @@ def collect_summary(
             "repetition_stop_rate": sigma0["repetition_stop_rate"],
         },
         "shuffled_speech_control": {"asr": shuffled["asr"]},
+        "sigma_difference": sigma_difference(layout),
         "stage1": {
             "heldout_mse_word": float(heldout[-1]["mse_word"]),
             "heldout_embedding_wer": float(heldout[-1]["embedding_wer"]),
@@ -104,9 +125,25 @@ def _num(value: object, unit: str = "") -> str:
     return "-" if value is None else f"{float(value):.1f}{unit}"  # type: ignore[arg-type]
 
 
+def _interval(interval: Any, signed: bool = False) -> str:
+    """``[31.2, 36.9]`` (``[+0.4, +3.1]`` for a difference); ``-`` without."""
+    if not isinstance(interval, dict):
+        return "-"
+    form = "+.1f" if signed else ".1f"
+    return f"[{interval['low']:{form}}, {interval['high']:{form}}]"
+
+
+def _difference(interval: Any) -> str:
+    """``+2.7 [+1.1, +4.4]``: a paired difference and its interval."""
+    if not isinstance(interval, dict):
+        return "-"
+    return f"{interval['value']:+.1f} {_interval(interval, signed=True)}"
+
+
 def format_table(summary: dict[str, Any]) -> str:
     """The one table: ASR and zero-shot ST of the speech models next to the
-    text references, then stage 1 and the EET."""
+    text references with their 95 % intervals, the paired σ difference, then
+    stage 1 and the EET."""
     rows = [
         ("SpeechMapper σ=0.9 (ASR-only stage 2)", summary["asr"], summary["st"]),
         ("ablation σ=0", summary["sigma0"]["asr"], summary["sigma0"]["st"]),
@@ -132,15 +169,50 @@ def format_table(summary: dict[str, Any]) -> str:
         for m in ("chrF", "BLEU", "adh.%")
     )
     lines = [header]
+    intervals = [
+        f"{'95 % intervals':47} {'ASR WER':>12} "
+        + " ".join(
+            f"{lang + ' ' + m:>12}"
+            for lang in TARGET_LANGS
+            for m in ("chrF", "BLEU", "adh.%")
+        )
+    ]
     for name, asr, st in rows:
         cells = [_num(None if asr is None else asr["wer"])]
+        ranges = [_interval(None if asr is None else asr.get("wer_ci"))]
         for lang in TARGET_LANGS:
             entry = None if st is None else st.get(lang)
             for key in ("chrf", "bleu", "adherence"):
                 cells.append(_num(None if entry is None else entry[key]))
+                ranges.append(
+                    _interval(None if entry is None else entry.get(f"{key}_ci"))
+                )
         lines.append(
             f"{name:47} {cells[0]:>8} " + " ".join(f"{c:>9}" for c in cells[1:])
         )
+        intervals.append(
+            f"{name:47} {ranges[0]:>12} " + " ".join(f"{c:>12}" for c in ranges[1:])
+        )
+    num_test = (summary["st"].get(TARGET_LANGS[0]) or {}).get("n")
+    lines.append("")
+    lines.append(
+        f"Over n = {num_test} test utterances (held-out sentences, held-out voice); "
+        "95 % intervals by bootstrap over utterances (Wilson for adherence):"
+    )
+    lines += intervals
+    difference = summary.get("sigma_difference") or {}
+    asr_difference = (difference.get("asr") or {}).get("wer")
+    lines.append("")
+    lines.append(
+        "σ=0.9 − σ=0, paired bootstrap over the same utterances: ASR WER "
+        + _difference(asr_difference)
+        + "; "
+        + "; ".join(
+            f"{lang} chrF {_difference((difference.get(lang) or {}).get('chrf'))}, "
+            f"BLEU {_difference((difference.get(lang) or {}).get('bleu'))}"
+            for lang in TARGET_LANGS
+        )
+    )
     stage1 = summary["stage1"]
     lines.append("")
     lines.append(
@@ -175,29 +247,40 @@ def write_summary(layout: QuickstartLayout, summary: dict[str, Any]) -> None:
     )
 
 
+def split_label(split: str) -> str:
+    """``dev (voice en-us-nyc+f4)``: the split and the voice that speaks it."""
+    return f"{split} (voice {', '.join(SPLIT_VOICES[split])})"
+
+
 def plot_stage1(layout: QuickstartLayout) -> Path:
-    """Stage 1's validation curves (MSE_word and embedding WER per split)."""
+    """Stage 1's validation curves (MSE_word and embedding WER per split),
+    each split labelled with the voice that speaks it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig.suptitle(
+        "Held-out sentences spoken by voices that training never heard",
+        fontsize="medium",
+    )
     for split in ("dev", HELDOUT_SPLIT):
         records = stage1_validation(layout, split)
         steps = [int(r["Step"]) for r in records]
+        label = split_label(split)
         axes[0].plot(
-            steps, [float(r["mse_word"]) for r in records], marker="o", label=split
+            steps, [float(r["mse_word"]) for r in records], marker="o", label=label
         )
         axes[1].plot(
-            steps, [float(r["embedding_wer"]) for r in records], marker="o", label=split
+            steps, [float(r["embedding_wer"]) for r in records], marker="o", label=label
         )
     axes[0].set_yscale("log")
     axes[0].set_title("stage 1 validation MSE_word")
     axes[1].set_title("stage 1 validation embedding WER (%)")
     for ax in axes:
         ax.set_xlabel("step")
-        ax.legend()
+        ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(layout.stage1_plot, dpi=100)
     plt.close(fig)
