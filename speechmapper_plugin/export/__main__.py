@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         provenance = read_run_provenance(args.run_dir)
+        if projector.config.speech_features is not None:
+            # The checkpoint's record is what it was trained on; the run's
+            # stores are only a guess (they may have been extracted again).
+            provenance.sfm = None
         card_file = export_projector(
             projector,
             args.output_dir,
