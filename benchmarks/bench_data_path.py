@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 from fairseq2 import init_fairseq2
-from fairseq2.data.tokenizers import load_tokenizer
 from fairseq2.device import CPU
 from fairseq2.gang import create_fake_gangs
 from fairseq2.nn import BatchLayout
@@ -112,9 +111,8 @@ def run(args: argparse.Namespace, work: Path, assets: Any) -> dict[str, Any]:
     stage2 = InstructionDataset({"train": [instructions]}, [assets.store])
     prepared2 = stage2.prepare(
         "train",
-        tokenizer=load_tokenizer(card),
+        targets=target,
         template=chat_template_for_card(card),
-        encode_transcript=lambda text: target.encode(text).tolist(),
         projector=config,
         max_seq_len=4096,
         max_num_frames=MAX_NUM_FRAMES,

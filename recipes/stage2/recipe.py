@@ -89,7 +89,8 @@ class Stage2Recipe(Recipe):
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
-        # The transcripts become MSE target ids exactly as in stage 1.
+        # The transcripts become MSE target ids exactly as in stage 1, and the
+        # responses that are the transcript are written by the same policy.
         prev = config.common.assets.prev_checkpoint_dir
         if prev is not None:
             check_stage1_targets(Path(prev).parent / "config.yaml", config.target_llm)
@@ -101,9 +102,8 @@ class Stage2Recipe(Recipe):
             try:
                 prepared = dataset.prepare(
                     split,
-                    tokenizer=tokens.tokenizer,
+                    targets=tokens,
                     template=template,
-                    encode_transcript=lambda text: tokens.encode(text).tolist(),
                     projector=projector.config,
                     max_seq_len=max_seq_len,
                     max_num_frames=ds.max_num_frames if ds.batch_size is None else None,
