@@ -41,11 +41,14 @@ def build_perturbed(
     return model.eval()
 
 
-def tiny_encoder_card(name: str, family: str, checkpoint: Path) -> dict[str, object]:
-    """A card that loads ``checkpoint`` as the ``tiny`` arch of ``family``."""
+def tiny_encoder_card(
+    name: str, family: str, checkpoint: Path, *, arch: str = TINY_ARCH
+) -> dict[str, object]:
+    """A card that loads ``checkpoint`` as the ``tiny`` arch of ``family`` (or
+    ``arch``, another view of the same weights such as ``tiny_adaptor``)."""
     return {
         "name": name,
         "model_family": family,
-        "model_arch": TINY_ARCH,
+        "model_arch": arch,
         "checkpoint": str(checkpoint),
     }

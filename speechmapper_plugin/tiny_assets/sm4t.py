@@ -6,7 +6,9 @@ index, the layout of ``facebook/seamless-m4t-v2-large``: the plugin's
 ``sm4t_speech_encoder`` family reads only the speech-encoder tensors from it,
 exactly as it does from the 2.3B release. The speech encoder has the shape of
 the family's ``tiny`` arch; every parameter is perturbed so LayerNorm gains and
-biases, relative-position tables etc. are all non-trivial.
+biases, relative-position tables etc. are all non-trivial. The same checkpoint
+read as the ``tiny_adaptor`` arch gives the features after SeamlessM4T's
+length adaptor (:func:`sm4t_adaptor_card`).
 """
 
 from __future__ import annotations
@@ -32,10 +34,17 @@ SM4T_TINY_DIMS: Final = {
 }
 """The dimensions of the ``tiny`` arch of ``sm4t_speech_encoder``."""
 
+SM4T_TINY_ADAPTOR_ARCH: Final = "tiny_adaptor"
+"""The arch that reads a tiny checkpoint up to the end of its length adaptor."""
 
-def build_tiny_sm4t_v2(seed: int = 0, **dims: int) -> SeamlessM4Tv2Model:
+
+def build_tiny_sm4t_v2(
+    seed: int = 0, *, num_adapter_layers: int = 1, **dims: int
+) -> SeamlessM4Tv2Model:
     """A tiny ``SeamlessM4Tv2Model`` in eval mode with perturbed random weights.
 
+    :param num_adapter_layers: Length adaptor layers (SeamlessM4T-v2 large has
+        one; its kernel and stride 8 are kept).
     :param dims: overrides of :data:`SM4T_TINY_DIMS` (``model_dim``,
         ``num_encoder_layers``, ``num_encoder_attn_heads``, ``ffn_inner_dim``).
     """
@@ -58,6 +67,9 @@ def build_tiny_sm4t_v2(seed: int = 0, **dims: int) -> SeamlessM4Tv2Model:
         conv_depthwise_kernel_size=31,
         left_max_position_embeddings=64,
         right_max_position_embeddings=8,
+        adaptor_kernel_size=8,
+        adaptor_stride=8,
+        num_adapter_layers=num_adapter_layers,
         speech_encoder_dropout=0.0,
         speech_encoder_layerdrop=0.0,
         # Everything else as small as transformers allows.
@@ -111,3 +123,11 @@ def write_tiny_sm4t(
     """Save a tiny SeamlessM4T-v2 into ``directory``; return its card."""
     save_sm4t_hf_checkpoint(build_tiny_sm4t_v2(seed), directory)
     return tiny_encoder_card(card_name, SM4T_SPEECH_ENCODER_FAMILY, directory)
+
+
+def sm4t_adaptor_card(card_name: str, directory: Path) -> dict[str, object]:
+    """A card reading the tiny SeamlessM4T-v2 in ``directory`` (written by
+    :func:`write_tiny_sm4t`) up to the end of its length adaptor (6.25 Hz)."""
+    return tiny_encoder_card(
+        card_name, SM4T_SPEECH_ENCODER_FAMILY, directory, arch=SM4T_TINY_ADAPTOR_ARCH
+    )
