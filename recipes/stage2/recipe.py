@@ -215,7 +215,10 @@ def check_stage1_targets(path: Path, section: TranscriptTargetsSection) -> None:
     wrong = [
         f"`target_llm.{f.name}: {stage1[f.name]}` (this run: {getattr(section, f.name)})"
         for f in fields(TranscriptTargetsSection)
-        if f.name in stage1 and stage1[f.name] != getattr(section, f.name)
+        # The opt-out is a permission, not a property of the targets.
+        if f.name != "allow_weak_pad_row"
+        and f.name in stage1
+        and stage1[f.name] != getattr(section, f.name)
     ]
     if wrong:
         raise RecipeError(
