@@ -503,12 +503,15 @@ def test_the_shipped_example_validates(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
-def test_a_whisper_cell_through_stage1_and_stage2(
+def test_both_protocols_on_a_whisper_conv_adapter(
     tmp_path: Path,
     speech_corpus: SpeechCorpus,
     heldout: Path,
     test_cards: SessionCards,
 ) -> None:
+    """One (Whisper, conv adapter, LLM) trained both ways: stage 1 then
+    stage 2 from its checkpoints, and a fresh adapter by stage 2 alone (CE
+    only); both evaluated, one table row each."""
     store = FeatureStore(speech_corpus.features)
     records = {
         e.id: SpeechRecord(id=e.id, transcript=e.transcript, lang=e.lang)
@@ -522,9 +525,9 @@ def test_a_whisper_cell_through_stage1_and_stage2(
 
     data = _base({"eval": heldout}, speech_corpus.manifest)
     data["sfms"] = data["sfms"][1:]
-    data["adapters"] = data["adapters"][:1]
+    data["adapters"] = [E2E_ADAPTERS[1]]
     data["asset_paths"] = [str(test_cards.card_dir)]
-    data["stages"] = ["stage1", "stage2"]
+    data["protocols"] = ["stage1_then_stage2", "stage2_only"]
     short = [
         "regime.num_steps=10",
         "regime.validate_every_n_steps=10",
@@ -543,15 +546,45 @@ def test_a_whisper_cell_through_stage1_and_stage2(
     done = _grid(out, _write(tmp_path / "grid.yaml", data))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    (cell,) = json.loads((out / "grid.json").read_text())["cells"]
-    assert cell["status"] == "ok" and cell["eval_dir"].endswith("stage2/eval")
-    used = yaml.safe_load((Path(cell["stage2_dir"]) / "config.yaml").read_text())
-    assert used["dataset"]["config_overrides"]["feature_stores"] == [
+    staged, fresh = json.loads((out / "grid.json").read_text())["cells"]
+    assert (staged["protocol"], fresh["protocol"]) == (
+        "stage1_then_stage2",
+        "stage2_only",
+    )
+    assert staged["status"] == "ok" and staged["eval_dir"].endswith("stage2/eval")
+    assert fresh["status"] == "ok" and fresh["eval_dir"].endswith("stage2_only/eval")
+    assert fresh["stage1_dir"] is None
+    stores = [
         str(
             feature_store(
                 out, load_grid_config(tmp_path / "grid.yaml").sfms[0], "train"
             )
         )
     ]
-    assert cell["validation"]["valid/dev"]["Step"] == 10
-    assert "asr.wer" in cell["metrics"]
+    used = yaml.safe_load((Path(staged["stage2_dir"]) / "config.yaml").read_text())
+    assert used["dataset"]["config_overrides"]["feature_stores"] == stores
+    assert used["model"]["name"] == "last_checkpoint"
+
+    # The fresh run: the cell's architecture built by the stage-2 recipe,
+    # no stage-1 checkpoint, CE alone; its checkpoint names the target LLM.
+    used = yaml.safe_load((Path(fresh["stage2_dir"]) / "config.yaml").read_text())
+    assert used["model"]["name"] is None
+    assert (used["model"]["family"], used["model"]["arch"]) == (
+        "speech_adapter",
+        "conv_tiny",
+    )
+    assert used["model"]["config_overrides"]["input_dim"] == 64
+    assert used["loss"]["sigma"] == 0.0
+    assert used["common"]["assets"]["prev_checkpoint_dir"] is None
+    assert used["dataset"]["config_overrides"]["feature_stores"] == stores
+    card = yaml.safe_load(
+        (Path(fresh["stage2_dir"]) / "checkpoints/model.yaml").read_text()
+    )
+    assert card["model_config"]["target_llm"] == "test_llama"
+
+    for cell in (staged, fresh):
+        assert cell["validation"]["valid/dev"]["Step"] == 10
+        assert "asr.wer" in cell["metrics"]
+    md = (out / "grid.md").read_text()
+    assert "| adapter | protocol | whisper + llama |" in md
+    assert "| conv | stage1_then_stage2 |" in md and "| conv | stage2_only |" in md
