@@ -24,6 +24,7 @@ from fairseq2.runtime.dependency import get_dependency_resolver
 from torch import Tensor
 
 from speechmapper_plugin.audio import AudioTooShortError
+from speechmapper_plugin.models.sfm import check_encoder_name
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,
     SM4TSpeechEncoderConfig,
@@ -450,3 +451,21 @@ def test_checkpoint_without_adaptor_is_explained(hf_state: dict[str, Tensor]) ->
         convert_sm4t_speech_encoder_state_dict(
             dict(hf_state), replace(CONFIG, num_adaptor_layers=2)
         )
+
+
+def test_encoder_name_must_say_whether_features_are_after_the_adaptor(
+    hf_model: torch.nn.Module,
+) -> None:
+    """A store records its encoder by name; the extraction recipe refuses names
+    that misstate the adaptor (e.g. a `length_adaptor` override on the 50 Hz card)."""
+    with_adaptor = converted(hf_model, CONFIG)
+    without = converted(hf_model, replace(CONFIG, length_adaptor=False))
+
+    check_encoder_name(with_adaptor, "seamless_m4t_v2_large_speech_encoder_adaptor")
+    check_encoder_name(without, "seamless_m4t_v2_large_speech_encoder")
+
+    with pytest.raises(ValueError, match="does not say `adaptor`"):
+        check_encoder_name(with_adaptor, "seamless_m4t_v2_large_speech_encoder")
+
+    with pytest.raises(ValueError, match="without SeamlessM4T's length adaptor"):
+        check_encoder_name(without, "seamless_m4t_v2_large_speech_encoder_adaptor")

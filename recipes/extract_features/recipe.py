@@ -18,7 +18,7 @@ from speechmapper_plugin.extraction import (
     FeatureExtraction,
     build_store_metadata,
 )
-from speechmapper_plugin.models.sfm import create_sfm_extractor
+from speechmapper_plugin.models.sfm import check_encoder_name, create_sfm_extractor
 
 
 class ExtractFeaturesRecipe(Recipe):
@@ -28,9 +28,15 @@ class ExtractFeaturesRecipe(Recipe):
 
         # The extractor of the configured speech encoder (SeamlessM4T or Whisper).
         features = config.features
+        encoder = config.model.name or str(config.model.path)
+        model = context.get_model()
         try:
+            # The store records the encoder by name: it must say whether the
+            # features come after SeamlessM4T's length adaptor.
+            check_encoder_name(model, encoder)
+
             extractor = create_sfm_extractor(
-                context.get_model(),
+                model,
                 layer=features.layer,
                 layer_norm=features.layer_norm,
                 frame_averaging=features.frame_averaging,
@@ -53,7 +59,7 @@ class ExtractFeaturesRecipe(Recipe):
         metadata = build_store_metadata(
             split,
             extractor,
-            encoder=config.model.name or str(config.model.path),
+            encoder=encoder,
             dtype=config.store.dtype,
             rows_per_shard=config.store.rows_per_shard,
             created_by=" ".join(["python -m recipes.extract_features", *sys.argv[1:]]),

@@ -34,6 +34,37 @@ SFM_CONFIG_CLASSES: Final = (SM4TSpeechEncoderConfig, WhisperEncoderConfig)
 
 SFM_FAMILIES = (SM4T_SPEECH_ENCODER_FAMILY, WHISPER_ENCODER_FAMILY)
 
+ADAPTOR_NAME_MARK: Final = "adaptor"
+"""What the name of a SeamlessM4T encoder card (or checkpoint) holds when its
+features come after the length adaptor (``seamless_m4t_v2_large_speech_encoder_adaptor``)."""
+
+
+def check_encoder_name(model: Module, name: str) -> None:
+    """Refuse an encoder name that misstates the features: a feature store or
+    a projector records only the encoder's name, layer and LayerNorm, so the
+    name must say whether SeamlessM4T's length adaptor (6.25 Hz instead of
+    50 Hz) made them.
+
+    :raises ValueError: if ``model`` has the adaptor but ``name`` does not say
+        ``adaptor``, or ``name`` does but the model has none (e.g. after a
+        ``length_adaptor`` config override).
+    """
+    if not isinstance(model, SM4TSpeechEncoder):
+        return
+
+    has_adaptor = model.config.length_adaptor
+    if has_adaptor == (ADAPTOR_NAME_MARK in name):
+        return
+
+    if has_adaptor:
+        raise ValueError(
+            f"The encoder `{name}` returns features after SeamlessM4T's length adaptor, but its name does not say `{ADAPTOR_NAME_MARK}`, so the features would be recorded as another encoder's. Use the card `seamless_m4t_v2_large_speech_encoder_adaptor` (or a card of yours whose name contains `{ADAPTOR_NAME_MARK}`) instead of a `length_adaptor` override or arch."
+        )
+
+    raise ValueError(
+        f"The encoder `{name}` is named as an adaptor encoder, but returns features without SeamlessM4T's length adaptor (`length_adaptor` is false). Drop the override, or use the card without `{ADAPTOR_NAME_MARK}` in its name."
+    )
+
 
 def create_sfm_extractor(
     model: Module, *, max_windows: int = 16, **options: Unpack[ExtractorOptions]
