@@ -165,6 +165,7 @@ def test_wheel_ships_cards_and_entry_point(repo_root: Path, tmp_path: Path) -> N
     assert shipped == in_checkout and shipped
     # Data files the code opens at run time.
     assert "speechmapper_plugin/evaluation/judge_prompt.txt" in names
+    assert "speechmapper_plugin/evaluation/judge_accuracy_prompt.txt" in names
 
     # Installed from the wheel (not the checkout), fairseq2's package lister finds them.
     target = tmp_path / "site"
