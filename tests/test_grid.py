@@ -497,7 +497,8 @@ def test_the_shipped_example_validates(monkeypatch: pytest.MonkeyPatch) -> None:
         "seamless_m4t_v2_large_speech_encoder",
         "whisper_large_v3_encoder",
     ]
-    assert len(config.adapters) == 7
+    assert len(config.adapters) == 8
+    assert config.adapters[-1].config == {"ctc_merge": "average"}
     assert config.protocols == ["stage1_then_stage2", "stage2_only"]
 
 
