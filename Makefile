@@ -47,3 +47,10 @@ bench: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_feature_store $(BENCH_ARGS)
 	$(PY) -m benchmarks.bench_sm4t_encoder --repeats 3 --seconds 8 7 6 5 $(BENCH_ARGS)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_generation $(BENCH_ARGS)
+
+# GPU figures at the paper's shapes (stage-1 MFU, encoder RTF, stage-2 step with
+# 1B and 8B random LLMs, generation); needs CUDA (without it: tiny shapes on the
+# CPU). Writes benchmarks/results/gpu_<card>.json; see BENCHMARKS.md.
+.PHONY: bench-gpu
+bench-gpu: $(STAMP)
+	$(PY) -m benchmarks.bench_gpu $(BENCH_ARGS)
