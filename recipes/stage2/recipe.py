@@ -44,6 +44,7 @@ from speechmapper_plugin.llm import (
     read_llm_embed_dim,
     read_llm_max_seq_len,
 )
+from speechmapper_plugin.models.adapters import AdapterConfig, adapter_kind
 from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
 
 
@@ -134,6 +135,16 @@ class Stage2Recipe(Recipe):
                 f"{llm_card} has no token-embedding table (`decoder_frontend.embed`)."
             )
         table = table.detach()
+
+        # A fresh `ctc_compression` adapter (no stage 1 checked it) predicts
+        # the LLM's tokens: its head must have the LLM's vocabulary.
+        if isinstance(projector.config, AdapterConfig):
+            try:
+                adapter_kind(projector.config.kind).check_llm_vocabulary(
+                    projector.config, table.size(0), llm_card
+                )
+            except ValueError as ex:
+                raise RecipeError(str(ex)) from None
 
         if config.trainer.data_parallelism == "fsdp":
             # One switch shards both models: the projector (fairseq2's
