@@ -42,6 +42,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("datasets",),
     ("speech_llm", "export", "extraction", "extension"),
     ("evaluation", "generation_task"),
+    ("serving",),
     ("tiny_assets",),
     ("quickstart",),
 )
