@@ -1,0 +1,129 @@
+"""``speechmapper serve PROJECTOR``: the OpenAI-compatible speech API.
+
+    speechmapper serve EXPORT_DIR [--port 8000] [--api-key KEY]
+    speechmapper serve my_projector_card --llm speechmapper_llama3_1_8b_instruct
+
+``PROJECTOR`` is an export directory (``speechmapper export``; its
+``config.json`` names the LLM and its card the speech encoder it was trained
+on) or a projector's asset card name (``--asset-dir`` adds card directories).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Final
+
+API_KEY_ENV: Final = "SPEECHMAPPER_API_KEY"
+
+DTYPES: Final = ("float32", "bfloat16", "float16")
+
+
+def build_parser(prog: str = "speechmapper serve") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve a trained projector with its speech encoder and LLM as an OpenAI-compatible API (/v1/audio/transcriptions, /v1/audio/translations, /v1/chat/completions, /v1/models, /health).",
+    )
+    parser.add_argument(
+        "projector",
+        help="an export directory (speechmapper export) or a projector's asset card name",
+    )
+    parser.add_argument(
+        "--llm", help="the LLM's card (default: the one the projector was trained for)"
+    )
+    parser.add_argument(
+        "--speech-encoder",
+        help="the speech encoder's card (default: the one the projector records)",
+    )
+    parser.add_argument(
+        "--asset-dir",
+        action="append",
+        default=[],
+        type=Path,
+        help="a directory of asset cards to register (repeatable)",
+    )
+    parser.add_argument(
+        "--model-name",
+        help="the model id clients send (default: the projector's card name)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)"
+    )
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_ENV),
+        help=f"require `Authorization: Bearer KEY` on /v1 (default: ${API_KEY_ENV}; none: no key)",
+    )
+    parser.add_argument("--device", help="default: CUDA if available, else CPU")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="of the projector and the LLM",
+    )
+    parser.add_argument("--max-batch-size", type=int, default=8)
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=10.0,
+        help="how long a request waits for others to batch with",
+    )
+    parser.add_argument(
+        "--max-upload-mb", type=float, default=25.0, help="largest audio file accepted"
+    )
+    parser.add_argument(
+        "--max-audio-seconds", type=float, default=300.0, help="longest audio accepted"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+
+    from speechmapper_plugin.serving.loading import load_engine, register_assets
+
+    directory = Path(args.projector)
+    export_dir = directory if directory.is_dir() else None
+    register_assets([*args.asset_dir, *([export_dir] if export_dir else [])])
+
+    import torch
+    import uvicorn
+
+    from speechmapper_plugin.serving import AudioLimits, create_app
+
+    try:
+        limits = AudioLimits(
+            max_bytes=int(args.max_upload_mb * 1024 * 1024),
+            max_seconds=args.max_audio_seconds,
+        )
+        engine = load_engine(
+            args.projector,
+            llm=args.llm,
+            speech_encoder=args.speech_encoder,
+            model_name=args.model_name,
+            device=args.device,
+            dtype=getattr(torch, args.dtype),
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+        )
+    except (ValueError, OSError) as ex:
+        print(f"error: {ex}", file=sys.stderr)
+        return 1
+
+    app = create_app(engine, api_key=args.api_key or None, limits=limits)
+    print(
+        f"Serving `{engine.model_id}` on http://{args.host}:{args.port}/v1"
+        + (" (API key required)" if args.api_key else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,392 @@
+"""The model side of the server: requests in, :class:`PipelineResult` out,
+batched in one worker thread around :class:`SpeechMapperPipeline`.
+
+Nothing here knows about HTTP, so the FastAPI app (:mod:`.app`) and a Ray
+Serve deployment can wrap the same engine. Requests are checked
+(:meth:`SpeechEngine.check`) before they are queued, so a bad one is refused
+on its own and never reaches a batch; the worker collects what arrives within
+``max_wait_ms`` (up to ``max_batch_size``), groups it by generation settings
+and system prompt, and answers each group with one ``pipeline.run`` call.
+Greedy answers do not depend on how inputs are batched, so each is the
+pipeline's answer for that input alone (tested). Sampled requests with a
+``seed`` run alone after ``torch.manual_seed(seed)``: the same request gives
+the same sample whatever else is queued.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Final
+
+import torch
+from torch import Tensor
+
+from speechmapper_plugin.audio import SAMPLE_RATE
+from speechmapper_plugin.generation import GenerationConfig
+from speechmapper_plugin.llm.speech_prompt import no_placeholder_problem
+from speechmapper_plugin.llm.tokens import create_text_decoder
+from speechmapper_plugin.serving.errors import bad_request
+from speechmapper_plugin.speech_llm import (
+    AudioInputError,
+    PipelineResult,
+    SkippedInput,
+    SpeechMapperPipeline,
+)
+
+_MAX_VARIANTS: Final = 64
+"""Pipelines kept per (generation settings, system prompt); beyond, the cache
+starts over (a variant is a shallow copy: it shares the models)."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A request's decoding options, OpenAI's names; ``None`` keeps the
+    server's generation config (greedy unless configured otherwise)."""
+
+    temperature: float | None = None
+    """0: greedy; above 0: sampling at this temperature (with ``top_p``)."""
+
+    top_p: float | None = None
+    """Nucleus sampling's ``p`` (sampling at temperature 1 if no temperature)."""
+
+    max_tokens: int | None = None
+    """At most this many generated tokens (the config's ``max_new_tokens``)."""
+
+    seed: int | None = None
+    """Seeds torch's generator before a sampled request, which then runs alone."""
+
+    def check(self) -> None:
+        """:raises ApiError: 400 naming the field out of range."""
+        if self.temperature is not None and not 0.0 <= self.temperature <= 2.0:
+            raise bad_request(
+                f"`temperature` must be between 0 and 2, but is {self.temperature}.",
+                param="temperature",
+            )
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise bad_request(
+                f"`top_p` must be in (0, 1], but is {self.top_p}.", param="top_p"
+            )
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise bad_request(
+                f"`max_tokens` must be positive, but is {self.max_tokens}.",
+                param="max_tokens",
+            )
+
+    def apply(self, base: GenerationConfig) -> GenerationConfig:
+        """``base`` with these options."""
+        config = copy.deepcopy(base)
+        sampling = (self.temperature is not None and self.temperature > 0) or (
+            self.temperature is None and self.top_p is not None
+        )
+        if self.temperature == 0:
+            config.generator = "beam_search"
+            config.beam_size = 1
+        elif sampling:
+            config.generator = "sampling"
+            config.beam_size = 1
+            config.temperature = self.temperature or 1.0
+            config.sampler.name = "top_p"
+            config.sampler.top_p = dataclasses.replace(
+                config.sampler.top_p, p=1.0 if self.top_p is None else self.top_p
+            )
+        elif self.top_p is not None and config.generator == "sampling":
+            config.sampler.top_p = dataclasses.replace(
+                config.sampler.top_p, p=self.top_p
+            )
+        if self.max_tokens is not None:
+            config.max_new_tokens = self.max_tokens
+        config.check()
+        return config
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """One audio with its instruction: what the pipeline's ``run`` takes."""
+
+    waveform: Tensor
+    """Mono float32 at 16 kHz."""
+
+    instruction: str
+    """The user turn, ``<speech>`` exactly once where the audio goes."""
+
+    system: str | None = None
+    """The system prompt (default: the pipeline's)."""
+
+    sampling: Sampling = field(default_factory=Sampling)
+
+    @property
+    def seconds(self) -> float:
+        return self.waveform.numel() / SAMPLE_RATE
+
+
+@dataclass
+class EngineStats:
+    """What the worker has done (``/health`` shows it)."""
+
+    requests: int = 0
+    batches: int = 0
+    largest_batch: int = 0
+    failures: int = 0
+
+
+@dataclass
+class _Job:
+    request: SpeechRequest
+    pipeline: SpeechMapperPipeline
+    key: tuple[str, str | None]
+    future: Future[PipelineResult] = field(default_factory=Future)
+
+
+_STOP: Final = object()
+
+
+class SpeechEngine:
+    """Batches requests onto one :class:`SpeechMapperPipeline` in a worker thread.
+
+    :param model_id: The name clients call the model by (``/v1/models``).
+    :param max_batch_size: Requests decoded together at most.
+    :param max_wait_ms: How long the first request of a batch waits for others.
+    """
+
+    def __init__(
+        self,
+        pipeline: SpeechMapperPipeline,
+        *,
+        model_id: str,
+        max_batch_size: int = 8,
+        max_wait_ms: float = 10.0,
+    ) -> None:
+        if max_batch_size < 1:
+            raise ValueError(
+                f"`max_batch_size` must be positive, but is {max_batch_size}."
+            )
+        if max_wait_ms < 0:
+            raise ValueError(
+                f"`max_wait_ms` must not be negative, but is {max_wait_ms}."
+            )
+
+        self.pipeline = pipeline
+        self.model_id = model_id
+        self.max_batch_size = max_batch_size
+        self.max_wait = max_wait_ms / 1000.0
+        self.stats = EngineStats()
+
+        self._decoder = create_text_decoder(pipeline.tokenizer)
+        self._variants: dict[tuple[str, str | None], SpeechMapperPipeline] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[object] = queue.Queue()
+        self._worker = threading.Thread(
+            target=self._loop, name="speechmapper-engine", daemon=True
+        )
+        self._worker.start()
+
+    # -- the request side ----------------------------------------------------
+
+    def check(self, request: SpeechRequest) -> None:
+        """Refuse what the models cannot take, before it is queued.
+
+        :raises ApiError: 400 for an instruction without ``<speech>`` exactly
+            once, a system prompt holding it, out-of-range sampling options,
+            or audio too short or too long for the projector and the LLM.
+        """
+        self._checked(request)
+
+    def submit(self, request: SpeechRequest) -> Future[PipelineResult]:
+        """Queue a request (checked first); the future holds its result."""
+        pipeline, key = self._checked(request)
+        if not self.alive:
+            raise RuntimeError("The engine's worker has stopped.")
+
+        job = _Job(request, pipeline, key)
+        self._queue.put(job)
+        return job.future
+
+    def generate(self, request: SpeechRequest) -> PipelineResult:
+        """:meth:`submit` and wait."""
+        return self.submit(request).result()
+
+    def text_deltas(self, result: PipelineResult) -> Iterator[str]:
+        """The answer's text piece by piece, one piece per generated token
+        where the token adds text; the pieces join to ``result.text``."""
+        sent = ""
+        tokens = result.token_ids
+        for end in range(1, len(tokens) + 1):
+            text = self._decoder(torch.tensor(tokens[:end], dtype=torch.int64)).strip()
+            # A token ending inside a multi-byte character waits for the next.
+            if text.endswith("\ufffd") or not text.startswith(sent):
+                continue
+            if len(text) > len(sent):
+                yield text[len(sent) :]
+                sent = text
+        if result.text != sent:
+            if result.text.startswith(sent):
+                yield result.text[len(sent) :]
+            else:  # never seen: a decoder that rewrites earlier text
+                yield result.text
+
+    @property
+    def alive(self) -> bool:
+        return self._worker.is_alive()
+
+    def close(self) -> None:
+        """Answer what is queued, then stop the worker."""
+        self._queue.put(_STOP)
+        self._worker.join()
+
+    # -- internals -----------------------------------------------------------
+
+    def _variant(
+        self, request: SpeechRequest
+    ) -> tuple[SpeechMapperPipeline, tuple[str, str | None]]:
+        """The pipeline for the request's generation settings and system prompt
+        (a shallow copy sharing the models), its instruction checked."""
+        config = request.sampling.apply(self.pipeline.generation)
+        system = request.system
+        key = (repr(config), system)
+        with self._lock:
+            pipeline = self._variants.get(key)
+            if pipeline is None:
+                pipeline = self._make_variant(config, system)
+                if len(self._variants) >= _MAX_VARIANTS:
+                    self._variants.clear()
+                self._variants[key] = pipeline
+        try:
+            pipeline.encode_prompt(request.instruction)
+        except ValueError as ex:
+            raise bad_request(str(ex), code="invalid_instruction") from None
+        return pipeline, key
+
+    def _make_variant(
+        self, config: GenerationConfig, system: str | None
+    ) -> SpeechMapperPipeline:
+        if system is None or system.strip() == "":
+            system = self.pipeline.system_prompt
+        elif system != self.pipeline.system_prompt:
+            problem = no_placeholder_problem(system, "The system prompt")
+            if problem is not None:
+                raise bad_request(problem, param="messages", code="invalid_instruction")
+        pipeline = copy.copy(self.pipeline)
+        pipeline.generation = config
+        if system != self.pipeline.system_prompt:
+            pipeline.system_prompt = system
+            # Its own prompt cache: the base's holds prompts of another system prompt.
+            pipeline._prompts = {}
+        return pipeline
+
+    def _checked(
+        self, request: SpeechRequest
+    ) -> tuple[SpeechMapperPipeline, tuple[str, str | None]]:
+        request.sampling.check()
+        pipeline, key = self._variant(request)
+        try:
+            pipeline.check_audio(request.waveform.numel(), request.instruction)
+        except AudioInputError as ex:
+            raise bad_request(str(ex), code=ex.code) from None
+        return pipeline, key
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, _Job)
+            jobs = [first]
+            stop = False
+            deadline = time.monotonic() + self.max_wait
+            while len(jobs) < self.max_batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop = True
+                    break
+                assert isinstance(item, _Job)
+                jobs.append(item)
+
+            for group in _groups(jobs):
+                self._answer(group)
+            if stop:
+                return
+
+    def _answer(self, jobs: list[_Job]) -> None:
+        """One ``pipeline.run`` for ``jobs`` (same settings); a failure of the
+        batch is retried one by one, so it only fails the request that causes it."""
+        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if not jobs:
+            return
+        try:
+            results = self._run(jobs)
+        except Exception as ex:
+            if len(jobs) > 1:
+                for job in jobs:
+                    self._answer_alone(job)
+                return
+            self.stats.failures += 1
+            jobs[0].future.set_exception(ex)
+            return
+
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, SkippedInput):
+                self.stats.failures += 1
+                job.future.set_exception(result.error)
+            else:
+                job.future.set_result(result)
+
+    def _answer_alone(self, job: _Job) -> None:
+        try:
+            (result,) = self._run([job])
+        except Exception as ex:
+            self.stats.failures += 1
+            job.future.set_exception(ex)
+            return
+        if isinstance(result, SkippedInput):
+            self.stats.failures += 1
+            job.future.set_exception(result.error)
+        else:
+            job.future.set_result(result)
+
+    def _run(self, jobs: list[_Job]) -> list[PipelineResult | SkippedInput]:
+        self.stats.requests += len(jobs)
+        self.stats.batches += 1
+        self.stats.largest_batch = max(self.stats.largest_batch, len(jobs))
+
+        seed = jobs[0].request.sampling.seed
+        pipeline = jobs[0].pipeline
+        if seed is not None and pipeline.generation.generator == "sampling":
+            torch.manual_seed(seed)
+
+        return pipeline.run(
+            [job.request.waveform for job in jobs],
+            [job.request.instruction for job in jobs],
+            on_error="skip",
+            batch_size=len(jobs),
+        )
+
+
+def _groups(jobs: list[_Job]) -> list[list[_Job]]:
+    """Jobs that can share a forward pass, in arrival order: same settings and
+    system prompt; a seeded sampled job alone."""
+    groups: dict[tuple[str, str | None], list[_Job]] = {}
+    alone: list[list[_Job]] = []
+    for job in jobs:
+        if (
+            job.request.sampling.seed is not None
+            and job.pipeline.generation.generator == "sampling"
+        ):
+            alone.append([job])
+        else:
+            groups.setdefault(job.key, []).append(job)
+    return [*groups.values(), *alone]

@@ -1,0 +1,129 @@
+"""The serving tests' shared pieces: an exported tiny projector, the
+reference pipeline, and ``speechmapper serve`` in a subprocess."""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import torch
+from fairseq2.models import load_model
+
+from speechmapper_plugin.export.projector import (
+    ProjectorProvenance,
+    SpeechEncoderProvenance,
+    export_projector,
+)
+from speechmapper_plugin.speech_llm import SpeechMapperPipeline
+
+PROJECTOR_CARD = "test_projector_llama"  # tiny arch, target_llm test_llama
+SFM = SpeechEncoderProvenance(
+    card="test_sm4t_hf", layer=4, layer_norm=True, frame_averaging=2
+)
+EXPORT_NAME = "served_projector"
+
+
+def export_test_projector(out: Path) -> Path:
+    """``test_projector_llama`` exported as trained on ``test_sm4t_hf`` layer 4
+    with LayerNorm: the export names its speech encoder and its LLM."""
+    projector = load_model(PROJECTOR_CARD, device=torch.device("cpu"))
+    export_projector(
+        projector,  # type: ignore[arg-type]
+        out,
+        name=EXPORT_NAME,
+        provenance=ProjectorProvenance(
+            sfm=SFM, pad_token="<|finetune_right_pad_id|>", stage="stage1"
+        ),
+    )
+    return out
+
+
+def reference_pipeline() -> SpeechMapperPipeline:
+    """What the served export is, loaded through the session's own cards:
+    the same weights, encoder layer and LayerNorm."""
+    return SpeechMapperPipeline.from_cards(
+        SFM.card,
+        PROJECTOR_CARD,
+        "test_llama",
+        device="cpu",
+        sfm_layer=SFM.layer,
+        sfm_layer_norm=SFM.layer_norm,
+    )
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    """``http://127.0.0.1:PORT``."""
+
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def serve(*args: str, cwd: Path, timeout: float = 120.0) -> Iterator[Server]:
+    """``python -m speechmapper_plugin.serving ARGS --port P`` until ``/health``
+    answers; stopped (by its pid) on exit."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "SPEECHMAPPER_API_KEY"}
+    env |= {"OMP_NUM_THREADS": "1", "FAIRSEQ2_NO_PROGRESS": "1"}
+    log = cwd / "server.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "speechmapper_plugin.serving",
+                *args,
+                "--port",
+                str(port),
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"the server exited ({process.returncode}):\n{log.read_text()[-3000:]}"
+                )
+            try:
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no /health in {timeout} s:\n{log.read_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+        yield Server(url, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,0 +1,486 @@
+"""The serving engine and HTTP API in-process (the app under Starlette's test
+client): answers equal :class:`SpeechMapperPipeline`'s for the same input
+alone (a second pipeline, loaded separately, is the reference), batching
+really batches, and every kind of bad request gets OpenAI's error shape and
+status without disturbing the good ones. The ``openai`` client against a
+real server process is ``test_serving_openai.py``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+from speechmapper_plugin.audio import load_audio
+from speechmapper_plugin.generation import GenerationConfig
+from speechmapper_plugin.serving import (
+    AudioLimits,
+    Sampling,
+    SpeechEngine,
+    SpeechRequest,
+    create_app,
+)
+from speechmapper_plugin.speech_llm import PipelineResult, SpeechMapperPipeline
+from tests.support.audio import tone, write_corrupt, write_too_short, write_wav
+
+MODEL = "served"
+KEY = "test-key"
+
+
+def _pipeline() -> SpeechMapperPipeline:
+    return SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GenerationConfig(max_new_tokens=8),
+    )
+
+
+@pytest.fixture(scope="module")
+def reference() -> SpeechMapperPipeline:
+    return _pipeline()
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[SpeechEngine]:
+    engine = SpeechEngine(
+        _pipeline(), model_id=MODEL, max_batch_size=4, max_wait_ms=300.0
+    )
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def client(engine: SpeechEngine) -> Iterator[TestClient]:
+    app = create_app(
+        engine, api_key=KEY, limits=AudioLimits(max_bytes=200_000, max_seconds=4.0)
+    )
+    with TestClient(app, headers={"Authorization": f"Bearer {KEY}"}) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def wavs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("serving_audio")
+    return [
+        write_wav(root / f"a{i}.wav", tone(seconds, freq=freq, seed=i))
+        for i, (seconds, freq) in enumerate(
+            [(1.2, 180.0), (2.5, 240.0), (0.9, 300.0), (1.7, 140.0)]
+        )
+    ]
+
+
+def assert_same(actual: PipelineResult, expected: PipelineResult) -> None:
+    assert actual.token_ids == expected.token_ids
+    assert actual.text == expected.text
+    torch.testing.assert_close(
+        torch.tensor(actual.generation.best.token_log_probs),
+        torch.tensor(expected.generation.best.token_log_probs),
+        atol=1e-4,
+        rtol=0,
+    )
+
+
+INSTRUCTIONS = [
+    "Transcribe the audio.\n<speech>",
+    "Repeat what was said.\n<speech>",
+    "<speech>\nWrite down what you hear.",
+    "Transcribe the audio.\n<speech>",
+]
+
+
+def test_concurrent_requests_share_a_batch_and_equal_the_pipeline_alone(
+    engine: SpeechEngine, reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    before = engine.stats.batches
+    futures = [
+        engine.submit(SpeechRequest(load_audio(wav), instruction))
+        for wav, instruction in zip(wavs, INSTRUCTIONS, strict=True)
+    ]
+    results = [future.result(timeout=60) for future in futures]
+
+    # All four arrived within the wait: one forward batch.
+    assert engine.stats.batches == before + 1
+    assert engine.stats.largest_batch == 4
+    for wav, instruction, result in zip(wavs, INSTRUCTIONS, results, strict=True):
+        (alone,) = reference.run(wav, instruction)
+        assert_same(result, alone)
+    # Control: the answers differ between inputs (a mix-up would be seen).
+    assert (
+        results[0].generation.best.token_log_probs
+        != results[1].generation.best.token_log_probs
+    )
+
+
+def test_seeded_sampling_runs_alone_and_repeats(
+    engine: SpeechEngine, reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    sampling = Sampling(temperature=1.5, top_p=1.0, seed=7)
+    request = SpeechRequest(load_audio(wavs[1]), INSTRUCTIONS[0], sampling=sampling)
+    first, second = engine.submit(request), engine.submit(request)
+    a, b = first.result(timeout=60), second.result(timeout=60)
+
+    config = sampling.apply(reference.generation)
+    assert config.generator == "sampling" and config.temperature == 1.5
+    saved = reference.generation
+    reference.generation = config
+    try:
+        torch.manual_seed(7)
+        (expected,) = reference.run(wavs[1], INSTRUCTIONS[0])
+    finally:
+        reference.generation = saved
+    assert a.token_ids == b.token_ids == expected.token_ids
+
+
+def test_text_deltas_join_to_the_answer(engine: SpeechEngine, wavs: list[Path]) -> None:
+    result = engine.generate(SpeechRequest(load_audio(wavs[0]), INSTRUCTIONS[1]))
+    pieces = list(engine.text_deltas(result))
+    assert "".join(pieces) == result.text
+    assert 1 <= len(pieces) <= len(result.token_ids)
+
+
+# -- the HTTP API --------------------------------------------------------------
+
+
+def _upload(path: Path) -> dict[str, Any]:
+    return {"file": (path.name, path.read_bytes(), "audio/wav")}
+
+
+def _chat(
+    path: Path, text: str = "Transcribe the audio.", **extra: Any
+) -> dict[str, Any]:
+    audio = base64.b64encode(path.read_bytes()).decode()
+    return {
+        "model": MODEL,
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": text},
+                    {
+                        "type": "input_audio",
+                        "input_audio": {"data": audio, "format": "wav"},
+                    },
+                ],
+            }
+        ],
+        **extra,
+    }
+
+
+def test_audio_endpoints_answer_as_the_pipeline(
+    client: TestClient, reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    expected = reference.transcribe(wavs[0])
+    form = {"model": MODEL}
+    response = client.post(
+        "/v1/audio/transcriptions", files=_upload(wavs[0]), data=form
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"text": expected}
+
+    text = client.post(
+        "/v1/audio/transcriptions",
+        files=_upload(wavs[0]),
+        data=form | {"response_format": "text"},
+    )
+    assert text.text == expected
+
+    verbose = client.post(
+        "/v1/audio/transcriptions",
+        files=_upload(wavs[0]),
+        data=form | {"response_format": "verbose_json", "language": "en"},
+    ).json()
+    assert verbose["text"] == expected and verbose["language"] == "english"
+    assert verbose["duration"] == pytest.approx(1.2, abs=1e-3)
+
+    translated = client.post(
+        "/v1/audio/translations",
+        files=_upload(wavs[1]),
+        data=form | {"target_language": "de"},
+    )
+    assert translated.json() == {"text": reference.translate(wavs[1], "de")}
+
+
+def test_chat_answers_as_the_pipeline_and_streams_the_same_text(
+    client: TestClient, reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    (expected,) = reference.run(wavs[3], "Summarise the talk.\n<speech>\nBe brief.")
+    body = _chat(wavs[3], "Summarise the talk.")
+    body["messages"][0]["content"].append({"type": "text", "text": "Be brief."})
+
+    answer = client.post("/v1/chat/completions", json=body).json()
+    assert answer["choices"][0]["message"]["content"] == expected.text
+    assert answer["usage"]["completion_tokens"] == len(expected.token_ids)
+    assert answer["usage"]["prompt_tokens"] == expected.prompt_len
+
+    with client.stream(
+        "POST", "/v1/chat/completions", json=body | {"stream": True}
+    ) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        events = [line.removeprefix("data: ") for line in stream.iter_lines() if line]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    pieces = [c["choices"][0]["delta"].get("content", "") for c in chunks]
+    assert "".join(pieces) == expected.text
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_a_system_message_is_the_pipelines_system_prompt(
+    client: TestClient, wavs: list[Path]
+) -> None:
+    system = "You are a careful transcriber."
+    reference = SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GenerationConfig(max_new_tokens=8),
+        system_prompt=system,
+    )
+    (expected,) = reference.run(wavs[2], "Transcribe the audio.\n<speech>")
+    body = _chat(wavs[2])
+    body["messages"].insert(0, {"role": "system", "content": system})
+    answer = client.post("/v1/chat/completions", json=body).json()
+    assert answer["usage"]["prompt_tokens"] == expected.prompt_len
+    assert answer["choices"][0]["message"]["content"] == expected.text
+
+
+def _bad_requests(
+    wavs: list[Path], tmp: Path
+) -> list[tuple[str, str, dict[str, Any], int, str | None]]:
+    """(name, path, request kwargs, status, error code)."""
+    corrupt = write_corrupt(tmp / "corrupt.wav")
+    short = write_too_short(tmp / "short.wav")
+    long = write_wav(tmp / "long.wav", tone(5.0))
+    big = tmp / "big.wav"
+    big.write_bytes(b"\0" * 300_000)
+    form = {"model": MODEL}
+    chat = _chat(wavs[0])
+    transcribe = "/v1/audio/transcriptions"
+    completions = "/v1/chat/completions"
+
+    def with_audio(data: str, fmt: str = "wav") -> dict[str, Any]:
+        body = json.loads(json.dumps(chat))
+        body["messages"][0]["content"][1]["input_audio"] = {"data": data, "format": fmt}
+        return body
+
+    return [
+        ("missing file", transcribe, {"data": form}, 400, None),
+        ("missing model", transcribe, {"files": _upload(wavs[0])}, 400, None),
+        (
+            "unknown model",
+            transcribe,
+            {"files": _upload(wavs[0]), "data": {"model": "gpt-4o"}},
+            404,
+            "model_not_found",
+        ),
+        (
+            "undecodable",
+            transcribe,
+            {"files": _upload(corrupt), "data": form},
+            400,
+            "undecodable_audio",
+        ),
+        (
+            "too short",
+            transcribe,
+            {"files": _upload(short), "data": form},
+            400,
+            "too_short_audio",
+        ),
+        (
+            "too long",
+            transcribe,
+            {"files": _upload(long), "data": form},
+            400,
+            "audio_too_long",
+        ),
+        (
+            "too large",
+            transcribe,
+            {"files": _upload(big), "data": form},
+            400,
+            "audio_too_large",
+        ),
+        (
+            "m4a",
+            transcribe,
+            {"files": {"file": ("a.m4a", b"xxxx", "audio/mp4")}, "data": form},
+            400,
+            "unsupported_audio_format",
+        ),
+        (
+            "bad format",
+            transcribe,
+            {"files": _upload(wavs[0]), "data": form | {"response_format": "srt"}},
+            400,
+            None,
+        ),
+        (
+            "bad temperature",
+            transcribe,
+            {"files": _upload(wavs[0]), "data": form | {"temperature": "hot"}},
+            400,
+            None,
+        ),
+        (
+            "no target",
+            "/v1/audio/translations",
+            {"files": _upload(wavs[0]), "data": form},
+            400,
+            None,
+        ),
+        (
+            "unknown target",
+            "/v1/audio/translations",
+            {"files": _upload(wavs[0]), "data": form | {"target_language": "xx"}},
+            400,
+            "unsupported_language",
+        ),
+        (
+            "not json",
+            completions,
+            {"content": b"{", "headers": {"content-type": "application/json"}},
+            400,
+            None,
+        ),
+        (
+            "no messages",
+            completions,
+            {"json": {"model": MODEL, "messages": []}},
+            400,
+            None,
+        ),
+        (
+            "chat unknown model",
+            completions,
+            {"json": chat | {"model": "nope"}},
+            404,
+            "model_not_found",
+        ),
+        (
+            "no audio",
+            completions,
+            {"json": chat | {"messages": [{"role": "user", "content": "hi"}]}},
+            400,
+            "missing_audio",
+        ),
+        (
+            "assistant turn",
+            completions,
+            {
+                "json": chat
+                | {
+                    "messages": [
+                        *chat["messages"],
+                        {"role": "assistant", "content": "ok"},
+                    ]
+                }
+            },
+            400,
+            "unsupported_conversation",
+        ),
+        ("bad base64", completions, {"json": with_audio("@@@")}, 400, "invalid_base64"),
+        (
+            "ogg format",
+            completions,
+            {
+                "json": with_audio(
+                    chat["messages"][0]["content"][1]["input_audio"]["data"], "ogg"
+                )
+            },
+            400,
+            "unsupported_audio_format",
+        ),
+        (
+            "base64 junk",
+            completions,
+            {"json": with_audio(base64.b64encode(b"not audio at all").decode())},
+            400,
+            "undecodable_audio",
+        ),
+        (
+            "placeholder in text",
+            completions,
+            {"json": _chat(wavs[0], "say <speech>")},
+            400,
+            "invalid_instruction",
+        ),
+        ("top_p", completions, {"json": chat | {"top_p": 0}}, 400, None),
+        ("n=2", completions, {"json": chat | {"n": 2}}, 400, None),
+        ("temperature", completions, {"json": chat | {"temperature": 3}}, 400, None),
+        ("unknown route", "/v1/embeddings", {"json": {}}, 404, None),
+    ]
+
+
+def test_bad_requests_get_openais_error_shape_and_status(
+    client: TestClient, wavs: list[Path], tmp_path: Path
+) -> None:
+    for name, path, kwargs, status, code in _bad_requests(wavs, tmp_path):
+        response = client.post(path, **kwargs)
+        assert response.status_code == status, (name, response.text)
+        error = response.json()["error"]
+        assert set(error) == {"message", "type", "param", "code"}, name
+        assert error["message"], name
+        if code is not None:
+            assert error["code"] == code, (name, error)
+
+    assert client.get("/health").json()["status"] == "ok"
+
+
+def test_the_api_key_is_required_on_v1_only(
+    client: TestClient, wavs: list[Path]
+) -> None:
+    for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}):
+        response = client.get("/v1/models", headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["code"] == "invalid_api_key"
+    assert client.get("/health", headers={"Authorization": ""}).status_code == 200
+    assert client.get("/v1/models").json()["data"][0]["id"] == MODEL
+    assert client.get("/v1/models/nope").status_code == 404
+
+
+def test_bad_requests_among_good_ones_change_no_answer(
+    client: TestClient,
+    reference: SpeechMapperPipeline,
+    wavs: list[Path],
+    tmp_path: Path,
+) -> None:
+    """Concurrent good and bad requests (the subprocess test sends 50 + 50)."""
+    bad = _bad_requests(wavs, tmp_path)
+    expected = [reference.transcribe(wav) for wav in wavs]
+    answers: dict[int, Any] = {}
+
+    def good(i: int) -> None:
+        response = client.post(
+            "/v1/audio/transcriptions",
+            files=_upload(wavs[i % 4]),
+            data={"model": MODEL},
+        )
+        answers[i] = response.json()
+
+    def refused(i: int) -> None:
+        _, path, kwargs, status, _ = bad[i % len(bad)]
+        answers[-1 - i] = client.post(path, **kwargs).status_code == status
+
+    threads = [threading.Thread(target=good, args=(i,)) for i in range(8)]
+    threads += [threading.Thread(target=refused, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    for i in range(8):
+        assert answers[i] == {"text": expected[i % 4]}
+        assert answers[-1 - i] is True
+    assert client.get("/health").json()["status"] == "ok"
