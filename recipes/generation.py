@@ -467,7 +467,7 @@ class GenerationRecipe(Recipe):
                 f"`model` must be a SpeechMapper projector (family `speechmapper`) or an adapter (family `speech_adapter`), but its configuration is a {type(projector).__name__}."
             )
 
-        _resolve_features(config, projector)
+        _resolve_features(resolver, config, projector)
 
         sfm = _section_config(resolver, "sfm", config.sfm)
         if not isinstance(sfm, SFM_CONFIG_CLASSES):
@@ -504,7 +504,9 @@ class GenerationRecipe(Recipe):
         return self._config_kls
 
 
-def _resolve_features(config: GenerateConfig, projector: ProjectorConfig) -> None:
+def _resolve_features(
+    resolver: DependencyResolver, config: GenerateConfig, projector: ProjectorConfig
+) -> None:
     """Fills the encoder card, layer and LayerNorm left unset with those the
     projector was trained on; refuses other ones unless
     ``features.allow_mismatch``.
@@ -525,6 +527,10 @@ def _resolve_features(config: GenerateConfig, projector: ProjectorConfig) -> Non
             sfm.name = DEFAULT_SFM_CARD
         else:
             sfm.name = record.encoder
+        # What `context.get_model("sfm")` loads: fairseq2's `sfm` section, one
+        # object per run (the recipe config is read again on each lookup).
+        section = resolver.resolve(ReferenceModelSection, key="sfm")
+        section.name = sfm.name
 
     try:
         _, features.layer, features.layer_norm = resolve_speech_features(
