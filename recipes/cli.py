@@ -75,6 +75,10 @@ SUBCOMMANDS: Final[Mapping[str, Subcommand]] = {
         "speechmapper_plugin.export",
         "export a trained projector or adapter as a self-contained directory",
     ),
+    "serve": Subcommand(
+        "speechmapper_plugin.serving",
+        "serve a projector as an OpenAI-compatible speech API (FastAPI)",
+    ),
     "quickstart": Subcommand(
         "speechmapper_plugin.quickstart",
         "the offline CPU quickstart: toy world, toy LLM, both stages, evaluation",
