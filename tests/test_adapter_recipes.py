@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import glob
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
+from speechmapper_plugin.data.feature_store import FeatureStore
+from speechmapper_plugin.data.instructions import (
+    SpeechRecord,
+    build_asr_examples,
+    write_instructions,
+)
 from speechmapper_plugin.llm import load_target_llm_embeddings
 from tests.support.audio import has_espeak
 from tests.support.cards import SessionCards
@@ -70,6 +77,26 @@ def test_stage1_trains_the_adapter(
     assert "speech_adapter" in card and test_cards.llms.llama_card in card
 
 
+def asr_instructions(tmp_path: Path, corpus: SpeechCorpus) -> tuple[Path, Path]:
+    """ASR instructions of the corpus's training and held-out utterances."""
+    store = FeatureStore(corpus.features)
+    records = {
+        e.id: SpeechRecord(id=e.id, transcript=e.transcript, lang=e.lang)
+        for e in store.entries
+    }
+    train = tmp_path / "train.jsonl"
+    dev = tmp_path / "dev.jsonl"
+    write_instructions(
+        train,
+        build_asr_examples((records[i] for i in corpus.train_ids), pool="train"),
+    )
+    write_instructions(
+        dev,
+        build_asr_examples((records[i] for i in corpus.held_out_ids), pool="eval"),
+    )
+    return train, dev
+
+
 # One variable-length adapter: a fixed-rate one goes through stage 2 exactly as
 # the SpeechMapper projector does (tests/test_stage2_recipe.py), and each run
 # costs about two minutes of the suite's budget.
@@ -80,32 +107,8 @@ def test_stage2_tunes_the_adapter_and_saves_only_it(
     speech_corpus: SpeechCorpus,
     test_cards: SessionCards,
 ) -> None:
-    from speechmapper_plugin.data.feature_store import FeatureStore
-    from speechmapper_plugin.data.instructions import (
-        SpeechRecord,
-        build_asr_examples,
-        write_instructions,
-    )
-
     stage1 = run_adapter_stage1(tmp_path / "s1", arch, speech_corpus, test_cards)
-
-    store = FeatureStore(speech_corpus.features)
-    records = {
-        e.id: SpeechRecord(id=e.id, transcript=e.transcript, lang=e.lang)
-        for e in store.entries
-    }
-    train = tmp_path / "train.jsonl"
-    dev = tmp_path / "dev.jsonl"
-    write_instructions(
-        train,
-        build_asr_examples((records[i] for i in speech_corpus.train_ids), pool="train"),
-    )
-    write_instructions(
-        dev,
-        build_asr_examples(
-            (records[i] for i in speech_corpus.held_out_ids), pool="eval"
-        ),
-    )
+    train, dev = asr_instructions(tmp_path, speech_corpus)
     out = tmp_path / "s2"
     run_recipe(
         "stage2",
@@ -138,3 +141,48 @@ def test_stage2_tunes_the_adapter_and_saves_only_it(
         }
         for k in state
     ), sorted(state)[:5]
+
+
+def fresh_ctc_stage2(
+    out: Path,
+    corpus: SpeechCorpus,
+    cards: SessionCards,
+    ctc_vocab_size: int,
+    *,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """The grid's ``stage2_only`` protocol on a ``ctc_compression`` adapter
+    (Gaido et al.'s averaging): a fresh one trained by stage 2 alone, CE only."""
+    train, dev = asr_instructions(out.parent, corpus)
+    return run_recipe(
+        "stage2",
+        out,
+        "--config-file",
+        str(REPO / "recipes/stage2/configs/tiny.yaml"),
+        "--config",
+        "model.name=null",
+        "model.family=speech_adapter",
+        "model.arch=ctc_compression_tiny",
+        f"model.config_overrides={{ctc_vocab_size: {ctc_vocab_size}, ctc_merge: average}}",
+        "loss.sigma=0.0",
+        f"llm.name={cards.llms.llama_card}",
+        f"dataset.config_overrides={{splits: {{train: [{train}], dev: [{dev}]}}, feature_stores: [{corpus.features}]}}",
+        f"common.assets.extra_paths=[{cards.card_dir}]",
+        "regime.num_steps=30",
+        "regime.validate_every_n_steps=30",
+        "regime.checkpoint_every_n_steps=30",
+        check=check,
+    )
+
+
+def test_stage2_refuses_a_fresh_ctc_head_of_another_vocabulary(
+    tmp_path: Path,
+    speech_corpus: SpeechCorpus,
+    test_cards: SessionCards,
+) -> None:
+    vocab = load_target_llm_embeddings(test_cards.llms.llama_card).embeddings.size(0)
+    refused = fresh_ctc_stage2(
+        tmp_path / "s2", speech_corpus, test_cards, vocab + 1, check=False
+    )
+    assert refused.returncode != 0
+    assert f"ctc_vocab_size: {vocab}" in refused.stdout + refused.stderr
