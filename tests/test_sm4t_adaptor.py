@@ -19,7 +19,6 @@ import torch
 import yaml
 from fairseq2.assets import AssetStore
 from fairseq2.models import load_model
-from fairseq2.nn import BatchLayout
 from fairseq2.runtime.dependency import get_dependency_resolver
 from torch import Tensor
 
@@ -39,6 +38,7 @@ from tests.support.sm4t import (
     SM4T_SEED,
     TINY_DIMS,
     hf_to_meta_state_dict,
+    random_fbank,
     speech_like,
 )
 from tests.support.sm4t_fairseq1 import fairseq1_checkpoint, hf_to_fairseq1_state_dict
@@ -96,14 +96,6 @@ def loaded(hf_model: torch.nn.Module) -> SM4TSpeechEncoder:
     model = load_model("test_sm4t_hf", device=torch.device("cpu"), config=CONFIG)
     assert isinstance(model, SM4TSpeechEncoder)
     return model.eval()
-
-
-def random_fbank(lengths: list[int], seed: int = 0) -> tuple[Tensor, BatchLayout]:
-    generator = torch.Generator().manual_seed(seed)
-    batch = torch.zeros(len(lengths), max(lengths), 80)
-    for i, n in enumerate(lengths):
-        batch[i, :n] = torch.randn(n, 80, generator=generator)
-    return batch, BatchLayout.of(batch, lengths)
 
 
 @torch.no_grad()

@@ -10,8 +10,6 @@ from __future__ import annotations
 import pytest
 import torch
 from fairseq2.models import load_model
-from fairseq2.nn import BatchLayout
-from torch import Tensor
 
 from speechmapper_plugin.models.sm4t_speech_encoder import (
     SM4TSpeechEncoder,
@@ -21,7 +19,7 @@ from speechmapper_plugin.models.sm4t_speech_encoder import (
     create_sm4t_speech_encoder_model,
 )
 from tests.support.cards import SessionCards
-from tests.support.sm4t import TINY_DIMS, hf_speech_layers, speech_like
+from tests.support.sm4t import TINY_DIMS, hf_speech_layers, random_fbank, speech_like
 
 LAYER_ATOL = 1e-5
 END_TO_END_ATOL = 1e-3
@@ -71,14 +69,6 @@ def ours(
 
     assert isinstance(model, SM4TSpeechEncoder)
     return model.eval()
-
-
-def random_fbank(lengths: list[int], seed: int = 0) -> tuple[Tensor, BatchLayout]:
-    generator = torch.Generator().manual_seed(seed)
-    batch = torch.zeros(len(lengths), max(lengths), 80)
-    for i, n in enumerate(lengths):
-        batch[i, :n] = torch.randn(n, 80, generator=generator)
-    return batch, BatchLayout.of(batch, lengths)
 
 
 @torch.no_grad()

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import torch
+from fairseq2.nn import BatchLayout
 from torch import Tensor
 
 from speechmapper_plugin.tiny_assets.sm4t import (
@@ -176,6 +177,16 @@ def hf_speech_layers(
     hidden = out.hidden_states
     raw = list(hidden[1:-1]) + [captured[0]]
     return raw, hidden[-1], hidden[0]
+
+
+def random_fbank(lengths: list[int], seed: int = 0) -> tuple[Tensor, BatchLayout]:
+    """A right-padded batch of random "fbank" rows ``[N, max(lengths), 80]``
+    (zeros past each length) and its layout, for encoder-level parity tests."""
+    generator = torch.Generator().manual_seed(seed)
+    batch = torch.zeros(len(lengths), max(lengths), 80)
+    for i, n in enumerate(lengths):
+        batch[i, :n] = torch.randn(n, 80, generator=generator)
+    return batch, BatchLayout.of(batch, lengths)
 
 
 def speech_like(num_samples: int, seed: int = 0, sample_rate: int = 16_000) -> Tensor:
