@@ -294,6 +294,13 @@ def test_adaptor_card_file_holds_the_adaptor_cards(repo_root: Path) -> None:
     assert names == set(ADAPTOR_CARDS)
     assert all("_adaptor" in name for name in names)
 
+    import fairseq2
+
+    bundled = Path(fairseq2.__file__).parent / "assets" / "cards"
+    for other in bundled.rglob("*.yaml"):
+        for doc in yaml.safe_load_all(other.read_text()):
+            assert not doc or doc.get("name") not in names, other
+
 
 def test_large_adaptor_has_the_shapes_of_transformers_large() -> None:
     """Every tensor of HF's v2-large speech encoder (default config) converts
