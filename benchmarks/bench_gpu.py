@@ -7,8 +7,9 @@ the project's own factories from its registered archs):
    configs' batch (``max_num_frames`` 8,000 per GPU, bf16 autocast, or fp16 on
    a card without bf16): frames/s, and model FLOPs utilisation (MFU) = the
    step's FLOPs (counted by ``torch.utils.flop_counter.FlopCounterMode`` on a
-   real forward + backward, not estimated) / step time / the card's dense
-   16-bit tensor peak (:data:`PEAK_TFLOPS`); target >= 40 % bf16 on an H100;
+   real forward + backward, not estimated; it counts CUDA's fused attention
+   kernels, not the CPU's) / step time / the card's dense 16-bit tensor peak
+   (:data:`PEAK_TFLOPS`); target >= 40 % bf16 on an H100;
 2. the SeamlessM4T-v2 ``large`` speech encoder (580.5M): real-time factor of
    the whole extraction (``SpeechFeatureExtractor``: fbank, 24 Conformer
    blocks, LayerNorm, 2:1 averaging) = compute seconds / audio seconds;
@@ -36,7 +37,7 @@ import math
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,7 @@ def build_projector(
     hub = get_speechmapper_model_hub()
     config = hub.get_arch_config(arch)
     if output_dim is not None:
-        config.output_dim = output_dim
+        config = replace(config, output_dim=output_dim)
     torch.manual_seed(0)
     return hub.create_new_model(config, device=dev.device, dtype=torch.float32).train()
 
