@@ -8,6 +8,7 @@ import torch
 from fairseq2.nn import BatchLayout
 from torch.nn.functional import ctc_loss
 
+from speechmapper_plugin.datasets.instructions import InstructionBatch
 from speechmapper_plugin.losses import stage2_loss
 from speechmapper_plugin.losses.adapter import AdapterLossWeights
 from speechmapper_plugin.models.adapters import (
@@ -29,6 +30,20 @@ def fresh_adapter(kind: str) -> SpeechAdapter:
     torch.manual_seed(4)
     config = _tiny(kind, ctc_vocab_size=llm_vocab_size())  # type: ignore[arg-type]
     return create_speech_adapter_model(config).train()
+
+
+def forward_aux(adapter: SpeechAdapter, batch: InstructionBatch) -> AdapterAux:
+    """What the adapter's forward pass on ``batch`` gives its losses."""
+    aux = AdapterAux()
+    features = batch.features.float()
+    with torch.no_grad():
+        adapter(
+            features,
+            BatchLayout.of(features, batch.feature_lens.tolist()),
+            pre_averaged=True,
+            aux=aux,
+        )
+    return aux
 
 
 def test_ctc_compression_head_trains_only_with_adapter_weights() -> None:
@@ -61,15 +76,7 @@ def test_ctc_compression_head_trains_only_with_adapter_weights() -> None:
 
     # The added term: torch's CTC loss of the head on row 0 (row 1 has no
     # transcript), per token, times 0.5.
-    aux = AdapterAux()
-    features = batch.features.float()
-    with torch.no_grad():
-        adapter(
-            features,
-            BatchLayout.of(features, batch.feature_lens.tolist()),
-            pre_averaged=True,
-            aux=aux,
-        )
+    aux = forward_aux(adapter, batch)
     assert aux.ctc_log_probs is not None and aux.ctc_lens is not None
     n = int(aux.ctc_lens[0])
     reference = ctc_loss(
@@ -96,15 +103,7 @@ def test_cif_quantity_counts_only_rows_with_a_transcript() -> None:
     )
     assert result.adapter is not None and result.adapter.quantity is not None
     assert result.adapter.ctc is None
-    aux = AdapterAux()
-    features = batch.features.float()
-    with torch.no_grad():
-        adapter(
-            features,
-            BatchLayout.of(features, batch.feature_lens.tolist()),
-            pre_averaged=True,
-            aux=aux,
-        )
+    aux = forward_aux(adapter, batch)
     assert aux.weight_sums is not None
     expected = (aux.weight_sums[0] - 3.0).abs()
     torch.testing.assert_close(result.adapter.quantity.detach(), expected)
