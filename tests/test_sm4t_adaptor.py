@@ -468,3 +468,19 @@ def test_encoder_name_must_say_whether_features_are_after_the_adaptor(
 
     with pytest.raises(ValueError, match="without SeamlessM4T's length adaptor"):
         check_encoder_name(without, "seamless_m4t_v2_large_speech_encoder_adaptor")
+
+
+@torch.no_grad()
+def test_the_test_adaptor_card_loads_adaptor_features(
+    hf_model: torch.nn.Module,
+) -> None:
+    """The grid's SeamlessM4T-adaptor column: the card's arch alone (no config
+    override) gives the adaptor's 6.25 Hz features of the same file."""
+    model = load_model("test_sm4t_hf_adaptor", device=torch.device("cpu"))
+    assert isinstance(model, SM4TSpeechEncoder)
+    assert model.config.length_adaptor
+
+    fbank, layout = random_fbank([2 * 60], seed=60)
+    out, out_layout = model.eval()(fbank, layout)
+    assert list(out_layout.seq_lens) == [60 // 8 + 1]
+    torch.testing.assert_close(out, hf_encode(hf_model, fbank), atol=ATOL, rtol=0)

@@ -179,6 +179,13 @@ def _build_sm4t_cards(root: Path, card_dir: Path) -> tuple[Path, Path]:
         card_dir / "sm4t.yaml",
         [
             {"name": "test_sm4t_hf", **family, "checkpoint": str(hf_dir)},
+            # The same file's features after SeamlessM4T's length adaptor (6.25 Hz).
+            {
+                "name": "test_sm4t_hf_adaptor",
+                **family,
+                "model_arch": "tiny_adaptor",
+                "checkpoint": str(hf_dir),
+            },
             {"name": "test_sm4t_meta", **family, "checkpoint": str(meta_checkpoint)},
             {
                 "name": "test_sm4t_fairseq1",
