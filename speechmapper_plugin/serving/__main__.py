@@ -64,6 +64,12 @@ def build_parser(prog: str = "speechmapper serve") -> argparse.ArgumentParser:
         default="float32",
         help="of the projector and the LLM",
     )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=256,
+        help="the most tokens an answer may have (a request's max_tokens may lower it)",
+    )
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument(
         "--max-wait-ms",
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             model_name=args.model_name,
             device=args.device,
             dtype=getattr(torch, args.dtype),
+            max_new_tokens=args.max_new_tokens,
             max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms,
         )

@@ -57,7 +57,7 @@ class Sampling:
     """Nucleus sampling's ``p`` (sampling at temperature 1 if no temperature)."""
 
     max_tokens: int | None = None
-    """At most this many generated tokens (the config's ``max_new_tokens``)."""
+    """At most this many generated tokens (lowers the config's ``max_new_tokens``)."""
 
     seed: int | None = None
     """Seeds torch's generator before a sampled request, which then runs alone."""
@@ -101,7 +101,8 @@ class Sampling:
                 config.sampler.top_p, p=self.top_p
             )
         if self.max_tokens is not None:
-            config.max_new_tokens = self.max_tokens
+            # The server's budget is a cap: a request may only lower it.
+            config.max_new_tokens = min(self.max_tokens, base.max_new_tokens)
         config.check()
         return config
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from speechmapper_plugin.export.projector import CARD_FILE, read_export_summary
+from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.serving.engine import SpeechEngine
 from speechmapper_plugin.speech_llm import SpeechMapperPipeline, model_config_of
 
@@ -74,13 +75,19 @@ def load_engine(
     model_name: str | None = None,
     device: str | None = None,
     dtype: torch.dtype = torch.float32,
+    max_new_tokens: int = 256,
     max_batch_size: int = 8,
     max_wait_ms: float = 10.0,
 ) -> SpeechEngine:
     """Load the pipeline (checked by ``from_cards``) and start its engine."""
     name, llm_card = projector_cards(projector, llm)
     pipeline = SpeechMapperPipeline.from_cards(
-        speech_encoder, name, llm_card, dtype=dtype, device=device
+        speech_encoder,
+        name,
+        llm_card,
+        dtype=dtype,
+        device=device,
+        generation=GenerationConfig(max_new_tokens=max_new_tokens),
     )
     return SpeechEngine(
         pipeline,

@@ -23,6 +23,7 @@ from speechmapper_plugin.export.projector import (
     SpeechEncoderProvenance,
     export_projector,
 )
+from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.speech_llm import SpeechMapperPipeline
 
 PROJECTOR_CARD = "test_projector_llama"  # tiny arch, target_llm test_llama
@@ -47,6 +48,11 @@ def export_test_projector(out: Path) -> Path:
     return out
 
 
+MAX_NEW_TOKENS = 8
+"""The served answers' budget (``--max-new-tokens``): short answers keep the
+subprocess tests fast."""
+
+
 def reference_pipeline() -> SpeechMapperPipeline:
     """What the served export is, loaded through the session's own cards:
     the same weights, encoder layer and LayerNorm."""
@@ -57,6 +63,7 @@ def reference_pipeline() -> SpeechMapperPipeline:
         device="cpu",
         sfm_layer=SFM.layer,
         sfm_layer_norm=SFM.layer_norm,
+        generation=GenerationConfig(max_new_tokens=MAX_NEW_TOKENS),
     )
 
 

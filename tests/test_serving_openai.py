@@ -1,0 +1,271 @@
+"""``speechmapper serve`` in a subprocess on an export of the tiny models,
+called with the official ``openai`` client: every endpoint (streaming
+included) answers what :class:`SpeechMapperPipeline` answers for the same
+input alone, bad requests raise the client's own typed errors, and 50 bad
+requests sent together with 50 good ones change no good answer and leave
+``/health`` green. One server for the module."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from speechmapper_plugin.speech_llm import SpeechMapperPipeline
+from tests.support.audio import tone, write_corrupt, write_too_short, write_wav
+from tests.support.cards import SessionCards
+from tests.support.mp3 import can_write_mp3, write_mp3
+from tests.support.serving import (
+    EXPORT_NAME,
+    MAX_NEW_TOKENS,
+    Server,
+    b64,
+    export_test_projector,
+    reference_pipeline,
+    serve,
+)
+
+pytestmark = pytest.mark.slow
+
+KEY = "sk-test-serving"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("serve")
+
+
+@pytest.fixture(scope="module")
+def server(root: Path, test_cards: SessionCards) -> Iterator[Server]:
+    export = export_test_projector(root / "export")
+    with serve(
+        str(export),
+        "--asset-dir",
+        str(test_cards.card_dir),
+        "--device",
+        "cpu",
+        "--api-key",
+        KEY,
+        "--max-batch-size",
+        "8",
+        "--max-wait-ms",
+        "20",
+        "--max-audio-seconds",
+        "6",
+        "--max-new-tokens",
+        str(MAX_NEW_TOKENS),
+        cwd=root,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(api_key=KEY, base_url=f"{server.url}/v1", max_retries=0)
+
+
+@pytest.fixture(scope="module")
+def reference() -> SpeechMapperPipeline:
+    return reference_pipeline()
+
+
+@pytest.fixture(scope="module")
+def wavs(root: Path) -> list[Path]:
+    return [
+        write_wav(root / f"a{i}.wav", tone(seconds, freq=freq, seed=i))
+        for i, (seconds, freq) in enumerate([(1.3, 200.0), (2.1, 150.0), (1.0, 260.0)])
+    ]
+
+
+def _audio_message(data: str, fmt: str, text: str) -> Any:
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": text},
+                {"type": "input_audio", "input_audio": {"data": data, "format": fmt}},
+            ],
+        }
+    ]
+
+
+def test_models_and_audio_endpoints(
+    client: openai.OpenAI, reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    assert [m.id for m in client.models.list()] == [EXPORT_NAME]
+
+    expected = reference.transcribe(wavs[0])
+    with open(wavs[0], "rb") as fp:
+        result = client.audio.transcriptions.create(model=EXPORT_NAME, file=fp)
+    assert result.text == expected
+    text = client.audio.transcriptions.create(
+        model=EXPORT_NAME, file=wavs[0], response_format="text"
+    )
+    assert text == expected
+    verbose = client.audio.transcriptions.create(
+        model=EXPORT_NAME, file=wavs[0], response_format="verbose_json", language="en"
+    )
+    assert verbose.text == expected and verbose.duration == pytest.approx(1.3, abs=1e-3)
+
+    translation = client.audio.translations.create(
+        model=EXPORT_NAME, file=wavs[1], extra_body={"target_language": "de"}
+    )
+    assert translation.text == reference.translate(wavs[1], "de")
+
+
+def test_chat_completions_plain_and_streamed(
+    client: openai.OpenAI, reference: SpeechMapperPipeline, wavs: list[Path], root: Path
+) -> None:
+    inputs = [(b64(wavs[2]), "wav", wavs[2])]
+    if can_write_mp3():
+        mp3 = write_mp3(root / "c.mp3", tone(1.4, freq=220.0, seed=5), 16000)
+        inputs.append((b64(mp3), "mp3", mp3))
+
+    for data, fmt, path in inputs:
+        (expected,) = reference.run(path, "Translate the audio into German.\n<speech>")
+        messages = _audio_message(data, fmt, "Translate the audio into German.")
+        answer = client.chat.completions.create(model=EXPORT_NAME, messages=messages)
+        assert answer.choices[0].message.content == expected.text, fmt
+        assert answer.usage is not None
+        assert answer.usage.completion_tokens == len(expected.token_ids)
+
+        stream = client.chat.completions.create(
+            model=EXPORT_NAME,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = list(stream)
+        pieces = [c.choices[0].delta.content or "" for c in chunks if c.choices]
+        assert "".join(pieces) == expected.text
+        assert len([p for p in pieces if p]) >= min(2, len(expected.token_ids))
+        assert chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens == len(expected.token_ids)
+
+
+def test_errors_are_the_clients_typed_errors(
+    client: openai.OpenAI, server: Server, wavs: list[Path], root: Path
+) -> None:
+    corrupt = write_corrupt(root / "corrupt.wav")
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.audio.transcriptions.create(model=EXPORT_NAME, file=corrupt)
+    assert bad.value.code == "undecodable_audio"
+
+    with pytest.raises(openai.BadRequestError) as language:
+        client.audio.translations.create(
+            model=EXPORT_NAME, file=wavs[0], extra_body={"target_language": "qq"}
+        )
+    assert language.value.code == "unsupported_language"
+
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.audio.transcriptions.create(model="whisper-1", file=wavs[0])
+    assert missing.value.code == "model_not_found"
+
+    wrong = openai.OpenAI(
+        api_key="sk-wrong", base_url=f"{server.url}/v1", max_retries=0
+    )
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+
+    with pytest.raises(openai.BadRequestError) as turns:
+        client.chat.completions.create(
+            model=EXPORT_NAME,
+            messages=[
+                *_audio_message(b64(wavs[0]), "wav", "Hi"),
+                {"role": "assistant", "content": "Hello"},
+                {"role": "user", "content": "Again"},
+            ],
+        )
+    assert turns.value.code == "unsupported_conversation"
+
+    with pytest.raises(openai.BadRequestError) as long:
+        client.chat.completions.create(
+            model=EXPORT_NAME,
+            messages=_audio_message(
+                b64(write_wav(root / "long.wav", tone(7.0))), "wav", "Hi"
+            ),
+        )
+    assert long.value.code == "audio_too_long"
+
+
+def test_fifty_bad_and_fifty_good_requests_at_once(
+    server: Server, reference: SpeechMapperPipeline, wavs: list[Path], root: Path
+) -> None:
+    short = write_too_short(root / "short.wav")
+    corrupt = write_corrupt(root / "corrupt2.wav")
+    expected = [reference.transcribe(wav) for wav in wavs]
+    headers = {"Authorization": f"Bearer {KEY}"}
+    url = f"{server.url}/v1"
+
+    def good(i: int) -> tuple[int, Any]:
+        wav = wavs[i % len(wavs)]
+        response = httpx.post(
+            f"{url}/audio/transcriptions",
+            files={"file": (wav.name, wav.read_bytes())},
+            data={"model": EXPORT_NAME},
+            headers=headers,
+            timeout=120,
+        )
+        return response.status_code, response.json()
+
+    def bad(i: int) -> tuple[int, Any]:
+        kind = i % 5
+        if kind == 0:
+            response = httpx.post(
+                f"{url}/audio/transcriptions",
+                files={"file": ("c.wav", corrupt.read_bytes())},
+                data={"model": EXPORT_NAME},
+                headers=headers,
+                timeout=120,
+            )
+        elif kind == 1:
+            response = httpx.post(
+                f"{url}/audio/transcriptions",
+                files={"file": ("s.wav", short.read_bytes())},
+                data={"model": EXPORT_NAME},
+                headers=headers,
+                timeout=120,
+            )
+        elif kind == 2:
+            response = httpx.post(
+                f"{url}/chat/completions",
+                content=b'{"model": ',
+                headers=headers | {"content-type": "application/json"},
+                timeout=120,
+            )
+        elif kind == 3:
+            body = {
+                "model": EXPORT_NAME,
+                "messages": _audio_message(
+                    base64.b64encode(b"RIFF garbage").decode(), "wav", "Hi"
+                ),
+            }
+            response = httpx.post(
+                f"{url}/chat/completions", json=body, headers=headers, timeout=120
+            )
+        else:
+            response = httpx.get(f"{url}/models", timeout=120)  # no key
+        return response.status_code, response.json()
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        good_futures = [pool.submit(good, i) for i in range(50)]
+        bad_futures = [pool.submit(bad, i) for i in range(50)]
+        goods = [f.result() for f in good_futures]
+        bads = [f.result() for f in bad_futures]
+
+    for i, (status, body) in enumerate(goods):
+        assert status == 200 and body == {"text": expected[i % len(wavs)]}, (i, body)
+    for i, (status, body) in enumerate(bads):
+        assert status == (401 if i % 5 == 4 else 400), (i, body)
+        assert set(body["error"]) == {"message", "type", "param", "code"}
+
+    health = httpx.get(f"{server.url}/health").json()
+    assert health["status"] == "ok"
+    assert health["largest_batch"] > 1  # the good ones were batched
+    assert server.process.poll() is None
