@@ -229,6 +229,36 @@ def test_missing_speech_synthesis_stops_before_anything_is_written(
     assert not out.exists()
 
 
+@needs_espeak
+@pytest.mark.parametrize(("omp", "expected"), [(None, 1), ("2", 2)])
+def test_the_steps_in_process_get_the_recipe_steps_thread_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, omp: str | None, expected: int
+) -> None:
+    # The toy LLM trains in this process: on the recipe steps' thread count
+    # (one unless OMP_NUM_THREADS says), not the machine's core count.
+    import speechmapper_plugin.quickstart.run as run
+
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    seen = []
+
+    def fake_run(*args: object) -> dict[str, object]:
+        seen.append(torch.get_num_threads())
+        return {}
+
+    monkeypatch.setattr(run, "_run", fake_run)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert run.run_quickstart(parse_options([str(tmp_path), "--small"])) == {}
+        assert seen == [expected]
+        assert torch.get_num_threads() == 3  # restored
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_foreign_out_dir_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

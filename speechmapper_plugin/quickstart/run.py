@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from speechmapper_plugin.quickstart.assets import (
@@ -68,12 +70,45 @@ def _check_resumable(layout: QuickstartLayout, record: dict[str, Any]) -> None:
     path.write_text(json.dumps(record) + "\n")
 
 
+@contextmanager
+def _threads_of_the_steps(env: dict[str, str]) -> Iterator[None]:
+    """Run this process's own steps (toy LLM, references, EET) on as many
+    threads as the recipe steps get (``OMP_NUM_THREADS`` of their
+    environment, 1 unless chosen). PyTorch's CPU kernels may split a float
+    sum differently on another number of threads, which rounds differently;
+    pinned, the toy LLM (and every number after it) does not depend on the
+    machine's core count."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        threads = int(env["OMP_NUM_THREADS"])
+    except ValueError:
+        threads = before
+    torch.set_num_threads(max(1, threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
     """Run (or resume) every step into ``options.out_dir``; return the summary.
 
     :raises QuickstartError: on a missing prerequisite or a failed step (the
         message names the step's log).
     """
+    if not has_speech_synthesis():
+        raise QuickstartError(
+            f"The quickstart synthesises its speech with espeak-ng and sox, which are not installed. {INSTALL_HINT}"
+        )
+    repo = find_repo_root()
+    env = subprocess_env(repo)
+    with _threads_of_the_steps(env):
+        return _run(options, repo, env)
+
+
+def _run(options: QuickstartOptions, repo: Path, env: dict[str, str]) -> dict[str, Any]:
     # Progress lines print at once, also when stdout is a file or a pipe
     # (block-buffered otherwise: a long step would look stuck).
     echo = partial(print, flush=True)
@@ -86,12 +121,6 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
     started = time.monotonic()
     size = options.size
 
-    if not has_speech_synthesis():
-        raise QuickstartError(
-            f"The quickstart synthesises its speech with espeak-ng and sox, which are not installed. {INSTALL_HINT}"
-        )
-
-    repo = find_repo_root()
     layout, resumed = prepare_out_dir(options.out_dir, fresh=options.fresh)
     record = {"seed": options.seed, **asdict(size)}
     _check_resumable(layout, record)
@@ -101,7 +130,7 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
     runner = StepRunner(
         logs=layout.logs,
         num_steps=NUM_STEPS,
-        env=subprocess_env(repo),
+        env=env,
         cwd=repo,
         echo=echo,
         layout=layout,
