@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 import torch
+from fairseq2.models.transformer import CausalAttentionBias
 from fairseq2.nn import BatchLayout
 
 from speechmapper_plugin.generation import (
@@ -15,6 +17,7 @@ from speechmapper_plugin.generation import (
     generate_from_embeddings,
 )
 from speechmapper_plugin.generation.beam import BeamSearch
+from speechmapper_plugin.generation.decoder import EmbeddingDecoder, RowStartBias
 from speechmapper_plugin.generation.inputs import prepare_inputs
 from speechmapper_plugin.llm import embed_token_ids
 from tests.support.generation import (
@@ -376,6 +379,8 @@ def test_the_model_is_left_untouched() -> None:
         )
 
     assert not model.training
+    for layer in model.decoder.layers:  # the row mask went to a copy of the SDPAs
+        assert layer.self_attn.sdpa.bias == CausalAttentionBias()
     after = model.state_dict()
     assert before.keys() == after.keys()
     for key, value in before.items():
@@ -395,3 +400,110 @@ def test_a_bfloat16_model_accepts_float32_prompts() -> None:
             assert 0 <= len(result.tokens) <= 6
             assert all(0 <= t < 97 for t in result.tokens)
             assert torch.isfinite(torch.tensor(result.best.score))
+
+
+def count_forward_passes(model: torch.nn.Module) -> list[int]:
+    """A list that grows by the batch size of each forward pass of ``model``'s
+    final projection (one per decoder call: generation projects only the last
+    position)."""
+    calls: list[int] = []
+    model.final_proj.register_forward_hook(
+        lambda _module, args, _output: calls.append(args[0].size(0))
+    )
+    return calls
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        GenerationConfig(max_new_tokens=6, min_gen_len=7),
+        GenerationConfig(beam_size=3, max_new_tokens=6, min_gen_len=7),
+        GenerationConfig(generator="sampling", max_new_tokens=6, min_gen_len=7),
+    ],
+    ids=["greedy", "beam", "sampling"],
+)
+def test_uneven_prompts_are_read_in_one_forward_pass(config: GenerationConfig) -> None:
+    """Prompts of 3 to 17 positions: one pass reads them all, then one pass per
+    new token with every row in it (stepping through the 14 positions by which
+    the longest prompt outruns the shortest would take 14 more)."""
+    model = tiny_llama(logit_scale=2.0)
+    prompt_lens = [3, 11, 6, 17, 9]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=5)
+    config = replace(config, repetition_guard=NO_GUARD)
+    calls = count_forward_passes(model)
+
+    results = generate_from_embeddings(
+        model, prompts, prompt_lens, stop_token_ids=[1], config=config
+    )
+
+    assert [len(r.tokens) for r in results] == [6] * 5
+    rows = len(prompt_lens) * config.beam_size
+    assert calls == [rows] * 6
+
+
+def test_prompts_that_would_outrun_max_seq_len_when_aligned_are_stepped_through() -> (
+    None
+):
+    """Right-aligned, the longest prompt (17) plus the largest budget (10)
+    passes ``max_seq_len`` (24); left-aligned they fit, and decode as alone."""
+    model = tiny_llama(logit_scale=2.0, max_seq_len=24)
+    prompt_lens = [3, 17]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=6)
+    config = GenerationConfig(max_new_tokens=10, repetition_guard=NO_GUARD)
+    calls = count_forward_passes(model)
+
+    batched = generate_from_embeddings(
+        model, prompts, prompt_lens, stop_token_ids=[1], config=config
+    )
+    stepped = len(calls)
+    one_by_one = [
+        generate_from_embeddings(
+            model,
+            prompts[row : row + 1, :length],
+            [length],
+            stop_token_ids=[1],
+            config=config,
+        )[0]
+        for row, length in enumerate(prompt_lens)
+    ]
+
+    assert [r.max_new_tokens for r in batched] == [10, 7]
+    assert stepped > 10
+    assert_same_results(batched, one_by_one)
+
+
+def test_row_start_bias_hides_each_rows_padding() -> None:
+    """Two rows starting at positions 0 and 2; the last 2 of 4 positions query
+    (worked by hand: 0 where a query sees a key, -inf elsewhere)."""
+    bias = RowStartBias(torch.tensor([0, 2]))
+    inf = float("-inf")
+
+    tensor = bias.create_bias_tensor(2, 4, torch.device("cpu"), torch.float32)
+
+    assert tensor.shape == (2, 1, 2, 4)
+    expected = torch.tensor(
+        [
+            [[0.0, 0.0, 0.0, inf], [0.0, 0.0, 0.0, 0.0]],
+            [[inf, inf, 0.0, inf], [inf, inf, 0.0, 0.0]],
+        ]
+    )
+    assert torch.equal(tensor[:, 0], expected)
+
+    # A padding query (row 1 at position 0) sees only itself.
+    prefill = bias.create_bias_tensor(4, 4, torch.device("cpu"), torch.float32)
+    assert prefill[1, 0, 0].tolist() == [0.0, inf, inf, inf]
+
+    bias.reorder(torch.tensor([1, 1, 0]))
+    assert bias.starts.tolist() == [2, 2, 0]
+
+
+def test_windowed_or_flash_attention_keeps_prompts_left_aligned() -> None:
+    model = tiny_llama()
+    assert EmbeddingDecoder.takes_row_starts(model)
+
+    for layer in model.decoder.layers:
+        layer.self_attn.sdpa.bias = CausalAttentionBias(attn_window_len=64)
+
+    assert not EmbeddingDecoder.takes_row_starts(model)
+    with pytest.raises(ValueError, match="left-aligned"):
+        EmbeddingDecoder(model, 8, row_starts=torch.tensor([0, 1]))

@@ -9,9 +9,9 @@ repetition guard) are moved to the example's finished list; the best
 has ``beam_size`` finished hypotheses or reaches its token budget (its live
 beams then finish with ``stop_reason="max_length"``).
 
-While an example is still reading its prompt (longer prompts are fed position
-by position, see :mod:`~speechmapper_plugin.generation.decoder`) its rows are
-identical copies and only the first one carries a finite score, so the first
+While an example is still reading its prompt (with left-aligned prompts,
+longer ones are fed position by position, see
+:mod:`~speechmapper_plugin.generation.decoder`) its rows are identical copies and only the first one carries a finite score, so the first
 generated step expands exactly one beam.
 """
 
@@ -23,7 +23,6 @@ from fairseq2.models.transformer_lm import TransformerLM
 from torch import Tensor
 
 from speechmapper_plugin.generation.config import GenerationConfig
-from speechmapper_plugin.generation.decoder import EmbeddingDecoder
 from speechmapper_plugin.generation.hypothesis import (
     GenerationResult,
     Hypothesis,
@@ -38,9 +37,9 @@ from speechmapper_plugin.generation.repetition import (
     loop_completions,
 )
 from speechmapper_plugin.generation.state import (
-    SearchState,
     make_hypothesis,
     next_log_probs,
+    start_search,
 )
 
 
@@ -54,8 +53,9 @@ class BeamSearch:
         self._config = config
         self._beam_size = config.beam_size
         self._periods = config.repetition_guard.periods()
-        self._decoder = EmbeddingDecoder(model, inputs.total_len)
-        self._state = SearchState.start(inputs, beam_size=config.beam_size)
+        self._decoder, self._state = start_search(
+            model, inputs, beam_size=config.beam_size
+        )
 
         device = inputs.embeds.device
         batch_size = len(inputs.prompt_lens)
@@ -92,7 +92,7 @@ class BeamSearch:
         beam_size = self._beam_size
         vocab_size = self._inputs.vocab_size
 
-        logits = state.feed_next(self._decoder, self._inputs.embeds)
+        logits = state.feed_next(self._decoder)
 
         # The position the logits predict; examples whose prompt is longer
         # ignore them and keep their rows as they are.
@@ -100,8 +100,8 @@ class BeamSearch:
 
         num_examples = len(state.examples)
 
-        num_generated = position - state.row_prompt_lens
-        generating = state.prompt_lens <= position  # [A]
+        num_generated = position - state.row_prompt_ends
+        generating = state.prompt_ends <= position  # [A]
 
         lprobs = next_log_probs(logits, num_generated, self._stop_mask, self._config)
 
@@ -140,7 +140,7 @@ class BeamSearch:
             generating.unsqueeze(1), next_scores, self._scores.view(num_examples, -1)
         )
 
-        reached = generating & (position - state.prompt_lens + 1 >= state.budgets)
+        reached = generating & (position - state.prompt_ends + 1 >= state.budgets)
         no_live_beam = generating & ~next_scores.isfinite().any(dim=1)
 
         needs_attention = top_ends.any(dim=1) | reached | no_live_beam
@@ -220,7 +220,6 @@ class BeamSearch:
     ) -> None:
         """Finish example ``index``'s live beams at the end of its token budget."""
         example = self._state.examples[index]
-        prompt_len = self._inputs.prompt_lens[example]
 
         for row, token, score in zip(
             next_rows[index].tolist(),
@@ -232,7 +231,7 @@ class BeamSearch:
                 continue  # a dead beam (only when the vocabulary is tiny)
 
             token_lprob = float(lprobs[row, token])
-            tokens, token_lprobs = self._state.generated(row, prompt_len, position)
+            tokens, token_lprobs = self._state.generated(row, position)
             tokens.append(token)
             token_lprobs.append(token_lprob)
 
@@ -244,9 +243,7 @@ class BeamSearch:
         self, example: int, row: int, position: int, token: int, token_lprob: float
     ) -> None:
         """Finish the hypothesis of ``row`` extended by ``token`` (a stop or loop token)."""
-        prompt_len = self._inputs.prompt_lens[example]
-
-        tokens, token_lprobs = self._state.generated(row, prompt_len, position)
+        tokens, token_lprobs = self._state.generated(row, position)
 
         if bool(self._stop_mask[token]):
             hypothesis = make_hypothesis(

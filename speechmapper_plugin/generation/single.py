@@ -19,7 +19,6 @@ from fairseq2.recipe.config import TOP_K_SAMPLER
 from torch import Tensor
 
 from speechmapper_plugin.generation.config import GenerationConfig, SamplerSection
-from speechmapper_plugin.generation.decoder import EmbeddingDecoder
 from speechmapper_plugin.generation.hypothesis import (
     GenerationResult,
     Hypothesis,
@@ -33,9 +32,9 @@ from speechmapper_plugin.generation.repetition import (
     loop_completions,
 )
 from speechmapper_plugin.generation.state import (
-    SearchState,
     make_hypothesis,
     next_log_probs,
+    start_search,
 )
 
 TokenChooser = Callable[[Tensor], Tensor]
@@ -81,8 +80,7 @@ class OneHypothesisSearch:
         self._config = config
         self._choose = choose
         self._periods = config.repetition_guard.periods()
-        self._decoder = EmbeddingDecoder(model, inputs.total_len)
-        self._state = SearchState.start(inputs, beam_size=1)
+        self._decoder, self._state = start_search(model, inputs, beam_size=1)
 
         self._stop_mask = inputs.stop_mask
 
@@ -108,12 +106,12 @@ class OneHypothesisSearch:
     def _step(self) -> None:
         state = self._state
 
-        logits = state.feed_next(self._decoder, self._inputs.embeds)
+        logits = state.feed_next(self._decoder)
 
         # The position the logits predict; rows whose prompt is longer ignore them.
         position = self._decoder.position
 
-        num_generated = position - state.prompt_lens
+        num_generated = position - state.prompt_ends
         generating = num_generated >= 0
 
         lprobs = next_log_probs(logits, num_generated, self._stop_mask, self._config)
@@ -160,10 +158,9 @@ class OneHypothesisSearch:
     ) -> None:
         state = self._state
         example = state.examples[index]
-        prompt_len = self._inputs.prompt_lens[example]
 
         if bool(self._stop_mask[token]):
-            tokens, lprobs = state.generated(index, prompt_len, position)
+            tokens, lprobs = state.generated(index, position)
             hypothesis = make_hypothesis(
                 tokens,
                 lprobs,
@@ -173,7 +170,7 @@ class OneHypothesisSearch:
                 stop_log_prob=token_lprob,
             )
         else:
-            tokens, lprobs = state.generated(index, prompt_len, position + 1)
+            tokens, lprobs = state.generated(index, position + 1)
             loop = find_repetition_loop(tokens, self._config.repetition_guard)
             reason: StopReason = "repetition" if loop is not None else "max_length"
             hypothesis = make_hypothesis(

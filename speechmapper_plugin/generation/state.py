@@ -2,8 +2,10 @@
 
 Rows are grouped by example (``beam_size`` consecutive rows each); every row
 sits at the same sequence position, so generated tokens are stored at their
-absolute position in ``seqs`` and each example's generated part starts at its
-own prompt length.
+absolute position in ``seqs`` and each example's generated part starts where
+its prompt ends: at the same position for all when the prompts are
+right-aligned, at each one's own length when they are left-aligned (see
+:mod:`~speechmapper_plugin.generation.decoder`).
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from fairseq2.models.transformer_lm import TransformerLM
 from torch import Tensor
 from torch.nn.functional import log_softmax
 
 from speechmapper_plugin.generation.config import GenerationConfig
-from speechmapper_plugin.generation.decoder import EmbeddingDecoder
+from speechmapper_plugin.generation.decoder import EmbeddingDecoder, right_aligned
 from speechmapper_plugin.generation.hypothesis import (
     Hypothesis,
     RepetitionLoop,
@@ -33,8 +36,11 @@ class SearchState:
     examples: list[int]
     """The indices (in the input batch) of the examples still decoding."""
 
-    prompt_lens: Tensor
-    """``[A]`` int64, one per active example."""
+    prompts: Tensor
+    """``[B, W, D]`` the prompts as fed (right- or left-aligned)."""
+
+    prompt_ends: Tensor
+    """``[A]`` int64, the position of each active example's first new token."""
 
     budgets: Tensor
     """``[A]`` int64, the maximum number of new tokens per active example."""
@@ -46,59 +52,69 @@ class SearchState:
     """``[A * beam_size, T]`` float32 log-probabilities of the tokens in ``seqs``."""
 
     @staticmethod
-    def start(inputs: GenerationInputs, beam_size: int) -> SearchState:
+    def start(
+        inputs: GenerationInputs,
+        beam_size: int,
+        prompts: Tensor,
+        prompt_ends: list[int],
+        total_len: int,
+    ) -> SearchState:
         device = inputs.embeds.device
         batch_size = len(inputs.prompt_lens)
         num_rows = batch_size * beam_size
-        width = inputs.total_len
         return SearchState(
             beam_size=beam_size,
             examples=list(range(batch_size)),
-            prompt_lens=torch.tensor(inputs.prompt_lens, device=device),
+            prompts=prompts,
+            prompt_ends=torch.tensor(prompt_ends, device=device),
             budgets=torch.tensor(inputs.budgets, device=device),
-            seqs=torch.full((num_rows, width), -1, dtype=torch.int64, device=device),
+            seqs=torch.full(
+                (num_rows, total_len), -1, dtype=torch.int64, device=device
+            ),
             token_log_probs=torch.zeros(
-                (num_rows, width), dtype=torch.float32, device=device
+                (num_rows, total_len), dtype=torch.float32, device=device
             ),
         )
 
     @property
-    def row_prompt_lens(self) -> Tensor:
-        """``[A * beam_size]`` prompt length of each row."""
-        return self.prompt_lens.repeat_interleave(self.beam_size)
+    def row_prompt_ends(self) -> Tensor:
+        """``[A * beam_size]`` the position of each row's first new token."""
+        return self.prompt_ends.repeat_interleave(self.beam_size)
 
     def keep_examples(self, keep: list[int]) -> Tensor:
         """Drop all but the active examples at indices ``keep``; returns their row order."""
         device = self.seqs.device
         keep_pt = torch.tensor(keep, dtype=torch.int64, device=device)
         self.examples = [self.examples[i] for i in keep]
-        self.prompt_lens = self.prompt_lens.index_select(0, keep_pt)
+        self.prompt_ends = self.prompt_ends.index_select(0, keep_pt)
         self.budgets = self.budgets.index_select(0, keep_pt)
         offsets = torch.arange(self.beam_size, device=device)
         return (keep_pt.unsqueeze(1) * self.beam_size + offsets).flatten()
 
-    def feed_next(self, decoder: EmbeddingDecoder, embeds: Tensor) -> Tensor:
+    def feed_next(self, decoder: EmbeddingDecoder) -> Tensor:
         """Feed the next position(s) and return the logits predicting the one after.
 
         While every active row is still inside its prompt, the prompts' common
-        part is fed in one call (the prefill, or a catch-up after the shorter
+        part is fed in one call (all of them when right-aligned; with
+        left-aligned prompts the prefill, or a catch-up after the shorter
         examples finished); otherwise one position: the prompt embedding for
         rows still reading their prompt, the last generated token for the rest.
         """
+        prompts = self.prompts
         position = decoder.position
-        example_rows = torch.tensor(self.examples, device=embeds.device)
+        example_rows = torch.tensor(self.examples, device=prompts.device)
         example_rows = example_rows.repeat_interleave(self.beam_size)
 
-        common_len = int(self.prompt_lens.min())
+        common_len = int(self.prompt_ends.min())
         if common_len > position:
-            chunk = embeds[:, position:common_len].index_select(0, example_rows)
+            chunk = prompts[:, position:common_len].index_select(0, example_rows)
             return decoder.feed(chunk)
 
         step_embeds = decoder.embed_tokens(self.seqs[:, position].clamp(min=0))
-        if position < embeds.size(1):  # some prompts may still be read
-            prompt_embeds = embeds[:, position : position + 1]
+        if position < prompts.size(1):  # some prompts may still be read
+            prompt_embeds = prompts[:, position : position + 1]
             prompt_embeds = prompt_embeds.index_select(0, example_rows)
-            in_prompt = (self.row_prompt_lens > position).view(-1, 1, 1)
+            in_prompt = (self.row_prompt_ends > position).view(-1, 1, 1)
             step_embeds = torch.where(in_prompt, prompt_embeds, step_embeds)
         return decoder.feed(step_embeds)
 
@@ -106,13 +122,45 @@ class SearchState:
         self.seqs = self.seqs.index_select(0, new_order)
         self.token_log_probs = self.token_log_probs.index_select(0, new_order)
 
-    def generated(
-        self, row: int, prompt_len: int, end: int
-    ) -> tuple[list[int], list[float]]:
+    def generated(self, row: int, end: int) -> tuple[list[int], list[float]]:
         """Row ``row``'s generated tokens and log-probabilities before position ``end``."""
-        tokens = self.seqs[row, prompt_len:end].tolist()
-        log_probs = self.token_log_probs[row, prompt_len:end].tolist()
+        start = int(self.prompt_ends[row // self.beam_size])
+        tokens = self.seqs[row, start:end].tolist()
+        log_probs = self.token_log_probs[row, start:end].tolist()
         return tokens, log_probs
+
+
+def start_search(
+    model: TransformerLM, inputs: GenerationInputs, beam_size: int
+) -> tuple[EmbeddingDecoder, SearchState]:
+    """The decoder and the state of a search with ``beam_size`` rows per example.
+
+    Prompts of different lengths are right-aligned, so that one forward pass
+    reads them all, where the model's attention takes a per-row mask and the
+    longest prompt plus the largest budget fits ``model.max_seq_len`` (RoPE
+    shifts row ``i``'s positions by its padding); otherwise left-aligned.
+    """
+    lens = inputs.prompt_lens
+    width = max(lens)
+    aligned_len = width + max(inputs.budgets)
+    if (
+        min(lens) < width
+        and aligned_len <= model.max_seq_len
+        and EmbeddingDecoder.takes_row_starts(model)
+    ):
+        starts = torch.tensor([width - n for n in lens], device=inputs.embeds.device)
+        decoder = EmbeddingDecoder(
+            model, aligned_len, row_starts=starts.repeat_interleave(beam_size)
+        )
+        prompts = right_aligned(inputs.embeds, lens)
+        ends = [width] * len(lens)
+        return decoder, SearchState.start(inputs, beam_size, prompts, ends, aligned_len)
+
+    decoder = EmbeddingDecoder(model, inputs.total_len)
+    state = SearchState.start(
+        inputs, beam_size, inputs.embeds, list(lens), inputs.total_len
+    )
+    return decoder, state
 
 
 def make_hypothesis(
