@@ -60,6 +60,7 @@ from speechmapper_plugin.speech_llm import (
 from speechmapper_plugin.speech_llm.compatibility import resolve_speech_features
 from tests.support.audio import tone, write_wav
 from tests.support.cards import SessionCards
+from tests.support.corpus import stage1_args
 from tests.support.feature_store import Utterance, write_feature_store
 from tests.support.recipes import (
     REPO,
@@ -400,17 +401,7 @@ def test_a_non_default_layer_travels_from_training_to_generate_and_evaluate(
     ]
 
     stage1 = tmp_path / "stage1"
-    run_recipe(
-        "stage1",
-        stage1,
-        "--config-file",
-        str(REPO / "recipes/stage1/configs/tiny.yaml"),
-        "--config",
-        "target_llm.name=test_llama",
-        f"dataset.config_overrides.splits={{train: [{store}]}}",
-        cards,
-        *short,
-    )
+    run_recipe("stage1", stage1, *stage1_args(store, test_cards, *short))
 
     records = [SpeechRecord(id=w.stem, transcript="a dog", lang="en") for w in wavs]
     instructions = tmp_path / "train.jsonl"
