@@ -31,7 +31,11 @@ from tests.support.serving import (
     serve,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # openai deprecates its translations endpoint (OpenAI's own is Whisper-only).
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:tests.test_serving_openai"),
+]
 
 KEY = "sk-test-serving"
 

@@ -180,15 +180,18 @@ def create_app(
         check_model(model)
         return model_card()
 
-    async def audio_endpoint(request: Request, task: str) -> Response:
+    def check_size(request: Request, most: int, param: str) -> None:
+        """Refuse a body over ``most`` bytes before reading it."""
         size = request.headers.get("content-length")
-        if size is not None and size.isdigit():
-            if int(size) > limits.max_bytes + _FORM_OVERHEAD:
-                raise bad_request(
-                    f"The request is {size} bytes; this server takes files of at most {limits.max_bytes} bytes.",
-                    param="file",
-                    code="audio_too_large",
-                )
+        if size is not None and size.isdigit() and int(size) > most:
+            raise bad_request(
+                f"The request is {size} bytes; this server takes audio of at most {limits.max_bytes} bytes.",
+                param=param,
+                code="audio_too_large",
+            )
+
+    async def audio_endpoint(request: Request, task: str) -> Response:
+        check_size(request, limits.max_bytes + _FORM_OVERHEAD, "file")
         try:
             form = await request.form(max_files=1)
         except Exception as ex:
@@ -265,6 +268,8 @@ def create_app(
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
+        # base64: 4 characters per 3 bytes.
+        check_size(request, limits.max_bytes * 4 // 3 + _FORM_OVERHEAD, "messages")
         try:
             body = await request.json()
         except Exception as ex:

@@ -318,7 +318,12 @@ class SpeechEngine:
                 jobs.append(item)
 
             for group in _groups(jobs):
-                self._answer(group)
+                try:
+                    self._answer(group)
+                except Exception as ex:  # never seen: the worker must outlive it
+                    for job in group:
+                        if not job.future.done():
+                            job.future.set_exception(ex)
             if stop:
                 return
 
