@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -484,3 +485,33 @@ def test_bad_requests_among_good_ones_change_no_answer(
         assert answers[i] == {"text": expected[i % 4]}
         assert answers[-1 - i] is True
     assert client.get("/health").json()["status"] == "ok"
+
+
+# -- what `speechmapper serve` loads ---------------------------------------------
+
+
+def test_the_projector_names_its_llm_or_the_command_must(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from speechmapper_plugin.serving.__main__ import API_KEY_ENV, build_parser
+    from speechmapper_plugin.serving.loading import projector_cards
+    from tests.support.serving import EXPORT_NAME, export_test_projector
+
+    export = export_test_projector(tmp_path / "export")
+    assert projector_cards(str(export), None) == (EXPORT_NAME, "test_llama")
+    assert projector_cards("test_projector_llama", None) == (
+        "test_projector_llama",
+        "test_llama",
+    )
+    assert projector_cards("test_projector_base", "test_llama")[1] == "test_llama"
+    with pytest.raises(ValueError, match="--llm"):
+        projector_cards("test_projector_base", None)  # records no target_llm
+    with pytest.raises(ValueError, match="no such directory"):
+        projector_cards("no_such_projector", None)
+    with pytest.raises(ValueError, match="not an export directory"):
+        projector_cards(str(tmp_path), None)
+
+    parser = build_parser()
+    assert parser.parse_args(["p"]).host == "127.0.0.1"
+    monkeypatch.setenv(API_KEY_ENV, "from-env")
+    assert build_parser().parse_args(["p"]).api_key == "from-env"
