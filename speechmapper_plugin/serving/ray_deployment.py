@@ -1,0 +1,260 @@
+"""``speechmapper serve --ray --replicas N``: the same API as Ray Serve replicas.
+
+Each replica loads its own :class:`SpeechEngine` (one GPU per replica where
+the cluster has GPUs) and serves :func:`create_app`'s FastAPI application on
+it through ``serve.ingress``; Ray's proxy spreads requests over the replicas.
+
+Why ``serve.ingress`` and not ``@serve.batch``: the HTTP parsing, the
+OpenAI-shaped refusals and the batching (grouping by generation settings and
+system prompt, seeded sampling alone, a failing batch retried one by one) are
+then the same code as the single-process server, tested once. ``@serve.batch``
+would be a second batcher that has to repeat that grouping. Ray supplies what
+one process cannot: replicas, routing across them, and a per-replica bound on
+requests in flight (``max_ongoing_requests``, twice the engine's batch size)
+so that a replica holds enough requests to fill its batches.
+
+The projector, ``--asset-dir`` directories and an export directory must be at
+the same path on every node that runs a replica (a shared file system).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, cast
+
+from fastapi import FastAPI, Request, Response
+from ray import serve
+
+from speechmapper_plugin.serving.app import create_app
+from speechmapper_plugin.serving.audio import AudioLimits
+from speechmapper_plugin.serving.engine import SpeechEngine
+
+REPLICA_HEADER: Final = "x-speechmapper-replica"
+"""The response header naming the replica that answered (its Ray replica id)."""
+
+APP_NAME: Final = "speechmapper"
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """What a replica loads and how it serves: ``speechmapper serve``'s
+    options, with paths made absolute where the driver was started."""
+
+    projector: str
+    asset_dirs: tuple[str, ...] = ()
+    llm: str | None = None
+    speech_encoder: str | None = None
+    model_name: str | None = None
+    device: str | None = None
+    dtype: str = "float32"
+    max_new_tokens: int = 256
+    max_batch_size: int = 8
+    max_wait_ms: float = 10.0
+    api_key: str | None = None
+    limits: AudioLimits = AudioLimits()
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ReplicaSpec:
+        """From ``speechmapper serve``'s parsed arguments."""
+        projector = Path(args.projector)
+        return cls(
+            projector=str(projector.resolve())
+            if projector.is_dir()
+            else args.projector,
+            asset_dirs=tuple(str(Path(d).resolve()) for d in args.asset_dir),
+            llm=args.llm,
+            speech_encoder=args.speech_encoder,
+            model_name=args.model_name,
+            device=args.device,
+            dtype=args.dtype,
+            max_new_tokens=args.max_new_tokens,
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+            api_key=args.api_key or None,
+            limits=AudioLimits(
+                max_bytes=int(args.max_upload_mb * 1024 * 1024),
+                max_seconds=args.max_audio_seconds,
+            ),
+        )
+
+    def load_engine(self) -> SpeechEngine:
+        """Register the cards (this process's fairseq2) and load the engine."""
+        import torch
+
+        from speechmapper_plugin.serving.loading import load_engine, register_assets
+
+        export_dir = Path(self.projector)
+        register_assets(
+            [
+                *map(Path, self.asset_dirs),
+                *([export_dir] if export_dir.is_dir() else []),
+            ]
+        )
+        return load_engine(
+            self.projector,
+            llm=self.llm,
+            speech_encoder=self.speech_encoder,
+            model_name=self.model_name,
+            device=self.device,
+            dtype=getattr(torch, self.dtype),
+            max_new_tokens=self.max_new_tokens,
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_wait_ms,
+        )
+
+
+@serve.ingress()
+class SpeechMapperReplica:
+    """One replica: its own engine behind the same FastAPI app as
+    ``speechmapper serve``; every response names the replica."""
+
+    def __init__(self, spec: ReplicaSpec) -> None:
+        self.spec = spec
+        self.engine = spec.load_engine()
+        context = serve.get_replica_context()
+        self.replica_id = f"{context.replica_id.unique_id}@{os.getpid()}"
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        app = create_app(
+            self.engine, api_key=self.spec.api_key, limits=self.spec.limits
+        )
+        replica_id = self.replica_id
+
+        @app.middleware("http")
+        async def name_replica(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            response = await call_next(request)
+            response.headers[REPLICA_HEADER] = replica_id
+            return response
+
+        return app
+
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.close()
+
+
+def cluster_gpus() -> int:
+    """GPUs in the Ray cluster this process is connected to."""
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def gpus_per_replica(spec: ReplicaSpec, replicas: int, gpus: int) -> int:
+    """1 where the cluster has GPUs and the device is not forced to CPU, else 0.
+
+    :raises ValueError: for more replicas than GPUs, or ``--device cuda`` on a
+        cluster without GPUs (Ray would wait for them forever).
+    """
+    device = (spec.device or "").split(":")[0]
+    if device == "cpu":
+        return 0
+    if gpus == 0:
+        if device == "cuda":
+            raise ValueError(
+                "`--device cuda` but the Ray cluster has no GPUs: start the workers with GPUs (`ray start --num-gpus N`) or serve on CPU (`--device cpu`)."
+            )
+        return 0
+    if replicas > gpus:
+        raise ValueError(
+            f"{replicas} replicas need {replicas} GPUs (one each), but the Ray cluster has {gpus}: pass `--replicas {gpus}` or add GPU nodes."
+        )
+    return 1
+
+
+def ray_application(
+    spec: ReplicaSpec, *, replicas: int, gpus: int
+) -> serve.Application:
+    """The deployment of ``replicas`` replicas of ``spec``, ready for ``serve.run``.
+
+    :param gpus: The GPUs each replica takes (0 or 1).
+    """
+    if replicas < 1:
+        raise ValueError(f"`--replicas` must be positive, but is {replicas}.")
+    actor_options: dict[str, Any] = {"num_gpus": gpus} if gpus else {"num_cpus": 1}
+    # (Ray's stubs type a class that serve.ingress wrapped as a decorator.)
+    deployment = cast(serve.Deployment, serve.deployment(SpeechMapperReplica)).options(
+        name="SpeechMapper",
+        num_replicas=replicas,
+        ray_actor_options=actor_options,
+        max_ongoing_requests=2 * spec.max_batch_size,
+    )
+    return deployment.bind(spec)
+
+
+def start(spec: ReplicaSpec, *, replicas: int, host: str, port: int, gpus: int) -> None:
+    """Start Serve's HTTP proxy on ``host:port`` and deploy the replicas
+    (returns once every replica answers; ``ray.init`` first)."""
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(
+        ray_application(spec, replicas=replicas, gpus=gpus),
+        name=APP_NAME,
+        route_prefix="/",
+    )
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ray``, ``--replicas`` and ``--address`` on ``speechmapper serve``."""
+    parser.add_argument(
+        "--ray",
+        action="store_true",
+        help="serve on Ray Serve: `--replicas` replicas, one GPU each where the cluster has GPUs",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="with --ray: replicas (default: 1)"
+    )
+    parser.add_argument(
+        "--address",
+        help="with --ray: the Ray cluster to join (`auto`: the one `ray start` began on this node; default: a new local one)",
+    )
+
+
+def serve_on_ray(args: argparse.Namespace) -> int:
+    """``speechmapper serve --ray``: deploy and serve until interrupted."""
+    import ray
+
+    spec = ReplicaSpec.from_args(args)
+    missing = [d for d in spec.asset_dirs if not Path(d).is_dir()]
+    if missing:
+        print(f"error: {missing[0]} is not a directory.", file=sys.stderr)
+        return 1
+
+    ray.init(address=args.address, include_dashboard=False)
+    try:
+        gpus = gpus_per_replica(spec, args.replicas, cluster_gpus())
+        start(spec, replicas=args.replicas, host=args.host, port=args.port, gpus=gpus)
+    except ValueError as ex:
+        print(f"error: {ex}", file=sys.stderr)
+        ray.shutdown()
+        return 1
+
+    print(
+        f"Serving on Ray Serve: {args.replicas} replica(s)"
+        + (", one GPU each" if gpus else " on CPU")
+        + f", on http://{args.host}:{args.port}/v1"
+        + (" (API key required)" if spec.api_key else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        _wait_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    return 0
+
+
+def _wait_forever() -> None:
+    import threading
+
+    threading.Event().wait()

@@ -1,0 +1,156 @@
+"""``speechmapper serve --ray``: two Ray Serve replicas on CPU both answer, and
+every answer is :class:`SpeechMapperPipeline`'s for that input alone; the
+replica options' refusals (more replicas than GPUs, CUDA without GPUs)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from speechmapper_plugin.serving.__main__ import build_parser
+from speechmapper_plugin.serving.ray_deployment import (
+    REPLICA_HEADER,
+    ReplicaSpec,
+    add_ray_arguments,
+    gpus_per_replica,
+    start,
+)
+from tests.support.audio import tone, write_wav
+from tests.support.cards import SessionCards
+from tests.support.serving import (
+    EXPORT_NAME,
+    MAX_NEW_TOKENS,
+    export_test_projector,
+    free_port,
+    reference_pipeline,
+)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = build_parser()
+    if not any(a.dest == "ray" for a in parser._actions):
+        add_ray_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_replica_spec_takes_the_serve_options_with_absolute_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "export").mkdir()
+    (tmp_path / "cards").mkdir()
+    monkeypatch.chdir(tmp_path)
+    args = _args(
+        "export",
+        "--asset-dir",
+        "cards",
+        "--ray",
+        "--replicas",
+        "3",
+        "--max-batch-size",
+        "5",
+        "--max-upload-mb",
+        "2",
+        "--api-key",
+        "k",
+    )
+    spec = ReplicaSpec.from_args(args)
+    assert args.ray and args.replicas == 3
+    assert spec.projector == str(tmp_path / "export")
+    assert spec.asset_dirs == (str(tmp_path / "cards"),)
+    assert spec.max_batch_size == 5 and spec.api_key == "k"
+    assert spec.limits.max_bytes == 2 * 1024 * 1024
+    # A card name is not a path: it stays as given.
+    assert ReplicaSpec.from_args(_args("some_card")).projector == "some_card"
+
+
+def test_one_gpu_per_replica_where_the_cluster_has_gpus() -> None:
+    spec = ReplicaSpec(projector="p")
+    assert gpus_per_replica(spec, 2, gpus=0) == 0
+    assert gpus_per_replica(spec, 2, gpus=4) == 1
+    assert gpus_per_replica(ReplicaSpec("p", device="cpu"), 8, gpus=4) == 0
+    with pytest.raises(ValueError, match=r"3 replicas need 3 GPUs .* has 2"):
+        gpus_per_replica(spec, 3, gpus=2)
+    with pytest.raises(ValueError, match="no GPUs"):
+        gpus_per_replica(ReplicaSpec("p", device="cuda:0"), 1, gpus=0)
+
+
+@pytest.fixture(scope="module")
+def ray_server(
+    tmp_path_factory: pytest.TempPathFactory, test_cards: SessionCards
+) -> Iterator[str]:
+    import ray
+    from ray import serve
+
+    root = tmp_path_factory.mktemp("serve_ray")
+    export = export_test_projector(root / "export")
+    spec = ReplicaSpec(
+        projector=str(export),
+        asset_dirs=(str(test_cards.card_dir),),
+        device="cpu",
+        max_new_tokens=MAX_NEW_TOKENS,
+        max_batch_size=4,
+        max_wait_ms=20.0,
+    )
+    port = free_port()
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"FAIRSEQ2_NO_PROGRESS": "1"}},
+    )
+    try:
+        start(spec, replicas=2, host="127.0.0.1", port=port, gpus=0)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.mark.slow
+def test_two_replicas_both_answer_as_the_pipeline_alone(
+    ray_server: str, tmp_path: Path
+) -> None:
+    wavs = [
+        write_wav(tmp_path / f"a{i}.wav", tone(seconds, freq=freq, seed=i))
+        for i, (seconds, freq) in enumerate(
+            [(1.3, 200.0), (2.1, 150.0), (1.0, 260.0), (1.6, 180.0)]
+        )
+    ]
+    reference = reference_pipeline()
+    expected = {wav: reference.transcribe(wav) for wav in wavs}
+    assert len(set(expected.values())) > 1, "the inputs must tell answers apart"
+
+    def transcribe(wav: Path) -> tuple[Path, str, str]:
+        response = httpx.post(
+            f"{ray_server}/v1/audio/transcriptions",
+            files={"file": (wav.name, wav.read_bytes(), "audio/wav")},
+            data={"model": EXPORT_NAME},
+            timeout=60.0,
+        )
+        assert response.status_code == 200, response.text
+        return wav, response.json()["text"], response.headers[REPLICA_HEADER]
+
+    replicas: set[str] = set()
+    with ThreadPoolExecutor(12) as pool:
+        for _ in range(3):  # Ray's router picks at random: rounds until both seen
+            for wav, text, replica in pool.map(transcribe, wavs * 3):
+                assert text == expected[wav], wav.name
+                replicas.add(replica)
+            if len(replicas) == 2:
+                break
+    assert len(replicas) == 2, replicas
+
+    # The app's refusals pass through Ray's proxy unchanged.
+    missing = httpx.post(
+        f"{ray_server}/v1/audio/transcriptions",
+        files={"file": ("a.wav", wavs[0].read_bytes(), "audio/wav")},
+        data={"model": "whisper-1"},
+        timeout=60.0,
+    )
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
+    assert httpx.get(f"{ray_server}/health", timeout=10.0).status_code == 200
