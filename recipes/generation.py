@@ -475,6 +475,14 @@ class GenerationRecipe(Recipe):
                 f"`sfm` must be a speech encoder (family `sm4t_speech_encoder` or `whisper_encoder`), but its configuration is a {type(sfm).__name__}."
             )
 
+        # Without a record: the encoder's defaults (warned of above), named,
+        # so that the settings record the layer used.
+        features = config.features
+        if features.layer is None:
+            features.layer = sfm.output_layer
+        if features.layer_norm is None:
+            features.layer_norm = sfm.output_layer_norm
+
         llm = _section_config(resolver, "llm", config.llm)
         embed_dim = getattr(llm, "model_dim", None)
         vocab_size = getattr(llm, "vocab_size", None)

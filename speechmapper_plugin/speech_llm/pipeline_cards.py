@@ -96,15 +96,17 @@ def load_components(
         )
     else:
         sfm_card = _retrieve(sfm, "speech encoder")
-        # The layers are checked (and a missing record warned of) once more
-        # by the pipeline; the encoder card only here.
+        # The encoder card is checked only here; the layers here too, to
+        # refuse them before any weights load, and by the pipeline, which
+        # logs an allowed mismatch of theirs (and a missing record).
         if record is not None:
+            allowed = allow_feature_mismatch
             resolve_speech_features(
                 projector_config,
                 encoder=sfm,
-                layer=sfm_layer,
-                layer_norm=sfm_layer_norm,
-                allow_mismatch=allow_feature_mismatch,
+                layer=None if allowed else sfm_layer,
+                layer_norm=None if allowed else sfm_layer_norm,
+                allow_mismatch=allowed,
             )
 
     try:
