@@ -208,7 +208,11 @@ def stage1_rows(config: SpeechMapperConfig, params: int, vocab: int) -> list[Row
     flops = projector_flops_per_frame(config, UTTERANCE_FRAMES)
     table = 2 * vocab * config.output_dim
     rows = []
-    for gpu, n, frames in ((V100_32GB, 4, 8_000), (H100_80GB, 1, 32_000)):
+    for gpu, n, frames in (
+        (V100_32GB, 4, 8_000),
+        (H100_80GB, 1, 32_000),
+        (H100_80GB, 4, 8_000),
+    ):
         weights = 4 * params + table
         grads = 4 * params + (4 * params if n > 1 else 0)
         optim = 8 * params
@@ -294,7 +298,8 @@ def stage2_rows(
     # FLOPs per step: projector 8,000 frames; LLM forward 2 x non-embedding
     # weights per token, backward to the inputs only (another 2x), plus the
     # vocabulary projection at the response positions (x3: its input grads).
-    llm_body = llm_params - 2 * llm.vocab_size * llm.model_dim
+    tables = 1 if llm.tied_embeddings else 2
+    llm_body = llm_params - tables * llm.vocab_size * llm.model_dim
     step_flops = (
         8_000 * projector_flops_per_frame(proj_config, UTTERANCE_FRAMES)
         + 4 * llm_body * batch.llm_tokens
