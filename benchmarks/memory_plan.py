@@ -202,6 +202,30 @@ def _gb(x: float) -> float:
     return round(x / GB, 2)
 
 
+def _row(
+    *,
+    weights: float,
+    grads: float,
+    optim: float,
+    acts: float,
+    capacity_gb: float,
+    **described: Any,
+) -> Row:
+    """A row from its byte counts: totals with the reserve, in GB, and the fit."""
+    total = weights + grads + optim + acts + RESERVE_GB * GB
+    return Row(
+        weights=_gb(weights),
+        gradients=_gb(grads),
+        optimizer=_gb(optim),
+        activations=_gb(acts),
+        reserve=RESERVE_GB,
+        total=_gb(total),
+        capacity=capacity_gb,
+        fits=total <= capacity_gb * GB,
+        **described,
+    )
+
+
 def stage1_rows(config: SpeechMapperConfig, params: int, vocab: int) -> list[Row]:
     """Stage 1: the projector alone (the LLM's embedding table as targets)."""
     per_frame = projector_bytes_per_frame(config)
@@ -218,7 +242,6 @@ def stage1_rows(config: SpeechMapperConfig, params: int, vocab: int) -> list[Row
         optim = 8 * params
         fixed = weights + grads + optim + RESERVE_GB * GB
         acts = frames * per_frame
-        total = fixed + acts
         capacity = gpu.memory_gb * GB
         seconds = (
             STAGE1_STEPS
@@ -227,7 +250,12 @@ def stage1_rows(config: SpeechMapperConfig, params: int, vocab: int) -> list[Row
             / (n * gpu.peak_tflops * 1e12 * gpu.assumed_mfu)
         )
         rows.append(
-            Row(
+            _row(
+                weights=weights,
+                grads=grads,
+                optim=optim,
+                acts=acts,
+                capacity_gb=gpu.memory_gb,
                 stage="stage 1",
                 model=f"projector paper ({params / 1e6:.1f}M)",
                 gpu=f"{gpu.name} {gpu.dtype}",
@@ -235,14 +263,6 @@ def stage1_rows(config: SpeechMapperConfig, params: int, vocab: int) -> list[Row
                 parallelism="DDP" if n > 1 else "single",
                 activation_checkpointing="off",
                 batch=f"{frames} frames/GPU (global {n * frames})",
-                weights=_gb(weights),
-                gradients=_gb(grads),
-                optimizer=_gb(optim),
-                activations=_gb(acts),
-                reserve=RESERVE_GB,
-                total=_gb(total),
-                capacity=gpu.memory_gb,
-                fits=total <= capacity,
                 max_batch_that_fits=f"{int((capacity - fixed) / per_frame):,} frames",
                 hours=round(seconds / 3600, 1),
                 notes=(
@@ -328,7 +348,6 @@ def stage2_rows(
                     acts_llm = batch.llm_tokens * (per_token + layer)
                 acts = acts_llm + logits + proj_acts
                 fixed = weights + grads + optim + RESERVE_GB * GB
-                total = fixed + acts
                 per_row = (acts_llm + logits) / batch.rows + proj_acts / batch.rows
                 max_rows = int((capacity - fixed) / per_row)
                 seconds = (
@@ -337,7 +356,12 @@ def stage2_rows(
                     / (H100_80GB.peak_tflops * 1e12 * H100_80GB.assumed_mfu)
                 )
                 rows.append(
-                    Row(
+                    _row(
+                        weights=weights,
+                        grads=grads,
+                        optim=optim,
+                        acts=acts,
+                        capacity_gb=H100_80GB.memory_gb,
                         stage="stage 2",
                         model=f"{name} ({llm_params / 1e9:.2f}B, bf16, frozen)",
                         gpu=f"{H100_80GB.name} bf16",
@@ -348,14 +372,6 @@ def stage2_rows(
                             f"8000 frames/GPU: {batch.rows} rows, "
                             f"{batch.llm_tokens} LLM tokens"
                         ),
-                        weights=_gb(weights),
-                        gradients=_gb(grads),
-                        optimizer=_gb(optim),
-                        activations=_gb(acts),
-                        reserve=RESERVE_GB,
-                        total=_gb(total),
-                        capacity=H100_80GB.memory_gb,
-                        fits=total <= capacity,
                         max_batch_that_fits=(
                             f"{max_rows} rows = {max_rows * UTTERANCE_FRAMES:,} frames"
                         ),
