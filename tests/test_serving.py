@@ -514,3 +514,42 @@ def test_the_projector_names_its_llm_or_the_command_must(
     assert parser.parse_args(["p"]).host == "127.0.0.1"
     monkeypatch.setenv(API_KEY_ENV, "from-env")
     assert build_parser().parse_args(["p"]).api_key == "from-env"
+
+
+class _FailingPipeline(SpeechMapperPipeline):
+    """Raises for any batch holding a ``FAIL`` instruction: a model error that
+    no check foresaw (the engine must contain it to that request)."""
+
+    def run(self, inputs: Any, instructions: Any, **options: Any) -> Any:
+        if any("FAIL" in instruction for instruction in instructions):
+            raise RuntimeError("the model failed")
+        return super().run(inputs, instructions, **options)
+
+
+def test_a_failing_batch_fails_only_the_request_that_causes_it(
+    reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    pipeline = _FailingPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GenerationConfig(max_new_tokens=8),
+    )
+    engine = SpeechEngine(pipeline, model_id=MODEL, max_batch_size=4, max_wait_ms=300.0)
+    try:
+        instructions = [INSTRUCTIONS[0], "FAIL\n<speech>", INSTRUCTIONS[1]]
+        futures = [
+            engine.submit(SpeechRequest(load_audio(wav), instruction))
+            for wav, instruction in zip(wavs[:3], instructions, strict=True)
+        ]
+        with pytest.raises(RuntimeError, match="the model failed"):
+            futures[1].result(timeout=60)
+        for i in (0, 2):
+            (alone,) = reference.run(wavs[i], instructions[i])
+            assert_same(futures[i].result(timeout=60), alone)
+        # One batch of three failed, then each was run alone.
+        assert engine.stats.largest_batch == 3 and engine.stats.batches == 4
+        assert engine.stats.failures == 1 and engine.alive
+    finally:
+        engine.close()

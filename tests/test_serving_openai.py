@@ -207,59 +207,44 @@ def test_fifty_bad_and_fifty_good_requests_at_once(
     headers = {"Authorization": f"Bearer {KEY}"}
     url = f"{server.url}/v1"
 
-    def good(i: int) -> tuple[int, Any]:
-        wav = wavs[i % len(wavs)]
-        response = httpx.post(
-            f"{url}/audio/transcriptions",
-            files={"file": (wav.name, wav.read_bytes())},
-            data={"model": EXPORT_NAME},
-            headers=headers,
-            timeout=120,
-        )
+    def post(path: str, **kwargs: Any) -> tuple[int, Any]:
+        kwargs["headers"] = headers | kwargs.get("headers", {})
+        response = httpx.post(f"{url}/{path}", timeout=120, **kwargs)
         return response.status_code, response.json()
+
+    def transcribe(path: Path) -> tuple[int, Any]:
+        files = {"file": (path.name, path.read_bytes())}
+        return post("audio/transcriptions", files=files, data={"model": EXPORT_NAME})
+
+    def good(i: int) -> tuple[int, Any]:
+        return transcribe(wavs[i % len(wavs)])
+
+    def without_key() -> tuple[int, Any]:
+        response = httpx.get(f"{url}/models", timeout=120)
+        return response.status_code, response.json()
+
+    garbage = _audio_message(base64.b64encode(b"RIFF garbage").decode(), "wav", "Hi")
+    bad_requests = [
+        lambda: transcribe(corrupt),
+        lambda: transcribe(short),
+        lambda: post(
+            "chat/completions",
+            content=b'{"model": ',
+            headers={"content-type": "application/json"},
+        ),
+        lambda: post(
+            "chat/completions", json={"model": EXPORT_NAME, "messages": garbage}
+        ),
+        without_key,
+    ]
 
     def bad(i: int) -> tuple[int, Any]:
-        kind = i % 5
-        if kind == 0:
-            response = httpx.post(
-                f"{url}/audio/transcriptions",
-                files={"file": ("c.wav", corrupt.read_bytes())},
-                data={"model": EXPORT_NAME},
-                headers=headers,
-                timeout=120,
-            )
-        elif kind == 1:
-            response = httpx.post(
-                f"{url}/audio/transcriptions",
-                files={"file": ("s.wav", short.read_bytes())},
-                data={"model": EXPORT_NAME},
-                headers=headers,
-                timeout=120,
-            )
-        elif kind == 2:
-            response = httpx.post(
-                f"{url}/chat/completions",
-                content=b'{"model": ',
-                headers=headers | {"content-type": "application/json"},
-                timeout=120,
-            )
-        elif kind == 3:
-            body = {
-                "model": EXPORT_NAME,
-                "messages": _audio_message(
-                    base64.b64encode(b"RIFF garbage").decode(), "wav", "Hi"
-                ),
-            }
-            response = httpx.post(
-                f"{url}/chat/completions", json=body, headers=headers, timeout=120
-            )
-        else:
-            response = httpx.get(f"{url}/models", timeout=120)  # no key
-        return response.status_code, response.json()
+        return bad_requests[i % 5]()
 
     with ThreadPoolExecutor(max_workers=32) as pool:
-        good_futures = [pool.submit(good, i) for i in range(50)]
-        bad_futures = [pool.submit(bad, i) for i in range(50)]
+        # Interleaved: bad requests arrive while good ones wait for their batch.
+        pairs = [(pool.submit(good, i), pool.submit(bad, i)) for i in range(50)]
+        good_futures, bad_futures = zip(*pairs, strict=True)
         goods = [f.result() for f in good_futures]
         bads = [f.result() for f in bad_futures]
 

@@ -331,38 +331,27 @@ class SpeechEngine:
         """One ``pipeline.run`` for ``jobs`` (same settings); a failure of the
         batch is retried one by one, so it only fails the request that causes it."""
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
-        if not jobs:
-            return
+        if jobs:
+            self._settle(jobs, retry_alone=len(jobs) > 1)
+
+    def _settle(self, jobs: list[_Job], *, retry_alone: bool) -> None:
+        results: list[PipelineResult | SkippedInput | Exception]
         try:
-            results = self._run(jobs)
+            results = list(self._run(jobs))
         except Exception as ex:
-            if len(jobs) > 1:
+            if retry_alone:
                 for job in jobs:
-                    self._answer_alone(job)
+                    self._settle([job], retry_alone=False)
                 return
-            self.stats.failures += 1
-            jobs[0].future.set_exception(ex)
-            return
+            results = [ex] * len(jobs)
 
         for job, result in zip(jobs, results, strict=True):
-            if isinstance(result, SkippedInput):
-                self.stats.failures += 1
-                job.future.set_exception(result.error)
-            else:
+            if isinstance(result, PipelineResult):
                 job.future.set_result(result)
-
-    def _answer_alone(self, job: _Job) -> None:
-        try:
-            (result,) = self._run([job])
-        except Exception as ex:
-            self.stats.failures += 1
-            job.future.set_exception(ex)
-            return
-        if isinstance(result, SkippedInput):
-            self.stats.failures += 1
-            job.future.set_exception(result.error)
-        else:
-            job.future.set_result(result)
+            else:
+                self.stats.failures += 1
+                error = result.error if isinstance(result, SkippedInput) else result
+                job.future.set_exception(error)
 
     def _run(self, jobs: list[_Job]) -> list[PipelineResult | SkippedInput]:
         self.stats.requests += len(jobs)
