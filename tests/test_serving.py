@@ -553,3 +553,17 @@ def test_a_failing_batch_fails_only_the_request_that_causes_it(
         assert engine.stats.failures == 1 and engine.alive
     finally:
         engine.close()
+
+
+def test_the_prompt_cache_is_bounded(
+    engine: SpeechEngine, wavs: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chat instructions are mostly unique: a long-running server must not
+    keep every encoded prompt."""
+    from speechmapper_plugin.serving import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_MAX_PROMPTS", 3)
+    waveform = load_audio(wavs[0])
+    for i in range(10):
+        engine.check(SpeechRequest(waveform, f"Question {i}?\n<speech>"))
+        assert len(engine.pipeline._prompts) <= 3

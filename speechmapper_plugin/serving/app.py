@@ -289,7 +289,11 @@ def create_app(
         sampling = Sampling(
             temperature=chat.temperature,
             top_p=chat.top_p,
-            max_tokens=chat.max_completion_tokens or chat.max_tokens,
+            max_tokens=(
+                chat.max_tokens
+                if chat.max_completion_tokens is None
+                else chat.max_completion_tokens
+            ),
             seed=chat.seed,
         )
         result = await answer(SpeechRequest(waveform, instruction, system, sampling))

@@ -40,6 +40,10 @@ from speechmapper_plugin.speech_llm import (
     SpeechMapperPipeline,
 )
 
+_MAX_PROMPTS: Final = 4096
+"""Encoded prompts a pipeline keeps before its cache starts over: chat
+instructions are mostly unique, and the pipeline's cache has no bound."""
+
 _MAX_VARIANTS: Final = 64
 """Pipelines kept per (generation settings, system prompt); beyond, the cache
 starts over (a variant is a shallow copy: it shares the models)."""
@@ -258,6 +262,9 @@ class SpeechEngine:
                 if len(self._variants) >= _MAX_VARIANTS:
                     self._variants.clear()
                 self._variants[key] = pipeline
+        if len(pipeline._prompts) >= _MAX_PROMPTS:
+            # Safe while a batch runs: `run` holds the prompts it checked.
+            pipeline._prompts.clear()
         try:
             pipeline.encode_prompt(request.instruction)
         except ValueError as ex:
