@@ -551,6 +551,16 @@ def test_a_failing_batch_fails_only_the_request_that_causes_it(
         # One batch of three failed, then each was run alone.
         assert engine.stats.largest_batch == 3 and engine.stats.batches == 4
         assert engine.stats.failures == 1 and engine.alive
+
+        # Over HTTP: a 500 in OpenAI's shape, and the server goes on.
+        app = create_app(engine)
+        with TestClient(app, raise_server_exceptions=False) as client:
+            response = client.post(
+                "/v1/chat/completions", json=_chat(wavs[0], "FAIL") | {"model": MODEL}
+            )
+            assert response.status_code == 500
+            assert response.json()["error"]["type"] == "server_error"
+            assert client.get("/health").json()["status"] == "ok"
     finally:
         engine.close()
 
