@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from benchmarks.bench_gpu import PEAK_TFLOPS, main, peak_tflops
 
 
@@ -25,7 +27,13 @@ def _numbers(tree: Any) -> list[float]:
 
 def test_tiny_cpu_run_writes_finite_figures(tmp_path: Path) -> None:
     out = tmp_path / "gpu.json"
-    main(["--tiny", "--device", "cpu", "--output", str(out)])
+    # one thread: tiny ops on a busy machine spend their time in thread sync
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        main(["--tiny", "--device", "cpu", "--output", str(out)])
+    finally:
+        torch.set_num_threads(threads)
     result = json.loads(out.read_text())
 
     assert result["shapes"] == "tiny (CPU smoke run)"
