@@ -213,7 +213,7 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--address",
-        help="with --ray: the Ray cluster to join (`auto`: the one `ray start` began on this node; default: a new local one)",
+        help="with --ray: the Ray cluster to join (`auto`: the one `ray start` began on this node; default: $RAY_ADDRESS, that one, or else a new local one)",
     )
 
 
@@ -249,12 +249,21 @@ def serve_on_ray(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        serve.shutdown()
+        # Only this application: a shared cluster may serve others.
+        serve.delete(APP_NAME)
         ray.shutdown()
     return 0
 
 
 def _wait_forever() -> None:
+    """Block until SIGINT or SIGTERM (a process manager's stop, or a shell
+    that started this in the background with SIGINT ignored)."""
+    import signal
     import threading
 
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
     threading.Event().wait()
