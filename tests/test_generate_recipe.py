@@ -576,6 +576,9 @@ def test_a_stage1_checkpoint_is_the_projector(
             )
             for i, s in enumerate(sentences)
         ],
+        # Stand-ins for the features generate extracts (the run records them).
+        encoder="test_sm4t_hf",
+        layer=4,
     )
     stage1 = tmp_path / "stage1"
     run_recipe(
