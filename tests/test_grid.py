@@ -193,6 +193,8 @@ def test_protocols_share_stage1_and_train_fresh_models_in_stage2(
     architecture from scratch in the stage-2 recipe, CE only by default."""
     data = _base(prompt_files, tmp_path / "m.tsv")
     data["sfms"] = data["sfms"][1:]
+    # What follows from this SFM's features, in every cell of it.
+    data["sfms"][0]["model_config"] = {"frame_averaging": 1}
     data["adapters"] = [ADAPTERS[0], E2E_ADAPTERS[1]]
     data["protocols"] = ["stage1", "stage1_then_stage2", "stage2_only"]
     data["stage2"] = {
@@ -230,6 +232,7 @@ def test_protocols_share_stage1_and_train_fresh_models_in_stage2(
     assert "model.family=speech_adapter" in fresh and "model.arch=conv_tiny" in fresh
     overrides = next(c for c in fresh if c.startswith("model.config_overrides="))
     assert yaml.safe_load(overrides.split("=", 1)[1]) == {
+        "frame_averaging": 1,
         "input_dim": 48,
         "output_dim": 32,
     }
@@ -286,6 +289,11 @@ def test_the_table_has_a_protocol_column_when_the_grid_compares_several() -> Non
             "which the sweep sets",
         ),
         (lambda d: d.update(stage2_only={"sigma": 2.0}), "`sigma` must be"),
+        (
+            lambda d: d["sfms"][0].update(model_config={"input_dim": 3}),
+            "sets `input_dim` in its `model_config`",
+        ),
+        (lambda d: d["adapters"][0].update(config=[1]), "not a mapping"),
         (lambda d: d["evaluate"].update(split="dev"), "`evaluate.split`"),
         (
             lambda d: d["stage1"].update(overrides=["model.arch=x"]),
@@ -502,17 +510,29 @@ def test_the_shipped_example_validates(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.protocols == ["stage1_then_stage2", "stage2_only"]
 
 
+ADAPTOR_SFM: dict[str, Any] = {
+    "name": "sm4t_adaptor",
+    "card": "test_sm4t_hf_adaptor",
+    # SeamlessM4T's length adaptor already gives 6.25 Hz: no 2:1 averaging.
+    "overrides": ["features.frame_averaging=1"],
+    "model_config": {"frame_averaging": 1},
+}
+"""SeamlessM4T's adaptor output (the tiny file read through ``tiny_adaptor``)."""
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
-def test_both_protocols_on_a_whisper_conv_adapter(
+def test_both_protocols_on_the_sm4t_adaptor_output(
     tmp_path: Path,
     speech_corpus: SpeechCorpus,
     heldout: Path,
     test_cards: SessionCards,
 ) -> None:
-    """One (Whisper, conv adapter, LLM) trained both ways: stage 1 then
-    stage 2 from its checkpoints, and a fresh adapter by stage 2 alone (CE
-    only); both evaluated, one table row each."""
+    """A ``base`` adapter on SeamlessM4T's adaptor output (6.25 Hz, no 2:1
+    averaging) trained both ways: stage 1 then stage 2 from its checkpoints,
+    and a fresh adapter by stage 2 alone (CE only); both evaluated, one table
+    row per protocol. (Whisper and SeamlessM4T's last layer go through stage 1
+    and evaluation in the end-to-end grid above; stage 2 reads any store alike.)"""
     store = FeatureStore(speech_corpus.features)
     records = {
         e.id: SpeechRecord(id=e.id, transcript=e.transcript, lang=e.lang)
@@ -525,8 +545,10 @@ def test_both_protocols_on_a_whisper_conv_adapter(
     )
 
     data = _base({"eval": heldout}, speech_corpus.manifest)
-    data["sfms"] = data["sfms"][1:]
-    data["adapters"] = [E2E_ADAPTERS[1]]
+    data["sfms"] = [ADAPTOR_SFM]
+    data["adapters"] = [
+        {"name": "base", "family": "speech_adapter", "arch": "base_tiny"}
+    ]
     data["asset_paths"] = [str(test_cards.card_dir)]
     data["protocols"] = ["stage1_then_stage2", "stage2_only"]
     short = [
@@ -547,45 +569,42 @@ def test_both_protocols_on_a_whisper_conv_adapter(
     done = _grid(out, _write(tmp_path / "grid.yaml", data))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
-    staged, fresh = json.loads((out / "grid.json").read_text())["cells"]
-    assert (staged["protocol"], fresh["protocol"]) == (
-        "stage1_then_stage2",
-        "stage2_only",
-    )
-    assert staged["status"] == "ok" and staged["eval_dir"].endswith("stage2/eval")
-    assert fresh["status"] == "ok" and fresh["eval_dir"].endswith("stage2_only/eval")
-    assert fresh["stage1_dir"] is None
-    stores = [
-        str(
-            feature_store(
-                out, load_grid_config(tmp_path / "grid.yaml").sfms[0], "train"
-            )
-        )
+    cells = json.loads((out / "grid.json").read_text())["cells"]
+    assert [(c["sfm"], c["protocol"], c["status"]) for c in cells] == [
+        ("sm4t_adaptor", "stage1_then_stage2", "ok"),
+        ("sm4t_adaptor", "stage2_only", "ok"),
     ]
-    used = yaml.safe_load((Path(staged["stage2_dir"]) / "config.yaml").read_text())
-    assert used["dataset"]["config_overrides"]["feature_stores"] == stores
-    assert used["model"]["name"] == "last_checkpoint"
-
-    # The fresh run: the cell's architecture built by the stage-2 recipe,
-    # no stage-1 checkpoint, CE alone; its checkpoint names the target LLM.
-    used = yaml.safe_load((Path(fresh["stage2_dir"]) / "config.yaml").read_text())
-    assert used["model"]["name"] is None
-    assert (used["model"]["family"], used["model"]["arch"]) == (
-        "speech_adapter",
-        "conv_tiny",
-    )
-    assert used["model"]["config_overrides"]["input_dim"] == 64
-    assert used["loss"]["sigma"] == 0.0
-    assert used["common"]["assets"]["prev_checkpoint_dir"] is None
-    assert used["dataset"]["config_overrides"]["feature_stores"] == stores
-    card = yaml.safe_load(
-        (Path(fresh["stage2_dir"]) / "checkpoints/model.yaml").read_text()
-    )
-    assert card["model_config"]["target_llm"] == "test_llama"
-
-    for cell in (staged, fresh):
+    (sfm,) = load_grid_config(tmp_path / "grid.yaml").sfms
+    stores = [str(feature_store(out, sfm, "train"))]
+    meta = FeatureStore(Path(stores[0])).metadata
+    assert (meta.encoder, meta.frame_averaging) == ("test_sm4t_hf_adaptor", 1)
+    for cell in cells:
+        used = yaml.safe_load((Path(cell["stage2_dir"]) / "config.yaml").read_text())
+        assert used["dataset"]["config_overrides"]["feature_stores"] == stores
+        if cell["protocol"] == "stage1_then_stage2":
+            assert cell["eval_dir"].endswith("stage2/eval")
+            assert used["model"]["name"] == "last_checkpoint"
+            used = yaml.safe_load(
+                (Path(cell["stage1_dir"]) / "config.yaml").read_text()
+            )
+        else:
+            # The fresh run: the cell's architecture built by the stage-2
+            # recipe, no stage-1 checkpoint, CE alone.
+            assert cell["eval_dir"].endswith("stage2_only/eval")
+            assert cell["stage1_dir"] is None
+            assert used["model"]["name"] is None
+            assert used["loss"]["sigma"] == 0.0
+            assert used["common"]["assets"]["prev_checkpoint_dir"] is None
+            card = yaml.safe_load(
+                (Path(cell["stage2_dir"]) / "checkpoints/model.yaml").read_text()
+            )
+            assert card["model_config"]["target_llm"] == "test_llama"
+        model = used["model"]
+        assert (model["family"], model["arch"]) == ("speech_adapter", "base_tiny")
+        assert model["config_overrides"]["frame_averaging"] == 1
         assert cell["validation"]["valid/dev"]["Step"] == 10
         assert "asr.wer" in cell["metrics"]
+
     md = (out / "grid.md").read_text()
-    assert "| adapter | protocol | whisper + llama |" in md
-    assert "| conv | stage1_then_stage2 |" in md and "| conv | stage2_only |" in md
+    assert "| adapter | protocol | sm4t_adaptor + llama |" in md
+    assert "| base | stage1_then_stage2 |" in md and "| base | stage2_only |" in md

@@ -47,6 +47,12 @@ class SfmEntry:
     overrides: list[str] = field(default_factory=list)
     """Extraction overrides for this SFM (e.g. ``features.layer=32``)."""
 
+    model_config: dict[str, Any] = field(default_factory=dict)
+    """Model-config overrides of every cell of this SFM, over the adapter's
+    ``config``: what follows from the features, e.g. ``{frame_averaging: 1}``
+    for SeamlessM4T's 6.25 Hz adaptor output extracted with
+    ``features.frame_averaging=1``."""
+
 
 @dataclass(kw_only=True)
 class AdapterEntry:
@@ -257,30 +263,36 @@ def load_grid_config(path: Path) -> GridConfig:
         raise ValueError(
             f"The grid config {path}: `stages` is now `protocols`: `[stage1]` is `protocols: [stage1]`, `[stage1, stage2]` is `protocols: [stage1_then_stage2]` (add `stage2_only` to also train fresh adapters by stage 2 alone)."
         )
-    model_configs = _pop_adapter_configs(data, path)
+    adapter_configs = _pop_model_configs(data, path, "adapters", "config")
+    sfm_configs = _pop_model_configs(data, path, "sfms", "model_config")
     config = to_config(data, GridConfig, path, "grid")
-    for adapter, model_config in zip(config.adapters, model_configs, strict=True):
+    for adapter, model_config in zip(config.adapters, adapter_configs, strict=True):
         adapter.config = model_config
+    for sfm, model_config in zip(config.sfms, sfm_configs, strict=True):
+        sfm.model_config = model_config
     return config
 
 
-def _pop_adapter_configs(data: object, path: Path) -> list[dict[str, Any]]:
+def _pop_model_configs(
+    data: object, path: Path, axis: str, key: str
+) -> list[dict[str, Any]]:
+    """The ``key`` mappings of the ``axis`` entries, taken out of ``data``."""
     if not isinstance(data, dict):
         raise ValueError(f"The grid config {path} must be a YAML mapping.")
-    adapters = data.get("adapters") or []
-    if not isinstance(adapters, list):
-        raise ValueError(f"The grid config {path}: `adapters` must be a list.")
+    entries = data.get(axis) or []
+    if not isinstance(entries, list):
+        raise ValueError(f"The grid config {path}: `{axis}` must be a list.")
     configs = []
-    for adapter in adapters:
-        model_config = adapter.pop("config", {}) if isinstance(adapter, dict) else {}
+    for entry in entries:
+        model_config = entry.pop(key, {}) if isinstance(entry, dict) else {}
         if not isinstance(model_config, dict):
             raise ValueError(
-                f"The grid config {path}: an adapter's `config` must be a mapping, but is {model_config!r}."
+                f"The grid config {path}: an entry of `{axis}` has a `{key}` that is not a mapping: {model_config!r}."
             )
-        for key in ("input_dim", "output_dim"):
-            if key in model_config:
+        for name in ("input_dim", "output_dim"):
+            if name in model_config:
                 raise ValueError(
-                    f"The grid config {path}: an adapter's `config` sets `{key}`, which the grid sets per cell from the cards."
+                    f"The grid config {path}: an entry of `{axis}` sets `{name}` in its `{key}`, which the grid sets per cell from the cards."
                 )
         configs.append(model_config)
     return configs

@@ -188,6 +188,7 @@ def plan_steps(
     def model_settings(cell: GridCell) -> list[str]:
         model_config = {
             **cell.adapter.config,
+            **cell.sfm.model_config,
             "input_dim": widths.sfm[cell.sfm.card],
             "output_dim": widths.llm[cell.llm.card],
         }
