@@ -504,7 +504,9 @@ def test_the_shipped_example_validates(monkeypatch: pytest.MonkeyPatch) -> None:
     assert [s.card for s in config.sfms] == [
         "seamless_m4t_v2_large_speech_encoder",
         "whisper_large_v3_encoder",
+        "seamless_m4t_v2_large_speech_encoder_adaptor",
     ]
+    assert config.sfms[-1].model_config == {"frame_averaging": 1}
     assert len(config.adapters) == 8
     assert config.adapters[-1].config == {"ctc_merge": "average"}
     assert config.protocols == ["stage1_then_stage2", "stage2_only"]
