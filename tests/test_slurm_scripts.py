@@ -153,6 +153,22 @@ def test_without_wandb_project_no_wandb_and_eurollm_configs(tmp_path: Path) -> N
             assert "llm.name=speechmapper_eurollm_9b_instruct" in command
 
 
+def test_extra_overrides_reach_their_step(tmp_path: Path) -> None:
+    done = _dry_run(
+        tmp_path,
+        SM_STAGE1_EXTRA="dataset.max_num_frames=4000",
+        SM_STAGE2_EXTRA="trainer.data_parallelism=fsdp regime.num_steps=10",
+        SM_EVAL_EXTRA="judge.enabled=false",
+    )
+    assert done.returncode == 0, done.stderr
+    by_step = {c[1]: c for c in _commands(done.stdout)}
+    assert "dataset.max_num_frames=4000" in by_step["stage1"]
+    assert "trainer.data_parallelism=fsdp" in by_step["stage2"]
+    assert "regime.num_steps=10" in by_step["stage2"]
+    assert "judge.enabled=false" in by_step["evaluate"]
+    assert "trainer.data_parallelism=fsdp" not in by_step["stage1"]
+
+
 def test_from_starts_later_without_dependency(tmp_path: Path) -> None:
     done = _dry_run(tmp_path, "--from", "stage2")
     assert done.returncode == 0, done.stderr

@@ -37,6 +37,14 @@ SM_STAGE2_TIME=04:00:00
 SM_EVAL_GPUS=8
 SM_EVAL_TIME=04:00:00
 
+# Extra `--config` overrides per step, space-separated NAME=VALUE (no spaces
+# inside a value), e.g. SM_STAGE2_EXTRA="trainer.data_parallelism=fsdp" on
+# several GPUs, or SM_STAGE1_EXTRA="dataset.max_num_frames=4000" on 8 GPUs to
+# keep the paper's global batch of 4 x 8,000 frames.
+SM_STAGE1_EXTRA=""
+SM_STAGE2_EXTRA=""
+SM_EVAL_EXTRA=""
+
 # SLURM placement (left out when empty).
 SM_PARTITION=""
 SM_ACCOUNT=""
