@@ -13,10 +13,9 @@ import httpx
 import pytest
 
 from speechmapper_plugin.serving.__main__ import build_parser
+from speechmapper_plugin.serving.options import ServeOptions, add_ray_arguments
 from speechmapper_plugin.serving.ray_deployment import (
     REPLICA_HEADER,
-    ReplicaSpec,
-    add_ray_arguments,
     gpus_per_replica,
     start,
 )
@@ -38,7 +37,7 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def test_replica_spec_takes_the_serve_options_with_absolute_paths(
+def test_serve_options_from_the_arguments_with_absolute_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "export").mkdir()
@@ -58,25 +57,25 @@ def test_replica_spec_takes_the_serve_options_with_absolute_paths(
         "--api-key",
         "k",
     )
-    spec = ReplicaSpec.from_args(args)
+    options = ServeOptions.from_args(args)
     assert args.ray and args.replicas == 3
-    assert spec.projector == str(tmp_path / "export")
-    assert spec.asset_dirs == (str(tmp_path / "cards"),)
-    assert spec.max_batch_size == 5 and spec.api_key == "k"
-    assert spec.limits.max_bytes == 2 * 1024 * 1024
+    assert options.projector == str(tmp_path / "export")
+    assert options.asset_dirs == (str(tmp_path / "cards"),)
+    assert options.max_batch_size == 5 and options.api_key == "k"
+    assert options.limits.max_bytes == 2 * 1024 * 1024
     # A card name is not a path: it stays as given.
-    assert ReplicaSpec.from_args(_args("some_card")).projector == "some_card"
+    assert ServeOptions.from_args(_args("some_card")).projector == "some_card"
 
 
 def test_one_gpu_per_replica_where_the_cluster_has_gpus() -> None:
-    spec = ReplicaSpec(projector="p")
-    assert gpus_per_replica(spec, 2, gpus=0) == 0
-    assert gpus_per_replica(spec, 2, gpus=4) == 1
-    assert gpus_per_replica(ReplicaSpec("p", device="cpu"), 8, gpus=4) == 0
+    options = ServeOptions(projector="p")
+    assert gpus_per_replica(options, 2, gpus=0) == 0
+    assert gpus_per_replica(options, 2, gpus=4) == 1
+    assert gpus_per_replica(ServeOptions("p", device="cpu"), 8, gpus=4) == 0
     with pytest.raises(ValueError, match=r"3 replicas need 3 GPUs .* has 2"):
-        gpus_per_replica(spec, 3, gpus=2)
+        gpus_per_replica(options, 3, gpus=2)
     with pytest.raises(ValueError, match="no GPUs"):
-        gpus_per_replica(ReplicaSpec("p", device="cuda:0"), 1, gpus=0)
+        gpus_per_replica(ServeOptions("p", device="cuda:0"), 1, gpus=0)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,7 @@ def ray_server(
 
     root = tmp_path_factory.mktemp("serve_ray")
     export = export_test_projector(root / "export")
-    spec = ReplicaSpec(
+    options = ServeOptions(
         projector=str(export),
         asset_dirs=(str(test_cards.card_dir),),
         device="cpu",
@@ -103,7 +102,7 @@ def ray_server(
         runtime_env={"env_vars": {"FAIRSEQ2_NO_PROGRESS": "1"}},
     )
     try:
-        start(spec, replicas=2, host="127.0.0.1", port=port, gpus=0)
+        start(options, replicas=2, host="127.0.0.1", port=port, gpus=0)
         yield f"http://127.0.0.1:{port}"
     finally:
         serve.shutdown()

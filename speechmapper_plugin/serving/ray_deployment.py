@@ -23,7 +23,6 @@ import argparse
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -31,8 +30,7 @@ from fastapi import FastAPI, Request, Response
 from ray import serve
 
 from speechmapper_plugin.serving.app import create_app
-from speechmapper_plugin.serving.audio import AudioLimits
-from speechmapper_plugin.serving.engine import SpeechEngine
+from speechmapper_plugin.serving.options import ServeOptions
 
 REPLICA_HEADER: Final = "x-speechmapper-replica"
 """The response header naming the replica that answered (its Ray replica id)."""
@@ -40,88 +38,20 @@ REPLICA_HEADER: Final = "x-speechmapper-replica"
 APP_NAME: Final = "speechmapper"
 
 
-@dataclass(frozen=True)
-class ReplicaSpec:
-    """What a replica loads and how it serves: ``speechmapper serve``'s
-    options, with paths made absolute where the driver was started."""
-
-    projector: str
-    asset_dirs: tuple[str, ...] = ()
-    llm: str | None = None
-    speech_encoder: str | None = None
-    model_name: str | None = None
-    device: str | None = None
-    dtype: str = "float32"
-    max_new_tokens: int = 256
-    max_batch_size: int = 8
-    max_wait_ms: float = 10.0
-    api_key: str | None = None
-    limits: AudioLimits = AudioLimits()
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ReplicaSpec:
-        """From ``speechmapper serve``'s parsed arguments."""
-        projector = Path(args.projector)
-        return cls(
-            projector=str(projector.resolve())
-            if projector.is_dir()
-            else args.projector,
-            asset_dirs=tuple(str(Path(d).resolve()) for d in args.asset_dir),
-            llm=args.llm,
-            speech_encoder=args.speech_encoder,
-            model_name=args.model_name,
-            device=args.device,
-            dtype=args.dtype,
-            max_new_tokens=args.max_new_tokens,
-            max_batch_size=args.max_batch_size,
-            max_wait_ms=args.max_wait_ms,
-            api_key=args.api_key or None,
-            limits=AudioLimits(
-                max_bytes=int(args.max_upload_mb * 1024 * 1024),
-                max_seconds=args.max_audio_seconds,
-            ),
-        )
-
-    def load_engine(self) -> SpeechEngine:
-        """Register the cards (this process's fairseq2) and load the engine."""
-        import torch
-
-        from speechmapper_plugin.serving.loading import load_engine, register_assets
-
-        export_dir = Path(self.projector)
-        register_assets(
-            [
-                *map(Path, self.asset_dirs),
-                *([export_dir] if export_dir.is_dir() else []),
-            ]
-        )
-        return load_engine(
-            self.projector,
-            llm=self.llm,
-            speech_encoder=self.speech_encoder,
-            model_name=self.model_name,
-            device=self.device,
-            dtype=getattr(torch, self.dtype),
-            max_new_tokens=self.max_new_tokens,
-            max_batch_size=self.max_batch_size,
-            max_wait_ms=self.max_wait_ms,
-        )
-
-
 @serve.ingress()
 class SpeechMapperReplica:
     """One replica: its own engine behind the same FastAPI app as
     ``speechmapper serve``; every response names the replica."""
 
-    def __init__(self, spec: ReplicaSpec) -> None:
-        self.spec = spec
-        self.engine = spec.load_engine()
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.engine = options.load_engine()
         context = serve.get_replica_context()
         self.replica_id = f"{context.replica_id.unique_id}@{os.getpid()}"
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         app = create_app(
-            self.engine, api_key=self.spec.api_key, limits=self.spec.limits
+            self.engine, api_key=self.options.api_key, limits=self.options.limits
         )
         replica_id = self.replica_id
 
@@ -148,13 +78,13 @@ def cluster_gpus() -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
 
-def gpus_per_replica(spec: ReplicaSpec, replicas: int, gpus: int) -> int:
+def gpus_per_replica(options: ServeOptions, replicas: int, gpus: int) -> int:
     """1 where the cluster has GPUs and the device is not forced to CPU, else 0.
 
     :raises ValueError: for more replicas than GPUs, or ``--device cuda`` on a
         cluster without GPUs (Ray would wait for them forever).
     """
-    device = (spec.device or "").split(":")[0]
+    device = (options.device or "").split(":")[0]
     if device == "cpu":
         return 0
     if gpus == 0:
@@ -171,9 +101,9 @@ def gpus_per_replica(spec: ReplicaSpec, replicas: int, gpus: int) -> int:
 
 
 def ray_application(
-    spec: ReplicaSpec, *, replicas: int, gpus: int
+    options: ServeOptions, *, replicas: int, gpus: int
 ) -> serve.Application:
-    """The deployment of ``replicas`` replicas of ``spec``, ready for ``serve.run``.
+    """The deployment of ``replicas`` replicas of ``options``, ready for ``serve.run``.
 
     :param gpus: The GPUs each replica takes (0 or 1).
     """
@@ -185,35 +115,21 @@ def ray_application(
         name="SpeechMapper",
         num_replicas=replicas,
         ray_actor_options=actor_options,
-        max_ongoing_requests=2 * spec.max_batch_size,
+        max_ongoing_requests=2 * options.max_batch_size,
     )
-    return deployment.bind(spec)
+    return deployment.bind(options)
 
 
-def start(spec: ReplicaSpec, *, replicas: int, host: str, port: int, gpus: int) -> None:
+def start(
+    options: ServeOptions, *, replicas: int, host: str, port: int, gpus: int
+) -> None:
     """Start Serve's HTTP proxy on ``host:port`` and deploy the replicas
     (returns once every replica answers; ``ray.init`` first)."""
     serve.start(http_options={"host": host, "port": port})
     serve.run(
-        ray_application(spec, replicas=replicas, gpus=gpus),
+        ray_application(options, replicas=replicas, gpus=gpus),
         name=APP_NAME,
         route_prefix="/",
-    )
-
-
-def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--ray``, ``--replicas`` and ``--address`` on ``speechmapper serve``."""
-    parser.add_argument(
-        "--ray",
-        action="store_true",
-        help="serve on Ray Serve: `--replicas` replicas, one GPU each where the cluster has GPUs",
-    )
-    parser.add_argument(
-        "--replicas", type=int, default=1, help="with --ray: replicas (default: 1)"
-    )
-    parser.add_argument(
-        "--address",
-        help="with --ray: the Ray cluster to join (`auto`: the one `ray start` began on this node; default: $RAY_ADDRESS, that one, or else a new local one)",
     )
 
 
@@ -221,17 +137,20 @@ def serve_on_ray(args: argparse.Namespace) -> int:
     """``speechmapper serve --ray``: deploy and serve until interrupted."""
     import ray
 
-    spec = ReplicaSpec.from_args(args)
-    missing = [d for d in spec.asset_dirs if not Path(d).is_dir()]
+    options = ServeOptions.from_args(args)
+    missing = [d for d in options.asset_dirs if not Path(d).is_dir()]
     if missing:
         print(f"error: {missing[0]} is not a directory.", file=sys.stderr)
         return 1
 
     ray.init(address=args.address, include_dashboard=False)
     try:
-        gpus = gpus_per_replica(spec, args.replicas, cluster_gpus())
-        start(spec, replicas=args.replicas, host=args.host, port=args.port, gpus=gpus)
-    except ValueError as ex:
+        gpus = gpus_per_replica(options, args.replicas, cluster_gpus())
+        start(
+            options, replicas=args.replicas, host=args.host, port=args.port, gpus=gpus
+        )
+    except (ValueError, RuntimeError) as ex:
+        # RuntimeError: a replica failed to load (Ray's message holds its traceback).
         print(f"error: {ex}", file=sys.stderr)
         ray.shutdown()
         return 1
@@ -240,7 +159,7 @@ def serve_on_ray(args: argparse.Namespace) -> int:
         f"Serving on Ray Serve: {args.replicas} replica(s)"
         + (", one GPU each" if gpus else " on CPU")
         + f", on http://{args.host}:{args.port}/v1"
-        + (" (API key required)" if spec.api_key else ""),
+        + (" (API key required)" if options.api_key else ""),
         file=sys.stderr,
         flush=True,
     )

@@ -1,0 +1,100 @@
+"""``speechmapper serve``'s options as one picklable value: what a server
+process (or a Ray Serve replica on another node) needs to load its engine and
+build its app, without ``argparse`` and without importing Ray."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechmapper_plugin.serving.audio import AudioLimits
+from speechmapper_plugin.serving.engine import SpeechEngine
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """The model to load and how to serve it; paths are made absolute where
+    the command was started (a replica may run in another directory)."""
+
+    projector: str
+    """An export directory or a projector's asset card name."""
+
+    asset_dirs: tuple[str, ...] = ()
+    llm: str | None = None
+    speech_encoder: str | None = None
+    model_name: str | None = None
+    device: str | None = None
+    dtype: str = "float32"
+    max_new_tokens: int = 256
+    max_batch_size: int = 8
+    max_wait_ms: float = 10.0
+    api_key: str | None = None
+    limits: AudioLimits = AudioLimits()
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeOptions:
+        """From ``speechmapper serve``'s parsed arguments."""
+        projector = Path(args.projector)
+        return cls(
+            projector=(
+                str(projector.resolve()) if projector.is_dir() else args.projector
+            ),
+            asset_dirs=tuple(str(Path(d).resolve()) for d in args.asset_dir),
+            llm=args.llm,
+            speech_encoder=args.speech_encoder,
+            model_name=args.model_name,
+            device=args.device,
+            dtype=args.dtype,
+            max_new_tokens=args.max_new_tokens,
+            max_batch_size=args.max_batch_size,
+            max_wait_ms=args.max_wait_ms,
+            api_key=args.api_key or None,
+            limits=AudioLimits(
+                max_bytes=int(args.max_upload_mb * 1024 * 1024),
+                max_seconds=args.max_audio_seconds,
+            ),
+        )
+
+    def load_engine(self) -> SpeechEngine:
+        """Register the asset cards (``asset_dirs`` and an export directory)
+        in this process's fairseq2, then load the engine."""
+        import torch
+
+        from speechmapper_plugin.serving.loading import load_engine, register_assets
+
+        export_dir = Path(self.projector)
+        register_assets(
+            [
+                *map(Path, self.asset_dirs),
+                *([export_dir] if export_dir.is_dir() else []),
+            ]
+        )
+        return load_engine(
+            self.projector,
+            llm=self.llm,
+            speech_encoder=self.speech_encoder,
+            model_name=self.model_name,
+            device=self.device,
+            dtype=getattr(torch, self.dtype),
+            max_new_tokens=self.max_new_tokens,
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_wait_ms,
+        )
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--ray``, ``--replicas`` and ``--address`` on ``speechmapper serve``
+    (here, not in the Ray module, so ``--help`` does not import Ray)."""
+    parser.add_argument(
+        "--ray",
+        action="store_true",
+        help="serve on Ray Serve: `--replicas` replicas, one GPU each where the cluster has GPUs",
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="with --ray: replicas (default: 1)"
+    )
+    parser.add_argument(
+        "--address",
+        help="with --ray: the Ray cluster to join (`auto`: the one `ray start` began on this node; default: $RAY_ADDRESS, that one, or else a new local one)",
+    )
