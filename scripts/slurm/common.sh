@@ -15,6 +15,10 @@ if [[ ${SM_DRY_RUN:-0} != 1 && -n ${SM_VENV:-} ]]; then
     source "$SM_VENV/bin/activate"
 fi
 export FAIRSEQ2_NO_PROGRESS=1
+# srun of Slurm 22.05 and later does not inherit the job's --cpus-per-task.
+if [[ -n ${SLURM_CPUS_PER_TASK:-} ]]; then
+    export SRUN_CPUS_PER_TASK=$SLURM_CPUS_PER_TASK
+fi
 
 case "$SM_LLM" in
     llama3_1_8b) SM_LLM_CARD=speechmapper_llama3_1_8b_instruct ;;
