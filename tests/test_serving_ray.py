@@ -17,6 +17,7 @@ from speechmapper_plugin.serving.options import ServeOptions, add_ray_arguments
 from speechmapper_plugin.serving.ray_deployment import (
     REPLICA_HEADER,
     gpus_per_replica,
+    serve_on_ray,
     start,
 )
 from tests.support.audio import tone, write_wav
@@ -76,6 +77,17 @@ def test_one_gpu_per_replica_where_the_cluster_has_gpus() -> None:
         gpus_per_replica(options, 3, gpus=2)
     with pytest.raises(ValueError, match="no GPUs"):
         gpus_per_replica(ServeOptions("p", device="cuda:0"), 1, gpus=0)
+
+
+def test_a_missing_asset_dir_is_refused_before_ray_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ray
+
+    args = _args("p", "--asset-dir", str(tmp_path / "nowhere"), "--ray")
+    assert serve_on_ray(args) == 1
+    assert f"{tmp_path / 'nowhere'} is not a directory" in capsys.readouterr().err
+    assert not ray.is_initialized()
 
 
 @pytest.fixture(scope="module")
