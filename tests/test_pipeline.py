@@ -339,3 +339,66 @@ def test_a_bfloat16_projector_and_llm_run(wavs: list[Path]) -> None:
 
     texts = bf16.transcribe(wavs[:2])
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_with_options_shares_the_models_and_changes_only_settings(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    system = "You are a careful transcriber."
+    longer = GenerationConfig(max_new_tokens=3)
+    variant = pipeline.with_options(generation=longer, system_prompt=system)
+
+    # The same module objects: nothing was reloaded or copied.
+    assert variant.llm is pipeline.llm
+    assert variant.projector is pipeline.projector
+    assert variant.extractor is pipeline.extractor
+    assert variant.tokenizer is pipeline.tokenizer
+    # The original keeps its settings.
+    assert pipeline.generation is GENERATION
+    assert pipeline.system_prompt is None
+
+    instruction = "Repeat.\n<speech>"
+    # Its prompts carry its system prompt, the original's do not (a control).
+    assert len(variant.encode_prompt(instruction).prefix_ids) > len(
+        pipeline.encode_prompt(instruction).prefix_ids
+    )
+    # Its generation settings apply: at most 3 new tokens.
+    assert len(variant.run(wavs[0], instruction)[0].token_ids) <= 3
+
+    kept = pipeline.with_options()
+    assert kept.generation is pipeline.generation
+    assert kept.system_prompt == pipeline.system_prompt
+
+    with pytest.raises(ValueError, match="<speech>"):
+        pipeline.with_options(system_prompt="Say <speech>")
+
+
+def test_the_prompt_cache_stays_within_its_bound() -> None:
+    small = SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GENERATION,
+        prompt_cache_size=3,
+    )
+    instructions = [f"Instruction {i}.\n<speech>" for i in range(10)]
+    for instruction in instructions:
+        small.encode_prompt(instruction)
+        assert small.cached_prompts <= 3
+    assert small.cached_prompts == 3
+
+    # Least recently used goes first: touching the oldest kept one keeps it.
+    first = small.encode_prompt(instructions[7])
+    small.encode_prompt("Another.\n<speech>")
+    assert small.encode_prompt(instructions[7]) is first
+    assert small.cached_prompts == 3
+
+    with pytest.raises(ValueError, match="prompt_cache_size"):
+        SpeechMapperPipeline.from_cards(
+            "test_sm4t_hf",
+            "test_projector_llama",
+            "test_llama",
+            device="cpu",
+            prompt_cache_size=0,
+        )

@@ -34,13 +34,14 @@ MODEL = "served"
 KEY = "test-key"
 
 
-def _pipeline() -> SpeechMapperPipeline:
+def _pipeline(prompt_cache_size: int = 4096) -> SpeechMapperPipeline:
     return SpeechMapperPipeline.from_cards(
         "test_sm4t_hf",
         "test_projector_llama",
         "test_llama",
         device="cpu",
         generation=GenerationConfig(max_new_tokens=8),
+        prompt_cache_size=prompt_cache_size,
     )
 
 
@@ -565,15 +566,19 @@ def test_a_failing_batch_fails_only_the_request_that_causes_it(
         engine.close()
 
 
-def test_the_prompt_cache_is_bounded(
-    engine: SpeechEngine, wavs: list[Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_prompt_cache_is_bounded(wavs: list[Path]) -> None:
     """Chat instructions are mostly unique: a long-running server must not
-    keep every encoded prompt."""
-    from speechmapper_plugin.serving import engine as engine_module
-
-    monkeypatch.setattr(engine_module, "_MAX_PROMPTS", 3)
-    waveform = load_audio(wavs[0])
-    for i in range(10):
-        engine.check(SpeechRequest(waveform, f"Question {i}?\n<speech>"))
-        assert len(engine.pipeline._prompts) <= 3
+    keep every encoded prompt, in the base pipeline nor in a variant for
+    another system prompt."""
+    small = SpeechEngine(_pipeline(prompt_cache_size=3), model_id=MODEL)
+    try:
+        waveform = load_audio(wavs[0])
+        for i in range(10):
+            for system in (None, "Be brief."):
+                request = SpeechRequest(waveform, f"Question {i}?\n<speech>", system)
+                small.check(request)
+                variant, _ = small._variant(request)
+                assert variant.cached_prompts <= 3
+        assert small.pipeline.cached_prompts == 3
+    finally:
+        small.close()

@@ -30,7 +30,6 @@ from torch import Tensor
 
 from speechmapper_plugin.audio import SAMPLE_RATE
 from speechmapper_plugin.generation import GenerationConfig
-from speechmapper_plugin.llm.speech_prompt import no_placeholder_problem
 from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.serving.errors import bad_request
 from speechmapper_plugin.speech_llm import (
@@ -40,13 +39,9 @@ from speechmapper_plugin.speech_llm import (
     SpeechMapperPipeline,
 )
 
-_MAX_PROMPTS: Final = 4096
-"""Encoded prompts a pipeline keeps before its cache starts over: chat
-instructions are mostly unique, and the pipeline's cache has no bound."""
-
 _MAX_VARIANTS: Final = 64
 """Pipelines kept per (generation settings, system prompt); beyond, the cache
-starts over (a variant is a shallow copy: it shares the models)."""
+starts over (a variant shares the models: ``pipeline.with_options``)."""
 
 
 @dataclass(frozen=True)
@@ -251,7 +246,7 @@ class SpeechEngine:
         self, request: SpeechRequest
     ) -> tuple[SpeechMapperPipeline, tuple[str, str | None]]:
         """The pipeline for the request's generation settings and system prompt
-        (a shallow copy sharing the models), its instruction checked."""
+        (sharing the models), its instruction checked."""
         config = request.sampling.apply(self.pipeline.generation)
         system = request.system
         key = (repr(config), system)
@@ -262,9 +257,6 @@ class SpeechEngine:
                 if len(self._variants) >= _MAX_VARIANTS:
                     self._variants.clear()
                 self._variants[key] = pipeline
-        if len(pipeline._prompts) >= _MAX_PROMPTS:
-            # Safe while a batch runs: `run` holds the prompts it checked.
-            pipeline._prompts.clear()
         try:
             pipeline.encode_prompt(request.instruction)
         except ValueError as ex:
@@ -276,17 +268,12 @@ class SpeechEngine:
     ) -> SpeechMapperPipeline:
         if system is None or system.strip() == "":
             system = self.pipeline.system_prompt
-        elif system != self.pipeline.system_prompt:
-            problem = no_placeholder_problem(system, "The system prompt")
-            if problem is not None:
-                raise bad_request(problem, param="messages", code="invalid_instruction")
-        pipeline = copy.copy(self.pipeline)
-        pipeline.generation = config
-        if system != self.pipeline.system_prompt:
-            pipeline.system_prompt = system
-            # Its own prompt cache: the base's holds prompts of another system prompt.
-            pipeline._prompts = {}
-        return pipeline
+        try:
+            return self.pipeline.with_options(generation=config, system_prompt=system)
+        except ValueError as ex:
+            raise bad_request(
+                str(ex), param="messages", code="invalid_instruction"
+            ) from None
 
     def _checked(
         self, request: SpeechRequest

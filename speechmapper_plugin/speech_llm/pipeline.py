@@ -17,10 +17,23 @@ a batch call either raises for the first unusable input or, with
 
 from __future__ import annotations
 
+import copy
+import enum
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, Required, TypeAlias, TypedDict, TypeVar, overload
+from typing import (
+    Final,
+    Generic,
+    Literal,
+    Required,
+    TypeAlias,
+    TypedDict,
+    TypeVar,
+    overload,
+)
 
 import torch
 from fairseq2.data.tokenizers import Tokenizer
@@ -109,6 +122,15 @@ class PipelineOptions(TypedDict, total=False):
     system_prompt: str | None
     prompts: TaskPrompts | None
     batch_size: int
+    prompt_cache_size: int
+
+
+class _Keep(enum.Enum):
+    KEEP = enum.auto()
+
+
+KEEP: Final = _Keep.KEEP
+"""For :meth:`SpeechMapperPipeline.with_options`: keep this setting."""
 
 
 class CallOptions(TypedDict, total=False):
@@ -175,6 +197,8 @@ class SpeechMapperPipeline:
     :param prompts: The instruction templates of :meth:`transcribe`,
         :meth:`translate` and :meth:`answer`.
     :param batch_size: Inputs per forward pass (inputs are grouped by length).
+    :param prompt_cache_size: Encoded instructions kept (least recently used
+        dropped first): a server's chat instructions are mostly unique.
     :raises IncompatibleComponentsError: if the projector was trained for
         another LLM or on other speech features, or widths, chat template or
         vocabulary do not match.
@@ -198,6 +222,7 @@ class SpeechMapperPipeline:
         system_prompt: str | None = None,
         prompts: TaskPrompts | None = None,
         batch_size: int = 8,
+        prompt_cache_size: int = 4096,
     ) -> None:
         self.generation = generation or GenerationConfig()
         self.generation.check()
@@ -207,11 +232,9 @@ class SpeechMapperPipeline:
 
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be positive, but is {batch_size}.")
+        self._prompts = _LruCache[str, SpeechPrompt](prompt_cache_size)
 
-        if system_prompt is not None:
-            problem = no_placeholder_problem(system_prompt, "The system prompt")
-            if problem is not None:
-                raise ValueError(problem)
+        _check_system_prompt(system_prompt)
 
         if template is None:
             template = chat_template_for_card(llm_name)
@@ -261,7 +284,36 @@ class SpeechMapperPipeline:
         self._stop_ids = stop_token_ids(tokenizer, template)
         self._decoder = create_text_decoder(tokenizer)
         self._projector_dtype = next(projector.parameters()).dtype
-        self._prompts: dict[str, SpeechPrompt] = {}
+
+    def with_options(
+        self,
+        *,
+        generation: GenerationConfig | _Keep = KEEP,
+        system_prompt: str | None | _Keep = KEEP,
+    ) -> SpeechMapperPipeline:
+        """This pipeline with other generation settings or system prompt,
+        sharing its loaded models (nothing is loaded or copied but settings),
+        e.g. one per request of a server.
+
+        :param system_prompt: ``None``: no system prompt.
+        :raises ValueError: for a generation config out of range or a system
+            prompt holding ``<speech>``.
+        """
+        variant = copy.copy(self)
+        if not isinstance(generation, _Keep):
+            generation.check()
+            variant.generation = generation
+        if not isinstance(system_prompt, _Keep) and system_prompt != self.system_prompt:
+            _check_system_prompt(system_prompt)
+            variant.system_prompt = system_prompt
+            # Its own prompt cache: this one's prompts hold another system prompt.
+            variant._prompts = _LruCache(self._prompts.max_size)
+        return variant
+
+    @property
+    def cached_prompts(self) -> int:
+        """Encoded instructions held now (at most ``prompt_cache_size``)."""
+        return len(self._prompts)
 
     @classmethod
     def from_cards(
@@ -552,7 +604,7 @@ class SpeechMapperPipeline:
             prompt = encode_speech_prompt(
                 self.tokenizer, self.template, instruction, self.system_prompt
             )
-            self._prompts[instruction] = prompt
+            self._prompts.put(instruction, prompt)
 
         return prompt
 
@@ -757,6 +809,49 @@ def _names(
         return [f"features {i}" if batch else "features" for i in range(len(items))]
 
     return [describe_input(a, i if batch else None) for i, a in enumerate(items)]
+
+
+def _check_system_prompt(system_prompt: str | None) -> None:
+    if system_prompt is not None:
+        problem = no_placeholder_problem(system_prompt, "The system prompt")
+        if problem is not None:
+            raise ValueError(problem)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _LruCache(Generic[K, V]):
+    """At most ``max_size`` entries, the least recently used dropped first;
+    thread-safe (a server encodes prompts in request threads while its worker
+    runs a batch, which holds the prompts it checked)."""
+
+    def __init__(self, max_size: int) -> None:
+        if max_size < 1:
+            raise ValueError(
+                f"`prompt_cache_size` must be positive, but is {max_size}."
+            )
+        self.max_size = max_size
+        self._entries: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_size:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 T = TypeVar("T")
