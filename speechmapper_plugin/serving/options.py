@@ -56,12 +56,10 @@ class ServeOptions:
             ),
         )
 
-    def load_engine(self) -> SpeechEngine:
+    def register_assets(self) -> None:
         """Register the asset cards (``asset_dirs`` and an export directory)
-        in this process's fairseq2, then load the engine."""
-        import torch
-
-        from speechmapper_plugin.serving.loading import load_engine, register_assets
+        in this process's fairseq2 (once per process, before any card is read)."""
+        from speechmapper_plugin.serving.loading import register_assets
 
         export_dir = Path(self.projector)
         register_assets(
@@ -70,6 +68,25 @@ class ServeOptions:
                 *([export_dir] if export_dir.is_dir() else []),
             ]
         )
+
+    def check_cards(self) -> None:
+        """Register the cards and check that the projector and its LLM are
+        named, without loading a model (a launcher's early, clear refusal).
+
+        :raises ValueError: naming what is missing.
+        """
+        from speechmapper_plugin.serving.loading import projector_cards
+
+        self.register_assets()
+        projector_cards(self.projector, self.llm)
+
+    def load_engine(self) -> SpeechEngine:
+        """Register the cards, then load the engine."""
+        import torch
+
+        from speechmapper_plugin.serving.loading import load_engine
+
+        self.register_assets()
         return load_engine(
             self.projector,
             llm=self.llm,

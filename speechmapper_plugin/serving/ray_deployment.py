@@ -142,16 +142,36 @@ def serve_on_ray(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: {missing[0]} is not a directory.", file=sys.stderr)
         return 1
+    if args.replicas < 1:
+        print(
+            f"error: `--replicas` must be positive, but is {args.replicas}.",
+            file=sys.stderr,
+        )
+        return 1
+
+    try:
+        options.check_cards()
+    except ValueError as ex:
+        print(f"error: {ex}", file=sys.stderr)
+        return 1
 
     ray.init(address=args.address, include_dashboard=False)
     try:
         gpus = gpus_per_replica(options, args.replicas, cluster_gpus())
+    except ValueError as ex:
+        print(f"error: {ex}", file=sys.stderr)
+        ray.shutdown()
+        return 1
+    try:
         start(
             options, replicas=args.replicas, host=args.host, port=args.port, gpus=gpus
         )
-    except (ValueError, RuntimeError) as ex:
-        # RuntimeError: a replica failed to load (Ray's message holds its traceback).
-        print(f"error: {ex}", file=sys.stderr)
+    except RuntimeError as ex:
+        print(
+            f"error: {ex} (a replica failed to load: its traceback is in the log above, from ServeController or ServeReplica)",
+            file=sys.stderr,
+        )
+        serve.delete(APP_NAME)
         ray.shutdown()
         return 1
 
