@@ -1,0 +1,114 @@
+"""The dress rehearsal's checkpoint writers, at tiny shapes.
+
+``make rehearsal`` writes the same layouts at full size; here each file is read
+back through the plugin's own loaders (the code a user's first run goes
+through) and compared with the module that was written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from fairseq2.nn import BatchLayout
+
+from benchmarks.rehearsal import main as rehearsal_main
+from benchmarks.rehearsal_assets import (
+    build_sm4t_speech_encoder,
+    speech_encoder_state_dict,
+    write_llama3_llm,
+    write_sm4t_fairseq1,
+    write_sm4t_hf,
+)
+from speechmapper_plugin.models.sm4t_speech_encoder.hub import (
+    get_sm4t_speech_encoder_hub,
+)
+from speechmapper_plugin.tiny_assets import SM4T_TINY_DIMS
+from speechmapper_plugin.tiny_assets.llama import TinyLlamaDims
+from speechmapper_plugin.tiny_assets.sentences import training_sentences
+
+TINY_HF = {
+    "hidden_size": SM4T_TINY_DIMS["model_dim"],
+    "speech_encoder_layers": SM4T_TINY_DIMS["num_encoder_layers"],
+    "speech_encoder_attention_heads": SM4T_TINY_DIMS["num_encoder_attn_heads"],
+    "speech_encoder_intermediate_size": SM4T_TINY_DIMS["ffn_inner_dim"],
+}
+
+
+@pytest.fixture(scope="module")
+def encoder() -> torch.nn.Module:
+    return build_sm4t_speech_encoder(TINY_HF)
+
+
+def _hf_output(encoder: torch.nn.Module, fbanks: torch.Tensor) -> torch.Tensor:
+    """transformers' last Conformer layer after the final LayerNorm."""
+    with torch.inference_mode():
+        hidden = encoder.feature_projection(fbanks)  # type: ignore[operator]
+        out = encoder.encoder(hidden)  # type: ignore[operator]
+    return out.last_hidden_state
+
+
+@pytest.mark.parametrize("layout", ["hf", "fairseq1"])
+def test_sm4t_layouts_load_as_the_written_encoder(
+    tmp_path: Path, encoder: torch.nn.Module, layout: str
+) -> None:
+    state = speech_encoder_state_dict(encoder)
+    if layout == "hf":
+        # Small shards: the index must list several, plus the other parts'.
+        path = write_sm4t_hf(tmp_path / "hf", state, shard_bytes=200_000)
+        index = json.loads((path / "model.safetensors.index.json").read_text())
+        files = set(index["weight_map"].values())
+        assert len(files) > 2
+        assert "text_decoder.layer_norm.weight" in index["weight_map"]
+    else:
+        path = write_sm4t_fairseq1(tmp_path / "sm4t.pt", state)
+
+    hub = get_sm4t_speech_encoder_hub()
+    config = hub.get_arch_config("tiny")
+    model = hub.load_custom_model(
+        path, config, device=torch.device("cpu"), restrict=False
+    ).eval()
+
+    # 80 fbank channels; stacked two by two (160) is transformers' input.
+    fbanks = torch.randn(1, 80, 80, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ours, _ = model(fbanks, BatchLayout.of(fbanks), layer=config.num_encoder_layers)
+    expected = _hf_output(encoder, fbanks.reshape(1, 40, 160))
+    torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_llm_writer_untied_shards_and_real_special_tokens(tmp_path: Path) -> None:
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    dims = TinyLlamaDims(model_dim=64, num_layers=2, intermediate_size=192)
+    llm = write_llama3_llm(
+        tmp_path,
+        card_name="rehearsal_tiny",
+        sentences=training_sentences(),
+        dims=dims,
+        vocab_rows=1024,
+        max_shard_size="200KB",
+    )
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    assert "lm_head.weight" in index["weight_map"]
+
+    model = LlamaForCausalLM.from_pretrained(tmp_path, torch_dtype="auto")
+    assert model.config.tie_word_embeddings is False
+    assert not torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
+    assert model.lm_head.weight.shape == (1024, 64)
+    assert model.dtype == torch.bfloat16
+    assert llm.card["model_config"]["vocab_size"] == 1024  # type: ignore[index]
+
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path)
+    pad = tokenizer.convert_tokens_to_ids("<|finetune_right_pad_id|>")
+    eot = tokenizer.convert_tokens_to_ids("<|eot_id|>")
+    assert pad != tokenizer.unk_token_id and eot < 1024
+
+
+def test_unknown_step_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        rehearsal_main(["--steps", "stage3"])
+    assert "unknown steps ['stage3']" in capsys.readouterr().err
