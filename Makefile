@@ -54,3 +54,11 @@ bench: $(STAMP)
 .PHONY: bench-gpu
 bench-gpu: $(STAMP)
 	$(PY) -m benchmarks.bench_gpu $(BENCH_ARGS)
+
+# The dress rehearsal (issue 19): the paper's configs at the paper's shapes on
+# random weights (SeamlessM4T-v2 large, a Llama-3.2-1B-shaped LLM), step by
+# step into build/rehearsal/ (a finished step is skipped; REHEARSAL_ARGS, e.g.
+# `--steps stage1,stage2 --force`). Not part of `make test`; see BENCHMARKS.md.
+.PHONY: rehearsal
+rehearsal: $(STAMP)
+	OMP_NUM_THREADS=2 $(PY) -m benchmarks.rehearsal $(REHEARSAL_ARGS)
