@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from fairseq2.recipe.config import (
@@ -91,6 +92,36 @@ class Stage1LossSection:
 
 
 @dataclass(kw_only=True)
+class WarmStartSection:
+    """Start from another projector's weights, possibly trained for another
+    LLM (retargeting): every tensor whose name and shape fit is loaded, the
+    rest (the final projection to another width, ...) is initialised as
+    usual. The feature store is reused as it is: it must hold the features
+    the source was trained on. The checkpoint card records the source under
+    ``speechmapper_warm_started_from``."""
+
+    checkpoint: Path | None = None
+    """A stage-1 or stage-2 output directory (its last checkpoint), its
+    ``checkpoints`` or ``checkpoints/step_N`` directory, or an export
+    directory. ``None``: no warm start."""
+
+    freeze_loaded_steps: int = 0
+    """Keep the loaded tensors as loaded for this many steps (their gradients
+    are zeroed), so the fresh output layer settles before the trunk moves."""
+
+    def validate(self) -> ValidationResult:
+        result = ValidationResult()
+        check_non_negative_fields(
+            result, self, ("freeze_loaded_steps",), section="warm_start."
+        )
+        if self.freeze_loaded_steps > 0 and self.checkpoint is None:
+            result.add_error(
+                "`warm_start.freeze_loaded_steps` freezes loaded tensors, but `warm_start.checkpoint` is not set."
+            )
+        return result
+
+
+@dataclass(kw_only=True)
 class Stage1Config:
     model: ModelSection = field(
         default_factory=lambda: ModelSection(family=SPEECHMAPPER_FAMILY, arch="paper")
@@ -103,6 +134,8 @@ class Stage1Config:
     )
 
     loss: Stage1LossSection = field(default_factory=Stage1LossSection)
+
+    warm_start: WarmStartSection = field(default_factory=WarmStartSection)
 
     gang: GangSection = field(default_factory=GangSection)
 

@@ -3,10 +3,17 @@ from cached SFM features, without the LLM ever running."""
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
+from typing import Any
+
+import yaml
 from fairseq2.logging import log
+from fairseq2.metrics import MetricBag
 from fairseq2.recipe.base import Recipe, RecipeContext
 from fairseq2.recipe.error import RecipeError
+from fairseq2.recipe.trainer import TrainUnit
 from fairseq2.task import Task
+from torch import Tensor
 from typing_extensions import final, override
 
 from recipes.common import (
@@ -18,7 +25,7 @@ from recipes.common import (
     record_speech_features,
     record_target_llm,
 )
-from recipes.stage1.config import Stage1Config
+from recipes.stage1.config import Stage1Config, WarmStartSection
 from recipes.stage1.criterion import Stage1Criterion
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.datasets.speech_features import (
@@ -26,8 +33,20 @@ from speechmapper_plugin.datasets.speech_features import (
     SpeechFeaturesDataset,
 )
 from speechmapper_plugin.losses import Stage1Weights
-from speechmapper_plugin.models.adapters import AdapterConfig, adapter_kind
+from speechmapper_plugin.models.adapters import (
+    AdapterConfig,
+    AnyProjector,
+    adapter_kind,
+)
 from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
+from speechmapper_plugin.models.warm_start import (
+    RETARGET_CARD_KEY,
+    LoadedFreeze,
+    WarmStartReport,
+    WarmStartSource,
+    load_fitting_tensors,
+    read_warm_start_source,
+)
 
 
 @final
@@ -80,7 +99,12 @@ class Stage1Recipe(Recipe):
         record_speech_features(
             projector, training_stores(dataset, [ds.train_split, *ds.valid_splits])
         )
+        started = warm_start(projector, config.warm_start)
         record_target_llm(context, projector, target_llm.card_name)
+        freeze = None
+        if started is not None:
+            record_warm_start(context, *started, config.warm_start)
+            freeze = freeze_loaded(projector, started[1], config.warm_start)
 
         targets = target_llm.to(context.device)
 
@@ -132,7 +156,11 @@ class Stage1Recipe(Recipe):
             adapter_ctc_weight=loss.adapter_ctc_weight,
         )
 
-        unit = CriterionTrainUnit(Stage1Criterion(dp_model, targets, weights))
+        unit: TrainUnit[Any] = CriterionTrainUnit(
+            Stage1Criterion(dp_model, targets, weights)
+        )
+        if freeze is not None:
+            unit = FreezingTrainUnit(unit, freeze)
 
         valid_units = []
         valid_readers = []
@@ -175,6 +203,116 @@ class Stage1Recipe(Recipe):
     @override
     def config_kls(self) -> type[object]:
         return Stage1Config
+
+
+def warm_start(
+    projector: AnyProjector, section: WarmStartSection
+) -> tuple[WarmStartSource, WarmStartReport] | None:
+    """Loads the fitting tensors of ``section.checkpoint`` into the fresh
+    ``projector`` (whose config, ``target_llm`` included, stays its own);
+    ``None`` without a warm start. Call it after
+    :func:`record_speech_features`: the source's features must be the store's.
+
+    :raises RecipeError: if the source cannot be read, fits nothing, or was
+        trained on other features.
+    """
+    if section.checkpoint is None:
+        return None
+    try:
+        source = read_warm_start_source(section.checkpoint)
+    except ValueError as ex:
+        raise RecipeError(str(ex)) from None
+
+    problems = source.feature_problems(projector.config)
+    if problems:
+        raise RecipeError(
+            f"The warm-start source {source.path} was trained on other speech features than this run's stores hold: {'; '.join(problems)}. Its trunk only knows its own features: train on a store extracted like the source's."
+        )
+
+    try:
+        report = load_fitting_tensors(projector, source.state)
+    except ValueError as ex:
+        raise RecipeError(str(ex)) from None
+
+    log.info(
+        "Warm start from {} (step {}, trained for '{}'): {}.",
+        source.path,
+        source.step,
+        source.target_llm,
+        report.summary(),
+    )
+
+    return source, report
+
+
+def freeze_loaded(
+    projector: AnyProjector, report: WarmStartReport, section: WarmStartSection
+) -> LoadedFreeze | None:
+    """The freeze of the loaded tensors for ``section.freeze_loaded_steps``."""
+    if section.freeze_loaded_steps == 0:
+        return None
+    freeze = LoadedFreeze(projector, report.loaded, section.freeze_loaded_steps)
+    log.info(
+        "The {} loaded parameters stay frozen for the first {} steps.",
+        freeze.num_parameters,
+        section.freeze_loaded_steps,
+    )
+    return freeze
+
+
+def record_warm_start(
+    context: RecipeContext,
+    source: WarmStartSource,
+    report: WarmStartReport,
+    section: WarmStartSection,
+) -> None:
+    """Adds the warm-start source to the checkpoint card (``model.yaml``,
+    written by :func:`record_target_llm`) under :data:`RETARGET_CARD_KEY`."""
+    if context.gangs.root.rank != 0:
+        return
+    card_file = context.output_dir.joinpath("checkpoints/model.yaml")
+    card = yaml.safe_load(card_file.read_text())
+    card[RETARGET_CARD_KEY] = {
+        "checkpoint": str(source.path),
+        "step": source.step,
+        "target_llm": source.target_llm,
+        "num_loaded_tensors": len(report.loaded),
+        "fresh_tensors": sorted(report.fresh),
+        "freeze_loaded_steps": section.freeze_loaded_steps,
+    }
+    card_file.write_text(yaml.safe_dump(card, sort_keys=False))
+
+
+@final
+class FreezingTrainUnit(TrainUnit[Any]):
+    """A train unit whose warm-started tensors stay frozen for its first steps."""
+
+    def __init__(self, unit: TrainUnit[Any], freeze: LoadedFreeze) -> None:
+        self._unit = unit
+        self._freeze = freeze
+
+    @override
+    def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
+        self._unit.prepare_metric_bag(metric_bag)
+
+    @override
+    def set_step_nr(self, step_nr: int) -> None:
+        self._freeze.set_step(step_nr)
+        self._unit.set_step_nr(step_nr)
+
+    @override
+    def set_data_epoch_nr(self, data_epoch_nr: int) -> None:
+        self._unit.set_data_epoch_nr(data_epoch_nr)
+
+    @override
+    def process_batch(
+        self, batch: Any, metric_bag: MetricBag
+    ) -> tuple[Tensor, int | None]:
+        return self._unit.process_batch(batch, metric_bag)
+
+    @override
+    def process_metric_values(self, values: MutableMapping[str, object]) -> None:
+        self._unit.process_metric_values(values)
 
 
 def training_stores(
