@@ -186,3 +186,22 @@ def test_stage2_refuses_a_fresh_ctc_head_of_another_vocabulary(
     )
     assert refused.returncode != 0
     assert f"ctc_vocab_size: {vocab}" in refused.stdout + refused.stderr
+
+
+def test_stage2_alone_trains_a_fresh_ctc_compression_head(
+    tmp_path: Path,
+    speech_corpus: SpeechCorpus,
+    test_cards: SessionCards,
+) -> None:
+    """CE through the LLM plus the head's CTC loss (``loss.adapter_ctc_weight``)
+    train a fresh ``ctc_compression`` adapter in stage 2 alone."""
+    vocab = load_target_llm_embeddings(test_cards.llms.llama_card).embeddings.size(0)
+    out = tmp_path / "s2"
+    fresh_ctc_stage2(out, speech_corpus, test_cards, vocab)
+    valid = read_metrics(out, "valid/dev")
+    first, last = valid[0], valid[-1]
+    assert last["Step"] == 30
+    assert last["ctc"] < first["ctc"], (first, last)
+    assert last["ce"] < first["ce"], (first, last)
+    card = (out / "checkpoints/model.yaml").read_text()
+    assert "ctc_merge: average" in card and test_cards.llms.llama_card in card

@@ -26,6 +26,7 @@ from recipes.common import (
 )
 from speechmapper_plugin.datasets.instructions import INSTRUCTION_DATASET
 from speechmapper_plugin.losses import check_alpha, check_sigma
+from speechmapper_plugin.validation import check_non_negative_fields
 
 
 @dataclass(kw_only=True)
@@ -53,6 +54,14 @@ class Stage2LossSection:
     alpha: float = 9.0
     """The word-to-pad ratio of the MSE term (the stage-1 loss's α)."""
 
+    adapter_ctc_weight: float = 1.0
+    """``ctc_compression`` adapters: weight of the CTC loss of their head,
+    added at every σ (stage 1's ``loss.adapter_ctc_weight``)."""
+
+    quantity_weight: float = 1.0
+    """``cif`` adapters: weight of the quantity loss, added at every σ
+    (stage 1's ``loss.quantity_weight``)."""
+
     def validate(self) -> ValidationResult:
         result = ValidationResult()
         for check, value in ((check_sigma, self.sigma), (check_alpha, self.alpha)):
@@ -60,6 +69,9 @@ class Stage2LossSection:
                 check(value)
             except ValueError as ex:
                 result.add_error(str(ex))
+        check_non_negative_fields(
+            result, self, ("adapter_ctc_weight", "quantity_weight"), section="loss."
+        )
         return result
 
 

@@ -15,6 +15,7 @@ from recipes.common import StageCriterion, update_mse_metrics
 from speechmapper_plugin.datasets.instructions import InstructionBatch
 from speechmapper_plugin.llm import TargetLLMEmbeddings
 from speechmapper_plugin.losses import stage2_loss
+from speechmapper_plugin.losses.adapter import AdapterLossWeights
 
 
 @final
@@ -32,16 +33,20 @@ class Stage2Criterion(StageCriterion[InstructionBatch]):
         sigma: float,
         alpha: float,
         compute_all: bool = False,
+        adapter_weights: AdapterLossWeights | None = None,
     ) -> None:
         """:param targets: the MSE targets, built with stage 1's transcript
         policy; the batches' target ids come from its ``encode``.
-        :param compute_all: compute both terms whatever σ (validation)."""
+        :param compute_all: compute both terms whatever σ (validation).
+        :param adapter_weights: a variable-length adapter: also train its own
+        losses (CTC head, CIF quantity)."""
         super().__init__(projector)
         self._llm = llm
         self._targets = targets
         self._sigma = sigma
         self._alpha = alpha
         self._compute_all = compute_all
+        self._adapter_weights = adapter_weights
 
     @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
@@ -50,6 +55,8 @@ class Stage2Criterion(StageCriterion[InstructionBatch]):
         metric_bag.add("mse", Mean())
         metric_bag.add("num_response_tokens", Sum())
         metric_bag.add("num_mse_examples", Sum())
+        metric_bag.add("ctc", Mean())
+        metric_bag.add("quantity", Mean())
 
     @override
     def _score(self, batch: InstructionBatch, metric_bag: MetricBag) -> Tensor:
@@ -61,6 +68,7 @@ class Stage2Criterion(StageCriterion[InstructionBatch]):
             sigma=self._sigma,
             alpha=self._alpha,
             compute_all=self._compute_all,
+            adapter_weights=self._adapter_weights,
         )
         with torch.inference_mode():
             if loss.ce is not None:
@@ -72,6 +80,13 @@ class Stage2Criterion(StageCriterion[InstructionBatch]):
                     loss.mse.total.detach(), weight=loss.num_mse_rows
                 )
                 update_mse_metrics(metric_bag, loss.mse)
+            adapter = loss.adapter
+            if adapter is not None and adapter.ctc is not None and adapter.ctc.num_rows:
+                metric_bag.get("ctc", Mean).update(
+                    adapter.ctc.total.detach(), weight=adapter.ctc.num_rows
+                )
+            if adapter is not None and adapter.quantity is not None:
+                metric_bag.get("quantity", Mean).update(adapter.quantity.detach())
             tokens = loss.num_response_tokens
             metric_bag.get("num_response_tokens", Sum).update(tokens)
             metric_bag.get("num_mse_examples", Sum).update(loss.num_mse_rows)

@@ -44,6 +44,7 @@ from speechmapper_plugin.llm import (
     read_llm_embed_dim,
     read_llm_max_seq_len,
 )
+from speechmapper_plugin.losses.adapter import AdapterLossWeights
 from speechmapper_plugin.models.adapters import AdapterConfig, adapter_kind
 from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
 
@@ -157,6 +158,15 @@ class Stage2Recipe(Recipe):
         except ValueError as ex:
             raise RecipeError(str(ex)) from None
 
+        # A variable-length adapter trains its length head here too (a fresh
+        # one has only stage 2 to learn it from).
+        adapter_weights = None
+        if projector.config.variable_length:
+            adapter_weights = AdapterLossWeights(
+                ctc=config.loss.adapter_ctc_weight,
+                quantity=config.loss.quantity_weight,
+            )
+
         def criterion(*, compute_all: bool) -> Stage2Criterion:
             return Stage2Criterion(
                 context.get_data_parallel_model(),
@@ -165,6 +175,7 @@ class Stage2Recipe(Recipe):
                 sigma=config.loss.sigma,
                 alpha=config.loss.alpha,
                 compute_all=compute_all,
+                adapter_weights=adapter_weights,
             )
 
         train_reader = dataset.create_reader(
