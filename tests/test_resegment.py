@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import itertools
 import random
+from pathlib import Path
 
 import pytest
+from sacrebleu.metrics import BLEU, CHRF
 
+from speechmapper_plugin.evaluation.options import ScoringSection
 from speechmapper_plugin.evaluation.resegment import resegment, uses_characters
+from speechmapper_plugin.evaluation.scoring import score_texts
 
 
 def _edit_distance(a: list[str], b: list[str]) -> int:
@@ -161,3 +165,61 @@ def test_cost_is_the_exhaustive_minimum_on_random_cases() -> None:
         assert (
             sum(_edit_distance(p, r) for p, r in zip(pieces, refs, strict=True)) == best
         )
+
+
+def test_a_session_is_scored_over_the_whole_recording_for_asr() -> None:
+    # Segments "the cat sat" | "on a mat", hypothesis "the cat sat on mat":
+    # 1 deletion (a) in 6 reference words, raw and normalised.
+    metrics = score_texts(
+        "asr", ["the cat sat on mat"], [["the cat sat", "on a mat"]], langs=["en"]
+    )["metrics"]["asr"]
+    assert (metrics["word_errors_raw"], metrics["reference_words_raw"]) == (1, 6)
+    assert metrics["wer_raw"] == pytest.approx(100 / 6)
+    assert metrics["wer"] == pytest.approx(100 / 6)
+
+
+def test_a_session_translation_is_cut_onto_its_segments_then_scored(
+    tmp_path: Path,
+) -> None:
+    references = ["der Hund ist sehr klein", "die Katze schläft heute"]
+    sources = ["the dog is very small", "the cat sleeps today"]
+    # The model's cut differs from the reference's (one sentence, a word lost
+    # and a word changed): the minimum-edit cut is "der Hund ist klein" |
+    # "die Katze schlief heute" (1 deletion + 1 substitution).
+    hypothesis = "der Hund ist klein die Katze schlief heute"
+    cut = ["der Hund ist klein", "die Katze schlief heute"]
+    scored = score_texts(
+        "st",
+        [hypothesis, "ein Satz"],
+        [references, "ein Satz"],
+        target_langs=["de", "de"],
+        sources=[sources, "a sentence"],
+        scoring=ScoringSection(comet=True),
+        comet_dir=tmp_path,
+    )
+    metrics = scored["metrics"]["st/de"]
+    # sacreBLEU itself, on the hand-cut pieces and the plain sentence.
+    expected = BLEU().corpus_score([*cut, "ein Satz"], [[*references, "ein Satz"]])
+    assert metrics["bleu"] == pytest.approx(expected.score)
+    assert metrics["chrf"] == pytest.approx(
+        CHRF().corpus_score([*cut, "ein Satz"], [[*references, "ein Satz"]]).score
+    )
+    assert (metrics["num_examples"], metrics["num_sessions"]) == (3, 1)
+    session, sentence = scored["scores"]
+    assert [s["hypothesis"] for s in session["segments"]] == cut
+    assert "sentence_bleu" in sentence and "segments" not in sentence
+    # COMET reads the pieces line-aligned with their source segments.
+    lines = {
+        name: (tmp_path / "de" / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+        for name in ("src", "hyp", "ref")
+    }
+    assert lines == {
+        "src": [*sources, "a sentence"],
+        "hyp": [*cut, "ein Satz"],
+        "ref": [*references, "ein Satz"],
+    }
+
+
+def test_a_session_with_misaligned_source_segments_is_refused() -> None:
+    with pytest.raises(ValueError, match="2 reference segments but 1 source"):
+        score_texts("st", ["a b"], [["a", "b"]], target_langs=["de"], sources=[["x"]])

@@ -14,6 +14,14 @@ A record is one line of ``hypotheses.jsonl``: ``id``, ``task``,
 - ``failures`` (all records) and ``failures/<task>``: loop, truncation,
   empty-output and language-adherence rates, length ratio.
 
+A whole recording (a *session*) has a list of reference segments as its
+``reference`` (and, for COMET, a list of source segments as its
+``transcript``): ASR scores the segments joined, so WER is over the whole
+recording; a translation is first cut onto the segments by minimum edit
+distance (:mod:`~speechmapper_plugin.evaluation.resegment`, mwerSegmenter's
+procedure) and BLEU, chrF and COMET score the pieces as sentences. Its score
+row lists the pieces (``segments``).
+
 Each group has ``num_examples``, and WER/CER, BLEU, chrF and language
 adherence carry their 95 % interval beside the value (``wer_ci``,
 ``bleu_ci``, ``chrf_ci``, ``language_adherence.rate_ci``): a bootstrap over
@@ -23,6 +31,7 @@ utterances for the corpus metrics, Wilson's interval for the proportion.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,6 +44,7 @@ from speechmapper_plugin.evaluation.failures import (
 from speechmapper_plugin.evaluation.language import adherence
 from speechmapper_plugin.evaluation.options import EVAL_TASKS, ScoringSection
 from speechmapper_plugin.evaluation.qa import qa_scores, question_text
+from speechmapper_plugin.evaluation.resegment import resegment, uses_characters
 from speechmapper_plugin.evaluation.translation import (
     run_comet,
     translation_scores,
@@ -94,10 +104,8 @@ def score_records(
 
     metrics, translations = _reference_groups(records, rows, scoring)
     if comet_dir is not None:
-        for code, part in translations.items():
-            metrics[f"st/{code}"]["comet"] = _comet(
-                records, part, comet_dir / code, scoring
-            )
+        for code, pairs in translations.items():
+            metrics[f"st/{code}"]["comet"] = _comet(pairs, comet_dir / code, scoring)
 
     # Spoken QA.
     sqa = _members(records, rows, "sqa")
@@ -150,13 +158,69 @@ def _members(
     ]
 
 
+def reference_text(record: Record) -> str:
+    """A record's reference as one text (a session's segments joined)."""
+    reference = record["reference"]
+    if isinstance(reference, list):
+        return " ".join(str(segment) for segment in reference)
+    return str(reference)
+
+
+@dataclass(frozen=True)
+class _Pairs:
+    """One target language's sentence pairs, a session's pieces included."""
+
+    hypotheses: list[str]
+    references: list[str]
+    sources: list[str | None]
+    owners: list[int]
+    """The record of each pair."""
+
+
+def _translation_pairs(
+    records: Sequence[Record], members: list[int], target_lang: str
+) -> tuple[_Pairs, dict[int, list[str]]]:
+    """The pairs to score, a session's hypothesis cut onto its segments (see
+    the module docstring), and each session's pieces by record."""
+    pairs = _Pairs([], [], [], [])
+    pieces: dict[int, list[str]] = {}
+    for i in members:
+        record = records[i]
+        reference, source = record["reference"], record.get("transcript")
+        if not isinstance(reference, list):
+            references, hypotheses = [str(reference)], [str(record["hypothesis"])]
+            sources = [None if source is None else str(source)]
+        else:
+            references = [str(segment) for segment in reference]
+            hypotheses = resegment(
+                str(record["hypothesis"]),
+                references,
+                characters=uses_characters(target_lang),
+            ).segments
+            pieces[i] = hypotheses
+            if isinstance(source, list) and len(source) != len(references):
+                raise ValueError(
+                    f"Record {record.get('id')!r} has {len(references)} reference segments but {len(source)} source segments (`transcript`); they must be line-aligned."
+                )
+            sources = (
+                [str(s) for s in source]
+                if isinstance(source, list)
+                else [None] * len(references)
+            )
+        pairs.hypotheses.extend(hypotheses)
+        pairs.references.extend(references)
+        pairs.sources.extend(sources)
+        pairs.owners.extend([i] * len(references))
+    return pairs, pieces
+
+
 def _reference_groups(
     records: Sequence[Record], rows: list[dict[str, Any]], scoring: ScoringSection
-) -> tuple[dict[str, Any], dict[str, list[int]]]:
+) -> tuple[dict[str, Any], dict[str, _Pairs]]:
     """ASR (one group per language, plus the whole when there are several)
     and ST (one group per target language); the score rows get the
     per-utterance values. Returns the metrics and each target language's
-    members."""
+    sentence pairs."""
     metrics: dict[str, Any] = {}
 
     asr = _members(records, rows, "asr")
@@ -177,17 +241,22 @@ def _reference_groups(
 
     st = _members(records, rows, "st")
     targets = [language_code(str(records[i].get("target_lang") or "und")) for i in st]
-    translations: dict[str, list[int]] = {}
+    translations: dict[str, _Pairs] = {}
     for code in sorted(set(targets)):
         part = [i for i, t in zip(st, targets, strict=True) if t == code]
-        values, per_utt = translation_scores(
-            [str(records[i]["hypothesis"]) for i in part],
-            [str(records[i]["reference"]) for i in part],
-            code,
-        )
-        _merge_rows(rows, part, per_utt)
+        pairs, pieces = _translation_pairs(records, part, code)
+        values, per_pair = translation_scores(pairs.hypotheses, pairs.references, code)
+        if pieces:
+            values["num_sessions"] = len(pieces)
+        for i, owner in enumerate(pairs.owners):
+            if owner in pieces:
+                rows[owner].setdefault("segments", []).append(
+                    {"hypothesis": pairs.hypotheses[i], **per_pair[i]}
+                )
+            else:
+                rows[owner].update(per_pair[i])
         metrics[f"st/{code}"] = values
-        translations[code] = part
+        translations[code] = pairs
 
     return metrics, translations
 
@@ -196,7 +265,7 @@ def _asr(
     records: Sequence[Record], members: list[int], langs: list[str]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return asr_scores(
-        [str(records[i]["reference"]) for i in members],
+        [reference_text(records[i]) for i in members],
         [str(records[i]["hypothesis"]) for i in members],
         langs,
     )
@@ -226,26 +295,18 @@ def _failures(
     return values
 
 
-def _comet(
-    records: Sequence[Record],
-    members: list[int],
-    directory: Path,
-    scoring: ScoringSection,
-) -> dict[str, Any]:
+def _comet(pairs: _Pairs, directory: Path, scoring: ScoringSection) -> dict[str, Any]:
     if not scoring.comet:
         return {"score": None, "note": "`scoring.comet` is off."}
-    sources = [records[i].get("transcript") for i in members]
+    sources = pairs.sources
     if not all(sources):
         missing = sum(not s for s in sources)
         return {
             "score": None,
-            "note": f"{missing} of {len(members)} translations have no source transcript (the instruction file's `transcript`); COMET needs every source.",
+            "note": f"{missing} of {len(sources)} translations have no source transcript (the instruction file's `transcript`; a session's as a list of segments); COMET needs every source.",
         }
     files = write_comet_inputs(
-        directory,
-        [str(s) for s in sources],
-        [str(records[i]["hypothesis"]) for i in members],
-        [str(records[i]["reference"]) for i in members],
+        directory, [str(s) for s in sources], pairs.hypotheses, pairs.references
     )
     return run_comet(files, model=scoring.comet_model)
 
@@ -326,11 +387,11 @@ def _merge_rows(
 def score_texts(
     task: str,
     hypotheses: Sequence[str],
-    references: Sequence[str],
+    references: Sequence[str | list[str]],
     *,
     langs: Sequence[str | None] | None = None,
     target_langs: Sequence[str | None] | None = None,
-    sources: Sequence[str | None] | None = None,
+    sources: Sequence[str | list[str] | None] | None = None,
     instructions: Sequence[str] | None = None,
     questions: Sequence[str | None] | None = None,
     options: Sequence[Sequence[str] | None] | None = None,
@@ -343,6 +404,8 @@ def score_texts(
     (e.g. a no-translation baseline: the transcripts as "translations").
 
     :param task: ``asr``, ``st``, ``sqa`` or ``custom``.
+    :param references: One text per hypothesis, or a whole recording's
+        list of reference segments (see the module docstring).
     :param langs: The speech's language per pair (ASR normaliser, expected
         answer language); default ``scoring.default_lang``.
     :param target_langs: The translation target per pair (``st``).
