@@ -8,6 +8,7 @@ real server process is ``test_serving_openai.py``."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from speechmapper_plugin.audio import load_audio
+from speechmapper_plugin.audio.segments import SegmenterConfig
 from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.serving import (
     AudioLimits,
@@ -323,7 +325,7 @@ def _bad_requests(
         (
             "bad format",
             transcribe,
-            {"files": _upload(wavs[0]), "data": form | {"response_format": "srt"}},
+            {"files": _upload(wavs[0]), "data": form | {"response_format": "docx"}},
             400,
             None,
         ),
@@ -582,3 +584,86 @@ def test_the_prompt_cache_is_bounded(wavs: list[Path]) -> None:
         assert small.pipeline.cached_prompts == 3
     finally:
         small.close()
+
+
+def test_long_audio_is_cut_and_answered_per_segment(
+    engine: SpeechEngine, reference: SpeechMapperPipeline, tmp_path: Path
+) -> None:
+    """40 s is more than the tiny LLM's context takes whole (32.8 s): the
+    server cuts 15 s windows and joins their answers; the segments, with
+    their times, are in ``verbose_json``, ``srt`` and ``vtt``."""
+    audio = torch.cat(
+        [
+            torch.from_numpy(tone(10.0, freq=f, seed=i))
+            for i, f in enumerate((150.0, 220.0, 300.0, 180.0))
+        ]
+    )
+    path = write_wav(tmp_path / "long.wav", audio.numpy())
+    waveform = load_audio(path)
+    instruction = reference.prompts.transcription()
+    with pytest.raises(ValueError):
+        reference.check_audio(waveform.numel(), instruction)
+
+    window = 15 * 16_000
+    expected = [
+        reference.run(waveform[a : a + window], instruction)[0]
+        for a in range(0, waveform.numel(), window)
+    ]
+    app = create_app(
+        engine,
+        limits=AudioLimits(max_bytes=2_000_000, max_seconds=60.0),
+        segmenter=SegmenterConfig(kind="fixed", max_seconds=15.0),
+    )
+    with TestClient(app) as client:
+        form = {"model": MODEL}
+        verbose = client.post(
+            "/v1/audio/transcriptions",
+            files=_upload(path),
+            data=form | {"response_format": "verbose_json"},
+        ).json()
+        srt = client.post(
+            "/v1/audio/transcriptions",
+            files=_upload(path),
+            data=form | {"response_format": "srt"},
+        )
+        vtt = client.post(
+            "/v1/audio/transcriptions",
+            files=_upload(path),
+            data=form | {"response_format": "vtt"},
+        )
+
+    assert [(s["start"], s["end"]) for s in verbose["segments"]] == [
+        (0.0, 15.0),
+        (15.0, 30.0),
+        (30.0, 40.0),
+    ]
+    assert [s["tokens"] for s in verbose["segments"]] == [r.token_ids for r in expected]
+    assert verbose["text"] == " ".join(r.text for r in expected if r.text)
+    assert srt.status_code == 200 and vtt.status_code == 200
+    texts = [r.text for r in expected if r.text]
+    if texts:  # the random tiny LLM may answer nothing at all
+        assert srt.text.startswith(f"1\n00:00:00,000 --> 00:00:15,000\n{texts[0]}\n\n")
+        assert vtt.text.startswith(
+            f"WEBVTT\n\n00:00:00.000 --> 00:00:15.000\n{texts[0]}\n\n"
+        )
+
+
+def test_subtitle_formats_on_hand_worked_segments() -> None:
+    from speechmapper_plugin.serving.subtitles import to_srt, to_vtt
+
+    @dataclasses.dataclass
+    class Cue:
+        start: float
+        end: float
+        text: str
+
+    cues = [Cue(0.0, 1.5, " Hello. "), Cue(2.0, 3.0, ""), Cue(61.25, 3725.5, "Bye")]
+    assert to_srt(cues) == (
+        "1\n00:00:00,000 --> 00:00:01,500\nHello.\n\n"
+        "2\n00:01:01,250 --> 01:02:05,500\nBye\n\n"
+    )
+    assert to_vtt(cues) == (
+        "WEBVTT\n\n"
+        "00:00:00.000 --> 00:00:01.500\nHello.\n\n"
+        "00:01:01.250 --> 01:02:05.500\nBye\n\n"
+    )

@@ -2,7 +2,9 @@
 
 - ``POST /v1/audio/transcriptions``: multipart ``file``, ``model``,
   ``language``, ``prompt``, ``temperature``, ``response_format`` (``json``,
-  ``text``, ``verbose_json``).
+  ``text``, ``verbose_json`` with timed ``segments``, ``srt``, ``vtt``).
+  Audio longer than the projector takes is cut by the server's segmenter
+  (fixed 30 s windows or Silero VAD) and the segments' answers joined.
 - ``POST /v1/audio/translations``: the same plus ``target_language`` (this
   model translates *from* English speech, so the target is named).
 - ``POST /v1/chat/completions``: one user turn with an ``input_audio`` part
@@ -22,6 +24,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from fastapi import FastAPI, Request
@@ -35,6 +38,7 @@ from fastapi.responses import (
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from speechmapper_plugin.audio.segments import SegmenterConfig
 from speechmapper_plugin.data.instructions.prompts import language_name
 from speechmapper_plugin.generation import StopReason
 from speechmapper_plugin.serving.audio import (
@@ -53,9 +57,10 @@ from speechmapper_plugin.serving.errors import (
     error_body,
 )
 from speechmapper_plugin.serving.schemas import parse_chat_request, speech_turn
+from speechmapper_plugin.serving.subtitles import to_srt, to_vtt
 from speechmapper_plugin.speech_llm import AudioInputError, PipelineResult
 
-RESPONSE_FORMATS: Final = ("json", "text", "verbose_json")
+RESPONSE_FORMATS: Final = ("json", "text", "verbose_json", "srt", "vtt")
 
 _FORM_OVERHEAD: Final = 64 * 1024
 """Bytes a multipart body may carry beyond the file (fields, boundaries)."""
@@ -74,13 +79,18 @@ def create_app(
     *,
     api_key: str | None = None,
     limits: AudioLimits | None = None,
+    segmenter: SegmenterConfig | None = None,
 ) -> FastAPI:
     """The FastAPI application serving ``engine``.
 
     :param api_key: When set, every ``/v1`` request must send
         ``Authorization: Bearer <api_key>`` (401 otherwise).
+    :param segmenter: How the audio endpoints cut audio longer than the
+        models take (default: fixed 30 s windows).
     """
     limits = limits or AudioLimits()
+    segmenter = segmenter or SegmenterConfig()
+    segmenter.check()
     app = FastAPI(title="SpeechMapper (OpenAI-compatible)")
     created = int(time.time())
 
@@ -241,12 +251,22 @@ def create_app(
         speech = SpeechRequest(
             waveform, instruction, sampling=Sampling(temperature=temperature)
         )
-        result = await answer(speech)
+        parts = await asyncio.to_thread(engine.split, speech, segmenter)
+        results = await asyncio.gather(*(answer(part) for _, part in parts))
+        segments = [
+            _TimedText(s.start_seconds, s.end_seconds, r.text, r.token_ids)
+            for (s, _), r in zip(parts, results, strict=True)
+        ]
+        text = " ".join(s.text for s in segments if s.text)
 
         if fmt == "text":
-            return PlainTextResponse(result.text)
+            return PlainTextResponse(text)
         if fmt == "json":
-            return JSONResponse({"text": result.text})
+            return JSONResponse({"text": text})
+        if fmt == "srt":
+            return PlainTextResponse(to_srt(segments))
+        if fmt == "vtt":
+            return PlainTextResponse(to_vtt(segments), media_type="text/vtt")
         return JSONResponse(
             {
                 "task": "translate" if task == "translate" else "transcribe",
@@ -254,7 +274,17 @@ def create_app(
                     language_name(language) if language else "English"
                 ).lower(),
                 "duration": speech.seconds,
-                "text": result.text,
+                "text": text,
+                "segments": [
+                    {
+                        "id": i,
+                        "start": s.start,
+                        "end": s.end,
+                        "text": s.text,
+                        "tokens": s.tokens,
+                    }
+                    for i, s in enumerate(segments)
+                ],
             }
         )
 
@@ -369,6 +399,16 @@ def create_app(
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
+
+
+@dataclass(frozen=True)
+class _TimedText:
+    """One segment's answer and where it is in the upload (seconds)."""
+
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
 
 
 def _error_response(error: ApiError) -> Response:

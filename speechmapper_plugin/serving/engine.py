@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 
 from speechmapper_plugin.audio import SAMPLE_RATE
+from speechmapper_plugin.audio.segments import Segment, SegmenterConfig, make_segmenter
+from speechmapper_plugin.audio.stream import stream_audio
 from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.serving.errors import bad_request
@@ -38,6 +40,7 @@ from speechmapper_plugin.speech_llm import (
     SkippedInput,
     SpeechMapperPipeline,
 )
+from speechmapper_plugin.speech_llm.long_form import longest_segment
 
 _MAX_VARIANTS: Final = 64
 """Pipelines kept per (generation settings, system prompt); beyond, the cache
@@ -197,6 +200,42 @@ class SpeechEngine:
             or audio too short or too long for the projector and the LLM.
         """
         self._checked(request)
+
+    def split(
+        self, request: SpeechRequest, segmenter: SegmenterConfig
+    ) -> list[tuple[Segment, SpeechRequest]]:
+        """The request whole if the models take it, else cut into segments
+        they take (long-form: the segments' answers are joined); segments too
+        short for the projector (a last window's tail) are left out.
+
+        :raises ApiError: 400 as :meth:`check`, for what segmenting cannot fix.
+        """
+        request.sampling.check()
+        pipeline, _ = self._variant(request)
+        whole = Segment(0, request.waveform.numel())
+        try:
+            pipeline.check_audio(whole.end, request.instruction)
+            return [(whole, request)]
+        except AudioInputError as ex:
+            if whole.end < pipeline.min_num_samples:
+                raise bad_request(str(ex), code=ex.code) from None
+        try:
+            most = longest_segment(pipeline, request.instruction, segmenter.max_seconds)
+        except ValueError as ex:
+            raise bad_request(str(ex), code="too_long_audio") from None
+        segments = make_segmenter(segmenter).segments(
+            stream_audio(request.waveform), max_samples=most
+        )
+        return [
+            (
+                s,
+                dataclasses.replace(
+                    request, waveform=request.waveform[s.start : s.end]
+                ),
+            )
+            for s in segments
+            if s.num_samples >= pipeline.min_num_samples
+        ]
 
     def submit(self, request: SpeechRequest) -> Future[PipelineResult]:
         """Queue a request (checked first); the future holds its result."""
