@@ -62,6 +62,7 @@ class Settings:
     stage2_steps: int
     eval_utterances: int
     nproc: int
+    stage2_frames: int
 
     @property
     def cards(self) -> Path:
@@ -175,7 +176,7 @@ def step_extract(s: Settings) -> dict[str, Any]:
         _recipe(
             s,
             "extract",
-            "extract_features",
+            "extract",
             "sm4t_v2_large",
             s.out / f"extract_{split}",
             f"model.name={SFM_CARD}",
@@ -266,6 +267,9 @@ def step_stage2(s: Settings) -> dict[str, Any]:
         f"llm.name={LLM_CARD}",
         f"dataset.config_overrides={json.dumps(dataset)}",
         "trainer.data_parallelism=fsdp",
+        # CPU cut: the paper's 8,000 frames per rank through a 1.5B LLM is
+        # minutes per step on two cores.
+        f"dataset.max_num_frames={s.stage2_frames}",
         *_regime(s.stage2_steps),
         nproc=s.nproc,
     )
@@ -491,7 +495,11 @@ def run_child(s: Settings, step: str) -> int:
     try:
         figures = STEPS[step](s)
     except Exception as ex:  # noqa: BLE001 - reported in the table
-        print(f"{step} failed: {ex}", file=sys.stderr)
+        message = f"{type(ex).__name__}: {ex}"
+        print(f"{step} failed: {message}", file=sys.stderr)
+        error = s.out / "steps" / f"{step}.error"
+        error.parent.mkdir(parents=True, exist_ok=True)
+        error.write_text(message[-2000:])
         return 1
     path = s.step_file(step)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -516,9 +524,23 @@ def run_step(s: Settings, step: str) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - started, 1),
         "peak_rss_mib": round(usage.ru_maxrss / 1024),
     }
+    error = s.out / "steps" / f"{step}.error"
+    if not row["ok"] and error.is_file():
+        row["error"] = error.read_text()
     if row["ok"]:
+        error.unlink(missing_ok=True)
         row["figures"] = json.loads(s.step_file(step).read_text())
+        # The step file keeps the whole row: the table is rebuilt from them.
+        s.step_file(step).write_text(json.dumps(row, indent=2) + "\n")
     return row
+
+
+def finished_row(s: Settings, step: str) -> dict[str, Any] | None:
+    path = s.step_file(step)
+    if not path.is_file():
+        return None
+    row: dict[str, Any] = json.loads(path.read_text())
+    return row if "figures" in row else None
 
 
 def _settings_args(s: Settings) -> list[str]:
@@ -529,6 +551,7 @@ def _settings_args(s: Settings) -> list[str]:
         f"--stage2-steps={s.stage2_steps}",
         f"--eval-utterances={s.eval_utterances}",
         f"--nproc={s.nproc}",
+        f"--stage2-frames={s.stage2_frames}",
     ]
 
 
@@ -557,6 +580,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage2-steps", type=int, default=2)
     parser.add_argument("--eval-utterances", type=int, default=2)
     parser.add_argument("--nproc", type=int, default=2, help="stage-2 FSDP processes")
+    parser.add_argument(
+        "--stage2-frames", type=int, default=400, help="stage-2 frames per rank"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS / "rehearsal")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -569,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
         stage2_steps=args.stage2_steps,
         eval_utterances=args.eval_utterances,
         nproc=args.nproc,
+        stage2_frames=args.stage2_frames,
     )
     if args.child:
         return run_child(s, args.child)
@@ -578,28 +605,27 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown steps {unknown}; choose from {', '.join(STEPS)}")
 
-    summary_file = s.out / "rehearsal.json"
-    rows: dict[str, dict[str, Any]] = {}
-    if summary_file.is_file():
-        rows = {r["step"]: r for r in json.loads(summary_file.read_text())}
+    failed: dict[str, dict[str, Any]] = {}
     for step in steps:
-        if s.step_file(step).is_file() and not args.force:
+        if finished_row(s, step) is not None and not args.force:
             print(f"{step}: done earlier (--force reruns it)")
             continue
         print(f"{step}: running (log: {s.log(step)})", flush=True)
         row = run_step(s, step)
-        rows[step] = row
+        state = "ok" if row["ok"] else "FAILED"
         print(
-            f"{step}: {'ok' if row['ok'] else 'FAILED'} in {row['wall_s']} s, peak RSS {row['peak_rss_mib']} MiB",
+            f"{step}: {state} in {row['wall_s']} s, peak RSS {row['peak_rss_mib']} MiB",
             flush=True,
         )
-        summary_file.parent.mkdir(parents=True, exist_ok=True)
-        ordered = [rows[k] for k in STEPS if k in rows]
-        summary_file.write_text(json.dumps(ordered, indent=2) + "\n")
         if not row["ok"]:
+            failed[step] = row
             break
 
-    ordered = [rows[k] for k in STEPS if k in rows]
+    ordered = []
+    for step in STEPS:
+        found = finished_row(s, step) or failed.get(step)
+        if found is not None:
+            ordered.append(found)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.with_suffix(".json").write_text(json.dumps(ordered, indent=2) + "\n")
     table = write_table(ordered)

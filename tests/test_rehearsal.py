@@ -112,3 +112,13 @@ def test_unknown_step_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         rehearsal_main(["--steps", "stage3"])
     assert "unknown steps ['stage3']" in capsys.readouterr().err
+
+
+def test_extraction_speed_below_real_time_is_not_zero() -> None:
+    # The full-size encoder on a CPU ran at 0.36x real time; the log said "0x".
+    from speechmapper_plugin.extraction import format_speed
+
+    assert format_speed(0.36) == "0.36x"
+    assert format_speed(0.004) == "0.004x"
+    assert format_speed(2.5) == "2.5x"
+    assert format_speed(123.4) == "123x"
