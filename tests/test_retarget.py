@@ -184,3 +184,41 @@ def test_loaded_freeze_holds_the_loaded_part_for_its_steps() -> None:
     assert not torch.equal(seen[5], seen[4])
     # The fresh layer trained all along.
     assert not torch.equal(model.state_dict()["1.weight"], start["1.weight"])
+
+
+def test_retarget_table_steps_to_the_from_scratch_final_value() -> None:
+    from speechmapper_plugin.quickstart.retarget import compare, format_table
+
+    def records(values: dict[int, float]) -> list[dict[str, object]]:
+        return [{"Step": s, "mse_word": v} for s, v in values.items()]
+
+    result = compare(
+        {
+            "scratch": records({0: 1.0, 40: 0.6, 80: 0.5}),
+            "retargeted": records({0: 0.8, 40: 0.45, 80: 0.4}),
+        }
+    )
+    assert result["target_mse_word"] == 0.5
+    assert result["steps_to_target"] == {"scratch": 80, "retargeted": 40}
+    assert result["mse_word"][1] == {"step": 40, "scratch": 0.6, "retargeted": 0.45}
+    table = format_table(result)
+    assert "from scratch 80, retargeted 40" in table
+    assert "| 40 | 0.6000 | 0.4500 |" in table
+
+    # A run that never gets there.
+    never = compare(
+        {
+            "scratch": records({0: 1.0, 40: 0.5}),
+            "retargeted": records({0: 0.9, 40: 0.7}),
+        }
+    )
+    assert never["steps_to_target"]["retargeted"] is None
+
+
+def test_retarget_needs_a_finished_quickstart_stage1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from speechmapper_plugin.quickstart.retarget import main
+
+    assert main([str(tmp_path), "--small"]) == 1
+    assert "holds no finished quickstart stage 1" in capsys.readouterr().err

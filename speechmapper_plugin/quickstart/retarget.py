@@ -1,0 +1,295 @@
+"""``python -m speechmapper_plugin.quickstart.retarget QUICKSTART_OUT [--small]``
+
+Does retargeting a projector to another LLM pay (issue 22)? On a finished
+quickstart run (its toy world, cached speech features and stage-1 projector
+for the 64-d toy LLM), a second toy LLM of another width is trained on the
+same text, and stage 1 for it runs twice with the same seed, data and
+schedule: from scratch (the control), and warm-started from the quickstart's
+projector (``warm_start.checkpoint``). Both are validated on the held-out
+voice (the test split). The table (``QUICKSTART_OUT/retarget/retarget.md``,
+and ``retarget.json``) gives the held-out ``mse_word`` of both at each
+validated step and the steps each needs to reach the from-scratch run's final
+value. Not part of the quickstart's time budget: a command of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import Any, Final
+
+from speechmapper_plugin.quickstart.assets import LLM_CARD
+from speechmapper_plugin.quickstart.commands import find_repo_root, yaml_value
+from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
+from speechmapper_plugin.quickstart.steps import StepRunner, subprocess_env
+from speechmapper_plugin.quickstart.summary import HELDOUT_SPLIT, read_jsonl
+from speechmapper_plugin.quickstart.world import read_world
+
+SECOND_LLM_CARD: Final = "quickstart_toy_llm_retarget"
+
+RUNS: Final = ("scratch", "retargeted")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetargetSize:
+    llm_steps: int
+    """Training steps of the second toy LLM."""
+
+    stage1_steps: int
+    """Stage-1 steps of both runs for the second LLM."""
+
+    num_validations: int = 10
+    """Validations after the start (every ``stage1_steps / num_validations``)."""
+
+
+DEFAULT_SIZE: Final = RetargetSize(llm_steps=3000, stage1_steps=3000)
+"""The quickstart's default LLM and stage-1 steps."""
+
+SMALL_SIZE: Final = RetargetSize(llm_steps=1200, stage1_steps=400)
+"""The quickstart's ``--small`` ones."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetargetOptions:
+    quickstart_dir: Path
+    size: RetargetSize
+    width: int = 96
+    """The second LLM's embedding width (the toy LLM's is 64)."""
+    freeze_loaded_steps: int = 0
+    seed: int = 0
+
+
+def parse_options(argv: Sequence[str] | None = None) -> RetargetOptions:
+    parser = argparse.ArgumentParser(
+        prog="python -m speechmapper_plugin.quickstart.retarget",
+        description="Stage 1 for a second toy LLM of another width, from scratch vs retargeted from the quickstart's projector, on the quickstart's cached features.",
+    )
+    parser.add_argument(
+        "quickstart_dir", type=Path, help="a quickstart output directory"
+    )
+    parser.add_argument("--small", action="store_true", help="the --small sizes")
+    parser.add_argument("--width", type=int, default=96)
+    parser.add_argument("--llm-steps", type=int)
+    parser.add_argument("--stage1-steps", type=int)
+    parser.add_argument("--freeze-loaded-steps", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    size = SMALL_SIZE if args.small else DEFAULT_SIZE
+    if args.llm_steps is not None:
+        size = replace(size, llm_steps=args.llm_steps)
+    if args.stage1_steps is not None:
+        size = replace(size, stage1_steps=args.stage1_steps)
+    if size.stage1_steps % (10 * size.num_validations) != 0:
+        parser.error(
+            f"--stage1-steps must be a multiple of {10 * size.num_validations} (validations on fairseq2's 10-step metric grid)."
+        )
+    if args.width < 2 or args.width % 2:
+        parser.error("--width must be even (the toy LLM has two heads).")
+    return RetargetOptions(
+        quickstart_dir=args.quickstart_dir.expanduser().absolute(),
+        size=size,
+        width=args.width,
+        freeze_loaded_steps=args.freeze_loaded_steps,
+        seed=args.seed,
+    )
+
+
+def run_retarget(options: RetargetOptions) -> dict[str, Any]:
+    """Train the second LLM, run both stage-1 runs and write the table.
+
+    :raises QuickstartError: if the quickstart's stage 1 has not finished in
+        ``options.quickstart_dir``, or a step fails.
+    """
+    layout = QuickstartLayout(options.quickstart_dir)
+    if not layout.is_done("stage1"):
+        raise QuickstartError(
+            f"{layout.root} holds no finished quickstart stage 1; run `python -m speechmapper_plugin.quickstart {layout.root}` (with the same --small) first."
+        )
+    root = layout.root / "retarget"
+    cards = root / "cards"
+    repo = find_repo_root()
+    echo = partial(print, flush=True)
+    runner = StepRunner(
+        logs=root / "logs",
+        num_steps=3,
+        env=subprocess_env(repo),
+        cwd=repo,
+        echo=echo,
+    )
+
+    llm_file = cards / "second_llm.yaml"
+    if not llm_file.is_file():
+        runner.call(
+            "llm",
+            f"Training a second toy LLM, {options.width}-d, on the same text ({options.size.llm_steps} steps)",
+            lambda: _train_second_llm(layout, options, llm_file),
+        )
+
+    for run in RUNS:
+        out = root / f"stage1_{run}"
+        if (out / "metrics" / "valid" / f"{HELDOUT_SPLIT}.jsonl").is_file():
+            continue
+        what = (
+            "from scratch (control)"
+            if run == "scratch"
+            else "retargeted from the quickstart's projector"
+        )
+        runner.run(
+            f"stage1_{run}",
+            f"Stage 1 for the second LLM, {what}: {options.size.stage1_steps} steps",
+            _stage1_command(repo, layout, options, out, cards, run),
+        )
+
+    result = compare(
+        {
+            run: read_jsonl(
+                root / f"stage1_{run}" / "metrics" / "valid" / f"{HELDOUT_SPLIT}.jsonl"
+            )
+            for run in RUNS
+        }
+    )
+    result["options"] = {
+        "width": options.width,
+        "llm_steps": options.size.llm_steps,
+        "stage1_steps": options.size.stage1_steps,
+        "freeze_loaded_steps": options.freeze_loaded_steps,
+        "seed": options.seed,
+    }
+    (root / "retarget.json").write_text(json.dumps(result, indent=1) + "\n")
+    (root / "retarget.md").write_text(format_table(result) + "\n")
+    return result
+
+
+def _train_second_llm(
+    layout: QuickstartLayout, options: RetargetOptions, card_file: Path
+) -> None:
+    from speechmapper_plugin.quickstart.assets import LLM_LOG_EVERY
+    from speechmapper_plugin.tiny_assets import write_card_file
+    from speechmapper_plugin.tiny_assets.text_llm import (
+        TOY_LLM_DIMS,
+        ToyLLMTrainingConfig,
+        train_toy_llm,
+    )
+
+    world = read_world(layout)
+    result = train_toy_llm(
+        layout.root / "retarget" / "second_llm",
+        world.train,
+        card_name=SECOND_LLM_CARD,
+        config=ToyLLMTrainingConfig(steps=options.size.llm_steps, seed=options.seed),
+        dims=replace(TOY_LLM_DIMS, model_dim=options.width),
+        log=lambda line: print(f"      {line}", flush=True),
+        log_every=LLM_LOG_EVERY,
+    )
+    write_card_file(card_file, [result.llm.card])
+
+
+def _stage1_command(
+    repo: Path,
+    layout: QuickstartLayout,
+    options: RetargetOptions,
+    out: Path,
+    cards: Path,
+    run: str,
+) -> list[str]:
+    """The quickstart's stage-1 command for the second LLM; the retargeted
+    run adds the warm start, and nothing else differs."""
+    steps = options.size.stage1_steps
+    splits = {s: [str(layout.features(s))] for s in ("train", "dev", "test")}
+    overrides = [
+        f"target_llm.name={SECOND_LLM_CARD}",
+        f"model.config_overrides.output_dim={options.width}",
+        f"dataset.config_overrides.splits={yaml_value(splits)}",
+        "dataset.train_split=train",
+        f"dataset.valid_splits={yaml_value(['dev', HELDOUT_SPLIT])}",
+        f"regime.num_steps={steps}",
+        "regime.publish_metrics_every_n_steps=10",
+        "regime.validate_at_start=true",
+        f"regime.validate_every_n_steps={steps // options.size.num_validations}",
+        f"regime.checkpoint_every_n_steps={steps}",
+        f"common.seed={options.seed}",
+        f"common.assets.extra_paths={yaml_value([str(layout.cards), str(cards)])}",
+        "common.no_sweep_dir=true",
+    ]
+    if run == "retargeted":
+        overrides += [
+            f"warm_start.checkpoint={yaml_value(str(layout.stage1))}",
+            f"warm_start.freeze_loaded_steps={options.freeze_loaded_steps}",
+        ]
+    config = repo / "recipes" / "stage1" / "configs" / "quickstart.yaml"
+    return [
+        sys.executable,
+        "-m",
+        "recipes.stage1",
+        str(out),
+        "--config-file",
+        str(config),
+        "--config",
+        *overrides,
+        "--no-rich",
+    ]
+
+
+def compare(valid: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Held-out ``mse_word`` of both runs per validated step, the target
+    (the from-scratch run's final value) and the first step each reaches it
+    at (``None``: never)."""
+    curves = {
+        run: {int(r["Step"]): float(r["mse_word"]) for r in records}
+        for run, records in valid.items()
+    }
+    scratch = curves["scratch"]
+    target = scratch[max(scratch)]
+
+    def reached(curve: dict[int, float]) -> int | None:
+        return next((s for s in sorted(curve) if curve[s] <= target), None)
+
+    steps = sorted(set(scratch) & set(curves["retargeted"]))
+    return {
+        "heldout_split": HELDOUT_SPLIT,
+        "target_mse_word": target,
+        "steps_to_target": {run: reached(curve) for run, curve in curves.items()},
+        "mse_word": [
+            {"step": s, **{run: curves[run][s] for run in RUNS}} for s in steps
+        ],
+        "source": {"llm": LLM_CARD},
+    }
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The Markdown table of :func:`compare`'s result."""
+    reach = result["steps_to_target"]
+    lines = [
+        f"Held-out ({result['heldout_split']} voice) `mse_word` of stage 1 for the second toy LLM; target: the from-scratch run's final value, {result['target_mse_word']:.4f}.",
+        "",
+        f"Steps to reach it: from scratch {reach['scratch']}, retargeted {reach['retargeted']}.",
+        "",
+        "| step | from scratch | retargeted |",
+        "|---:|---:|---:|",
+    ]
+    for row in result["mse_word"]:
+        lines.append(
+            f"| {row['step']} | {row['scratch']:.4f} | {row['retargeted']:.4f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_options(argv)
+    try:
+        result = run_retarget(options)
+    except QuickstartError as ex:
+        print(f"The retarget experiment stopped: {ex}", file=sys.stderr)
+        return 1
+    print()
+    print(format_table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
