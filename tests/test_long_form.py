@@ -260,3 +260,26 @@ def test_memory_is_flat_in_the_recordings_length(tmp_path: Path) -> None:
     assert short["samples"] == 2 * 60 * RATE
     assert long["samples"] == 20 * 60 * RATE
     assert long["peak_kb"] <= 1.10 * short["peak_kb"], (short, long)
+
+
+def test_vad_long_form_equals_each_vad_segment_decoded_alone(
+    pipeline: SpeechMapperPipeline, recording: tuple[Path, list[Segment]]
+) -> None:
+    path, _ = recording
+    instruction = "Transcribe the audio.\n<speech>"
+    config = SegmenterConfig(kind="vad", max_seconds=10.0)
+
+    result = run_long_form(pipeline, path, instruction, segmenter=config)
+
+    segments = list(
+        VadSegmenter(config).segments(stream_audio(path), max_samples=10 * RATE)
+    )
+    assert [(s.start, s.end) for s in result.segments] == [
+        (s.start_seconds, s.end_seconds) for s in segments
+    ]
+    waveform = load_audio(path)
+    alone = pipeline.run([waveform[s.start : s.end] for s in segments], instruction)
+    assert [s.result.token_ids for s in result.segments] == [  # type: ignore[union-attr]
+        r.token_ids for r in alone
+    ]
+    assert result.skipped == 0
