@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch
+from sacrebleu.metrics import BLEU
 
 from speechmapper_plugin.audio import decode_audio, resample
 from speechmapper_plugin.data import read_manifest
@@ -16,6 +18,7 @@ from speechmapper_plugin.data.convert import (
     convert_europarl_st,
 )
 from speechmapper_plugin.data.convert.__main__ import main
+from speechmapper_plugin.data.convert.europarl_st import read_segments, segments_path
 from speechmapper_plugin.data.instructions import example_audio_row, read_instructions
 from speechmapper_plugin.data.manifest_validation import validate_manifest
 from speechmapper_plugin.data.reasons import (
@@ -26,6 +29,7 @@ from speechmapper_plugin.data.reasons import (
     MISSING_FILE,
 )
 from speechmapper_plugin.data.row_audio import RowAudio, load_row_audio
+from speechmapper_plugin.evaluation.sessions import score_sessions
 from tests.support.audio import tone, write_tone
 from tests.support.mp3 import can_write_mp3, write_mp3
 
@@ -166,6 +170,144 @@ def test_europarl_st_misaligned_text_is_refused(tmp_path: Path) -> None:
         convert_europarl_st(
             root, "en", "de", "test", manifest=tmp_path / "m.tsv", instructions=None
         )
+
+
+def test_europarl_st_whole_sessions_are_one_row_with_their_segments(
+    tmp_path: Path,
+) -> None:
+    root = write_europarl(tmp_path, converted=True)
+    manifest, instructions = tmp_path / "ep.tsv", tmp_path / "ep_st.jsonl"
+
+    report = convert_europarl_st(
+        root,
+        "en",
+        "de",
+        "test",
+        manifest=manifest,
+        instructions=instructions,
+        whole_session=True,
+    )
+
+    # The same segments are usable as in segment mode (3 of 10 lines), now
+    # as 2 speeches: A's two segments joined, B's one.
+    assert report.num_written == 2
+    assert sum(report.skipped.values()) == 7
+    rows = read_manifest(manifest).rows
+    assert [(r.id, r.offset, r.duration) for r in rows] == [
+        (SPEECH_A, None, None),
+        (SPEECH_B, None, None),
+    ]
+    assert rows[0].transcript == "Thank you, Mr President. I agree entirely."
+    assert validate_manifest(manifest).ok
+    examples = read_instructions(instructions)
+    assert [(e.id, e.offset, e.task) for e in examples] == [
+        (f"{SPEECH_A}:st:de", None, "st"),
+        (f"{SPEECH_B}:st:de", None, "st"),
+    ]
+    assert examples[0].response == "Vielen Dank, Herr Präsident. Ich stimme völlig zu."
+    segments_file = segments_path(instructions)
+    assert segments_file == tmp_path / "ep_st.segments.jsonl"
+    assert segments_file in report.outputs
+    sessions = read_segments(segments_file)
+    audio_a, audio_b = (str(r.audio) for r in rows)
+    assert sessions == [
+        {
+            "id": SPEECH_A,
+            "audio": audio_a,
+            "segments": [
+                {
+                    "start": 0.0,
+                    "end": 1.52,
+                    "transcript": "Thank you, Mr President.",
+                    "translation": "Vielen Dank, Herr Präsident.",
+                },
+                {
+                    "start": 1.52,
+                    "end": 3.25,
+                    "transcript": "I agree entirely.",
+                    "translation": "Ich stimme völlig zu.",
+                },
+            ],
+        },
+        {
+            "id": SPEECH_B,
+            "audio": audio_b,
+            "segments": [
+                {
+                    "start": 0.4,
+                    "end": 2.1,
+                    "transcript": "The vote will take place tomorrow.",
+                    "translation": "Die Abstimmung findet morgen statt.",
+                }
+            ],
+        },
+    ]
+
+    # Lines listed out of time order still give each speech in time order.
+    split = root / "en" / "de" / "test"
+    for name in ("segments.lst", "segments.en", "segments.de"):
+        lines = (split / name).read_text(encoding="utf-8").split("\n")[:-1]
+        (split / name).write_text(
+            "".join(f"{line}\n" for line in lines[::-1]), encoding="utf-8"
+        )
+    again = tmp_path / "again.jsonl"
+    convert_europarl_st(
+        root, "en", "de", "test", manifest=None, instructions=again, whole_session=True
+    )
+    assert sorted(read_segments(segments_path(again)), key=str) == sorted(
+        sessions, key=str
+    )
+
+    # Scoring a run on the sessions: the hypothesis of A is one stream, cut
+    # at the reference boundary ("Vielen Dank Herr Präsident." | "Ich stimme
+    # zu."), B's hypothesis is exact.
+    hypotheses = tmp_path / "hypotheses.jsonl"
+    hypotheses.write_text(
+        json.dumps(
+            {
+                "id": examples[0].id,
+                "task": "st",
+                "target_lang": "de",
+                "audio": audio_a,
+                "hypothesis": "Vielen Dank Herr Präsident. Ich stimme zu.",
+            }
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "id": examples[1].id,
+                "task": "st",
+                "target_lang": "de",
+                "audio": audio_b,
+                "hypothesis": "Die Abstimmung findet morgen statt.",
+            }
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    summary = score_sessions(hypotheses, segments_file, tmp_path / "long")
+    metrics = summary["metrics"]["st/de"]
+    assert (metrics["num_examples"], metrics["num_sessions"]) == (3, 2)
+    pieces = ["Vielen Dank Herr Präsident.", "Ich stimme zu."]
+    references = ["Vielen Dank, Herr Präsident.", "Ich stimme völlig zu."]
+    expected = BLEU().corpus_score(
+        [*pieces, "Die Abstimmung findet morgen statt."],
+        [[*references, "Die Abstimmung findet morgen statt."]],
+    )
+    assert metrics["bleu"] == pytest.approx(expected.score)
+    rows_out = [
+        json.loads(line)
+        for line in (tmp_path / "long" / "scores.jsonl").read_text().splitlines()
+    ]
+    assert [s["hypothesis"] for s in rows_out[0]["segments"]] == pieces
+    assert (tmp_path / "long" / "comet" / "de" / "src.txt").read_text(
+        encoding="utf-8"
+    ).splitlines()[:2] == ["Thank you, Mr President.", "I agree entirely."]
+
+    # A record of another input is refused, naming what to give.
+    hypotheses.write_text(json.dumps({"id": "other", "task": "st", "hypothesis": "x"}))
+    with pytest.raises(ValueError, match="no session in the segments file"):
+        score_sessions(hypotheses, segments_file, tmp_path / "long2")
 
 
 def cv_layout(root: Path) -> Path:

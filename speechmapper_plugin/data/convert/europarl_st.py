@@ -24,12 +24,25 @@ written: a segment that starts at or after the end of its speech, or ends
 after it (:func:`~speechmapper_plugin.data.row_audio.segment_bounds`, the
 validation's own rule; each speech is decoded once for its length), and a
 segment line that repeats an earlier one (the first is kept).
+
+Whole-session mode (``whole_session``, ``--whole-session``): each speech is
+one row (the whole audio file; source and translation are its usable
+segments joined, in time order), as long-form evaluation reads it -- WER
+over the whole recording from the manifest, and for translation the
+segments beside the instruction file (``<instructions>.segments.jsonl``:
+``id``, ``audio`` and ``segments``, each ``start``, ``end``, ``transcript``,
+``translation``), onto which the scorer re-segments the hypothesis
+(:mod:`speechmapper_plugin.evaluation.sessions`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.audio import AudioError, decode_audio
 from speechmapper_plugin.data.convert.audio_files import (
     DECODABLE_SUFFIXES,
@@ -57,6 +70,8 @@ from speechmapper_plugin.data.reasons import (
 from speechmapper_plugin.data.row_audio import segment_bounds
 
 ORIGINAL_SUFFIX = ".m4a"
+SEGMENTS_SUFFIX = ".segments.jsonl"
+"""The whole-session segments file, beside the instruction file."""
 
 
 def split_dir(root: Path, src: str, tgt: str, split: str) -> Path:
@@ -183,21 +198,108 @@ def convert_europarl_st(
     instructions: Path | None,
     audio_dir: Path | None = None,
     seed: int = 0,
+    whole_session: bool = False,
 ) -> ConversionReport:
     """Writes the segment manifest (source transcripts: ASR) and/or the ST
-    instruction file (``response`` = translation, ``transcript`` = source)."""
+    instruction file (``response`` = translation, ``transcript`` = source);
+    with ``whole_session``, one row per speech and the segments file (see
+    the module docstring)."""
+
+    def read(report: ConversionReport) -> tuple[str, str, list[TranslationPair]]:
+        pairs = read_europarl_st(root, src, tgt, split, report, audio_dir=audio_dir)
+        if not whole_session:
+            return src, tgt, pairs
+        sessions, segments = whole_sessions(pairs, src)
+        if instructions is not None and sessions:
+            path = segments_path(instructions)
+            atomic_write_text(
+                path,
+                "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in segments),
+            )
+            report.outputs.append(path)
+        return src, tgt, sessions
+
     return convert_translation_corpus(
-        f"europarl_st {src}-{tgt} {split}",
-        lambda report: (
-            src,
-            tgt,
-            read_europarl_st(root, src, tgt, split, report, audio_dir=audio_dir),
-        ),
+        f"europarl_st {src}-{tgt} {split}{' whole sessions' if whole_session else ''}",
+        read,
         nothing=f"No usable EuroParl-ST segment in {root} ({src}-{tgt} {split}).",
         manifest=manifest,
         instructions=instructions,
         seed=seed,
     )
+
+
+def segments_path(instructions: Path) -> Path:
+    """The whole-session segments file of an instruction file."""
+    return instructions.with_suffix(SEGMENTS_SUFFIX)
+
+
+def whole_sessions(
+    pairs: Sequence[TranslationPair], src: str
+) -> tuple[list[TranslationPair], list[dict[str, Any]]]:
+    """One pair per speech (its segments joined in time order; the whole
+    audio file, so no offset) and each speech's segments file line."""
+    by_audio: dict[str, list[TranslationPair]] = {}
+    for pair in pairs:
+        by_audio.setdefault(str(pair.record.audio), []).append(pair)
+    sessions, lines = [], []
+    for audio, members in by_audio.items():
+        members = sorted(members, key=lambda p: p.record.offset or 0.0)
+        session_id = Path(audio).stem
+        segments = [
+            {
+                "start": p.record.offset,
+                "end": round((p.record.offset or 0.0) + (p.record.duration or 0.0), 6),
+                # One line each: a U+2028 inside a sentence becomes a space.
+                "transcript": " ".join(str(p.record.transcript).split()),
+                "translation": " ".join(p.translation.split()),
+            }
+            for p in members
+        ]
+        record = SpeechRecord(
+            id=session_id,
+            transcript=" ".join(str(s["transcript"]) for s in segments),
+            lang=src,
+            audio=audio,
+        )
+        sessions.append(
+            TranslationPair(record, " ".join(str(s["translation"]) for s in segments))
+        )
+        lines.append({"id": session_id, "audio": audio, "segments": segments})
+    return sessions, lines
+
+
+def read_segments(path: Path) -> list[dict[str, Any]]:
+    """A whole-session segments file: ``id``, ``audio`` and ``segments`` of
+    each session."""
+    sessions: list[dict[str, Any]] = []
+    for line_no, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+            sessions.append(
+                {
+                    "id": str(data["id"]),
+                    "audio": str(data["audio"]),
+                    "segments": [
+                        {
+                            "start": float(s["start"]),
+                            "end": float(s["end"]),
+                            "transcript": str(s["transcript"]),
+                            "translation": str(s["translation"]),
+                        }
+                        for s in data["segments"]
+                    ],
+                }
+            )
+        except (ValueError, KeyError, TypeError) as ex:
+            raise ConvertError(
+                f"{path}:{line_no}: not a whole-session segments line ({ex!r}); "
+                'expected {"id", "audio", "segments": [{"start", "end", "transcript", '
+                '"translation"}, ...]} as `--whole-session` writes it.'
+            ) from None
+    return sessions
 
 
 def _audio_length(audio: Path) -> tuple[int, int] | BadRow:
