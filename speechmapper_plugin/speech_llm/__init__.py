@@ -25,6 +25,11 @@ from speechmapper_plugin.speech_llm.compatibility import (
 from speechmapper_plugin.speech_llm.compatibility import (
     tokenizer_problems as tokenizer_problems,
 )
+from speechmapper_plugin.speech_llm.long_form import (
+    LongFormResult as LongFormResult,
+)
+from speechmapper_plugin.speech_llm.long_form import TimedSegment as TimedSegment
+from speechmapper_plugin.speech_llm.long_form import run_long_form as run_long_form
 from speechmapper_plugin.speech_llm.pipeline import (
     SpeechMapperPipeline as SpeechMapperPipeline,
 )
