@@ -8,6 +8,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi import FastAPI
+
 from speechmapper_plugin.serving.audio import AudioLimits
 from speechmapper_plugin.serving.engine import SpeechEngine
 
@@ -79,6 +81,12 @@ class ServeOptions:
 
         self.register_assets()
         projector_cards(self.projector, self.llm)
+
+    def create_app(self, engine: SpeechEngine) -> FastAPI:
+        """The HTTP API on ``engine`` with these options (key, limits)."""
+        from speechmapper_plugin.serving.app import create_app
+
+        return create_app(engine, api_key=self.api_key, limits=self.limits)
 
     def load_engine(self) -> SpeechEngine:
         """Register the cards, then load the engine."""

@@ -29,7 +29,6 @@ from typing import Any, Final, cast
 from fastapi import FastAPI, Request, Response
 from ray import serve
 
-from speechmapper_plugin.serving.app import create_app
 from speechmapper_plugin.serving.options import ServeOptions
 
 REPLICA_HEADER: Final = "x-speechmapper-replica"
@@ -50,9 +49,7 @@ class SpeechMapperReplica:
         self.replica_id = f"{context.replica_id.unique_id}@{os.getpid()}"
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        app = create_app(
-            self.engine, api_key=self.options.api_key, limits=self.options.limits
-        )
+        app = self.options.create_app(self.engine)
         replica_id = self.replica_id
 
         @app.middleware("http")
