@@ -83,11 +83,18 @@ def build_parser(prog: str = "speechmapper serve") -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-audio-seconds", type=float, default=300.0, help="longest audio accepted"
     )
+    from speechmapper_plugin.serving.options import add_ray_arguments
+
+    add_ray_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.ray:
+        from speechmapper_plugin.serving.ray_deployment import serve_on_ray
+
+        return serve_on_ray(args)
 
     from speechmapper_plugin.serving.loading import load_engine, register_assets
 
