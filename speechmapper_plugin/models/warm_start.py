@@ -28,6 +28,7 @@ from typing import Any, Final
 import torch
 import yaml
 from torch import Tensor
+from torch.distributed.tensor import DTensor
 from torch.nn import Module, Parameter
 from torch.utils.hooks import RemovableHandle
 from typing_extensions import final
@@ -190,6 +191,10 @@ def load_fitting_tensors(model: Module, state: Mapping[str, Tensor]) -> WarmStar
     loaded: list[str] = []
     fresh: dict[str, str] = {}
     own = model.state_dict(keep_vars=True)
+    if any(isinstance(t, DTensor) for t in own.values()):
+        raise ValueError(
+            "The model is sharded (FSDP): a warm start copies whole tensors. Train the warm-started run with `trainer.data_parallelism=ddp` (a projector fits on one device)."
+        )
     for name, tensor in own.items():
         source = state.get(name)
         if source is None:
