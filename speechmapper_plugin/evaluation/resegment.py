@@ -98,23 +98,22 @@ def resegment(
     hyp = ids([hypothesis[a:b] for a, b in spans])
     refs = [ids(pattern.findall(segment)) for segment in references]
 
-    ends = _best_cut(hyp, refs)
+    ends, errors = _best_cut(hyp, refs)
     pieces = []
     for start, end in zip([0, *ends[:-1]], ends, strict=True):
         pieces.append(
             hypothesis[spans[start][0] : spans[end - 1][1]] if end > start else ""
         )
-    errors = sum(
-        _levenshtein(hyp[a:b], ref)
-        for a, b, ref in zip([0, *ends[:-1]], ends, refs, strict=True)
-    )
     return Resegmentation(pieces, errors, sum(len(r) for r in refs))
 
 
-def _best_cut(hyp: NDArray[np.int64], refs: Sequence[NDArray[np.int64]]) -> list[int]:
+def _best_cut(
+    hyp: NDArray[np.int64], refs: Sequence[NDArray[np.int64]]
+) -> tuple[list[int], int]:
     """The end position in ``hyp`` of each segment's piece (the last is
-    ``len(hyp)``), by one Levenshtein program over the concatenated
-    references that carries, in every cell, where its segment's piece began."""
+    ``len(hyp)``) and the cut's total edit distance, by one Levenshtein
+    program over the concatenated references that carries, in every cell,
+    where its segment's piece began."""
     num_hyp = len(hyp)
     positions = np.arange(num_hyp + 1)
     # Best cost of cutting hyp[:j] into the segments so far; before the
@@ -143,7 +142,7 @@ def _best_cut(hyp: NDArray[np.int64], refs: Sequence[NDArray[np.int64]]) -> list
     ends = [num_hyp]
     for origin in reversed(origins[1:]):
         ends.append(int(origin[ends[-1]]))
-    return ends[::-1]
+    return ends[::-1], int(cost[num_hyp])
 
 
 def _insertions(
@@ -159,15 +158,3 @@ def _insertions(
     # largest k achieving it.
     chosen = np.maximum.accumulate(np.where(shifted == best, positions, 0))
     return best + positions, origin[chosen]
-
-
-def _levenshtein(a: NDArray[np.int64], b: NDArray[np.int64]) -> int:
-    """Edit distance of two unit sequences (the cut's cost, recomputed)."""
-    row = np.arange(len(b) + 1)
-    for unit in a:
-        through = np.empty_like(row)
-        through[0] = row[0] + 1
-        through[1:] = np.minimum(row[1:] + 1, row[:-1] + (b != unit))
-        positions = np.arange(len(row))
-        row = np.minimum.accumulate(through - positions) + positions
-    return int(row[-1])
