@@ -22,7 +22,8 @@ def test_wilson_matches_published_values() -> None:
     assert interval.high == pytest.approx(0.9433, abs=1e-4)
 
     zero = wilson_estimate(0, 20)
-    assert zero.low == pytest.approx(0.0, abs=1e-12)
+    assert zero.low == 0.0
+    assert wilson_estimate(20, 20).high == 1.0
     assert zero.high == pytest.approx(0.1611, abs=1e-4)
 
 
@@ -60,3 +61,11 @@ def test_interval_narrows_with_more_items() -> None:
 
 def test_format_names_the_sample_size() -> None:
     assert wilson_estimate(8, 10).scaled(100).format() == "80.0 [49.0, 94.3] (n=10)"
+
+
+def test_a_resample_without_denominator_is_left_out() -> None:
+    # One utterance with reference words, one without: resamples of only the
+    # empty one have no rate (NaN, left out), never inf.
+    estimate = ratio_estimate([1.0, 3.0], [4.0, 0.0], num_resamples=200)
+    assert estimate.value == pytest.approx(1.0)
+    assert np.isfinite(estimate.low) and np.isfinite(estimate.high)

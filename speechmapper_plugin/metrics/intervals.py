@@ -76,6 +76,20 @@ def bootstrap_resample_indices(
     return rng.integers(0, n, size=(num_resamples, n))
 
 
+def _percentile_estimate(
+    value: float, resampled: ArrayLike, n: int, confidence: float
+) -> Estimate:
+    """The percentile interval of ``resampled`` around ``value``; resamples
+    where the metric is undefined (NaN) are left out."""
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.nanquantile(
+        np.asarray(resampled, dtype=np.float64), [tail, 1.0 - tail]
+    )
+    return Estimate(
+        value=value, low=float(low), high=float(high), n=n, confidence=confidence
+    )
+
+
 def bootstrap_estimate(
     stats: ArrayLike,
     metric: Callable[[NDArray[np.float64]], NDArray[np.float64]],
@@ -98,12 +112,8 @@ def bootstrap_estimate(
     indices = bootstrap_resample_indices(n, num_resamples=num_resamples, seed=seed)
 
     value = float(metric(array.sum(axis=0)))
-    resampled = np.asarray(metric(array[indices].sum(axis=1)), dtype=np.float64)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.nanquantile(resampled, [tail, 1.0 - tail])
-    return Estimate(
-        value=value, low=float(low), high=float(high), n=n, confidence=confidence
-    )
+    resampled = metric(array[indices].sum(axis=1))
+    return _percentile_estimate(value, resampled, n, confidence)
 
 
 def ratio_estimate(
@@ -124,8 +134,11 @@ def ratio_estimate(
         )
 
     def ratio(sums: NDArray[np.float64]) -> NDArray[np.float64]:
+        # A resample without any denominator (no reference words) has no
+        # rate: NaN, left out of the interval, not ±inf.
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.asarray(sums[..., 0] / sums[..., 1], dtype=np.float64)
+            rates = np.asarray(sums[..., 0] / sums[..., 1], dtype=np.float64)
+        return np.where(sums[..., 1] == 0, np.nan, rates)
 
     return bootstrap_estimate(
         np.stack([top, bottom], axis=1),
@@ -173,8 +186,9 @@ def wilson_estimate(
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
     return Estimate(
         value=p,
-        low=max(0.0, centre - half),
-        high=min(1.0, centre + half),
+        # Exact at the ends (rounding leaves 1e-16 otherwise).
+        low=0.0 if successes == 0 else max(0.0, centre - half),
+        high=1.0 if successes == n else min(1.0, centre + half),
         n=n,
         confidence=confidence,
     )
@@ -224,8 +238,4 @@ def paired_bootstrap_estimate(
     resampled = np.asarray(
         metric(a[indices].sum(axis=1)), dtype=np.float64
     ) - np.asarray(metric(b[indices].sum(axis=1)), dtype=np.float64)
-    tail = (1.0 - confidence) / 2.0
-    low, high = np.nanquantile(resampled, [tail, 1.0 - tail])
-    return Estimate(
-        value=value, low=float(low), high=float(high), n=n, confidence=confidence
-    )
+    return _percentile_estimate(value, resampled, n, confidence)
