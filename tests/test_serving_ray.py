@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from speechmapper_plugin.serving.__main__ import build_parser
-from speechmapper_plugin.serving.options import ServeOptions, add_ray_arguments
+from speechmapper_plugin.serving.options import ServeOptions
 from speechmapper_plugin.serving.ray_deployment import (
     REPLICA_HEADER,
     gpus_per_replica,
@@ -32,10 +32,7 @@ from tests.support.serving import (
 
 
 def _args(*argv: str) -> argparse.Namespace:
-    parser = build_parser()
-    if not any(a.dest == "ray" for a in parser._actions):
-        add_ray_arguments(parser)
-    return parser.parse_args(list(argv))
+    return build_parser().parse_args(list(argv))
 
 
 def test_serve_options_from_the_arguments_with_absolute_paths(
