@@ -73,7 +73,7 @@ class Commands:
             f"dataset.config_overrides.splits={yaml_value(splits)}",
             "dataset.train_split=train",
             f"dataset.valid_splits={yaml_value(['dev', 'test'])}",
-            *_regime(num_steps),
+            *_regime(num_steps, validations=10),
             f"common.seed={seed}",
         )
 
@@ -151,15 +151,18 @@ class Commands:
         ]
 
 
-def _regime(num_steps: int) -> Sequence[str]:
-    """Validate at the start, halfway and at the end; checkpoint at the end.
+def _regime(num_steps: int, validations: int = 2) -> Sequence[str]:
+    """Validate at the start, about ``validations`` times during training and
+    at the end; checkpoint at the end.
 
-    fairseq2 validates on its metric-publishing grid: every 10 steps divides
-    half of any step count the options accept (multiples of 20)."""
+    fairseq2 validates on its metric-publishing grid (every 10 steps), so the
+    interval is rounded down to a multiple of 10; fairseq2 always validates
+    after the last step too."""
+    every = max(10, num_steps // validations // 10 * 10)
     return (
         f"regime.num_steps={num_steps}",
         "regime.publish_metrics_every_n_steps=10",
         "regime.validate_at_start=true",
-        f"regime.validate_every_n_steps={num_steps // 2}",
+        f"regime.validate_every_n_steps={every}",
         f"regime.checkpoint_every_n_steps={num_steps}",
     )

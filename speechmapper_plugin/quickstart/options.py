@@ -45,7 +45,7 @@ class QuickstartSize:
 
     stage2_steps: int
 
-    num_eet_sentences: int = 64
+    num_eet_sentences: int = 200
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()

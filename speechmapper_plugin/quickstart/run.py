@@ -254,11 +254,14 @@ def _run(options: QuickstartOptions, repo: Path, env: dict[str, str]) -> dict[st
         ),
     )
     eet = json.loads(eet_file.read_text())
-    threshold = eet.get("threshold_mse")
+    eet_summary = {
+        key: eet.get(key)
+        for key in ("threshold_mse", "threshold_low", "threshold_high")
+    }
 
     plot_stage1(layout)
     summary = collect_summary(
-        layout, runner.records, time.monotonic() - started, threshold, record
+        layout, runner.records, time.monotonic() - started, eet_summary, record
     )
     if resumed:
         summary["timing"]["resumed"] = True

@@ -76,7 +76,7 @@ def collect_summary(
     layout: QuickstartLayout,
     records: list[StepRecord],
     total_s: float,
-    eet_threshold: float | None,
+    eet: dict[str, float | None],
     options: dict[str, Any],
 ) -> dict[str, Any]:
     """Everything the table shows, keyed as the README documents."""
@@ -112,7 +112,7 @@ def collect_summary(
             "dev_mse_word": float(dev[-1]["mse_word"]),
             "dev_embedding_wer": float(dev[-1]["embedding_wer"]),
         },
-        "eet": {"threshold_mse": eet_threshold},
+        "eet": eet,
         "timing": {
             "total_s": round(total_s, 1),
             "steps": {r.name: round(r.seconds, 1) for r in records},
@@ -219,10 +219,16 @@ def format_table(summary: dict[str, Any]) -> str:
         f"Stage 1 held-out (test sentences, held-out voice): MSE_word {stage1['heldout_mse_word']:.4f}, "
         f"embedding WER {stage1['heldout_embedding_wer']:.1f} %; dev: {stage1['dev_mse_word']:.4f}, {stage1['dev_embedding_wer']:.1f} %"
     )
-    threshold = summary["eet"]["threshold_mse"]
+    eet = summary["eet"]
+    threshold, low, high = (
+        eet.get(k) for k in ("threshold_mse", "threshold_low", "threshold_high")
+    )
+    interval = (
+        f" [{low:.2e}, {high:.2e}]" if low is not None and high is not None else ""
+    )
     lines.append(
-        "Toy LLM EET (MSE where >5 % of outputs change): "
-        + ("not reached" if threshold is None else f"{threshold:.4f}")
+        "Toy LLM EET (MSE where the change rate crosses 5 %, 95 % interval): "
+        + ("not reached" if threshold is None else f"{threshold:.2e}{interval}")
     )
     lines.append(
         f"Repetition-stop rate σ=0.9: {_num(summary['repetition_stop_rate'])} %, σ=0: {_num(summary['sigma0']['repetition_stop_rate'])} %"
