@@ -465,27 +465,29 @@ def _run(s: Settings, step: str, command: Sequence[str]) -> None:
 
 
 def _training_figures(out: Path) -> dict[str, Any]:
-    """Loss finiteness and throughput from fairseq2's JSONL metric records."""
+    """Loss finiteness and throughput (per second of compute) from fairseq2's
+    JSONL metric records."""
     records = []
     for path in (out / "metrics").glob("train*.jsonl"):
         records += [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    losses = [
-        float(v)
-        for r in records
-        for k, v in r.items()
-        if "loss" in k and isinstance(v, int | float)
-    ]
-    rates = {
-        k: float(v)
-        for r in records
-        for k, v in r.items()
-        if k.endswith("_per_second") and isinstance(v, int | float)
-    }
-    return {
+    losses = [float(r["Loss"]) for r in records if "Loss" in r]
+    compute = sum(float(r.get("Compute Time", 0.0)) for r in records)
+    figures: dict[str, Any] = {
+        "steps": len(records),
         "loss_finite": bool(losses) and all(math.isfinite(x) for x in losses),
-        "last_losses": losses[-3:],
-        **rates,
+        "losses": [round(x, 5) for x in losses],
+        "compute_s_per_step": round(compute / max(len(records), 1), 1),
     }
+    for key, name in (
+        ("num_frames", "frames_per_s"),
+        ("Number of Examples", "examples_per_s"),
+        ("Number of Elements", "elements_per_s"),
+        ("Number of Target Elements", "target_elements_per_s"),
+    ):
+        total = sum(float(r.get(key, 0.0)) for r in records)
+        if total and compute:
+            figures[name] = round(total / compute, 2)
+    return figures
 
 
 # -- driver --------------------------------------------------------------------
