@@ -414,3 +414,15 @@ def test_covost2_per_split_tsv_needs_no_validated_tsv(
         == 2
     )
     assert "validated.tsv" in capsys.readouterr().err
+
+
+def test_europarl_st_whole_session_flag_on_the_command_line(tmp_path: Path) -> None:
+    root = write_europarl(tmp_path, converted=True)
+    out = tmp_path / "ep_st.jsonl"
+
+    args = ["europarl_st", str(root), "--src", "en", "--tgt", "de", "--split", "test"]
+    assert main([*args, "--whole-session", "--out-instructions", str(out)]) == 0
+
+    # One row per speech (two speeches), and the segments beside them.
+    assert len(read_instructions(out)) == 2
+    assert len(read_segments(segments_path(out))) == 2

@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="folder of converted .flac/.wav speeches (default: <src>/audios)",
     )
+    p.add_argument(
+        "--whole-session",
+        action="store_true",
+        help="one row per speech (its segments joined) and "
+        "<out-instructions>.segments.jsonl (the segments), for long-form scoring",
+    )
     _outputs(p)
 
     p = _corpus(
