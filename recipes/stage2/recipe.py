@@ -195,7 +195,7 @@ class Stage2Recipe(Recipe):
             valid_units.append(CriterionEvalUnit(criterion(compute_all=True), split))
 
         log.info(
-            "Stage 2: σ = {} (CE weight {}), α = {}; the LLM ({}) stays frozen.",
+            "Stage 2: σ = {} (CE weight {:.6g}), α = {}; the LLM ({}) stays frozen.",
             config.loss.sigma,
             1.0 - config.loss.sigma,
             config.loss.alpha,
