@@ -15,6 +15,7 @@ from typing import Any
 
 from speechmapper_plugin.data.instructions.prompts import language_code
 from speechmapper_plugin.evaluation.asr import asr_scores, percent_rate
+from speechmapper_plugin.evaluation.failures import reference_text
 from speechmapper_plugin.evaluation.translation import (
     score_of_statistics,
     sentence_statistics,
@@ -54,7 +55,7 @@ def paired_differences(
     result: dict[str, Any] = {}
     asr = [(a, b) for a, b in pairs if a.get("task") == "asr"]
     if asr:
-        refs = [str(a["reference"]) for a, _ in asr]
+        refs = [reference_text(a) for a, _ in asr]
         langs = [str(a.get("lang") or default_lang) for a, _ in asr]
         stats = []
         for side in (0, 1):
@@ -69,7 +70,7 @@ def paired_differences(
     targets = [language_code(str(a.get("target_lang") or "und")) for a, _ in st]
     for code in sorted(set(targets)):
         part = [pair for pair, t in zip(st, targets, strict=True) if t == code]
-        refs = [str(a["reference"]) for a, _ in part]
+        refs = [reference_text(a) for a, _ in part]
         group = {}
         for name, metric in translation_metrics(code).items():
             a_stats, b_stats = (

@@ -66,9 +66,8 @@ def failure_signatures(
             "text_loop": text_loop,
         }
         row["loop"] = bool(row["repetition_stopped"]) or text_loop
-        reference = record.get("reference")
-        if reference:
-            h, r = text_units(hyp, lang), text_units(str(reference), lang)
+        if record.get("reference"):
+            h, r = text_units(hyp, lang), text_units(reference_text(record), lang)
             row["length_ratio"] = h / r if r else None
             if r:
                 hyp_units += h
@@ -114,3 +113,11 @@ def adherence_intervals(language: Mapping[str, Any]) -> dict[str, Any]:
         wilson_estimate(adherent, scored).scaled(100.0).to_dict() if scored else None
     )
     return {"rate_ci": overall, "rate_ci_by_language": by_language}
+
+
+def reference_text(record: Mapping[str, Any]) -> str:
+    """A record's reference as one text (a session's segments joined)."""
+    reference = record["reference"]
+    if isinstance(reference, list):
+        return " ".join(str(segment) for segment in reference)
+    return str(reference)

@@ -40,6 +40,7 @@ from speechmapper_plugin.evaluation.asr import asr_scores
 from speechmapper_plugin.evaluation.failures import (
     adherence_intervals,
     failure_signatures,
+    reference_text,
 )
 from speechmapper_plugin.evaluation.language import adherence
 from speechmapper_plugin.evaluation.options import EVAL_TASKS, ScoringSection
@@ -156,14 +157,6 @@ def _members(
         for i, row in enumerate(rows)
         if row["task"] == task and records[i].get("reference")
     ]
-
-
-def reference_text(record: Record) -> str:
-    """A record's reference as one text (a session's segments joined)."""
-    reference = record["reference"]
-    if isinstance(reference, list):
-        return " ".join(str(segment) for segment in reference)
-    return str(reference)
 
 
 @dataclass(frozen=True)
