@@ -54,6 +54,10 @@ def test_serve_options_from_the_arguments_with_absolute_paths(
         "2",
         "--api-key",
         "k",
+        "--segmenter",
+        "vad",
+        "--segment-seconds",
+        "20",
     )
     options = ServeOptions.from_args(args)
     assert args.ray and args.replicas == 3
@@ -61,6 +65,8 @@ def test_serve_options_from_the_arguments_with_absolute_paths(
     assert options.asset_dirs == (str(tmp_path / "cards"),)
     assert options.max_batch_size == 5 and options.api_key == "k"
     assert options.limits.max_bytes == 2 * 1024 * 1024
+    # Replicas and the single-process server cut long audio alike.
+    assert (options.segmenter.kind, options.segmenter.max_seconds) == ("vad", 20.0)
     # A card name is not a path: it stays as given.
     assert ServeOptions.from_args(_args("some_card")).projector == "some_card"
 

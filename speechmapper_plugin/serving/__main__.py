@@ -83,6 +83,19 @@ def build_parser(prog: str = "speechmapper serve") -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-audio-seconds", type=float, default=300.0, help="longest audio accepted"
     )
+    parser.add_argument(
+        "--segmenter",
+        choices=("fixed", "vad"),
+        default="fixed",
+        help="how audio longer than the models take is cut: fixed windows or "
+        "speech regions (Silero VAD)",
+    )
+    parser.add_argument(
+        "--segment-seconds",
+        type=float,
+        default=30.0,
+        help="longest segment (lowered to what the projector and LLM take)",
+    )
     from speechmapper_plugin.serving.options import add_ray_arguments
 
     add_ray_arguments(parser)
@@ -96,38 +109,19 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_on_ray(args)
 
-    from speechmapper_plugin.serving.loading import load_engine, register_assets
-
-    directory = Path(args.projector)
-    export_dir = directory if directory.is_dir() else None
-    register_assets([*args.asset_dir, *([export_dir] if export_dir else [])])
-
-    import torch
     import uvicorn
 
-    from speechmapper_plugin.serving import AudioLimits, create_app
+    from speechmapper_plugin.serving.options import ServeOptions
 
     try:
-        limits = AudioLimits(
-            max_bytes=int(args.max_upload_mb * 1024 * 1024),
-            max_seconds=args.max_audio_seconds,
-        )
-        engine = load_engine(
-            args.projector,
-            llm=args.llm,
-            speech_encoder=args.speech_encoder,
-            model_name=args.model_name,
-            device=args.device,
-            dtype=getattr(torch, args.dtype),
-            max_new_tokens=args.max_new_tokens,
-            max_batch_size=args.max_batch_size,
-            max_wait_ms=args.max_wait_ms,
-        )
+        options = ServeOptions.from_args(args)
+        options.segmenter.check()
+        engine = options.load_engine()
     except (ValueError, OSError) as ex:
         print(f"error: {ex}", file=sys.stderr)
         return 1
 
-    app = create_app(engine, api_key=args.api_key or None, limits=limits)
+    app = options.create_app(engine)
     print(
         f"Serving `{engine.model_id}` on http://{args.host}:{args.port}/v1"
         + (" (API key required)" if args.api_key else ""),

@@ -5,11 +5,12 @@ build its app, without ``argparse`` and without importing Ray."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from speechmapper_plugin.audio.segments import SegmenterConfig
 from speechmapper_plugin.serving.audio import AudioLimits
 from speechmapper_plugin.serving.engine import SpeechEngine
 
@@ -33,6 +34,9 @@ class ServeOptions:
     max_wait_ms: float = 10.0
     api_key: str | None = None
     limits: AudioLimits = AudioLimits()
+    segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
+    """How audio longer than the models take is cut (transcriptions and
+    translations answer per segment)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -55,6 +59,9 @@ class ServeOptions:
             limits=AudioLimits(
                 max_bytes=int(args.max_upload_mb * 1024 * 1024),
                 max_seconds=args.max_audio_seconds,
+            ),
+            segmenter=SegmenterConfig(
+                kind=args.segmenter, max_seconds=args.segment_seconds
             ),
         )
 
@@ -86,7 +93,12 @@ class ServeOptions:
         """The HTTP API on ``engine`` with these options (key, limits)."""
         from speechmapper_plugin.serving.app import create_app
 
-        return create_app(engine, api_key=self.api_key, limits=self.limits)
+        return create_app(
+            engine,
+            api_key=self.api_key,
+            limits=self.limits,
+            segmenter=self.segmenter,
+        )
 
     def load_engine(self) -> SpeechEngine:
         """Register the cards, then load the engine."""
