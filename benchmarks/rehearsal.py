@@ -63,6 +63,7 @@ class Settings:
     eval_utterances: int
     nproc: int
     stage2_frames: int
+    stage2_extra: tuple[str, ...] = ()
 
     @property
     def cards(self) -> Path:
@@ -271,6 +272,7 @@ def step_stage2(s: Settings) -> dict[str, Any]:
         # minutes per step on two cores.
         f"dataset.max_num_frames={s.stage2_frames}",
         *_regime(s.stage2_steps),
+        *s.stage2_extra,
         nproc=s.nproc,
     )
     return _training_figures(out)
@@ -481,6 +483,7 @@ def _training_figures(out: Path) -> dict[str, Any]:
     for key, name in (
         ("num_frames", "frames_per_s"),
         ("Number of Examples", "examples_per_s"),
+        ("num_response_tokens", "response_tokens_per_s"),
         ("Number of Elements", "elements_per_s"),
         ("Number of Target Elements", "target_elements_per_s"),
     ):
@@ -554,6 +557,7 @@ def _settings_args(s: Settings) -> list[str]:
         f"--eval-utterances={s.eval_utterances}",
         f"--nproc={s.nproc}",
         f"--stage2-frames={s.stage2_frames}",
+        *(f"--stage2-extra={x}" for x in s.stage2_extra),
     ]
 
 
@@ -585,6 +589,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stage2-frames", type=int, default=400, help="stage-2 frames per rank"
     )
+    parser.add_argument(
+        "--stage2-extra",
+        action="append",
+        default=[],
+        help="a further stage-2 override (repeatable)",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS / "rehearsal")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -598,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_utterances=args.eval_utterances,
         nproc=args.nproc,
         stage2_frames=args.stage2_frames,
+        stage2_extra=tuple(args.stage2_extra),
     )
     if args.child:
         return run_child(s, args.child)
