@@ -34,6 +34,21 @@ pytestmark = pytest.mark.slow
 NARROW_LLM = "test_llama_32"
 
 
+@pytest.fixture(scope="module")
+def narrow_cards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A card directory with a 32-d tiny Llama (the session's are 64-d)."""
+    root = tmp_path_factory.mktemp("narrow_llm")
+    narrow = write_tiny_llama3(
+        root / "narrow_llama",
+        card_name=NARROW_LLM,
+        sentences=training_sentences(),
+        seed=7,
+        dims=TinyLlamaDims(model_dim=32, intermediate_size=128),
+    )
+    write_card_file(root / "cards" / "narrow.yaml", [narrow.card])
+    return root / "cards"
+
+
 def model_state(out: Path, step: int) -> dict[str, torch.Tensor]:
     (path,) = glob.glob(
         str(out / f"checkpoints/step_{step}/model/**/*.pt"), recursive=True
@@ -43,7 +58,7 @@ def model_state(out: Path, step: int) -> dict[str, torch.Tensor]:
 
 
 def test_retargeted_projector_through_export_stage2_and_evaluation(
-    test_cards: SessionCards, tmp_path: Path
+    test_cards: SessionCards, narrow_cards: Path, tmp_path: Path
 ) -> None:
     sentences = training_sentences(400)[120:132]
     utterances = [
@@ -57,16 +72,7 @@ def test_retargeted_projector_through_export_stage2_and_evaluation(
         tmp_path / "store", utterances, encoder="test_sm4t_hf", layer=1
     )
 
-    narrow = write_tiny_llama3(
-        tmp_path / "narrow_llama",
-        card_name=NARROW_LLM,
-        sentences=training_sentences(),
-        seed=7,
-        dims=TinyLlamaDims(model_dim=32, intermediate_size=128),
-    )
-    cards = tmp_path / "cards"
-    write_card_file(cards / "narrow.yaml", [narrow.card])
-    assets = f"common.assets.extra_paths=[{test_cards.card_dir},{cards}]"
+    assets = f"common.assets.extra_paths=[{test_cards.card_dir},{narrow_cards}]"
 
     def stage1(out: Path, llm: str, *overrides: str) -> None:
         run_recipe(
