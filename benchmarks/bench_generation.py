@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from fairseq2.models.transformer_lm import TransformerLM  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from benchmarks.harness import (  # noqa: E402
+    CLOCKS,
     RESULTS,
     environment,
     pairwise_ratio,
@@ -73,7 +73,6 @@ DEFAULT_OUTPUT = RESULTS / "generation_cpu.json"
 
 STOP_TOKEN = 0
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 """What times each run of the batched-vs-one-by-one comparison (``--clock``)."""
 
 TARGETS = {"equal_lengths": ">= 5", "spread_lengths": ">= 4"}

@@ -26,7 +26,6 @@ other processes on a shared machine disturb less than wall time.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from benchmarks.bench_generation import (
     timed_sides,
 )
 from benchmarks.harness import (
+    CLOCKS,
     RESULTS,
     environment,
     pairwise_ratio,
@@ -56,11 +56,6 @@ from speechmapper_plugin.generation.beam import BeamSearch
 from speechmapper_plugin.generation.inputs import LengthsLike, prepare_inputs
 
 DEFAULT_OUTPUT = RESULTS / "greedy_vs_beam_cpu.json"
-
-CLOCKS: dict[str, Callable[[], float]] = {
-    "wall": time.perf_counter,
-    "cpu": time.process_time,
-}
 
 STOP_TOKEN = 0
 

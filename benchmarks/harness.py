@@ -20,6 +20,13 @@ from typing import Any
 
 import torch
 
+CLOCKS: dict[str, Callable[[], float]] = {
+    "wall": time.perf_counter,
+    "cpu": time.process_time,
+}
+"""``--clock``: wall time, or this process's CPU time (steadier on a shared
+machine; every thread's time counts)."""
+
 RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 
