@@ -259,3 +259,24 @@ def test_ddp_prefix_and_model_nesting_are_stripped_on_load() -> None:
         fresh.load_state_dict(state, strict=True)
         for key, value in fresh.state_dict().items():
             torch.testing.assert_close(value, expected[key])
+
+
+def test_a_bf16_projector_takes_float32_features() -> None:
+    """Static mixed precision (and FSDP's unsharded bf16 parameters) run the
+    projector in bf16 on the float32 features of a store; the full-size
+    rehearsal's stage 2 stopped at validation with 'Input type (float) and
+    bias type (c10::BFloat16) should be the same'."""
+    config = small_config()
+    reference = build(config)
+    model = build(config).to(torch.bfloat16)
+
+    features = torch.randn(2, 120, config.input_dim)
+    layout = BatchLayout.of(features, [120, 90])
+    with torch.no_grad():
+        out, out_layout = model(features, layout)
+        expected, _ = reference(features, layout)
+
+    assert out.dtype == torch.bfloat16
+    n = int(out_layout.seq_lens[1])
+    # bf16 keeps about 3 significant digits: the same outputs, not new ones.
+    torch.testing.assert_close(out[1, :n].float(), expected[1, :n], atol=0.1, rtol=0.05)

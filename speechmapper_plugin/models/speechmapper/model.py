@@ -54,6 +54,12 @@ class ProjectorBlock(Module):
         # and never leak into valid positions.
         seqs = zero_padding(seqs, seq_lens)
 
+        # Features arrive in float32 (feature stores, the loss); a projector
+        # cast to bf16/fp16 (static mixed precision, FSDP's unsharded
+        # parameters) computes in its own dtype. Read at call time: under FSDP
+        # the weight is the unsharded one only inside this forward.
+        seqs = seqs.to(self.conv.weight.dtype)
+
         # [B, T, C] -> [B, C, T] -> conv -> [B, T', C']
         seqs = self.conv(seqs.transpose(1, 2)).transpose(1, 2)
 
