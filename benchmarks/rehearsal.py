@@ -26,7 +26,9 @@ card names, data paths, step counts and what a CPU cannot do (noted per step):
 
 Each step runs in its own process (its peak RSS is the largest process's,
 torchrun's workers included) and leaves ``DIR/steps/STEP.json``; a step that
-has one is skipped unless ``--force`` (the rehearsal resumes where it stopped).
+has one is skipped unless ``--force``, which removes the step's outputs first
+(a recipe would otherwise resume from its checkpoints). Without it the
+rehearsal resumes where it stopped.
 The table goes to ``benchmarks/results/rehearsal.{json,md}``.
 """
 
@@ -36,6 +38,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -364,6 +367,39 @@ STEPS: Final[dict[str, Callable[[Settings], dict[str, Any]]]] = {
 }
 
 
+STEP_OUTPUTS: Final[dict[str, tuple[str, ...]]] = {
+    "sm4t": ("assets/sm4t_hf", "assets/seamlessM4T_v2_large.pt"),
+    "llm": ("assets/llama3_2_1b",),
+    "speech": ("speech",),
+    "extract": ("extract_train", "extract_dev"),
+    "stage1": ("stage1",),
+    "stage1_fp16": ("stage1_fp16",),
+    "instructions": ("instructions",),
+    "stage2": ("stage2",),
+    "evaluate": ("evaluate",),
+    "export": ("export",),
+}
+"""What each step writes under ``--out``. A recipe started on a folder with
+checkpoints resumes from them, so ``--force`` removes these first."""
+
+
+def start_over(s: Settings, step: str) -> list[Path]:
+    """Remove what ``step`` wrote (its folders, step file, log) so that it runs
+    from scratch; returns the paths removed."""
+    removed = []
+    paths = [s.out / x for x in STEP_OUTPUTS.get(step, ())]
+    paths += [s.step_file(step), s.log(step)]
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
 CPU_SKIPPED: Final = ("stage1_fp16",)
 """Left out by default: CPUs have no fp16 GEMMs, and one paper-batch step
 did not finish in 7 minutes on two cores (bf16: about a minute). Name it in
@@ -590,7 +626,11 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(s for s in STEPS if s not in CPU_SKIPPED),
         help=f"comma-separated, of {', '.join(STEPS)} (default: all but {', '.join(CPU_SKIPPED)})",
     )
-    parser.add_argument("--force", action="store_true", help="rerun finished steps")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="rerun the steps from scratch (their outputs are removed first)",
+    )
     parser.add_argument("--train-utterances", type=int, default=24)
     parser.add_argument("--dev-utterances", type=int, default=6)
     parser.add_argument("--stage1-steps", type=int, default=3)
@@ -634,6 +674,9 @@ def main(argv: list[str] | None = None) -> int:
         if finished_row(s, step) is not None and not args.force:
             print(f"{step}: done earlier (--force reruns it)")
             continue
+        if args.force:
+            for path in start_over(s, step):
+                print(f"{step}: removed {path} (--force starts it over)")
         print(f"{step}: running (log: {s.log(step)})", flush=True)
         row = run_step(s, step)
         state = "ok" if row["ok"] else "FAILED"

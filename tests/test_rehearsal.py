@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -122,3 +123,37 @@ def test_extraction_speed_below_real_time_is_not_zero() -> None:
     assert format_speed(0.004) == "0.004x"
     assert format_speed(2.5) == "2.5x"
     assert format_speed(123.4) == "123x"
+
+
+def test_force_starts_a_recipe_step_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recipe started on a folder with checkpoints resumes from them: the
+    forced stage-1 step must find none (it resumed on the old code)."""
+    import benchmarks.rehearsal as rehearsal
+
+    out = tmp_path / "reh"
+    (out / "stage1" / "checkpoints" / "step_3").mkdir(parents=True)
+    (out / "stage2" / "checkpoints" / "step_2").mkdir(parents=True)
+    finished = {"step": "stage1", "ok": True, "wall_s": 1.0, "figures": {"steps": 3}}
+    (out / "steps").mkdir()
+    (out / "steps" / "stage1.json").write_text(json.dumps(finished))
+    seen = []
+
+    def fake_run_step(s: Any, step: str) -> dict[str, Any]:
+        seen.append((step, (s.out / step).exists()))
+        row = {"step": step, "ok": True, "wall_s": 2.0, "peak_rss_mib": 1}
+        row["figures"] = {"steps": 3}
+        s.step_file(step).write_text(json.dumps(row))
+        return row
+
+    monkeypatch.setattr(rehearsal, "run_step", fake_run_step)
+    args = ["--out", str(out), "--results", str(tmp_path / "r" / "rehearsal")]
+    # Without --force the finished step is skipped and its folder kept.
+    assert rehearsal.main([*args, "--steps", "stage1"]) == 0
+    assert seen == [] and (out / "stage1" / "checkpoints" / "step_3").is_dir()
+
+    assert rehearsal.main([*args, "--steps", "stage1", "--force"]) == 0
+    assert seen == [("stage1", False)]
+    # Only the forced step's outputs go.
+    assert (out / "stage2" / "checkpoints" / "step_2").is_dir()
