@@ -13,6 +13,7 @@ from torch import Tensor
 from torch.nn import Module
 from typing_extensions import final, override
 
+from recipes.adapter_metrics import adapter_loss_metrics
 from recipes.common import StageCriterion, update_mse_metrics
 from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
 from speechmapper_plugin.llm import TargetLLMEmbeddings
@@ -35,7 +36,9 @@ from speechmapper_plugin.metrics import (
 class Stage1Criterion(StageCriterion[SpeechFeaturesBatch]):
     """Projects cached SFM features and regresses them onto the transcripts'
     token embeddings (:func:`~speechmapper_plugin.losses.stage1_loss`); logs
-    the loss, MSE_word, MSE_pad, the auxiliary terms and the frames, and, with
+    the loss, MSE_word, MSE_pad, the auxiliary terms the model has (``ctc``:
+    the embedding CTC loss or a ``ctc_compression`` head's; ``quantity``: CIF's)
+    and the frames, and, with
     ``score_embeddings`` (validation), how close the outputs are to the words:
     the mean cosine similarity on word positions and the embedding-space WER
     (hypotheses: the nearest tokens of the outputs, decoded with the targets'
@@ -54,12 +57,20 @@ class Stage1Criterion(StageCriterion[SpeechFeaturesBatch]):
         self._weights = weights
         self._score_embeddings = score_embeddings
 
+        # The terms :func:`stage1_loss` can compute for this model: an
+        # adapter's own losses in the per-token mode only (it gets ``aux``
+        # then), the embedding CTC loss of any projector when weighted.
+        aux_terms = adapter_loss_metrics(model) if weights.per_token else frozenset()
+        if weights.ctc_weight > 0.0:
+            aux_terms |= {"ctc"}
+        self._aux_terms = aux_terms
+
     @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
         super().prepare_metric_bag(metric_bag)
         metric_bag.add("num_frames", Sum())
-        metric_bag.add("ctc", Mean())
-        metric_bag.add("quantity", Mean())
+        for name in sorted(self._aux_terms):
+            metric_bag.add(name, Mean())
         if self._score_embeddings:
             metric_bag.add("cosine_word", Mean())
             metric_bag.add("embedding_word_errors", Sum())

@@ -11,6 +11,7 @@ from torch import Tensor
 from torch.nn import Module
 from typing_extensions import final, override
 
+from recipes.adapter_metrics import adapter_loss_metrics
 from recipes.common import StageCriterion, update_mse_metrics
 from speechmapper_plugin.datasets.instructions import InstructionBatch
 from speechmapper_plugin.llm import TargetLLMEmbeddings
@@ -22,7 +23,8 @@ from speechmapper_plugin.losses.adapter import AdapterLossWeights
 class Stage2Criterion(StageCriterion[InstructionBatch]):
     """``(1−σ)·CE + σ·MSE`` of the projector + frozen LLM on a batch (see
     :mod:`speechmapper_plugin.losses.stage2`); logs both terms, the parts of
-    the MSE, the response tokens and the examples with an MSE term."""
+    the MSE, the response tokens and the examples with an MSE term, and the
+    adapter's own losses where it has them (``ctc``, ``quantity``)."""
 
     def __init__(
         self,
@@ -47,6 +49,10 @@ class Stage2Criterion(StageCriterion[InstructionBatch]):
         self._alpha = alpha
         self._compute_all = compute_all
         self._adapter_weights = adapter_weights
+        # Only a trained variable-length adapter reports its own losses.
+        self._aux_terms = (
+            frozenset() if adapter_weights is None else adapter_loss_metrics(projector)
+        )
 
     @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
@@ -55,8 +61,8 @@ class Stage2Criterion(StageCriterion[InstructionBatch]):
         metric_bag.add("mse", Mean())
         metric_bag.add("num_response_tokens", Sum())
         metric_bag.add("num_mse_examples", Sum())
-        metric_bag.add("ctc", Mean())
-        metric_bag.add("quantity", Mean())
+        for name in sorted(self._aux_terms):
+            metric_bag.add(name, Mean())
 
     @override
     def _score(self, batch: InstructionBatch, metric_bag: MetricBag) -> Tensor:
