@@ -11,7 +11,8 @@ card names, data paths, step counts and what a CPU cannot do (noted per step):
   sm4t          SeamlessM4T-v2 large speech encoder (580.5M) as HF safetensors
                 shards and as Meta's fairseq1 .pt
   sm4t_check    both cards load through the plugin and give the same features
-  llm           Llama-3.2-1B-shaped untied LLM (bf16 shards) + Llama-3 tokenizer
+  llm           Llama-3.2-1B-shaped untied LLM (bf16 shards) + a Llama-3
+                tiktoken tokenizer.model of 128,000 ranks (every row decodes)
   speech        a few minutes of espeak speech (train/dev manifests)
   extract       layer-24 features (extract_features/configs/sm4t_v2_large.yaml)
   stage1        paper projector, paper batch (stage1/configs/paper_llama3_1_8b.yaml,
@@ -141,6 +142,10 @@ def step_sm4t_check(s: Settings) -> dict[str, Any]:
 
 def step_llm(s: Settings) -> dict[str, Any]:
     from benchmarks.rehearsal_assets import write_llama3_llm
+    from speechmapper_plugin.tiny_assets.llama3_tiktoken import (
+        llama3_tiktoken_card_fields,
+        write_llama3_tiktoken,
+    )
     from speechmapper_plugin.tiny_assets.sentences import training_sentences
 
     llm = write_llama3_llm(
@@ -148,8 +153,14 @@ def step_llm(s: Settings) -> dict[str, Any]:
         card_name=LLM_CARD,
         sentences=training_sentences(),
     )
-    _add_cards(s, [llm.card])
-    return {"parameters": llm.num_parameters}
+    # Meta's layout: a tiktoken tokenizer.model of 128,000 ranks, so that each
+    # of the 128,256 rows a random LLM samples decodes (the writer's own
+    # tokenizer.json has a few hundred tokens: generated text came out empty).
+    tokenizer = write_llama3_tiktoken(
+        llm.directory / "tokenizer.model", training_sentences()
+    )
+    _add_cards(s, [{**llm.card, **llama3_tiktoken_card_fields(tokenizer)}])
+    return {"parameters": llm.num_parameters, "tokenizer": tokenizer.name}
 
 
 def step_speech(s: Settings) -> dict[str, Any]:
@@ -303,11 +314,14 @@ def step_evaluate(s: Settings) -> dict[str, Any]:
         "scoring.comet=false",
         "generation.max_new_tokens=16",
     )
-    summary = json.loads((out / "summary.json").read_text())
+    elapsed = time.perf_counter() - started
+    rows = [json.loads(x) for x in (out / "hypotheses.jsonl").read_text().splitlines()]
+    texts = [str(r["hypothesis"]) for r in rows]
     return {
-        "utterances": s.eval_utterances,
-        "utterances_per_s": s.eval_utterances / (time.perf_counter() - started),
-        "summary_keys": sorted(summary)[:12],
+        "utterances": len(rows),
+        "utterances_per_s": round(len(rows) / elapsed, 3),
+        "text_chars": [len(t) for t in texts],
+        "text": texts[0][:60] if texts else "",
     }
 
 
@@ -348,7 +362,11 @@ def step_reload(s: Settings) -> dict[str, Any]:
     wav = next((s.out / "speech" / "audio").glob("dev_*.wav"))
     started = time.perf_counter()
     text = pipeline.transcribe(wav)
-    return {"text_chars": len(text), "transcribe_s": time.perf_counter() - started}
+    return {
+        "text_chars": len(text),
+        "text": text[:60],
+        "transcribe_s": round(time.perf_counter() - started, 1),
+    }
 
 
 STEPS: Final[dict[str, Callable[[Settings], dict[str, Any]]]] = {

@@ -157,3 +157,45 @@ def test_force_starts_a_recipe_step_over(
     assert seen == [("stage1", False)]
     # Only the forced step's outputs go.
     assert (out / "stage2" / "checkpoints" / "step_2").is_dir()
+
+
+def test_llama3_tiktoken_file_decodes_every_row(tmp_path: Path) -> None:
+    """The stand-in for Meta's ``tokenizer.model``: 128,000 ``base64 rank``
+    lines; fairseq2's ``llama`` family (tiktoken) adds the 256 special tokens
+    at their released ids, and any id of the 128,256-row table decodes."""
+    from fairseq2.assets import AssetCard
+    from fairseq2.data.tokenizers import load_tokenizer
+
+    from speechmapper_plugin.tiny_assets.llama3_tiktoken import (
+        llama3_tiktoken_card_fields,
+        write_llama3_tiktoken,
+    )
+
+    sentences = training_sentences()
+    path = write_llama3_tiktoken(tmp_path / "tokenizer.model", sentences)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 128_000
+    assert [int(x.split()[1]) for x in lines] == list(range(128_000))
+    assert len({x.split()[0] for x in lines}) == 128_000
+    assert lines[0] == "IQ== 0"  # b"!", as in Meta's file
+
+    card = AssetCard(
+        "stand_in", {"name": "stand_in", **llama3_tiktoken_card_fields(path)}
+    )
+    tokenizer = load_tokenizer(card)
+    info = tokenizer.vocab_info
+    assert info.size == 128_256
+    assert (info.bos_idx, info.eos_idx, info.pad_idx) == (128_000, 128_009, 128_004)
+    raw = tokenizer.create_raw_encoder()
+    assert raw("<|end_of_text|>").tolist() == [128_001]
+    assert raw("<|reserved_special_token_246|>").tolist() == [128_255]
+
+    decoder = tokenizer.create_decoder(skip_special_tokens=False)
+    ids = torch.randint(0, 128_256, (300,), generator=torch.Generator().manual_seed(0))
+    for idx in [0, 255, 256, 127_999, 128_255, *ids.tolist()]:
+        assert decoder(torch.tensor([idx])) != "", idx
+
+    # The learned merges: a training sentence round-trips in few tokens.
+    encoded = raw(sentences[1])
+    assert decoder(encoded) == sentences[1]
+    assert len(encoded) < len(sentences[1].encode()) / 2
