@@ -33,8 +33,21 @@ DEFAULT_FRAME_AVERAGING = 2
 
 
 def default_min_num_samples(frame_averaging: int = DEFAULT_FRAME_AVERAGING) -> int:
-    """The shortest 16 kHz waveform that yields one (averaged) encoder frame:
-    880 samples for 2:1 averaging, 560 without."""
+    """The shortest 16 kHz waveform that yields one (averaged) frame of a
+    50 Hz SeamlessM4T encoder: 880 samples for 2:1 averaging, 560 without.
+
+    The manifest check only, and exact for the paper's encoder. Other encoders
+    differ by a few tens of milliseconds, which is harmless because nothing
+    downstream relies on this number: extraction (and generation) skip and count
+    audio by their extractor's own ``min_num_samples``
+    (:class:`~speechmapper_plugin.models.speech_encoder.SpeechEncoderFeatureExtractor`).
+    Whisper (50 Hz, 2:1) needs 480 samples, so this check also flags the
+    30-55 ms clips Whisper could encode (stricter; no such clip holds a
+    transcribed word). SeamlessM4T's length adaptor pads, so one 50 Hz frame
+    gives one 6.25 Hz frame: with the grid's ``frame_averaging: 1`` it needs
+    560 (``--frame-averaging 1``, exact); with 2:1 averaging it would need
+    2,800, and extraction skips the 55-175 ms clips this check lets through.
+    """
     return encoder_min_num_samples(2 * frame_averaging)
 
 
