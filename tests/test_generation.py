@@ -336,7 +336,7 @@ def test_max_length_is_tied_to_the_input_length(beam_size: int) -> None:
 def test_without_speech_positions_only_the_caps_apply() -> None:
     model = scripted_llama({1: 2, 2: 1, 9: 1})
     prompt = embed_token_ids(model, torch.tensor([[9]]))
-    config = GenerationConfig(max_new_tokens=7, repetition_guard=NO_GUARD)
+    config = GenerationConfig(max_new_tokens=8, repetition_guard=NO_GUARD)
 
     (result,) = generate_from_embeddings(
         model, prompt, [1], stop_token_ids=[0], config=config
@@ -507,3 +507,67 @@ def test_windowed_or_flash_attention_keeps_prompts_left_aligned() -> None:
     assert not EmbeddingDecoder.takes_row_starts(model)
     with pytest.raises(ValueError, match="left-aligned"):
         EmbeddingDecoder(model, 8, row_starts=torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("max_seq_len", [128, 24], ids=["right_aligned", "stepped"])
+@pytest.mark.parametrize("generator", ["greedy", "sampling"])
+def test_step_callback_gives_each_token_as_it_is_chosen(
+    max_seq_len: int, generator: str
+) -> None:
+    """The tokens the callback gives, step by step, are the answers' tokens
+    in order; each example is reported finished once, at the step of its
+    last token (or its stop token), and never appears after it. With
+    ``max_seq_len`` 24 the prompts are stepped through left-aligned (rows
+    still reading their prompt get ``None``)."""
+    model = tiny_llama(logit_scale=2.0, max_seq_len=max_seq_len)
+    prompt_lens = [3, 17, 9]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=6)
+    config = GenerationConfig(max_new_tokens=8, repetition_guard=NO_GUARD)
+    if generator == "sampling":
+        config = replace(config, generator="sampling")
+    # A stop token that example 0 reaches at its third step or later (from a
+    # free run; the stop set does not change the draws before it), so the
+    # batch mixes answers ending on a stop token and on their budget.
+    torch.manual_seed(3)
+    free = generate_from_embeddings(
+        model, prompts, prompt_lens, stop_token_ids=[96], config=config
+    )
+    stop_ids = [first_new_token(free[0].tokens, 2)]
+    steps: list = []
+
+    torch.manual_seed(3)
+    results = generate_from_embeddings(
+        model,
+        prompts,
+        prompt_lens,
+        stop_token_ids=stop_ids,
+        config=config,
+        on_step=steps.append,
+    )
+
+    streamed: dict[int, list[int]] = {i: [] for i in range(len(prompt_lens))}
+    done: list[int] = []
+    for step in steps:
+        assert not set(step.examples) & set(done)
+        for example, token in zip(step.examples, step.tokens, strict=True):
+            if token is not None:
+                streamed[example].append(token)
+        done.extend(step.finished)
+    assert sorted(done) == [0, 1, 2]
+    assert [streamed[i] for i in range(3)] == [r.tokens for r in results]
+    assert {r.stop_reason for r in results} == {"eos", "max_length"}
+    if max_seq_len == 24:  # the longer prompt was still read while 0 generated
+        assert any(None in step.tokens and not step.finished for step in steps)
+
+
+def test_beam_search_never_calls_the_step_callback() -> None:
+    model = tiny_llama(logit_scale=2.0)
+    prompts = random_prompts([5, 8], model.model_dim, seed=1)
+    steps: list = []
+    config = GenerationConfig(beam_size=3, max_new_tokens=5)
+
+    results = generate_from_embeddings(
+        model, prompts, [5, 8], stop_token_ids=[1], config=config, on_step=steps.append
+    )
+
+    assert steps == [] and all(r.tokens for r in results)

@@ -35,3 +35,5 @@ from speechmapper_plugin.generation.inputs import token_budgets as token_budgets
 from speechmapper_plugin.generation.repetition import (
     find_repetition_loop as find_repetition_loop,
 )
+from speechmapper_plugin.generation.single import DecodingStep as DecodingStep
+from speechmapper_plugin.generation.single import StepCallback as StepCallback

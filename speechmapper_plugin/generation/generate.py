@@ -17,6 +17,7 @@ from speechmapper_plugin.generation.hypothesis import GenerationResult
 from speechmapper_plugin.generation.inputs import LengthsLike, prepare_inputs
 from speechmapper_plugin.generation.single import (
     OneHypothesisSearch,
+    StepCallback,
     argmax,
     sampled,
 )
@@ -31,6 +32,7 @@ def generate_from_embeddings(
     stop_token_ids: Sequence[int],
     config: GenerationConfig | None = None,
     num_speech_positions: Sequence[int] | Tensor | None = None,
+    on_step: StepCallback | None = None,
 ) -> list[GenerationResult]:
     """Generate answers to prompts given as embeddings, one result per prompt.
 
@@ -54,6 +56,10 @@ def generate_from_embeddings(
         prompt; ties each example's token budget to its input length (see
         :class:`GenerationConfig`). Without it only ``max_new_tokens`` and the
         model's ``max_seq_len`` bound the budget.
+    :param on_step: Called after every step of greedy decoding or sampling
+        with the token each example added (:class:`DecodingStep`), e.g. to
+        stream answers while they are generated. Beam search never calls it:
+        which tokens survive is known only when it ends.
     :raises ValueError: On a bad batch (empty, wrong width, bad lengths, NaN
         in a prompt, bad stop ids), a model in training mode, or an invalid
         config (:class:`fairseq2.utils.validation.ValidationError`).
@@ -72,9 +78,11 @@ def generate_from_embeddings(
 
     search: BeamSearch | OneHypothesisSearch
     if config.generator == "sampling":
-        search = OneHypothesisSearch(model, inputs, config, sampled(config.sampler))
+        search = OneHypothesisSearch(
+            model, inputs, config, sampled(config.sampler), on_step
+        )
     elif config.beam_size == 1:
-        search = OneHypothesisSearch(model, inputs, config, argmax)
+        search = OneHypothesisSearch(model, inputs, config, argmax, on_step)
     else:
         search = BeamSearch(model, inputs, config)
 

@@ -10,6 +10,7 @@ own path because it is measurably faster
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from fairseq2.error import InternalError
@@ -39,6 +40,28 @@ from speechmapper_plugin.generation.state import (
 
 TokenChooser = Callable[[Tensor], Tensor]
 """Picks one token per row (``[N]``) from ``[N, V]`` log-probabilities."""
+
+
+@dataclass(frozen=True)
+class DecodingStep:
+    """What one step of greedy decoding or sampling added: what a streaming
+    caller needs to show answers while they are generated."""
+
+    examples: list[int]
+    """The input-batch index of each row decoded at this step."""
+
+    tokens: list[int | None]
+    """The token each row added to its answer; ``None`` for a row still
+    reading its prompt or ending on a stop token (not part of the answer)."""
+
+    finished: list[int]
+    """The input-batch indices of the examples whose answer is complete
+    after this step (no token of theirs follows)."""
+
+
+StepCallback = Callable[[DecodingStep], None]
+"""Called after every decoding step (greedy and sampling; beam search cannot
+tell which tokens stay before it ends, so it never calls it)."""
 
 
 def make_sampler(section: SamplerSection) -> Sampler:
@@ -75,8 +98,10 @@ class OneHypothesisSearch:
         inputs: GenerationInputs,
         config: GenerationConfig,
         choose: TokenChooser,
+        on_step: StepCallback | None = None,
     ) -> None:
         self._inputs = inputs
+        self._on_step = on_step
         self._config = config
         self._choose = choose
         self._periods = config.repetition_guard.periods()
@@ -136,6 +161,17 @@ class OneHypothesisSearch:
         reached = generating & (num_generated + 1 >= state.budgets)
 
         finished = (is_stop | is_loop | reached).nonzero().flatten().tolist()
+
+        if self._on_step is not None:
+            kept = torch.where(keeps_token, tokens, -1).tolist()
+            self._on_step(
+                DecodingStep(
+                    examples=list(state.examples),
+                    tokens=[None if token < 0 else token for token in kept],
+                    finished=[state.examples[i] for i in finished],
+                )
+            )
+
         if not finished:
             return
 
