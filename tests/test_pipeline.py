@@ -21,7 +21,10 @@ from speechmapper_plugin.audio import decode_audio, load_audio
 from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.generation.config import RepetitionGuardConfig
 from speechmapper_plugin.llm import embed_token_ids
+from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.speech_llm import (
+    AudioInput,
+    AudioInputError,
     PipelineResult,
     SpeechMapperPipeline,
     TaskPrompts,
@@ -402,3 +405,71 @@ def test_the_prompt_cache_stays_within_its_bound() -> None:
             device="cpu",
             prompt_cache_size=0,
         )
+
+
+def test_text_deltas_never_split_a_character(pipeline: SpeechMapperPipeline) -> None:
+    """Tokens of text with multi-byte characters (some split over byte
+    tokens) given one at a time: no piece holds half a character, and the
+    pieces join to the decoded text."""
+    text = " Grüße, 𝄞 und 日本語: ça va?"
+    ids = pipeline.tokenizer.create_raw_encoder()(text).tolist()
+    decoder = create_text_decoder(pipeline.tokenizer)
+    partial = [decoder(torch.tensor(ids[:n])) for n in range(1, len(ids) + 1)]
+    assert any("\ufffd" in p for p in partial)  # a character over several tokens
+
+    deltas = pipeline.text_deltas()
+    pieces = [deltas.push(token) for token in ids]
+
+    assert "".join(pieces) == text.strip()
+    assert not any("\ufffd" in piece for piece in pieces)
+    assert "" in pieces and deltas.finish(text.strip()) == ""
+
+
+def test_stream_gives_the_answer_piece_by_piece(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    instruction = "Repeat what was said.\n<speech>"
+    (expected,) = pipeline.run(wavs[1], instruction)
+
+    stream = pipeline.stream(wavs[1], instruction)
+    pieces = list(stream)
+
+    assert "".join(pieces) == expected.text
+    assert len(pieces) >= min(2, len(expected.token_ids))
+    assert stream.result is not None
+    assert_same_result(stream.result, expected)
+
+    # Beam search knows its tokens only at the end: one piece, the answer.
+    beam = pipeline.with_options(generation=GenerationConfig(beam_size=2))
+    with beam.stream(wavs[1], instruction) as beamed:
+        assert list(beamed) == [beam.generate(wavs[1], instruction)]
+
+
+def test_stream_refuses_bad_input_before_any_model_runs(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    with pytest.raises(AudioInputError, match="gives no speech frames"):
+        pipeline.stream(np.zeros(800, dtype=np.float32), "Say it.\n<speech>")
+    with pytest.raises(ValueError, match="<speech>"):
+        pipeline.stream(wavs[0], "No placeholder")
+
+
+def test_run_reports_each_steps_tokens_by_input(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    """Batches are formed longest first; the callback's indices are still
+    the inputs' (in input order), and its tokens each input's answer."""
+    steps: list[dict[int, int]] = []
+    results = pipeline.run(
+        list[AudioInput](wavs),
+        "Repeat what was said.\n<speech>",
+        on_tokens=steps.append,
+        batch_size=3,
+    )
+
+    streamed: dict[int, list[int]] = {i: [] for i in range(len(wavs))}
+    for step in steps:
+        for index, token in step.items():
+            streamed[index].append(token)
+    assert [streamed[i] for i in range(len(wavs))] == [r.token_ids for r in results]
+    assert max(len(step) for step in steps) > 1  # batched steps

@@ -52,8 +52,10 @@ from speechmapper_plugin.data.usability import (
     speech_positions,
 )
 from speechmapper_plugin.generation import (
+    DecodingStep,
     GenerationConfig,
     GenerationResult,
+    StepCallback,
     generate_from_embeddings,
 )
 from speechmapper_plugin.generation.inputs import model_dtype_and_device
@@ -96,6 +98,11 @@ from speechmapper_plugin.speech_llm.pipeline_result import (
     SkippedInput,
 )
 from speechmapper_plugin.speech_llm.task_prompts import TaskPrompts
+from speechmapper_plugin.speech_llm.text_stream import (
+    AnswerStream,
+    TextDeltas,
+    TokenSink,
+)
 
 Instructions = str | Sequence[str]
 """One instruction for every input, or one per input."""
@@ -107,6 +114,9 @@ Answer: TypeAlias = str | SkippedInput
 
 Texts: TypeAlias = Answer | list[str] | list[Answer]
 """What a task method returns (its overloads say which for which input)."""
+
+TokensCallback: TypeAlias = Callable[[dict[int, int]], None]
+"""Takes the tokens one decoding step added to answers, by input index."""
 
 
 class PipelineOptions(TypedDict, total=False):
@@ -485,6 +495,7 @@ class SpeechMapperPipeline:
         features: bool = ...,
         pre_averaged: bool = ...,
         names: Sequence[str] | None = ...,
+        on_tokens: TokensCallback | None = ...,
         **options: Unpack[Raising],
     ) -> list[PipelineResult]: ...
 
@@ -497,6 +508,7 @@ class SpeechMapperPipeline:
         features: bool = ...,
         pre_averaged: bool = ...,
         names: Sequence[str] | None = ...,
+        on_tokens: TokensCallback | None = ...,
         **options: Unpack[Skipping],
     ) -> list[PipelineResult | SkippedInput]: ...
 
@@ -509,6 +521,7 @@ class SpeechMapperPipeline:
         features: bool = False,
         pre_averaged: bool = True,
         names: Sequence[str] | None = None,
+        on_tokens: TokensCallback | None = None,
         sample_rate: int | None = None,
         batch_size: int | None = None,
     ) -> list[PipelineResult] | list[PipelineResult | SkippedInput]:
@@ -530,6 +543,10 @@ class SpeechMapperPipeline:
             ``projector.config.frame_averaging``:1 (feature stores' are).
         :param names: How errors name the inputs (default: their position and
             what they are).
+        :param on_tokens: Called (in this thread) after every decoding step
+            with the tokens it added to answers, by input index: streaming
+            (see :meth:`stream`). Greedy decoding and sampling only: beam
+            search knows which tokens stay only when it ends, and never calls it.
         """
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not items:
@@ -581,13 +598,53 @@ class SpeechMapperPipeline:
         results: dict[int, PipelineResult] = {}
         for start in range(0, len(order), batch_size):
             chunk = sorted(order[start : start + batch_size])
-            outputs = self._generate([usable[i] for i in chunk], features, pre_averaged)
+            outputs = self._generate(
+                [usable[i] for i in chunk],
+                features,
+                pre_averaged,
+                None if on_tokens is None else _by_input(chunk, on_tokens),
+            )
             results.update(zip(chunk, outputs, strict=True))
 
         return [
             SkippedInput(r) if isinstance(r, AudioInputError) else results[i]
             for i, r in enumerate(ready)
         ]
+
+    def stream(
+        self, audio: AudioInput, instruction: str, *, sample_rate: int | None = None
+    ) -> AnswerStream:
+        """The answer to one input as pieces of text while it is generated
+        (each piece the text one or more new tokens add): iterate it, or
+        close it (``with``) to stop generating. Joined, the pieces are
+        :meth:`generate`'s answer; ``stream.result`` holds the full
+        :class:`PipelineResult` once the iteration ends. With beam search
+        (``generation.beam_size > 1``), whose tokens are known only at its
+        end, the answer comes as one piece at the end.
+
+        The input is loaded and checked here; the models run in a thread.
+
+        :raises AudioInputError: for unusable audio (before any model runs).
+        :raises InstructionFormatError: if ``instruction`` does not contain
+            ``<speech>`` exactly once.
+        """
+        self.encode_prompt(instruction)
+        where = describe_input(audio, None)
+        speech = self._load(audio, where, False, sample_rate)
+        ready = self._check(speech, instruction, where, False, False)
+
+        def generate(sink: TokenSink) -> PipelineResult:
+            (result,) = self._generate(
+                [ready], False, False, _by_input([0], lambda t: sink(t[0]))
+            )
+            return result
+
+        return AnswerStream(generate, self.text_deltas())
+
+    def text_deltas(self) -> TextDeltas:
+        """A new incremental decoder of one answer's tokens into the pieces
+        of its text, as this pipeline decodes answers."""
+        return TextDeltas(create_text_decoder(self.tokenizer))
 
     def encode_prompt(
         self, instruction: str, *, where: str = "The instruction"
@@ -729,7 +786,11 @@ class SpeechMapperPipeline:
         return _Ready(speech, self.encode_prompt(instruction, where=where), instruction)
 
     def _generate(
-        self, batch: Sequence[_Ready], features: bool, pre_averaged: bool
+        self,
+        batch: Sequence[_Ready],
+        features: bool,
+        pre_averaged: bool,
+        on_step: StepCallback | None = None,
     ) -> list[PipelineResult]:
         """One forward batch: speech encoder (for waveforms), projector, LLM."""
         with torch.inference_mode():
@@ -765,6 +826,7 @@ class SpeechMapperPipeline:
                 stop_token_ids=self._stop_ids,
                 config=self.generation,
                 num_speech_positions=positions,
+                on_step=on_step,
             )
 
         return [
@@ -809,6 +871,22 @@ def _names(
         return [f"features {i}" if batch else "features" for i in range(len(items))]
 
     return [describe_input(a, i if batch else None) for i, a in enumerate(items)]
+
+
+def _by_input(indices: Sequence[int], on_tokens: TokensCallback) -> StepCallback:
+    """A generation step callback calling ``on_tokens`` with the tokens the
+    step added, by input index (``indices[example]``), if it added any."""
+
+    def report(step: DecodingStep) -> None:
+        tokens = {
+            indices[example]: token
+            for example, token in zip(step.examples, step.tokens, strict=True)
+            if token is not None
+        }
+        if tokens:
+            on_tokens(tokens)
+
+    return report
 
 
 def _check_system_prompt(system_prompt: str | None) -> None:
