@@ -79,6 +79,10 @@ SUBCOMMANDS: Final[Mapping[str, Subcommand]] = {
         "speechmapper_plugin.serving",
         "serve a projector as an OpenAI-compatible speech API (FastAPI)",
     ),
+    "demo": Subcommand(
+        "speechmapper_plugin.demo",
+        "a browser page (Gradio) to try a projector: upload or record, transcribe, translate, ask",
+    ),
     "quickstart": Subcommand(
         "speechmapper_plugin.quickstart",
         "the offline CPU quickstart: toy world, toy LLM, both stages, evaluation",

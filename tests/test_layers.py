@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("speech_llm", "export", "extraction", "extension"),
     ("evaluation", "generation_task"),
     ("serving",),
+    ("demo",),
     ("tiny_assets",),
     ("quickstart",),
 )

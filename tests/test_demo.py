@@ -1,0 +1,158 @@
+"""``speechmapper demo``'s work on the tiny models, without a browser: each
+task's answer equals :class:`SpeechMapperPipeline`'s own for the same file
+(a second pipeline, loaded separately, is the reference), long audio gives
+the segment table of hand-cut windows, and every bad input is a message the
+page shows (``gr.Error``), never a traceback. The page in a real browser is
+``test_demo_browser.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+import pytest
+import torch
+
+from speechmapper_plugin.audio import load_audio
+from speechmapper_plugin.audio.segments import SegmenterConfig
+from speechmapper_plugin.data.instructions.prompts import LANGUAGE_NAMES
+from speechmapper_plugin.demo import DemoAnswer, DemoInputError, run_task
+from speechmapper_plugin.demo.page import answer_updates, build_page
+from speechmapper_plugin.demo.tasks import language_choices
+from speechmapper_plugin.speech_llm import SpeechMapperPipeline
+from tests.support.audio import tone, write_corrupt, write_too_short, write_wav
+from tests.support.serving import reference_pipeline
+
+
+@pytest.fixture(scope="module")
+def demo() -> SpeechMapperPipeline:
+    """The pipeline the page runs."""
+    return reference_pipeline()
+
+
+@pytest.fixture(scope="module")
+def reference() -> SpeechMapperPipeline:
+    return reference_pipeline()
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo")
+    return write_wav(root / "a.wav", tone(1.6, freq=180.0, seed=3))
+
+
+def answer(
+    demo: SpeechMapperPipeline, audio: object, task: str, **kw: object
+) -> DemoAnswer:
+    *_, last = run_task(demo, audio, task, **kw)  # type: ignore[arg-type]
+    return last
+
+
+def test_each_task_answers_as_the_pipeline(
+    demo: SpeechMapperPipeline, reference: SpeechMapperPipeline, wav: Path
+) -> None:
+    asr = answer(demo, str(wav), "transcribe")
+    assert asr == DemoAnswer(reference.transcribe(wav))
+    qa = answer(demo, str(wav), "question", question="Who is speaking?")
+    assert qa == DemoAnswer(reference.answer(wav, "Who is speaking?"))
+
+    # Through the page's handler: the same text, and no segment table.
+    *_, (text, table) = answer_updates(demo, str(wav), "translate", "fr", None)
+    assert text == reference.translate(wav, "fr")
+    assert table["visible"] is False
+
+
+def test_the_listed_languages_are_the_servers() -> None:
+    """The dropdown lists every code the server's `target_language` knows."""
+    choices = language_choices()
+    assert sorted(code for _, code in choices) == sorted(LANGUAGE_NAMES)
+    assert ("German (de)", "de") in choices
+
+
+def test_long_audio_gives_the_segment_table(
+    demo: SpeechMapperPipeline, reference: SpeechMapperPipeline, tmp_path: Path
+) -> None:
+    """34 s is more than the tiny LLM's context takes whole (32.8 s): 15 s
+    windows, each answered as the reference answers the hand-cut window."""
+    audio = torch.cat(
+        [
+            torch.from_numpy(tone(17.0, freq=f, seed=i))
+            for i, f in enumerate((150.0, 260.0))
+        ]
+    )
+    path = write_wav(tmp_path / "long.wav", audio.numpy())
+    waveform = load_audio(path)
+    instruction = reference.prompts.transcription()
+    with pytest.raises(ValueError):
+        reference.check_audio(waveform.numel(), instruction)
+
+    window = 15 * 16_000
+    expected = [
+        reference.run(waveform[a : a + window], instruction)[0].text
+        for a in range(0, waveform.numel(), window)
+    ]
+    segmenter = SegmenterConfig(kind="fixed", max_seconds=15.0)
+    *_, (text, table) = answer_updates(
+        demo, str(path), "transcribe", None, None, segmenter
+    )
+    assert table["visible"] is True
+    assert table["value"] == [
+        [0.0, 15.0, expected[0]],
+        [15.0, 30.0, expected[1]],
+        [30.0, 34.0, expected[2]],
+    ]
+    assert text == " ".join(t for t in expected if t)
+
+
+def _bad_inputs(tmp_path: Path, wav: Path) -> list[tuple[dict[str, object], str]]:
+    return [
+        (dict(audio=None, task="transcribe"), "No audio: upload an audio file"),
+        (dict(audio="", task="transcribe"), "No audio"),
+        (
+            dict(audio=str(write_too_short(tmp_path / "short.wav")), task="transcribe"),
+            "longer clip",
+        ),
+        (
+            dict(audio=str(write_corrupt(tmp_path / "bad.wav")), task="transcribe"),
+            "The audio",
+        ),
+        (
+            dict(audio=str(wav), task="translate", language="xx"),
+            "Unknown target language code 'xx'",
+        ),
+        (dict(audio=str(wav), task="translate", language=" "), "Choose the language"),
+        (dict(audio=str(wav), task="question", question="  "), "Type a question"),
+        (dict(audio=str(wav), task="summarise"), "Unknown task 'summarise'"),
+    ]
+
+
+def test_bad_inputs_are_messages_on_the_page(
+    demo: SpeechMapperPipeline, wav: Path, tmp_path: Path
+) -> None:
+    for inputs, message in _bad_inputs(tmp_path, wav):
+        with pytest.raises(DemoInputError, match=message):
+            answer(demo, **inputs)  # type: ignore[arg-type]
+        # The page shows it as Gradio's error message, not a traceback.
+        with pytest.raises(gr.Error, match=message) as raised:
+            list(
+                answer_updates(
+                    demo,
+                    inputs["audio"],  # type: ignore[arg-type]
+                    str(inputs["task"]),
+                    inputs.get("language"),  # type: ignore[arg-type]
+                    inputs.get("question"),  # type: ignore[arg-type]
+                )
+            )
+        assert raised.value.__cause__ is None and raised.value.__suppress_context__
+
+
+def test_the_page_has_the_controls_the_browser_test_uses(
+    demo: SpeechMapperPipeline,
+) -> None:
+    page = build_page(demo, model_name="tiny")
+    ids = {
+        block.elem_id
+        for block in page.blocks.values()
+        if getattr(block, "elem_id", None)
+    }
+    assert {"audio", "task", "language", "question", "run", "answer", "segments"} <= ids

@@ -1,0 +1,234 @@
+"""``speechmapper demo`` in a subprocess on an export of the tiny models,
+driven by Debian's headless Chromium through Selenium, as a person uses it:
+Run without audio shows the page's error message; then upload an espeak wav,
+transcribe it and translate it into a listed language, and read each answer
+from the page: it is what :class:`SpeechMapperPipeline` answers for the same
+file (a separately loaded reference).
+
+The browser is a system package (``scripts/install_system_packages.sh``,
+run by ``make setup``): without it the test fails and says how to install
+it, it is not skipped."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.audio import has_espeak, synthesize_speech
+from tests.support.cards import SessionCards
+from tests.support.serving import (
+    MAX_NEW_TOKENS,
+    export_test_projector,
+    free_port,
+    reference_pipeline,
+)
+
+pytestmark = pytest.mark.slow
+
+INSTALL = "install them with `bash scripts/install_system_packages.sh` (as root, or with sudo; `make setup` runs it)"
+
+WAIT_S = 90.0
+"""The longest wait for the page or an answer (seconds; a loaded 2-core CI)."""
+
+
+def _require_system_tools() -> tuple[str, str]:
+    chromium = shutil.which("chromium")
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.fail(
+            "The demo page's browser test needs Debian's `chromium` and `chromium-driver` "
+            f"(found chromium: {chromium}, chromedriver: {driver}); {INSTALL}."
+        )
+    if not has_espeak():
+        pytest.fail(
+            f"The browser test speaks its audio with espeak-ng and sox; {INSTALL}."
+        )
+    return chromium, driver
+
+
+@pytest.fixture(scope="module")
+def system_tools() -> tuple[str, str]:
+    """Chromium and chromedriver, checked before the server starts."""
+    return _require_system_tools()
+
+
+@pytest.fixture(scope="module")
+def demo_url(
+    system_tools: tuple[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    test_cards: SessionCards,
+) -> Iterator[str]:
+    """``speechmapper demo EXPORT`` until its page answers; stopped by pid."""
+    root = tmp_path_factory.mktemp("demo_browser")
+    export = export_test_projector(root / "export")
+    command = Path(sys.executable).with_name("speechmapper")
+    assert command.is_file(), "`pip install -e .` installs the `speechmapper` command"
+    port = free_port()
+    env = os.environ | {"OMP_NUM_THREADS": "1", "FAIRSEQ2_NO_PROGRESS": "1"}
+    log = root / "demo.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                str(command),
+                "demo",
+                str(export),
+                "--asset-dir",
+                str(test_cards.card_dir),
+                "--device",
+                "cpu",
+                "--max-new-tokens",
+                str(MAX_NEW_TOKENS),
+                "--port",
+                str(port),
+            ],
+            cwd=root,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"`speechmapper demo` exited ({process.returncode}):\n{log.read_text()[-3000:]}"
+                )
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"no page in {WAIT_S} s:\n{log.read_text()[-3000:]}"
+                )
+            time.sleep(0.3)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_upload_transcribe_and_translate_in_chromium(
+    system_tools: tuple[str, str],
+    demo_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chromium, driver_path = system_tools
+    from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wav = synthesize_speech(
+        tmp_path / "fox.wav", "the quick brown fox jumps over the lazy dog"
+    )
+    reference = reference_pipeline()
+    transcript = reference.transcribe(wav)
+    translation = reference.translate(wav, "fr")
+    # Each step waits for its own answer, so the two must differ from each other and from nothing.
+    assert transcript and translation and transcript != translation, (
+        transcript,
+        translation,
+    )
+
+    monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium fetch a driver
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
+    wait = WebDriverWait(browser, WAIT_S)
+
+    def answer() -> str:
+        return str(
+            browser.find_element(By.CSS_SELECTOR, "#answer textarea").get_attribute(
+                "value"
+            )
+        )
+
+    def until(condition: Callable[[WebDriver], object], what: str) -> object:
+        try:
+            return wait.until(condition)
+        except TimeoutException:
+            browser.save_screenshot(str(tmp_path / "page.png"))
+            raise AssertionError(
+                f"no {what} in {WAIT_S} s; the answer box holds {answer()!r} (screenshot: {tmp_path / 'page.png'})"
+            ) from None
+
+    try:
+        browser.get(demo_url)
+        until(lambda b: b.find_elements(By.ID, "run"), "page")
+
+        # No audio yet: the page says what to do.
+        browser.find_element(By.ID, "run").click()
+        toast = until(
+            lambda b: [
+                e.text
+                for e in b.find_elements(By.CSS_SELECTOR, ".toast-body")
+                if e.text
+            ],
+            "error message",
+        )
+        assert "No audio: upload an audio file" in " ".join(toast)  # type: ignore[arg-type]
+
+        browser.find_element(By.CSS_SELECTOR, "#audio input[type=file]").send_keys(
+            str(wav)
+        )
+        until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, "#audio audio"), "uploaded audio"
+        )
+
+        browser.find_element(By.ID, "run").click()
+        until(lambda b: answer() == transcript, "transcript")
+
+        browser.find_element(
+            By.XPATH, "//*[@id='task']//label[contains(., 'Translate')]"
+        ).click()
+        field = until(
+            lambda b: [
+                e
+                for e in b.find_elements(By.CSS_SELECTOR, "#language input")
+                if e.is_displayed()
+            ],
+            "language field",
+        )[0]  # type: ignore[index]
+        field.click()
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys("French")
+        until(
+            lambda b: [
+                e
+                for e in b.find_elements(By.CSS_SELECTOR, "[role=listbox] li")
+                if e.text == "French (fr)"
+            ],
+            "French in the list",
+        )[0].click()  # type: ignore[index]
+        assert field.get_attribute("value") == "French (fr)"
+
+        browser.find_element(By.ID, "run").click()
+        until(lambda b: answer() == translation, "translation")
+    finally:
+        browser.quit()
