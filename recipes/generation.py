@@ -37,6 +37,7 @@ from typing import Any, final
 import torch
 from fairseq2.assets import AssetCard, AssetCardError, AssetStore
 from fairseq2.data.tokenizers import Tokenizer
+from fairseq2.datasets import DataReader
 from fairseq2.logging import log
 from fairseq2.models import ModelFamily
 from fairseq2.models.transformer_lm import TransformerLM
@@ -44,7 +45,7 @@ from fairseq2.recipe.base import Recipe, RecipeContext
 from fairseq2.recipe.composition import register_reference_model
 from fairseq2.recipe.config import ReferenceModelSection
 from fairseq2.recipe.error import RecipeError
-from fairseq2.recipe.generator import Generator
+from fairseq2.recipe.generator import Generator, GeneratorUnit
 from fairseq2.runtime.dependency import (
     DependencyContainer,
     DependencyResolver,
@@ -64,6 +65,12 @@ from recipes.common import (
     check_read_options,
     load_llm_text_side,
 )
+from recipes.long_form import (
+    LongFormReader,
+    LongFormSection,
+    LongFormUnit,
+    split_long,
+)
 from speechmapper_plugin.atomic_files import atomic_write_text
 from speechmapper_plugin.data.feature_store import FeatureStore, FeatureStoreError
 from speechmapper_plugin.data.usability import feature_store_problem
@@ -79,6 +86,7 @@ from speechmapper_plugin.generation_task import (
     examples_to_generate,
     read_inputs,
 )
+from speechmapper_plugin.generation_task.inputs import GenerateItem
 from speechmapper_plugin.llm import ChatTemplate
 from speechmapper_plugin.models.adapters import (
     PROJECTOR_CONFIG_CLASSES,
@@ -215,6 +223,10 @@ class GenerateConfig(InferenceRunSections):
 
     batching: BatchingSection = field(default_factory=BatchingSection)
 
+    long_form: LongFormSection = field(default_factory=LongFormSection)
+    """Rows longer than the models take: skipped (default) or cut into
+    segments and joined (``long_form.enabled``; see ``recipes.long_form``)."""
+
     def validate(self) -> ValidationResult:
         result = ValidationResult()
         check_llm_card(result, self.llm)
@@ -280,8 +292,9 @@ def generation_settings(
     config: GenerateConfig, inputs: GenerateInputs, store: AssetStore | None
 ) -> dict[str, Any]:
     """Everything that decides the hypotheses (batching does not: generation
-    is batch-invariant)."""
-    return {
+    is batch-invariant). Long-form segmenting is recorded when on (so that
+    runs without it resume as before)."""
+    settings: dict[str, Any] = {
         "models": {
             "projector": describe_model(config.model, store),
             "sfm": describe_model(config.sfm, store),
@@ -297,6 +310,11 @@ def generation_settings(
         },
         "seed": config.common.seed,
     }
+    if config.long_form.enabled:
+        settings["long_form"] = {
+            "segmenter": plain(dataclasses.asdict(config.long_form.segmenter))
+        }
+    return settings
 
 
 ScorerFactory = Callable[[RecipeContext, SpeechMapperPipeline], RunScorer]
@@ -388,24 +406,49 @@ class GenerationRecipe(Recipe):
         # Every rank reads what earlier runs did before any rank appends.
         mine = examples_to_generate(inputs, context.output_dir, context.gangs.dp)
 
-        unit = GenerateUnit(
+        long: list[GenerateItem] = []
+        if config.long_form.enabled:
+            mine, long = split_long(mine, pipeline)
+            log.info(
+                "Rank {}: {} recordings longer than the models take go long-form ({} segments).",
+                context.gangs.dp.rank,
+                len(long),
+                config.long_form.segmenter.kind,
+            )
+
+        generate_unit = GenerateUnit(
             pipeline=pipeline,
             inputs=inputs,
             feature_store=store,
             gangs=context.gangs,
             output_dir=context.output_dir,
-            num_examples=len(mine),
+            num_examples=len(mine) + len(long),
             settings=settings,
             scorer=None if self._scorer is None else self._scorer(context, pipeline),
         )
 
-        reader = GenerateReader(
+        generate_reader = GenerateReader(
             mine,
             context.gangs,
             store=store,
             options=config.batching,
             min_num_samples=pipeline.min_num_samples,
         )
+
+        unit: GeneratorUnit[Any] = generate_unit
+        reader: DataReader[Any] = generate_reader
+        if config.long_form.enabled:
+            section = config.long_form
+            if section.batch_size is None:
+                section.batch_size = config.batching.max_batch_size
+            unit = LongFormUnit(
+                generate_unit,
+                pipeline=pipeline,
+                section=section,
+                output_dir=context.output_dir,
+                rank=context.gangs.dp.rank,
+            )
+            reader = LongFormReader(generate_reader, long)
 
         # fairseq2's Generator, wired as `RecipeContext.create_generator` does
         # but without its `generator` config section: autocast (its only

@@ -19,16 +19,25 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
+import numpy as np
 import pytest
 import sacrebleu
 import torch
 from whisper_normalizer.english import EnglishTextNormalizer
 
 from speechmapper_plugin.audio import load_audio
+from speechmapper_plugin.audio.segments import SegmenterConfig
 from speechmapper_plugin.data.instructions import InstructionExample, write_instructions
 from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.speech_llm import SpeechMapperPipeline
-from tests.support.audio import has_espeak, synthesize_corpus, tone, write_wav
+from speechmapper_plugin.speech_llm.long_form import run_long_form
+from tests.support.audio import (
+    has_espeak,
+    synthesize_corpus,
+    tone,
+    write_manifest,
+    write_wav,
+)
 from tests.support.cards import SessionCards
 from tests.support.feature_store import Utterance, write_feature_store
 from tests.support.llm import training_sentences
@@ -624,3 +633,87 @@ def test_a_stage1_checkpoint_is_the_projector(
         "The projector ('last_checkpoint') was trained for the LLM 'test_llama' (its `target_llm`), but the LLM is 'test_eurollm'"
         in refused.stdout + refused.stderr
     )
+
+
+@pytest.mark.slow
+def test_a_recording_longer_than_the_projector_goes_long_form(
+    corpus: Path,
+    test_cards: SessionCards,
+    pipeline: SpeechMapperPipeline,
+    tmp_path: Path,
+) -> None:
+    """With ``long_form.enabled`` a 45 s recording (the projector takes
+    32.8 s) is answered segment by segment, as ``run_long_form`` answers it
+    in process; a too-long *segment* row is still a counted skip."""
+    good = manifest_rows(corpus)[:5]
+    pieces: list[np.ndarray] = []
+    for row in good * 2:
+        pieces += [load_audio(corpus.parent / row[1]).numpy(), np.zeros(16_000)]
+    long_wav = write_wav(tmp_path / "long.wav", np.concatenate(pieces))
+    reference = " ".join(row[3] for row in good * 2)
+    short = corpus.parent / good[0][1]
+    manifest = write_manifest(
+        tmp_path / "long.jsonl",
+        [
+            {"id": "long", "audio": str(long_wav), "text": reference, "lang": "en"},
+            {"id": "short", "audio": str(short), "text": good[0][3], "lang": "en"},
+            {
+                "id": "long_segment",
+                "audio": str(long_wav),
+                "text": reference,
+                "lang": "en",
+                "offset": 1.0,
+                "duration": 40.0,
+            },
+        ],
+    )
+    assert load_audio(long_wav).numel() > 40 * 16_000
+
+    out = tmp_path / "out"
+    run_recipe(
+        "generate",
+        out,
+        *generate_args(
+            test_cards,
+            f"input.manifest={manifest}",
+            "prompt.task=asr",
+            "long_form.enabled=true",
+            "long_form.segmenter.kind=fixed",
+            "long_form.segmenter.max_seconds=12.0",
+            "long_form.batch_size=2",
+        ),
+    )
+
+    instruction = pipeline.prompts.transcription()
+    expected = run_long_form(
+        pipeline,
+        long_wav,
+        instruction,
+        segmenter=SegmenterConfig(kind="fixed", max_seconds=12.0),
+        batch_size=2,
+    )
+    assert len(expected.segments) == 4  # 12 + 12 + 12 + the rest
+    records = {r["id"]: r for r in read_jsonl(out / "hypotheses.jsonl")}
+    assert set(records) == {"long", "short"}
+    long = records["long"]
+    assert long["hypothesis"] == expected.text
+    assert long["reference"] == reference
+    assert [(s["start"], s["end"]) for s in long["segments"]] == [
+        (round(s.start, 3), round(s.end, 3)) for s in expected.segments
+    ]
+    assert [s["text"] for s in long["segments"]] == [s.text for s in expected.segments]
+    assert long["num_speech_positions"] == sum(
+        s.result.num_speech_positions  # type: ignore[union-attr]
+        for s in expected.segments
+    )
+    assert records["short"]["hypothesis"] == pipeline.run([short], instruction)[0].text
+    assert "segments" not in records["short"]
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_generated"] == 2
+    assert summary["skipped_by_reason"] == {"too_long_for_llm": 1}
+    assert summary["long_form"]["segmenter"]["kind"] == "fixed"
+    # WER over the whole recording: its reference counts every word once.
+    assert summary["metrics"]["asr"]["reference_words_raw"] == len(
+        reference.split()
+    ) + len(good[0][3].split())

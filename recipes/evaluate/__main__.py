@@ -6,6 +6,12 @@ spoken-QA accuracy and judge, language adherence and failure rates) into
 ``python -m recipes.evaluate OUT_DIR --config-file recipes/evaluate/configs/tiny.yaml
 --config input.manifest=test.tsv prompt.task=asr``
 
+Long recordings: ``long_form.enabled=true`` as in ``recipes.generate``; a
+whole-session instruction file (``speechmapper convert europarl_st
+--whole-session``) is scored against the segments file beside it
+(``sessions.segments``): translations re-segmented onto the reference
+segments, transcriptions by WER over the whole recording.
+
 It runs under ``torchrun`` and resumes as ``recipes.generate`` does; rank 0
 scores once every rank is done.
 """

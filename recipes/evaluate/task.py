@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, final
@@ -32,6 +33,7 @@ from speechmapper_plugin.evaluation import (
 )
 from speechmapper_plugin.evaluation.options import JUDGE_CARD_REQUIRED
 from speechmapper_plugin.evaluation.scoring import Judge
+from speechmapper_plugin.evaluation.sessions import attach_segments
 from speechmapper_plugin.evaluation.versions import package_version
 from speechmapper_plugin.models.projector_base import base_card_name
 
@@ -54,18 +56,29 @@ class EvaluationScorer:
         evaluated_llm: str,
         output_dir: Path,
         device: torch.device,
+        sessions: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """:param evaluated_llm: The evaluated LLM's card: a judge of the
-        same card is self-judging (allowed, with a warning), never a default."""
+        same card is self-judging (allowed, with a warning), never a default.
+        :param sessions: A whole-session segments file's lines: each record
+        is scored against its session's reference segments
+        (:func:`~speechmapper_plugin.evaluation.sessions.attach_segments`)."""
         self._scoring = scoring
         self._judge_section = judge
         self._evaluated_llm = evaluated_llm
         self._output_dir = output_dir
         self._device = device
+        self._sessions = sessions
 
     def __call__(self, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
         out = self._output_dir
         judge = self._load_judge()
+        if self._sessions is not None:
+            records = attach_segments(records, self._sessions)
+            log.info(
+                "Scoring {} whole recordings against their reference segments.",
+                len(records),
+            )
         metrics, rows = score_records(
             records, self._scoring, comet_dir=out / COMET_DIR, judge=judge
         )

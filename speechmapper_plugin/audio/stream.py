@@ -22,7 +22,8 @@ import soxr
 import torch
 from torch import Tensor
 
-from speechmapper_plugin.audio.decode import AudioSource, load_audio
+from speechmapper_plugin.audio.decode import AudioSource, decode_audio, load_audio
+from speechmapper_plugin.audio.errors import AudioError
 from speechmapper_plugin.audio.resample import TARGET_SAMPLE_RATE
 
 DEFAULT_CHUNK_SAMPLES = 30 * TARGET_SAMPLE_RATE
@@ -75,6 +76,22 @@ def is_streamable(source: object) -> bool:
         return False
     reader.close()
     return True
+
+
+def num_samples_16k(source: AudioSource) -> int | None:
+    """The 16 kHz length of ``source``: from the header of a PCM WAV file
+    (nothing decoded), else by decoding it; ``None`` if it cannot be read."""
+    reader = _open_pcm_wav(source)
+    if reader is not None:
+        with reader:
+            frames, rate = reader.getnframes(), reader.getframerate()
+    else:
+        try:
+            decoded = decode_audio(source)
+        except (AudioError, OSError):
+            return None
+        frames, rate = decoded.waveform.size(0), decoded.sample_rate
+    return frames * TARGET_SAMPLE_RATE // rate
 
 
 def _open_pcm_wav(source: AudioSource) -> wave.Wave_read | None:
