@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
+from torch import Tensor
+
 from speechmapper_plugin.audio.segments import SegmenterConfig
 from speechmapper_plugin.data.instructions.prompts import LANGUAGE_NAMES
 from speechmapper_plugin.speech_llm import (
@@ -107,10 +109,12 @@ def run_task(
     """The answer to ``task`` on the audio file, as it grows (the last one
     yielded is the whole answer).
 
-    Audio the models take whole is answered whole, as
-    ``pipeline.run`` answers it; longer audio goes through
+    Audio the models take whole is answered whole, streamed as it is
+    generated (:meth:`SpeechMapperPipeline.stream`: the pieces join to
+    ``pipeline.run``'s answer); longer audio goes through
     :func:`run_long_form` (cut by ``segmenter``, default fixed 30 s windows,
-    lowered to what the projector and the LLM take).
+    lowered to what the projector and the LLM take) and comes whole, with
+    its segments.
 
     :raises DemoInputError: for no audio, audio that cannot be decoded or is
         too short for the projector, and the errors of :func:`instruction_for`.
@@ -132,8 +136,7 @@ def run_task(
     except AudioInputError as ex:
         raise DemoInputError(f"{ex} Record or upload a longer clip.") from None
     else:
-        (result,) = pipeline.run([waveform], instruction)
-        yield DemoAnswer(result.text)
+        yield from _streamed(pipeline, waveform, instruction)
         return
 
     try:
@@ -144,3 +147,17 @@ def run_task(
         long_form.text,
         [SegmentRow(s.start, s.end, s.text) for s in long_form.segments],
     )
+
+
+def _streamed(
+    pipeline: SpeechMapperPipeline, waveform: Tensor, instruction: str
+) -> Iterator[DemoAnswer]:
+    """The answer so far after each piece, then the whole answer (also when
+    it is empty); the generation stops when the caller stops iterating."""
+    text = ""
+    with pipeline.stream(waveform, instruction) as stream:
+        for piece in stream:
+            text += piece
+            yield DemoAnswer(text)
+        result = stream.result
+    yield DemoAnswer(text if result is None else result.text)
