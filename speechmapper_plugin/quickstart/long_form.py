@@ -1,0 +1,568 @@
+"""``python -m speechmapper_plugin.quickstart.long_form QUICKSTART_OUT``:
+long-form figures on the quickstart's trained model.
+
+Long recordings are built from the quickstart's held-out test utterances
+(their wavs in a shuffled order, cycled where a recording needs more,
+joined with 0.5-2 s pauses into one 16-bit PCM WAV): by default a 3-minute
+and a 20-minute one. Each is transcribed long-form through the pipeline
+(fixed windows and Silero VAD), through ``recipes.generate`` with
+``long_form`` on (both segmenters) and through ``recipes.evaluate`` (VAD),
+and compared with the same utterances transcribed one by one:
+
+- WER over the whole recording (the references joined, one pair);
+- the long-form hypothesis re-segmented onto the utterances by minimum edit
+  distance (:mod:`~speechmapper_plugin.evaluation.resegment`), so that it
+  has the per-utterance WER's bootstrap interval over utterances, and the
+  paired bootstrap interval of the difference (long-form − per-utterance).
+
+All WERs are the evaluation's (:func:`~speechmapper_plugin.evaluation.asr.asr_scores`:
+Whisper's English normaliser). The peak resident memory of long-form
+transcription through the pipeline is measured on a 2- and a 20-minute
+recording in one fresh process. Writes ``figures.json`` and ``figures.md``
+(and the recordings and recipe runs) into ``QUICKSTART_OUT/long_form/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechmapper_plugin.audio import load_audio
+from speechmapper_plugin.audio.resample import TARGET_SAMPLE_RATE
+from speechmapper_plugin.audio.segments import SegmenterConfig
+from speechmapper_plugin.data.manifest_reader import read_manifest
+from speechmapper_plugin.evaluation.asr import asr_scores, percent_rate
+from speechmapper_plugin.evaluation.resegment import resegment
+from speechmapper_plugin.generation import GenerationConfig
+from speechmapper_plugin.metrics.intervals import paired_bootstrap_estimate
+from speechmapper_plugin.quickstart.assets import LLM_CARD, SFM_CARD
+from speechmapper_plugin.quickstart.commands import find_repo_root, yaml_value
+from speechmapper_plugin.quickstart.layout import QuickstartLayout
+from speechmapper_plugin.quickstart.steps import subprocess_env
+from speechmapper_plugin.speech_llm import SkippedInput, SpeechMapperPipeline
+from speechmapper_plugin.speech_llm.long_form import run_long_form
+
+OUT_DIR = "long_form"
+
+LANG = "en"
+
+MAX_NEW_TOKENS = 128
+"""Per segment: a 30 s window holds several utterances (the quickstart's
+evaluation budget, 32, is for one); the toy LLM's context bounds it anyway."""
+
+SEGMENTERS = ("fixed", "vad")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    id: str
+    audio: Path
+    reference: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Recording:
+    name: str
+    path: Path
+    utterances: list[Utterance]
+
+    @property
+    def seconds(self) -> float:
+        with wave.open(str(self.path), "rb") as fp:
+            return fp.getnframes() / fp.getframerate()
+
+    @property
+    def references(self) -> list[str]:
+        return [u.reference for u in self.utterances]
+
+
+@dataclass(frozen=True)
+class Components:
+    """The trained model: cards (and the stage-2 checkpoints behind
+    ``last_checkpoint``)."""
+
+    sfm: str
+    projector: str
+    llm: str
+    card_dirs: tuple[Path, ...]
+    checkpoints: Path | None
+
+    def recipe_overrides(self) -> list[str]:
+        overrides = [
+            f"model.name={self.projector}",
+            f"sfm.name={self.sfm}",
+            f"llm.name={self.llm}",
+            f"common.assets.extra_paths={yaml_value([str(d) for d in self.card_dirs])}",
+        ]
+        if self.checkpoints is not None:
+            overrides.append(
+                f"common.assets.prev_checkpoint_dir={yaml_value(str(self.checkpoints))}"
+            )
+        return overrides
+
+    def load(self, generation: GenerationConfig) -> SpeechMapperPipeline:
+        """Starts fairseq2 with the cards (once per process) and loads."""
+        from fairseq2 import init_fairseq2
+        from fairseq2.composition import (
+            register_checkpoint_models,
+            register_file_assets,
+        )
+        from fairseq2.runtime.dependency import DependencyContainer
+
+        def extras(container: DependencyContainer) -> None:
+            for directory in self.card_dirs:
+                register_file_assets(container, directory)
+            if self.checkpoints is not None:
+                register_checkpoint_models(container, self.checkpoints)
+
+        init_fairseq2(extras=extras)
+        return SpeechMapperPipeline.from_cards(
+            self.sfm, self.projector, self.llm, device="cpu", generation=generation
+        )
+
+
+def build_recording(
+    rows: Sequence[tuple[str, Path, str]],
+    path: Path,
+    minutes: float,
+    *,
+    seed: int,
+) -> Recording:
+    """``rows`` (id, wav, reference) in a shuffled order, cycled as needed,
+    joined with 0.5-2 s pauses until ``minutes`` are reached; written
+    utterance by utterance (the recording never sits in memory whole)."""
+    if not rows:
+        raise ValueError("No utterances to build a recording from.")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(rows))
+    target = int(minutes * 60 * TARGET_SAMPLE_RATE)
+    utterances: list[Utterance] = []
+    position = 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(TARGET_SAMPLE_RATE)
+        while position < target:
+            uid, audio, reference = rows[int(order[len(utterances) % len(rows)])]
+            pause = int(rng.uniform(0.5, 2.0) * TARGET_SAMPLE_RATE)
+            speech = load_audio(audio).numpy()
+            samples = np.concatenate([np.zeros(pause, np.float32), speech])
+            pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2")
+            out.writeframes(pcm.tobytes())
+            start = position + pause
+            position = start + speech.size
+            utterances.append(
+                Utterance(
+                    uid,
+                    audio,
+                    reference,
+                    start / TARGET_SAMPLE_RATE,
+                    position / TARGET_SAMPLE_RATE,
+                )
+            )
+        out.writeframes(np.zeros(TARGET_SAMPLE_RATE // 2, "<i2").tobytes())
+    return Recording(path.stem, path, utterances)
+
+
+def compare(
+    recording: Recording, long_form: str, per_utterance: Sequence[str]
+) -> dict[str, Any]:
+    """Long-form vs per-utterance WER on one recording (see the module
+    docstring)."""
+    refs = recording.references
+    langs = [LANG] * len(refs)
+    whole, _ = asr_scores([" ".join(refs)], [long_form], [LANG])
+    pieces = resegment(long_form, refs).segments
+    cut, cut_rows = asr_scores(refs, pieces, langs)
+    alone, alone_rows = asr_scores(refs, per_utterance, langs)
+
+    def stats(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
+        return [(r["word_errors"], r["reference_words"]) for r in rows]
+
+    difference = paired_bootstrap_estimate(
+        stats(cut_rows), stats(alone_rows), percent_rate
+    )
+    return {
+        "whole_recording_wer": whole["wer"],
+        "resegmented_wer": cut["wer"],
+        "resegmented_wer_ci": cut["wer_ci"],
+        "per_utterance_wer": alone["wer"],
+        "per_utterance_wer_ci": alone["wer_ci"],
+        "difference": difference.to_dict(),
+        "within_2_points": abs(whole["wer"] - alone["wer"]) <= 2.0,
+    }
+
+
+def _pipeline_runs(
+    pipeline: SpeechMapperPipeline, recordings: Sequence[Recording]
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Per-utterance hypotheses by id, and each recording's long-form text
+    and timing per segmenter."""
+    instruction = pipeline.prompts.transcription()
+    distinct = {u.id: u.audio for r in recordings for u in r.utterances}
+    ids = list(distinct)
+    start = time.monotonic()
+    results = pipeline.run(
+        [distinct[i] for i in ids], instruction, on_error="skip", batch_size=16
+    )
+    per_utterance = {
+        i: "" if isinstance(r, SkippedInput) else r.text
+        for i, r in zip(ids, results, strict=True)
+    }
+    print(
+        f"per-utterance: {len(ids)} utterances in {time.monotonic() - start:.1f} s",
+        flush=True,
+    )
+
+    long: dict[str, dict[str, Any]] = {}
+    for recording in recordings:
+        for kind in SEGMENTERS:
+            start = time.monotonic()
+            result = run_long_form(
+                pipeline,
+                recording.path,
+                instruction,
+                segmenter=SegmenterConfig(kind=kind),  # type: ignore[arg-type]
+            )
+            seconds = time.monotonic() - start
+            long[f"{recording.name}/pipeline/{kind}"] = {
+                "text": result.text,
+                "num_segments": len(result.segments),
+                "num_skipped_segments": result.skipped,
+                "seconds": round(seconds, 1),
+            }
+            print(
+                f"{recording.name} pipeline {kind}: {len(result.segments)} segments in {seconds:.1f} s",
+                flush=True,
+            )
+    return per_utterance, long
+
+
+def _recipe(
+    recipe: str,
+    out: Path,
+    manifest: Path,
+    components: Components,
+    kind: str,
+    *,
+    extra: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Runs ``recipes.<recipe>`` long-form on ``manifest``; its records."""
+    repo = find_repo_root()
+    command = [
+        sys.executable,
+        "-m",
+        f"recipes.{recipe}",
+        str(out),
+        "--config-file",
+        str(repo / "recipes" / recipe / "configs" / "tiny.yaml"),
+        "--config",
+        *components.recipe_overrides(),
+        f"input.manifest={yaml_value(str(manifest))}",
+        "prompt.task=asr",
+        "long_form.enabled=true",
+        f"long_form.segmenter.kind={kind}",
+        f"generation.max_new_tokens={MAX_NEW_TOKENS}",
+        "common.no_sweep_dir=true",
+        *extra,
+        "--no-rich",
+    ]
+    log = out.with_suffix(".log")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    with log.open("w", encoding="utf-8") as fp:
+        done = subprocess.run(
+            command, cwd=repo, env=subprocess_env(repo), stdout=fp, stderr=fp
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"recipes.{recipe} failed ({done.returncode}); see {log}.")
+    print(
+        f"recipes.{recipe} {kind}: {time.monotonic() - start:.1f} s (log: {log})",
+        flush=True,
+    )
+    lines = (out / "hypotheses.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+_PEAK_RSS = """
+import json, sys
+from pathlib import Path
+from speechmapper_plugin.quickstart.long_form import Components, peak_rss_kb
+from speechmapper_plugin.generation import GenerationConfig
+from speechmapper_plugin.speech_llm.long_form import run_long_form
+
+spec = json.loads(sys.argv[1])
+components = Components(spec["sfm"], spec["projector"], spec["llm"],
+    tuple(Path(d) for d in spec["card_dirs"]),
+    None if spec["checkpoints"] is None else Path(spec["checkpoints"]))
+pipeline = components.load(GenerationConfig(max_new_tokens=spec["max_new_tokens"]))
+instruction = pipeline.prompts.transcription()
+run_long_form(pipeline, spec["paths"][0], instruction)  # warm-up: lazy allocations
+peaks = []
+for path in spec["paths"]:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # VmHWM back to the current resident memory
+    result = run_long_form(pipeline, path, instruction)
+    peaks.append({"path": path, "num_segments": len(result.segments), "peak_kb": peak_rss_kb()})
+print(json.dumps(peaks))
+"""
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident memory (VmHWM) since the last reset."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        return next(
+            int(line.split()[1]) for line in status if line.startswith("VmHWM:")
+        )
+
+
+def measure_peak_rss(
+    components: Components, paths: Sequence[Path]
+) -> list[dict[str, Any]]:
+    """Peak RSS of long-form transcription (fixed windows) of each recording,
+    in one fresh process, after a warm-up on the first."""
+    spec = {
+        "sfm": components.sfm,
+        "projector": components.projector,
+        "llm": components.llm,
+        "card_dirs": [str(d) for d in components.card_dirs],
+        "checkpoints": None
+        if components.checkpoints is None
+        else str(components.checkpoints),
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "paths": [str(p) for p in paths],
+    }
+    repo = find_repo_root()
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS, json.dumps(spec)],
+        cwd=repo,
+        env=subprocess_env(repo),
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"The peak-RSS measurement failed:\n{done.stderr[-3000:]}")
+    peaks: list[dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return peaks
+
+
+def render(figures: dict[str, Any]) -> str:
+    """The figures as markdown tables."""
+
+    def ci(values: dict[str, Any] | None) -> str:
+        if values is None:
+            return "-"
+        return f"[{values['low']:.1f}, {values['high']:.1f}]"
+
+    lines = [
+        "# Long-form transcription on the quickstart's model",
+        "",
+        f"Command: `{figures['command']}`",
+        "",
+        "WER in % (Whisper's English normaliser); intervals: 95 % bootstrap over",
+        "the recording's utterances (the long-form hypothesis re-segmented onto",
+        "them by minimum edit distance); difference: paired bootstrap.",
+        "",
+        "| recording | utterances | run | segments | whole-recording WER | re-segmented WER | per-utterance WER | long − per-utt. | within 2 pts |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, recording in figures["recordings"].items():
+        for run, values in recording["runs"].items():
+            diff = values["difference"]
+            lines.append(
+                f"| {name} ({recording['seconds'] / 60:.1f} min) | {recording['num_utterances']} "
+                f"| {run} | {values.get('num_segments', '-')} "
+                f"| {values['whole_recording_wer']:.2f} "
+                f"| {values['resegmented_wer']:.2f} {ci(values['resegmented_wer_ci'])} "
+                f"| {values['per_utterance_wer']:.2f} {ci(values['per_utterance_wer_ci'])} "
+                f"| {diff['value']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}] "
+                f"| {'yes' if values['within_2_points'] else 'no'} |"
+            )
+    peaks = figures.get("peak_rss")
+    if peaks:
+        lines += [
+            "",
+            "Peak resident memory of long-form transcription through the pipeline",
+            "(fixed windows; one fresh process, after a warm-up):",
+            "",
+            "| recording | segments | peak RSS (MB) |",
+            "|---|---|---|",
+        ]
+        for peak in peaks:
+            lines.append(
+                f"| {Path(peak['path']).stem} | {peak['num_segments']} | {peak['peak_kb'] / 1024:.1f} |"
+            )
+        lines.append("")
+        lines.append(f"20-min / 2-min peak: {figures['peak_rss_ratio']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m speechmapper_plugin.quickstart.long_form",
+        description="Long-form WER and memory on the quickstart's trained model.",
+    )
+    parser.add_argument("quickstart_out", type=Path, help="a finished quickstart run")
+    parser.add_argument("--run", default="sigma09", help="the stage-2 run (sigma09)")
+    parser.add_argument(
+        "--minutes", type=float, nargs="+", default=[3.0, 20.0], help="recordings"
+    )
+    parser.add_argument(
+        "--rss-minutes",
+        type=float,
+        nargs="*",
+        default=[2.0, 20.0],
+        help="recordings whose peak RSS is compared (none: skip)",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-recipes", action="store_true", help="the pipeline only (faster)"
+    )
+    parser.add_argument("--sfm", default=SFM_CARD, help=argparse.SUPPRESS)
+    parser.add_argument("--llm", default=LLM_CARD, help=argparse.SUPPRESS)
+    parser.add_argument("--projector", help=argparse.SUPPRESS)
+    parser.add_argument("--cards", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    layout = QuickstartLayout(args.quickstart_out.expanduser().absolute())
+    manifest = layout.manifest("test")
+    if not manifest.is_file():
+        parser.error(f"{manifest} is missing: give a finished quickstart run's folder.")
+    if args.projector is None:
+        checkpoints: Path | None = layout.stage2(args.run) / "checkpoints"
+        assert checkpoints is not None
+        if not (checkpoints / "model.yaml").is_file():
+            parser.error(
+                f"{checkpoints} holds no checkpoint: run the quickstart to the end first."
+            )
+        projector = "last_checkpoint"
+    else:
+        checkpoints, projector = None, args.projector
+    components = Components(
+        sfm=args.sfm,
+        projector=projector,
+        llm=args.llm,
+        card_dirs=(args.cards or layout.cards,),
+        checkpoints=checkpoints,
+    )
+    out = layout.root / OUT_DIR
+    rows = [(r.id, r.audio, r.transcript) for r in read_manifest(manifest).rows]
+
+    recordings = [
+        build_recording(rows, out / f"recording_{m:g}min.wav", m, seed=args.seed + i)
+        for i, m in enumerate(args.minutes)
+    ]
+    listing = out / "recordings.tsv"
+    listing.write_text(
+        "id\taudio\ttext\tlang\n"
+        + "".join(
+            f"{r.name}\t{r.path}\t{' '.join(r.references)}\t{LANG}\n"
+            for r in recordings
+        ),
+        encoding="utf-8",
+    )
+    for r in recordings:
+        (out / f"{r.name}.utterances.jsonl").write_text(
+            "".join(
+                json.dumps(
+                    {"id": u.id, "start": u.start, "end": u.end, "text": u.reference}
+                )
+                + "\n"
+                for u in r.utterances
+            ),
+            encoding="utf-8",
+        )
+
+    pipeline = components.load(GenerationConfig(max_new_tokens=MAX_NEW_TOKENS))
+    per_utterance, long = _pipeline_runs(pipeline, recordings)
+    (out / "per_utterance.jsonl").write_text(
+        "".join(
+            json.dumps({"id": i, "hypothesis": h}, ensure_ascii=False) + "\n"
+            for i, h in per_utterance.items()
+        ),
+        encoding="utf-8",
+    )
+
+    if not args.no_recipes:
+        for kind in SEGMENTERS:
+            for record in _recipe(
+                "generate", out / f"generate_{kind}", listing, components, kind
+            ):
+                long[f"{record['id']}/generate/{kind}"] = {
+                    "text": record["hypothesis"],
+                    "num_segments": len(record.get("segments", [])),
+                }
+        for record in _recipe(
+            "evaluate",
+            out / "evaluate_vad",
+            listing,
+            components,
+            "vad",
+            extra=["scoring.comet=false"],
+        ):
+            long[f"{record['id']}/evaluate/vad"] = {
+                "text": record["hypothesis"],
+                "num_segments": len(record.get("segments", [])),
+            }
+
+    figures: dict[str, Any] = {
+        "command": " ".join(
+            ["python -m speechmapper_plugin.quickstart.long_form", *sys.argv[1:]]
+            if argv is None
+            else ["python -m speechmapper_plugin.quickstart.long_form", *argv]
+        ),
+        "max_new_tokens": MAX_NEW_TOKENS,
+        "recordings": {},
+    }
+    for recording in recordings:
+        hyps = [per_utterance[u.id] for u in recording.utterances]
+        runs: dict[str, Any] = {}
+        for key, values in long.items():
+            name, source, kind = key.split("/")
+            if name != recording.name:
+                continue
+            runs[f"{source} {kind}"] = {
+                **compare(recording, values["text"], hyps),
+                **values,
+            }
+        figures["recordings"][recording.name] = {
+            "path": str(recording.path),
+            "seconds": recording.seconds,
+            "num_utterances": len(recording.utterances),
+            "num_distinct_utterances": len({u.id for u in recording.utterances}),
+            "runs": runs,
+        }
+
+    if args.rss_minutes:
+        paths = [out / f"rss_{m:g}min.wav" for m in args.rss_minutes]
+        for i, (m, path) in enumerate(zip(args.rss_minutes, paths, strict=True)):
+            build_recording(rows, path, m, seed=args.seed + 100 + i)
+        peaks = measure_peak_rss(components, paths)
+        figures["peak_rss"] = peaks
+        figures["peak_rss_ratio"] = peaks[-1]["peak_kb"] / peaks[0]["peak_kb"]
+
+    (out / "figures.json").write_text(
+        json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    text = render(figures)
+    (out / "figures.md").write_text(text, encoding="utf-8")
+    print(text)
+    print(f"Figures in {out / 'figures.json'} and {out / 'figures.md'}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

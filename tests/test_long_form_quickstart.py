@@ -1,0 +1,114 @@
+"""``python -m speechmapper_plugin.quickstart.long_form`` at tiny size: a
+45 s recording of espeak utterances (longer than the tiny projector's
+32.8 s) built from a quickstart-like test split, transcribed long-form, and
+its WERs checked against jiwer with Whisper's normaliser on the written
+hypotheses (the tiny random LLM's output is gibberish; the plumbing and
+the arithmetic are what is tested)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import pytest
+from whisper_normalizer.english import EnglishTextNormalizer
+
+from speechmapper_plugin.audio import load_audio
+from tests.support.audio import has_espeak, synthesize_corpus
+from tests.support.cards import SessionCards
+from tests.support.llm import training_sentences
+from tests.support.recipes import REPO, recipe_env
+
+pytestmark = [
+    pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox"),
+    pytest.mark.slow,
+]
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    english = EnglishTextNormalizer()
+    return 100 * jiwer.wer(
+        [" ".join(english(t).split()) for t in refs],
+        [" ".join(english(t).split()) for t in hyps],
+    )
+
+
+def test_the_figures_of_a_tiny_quickstart_like_run(
+    test_cards: SessionCards, tmp_path: Path
+) -> None:
+    root = tmp_path / "qs"
+    synthesize_corpus(
+        root / "corpus", training_sentences(400)[200:208], manifest_name="test.tsv"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "speechmapper_plugin.quickstart.long_form",
+            str(root),
+            "--projector",
+            "test_projector_llama",
+            "--sfm",
+            "test_sm4t_hf",
+            "--llm",
+            "test_llama",
+            "--cards",
+            str(test_cards.card_dir),
+            "--minutes",
+            "0.75",
+            "--rss-minutes",
+            "--no-recipes",
+        ],
+        cwd=REPO,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    out = root / "long_form"
+    figures = json.loads((out / "figures.json").read_text())
+    (recording,) = figures["recordings"].values()
+    assert recording["seconds"] >= 45
+    assert set(recording["runs"]) == {"pipeline fixed", "pipeline vad"}
+
+    # The recording holds each listed utterance's audio where it says.
+    audio = load_audio(recording["path"]).numpy()
+    lines = (out / "recording_0.75min.utterances.jsonl").read_text().splitlines()
+    utterances = [json.loads(line) for line in lines]
+    assert recording["num_utterances"] == len(utterances) > 8  # cycled
+    wavs = {
+        row.split("\t")[0]: root / "corpus" / row.split("\t")[1]
+        for row in (root / "corpus/test.tsv").read_text().splitlines()[1:]
+    }
+    for u in utterances[:3]:
+        speech = load_audio(wavs[u["id"]]).numpy()
+        start = round(u["start"] * 16_000)
+        np.testing.assert_allclose(
+            audio[start : start + speech.size], speech, atol=1e-4
+        )
+
+    refs = [u["text"] for u in utterances]
+    hyps = {
+        json.loads(line)["id"]: json.loads(line)["hypothesis"]
+        for line in (out / "per_utterance.jsonl").read_text().splitlines()
+    }
+    per_utt = [hyps[u["id"]] for u in utterances]
+    for values in recording["runs"].values():
+        assert values["num_segments"] >= 2  # longer than one window
+        assert values["per_utterance_wer"] == pytest.approx(wer(refs, per_utt))
+        assert values["whole_recording_wer"] == pytest.approx(
+            wer([" ".join(refs)], [values["text"]])
+        )
+        ci = values["per_utterance_wer_ci"]
+        assert ci["low"] <= values["per_utterance_wer"] <= ci["high"]
+        assert ci["n"] == len(utterances)
+        assert values["difference"]["value"] == pytest.approx(
+            values["resegmented_wer"] - values["per_utterance_wer"]
+        )
+    assert "| recording_0.75min" in (out / "figures.md").read_text()
