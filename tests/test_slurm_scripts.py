@@ -5,19 +5,16 @@ file that exists; the slow test has each recipe parse its overrides."""
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shlex
 import subprocess
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from recipes.cli import SUBCOMMANDS
-from recipes.cli import main as speechmapper_main
+from tests.support.in_process import run_speechmapper
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM = REPO / "scripts" / "slurm"
@@ -195,30 +192,12 @@ def test_bad_settings_are_refused(
     assert message in done.stdout + done.stderr
 
 
-@pytest.fixture
-def root_logging() -> Iterator[None]:
-    """fairseq2's command line replaces the root logger's handlers; give
-    pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        yield
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
 @pytest.mark.slow
 def test_recipes_accept_every_override(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    root_logging: None,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each recipe structures its config with the dry run's overrides
-    (``--dump-config`` refuses an unknown key). In this process, through the
-    ``speechmapper`` entry point's ``main``: one import of torch and fairseq2
-    instead of one per recipe."""
+    (``--dump-config`` refuses an unknown key), all four in this process."""
     done = _dry_run(tmp_path, SM_WANDB_PROJECT="sm", SM_LLM="eurollm_9b")
     monkeypatch.chdir(tmp_path)
     seen: set[str] = set()
@@ -228,11 +207,8 @@ def test_recipes_accept_every_override(
             continue
         seen.add(name)
         args = [a for a in command[1:] if a != "--no-rich"]
-        capsys.readouterr()
-        with warnings.catch_warnings():
-            code = speechmapper_main([*args, "--no-rich", "--dump-config"])
-        out, err = capsys.readouterr()
-        assert code == 0, out[-2000:] + err[-2000:]
+        code, out = run_speechmapper(*args, "--dump-config")
+        assert code == 0, out[-4000:]
         if name in {"stage1", "stage2"}:
             assert re.search(r"wandb:\n\s+enabled: true", out)
     assert seen == {"extract", "stage1", "stage2", "evaluate"}
