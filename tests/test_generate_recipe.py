@@ -29,7 +29,7 @@ from speechmapper_plugin.audio import load_audio
 from speechmapper_plugin.audio.segments import SegmenterConfig
 from speechmapper_plugin.data.instructions import InstructionExample, write_instructions
 from speechmapper_plugin.generation import GenerationConfig
-from speechmapper_plugin.speech_llm import SpeechMapperPipeline
+from speechmapper_plugin.speech_llm import PipelineResult, SpeechMapperPipeline
 from speechmapper_plugin.speech_llm.long_form import run_long_form
 from tests.support.audio import (
     has_espeak,
@@ -524,12 +524,21 @@ def test_sampling_through_the_recipe_repeats_with_its_seed(
             "apply to `input.manifest` only",
         ),
         ({"manifest": "a.tsv", "max_batch_size": 0}, "`batching.max_batch_size`"),
+        (
+            {"manifest": "a.tsv", "segmenter": "words"},
+            "`long_form.segmenter`: `kind` must be 'fixed' or 'vad'",
+        ),
+        (
+            {"manifest": "a.tsv", "long_batch_size": 0},
+            "`long_form.batch_size` must be positive",
+        ),
     ],
 )
 def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> None:
     from fairseq2.utils.validation import StandardObjectValidator, ValidationError
 
     from recipes.generation import BatchingSection, GenerateConfig, InputSection
+    from recipes.long_form import LongFormSection
     from speechmapper_plugin.generation_task import InstructionPromptSection
 
     def pick(*names: str) -> dict[str, Any]:
@@ -541,6 +550,11 @@ def test_the_config_is_validated(overrides: dict[str, Any], message: str) -> Non
         ),
         prompt=InstructionPromptSection(**pick("task", "instruction")),
         batching=BatchingSection(**pick("max_batch_size")),
+        long_form=LongFormSection(
+            enabled=True,
+            segmenter=SegmenterConfig(kind=overrides.get("segmenter", "vad")),
+            batch_size=overrides.get("long_batch_size"),
+        ),
     )
 
     with pytest.raises(ValidationError, match=re.escape(message)):
@@ -702,9 +716,9 @@ def test_a_recording_longer_than_the_projector_goes_long_form(
         (round(s.start, 3), round(s.end, 3)) for s in expected.segments
     ]
     assert [s["text"] for s in long["segments"]] == [s.text for s in expected.segments]
+    answered = [s.result for s in expected.segments]
     assert long["num_speech_positions"] == sum(
-        s.result.num_speech_positions  # type: ignore[union-attr]
-        for s in expected.segments
+        r.num_speech_positions for r in answered if isinstance(r, PipelineResult)
     )
     assert records["short"]["hypothesis"] == pipeline.run([short], instruction)[0].text
     assert "segments" not in records["short"]
