@@ -89,8 +89,9 @@ def build_page(
             with gr.Column():
                 audio = gr.Audio(
                     sources=["upload", "microphone"],
+                    # Files as uploaded (no conversion, which needs ffmpeg): the
+                    # pipeline's decoder reads WAV, FLAC, MP3 and says what not.
                     type="filepath",
-                    format="wav",
                     label="Audio",
                     elem_id="audio",
                 )
