@@ -207,7 +207,7 @@ def test_recipes_accept_every_override(
             continue
         seen.add(name)
         args = [a for a in command[1:] if a != "--no-rich"]
-        code, out = run_speechmapper(*args, "--dump-config")
+        code, out = run_speechmapper(*args, "--no-rich", "--dump-config")
         assert code == 0, out[-4000:]
         if name in {"stage1", "stage2"}:
             assert re.search(r"wandb:\n\s+enabled: true", out)

@@ -19,8 +19,8 @@ _ENV = {"FAIRSEQ2_NO_PROGRESS": "1", "FAIRSEQ2_DEVICE": "cpu"}
 
 
 def run_speechmapper(*argv: str) -> tuple[int, str]:
-    """``speechmapper ARGV --no-rich`` here: its exit code and its stdout and
-    stderr together. fairseq2's command line replaces the root logger's
+    """``speechmapper ARGV`` here (a recipe: pass ``--no-rich``): its exit code
+    and its stdout and stderr together. fairseq2's command line replaces the root logger's
     handlers and turns deprecation warnings on: both are given back."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
@@ -32,7 +32,7 @@ def run_speechmapper(*argv: str) -> tuple[int, str]:
             redirect_stdout(output),
             redirect_stderr(output),
         ):
-            code = speechmapper_main([*argv, "--no-rich"])
+            code = speechmapper_main(list(argv))
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
