@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Final
@@ -386,6 +387,198 @@ def stage2_rows(
                     )
                 )
     return rows
+
+
+# -- the dress rehearsal's own configurations (CPU, peak RSS) -------------------
+
+
+@dataclass(frozen=True)
+class RehearsalPlan:
+    """Planned peak resident bytes of one rehearsal training process: the
+    plan's terms for the batch the step actually ran, plus the resident
+    baseline of a process that has imported torch + fairseq2 (MEASURED by
+    :func:`measure_import_baseline`, not planned)."""
+
+    step: str
+    baseline: float
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    loading: float = 0.0
+    """Bytes held while the model is assembled, before training starts (stage 2
+    under FSDP: the whole bf16 LLM on every rank before it is sharded)."""
+
+    @property
+    def training(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+    @property
+    def total(self) -> float:
+        """Peak RSS is a maximum over the process's life: the larger phase."""
+        return self.baseline + max(self.training, self.loading)
+
+
+def stage1_rehearsal_plan(
+    config: SpeechMapperConfig,
+    params: int,
+    vocab: int,
+    frames: float,
+    baseline: float,
+) -> RehearsalPlan:
+    """Stage 1 in one process, as :func:`stage1_rows` counts a single GPU:
+    fp32 weights, gradients and AdamW state, the bf16 target table, and
+    ``frames`` (the step's measured batch) of 16-bit activations."""
+    return RehearsalPlan(
+        step="stage1",
+        baseline=baseline,
+        weights=4 * params + 2 * vocab * config.output_dim,
+        gradients=4 * params,
+        optimizer=8 * params,
+        activations=frames * projector_bytes_per_frame(config),
+    )
+
+
+def stage2_rehearsal_plan(
+    proj_config: SpeechMapperConfig,
+    proj_params: int,
+    llm: LLaMAConfig,
+    llm_params: int,
+    *,
+    num_ranks: int,
+    frames_per_rank: float,
+    rows_per_rank: float,
+    response_tokens_per_rank: float,
+    baseline: float,
+) -> RehearsalPlan:
+    """Stage 2 under FSDP, one rank, as :func:`stage2_rows` counts an FSDP
+    GPU (shard + two gathered units, no activation checkpointing) for the
+    measured batch: ``rows_per_rank`` utterances sharing ``frames_per_rank``,
+    each with the chat template, and the measured response tokens."""
+    layer = llama_layer_bytes(
+        llm.model_dim,
+        llm.model_dim // llm.num_attn_heads * llm.num_key_value_heads,
+        llama_ffn_dim(llm),
+    )
+    speech = rows_per_rank * proj_config.averaged_output_length(
+        int(frames_per_rank / max(rows_per_rank, 1.0))
+    )
+    llm_tokens = speech + rows_per_rank * TEMPLATE_TOKENS + response_tokens_per_rank
+    logits = response_tokens_per_rank * llm.vocab_size * (2 + 4 + 4)
+    embed = 2 * llm.vocab_size * llm.model_dim
+    n = num_ranks
+    return RehearsalPlan(
+        step="stage2",
+        baseline=baseline,
+        weights=2 * llm_params / n + 2 * embed + 4 * proj_params / n,
+        gradients=4 * proj_params / n,
+        optimizer=8 * proj_params / n,
+        activations=llm_tokens * llm.num_layers * layer
+        + logits
+        + frames_per_rank * projector_bytes_per_frame(proj_config),
+        loading=2 * llm_params + 4 * proj_params,
+    )
+
+
+def measure_import_baseline() -> float:
+    """Peak RSS (bytes) of a fresh interpreter that imported torch and
+    fairseq2 and ran ``init_fairseq2()``: what every recipe process holds
+    before it builds anything (measured, not planned)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource, torch, fairseq2\n"
+        "from fairseq2 import init_fairseq2\n"
+        "init_fairseq2()\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    return float(out.stdout.split()[-1]) * 1024  # ru_maxrss is in KiB on Linux
+
+
+def measure_projector_saved_bytes(
+    config: SpeechMapperConfig, frames: Sequence[int], *, rows: int = 2
+) -> dict[str, float]:
+    """Bytes autograd keeps for backward in one bf16-autocast forward of
+    ``config``'s projector (CPU, training mode), measured with
+    ``saved_tensors_hooks`` (distinct storages, parameters excluded), at
+    ``rows`` utterances of each of ``frames`` lengths: the slope is the
+    activation bytes per frame, the intercept what does not grow with the
+    batch (autocast's bf16 copies of the weights)."""
+    import torch
+    from fairseq2.nn import BatchLayout
+
+    model = get_speechmapper_model_hub().create_new_model(
+        config, device=torch.device("cpu")
+    )
+    model.train()
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    points = []
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    for n in frames:
+        saved.clear()
+
+        x = torch.randn(rows, n, config.input_dim)
+        with (
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+            torch.autocast("cpu", dtype=torch.bfloat16),
+        ):
+            y, _ = model(x, BatchLayout.of(x, [n] * rows), pre_averaged=True)
+        del y
+        points.append((rows * n, float(sum(saved.values()))))
+    (f0, b0), (f1, b1) = points[0], points[-1]
+    slope = (b1 - b0) / (f1 - f0)
+    return {"bytes_per_frame": slope, "fixed_bytes": b0 - slope * f0}
+
+
+def rehearsal_plans(
+    llm_arch: str,
+    output_dim: int,
+    *,
+    stage1_frames: float,
+    stage2: dict[str, float] | None,
+    num_ranks: int,
+    baseline: float,
+    tied: bool = False,
+) -> dict[str, RehearsalPlan]:
+    """The plans for the rehearsal's stage-1 and stage-2 steps, from the real
+    architectures (paper projector with ``output_dim``, fairseq2's
+    ``llm_arch``) and the batches the steps measured (``stage2``: per-rank
+    ``frames``, ``rows``, ``response_tokens``; ``None`` leaves it out).
+    ``tied``: the rehearsal's stand-in is untied, like the 8B models."""
+    llm = replace(get_llama_model_hub().get_arch_config(llm_arch), tied_embeddings=tied)
+    proj = replace(
+        get_speechmapper_model_hub().get_arch_config("paper"), output_dim=output_dim
+    )
+    proj_params = projector_parameters(proj)
+    plans = {
+        "stage1": stage1_rehearsal_plan(
+            proj, proj_params, llm.vocab_size, stage1_frames, baseline
+        )
+    }
+    if stage2 is not None:
+        plans["stage2"] = stage2_rehearsal_plan(
+            proj,
+            proj_params,
+            llm,
+            llama_parameters(llm),
+            num_ranks=num_ranks,
+            frames_per_rank=stage2["frames"],
+            rows_per_rank=stage2["rows"],
+            response_tokens_per_rank=stage2["response_tokens"],
+            baseline=baseline,
+        )
+    return plans
 
 
 def build_plan() -> dict[str, Any]:

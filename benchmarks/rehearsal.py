@@ -535,8 +535,19 @@ def _training_figures(out: Path) -> dict[str, Any]:
         records += [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
     losses = [float(r["Loss"]) for r in records if "Loss" in r]
     compute = sum(float(r.get("Compute Time", 0.0)) for r in records)
+
+    def per_step(key: str) -> float:
+        return round(sum(float(r.get(key, 0.0)) for r in records) / steps, 1)
+
+    steps = max(len(records), 1)
     figures: dict[str, Any] = {
         "steps": len(records),
+        # The batch the memory plan is computed for (all ranks together).
+        "batch": {
+            "frames": per_step("num_frames"),
+            "examples": per_step("Number of Examples"),
+            "response_tokens": per_step("num_response_tokens"),
+        },
         "loss_finite": bool(losses) and all(math.isfinite(x) for x in losses),
         "losses": [round(x, 5) for x in losses],
         "compute_s_per_step": round(compute / max(len(records), 1), 1),
@@ -622,16 +633,79 @@ def _settings_args(s: Settings) -> list[str]:
     ]
 
 
+def add_plans(s: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The memory plan's peak RSS for the finished training steps
+    (``benchmarks.memory_plan.rehearsal_plans``, for the batches they ran)
+    and measured/plan, written into ``rows``; returns the plan's terms."""
+    from dataclasses import asdict
+
+    from benchmarks.memory_plan import measure_import_baseline, rehearsal_plans
+
+    done = {
+        r["step"]: r for r in rows if r.get("ok") and r["step"] in ("stage1", "stage2")
+    }
+    if not done:
+        return {}
+    import fairseq2.runtime.dependency
+
+    if fairseq2.runtime.dependency._resolver is None:  # the hubs need it
+        from fairseq2 import init_fairseq2
+
+        init_fairseq2()
+    baseline = measure_import_baseline()
+    stage2 = None
+    # Step files of older runs have no batch figures: no plan for them.
+    done = {k: r for k, r in done.items() if "batch" in r["figures"]}
+    if not done:
+        return {}
+    if "stage2" in done:
+        batch = done["stage2"]["figures"]["batch"]
+        stage2 = {
+            "frames": float(s.stage2_frames),  # the cap: an upper bound
+            "rows": batch.get("examples", 0.0) / s.nproc,
+            "response_tokens": batch.get("response_tokens", 0.0) / s.nproc,
+        }
+    stage1_frames = 0.0
+    if "stage1" in done:
+        stage1_frames = done["stage1"]["figures"]["batch"]["frames"]
+    plans = rehearsal_plans(
+        "llama3_2_1b",
+        LLM_WIDTH,
+        stage1_frames=stage1_frames,
+        stage2=stage2,
+        num_ranks=s.nproc,
+        baseline=baseline,
+    )
+    terms: dict[str, Any] = {"import_baseline_mib (measured)": round(baseline / MIB)}
+    for step, row in done.items():
+        plan = plans.get(step)
+        if plan is None or (step == "stage1" and not stage1_frames):
+            continue
+        row["plan_mib"] = round(plan.total / MIB)
+        row["measured_over_plan"] = round(row["peak_rss_mib"] / row["plan_mib"], 2)
+        parts = {**asdict(plan), "training": plan.training, "total": plan.total}
+        terms[step] = {
+            f"{k}_mib": round(v / MIB) for k, v in parts.items() if k != "step"
+        }
+    return terms
+
+
+MIB: Final = 2**20
+
+
 def write_table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| step | ok | wall (s) | peak RSS (MiB) | figures |",
-        "|---|---|---:|---:|---|",
+        "| step | ok | wall (s) | peak RSS (MiB) | plan (MiB) | measured/plan | text chars | figures |",
+        "|---|---|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         figures = r.get("figures", r.get("error", ""))
         text = json.dumps(figures, default=str)[:300].replace("|", "/")
+        chars = figures.get("text_chars", "") if isinstance(figures, dict) else ""
         lines.append(
-            f"| {r['step']} | {'yes' if r['ok'] else 'NO'} | {r.get('wall_s', '')} | {r.get('peak_rss_mib', '')} | {text} |"
+            f"| {r['step']} | {'yes' if r['ok'] else 'NO'} | {r.get('wall_s', '')} "
+            f"| {r.get('peak_rss_mib', '')} | {r.get('plan_mib', '')} "
+            f"| {r.get('measured_over_plan', '')} | {chars} | {text} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -711,8 +785,11 @@ def main(argv: list[str] | None = None) -> int:
         found = finished_row(s, step) or failed.get(step)
         if found is not None:
             ordered.append(found)
+    plan_terms = add_plans(s, ordered)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.with_suffix(".json").write_text(json.dumps(ordered, indent=2) + "\n")
+    plan_file = args.results.with_name(args.results.name + "_memory_plan.json")
+    plan_file.write_text(json.dumps(plan_terms, indent=2) + "\n")
     table = write_table(ordered)
     args.results.with_suffix(".md").write_text(table)
     print(table)

@@ -147,3 +147,68 @@ def test_fsdp_shards_and_checkpointing_shrink_the_rows(plan: dict[str, Any]) -> 
 
     assert total(8, "FSDP", "off") < total(4, "FSDP", "off") < total(4, "DDP", "off")
     assert total(1, "single", "layerwise") < total(1, "single", "off")
+
+
+def test_rehearsal_plans_by_hand() -> None:
+    """The rehearsal's CPU plans (stage 1; stage 2 FSDP rank) worked by hand
+    for the tiny projector and a small Llama.
+
+    Tiny projector bytes per stored frame: conv 2x64 = 128; block 1 at rate
+    1/2: 2 layers x (11x64 + 3x64 + 5x128 + 4x64 = 1,792) = 3,584 -> 1,792,
+    projection input 128 -> 64; block 2 at 1/4: conv 128 -> 64, layers 896,
+    projection 32; outputs at 1/4: (2 + 12) x 64 = 896 -> 224. Sum 3,200.
+    """
+    from benchmarks.memory_plan import stage1_rehearsal_plan, stage2_rehearsal_plan
+
+    tiny = get_speechmapper_model_hub().get_arch_config("tiny")
+    s1 = stage1_rehearsal_plan(tiny, 1000, 100, frames=50, baseline=5)
+    # weights 4x1000 + bf16 table 2x100x64; grads 4,000; AdamW 8,000; 50 x 3,200
+    assert (s1.weights, s1.gradients, s1.optimizer) == (16_800, 4_000, 8_000)
+    assert s1.activations == 160_000
+    assert s1.total == 5 + 188_800
+
+    llm = replace(
+        get_llama_model_hub().get_arch_config("llama3_2_1b"),
+        model_dim=64,
+        num_attn_heads=4,
+        num_key_value_heads=2,
+        ffn_inner_dim=192,
+        ffn_inner_dim_multiplier=1.0,
+        ffn_inner_dim_multiple_of=32,
+        vocab_size=100,
+        num_layers=2,
+    )
+    # Layer: 8x64 + 4x32 + 4x64 + 8x128 = 1,920 B per token (FFN 192x2/3 = 128).
+    # 2 rows of 200 frames: (200-6)//2+1 = 98, (98-6)//2+1 = 47 speech tokens
+    # each, + 40 template tokens each + 10 response tokens = 184 LLM tokens.
+    s2 = stage2_rehearsal_plan(
+        tiny,
+        1000,
+        llm,
+        10_000,
+        num_ranks=2,
+        frames_per_rank=400,
+        rows_per_rank=2,
+        response_tokens_per_rank=10,
+        baseline=5,
+    )
+    # shard 2x10,000/2 + two gathered bf16 tables 2x(2x100x64) + 4x1000/2
+    assert (s2.weights, s2.gradients, s2.optimizer) == (37_600, 2_000, 4_000)
+    # 184 x 2 x 1,920 + logits 10 x 100 x (2+4+4) + projector 400 x 3,200
+    assert s2.activations == 706_560 + 10_000 + 1_280_000
+    assert s2.loading == 2 * 10_000 + 4 * 1000
+    assert s2.total == 5 + 37_600 + 2_000 + 4_000 + 1_996_560
+
+    # A large LLM: every rank holds it whole (bf16) before sharding.
+    big = stage2_rehearsal_plan(
+        tiny,
+        1000,
+        llm,
+        10**8,
+        num_ranks=2,
+        frames_per_rank=400,
+        rows_per_rank=2,
+        response_tokens_per_rank=10,
+        baseline=5,
+    )
+    assert big.total == 5 + 2 * 10**8 + 4_000
