@@ -69,25 +69,31 @@ def build_parser(prog: str = "speechmapper demo") -> argparse.ArgumentParser:
         default=30.0,
         help="longest segment (lowered to what the projector and LLM take)",
     )
-    # The model is loaded by `speechmapper serve`'s options; these of them
-    # have no meaning on the page (one user's request at a time, no API key).
-    parser.set_defaults(
-        model_name=None,
-        api_key=None,
-        max_batch_size=1,
-        max_wait_ms=0.0,
-        max_upload_mb=25.0,
-        max_audio_seconds=float("inf"),
-    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
+    from speechmapper_plugin.audio.segments import SegmenterConfig
     from speechmapper_plugin.serving.options import ServeOptions
 
-    options = ServeOptions.from_args(args)
+    # serve's options (its loading), only the model's: nothing else of a
+    # server applies to the page (one request at a time, no API key).
+    projector = Path(args.projector)
+    options = ServeOptions(
+        projector=str(projector.resolve()) if projector.is_dir() else args.projector,
+        asset_dirs=tuple(str(d.resolve()) for d in args.asset_dir),
+        llm=args.llm,
+        speech_encoder=args.speech_encoder,
+        device=args.device,
+        dtype=args.dtype,
+        max_new_tokens=args.max_new_tokens,
+        max_batch_size=1,
+        segmenter=SegmenterConfig(
+            kind=args.segmenter, max_seconds=args.segment_seconds
+        ),
+    )
     try:
         options.segmenter.check()
         engine = options.load_engine()
