@@ -143,11 +143,35 @@ def test_seeded_sampling_runs_alone_and_repeats(
     assert a.token_ids == b.token_ids == expected.token_ids
 
 
-def test_text_deltas_join_to_the_answer(engine: SpeechEngine, wavs: list[Path]) -> None:
-    result = engine.generate(SpeechRequest(load_audio(wavs[0]), INSTRUCTIONS[1]))
-    pieces = list(engine.text_deltas(result))
-    assert "".join(pieces) == result.text
-    assert 1 <= len(pieces) <= len(result.token_ids)
+def test_streamed_requests_in_one_batch_each_get_their_own_tokens(
+    engine: SpeechEngine, reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    """Three streamed requests and one plain one, in one batch: each sink gets
+    its own answer's tokens, all before the future is done, and decoded
+    piece by piece they join to the answer."""
+    before = engine.stats.batches
+    streams: list[list[int]] = [[], [], []]
+    done_at_token: list[bool] = []
+    futures = [
+        engine.submit(
+            SpeechRequest(load_audio(wav), instruction),
+            on_token=None if i == 3 else streams[i].append,
+        )
+        for i, (wav, instruction) in enumerate(zip(wavs, INSTRUCTIONS, strict=True))
+    ]
+    futures[0].add_done_callback(lambda _: done_at_token.append(True))
+    results = [future.result(timeout=60) for future in futures]
+
+    assert engine.stats.batches == before + 1
+    for i in range(3):
+        assert streams[i] == results[i].token_ids, i
+        deltas = engine.text_deltas()
+        pieces = [deltas.push(token) for token in streams[i]]
+        assert "".join(pieces) + deltas.finish(results[i].text) == results[i].text
+        (alone,) = reference.run(wavs[i], INSTRUCTIONS[i])
+        assert_same(results[i], alone)
+    assert streams[0] != streams[1]  # control: no mix-up between requests
+    assert done_at_token == [True]
 
 
 # -- the HTTP API --------------------------------------------------------------
@@ -527,6 +551,64 @@ class _FailingPipeline(SpeechMapperPipeline):
         if any("FAIL" in instruction for instruction in instructions):
             raise RuntimeError("the model failed")
         return super().run(inputs, instructions, **options)
+
+
+class _FailsMidAnswer(SpeechMapperPipeline):
+    """Raises after the first streamed step of a batch holding a ``FAIL``
+    instruction: an error after tokens went out."""
+
+    def run(self, inputs: Any, instructions: Any, **options: Any) -> Any:
+        on_tokens = options.get("on_tokens")
+        if on_tokens is not None and any("FAIL" in i for i in instructions):
+
+            def fail(tokens: dict[int, int]) -> None:
+                on_tokens(tokens)
+                raise RuntimeError("the model failed mid-answer")
+
+            options["on_tokens"] = fail
+        return super().run(inputs, instructions, **options)
+
+
+def test_a_request_failing_after_its_first_tokens_is_not_retried(
+    reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    """Its batchmate that streamed nothing is answered alone; over HTTP the
+    failure after the first tokens is an ``error`` event in the stream."""
+    pipeline = _FailsMidAnswer.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=GenerationConfig(max_new_tokens=8),
+    )
+    engine = SpeechEngine(pipeline, model_id=MODEL, max_batch_size=4, max_wait_ms=300.0)
+    try:
+        sent: list[int] = []
+        failing = engine.submit(
+            SpeechRequest(load_audio(wavs[0]), "FAIL\n<speech>"), on_token=sent.append
+        )
+        plain = engine.submit(SpeechRequest(load_audio(wavs[1]), INSTRUCTIONS[1]))
+        with pytest.raises(RuntimeError, match="mid-answer"):
+            failing.result(timeout=60)
+        assert sent  # its first tokens went out before the failure
+        (alone,) = reference.run(wavs[1], INSTRUCTIONS[1])
+        assert_same(plain.result(timeout=60), alone)
+        assert engine.stats.batches == 2 and engine.stats.failures == 1
+
+        app = create_app(engine)
+        with TestClient(app) as client:
+            body = _chat(wavs[0], "FAIL") | {"model": MODEL, "stream": True}
+            with client.stream("POST", "/v1/chat/completions", json=body) as stream:
+                assert stream.status_code == 200
+                events = [json.loads(line[6:]) for line in stream.iter_lines() if line]
+            assert events[-1]["error"]["type"] == "server_error"
+            assert "mid-answer" in events[-1]["error"]["message"]
+            assert any(
+                e.get("choices", [{}])[0]["delta"].get("content") for e in events[:-1]
+            )
+            assert client.get("/health").json()["status"] == "ok"
+    finally:
+        engine.close()
 
 
 def test_a_failing_batch_fails_only_the_request_that_causes_it(

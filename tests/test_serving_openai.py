@@ -8,6 +8,7 @@ requests sent together with 50 good ones change no good answer and leave
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,6 +40,9 @@ pytestmark = [
 
 KEY = "sk-test-serving"
 
+STEP_DELAY = 0.2
+"""Seconds the server pauses after each decoding step of a streamed batch."""
+
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -46,8 +50,12 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(root: Path, test_cards: SessionCards) -> Iterator[Server]:
-    export = export_test_projector(root / "export")
+def export(root: Path) -> Path:
+    return export_test_projector(root / "export")
+
+
+@pytest.fixture(scope="module")
+def server(root: Path, export: Path, test_cards: SessionCards) -> Iterator[Server]:
     with serve(
         str(export),
         "--asset-dir",
@@ -64,6 +72,9 @@ def server(root: Path, test_cards: SessionCards) -> Iterator[Server]:
         "6",
         "--max-new-tokens",
         str(MAX_NEW_TOKENS),
+        # Pauses streamed batches only: the other requests run at full speed.
+        "--step-delay-ms",
+        str(int(STEP_DELAY * 1000)),
         cwd=root,
     ) as server:
         yield server
@@ -258,3 +269,31 @@ def test_fifty_bad_and_fifty_good_requests_at_once(
     assert health["status"] == "ok"
     assert health["largest_batch"] > 1  # the good ones were batched
     assert server.process.poll() is None
+
+
+def test_chunks_arrive_while_the_answer_is_generated(
+    client: openai.OpenAI, reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    """With a pause after every decoding step (``--step-delay-ms``), the
+    chunks reach the client spread over the decoding time, one step or more
+    apart, not all at once after it (as when the whole answer was generated
+    first); joined, they are the pipeline's answer."""
+    instruction = "Translate the audio into German."
+    (expected,) = reference.run(wavs[1], f"{instruction}\n<speech>")
+
+    stream = client.chat.completions.create(
+        model=EXPORT_NAME,
+        messages=_audio_message(b64(wavs[1]), "wav", instruction),
+        stream=True,
+    )
+    arrivals = [
+        (time.monotonic(), chunk.choices[0].delta.content)
+        for chunk in stream
+        if chunk.choices and chunk.choices[0].delta.content
+    ]
+
+    assert "".join(piece for _, piece in arrivals) == expected.text
+    assert len(arrivals) >= 3, arrivals
+    spread = arrivals[-1][0] - arrivals[0][0]
+    # >= STEP_DELAY between pieces when streamed; ~0 when sent after decoding.
+    assert spread >= 0.5 * STEP_DELAY * (len(arrivals) - 1), arrivals

@@ -78,6 +78,12 @@ def build_parser(prog: str = "speechmapper serve") -> argparse.ArgumentParser:
         help="how long a request waits for others to batch with",
     )
     parser.add_argument(
+        "--step-delay-ms",
+        type=float,
+        default=0.0,
+        help=argparse.SUPPRESS,  # slows streamed decoding down: tests, demos
+    )
+    parser.add_argument(
         "--max-upload-mb", type=float, default=25.0, help="largest audio file accepted"
     )
     parser.add_argument(

@@ -9,7 +9,11 @@
   model translates *from* English speech, so the target is named).
 - ``POST /v1/chat/completions``: one user turn with an ``input_audio`` part
   beside text, ``temperature``/``top_p``/``max_tokens``/``seed``, and
-  ``stream: true`` as server-sent events, one chunk per token.
+  ``stream: true`` as server-sent events, a chunk for each token that adds
+  text, sent as the token is generated (beam search, configured on the
+  server, sends the answer in one chunk at its end). A request refused
+  before its first token gets its error status; an error after it is an
+  ``error`` event (the ``openai`` client raises it).
 - ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health`` (no key needed).
 
 Every refusal has OpenAI's error shape and status (400, 401, 404); an error
@@ -24,6 +28,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -168,6 +173,33 @@ def create_app(
             return await asyncio.wrap_future(future)
         except AudioInputError as ex:
             raise bad_request(str(ex), code=ex.code) from None
+
+    def outcome(future: Future[PipelineResult]) -> PipelineResult:
+        """The done ``future``'s result; an unusable input as a 400."""
+        try:
+            return future.result()
+        except AudioInputError as ex:
+            raise bad_request(str(ex), code=ex.code) from None
+
+    async def first_token(
+        request: SpeechRequest,
+    ) -> tuple[int | None, asyncio.Queue[int | None], Future[PipelineResult]]:
+        """Submit ``request`` with its tokens going to a queue (``None``
+        after the last) fed from the worker thread, and wait for the first
+        item: a request that fails before its first token still gets its
+        error status. Returns that item, the queue of the rest, the future."""
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue[int | None] = asyncio.Queue()
+
+        def put(item: int | None) -> None:
+            loop.call_soon_threadsafe(tokens.put_nowait, item)
+
+        future = engine.submit(request, on_token=put)
+        future.add_done_callback(lambda _: put(None))
+        first = await tokens.get()
+        if first is None:
+            outcome(future)
+        return first, tokens, future
 
     @app.get("/health")
     async def health() -> Response:
@@ -326,18 +358,22 @@ def create_app(
             ),
             seed=chat.seed,
         )
-        result = await answer(SpeechRequest(waveform, instruction, system, sampling))
-
+        speech = SpeechRequest(waveform, instruction, system, sampling)
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         now = int(time.time())
-        usage = {
-            "prompt_tokens": result.prompt_len,
-            "completion_tokens": len(result.token_ids),
-            "total_tokens": result.prompt_len + len(result.token_ids),
-        }
-        finish = FINISH_REASONS.get(result.stop_reason, "stop")
+
+        def usage(result: PipelineResult) -> dict[str, int]:
+            return {
+                "prompt_tokens": result.prompt_len,
+                "completion_tokens": len(result.token_ids),
+                "total_tokens": result.prompt_len + len(result.token_ids),
+            }
+
+        def finish(result: PipelineResult) -> str:
+            return FINISH_REASONS.get(result.stop_reason, "stop")
 
         if not chat.stream:
+            result = await answer(speech)
             return JSONResponse(
                 {
                     "id": completion_id,
@@ -349,10 +385,10 @@ def create_app(
                             "index": 0,
                             "message": {"role": "assistant", "content": result.text},
                             "logprobs": None,
-                            "finish_reason": finish,
+                            "finish_reason": finish(result),
                         }
                     ],
-                    "usage": usage,
+                    "usage": usage(result),
                 }
             )
 
@@ -379,11 +415,34 @@ def create_app(
                 data["usage"] = None
             return f"data: {json.dumps(data)}\n\n"
 
+        token, tokens, future = await first_token(speech)
+
         async def events() -> AsyncIterator[str]:
             yield chunk({"role": "assistant", "content": ""}, None)
-            for piece in engine.text_deltas(result):
-                yield chunk({"content": piece}, None)
-            yield chunk({}, finish)
+            deltas = engine.text_deltas()
+            item = token
+            while item is not None:
+                piece = deltas.push(item)
+                if piece:
+                    yield chunk({"content": piece}, None)
+                item = await tokens.get()
+            try:
+                result = outcome(future)
+            except Exception as ex:
+                error = ex if isinstance(ex, ApiError) else None
+                body = (
+                    error.body()
+                    if error is not None
+                    else error_body(
+                        f"Internal error: {type(ex).__name__}: {ex}", SERVER_ERROR
+                    )
+                )
+                yield f"data: {json.dumps(body)}\n\n"
+                return
+            rest = deltas.finish(result.text)
+            if rest:
+                yield chunk({"content": rest}, None)
+            yield chunk({}, finish(result))
             if include_usage:
                 final = {
                     "id": completion_id,
@@ -391,7 +450,7 @@ def create_app(
                     "created": now,
                     "model": engine.model_id,
                     "choices": [],
-                    "usage": usage,
+                    "usage": usage(result),
                 }
                 yield f"data: {json.dumps(final)}\n\n"
             yield "data: [DONE]\n\n"

@@ -11,6 +11,11 @@ Greedy answers do not depend on how inputs are batched, so each is the
 pipeline's answer for that input alone (tested). Sampled requests with a
 ``seed`` run alone after ``torch.manual_seed(seed)``: the same request gives
 the same sample whatever else is queued.
+
+Streaming: a request submitted with ``on_token`` is given each token of its
+answer from the worker thread as the batch steps (greedy and sampling; beam
+search gives none, its answer is known at the end), before its future is
+done.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Final
@@ -32,7 +36,6 @@ from speechmapper_plugin.audio import SAMPLE_RATE
 from speechmapper_plugin.audio.segments import Segment, SegmenterConfig, make_segmenter
 from speechmapper_plugin.audio.stream import stream_audio
 from speechmapper_plugin.generation import GenerationConfig
-from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.serving.errors import bad_request
 from speechmapper_plugin.speech_llm import (
     AudioInputError,
@@ -41,6 +44,7 @@ from speechmapper_plugin.speech_llm import (
     SpeechMapperPipeline,
 )
 from speechmapper_plugin.speech_llm.long_form import longest_segment
+from speechmapper_plugin.speech_llm.text_stream import TextDeltas, TokenSink
 
 _MAX_VARIANTS: Final = 64
 """Pipelines kept per (generation settings, system prompt); beyond, the cache
@@ -144,7 +148,21 @@ class _Job:
     request: SpeechRequest
     pipeline: SpeechMapperPipeline
     key: tuple[str, str | None]
+    on_token: TokenSink | None = None
     future: Future[PipelineResult] = field(default_factory=Future)
+    streamed: bool = False
+    """Some of its tokens went to ``on_token``: it cannot be retried."""
+
+    def give(self, token: int) -> None:
+        """``token`` to the request's sink; a failing sink (its client gone)
+        is dropped, the answer still completes."""
+        if self.on_token is None:
+            return
+        self.streamed = True
+        try:
+            self.on_token(token)
+        except Exception:
+            self.on_token = None
 
 
 _STOP: Final = object()
@@ -156,6 +174,9 @@ class SpeechEngine:
     :param model_id: The name clients call the model by (``/v1/models``).
     :param max_batch_size: Requests decoded together at most.
     :param max_wait_ms: How long the first request of a batch waits for others.
+    :param step_delay_ms: A pause after every decoding step of a batch that
+        streams (to watch or test streaming on models that decode in
+        microseconds); 0 in service.
     """
 
     def __init__(
@@ -165,6 +186,7 @@ class SpeechEngine:
         model_id: str,
         max_batch_size: int = 8,
         max_wait_ms: float = 10.0,
+        step_delay_ms: float = 0.0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError(
@@ -174,14 +196,18 @@ class SpeechEngine:
             raise ValueError(
                 f"`max_wait_ms` must not be negative, but is {max_wait_ms}."
             )
+        if step_delay_ms < 0:
+            raise ValueError(
+                f"`step_delay_ms` must not be negative, but is {step_delay_ms}."
+            )
 
         self.pipeline = pipeline
         self.model_id = model_id
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000.0
+        self.step_delay = step_delay_ms / 1000.0
         self.stats = EngineStats()
 
-        self._decoder = create_text_decoder(pipeline.tokenizer)
         self._variants: dict[tuple[str, str | None], SpeechMapperPipeline] = {}
         self._lock = threading.Lock()
         self._queue: queue.Queue[object] = queue.Queue()
@@ -237,13 +263,20 @@ class SpeechEngine:
             if s.num_samples >= pipeline.min_num_samples
         ]
 
-    def submit(self, request: SpeechRequest) -> Future[PipelineResult]:
-        """Queue a request (checked first); the future holds its result."""
+    def submit(
+        self, request: SpeechRequest, *, on_token: TokenSink | None = None
+    ) -> Future[PipelineResult]:
+        """Queue a request (checked first); the future holds its result.
+
+        :param on_token: Takes each token of the answer as it is generated,
+            in the worker thread (it must not block); all of them come before
+            the future is done. Decode them with :meth:`text_deltas`.
+        """
         pipeline, key = self._checked(request)
         if not self.alive:
             raise RuntimeError("The engine's worker has stopped.")
 
-        job = _Job(request, pipeline, key)
+        job = _Job(request, pipeline, key, on_token)
         self._queue.put(job)
         return job.future
 
@@ -251,24 +284,10 @@ class SpeechEngine:
         """:meth:`submit` and wait."""
         return self.submit(request).result()
 
-    def text_deltas(self, result: PipelineResult) -> Iterator[str]:
-        """The answer's text piece by piece, one piece per generated token
-        where the token adds text; the pieces join to ``result.text``."""
-        sent = ""
-        tokens = result.token_ids
-        for end in range(1, len(tokens) + 1):
-            text = self._decoder(torch.tensor(tokens[:end], dtype=torch.int64)).strip()
-            # A token ending inside a multi-byte character waits for the next.
-            if text.endswith("\ufffd") or not text.startswith(sent):
-                continue
-            if len(text) > len(sent):
-                yield text[len(sent) :]
-                sent = text
-        if result.text != sent:
-            if result.text.startswith(sent):
-                yield result.text[len(sent) :]
-            else:  # never seen: a decoder that rewrites earlier text
-                yield result.text
+    def text_deltas(self) -> TextDeltas:
+        """An incremental decoder of one answer's tokens (``on_token``'s)
+        into the pieces of its text."""
+        return self.pipeline.text_deltas()
 
     @property
     def alive(self) -> bool:
@@ -373,8 +392,13 @@ class SpeechEngine:
             results = list(self._run(jobs))
         except Exception as ex:
             if retry_alone:
+                # A request whose tokens were streamed cannot start over.
                 for job in jobs:
-                    self._settle([job], retry_alone=False)
+                    if job.streamed:
+                        self.stats.failures += 1
+                        job.future.set_exception(ex)
+                    else:
+                        self._settle([job], retry_alone=False)
                 return
             results = [ex] * len(jobs)
 
@@ -396,11 +420,20 @@ class SpeechEngine:
         if seed is not None and pipeline.generation.generator == "sampling":
             torch.manual_seed(seed)
 
+        streaming = any(job.on_token is not None for job in jobs)
+
+        def on_tokens(tokens: dict[int, int]) -> None:
+            for index, token in tokens.items():
+                jobs[index].give(token)
+            if self.step_delay:
+                time.sleep(self.step_delay)
+
         return pipeline.run(
             [job.request.waveform for job in jobs],
             [job.request.instruction for job in jobs],
             on_error="skip",
             batch_size=len(jobs),
+            on_tokens=on_tokens if streaming else None,
         )
 
 

@@ -78,6 +78,7 @@ def load_engine(
     max_new_tokens: int = 256,
     max_batch_size: int = 8,
     max_wait_ms: float = 10.0,
+    step_delay_ms: float = 0.0,
 ) -> SpeechEngine:
     """Load the pipeline (checked by ``from_cards``) and start its engine."""
     name, llm_card = projector_cards(projector, llm)
@@ -94,4 +95,5 @@ def load_engine(
         model_id=model_name or name,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
+        step_delay_ms=step_delay_ms,
     )

@@ -32,6 +32,8 @@ class ServeOptions:
     max_new_tokens: int = 256
     max_batch_size: int = 8
     max_wait_ms: float = 10.0
+    step_delay_ms: float = 0.0
+    """A pause after each decoding step of a streamed batch (tests, demos)."""
     api_key: str | None = None
     limits: AudioLimits = AudioLimits()
     segmenter: SegmenterConfig = field(default_factory=SegmenterConfig)
@@ -55,6 +57,7 @@ class ServeOptions:
             max_new_tokens=args.max_new_tokens,
             max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms,
+            step_delay_ms=args.step_delay_ms,
             api_key=args.api_key or None,
             limits=AudioLimits(
                 max_bytes=int(args.max_upload_mb * 1024 * 1024),
@@ -117,6 +120,7 @@ class ServeOptions:
             max_new_tokens=self.max_new_tokens,
             max_batch_size=self.max_batch_size,
             max_wait_ms=self.max_wait_ms,
+            step_delay_ms=self.step_delay_ms,
         )
 
 
