@@ -1,9 +1,10 @@
 """``speechmapper demo`` in a subprocess on an export of the tiny models,
 driven by Debian's headless Chromium through Selenium, as a person uses it:
-Run without audio shows the page's error message; then upload an espeak wav,
-transcribe it and translate it into a listed language, and read each answer
-from the page: it is what :class:`SpeechMapperPipeline` answers for the same
-file (a separately loaded reference).
+the page loads nothing from outside; Run without audio shows the page's
+error message; then upload an espeak wav, transcribe it and translate it
+into a listed language, and read each answer from the page: it is what
+:class:`SpeechMapperPipeline` answers for the same file (a separately loaded
+reference).
 
 The browser is a system package (``scripts/install_system_packages.sh``,
 run by ``make setup``): without it the test fails and says how to install
@@ -181,6 +182,12 @@ def test_upload_transcribe_and_translate_in_chromium(
     try:
         browser.get(demo_url)
         until(lambda b: b.find_elements(By.ID, "run"), "page")
+        # Everything the page loads comes from the demo (no fonts or scripts
+        # from outside: the page works offline).
+        loaded = browser.execute_script(
+            "return performance.getEntriesByType('resource').map(e => e.name)"
+        )
+        assert loaded and all(u.startswith(demo_url) for u in loaded), loaded
 
         # No audio yet: the page says what to do.
         browser.find_element(By.ID, "run").click()
