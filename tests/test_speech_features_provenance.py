@@ -11,8 +11,6 @@ Every test uses layer 2 of the session's 4-layer tiny SeamlessM4T-v2 encoder
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from functools import cache
 from pathlib import Path
@@ -62,10 +60,9 @@ from tests.support.audio import tone, write_wav
 from tests.support.cards import SessionCards
 from tests.support.corpus import stage1_args
 from tests.support.feature_store import Utterance, write_feature_store
+from tests.support.in_process import run_speechmapper_commands
 from tests.support.recipes import (
     REPO,
-    recipe_env,
-    run_recipe,
     run_with_installed_plugin,
 )
 
@@ -400,54 +397,21 @@ def test_a_non_default_layer_travels_from_training_to_generate_and_evaluate(
         "lr_scheduler.config.num_warmup_steps=1",
     ]
 
-    stage1 = tmp_path / "stage1"
-    run_recipe("stage1", stage1, *stage1_args(store, test_cards, *short))
-
     records = [SpeechRecord(id=w.stem, transcript="a dog", lang="en") for w in wavs]
     instructions = tmp_path / "train.jsonl"
     write_instructions(instructions, build_asr_examples(records, pool="train"))
-    stage2 = tmp_path / "stage2"
-    run_recipe(
-        "stage2",
-        stage2,
-        "--config-file",
-        str(REPO / "recipes/stage2/configs/tiny.yaml"),
-        "--config",
-        f"common.assets.prev_checkpoint_dir={stage1 / 'checkpoints'}",
-        "llm.name=test_llama",
-        f"dataset.config_overrides={{splits: {{train: [{instructions}], dev: [{instructions}]}}, feature_stores: [{store}]}}",
-        cards,
-        *short,
-    )
-
-    recorded = {"encoder": ENCODER, "layer": 2, "layer_norm": False}
-    for run in (stage1, stage2):
-        card = yaml.safe_load((run / "checkpoints" / "model.yaml").read_text())
-        assert card["model_config"]["speech_features"] == recorded, run.name
-
-    export = tmp_path / "export"
-    done = subprocess.run(
-        [sys.executable, "-m", "speechmapper_plugin.export"]
-        + [str(stage2), str(export), "--name", "stage2_layer2"],
-        env=recipe_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = read_export_summary(export)
-    assert summary["stage"] == "stage2"
-    assert summary["speech_encoder"] == {
-        "card": ENCODER,
-        "layer": 2,
-        "layer_norm": False,
-        "frame_averaging": 2,
-    }
 
     # generate and evaluate on the audio, neither layer nor LayerNorm given.
     manifest = tmp_path / "test.tsv"
     rows = [f"{w.stem}\t{w}\t\ta dog\ten" for w in wavs[:2]]
     manifest.write_text("id\taudio\tnum_samples\ttext\tlang\n" + "\n".join(rows) + "\n")
+
+    stage1, stage2, export = (
+        tmp_path / "stage1",
+        tmp_path / "stage2",
+        tmp_path / "export",
+    )
+    generated, evaluated = tmp_path / "generate", tmp_path / "evaluate"
     inputs = [
         "model.name=stage2_layer2",
         "llm.name=test_llama",
@@ -459,8 +423,67 @@ def test_a_non_default_layer_travels_from_training_to_generate_and_evaluate(
     def config(recipe: str) -> list[str]:
         return ["--config-file", str(REPO / f"recipes/{recipe}/configs/tiny.yaml")]
 
-    generated = tmp_path / "generate"
-    run_recipe("generate", generated, *config("generate"), "--config", *inputs)
+    def recipe(*argv: str) -> list[str]:
+        return [*argv, "--no-rich"]
+
+    # Every run in one process, in order (each reads the one before): one
+    # import of torch and fairseq2 instead of six.
+    ran = run_speechmapper_commands(
+        [
+            recipe("stage1", str(stage1), *stage1_args(store, test_cards, *short)),
+            recipe(
+                "stage2",
+                str(stage2),
+                *config("stage2"),
+                "--config",
+                f"common.assets.prev_checkpoint_dir={stage1 / 'checkpoints'}",
+                "llm.name=test_llama",
+                f"dataset.config_overrides={{splits: {{train: [{instructions}], dev: [{instructions}]}}, feature_stores: [{store}]}}",
+                cards,
+                *short,
+            ),
+            ["export", str(stage2), str(export), "--name", "stage2_layer2"],
+            recipe(
+                "generate", str(generated), *config("generate"), "--config", *inputs
+            ),
+            recipe(
+                "generate",
+                str(tmp_path / "refused"),
+                *config("generate"),
+                "--config",
+                *inputs,
+                "features.layer=4",
+            ),
+            # evaluate's tiny config names SeamlessM4T-v2 large: name the tiny card.
+            recipe(
+                "evaluate",
+                str(evaluated),
+                *config("evaluate"),
+                "--config",
+                *inputs,
+                f"sfm.name={ENCODER}",
+                "scoring.comet=false",
+            ),
+        ]
+    )
+    (trained1, trained2, exported, generate_run, refused, evaluate_run) = ran
+    for code, output in (trained1, trained2, exported, generate_run, evaluate_run):
+        assert code == 0, output[-4000:]
+
+    recorded = {"encoder": ENCODER, "layer": 2, "layer_norm": False}
+    for run in (stage1, stage2):
+        card = yaml.safe_load((run / "checkpoints" / "model.yaml").read_text())
+        assert card["model_config"]["speech_features"] == recorded, run.name
+
+    summary = read_export_summary(export)
+    assert summary["stage"] == "stage2"
+    assert summary["speech_encoder"] == {
+        "card": ENCODER,
+        "layer": 2,
+        "layer_norm": False,
+        "frame_averaging": 2,
+    }
+
     settings = _settings(generated)
     assert settings["models"]["sfm"]["name"] == ENCODER  # from the record
     assert settings["features"] == {
@@ -491,29 +514,10 @@ def test_a_non_default_layer_travels_from_training_to_generate_and_evaluate(
     ]
     assert hypotheses == [result.text for result in expected]
 
-    refused = run_recipe(
-        "generate",
-        tmp_path / "refused",
-        *config("generate"),
-        "--config",
-        *inputs,
-        "features.layer=4",
-        check=False,
-    )
-    assert refused.returncode != 0
-    assert "layer 4 (trained on layer 2)" in refused.stderr + refused.stdout
-    assert "features.allow_mismatch=true" in refused.stderr + refused.stdout
+    code, output = refused
+    assert code != 0
+    assert "layer 4 (trained on layer 2)" in output
+    assert "features.allow_mismatch=true" in output
 
-    # evaluate's tiny config names SeamlessM4T-v2 large: name the tiny card.
-    evaluated = tmp_path / "evaluate"
-    run_recipe(
-        "evaluate",
-        evaluated,
-        *config("evaluate"),
-        "--config",
-        *inputs,
-        f"sfm.name={ENCODER}",
-        "scoring.comet=false",
-    )
     assert _settings(evaluated)["features"]["layer"] == 2
     assert (evaluated / "summary.json").is_file()
