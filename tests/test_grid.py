@@ -311,12 +311,25 @@ def test_bad_grid_configs_are_refused(
         load_grid_config(_write(tmp_path / "g.yaml", data))
 
 
+GRID_IN_ONE_PROCESS = """
+import subprocess, sys, types
+import recipes.runs
+from recipes.grid.__main__ import main
+from tests.support.in_process import in_process_run
+recipes.runs.subprocess = types.SimpleNamespace(run=in_process_run, STDOUT=subprocess.STDOUT)
+sys.exit(main(sys.argv[1:]))
+"""
+"""``python -m recipes.grid`` with every recipe step run in the grid's own
+process: torch and fairseq2 imported once, not once per step (a tiny step is
+~1 s of work after ~10 s of imports on the test machine)."""
+
+
 def _grid(out: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             sys.executable,
-            "-m",
-            "recipes.grid",
+            "-c",
+            GRID_IN_ONE_PROCESS,
             str(out),
             "--config-file",
             str(config),
@@ -422,6 +435,21 @@ def heldout(
     return path
 
 
+SHORT_STEPS = 2
+
+SHORT_TRAINING = (
+    f"regime.num_steps={SHORT_STEPS}",
+    "regime.validate_at_start=false",
+    f"regime.validate_every_n_steps={SHORT_STEPS}",
+    f"regime.checkpoint_every_n_steps={SHORT_STEPS}",
+    f"regime.publish_metrics_every_n_steps={SHORT_STEPS}",
+    "lr_scheduler.config.num_warmup_steps=1",
+)
+"""Each cell's training: a checkpoint and a validation at the last step,
+nothing more (each recipe process mostly imports; its steps are what we can
+cut)."""
+
+
 SFM_RECORDS = {
     "sm4t": ("test_sm4t_hf", "sm4t_speech_encoder"),
     "whisper": ("test_whisper_hf", "whisper_encoder"),
@@ -439,12 +467,7 @@ def test_two_sfm_three_adapter_grid_end_to_end(
     data = _base({"eval": heldout}, speech_corpus.manifest)
     data["adapters"] = copy.deepcopy(E2E_ADAPTERS)
     data["asset_paths"] = [str(test_cards.card_dir)]
-    data["stage1"]["overrides"] = [
-        "regime.num_steps=10",
-        "regime.validate_every_n_steps=10",
-        "regime.checkpoint_every_n_steps=10",
-        "lr_scheduler.config.num_warmup_steps=2",
-    ]
+    data["stage1"]["overrides"] = list(SHORT_TRAINING)
     data["evaluate"]["metrics"] = ["asr.wer", "asr.cer"]
     data["evaluate"]["overrides"] = ["generation.max_new_tokens=8"]
     config = _write(tmp_path / "grid.yaml", data)
@@ -473,7 +496,7 @@ def test_two_sfm_three_adapter_grid_end_to_end(
         summary = json.loads((Path(cell["eval_dir"]) / "summary.json").read_text())
         assert cell["metrics"]["asr.wer"] == summary["metrics"]["asr"]["wer"]
         assert summary["metrics"]["asr"]["num_examples"] > 0
-        assert cell["validation"]["valid/train"]["Step"] == 10
+        assert cell["validation"]["valid/train"]["Step"] == SHORT_STEPS
 
     md = (out / "grid.md").read_text()
     assert "| adapter | sm4t + llama | whisper + llama |" in md
@@ -553,12 +576,7 @@ def test_both_protocols_on_the_sm4t_adaptor_output(
     ]
     data["asset_paths"] = [str(test_cards.card_dir)]
     data["protocols"] = ["stage1_then_stage2", "stage2_only"]
-    short = [
-        "regime.num_steps=10",
-        "regime.validate_every_n_steps=10",
-        "regime.checkpoint_every_n_steps=10",
-        "lr_scheduler.config.num_warmup_steps=2",
-    ]
+    short = list(SHORT_TRAINING)
     data["stage1"]["overrides"] = short
     data["stage2"] = {
         "config_file": str(REPO / "recipes/stage2/configs/tiny.yaml"),
@@ -604,7 +622,7 @@ def test_both_protocols_on_the_sm4t_adaptor_output(
         model = used["model"]
         assert (model["family"], model["arch"]) == ("speech_adapter", "base_tiny")
         assert model["config_overrides"]["frame_averaging"] == 1
-        assert cell["validation"]["valid/dev"]["Step"] == 10
+        assert cell["validation"]["valid/dev"]["Step"] == SHORT_STEPS
         assert "asr.wer" in cell["metrics"]
 
     md = (out / "grid.md").read_text()
