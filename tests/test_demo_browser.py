@@ -1,8 +1,9 @@
 """``speechmapper demo`` in a subprocess on an export of the tiny models,
 driven by Debian's headless Chromium through Selenium, as a person uses it:
 the page loads nothing from outside; Run without audio shows the page's
-error message; then upload an espeak wav, transcribe it and translate it
-into a listed language, and read each answer from the page: it is what
+error message; then upload an espeak wav, transcribe it, translate it into
+a listed language and ask a question about it, and read each answer from the
+page: it is what
 :class:`SpeechMapperPipeline` answers for the same file (a separately loaded
 reference).
 
@@ -35,6 +36,8 @@ from tests.support.serving import (
 pytestmark = pytest.mark.slow
 
 INSTALL = "install them with `bash scripts/install_system_packages.sh` (as root, or with sudo; `make setup` runs it)"
+
+QUESTION = "What does the fox do?"
 
 WAIT_S = 90.0
 """The longest wait for the page or an answer (seconds; a loaded 2-core CI)."""
@@ -123,7 +126,7 @@ def demo_url(
             process.wait()
 
 
-def test_upload_transcribe_and_translate_in_chromium(
+def test_upload_transcribe_translate_and_ask_in_chromium(
     system_tools: tuple[str, str],
     demo_url: str,
     tmp_path: Path,
@@ -144,11 +147,11 @@ def test_upload_transcribe_and_translate_in_chromium(
     reference = reference_pipeline()
     transcript = reference.transcribe(wav)
     translation = reference.translate(wav, "fr")
-    # Each step waits for its own answer, so the two must differ from each other and from nothing.
-    assert transcript and translation and transcript != translation, (
-        transcript,
-        translation,
-    )
+    reply = reference.answer(wav, QUESTION)
+    # Each step waits for its own answer: they must differ from each other
+    # and from nothing.
+    answers = [transcript, translation, reply]
+    assert all(answers) and len(set(answers)) == 3, answers
 
     monkeypatch.setenv("SE_OFFLINE", "true")  # never let Selenium fetch a driver
     options = webdriver.ChromeOptions()
@@ -237,5 +240,22 @@ def test_upload_transcribe_and_translate_in_chromium(
 
         browser.find_element(By.ID, "run").click()
         until(lambda b: answer() == translation, "translation")
+
+        # The question box appears after a translation has run (Gradio 6.17
+        # did not render a field hidden with visible=False: see page.HIDDEN).
+        browser.find_element(
+            By.XPATH, "//*[@id='task']//label[contains(., 'Ask a question')]"
+        ).click()
+        box = until(
+            lambda b: [
+                e
+                for e in b.find_elements(By.CSS_SELECTOR, "#question textarea")
+                if e.is_displayed()
+            ],
+            "question box",
+        )[0]  # type: ignore[index]
+        box.send_keys(QUESTION)
+        browser.find_element(By.ID, "run").click()
+        until(lambda b: answer() == reply, "answer to the question")
     finally:
         browser.quit()

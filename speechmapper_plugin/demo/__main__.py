@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -102,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     from speechmapper_plugin.demo.page import THEME, build_page
+
+    # Gradio 6.17 names a status code Starlette 1.x deprecates, on every event.
+    warnings.filterwarnings(
+        "ignore", message="'HTTP_422_UNPROCESSABLE_ENTITY' is deprecated"
+    )
 
     page = build_page(
         engine.pipeline, model_name=engine.model_id, segmenter=options.segmenter

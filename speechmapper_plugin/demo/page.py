@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Final
 
 # No usage reports or version checks from an offline demo.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -26,6 +26,12 @@ from speechmapper_plugin.demo.tasks import (  # noqa: E402
 from speechmapper_plugin.speech_llm import SpeechMapperPipeline  # noqa: E402
 
 SEGMENT_HEADERS = ["start (s)", "end (s)", "text"]
+
+HIDDEN: Final = "hidden"
+"""Gradio's visibility for a field kept on the page but not shown: a field
+never shown (``visible=False``) is not rendered, and Gradio 6.17 does not
+show it after a run of the page's button (the question box stayed away
+after a translation)."""
 
 THEME = gr.themes.Default(
     font=["ui-sans-serif", "system-ui", "sans-serif"],
@@ -107,13 +113,13 @@ def build_page(
                     allow_custom_value=True,
                     label="Translate into",
                     info="A listed language, or a code or English name typed in",
-                    visible=False,
+                    visible=HIDDEN,
                     elem_id="language",
                 )
                 question = gr.Textbox(
                     label="Question about the audio",
                     placeholder="What is the speaker talking about?",
-                    visible=False,
+                    visible=HIDDEN,
                     elem_id="question",
                 )
                 run = gr.Button("Run", variant="primary", elem_id="run")
@@ -133,8 +139,8 @@ def build_page(
 
         def show_fields(chosen: str) -> tuple[Any, Any]:
             return (
-                gr.update(visible=chosen == "translate"),
-                gr.update(visible=chosen == "question"),
+                gr.update(visible=True if chosen == "translate" else HIDDEN),
+                gr.update(visible=True if chosen == "question" else HIDDEN),
             )
 
         task.change(show_fields, [task], [language, question])
