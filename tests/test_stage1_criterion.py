@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 import torch
 from fairseq2.gang import create_fake_gangs
 from fairseq2.metrics import MetricBag, sync_and_compute_metrics
 
-from recipes.common import CriterionEvalUnit, CriterionTrainUnit
+from recipes.common import CriterionEvalUnit, CriterionTrainUnit, StageCriterion
 from recipes.stage1.criterion import Stage1Criterion
 from speechmapper_plugin.datasets.speech_features import SpeechFeaturesBatch
 from speechmapper_plugin.llm import load_target_llm_embeddings
@@ -86,9 +87,18 @@ def test_train_and_valid_units_share_the_loss_and_skip_non_finite_rows() -> None
     assert all(p.grad is not None for p in projector.parameters())
 
 
-def computed(bag: MetricBag) -> dict[str, object]:
-    """The bag's values as the trainer computes them, any warning an error
+def unit_values(
+    criterion: StageCriterion[Any], batch: Any, *, valid: bool
+) -> dict[str, object]:
+    """One batch through the criterion's validation (``valid``) or training
+    unit: the metric values as the trainer computes them, any warning an error
     (torchmetrics warns about a metric no batch updated)."""
+    unit = (
+        CriterionEvalUnit(criterion, "dev") if valid else CriterionTrainUnit(criterion)
+    )
+    bag = MetricBag(torch.device("cpu"))
+    unit.prepare_metric_bag(bag)
+    unit.process_batch(batch, bag)
     gang = create_fake_gangs(torch.device("cpu")).root
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -121,21 +131,15 @@ def run_units(
     """One batch through the training and the validation unit: their values."""
     targets = load_target_llm_embeddings(LLAMA_CARD, dtype=torch.float32)
     features = torch.randn(2, 100, 64, generator=torch.Generator().manual_seed(2))
-    values = []
-    for score_embeddings in (False, True):
-        criterion = Stage1Criterion(
-            model, targets, weights, score_embeddings=score_embeddings
+    train, valid = (
+        unit_values(
+            Stage1Criterion(model, targets, weights, score_embeddings=valid),
+            batch_of([0, 1], features),
+            valid=valid,
         )
-        unit = (
-            CriterionEvalUnit(criterion, "dev")
-            if score_embeddings
-            else CriterionTrainUnit(criterion)
-        )
-        bag = MetricBag(torch.device("cpu"))
-        unit.prepare_metric_bag(bag)
-        unit.process_batch(batch_of([0, 1], features), bag)
-        values.append(computed(bag))
-    return values[0], values[1]
+        for valid in (False, True)
+    )
+    return train, valid
 
 
 def test_a_projector_without_auxiliary_losses_logs_none() -> None:

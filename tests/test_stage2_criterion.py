@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from fairseq2.metrics import MetricBag
 
-from recipes.common import CriterionEvalUnit, CriterionTrainUnit
 from recipes.stage2.criterion import Stage2Criterion
 from speechmapper_plugin.losses import stage2_loss
 from speechmapper_plugin.losses.adapter import AdapterLossWeights
-from tests.test_stage1_criterion import Wrapper, computed
+from tests.test_stage1_criterion import Wrapper, unit_values
 from tests.test_stage2_adapter_losses import fresh_adapter
 from tests.test_stage2_loss import (
     instruction_batch,
@@ -28,27 +26,22 @@ def run_units(
     """One batch through the training and the validation unit: their values."""
     llm = tiny_llm()
     targets = llm_targets(llm)
-    values = []
-    for compute_all in (False, True):
-        criterion = Stage2Criterion(
-            projector,
-            llm,  # type: ignore[arg-type]
-            targets,
-            sigma=0.5,
-            alpha=9.0,
-            compute_all=compute_all,
-            adapter_weights=adapter_weights,
+    return [
+        unit_values(
+            Stage2Criterion(
+                projector,
+                llm,  # type: ignore[arg-type]
+                targets,
+                sigma=0.5,
+                alpha=9.0,
+                compute_all=valid,
+                adapter_weights=adapter_weights,
+            ),
+            instruction_batch(),
+            valid=valid,
         )
-        unit = (
-            CriterionEvalUnit(criterion, "dev")
-            if compute_all
-            else CriterionTrainUnit(criterion)
-        )
-        bag = MetricBag(torch.device("cpu"))
-        unit.prepare_metric_bag(bag)
-        unit.process_batch(instruction_batch(), bag)
-        values.append(computed(bag))
-    return values
+        for valid in (False, True)
+    ]
 
 
 def test_the_paper_projector_logs_no_adapter_losses() -> None:
