@@ -11,7 +11,10 @@ against transformers' ``generate(inputs_embeds=...)``.
    right-aligned prompts in one forward pass, its padding masked, then
    generates every row from the same position; before, it stepped one
    position at a time through the part of the longer prompts past the
-   shortest one).
+   shortest one). ``streaming_cost``: the uneven batch decoded with a step
+   callback (what the server's token-by-token streaming passes; it collects
+   each step's tokens) ÷ without, pair by pair (target ~1: streaming costs
+   one device-to-host copy of the step's tokens).
 2. ours vs transformers: a tiny Llama saved by transformers
    (``LlamaForCausalLM.save_pretrained``, SDPA attention), loaded by fairseq2
    through its card for our ``generate_from_embeddings`` and by transformers for
@@ -58,8 +61,10 @@ from benchmarks.harness import (  # noqa: E402
     write_result,
 )
 from speechmapper_plugin.generation import (  # noqa: E402
+    DecodingStep,
     GenerationConfig,
     RepetitionGuardConfig,
+    StepCallback,
     generate_from_embeddings,
 )
 from speechmapper_plugin.tiny_assets import (  # noqa: E402
@@ -90,7 +95,11 @@ def greedy_config(new_tokens: int) -> GenerationConfig:
 
 
 def ours(
-    model: TransformerLM, embeds: Tensor, lens: list[int], new_tokens: int
+    model: TransformerLM,
+    embeds: Tensor,
+    lens: list[int],
+    new_tokens: int,
+    on_step: StepCallback | None = None,
 ) -> list[list[int]]:
     results = generate_from_embeddings(
         model,
@@ -98,8 +107,24 @@ def ours(
         lens,
         stop_token_ids=[STOP_TOKEN],
         config=greedy_config(new_tokens),
+        on_step=on_step,
     )
     return [r.tokens for r in results]
+
+
+def streamed(
+    model: TransformerLM, embeds: Tensor, lens: list[int], new_tokens: int
+) -> list[list[int]]:
+    """:func:`ours` with a step callback; the tokens it collected."""
+    tokens: list[list[int]] = [[] for _ in lens]
+
+    def collect(step: DecodingStep) -> None:
+        for example, token in zip(step.examples, step.tokens, strict=True):
+            if token is not None:
+                tokens[example].append(token)
+
+    ours(model, embeds, lens, new_tokens, collect)
+    return tokens
 
 
 MID_LLAMA = LLaMAConfig(
@@ -183,6 +208,10 @@ def batched_vs_one_by_one(args: argparse.Namespace) -> dict[str, Any]:
     for name, lens in variants.items():
         fns[f"{name}/batched"] = batched(lens)
         fns[f"{name}/one_by_one"] = one_by_one(lens)
+    uneven = variants["spread_lengths"]
+    fns["spread_lengths/streamed"] = lambda: streamed(
+        model, embeds, uneven, args.new_tokens
+    )
     seconds, outputs = time_interleaved(fns, args.repeats, clock=CLOCKS[args.clock])
 
     num_tokens = args.new_tokens * args.batch_size
@@ -200,6 +229,14 @@ def batched_vs_one_by_one(args: argparse.Namespace) -> dict[str, Any]:
             "target": TARGETS[name],
             "same_tokens": outputs[f"{name}/batched"] == outputs[f"{name}/one_by_one"],
         }
+    s, b = seconds["spread_lengths/streamed"], seconds["spread_lengths/batched"]
+    result["streaming_cost"] = {
+        "seconds": {"streamed": summarize(s)},
+        "ratio": pairwise_ratio(s, b),
+        "target": "~1",
+        "same_tokens": outputs["spread_lengths/streamed"]
+        == outputs["spread_lengths/batched"],
+    }
     return result
 
 
