@@ -9,6 +9,7 @@ import json
 import shlex
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -343,13 +344,42 @@ def _grid(out: Path, config: Path, *args: str) -> subprocess.CompletedProcess[st
     )
 
 
+def _grid_here(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    out: Path,
+    config: Path,
+    *args: str,
+) -> subprocess.CompletedProcess[str]:
+    """:func:`_grid` in this process, for a grid that stops before any recipe
+    step (a dry run, refused inputs): no process to start. The session's
+    fairseq2 already holds the test cards (the configs' ``asset_paths``), so
+    the grid does not start its own."""
+    import recipes.grid.__main__ as grid_main
+
+    monkeypatch.setattr(grid_main, "start_fairseq2", lambda asset_paths: None)
+    argv = [str(out), "--config-file", str(config), *args]
+    capsys.readouterr()
+    try:
+        code = grid_main.main(argv)
+    except SystemExit as ex:
+        code = ex.code if isinstance(ex.code, int) else 1
+    stdout, stderr = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, stdout, stderr)
+
+
 def test_cli_refuses_unknown_cards_and_leaked_prompts(
-    prompt_files: dict[str, Path], tmp_path: Path, test_cards: SessionCards
+    prompt_files: dict[str, Path],
+    tmp_path: Path,
+    test_cards: SessionCards,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    grid = partial(_grid_here, monkeypatch, capsys)
     data = _base(prompt_files, tmp_path / "m.tsv")
     data["asset_paths"] = [str(test_cards.card_dir)]
     data["sfms"][0]["card"] = "no_such_card"
-    done = _grid(tmp_path / "out", _write(tmp_path / "g.yaml", data), "--dry-run")
+    done = grid(tmp_path / "out", _write(tmp_path / "g.yaml", data), "--dry-run")
     assert done.returncode == 2 and "no asset card named 'no_such_card'" in done.stderr
 
     data = _base(prompt_files, tmp_path / "m.tsv")
@@ -358,13 +388,16 @@ def test_cli_refuses_unknown_cards_and_leaked_prompts(
         "config_file": str(REPO / "recipes/stage2/configs/tiny.yaml"),
         "instructions": {"train": [str(prompt_files["eval"])]},
     }
-    done = _grid(tmp_path / "out", _write(tmp_path / "g.yaml", data), "--dry-run")
+    done = grid(tmp_path / "out", _write(tmp_path / "g.yaml", data), "--dry-run")
     assert done.returncode == 2 and "also training instructions" in done.stderr
     assert not (tmp_path / "out").exists()
 
 
 def test_dry_run_shows_the_plan_before_its_data_exists(
-    tmp_path: Path, test_cards: SessionCards
+    tmp_path: Path,
+    test_cards: SessionCards,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """No manifest or instruction file exists yet: the dry run lists them and
     prints the plan; a real run stops on them, running nothing."""
@@ -382,7 +415,7 @@ def test_dry_run_shows_the_plan_before_its_data_exists(
     config = _write(tmp_path / "g.yaml", data)
     out = tmp_path / "grid out"
 
-    done = _grid(out, config, "--dry-run")
+    done = _grid_here(monkeypatch, capsys, out, config, "--dry-run")
     assert done.returncode == 0, done.stderr
     for key in (
         "manifests.train",
@@ -401,7 +434,7 @@ def test_dry_run_shows_the_plan_before_its_data_exists(
     assert len(printed) == 2 + 6 + 6 + 6
     assert any(" " in arg and "{" in arg for arg in printed[0])
 
-    done = _grid(out, config)
+    done = _grid_here(monkeypatch, capsys, out, config)
     assert done.returncode == 2
     assert "3 input(s) do not exist" in done.stderr
     assert not out.exists()
