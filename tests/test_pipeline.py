@@ -445,6 +445,29 @@ def test_stream_gives_the_answer_piece_by_piece(
         assert list(beamed) == [beam.generate(wavs[1], instruction)]
 
 
+def test_closing_a_stream_stops_generating(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    """Closed before its answer of 200 tokens (no stop token allowed before)
+    is done, the generation stops; an answer read to its end is not stopped."""
+    long = pipeline.with_options(
+        generation=GenerationConfig(
+            max_new_tokens=200,
+            min_gen_len=201,
+            repetition_guard=RepetitionGuardConfig(enabled=False),
+        )
+    )
+    with long.stream(wavs[0], "Repeat what was said.\n<speech>") as stream:
+        next(stream)
+    assert stream.stopped and stream.result is None and list(stream) == []
+
+    with pipeline.stream(wavs[0], "Repeat what was said.\n<speech>") as whole:
+        assert "".join(whole) == pipeline.generate(
+            wavs[0], "Repeat what was said.\n<speech>"
+        )
+    assert not whole.stopped and whole.result is not None
+
+
 def test_stream_refuses_bad_input_before_any_model_runs(
     pipeline: SpeechMapperPipeline, wavs: list[Path]
 ) -> None:

@@ -88,12 +88,16 @@ class AnswerStream(Iterator[str]):
     next token.
     """
 
+    stopped: bool
+    """The generation was stopped by :meth:`close` before it ended."""
+
     def __init__(
         self,
         generate: Callable[[TokenSink], PipelineResult],
         deltas: TextDeltas,
     ) -> None:
         self.result: PipelineResult | None = None
+        self.stopped = False
         self._deltas = deltas
         self._items: queue.SimpleQueue[int | _Done] = queue.SimpleQueue()
         self._closed = threading.Event()
@@ -106,6 +110,8 @@ class AnswerStream(Iterator[str]):
     def _work(self, generate: Callable[[TokenSink], PipelineResult]) -> None:
         try:
             self._items.put(_Done(generate(self._sink), None))
+        except StreamClosed:
+            self.stopped = True
         except BaseException as error:  # raised in the consumer's thread
             self._items.put(_Done(None, error))
 
@@ -134,9 +140,11 @@ class AnswerStream(Iterator[str]):
         raise StopIteration
 
     def close(self) -> None:
-        """Stop the generation (at its next token) and end the iteration."""
+        """Stop the generation at its next token and end the iteration;
+        returns once the generation has ended (the models are free)."""
         self._closed.set()
         self._ended = True
+        self._thread.join()
 
     def __enter__(self) -> AnswerStream:
         return self
