@@ -144,7 +144,8 @@ class AnswerStream(Iterator[str]):
         returns once the generation has ended (the models are free)."""
         self._closed.set()
         self._ended = True
-        self._thread.join()
+        if threading.current_thread() is not self._thread:  # not from a sink
+            self._thread.join()
 
     def __enter__(self) -> AnswerStream:
         return self
