@@ -75,7 +75,19 @@ def test_the_figures_of_a_tiny_quickstart_like_run(
     figures = json.loads((out / "figures.json").read_text())
     (recording,) = figures["recordings"].values()
     assert recording["seconds"] >= 45
-    assert set(recording["runs"]) == {"pipeline fixed", "pipeline vad"}
+    assert set(recording["runs"]) == {
+        "pipeline fixed",
+        "pipeline vad",
+        "pipeline vad-short",
+    }
+    # vad-short: no longer than the longest utterance (no train split here:
+    # the test split's), rounded up to 0.5 s.
+    longest = max(
+        int(row.split("\t")[2])
+        for row in (root / "corpus/test.tsv").read_text().splitlines()[1:]
+    )
+    short = figures["segmenters"]["vad-short"]["max_seconds"]
+    assert short - 0.5 < longest / 16_000 <= short
 
     # The recording holds each listed utterance's audio where it says.
     audio = load_audio(recording["path"]).numpy()
@@ -111,4 +123,9 @@ def test_the_figures_of_a_tiny_quickstart_like_run(
         assert values["difference"]["value"] == pytest.approx(
             values["resegmented_wer"] - values["per_utterance_wer"]
         )
+    runs = recording["runs"]
+    assert (
+        runs["pipeline vad-short"]["num_segments"]
+        > runs["pipeline vad"]["num_segments"]
+    )
     assert "| recording_0.75min" in (out / "figures.md").read_text()

@@ -5,9 +5,11 @@ Long recordings are built from the quickstart's held-out test utterances
 (their wavs in a shuffled order, cycled where a recording needs more,
 joined with 0.5-2 s pauses into one 16-bit PCM WAV): by default a 3-minute
 and a 20-minute one. Each is transcribed long-form through the pipeline
-(fixed windows and Silero VAD), through ``recipes.generate`` with
-``long_form`` on (both segmenters) and through ``recipes.evaluate`` (VAD),
-and compared with the same utterances transcribed one by one:
+and through ``recipes.generate`` with ``long_form`` on, with three
+segmenters (:func:`segmenters`: 30 s fixed windows, VAD segments up to
+30 s, VAD segments no longer than the longest training utterance), and
+through ``recipes.evaluate`` (the last), and compared with the same
+utterances transcribed one by one:
 
 - WER over the whole recording (the references joined, one pair);
 - the long-form hypothesis re-segmented onto the utterances by minimum edit
@@ -26,12 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import time
 import wave
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ import numpy as np
 from speechmapper_plugin.audio import load_audio
 from speechmapper_plugin.audio.resample import TARGET_SAMPLE_RATE
 from speechmapper_plugin.audio.segments import SegmenterConfig
+from speechmapper_plugin.audio.stream import num_samples_16k
 from speechmapper_plugin.data.manifest_reader import read_manifest
 from speechmapper_plugin.evaluation.asr import asr_scores, percent_rate
 from speechmapper_plugin.evaluation.resegment import resegment
@@ -60,7 +64,29 @@ MAX_NEW_TOKENS = 128
 """Per segment: a 30 s window holds several utterances (the quickstart's
 evaluation budget, 32, is for one); the toy LLM's context bounds it anyway."""
 
-SEGMENTERS = ("fixed", "vad")
+
+RSS_BATCH_SIZE = 4
+"""Segments per forward pass in the peak-RSS measurement: the 2-minute
+recording (5 windows) fills a batch as the 20-minute one does, so the peaks
+compare lengths, not batch sizes."""
+
+
+def segmenters(short_seconds: float) -> dict[str, SegmenterConfig]:
+    """The segmenters compared, by label: 30 s fixed windows and VAD
+    segments of up to 30 s (the defaults: several utterances each), and VAD
+    segments no longer than the longest training utterance (``vad-short``:
+    the utterances one by one, as the model was trained)."""
+    return {
+        "fixed": SegmenterConfig(kind="fixed"),
+        "vad": SegmenterConfig(kind="vad"),
+        "vad-short": SegmenterConfig(kind="vad", max_seconds=short_seconds),
+    }
+
+
+def longest_utterance(manifest: Path) -> float:
+    """Seconds of the longest utterance of ``manifest``, rounded up to 0.5 s."""
+    lengths = [num_samples_16k(r.audio) or 0 for r in read_manifest(manifest).rows]
+    return math.ceil(max(lengths) / TARGET_SAMPLE_RATE * 2) / 2
 
 
 @dataclass(frozen=True)
@@ -207,7 +233,9 @@ def compare(
 
 
 def _pipeline_runs(
-    pipeline: SpeechMapperPipeline, recordings: Sequence[Recording]
+    pipeline: SpeechMapperPipeline,
+    recordings: Sequence[Recording],
+    configs: dict[str, SegmenterConfig],
 ) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
     """Per-utterance hypotheses by id, and each recording's long-form text
     and timing per segmenter."""
@@ -229,13 +257,10 @@ def _pipeline_runs(
 
     long: dict[str, dict[str, Any]] = {}
     for recording in recordings:
-        for kind in SEGMENTERS:
+        for kind, config in configs.items():
             start = time.monotonic()
             result = run_long_form(
-                pipeline,
-                recording.path,
-                instruction,
-                segmenter=SegmenterConfig(kind=kind),  # type: ignore[arg-type]
+                pipeline, recording.path, instruction, segmenter=config
             )
             seconds = time.monotonic() - start
             long[f"{recording.name}/pipeline/{kind}"] = {
@@ -257,6 +282,7 @@ def _recipe(
     manifest: Path,
     components: Components,
     kind: str,
+    config: SegmenterConfig,
     *,
     extra: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
@@ -274,7 +300,8 @@ def _recipe(
         f"input.manifest={yaml_value(str(manifest))}",
         "prompt.task=asr",
         "long_form.enabled=true",
-        f"long_form.segmenter.kind={kind}",
+        f"long_form.segmenter.kind={config.kind}",
+        f"long_form.segmenter.max_seconds={config.max_seconds}",
         f"generation.max_new_tokens={MAX_NEW_TOKENS}",
         "common.no_sweep_dir=true",
         *extra,
@@ -310,12 +337,13 @@ components = Components(spec["sfm"], spec["projector"], spec["llm"],
     None if spec["checkpoints"] is None else Path(spec["checkpoints"]))
 pipeline = components.load(GenerationConfig(max_new_tokens=spec["max_new_tokens"]))
 instruction = pipeline.prompts.transcription()
-run_long_form(pipeline, spec["paths"][0], instruction)  # warm-up: lazy allocations
+batch = spec["batch_size"]
+run_long_form(pipeline, spec["paths"][0], instruction, batch_size=batch)  # warm-up
 peaks = []
 for path in spec["paths"]:
     with open("/proc/self/clear_refs", "w") as refs:
         refs.write("5")  # VmHWM back to the current resident memory
-    result = run_long_form(pipeline, path, instruction)
+    result = run_long_form(pipeline, path, instruction, batch_size=batch)
     peaks.append({"path": path, "num_segments": len(result.segments), "peak_kb": peak_rss_kb()})
 print(json.dumps(peaks))
 """
@@ -343,6 +371,7 @@ def measure_peak_rss(
         if components.checkpoints is None
         else str(components.checkpoints),
         "max_new_tokens": MAX_NEW_TOKENS,
+        "batch_size": RSS_BATCH_SIZE,
         "paths": [str(p) for p in paths],
     }
     repo = find_repo_root()
@@ -372,6 +401,10 @@ def render(figures: dict[str, Any]) -> str:
         "",
         f"Command: `{figures['command']}`",
         "",
+        "Segmenters: `fixed`: 30 s windows; `vad`: Silero VAD regions merged up to",
+        "30 s; `vad-short`: merged up to the longest training utterance"
+        f" ({figures['segmenters']['vad-short']['max_seconds']} s), i.e. one utterance each.",
+        "",
         "WER in % (Whisper's English normaliser); intervals: 95 % bootstrap over",
         "the recording's utterances (the long-form hypothesis re-segmented onto",
         "them by minimum edit distance); difference: paired bootstrap.",
@@ -396,7 +429,7 @@ def render(figures: dict[str, Any]) -> str:
         lines += [
             "",
             "Peak resident memory of long-form transcription through the pipeline",
-            "(fixed windows; one fresh process, after a warm-up):",
+            f"(fixed windows, {RSS_BATCH_SIZE} segments per batch; one fresh process, after a warm-up):",
             "",
             "| recording | segments | peak RSS (MB) |",
             "|---|---|---|",
@@ -486,8 +519,11 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8",
         )
 
+    train = layout.manifest("train")
+    short_seconds = longest_utterance(train if train.is_file() else manifest)
+    configs = segmenters(short_seconds)
     pipeline = components.load(GenerationConfig(max_new_tokens=MAX_NEW_TOKENS))
-    per_utterance, long = _pipeline_runs(pipeline, recordings)
+    per_utterance, long = _pipeline_runs(pipeline, recordings, configs)
     (out / "per_utterance.jsonl").write_text(
         "".join(
             json.dumps({"id": i, "hypothesis": h}, ensure_ascii=False) + "\n"
@@ -497,9 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if not args.no_recipes:
-        for kind in SEGMENTERS:
+        for kind, config in configs.items():
             for record in _recipe(
-                "generate", out / f"generate_{kind}", listing, components, kind
+                "generate", out / f"generate_{kind}", listing, components, kind, config
             ):
                 long[f"{record['id']}/generate/{kind}"] = {
                     "text": record["hypothesis"],
@@ -507,13 +543,14 @@ def main(argv: list[str] | None = None) -> int:
                 }
         for record in _recipe(
             "evaluate",
-            out / "evaluate_vad",
+            out / "evaluate_vad-short",
             listing,
             components,
-            "vad",
+            "vad-short",
+            configs["vad-short"],
             extra=["scoring.comet=false"],
         ):
-            long[f"{record['id']}/evaluate/vad"] = {
+            long[f"{record['id']}/evaluate/vad-short"] = {
                 "text": record["hypothesis"],
                 "num_segments": len(record.get("segments", [])),
             }
@@ -525,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
             else ["python -m speechmapper_plugin.quickstart.long_form", *argv]
         ),
         "max_new_tokens": MAX_NEW_TOKENS,
+        "segmenters": {k: asdict(c) for k, c in configs.items()},
         "recordings": {},
     }
     for recording in recordings:
