@@ -394,8 +394,13 @@ class StageCriterion(ABC, Generic[RowBatchT]):
     the examples are logged. A stage scores the rest (:meth:`_score`).
     """
 
-    def __init__(self, model: Module) -> None:
+    def __init__(self, model: Module, *, has_pad_part: bool = True) -> None:
+        """:param has_pad_part: the MSE targets have pad positions. Not so for
+        an adapter trained one output per token (stage 1's per-token mode):
+        it never updates ``mse_pad``, which is then not registered (no
+        ``mse_pad: 0`` in its log lines, no torchmetrics warning)."""
         self._model = model
+        self._has_pad_part = has_pad_part
 
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
         """The loss, the examples, the rows skipped as non-finite and the
@@ -403,7 +408,8 @@ class StageCriterion(ABC, Generic[RowBatchT]):
         metric_bag.add("loss", Mean())
         metric_bag.add("num_examples", Sum())
         metric_bag.add("mse_word", Mean())
-        metric_bag.add("mse_pad", Mean())
+        if self._has_pad_part:
+            metric_bag.add("mse_pad", Mean())
         metric_bag.add("num_skipped_non_finite", Sum())
 
     def __call__(self, batch: RowBatchT, metric_bag: MetricBag) -> Tensor:
@@ -439,7 +445,7 @@ def update_mse_metrics(metric_bag: MetricBag, mse: EmbeddingMSELoss) -> None:
     metric_bag.get("mse_word", Mean).update(
         mse.mse_word.detach(), weight=max(mse.num_word_positions, 1)
     )
-    if mse.num_pad_positions > 0:
+    if mse.num_pad_positions > 0 and "mse_pad" in metric_bag.metrics:
         metric_bag.get("mse_pad", Mean).update(
             mse.mse_pad.detach(), weight=mse.num_pad_positions
         )

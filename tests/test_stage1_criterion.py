@@ -147,6 +147,7 @@ def test_a_projector_without_auxiliary_losses_logs_none() -> None:
     quantity: 0`` in its log lines, no torchmetrics warning."""
     for values in run_units(tiny_projector(), Stage1Weights(alpha=9.0)):
         assert "ctc" not in values and "quantity" not in values
+        assert "mse_pad" in values  # outputs padded past the words
         assert float(values["loss"]) > 0.0  # type: ignore[arg-type]
 
 
@@ -179,4 +180,6 @@ def test_a_variable_length_adapter_logs_its_own_loss_only(
     other = {"ctc", "quantity"} - {logged}
     for values in run_units(Wrapper(adapter), weights):
         assert logged in values and not other & set(values)
+        # One output per token: no pad positions, so no MSE_pad to log.
+        assert "mse_pad" not in values and "mse_word" in values
         assert float(values[logged]) > 0.0  # type: ignore[arg-type]

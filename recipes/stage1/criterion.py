@@ -52,7 +52,7 @@ class Stage1Criterion(StageCriterion[SpeechFeaturesBatch]):
         *,
         score_embeddings: bool = False,
     ) -> None:
-        super().__init__(model)
+        super().__init__(model, has_pad_part=not weights.per_token)
         self._targets = targets
         self._weights = weights
         self._score_embeddings = score_embeddings

@@ -133,7 +133,7 @@ def integrate_and_fire(
             if len(fired[row]) < wanted:
                 fired[row].append(acc_h[row])
             del fired[row][wanted:]
-        elif float(acc[row]) >= tail_threshold * threshold or not fired[row]:
+        elif float(acc[row].detach()) >= tail_threshold * threshold or not fired[row]:
             fired[row].append(acc_h[row])
 
     if not batch_size:
