@@ -87,6 +87,45 @@ def test_fitting_tensors_are_the_sources_and_the_output_layer_is_a_fresh_init(
             assert not torch.equal(tensor, control[name]), name
 
 
+def test_keep_fresh_leaves_matching_tensors_at_their_init(
+    source_export: tuple[Path, SpeechMapperProjector],
+) -> None:
+    source = read_warm_start_source(source_export[0])
+    config = tiny_config(48)
+    model = seeded(config, 5)
+    report = load_fitting_tensors(model, source.state, keep_fresh=[r"blocks\.1\."])
+
+    control = seeded(config, 5).state_dict()
+    theirs = source_export[1].state_dict()
+    kept = [n for n in control if n.startswith("blocks.1.")]
+    assert kept and all(
+        report.fresh[n] == "kept fresh by 'blocks\\.1\\.'" for n in kept
+    )
+    for name, tensor in model.state_dict().items():
+        if name in kept or name.startswith("final_proj."):
+            assert torch.equal(tensor, control[name]), name
+        else:
+            assert torch.equal(tensor, theirs[name]), name
+    assert len(report.loaded) == len(control) - len(kept) - 2
+
+    with pytest.raises(ValueError, match="matches no tensor"):
+        load_fitting_tensors(seeded(config, 5), source.state, keep_fresh=["block\\.1"])
+
+
+def test_warm_start_section_refuses_bad_keep_fresh() -> None:
+    from recipes.stage1.config import WarmStartSection
+
+    assert (
+        not WarmStartSection(checkpoint=Path("src"), keep_fresh=["blocks\\.1\\."])
+        .validate()
+        .has_error()
+    )
+    errors = str(WarmStartSection(checkpoint=Path("src"), keep_fresh=["("]).validate())
+    assert "not a regular expression" in errors
+    errors = str(WarmStartSection(keep_fresh=["blocks"]).validate())
+    assert "`warm_start.checkpoint` is not set" in errors
+
+
 def test_no_fitting_tensor_is_an_error(
     source_export: tuple[Path, SpeechMapperProjector],
 ) -> None:

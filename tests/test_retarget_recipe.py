@@ -20,7 +20,6 @@ from speechmapper_plugin.data.instructions import (
     build_asr_examples,
     write_instructions,
 )
-from speechmapper_plugin.models.warm_start import RETARGET_CARD_KEY
 from speechmapper_plugin.tiny_assets.cards import write_card_file
 from speechmapper_plugin.tiny_assets.llama import TinyLlamaDims
 from speechmapper_plugin.tiny_assets.llama3_llm import write_tiny_llama3
@@ -113,15 +112,17 @@ def test_retargeted_projector_through_export_stage2_and_evaluation(
         "regime.keep_last_n_checkpoints=2",
     )
 
-    # The card names the new LLM and records the source.
+    # The card names the new LLM; the projector config records the source.
     card = yaml.safe_load((retargeted / "checkpoints/model.yaml").read_text())
     assert card["model_config"]["target_llm"] == NARROW_LLM
     assert card["model_config"]["output_dim"] == 32
-    record = card[RETARGET_CARD_KEY]
+    record = card["model_config"]["warm_started_from"]
     assert record["target_llm"] == test_cards.llms.llama_card
     assert record["step"] == 6
+    assert record["checkpoint"].endswith(".pt") and "step_6" in record["checkpoint"]
     assert record["fresh_tensors"] == ["final_proj.bias", "final_proj.weight"]
     assert record["freeze_loaded_steps"] == 3
+    assert record["keep_fresh"] == []
 
     # Frozen for 3 steps: the trunk is still the source's; the output layer
     # has its new width. Then the trunk trains.
@@ -156,6 +157,11 @@ def test_retargeted_projector_through_export_stage2_and_evaluation(
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((export_dir / "config.json").read_text())
     assert summary["target_llm"]["card"] == NARROW_LLM
+    # What it was retargeted from travels with it: config.json and the card
+    # fairseq2 loads it by.
+    assert summary["projector"]["warm_started_from"] == record
+    export_card = yaml.safe_load((export_dir / "card.yaml").read_text())
+    assert export_card["model_config"]["warm_started_from"] == record
 
     # Stage 2 with the 32-d LLM.
     records = [
@@ -181,6 +187,10 @@ def test_retargeted_projector_through_export_stage2_and_evaluation(
         "regime.checkpoint_every_n_steps=2",
         "lr_scheduler.config.num_warmup_steps=1",
     )
+
+    # Stage 2 keeps the record in its checkpoint card.
+    stage2_card = yaml.safe_load((stage2 / "checkpoints/model.yaml").read_text())
+    assert stage2_card["model_config"]["warm_started_from"] == record
 
     # Evaluation (generation, then scoring) of the stage-2 projector on the
     # cached features.

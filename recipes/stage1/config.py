@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -97,8 +98,9 @@ class WarmStartSection:
     LLM (retargeting): every tensor whose name and shape fit is loaded, the
     rest (the final projection to another width, ...) is initialised as
     usual. The feature store is reused as it is: it must hold the features
-    the source was trained on. The checkpoint card records the source under
-    ``speechmapper_warm_started_from``."""
+    the source was trained on. The projector config records the source
+    (``warm_started_from``), so the checkpoint card, later stages and an
+    export say what it was retargeted from."""
 
     checkpoint: Path | None = None
     """A stage-1 or stage-2 output directory (its last checkpoint), its
@@ -109,15 +111,30 @@ class WarmStartSection:
     """Keep the loaded tensors as loaded for this many steps (their gradients
     are zeroed), so the fresh output layer settles before the trunk moves."""
 
+    keep_fresh: list[str] = field(default_factory=list)
+    """Regular expressions (``re.match`` on parameter names, as in fairseq2's
+    ``optimizer.config.groups``) of tensors left at their fresh
+    initialisation although they fit, e.g. ``['blocks\\.1\\.']`` for the
+    last block of a two-block projector: a trunk's top layers specialise to
+    the source's LLM and training speakers. Each must match some tensor."""
+
     def validate(self) -> ValidationResult:
         result = ValidationResult()
         check_non_negative_fields(
             result, self, ("freeze_loaded_steps",), section="warm_start."
         )
-        if self.freeze_loaded_steps > 0 and self.checkpoint is None:
-            result.add_error(
-                "`warm_start.freeze_loaded_steps` freezes loaded tensors, but `warm_start.checkpoint` is not set."
-            )
+        for name in ("freeze_loaded_steps", "keep_fresh"):
+            if getattr(self, name) and self.checkpoint is None:
+                result.add_error(
+                    f"`warm_start.{name}` applies to loaded tensors, but `warm_start.checkpoint` is not set."
+                )
+        for pattern in self.keep_fresh:
+            try:
+                re.compile(pattern)
+            except re.error as ex:
+                result.add_error(
+                    f"`warm_start.keep_fresh` holds '{pattern}', which is not a regular expression: {ex}."
+                )
         return result
 
 

@@ -4,9 +4,9 @@ from cached SFM features, without the LLM ever running."""
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from dataclasses import replace
 from typing import Any
 
-import yaml
 from fairseq2.logging import log
 from fairseq2.metrics import MetricBag
 from fairseq2.recipe.base import Recipe, RecipeContext
@@ -38,9 +38,9 @@ from speechmapper_plugin.models.adapters import (
     AnyProjector,
     adapter_kind,
 )
+from speechmapper_plugin.models.projector_base import WarmStartRecord
 from speechmapper_plugin.models.speechmapper import check_llm_embedding_dim
 from speechmapper_plugin.models.warm_start import (
-    RETARGET_CARD_KEY,
     LoadedFreeze,
     WarmStartReport,
     WarmStartSource,
@@ -100,11 +100,15 @@ class Stage1Recipe(Recipe):
             projector, training_stores(dataset, [ds.train_split, *ds.valid_splits])
         )
         started = warm_start(projector, config.warm_start)
-        record_target_llm(context, projector, target_llm.card_name)
         freeze = None
         if started is not None:
-            record_warm_start(context, *started, config.warm_start)
+            projector.config = replace(
+                projector.config,
+                warm_started_from=warm_start_record(*started, config.warm_start),
+            )
             freeze = freeze_loaded(projector, started[1], config.warm_start)
+        # Writes the checkpoint card, with the warm-start record.
+        record_target_llm(context, projector, target_llm.card_name)
 
         targets = target_llm.to(context.device)
 
@@ -230,7 +234,7 @@ def warm_start(
         )
 
     try:
-        report = load_fitting_tensors(projector, source.state)
+        report = load_fitting_tensors(projector, source.state, section.keep_fresh)
     except ValueError as ex:
         raise RecipeError(str(ex)) from None
 
@@ -260,27 +264,20 @@ def freeze_loaded(
     return freeze
 
 
-def record_warm_start(
-    context: RecipeContext,
-    source: WarmStartSource,
-    report: WarmStartReport,
-    section: WarmStartSection,
-) -> None:
-    """Adds the warm-start source to the checkpoint card (``model.yaml``,
-    written by :func:`record_target_llm`) under :data:`RETARGET_CARD_KEY`."""
-    if context.gangs.root.rank != 0:
-        return
-    card_file = context.output_dir.joinpath("checkpoints/model.yaml")
-    card = yaml.safe_load(card_file.read_text())
-    card[RETARGET_CARD_KEY] = {
-        "checkpoint": str(source.path),
-        "step": source.step,
-        "target_llm": source.target_llm,
-        "num_loaded_tensors": len(report.loaded),
-        "fresh_tensors": sorted(report.fresh),
-        "freeze_loaded_steps": section.freeze_loaded_steps,
-    }
-    card_file.write_text(yaml.safe_dump(card, sort_keys=False))
+def warm_start_record(
+    source: WarmStartSource, report: WarmStartReport, section: WarmStartSection
+) -> WarmStartRecord:
+    """What the projector config (hence the checkpoint card, later stages'
+    cards and an export) records about the warm start."""
+    return WarmStartRecord(
+        checkpoint=str(source.path),
+        step=source.step,
+        target_llm=source.target_llm,
+        num_loaded_tensors=len(report.loaded),
+        fresh_tensors=sorted(report.fresh),
+        keep_fresh=list(section.keep_fresh),
+        freeze_loaded_steps=section.freeze_loaded_steps,
+    )
 
 
 @final

@@ -10,7 +10,7 @@ neither family imports the other for it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import torch
@@ -67,6 +67,36 @@ class SpeechFeaturesConfig:
 
 
 @dataclass(kw_only=True)
+class WarmStartRecord:
+    """Where a warm-started projector's weights came from (stage 1's
+    ``warm_start``, e.g. a projector retargeted from another LLM): kept in
+    its config, so the checkpoint card, every later stage's card and an
+    export's card and ``config.json`` say what it was retargeted from."""
+
+    checkpoint: str
+    """The weights file the tensors were read from."""
+
+    step: int | None = None
+    """Its training step (``None``: an export)."""
+
+    target_llm: str | None = None
+    """The LLM the source was trained for."""
+
+    num_loaded_tensors: int = 0
+    """How many tensors were copied from the source (all but ``fresh_tensors``)."""
+
+    fresh_tensors: list[str] = field(default_factory=list)
+    """The tensors left at their fresh initialisation (another shape, absent
+    from the source, or kept fresh by ``keep_fresh``)."""
+
+    keep_fresh: list[str] = field(default_factory=list)
+    """The ``warm_start.keep_fresh`` patterns."""
+
+    freeze_loaded_steps: int = 0
+    """The steps the loaded tensors stayed frozen."""
+
+
+@dataclass(kw_only=True)
 class ProjectorConfigBase:
     """The fields the SpeechMapper projector and the adapters have alike."""
 
@@ -103,6 +133,10 @@ class ProjectorConfigBase:
     stage-1 and stage-2 recipes from their feature stores; later stages refuse
     other features and inference extracts these by default. ``None``: not
     recorded (a projector trained before it was)."""
+
+    warm_started_from: WarmStartRecord | None = None
+    """Set by stage 1 when it warm-starts the projector from another one's
+    checkpoint (``warm_start.checkpoint``); ``None``: trained from scratch."""
 
     def validate(self) -> ValidationResult:
         result = ValidationResult()

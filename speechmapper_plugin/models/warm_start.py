@@ -20,7 +20,7 @@ has its own ``target_llm``), so its ``target_llm`` is history, not a claim.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -38,9 +38,6 @@ from speechmapper_plugin.models.projector_base import (
     ProjectorConfigBase,
     SpeechFeaturesConfig,
 )
-
-RETARGET_CARD_KEY: Final = "speechmapper_warm_started_from"
-"""The checkpoint-card key (``checkpoints/model.yaml``) recording the source."""
 
 _STEP_DIR: Final = re.compile(r"step_(\d+)")
 
@@ -181,23 +178,39 @@ class WarmStartReport:
 
 
 @torch.no_grad()
-def load_fitting_tensors(model: Module, state: Mapping[str, Tensor]) -> WarmStartReport:
+def load_fitting_tensors(
+    model: Module, state: Mapping[str, Tensor], keep_fresh: Sequence[str] = ()
+) -> WarmStartReport:
     """Copy into ``model`` every tensor of ``state`` whose name and shape fit
     one of its own (parameters and persistent buffers); the others stay as
     they are.
 
-    :raises ValueError: if no tensor fits (another architecture altogether).
+    :param keep_fresh: regular expressions (``re.match``, as fairseq2's
+        optimizer parameter groups) of tensors to leave fresh even though they
+        fit: the top layers of a trunk specialise to the source's LLM and its
+        training speakers, the lower ones transfer.
+    :raises ValueError: if no tensor fits (another architecture altogether),
+        or a ``keep_fresh`` pattern matches no tensor of the model (a typo).
     """
     loaded: list[str] = []
     fresh: dict[str, str] = {}
     own = model.state_dict(keep_vars=True)
+    patterns = [re.compile(p) for p in keep_fresh]
+    for pattern in patterns:
+        if not any(pattern.match(name) for name in own):
+            raise ValueError(
+                f"The `keep_fresh` pattern '{pattern.pattern}' matches no tensor of the model (matched with `re.match` from the start of names such as {', '.join(list(own)[:3])})."
+            )
     if any(isinstance(t, DTensor) for t in own.values()):
         raise ValueError(
             "The model is sharded (FSDP): a warm start copies whole tensors. Train the warm-started run with `trainer.data_parallelism=ddp` (a projector fits on one device)."
         )
     for name, tensor in own.items():
         source = state.get(name)
-        if source is None:
+        kept = next((p.pattern for p in patterns if p.match(name)), None)
+        if kept is not None:
+            fresh[name] = f"kept fresh by '{kept}'"
+        elif source is None:
             fresh[name] = "not in the source"
         elif source.shape != tensor.shape:
             fresh[name] = (
