@@ -261,3 +261,44 @@ def test_retarget_needs_a_finished_quickstart_stage1(
 
     assert main([str(tmp_path), "--small"]) == 1
     assert "holds no finished quickstart stage 1" in capsys.readouterr().err
+
+
+def test_retarget_variant_result_has_dev_and_task_times(tmp_path: Path) -> None:
+    from speechmapper_plugin.quickstart.retarget import (
+        compare,
+        format_result,
+        parse_options,
+        task_seconds,
+    )
+
+    options = parse_options(
+        [str(tmp_path), "--variant", "kf", "--keep-fresh", r"blocks\.1\."]
+    )
+    assert options.variant == "kf" and options.keep_fresh == (r"blocks\.1\.",)
+    with pytest.raises(SystemExit):
+        parse_options([str(tmp_path), "--variant", "scratch"])
+
+    logs = tmp_path / "run/logs"
+    logs.mkdir(parents=True)
+    (logs / "rank_0.log").write_text(
+        "[Rank 0] ... INFO fairseq2 - Task finished in 93 second(s) after 3000 step(s)!\n"
+    )
+    assert task_seconds(tmp_path / "run") == 93
+    assert task_seconds(tmp_path) is None
+
+    def records(values: dict[int, float]) -> list[dict[str, object]]:
+        return [{"Step": s, "mse_word": v} for s, v in values.items()]
+
+    curves = {
+        "scratch": records({0: 1.0, 10: 0.5}),
+        "retargeted": records({0: 0.9, 10: 0.4}),
+    }
+    text = format_result(
+        {
+            "test": compare(curves),
+            "dev": compare(curves, "dev"),
+            "task_seconds": {"scratch": 93, "retargeted": 90},
+        }
+    )
+    assert "(test voice)" in text and "(dev voice)" in text
+    assert "from scratch 93 s, retargeted 90 s" in text

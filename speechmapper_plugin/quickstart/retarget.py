@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -26,9 +27,12 @@ from typing import Any, Final
 from speechmapper_plugin.quickstart.assets import LLM_CARD
 from speechmapper_plugin.quickstart.commands import find_repo_root, yaml_value
 from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
+from speechmapper_plugin.quickstart.run import _threads_of_the_steps
 from speechmapper_plugin.quickstart.steps import StepRunner, subprocess_env
 from speechmapper_plugin.quickstart.summary import HELDOUT_SPLIT, read_jsonl
 from speechmapper_plugin.quickstart.world import read_world
+
+DEV_SPLIT: Final = "dev"
 
 SECOND_LLM_CARD: Final = "quickstart_toy_llm_retarget"
 
@@ -61,6 +65,13 @@ class RetargetOptions:
     width: int = 96
     """The second LLM's embedding width (the toy LLM's is 64)."""
     freeze_loaded_steps: int = 0
+    """``warm_start.freeze_loaded_steps`` of the retargeted run."""
+    keep_fresh: tuple[str, ...] = ()
+    """``warm_start.keep_fresh`` of the retargeted run."""
+    variant: str = "retargeted"
+    """The retargeted run's name: its directory ``stage1_<variant>`` and its
+    results ``<variant>.json`` / ``.md`` (one from-scratch control serves
+    every variant)."""
     seed: int = 0
 
 
@@ -77,6 +88,18 @@ def parse_options(argv: Sequence[str] | None = None) -> RetargetOptions:
     parser.add_argument("--llm-steps", type=int)
     parser.add_argument("--stage1-steps", type=int)
     parser.add_argument("--freeze-loaded-steps", type=int, default=0)
+    parser.add_argument(
+        "--keep-fresh",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="warm_start.keep_fresh of the retargeted run (repeatable)",
+    )
+    parser.add_argument(
+        "--variant",
+        default="retargeted",
+        help="name of the retargeted run (its directory and result files), to compare several warm starts with one control",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     size = SMALL_SIZE if args.small else DEFAULT_SIZE
@@ -90,11 +113,17 @@ def parse_options(argv: Sequence[str] | None = None) -> RetargetOptions:
         )
     if args.width < 2 or args.width % 2:
         parser.error("--width must be even (the toy LLM has two heads).")
+    if args.variant == "scratch" or not re.fullmatch(r"[\w.-]+", args.variant):
+        parser.error(
+            "--variant must be a file name (letters, digits, `_`, `.`, `-`) other than `scratch`."
+        )
     return RetargetOptions(
         quickstart_dir=args.quickstart_dir.expanduser().absolute(),
         size=size,
         width=args.width,
         freeze_loaded_steps=args.freeze_loaded_steps,
+        keep_fresh=tuple(args.keep_fresh),
+        variant=args.variant,
         seed=args.seed,
     )
 
@@ -114,55 +143,84 @@ def run_retarget(options: RetargetOptions) -> dict[str, Any]:
     cards = root / "cards"
     repo = find_repo_root()
     echo = partial(print, flush=True)
+    env = subprocess_env(repo)
     runner = StepRunner(
         logs=root / "logs",
         num_steps=3,
-        env=subprocess_env(repo),
+        env=env,
         cwd=repo,
         echo=echo,
     )
 
     llm_file = cards / "second_llm.yaml"
     if not llm_file.is_file():
-        runner.call(
-            "llm",
-            f"Training a second toy LLM, {options.width}-d, on the same text ({options.size.llm_steps} steps)",
-            lambda: _train_second_llm(layout, options, llm_file),
-        )
+        # As the quickstart trains its toy LLM: on the recipe steps' threads
+        # (one unless chosen), not on every core (which spin against each
+        # other on a shared machine: 20x slower measured).
+        with _threads_of_the_steps(env):
+            runner.call(
+                "llm",
+                f"Training a second toy LLM, {options.width}-d, on the same text ({options.size.llm_steps} steps)",
+                lambda: _train_second_llm(layout, options, llm_file),
+            )
 
+    dirs = {
+        "scratch": root / "stage1_scratch",
+        "retargeted": root / f"stage1_{options.variant}",
+    }
     for run in RUNS:
-        out = root / f"stage1_{run}"
+        out = dirs[run]
         if (out / "metrics" / "valid" / f"{HELDOUT_SPLIT}.jsonl").is_file():
             continue
         what = (
             "from scratch (control)"
             if run == "scratch"
-            else "retargeted from the quickstart's projector"
+            else f"retargeted from the quickstart's projector ({options.variant})"
         )
         runner.run(
-            f"stage1_{run}",
+            f"stage1_{run if run == 'scratch' else options.variant}",
             f"Stage 1 for the second LLM, {what}: {options.size.stage1_steps} steps",
             _stage1_command(repo, layout, options, out, cards, run),
         )
 
-    result = compare(
-        {
-            run: read_jsonl(
-                root / f"stage1_{run}" / "metrics" / "valid" / f"{HELDOUT_SPLIT}.jsonl"
-            )
-            for run in RUNS
-        }
-    )
+    # Choose between variants on dev; the held-out test split is the result.
+    result = {
+        split: compare(
+            {
+                run: read_jsonl(dirs[run] / "metrics" / "valid" / f"{split}.jsonl")
+                for run in RUNS
+            },
+            split,
+        )
+        for split in (HELDOUT_SPLIT, DEV_SPLIT)
+    }
+    result["task_seconds"] = {run: task_seconds(dirs[run]) for run in RUNS}
     result["options"] = {
+        "variant": options.variant,
         "width": options.width,
         "llm_steps": options.size.llm_steps,
         "stage1_steps": options.size.stage1_steps,
         "freeze_loaded_steps": options.freeze_loaded_steps,
+        "keep_fresh": list(options.keep_fresh),
         "seed": options.seed,
     }
-    (root / "retarget.json").write_text(json.dumps(result, indent=1) + "\n")
-    (root / "retarget.md").write_text(format_table(result) + "\n")
+    (root / f"{options.variant}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (root / f"{options.variant}.md").write_text(format_result(result) + "\n")
     return result
+
+
+_TASK_TIME: Final = re.compile(r"Task finished in (\d+) second")
+
+
+def task_seconds(run_dir: Path) -> int | None:
+    """fairseq2's own time of a stage-1 run (``Task finished in N
+    second(s)``, from the rank-0 log): the training and validation, without
+    the process start, which the shared machine stretches."""
+    for log in sorted(run_dir.glob("logs/rank_0*.log")):
+        found = _TASK_TIME.findall(log.read_text(errors="replace"))
+        if found:
+            return int(found[-1])
+    return None
 
 
 def _train_second_llm(
@@ -220,6 +278,7 @@ def _stage1_command(
         overrides += [
             f"warm_start.checkpoint={yaml_value(str(layout.stage1))}",
             f"warm_start.freeze_loaded_steps={options.freeze_loaded_steps}",
+            f"warm_start.keep_fresh={yaml_value(list(options.keep_fresh))}",
         ]
     config = repo / "recipes" / "stage1" / "configs" / "quickstart.yaml"
     return [
@@ -235,8 +294,10 @@ def _stage1_command(
     ]
 
 
-def compare(valid: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Held-out ``mse_word`` of both runs per validated step, the target
+def compare(
+    valid: dict[str, list[dict[str, Any]]], split: str = HELDOUT_SPLIT
+) -> dict[str, Any]:
+    """``split``'s ``mse_word`` of both runs per validated step, the target
     (the from-scratch run's final value) and the first step each reaches it
     at (``None``: never)."""
     curves = {
@@ -251,7 +312,7 @@ def compare(valid: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
     steps = sorted(set(scratch) & set(curves["retargeted"]))
     return {
-        "heldout_split": HELDOUT_SPLIT,
+        "heldout_split": split,
         "target_mse_word": target,
         "steps_to_target": {run: reached(curve) for run, curve in curves.items()},
         "mse_word": [
@@ -279,6 +340,19 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_result(result: dict[str, Any]) -> str:
+    """The held-out table, then dev's (on which variants are chosen), then
+    each run's fairseq2 task time."""
+    seconds = result["task_seconds"]
+    return "\n\n".join(
+        [
+            format_table(result[HELDOUT_SPLIT]),
+            format_table(result[DEV_SPLIT]),
+            f"fairseq2 task time: from scratch {seconds['scratch']} s, retargeted {seconds['retargeted']} s.",
+        ]
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
     try:
@@ -287,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"The retarget experiment stopped: {ex}", file=sys.stderr)
         return 1
     print()
-    print(format_table(result))
+    print(format_result(result))
     return 0
 
 
