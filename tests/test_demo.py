@@ -160,3 +160,56 @@ def test_the_page_has_the_controls_the_browser_test_uses(
         if getattr(block, "elem_id", None)
     }
     assert {"audio", "task", "language", "question", "run", "answer", "segments"} <= ids
+
+
+def test_demo_and_serve_read_the_model_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``speechmapper demo`` takes ``speechmapper serve``'s model arguments,
+    with the same help, and loads what serve would (here written out by hand);
+    each keeps its own port."""
+    from dataclasses import replace
+
+    from speechmapper_plugin.demo.__main__ import build_parser as demo_parser
+    from speechmapper_plugin.serving.__main__ import build_parser as serve_parser
+    from speechmapper_plugin.serving.options import ServeOptions
+
+    monkeypatch.delenv("SPEECHMAPPER_API_KEY", raising=False)
+    cards = tmp_path / "cards"
+    argv = [
+        str(tmp_path),
+        "--llm=some_llm",
+        "--speech-encoder=some_sfm",
+        f"--asset-dir={cards}",
+        "--host=0.0.0.0",
+        "--device=cpu",
+        "--dtype=bfloat16",
+        "--max-new-tokens=7",
+        "--segmenter=vad",
+        "--segment-seconds=12",
+    ]
+    expected = ServeOptions(
+        projector=str(tmp_path.resolve()),
+        asset_dirs=(str(cards.resolve()),),
+        llm="some_llm",
+        speech_encoder="some_sfm",
+        device="cpu",
+        dtype="bfloat16",
+        max_new_tokens=7,
+        segmenter=SegmenterConfig(kind="vad", max_seconds=12.0),
+    )
+    demo_args = demo_parser().parse_args(argv)
+    serve_args = serve_parser().parse_args([*argv, "--max-batch-size=3"])
+    assert ServeOptions.model_options(demo_args) == expected
+    assert ServeOptions.from_args(serve_args) == replace(expected, max_batch_size=3)
+    assert (demo_args.host, demo_args.port, serve_args.port) == ("0.0.0.0", 7860, 8000)
+
+    def helps(parser: object) -> dict[str, str | None]:
+        return {
+            a.dest: a.help
+            for a in parser._actions  # type: ignore[attr-defined]
+            if a.dest != "max_new_tokens"  # serve's says a request may lower it
+        }
+
+    demo_help, serve_help = helps(demo_parser()), helps(serve_parser())
+    assert {d: serve_help[d] for d in demo_help} == demo_help

@@ -13,62 +13,33 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Final
 
 API_KEY_ENV: Final = "SPEECHMAPPER_API_KEY"
 
-DTYPES: Final = ("float32", "bfloat16", "float16")
-
 
 def build_parser(prog: str = "speechmapper serve") -> argparse.ArgumentParser:
+    from speechmapper_plugin.serving.options import (
+        add_model_arguments,
+        add_ray_arguments,
+    )
+
     parser = argparse.ArgumentParser(
         prog=prog,
         description="Serve a trained projector with its speech encoder and LLM as an OpenAI-compatible API (/v1/audio/transcriptions, /v1/audio/translations, /v1/chat/completions, /v1/models, /health).",
     )
-    parser.add_argument(
-        "projector",
-        help="an export directory (speechmapper export) or a projector's asset card name",
+    add_model_arguments(
+        parser, max_new_tokens_note="a request's max_tokens may lower it"
     )
-    parser.add_argument(
-        "--llm", help="the LLM's card (default: the one the projector was trained for)"
-    )
-    parser.add_argument(
-        "--speech-encoder",
-        help="the speech encoder's card (default: the one the projector records)",
-    )
-    parser.add_argument(
-        "--asset-dir",
-        action="append",
-        default=[],
-        type=Path,
-        help="a directory of asset cards to register (repeatable)",
-    )
+    parser.add_argument("--port", type=int, default=8000)
     parser.add_argument(
         "--model-name",
         help="the model id clients send (default: the projector's card name)",
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)"
-    )
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument(
         "--api-key",
         default=os.environ.get(API_KEY_ENV),
         help=f"require `Authorization: Bearer KEY` on /v1 (default: ${API_KEY_ENV}; none: no key)",
-    )
-    parser.add_argument("--device", help="default: CUDA if available, else CPU")
-    parser.add_argument(
-        "--dtype",
-        choices=DTYPES,
-        default="float32",
-        help="of the projector and the LLM",
-    )
-    parser.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=256,
-        help="the most tokens an answer may have (a request's max_tokens may lower it)",
     )
     parser.add_argument("--max-batch-size", type=int, default=8)
     parser.add_argument(
@@ -89,21 +60,6 @@ def build_parser(prog: str = "speechmapper serve") -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-audio-seconds", type=float, default=300.0, help="longest audio accepted"
     )
-    parser.add_argument(
-        "--segmenter",
-        choices=("fixed", "vad"),
-        default="fixed",
-        help="how audio longer than the models take is cut: fixed windows or "
-        "speech regions (Silero VAD)",
-    )
-    parser.add_argument(
-        "--segment-seconds",
-        type=float,
-        default=30.0,
-        help="longest segment (lowered to what the projector and LLM take)",
-    )
-    from speechmapper_plugin.serving.options import add_ray_arguments
-
     add_ray_arguments(parser)
     return parser
 

@@ -5,14 +5,18 @@ build its app, without ``argparse`` and without importing Ray."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Final
 
 from fastapi import FastAPI
 
 from speechmapper_plugin.audio.segments import SegmenterConfig
 from speechmapper_plugin.serving.audio import AudioLimits
 from speechmapper_plugin.serving.engine import SpeechEngine
+
+DTYPES: Final = ("float32", "bfloat16", "float16")
+"""``--dtype``'s choices: the projector's and the LLM's."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,10 @@ class ServeOptions:
     translations answer per segment)."""
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ServeOptions:
-        """From ``speechmapper serve``'s parsed arguments."""
+    def model_options(cls, args: argparse.Namespace) -> ServeOptions:
+        """The model to load, from the arguments :func:`add_model_arguments`
+        adds (``speechmapper serve`` and ``speechmapper demo`` load alike);
+        the rest keep their defaults."""
         projector = Path(args.projector)
         return cls(
             projector=(
@@ -51,10 +57,20 @@ class ServeOptions:
             asset_dirs=tuple(str(Path(d).resolve()) for d in args.asset_dir),
             llm=args.llm,
             speech_encoder=args.speech_encoder,
-            model_name=args.model_name,
             device=args.device,
             dtype=args.dtype,
             max_new_tokens=args.max_new_tokens,
+            segmenter=SegmenterConfig(
+                kind=args.segmenter, max_seconds=args.segment_seconds
+            ),
+        )
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ServeOptions:
+        """From ``speechmapper serve``'s parsed arguments."""
+        return replace(
+            cls.model_options(args),
+            model_name=args.model_name,
             max_batch_size=args.max_batch_size,
             max_wait_ms=args.max_wait_ms,
             step_delay_ms=args.step_delay_ms,
@@ -62,9 +78,6 @@ class ServeOptions:
             limits=AudioLimits(
                 max_bytes=int(args.max_upload_mb * 1024 * 1024),
                 max_seconds=args.max_audio_seconds,
-            ),
-            segmenter=SegmenterConfig(
-                kind=args.segmenter, max_seconds=args.segment_seconds
             ),
         )
 
@@ -122,6 +135,64 @@ class ServeOptions:
             max_wait_ms=self.max_wait_ms,
             step_delay_ms=self.step_delay_ms,
         )
+
+
+def add_model_arguments(
+    parser: argparse.ArgumentParser, *, max_new_tokens_note: str = ""
+) -> None:
+    """The model's arguments, read by :meth:`ServeOptions.model_options`:
+    ``PROJECTOR``, ``--llm``, ``--speech-encoder``, ``--asset-dir``,
+    ``--host``, ``--device``, ``--dtype``, ``--max-new-tokens``,
+    ``--segmenter`` and ``--segment-seconds`` (each command adds its own
+    ``--port``); ``max_new_tokens_note`` ends ``--max-new-tokens``'s help."""
+    parser.add_argument(
+        "projector",
+        help="an export directory (speechmapper export) or a projector's asset card name",
+    )
+    parser.add_argument(
+        "--llm", help="the LLM's card (default: the one the projector was trained for)"
+    )
+    parser.add_argument(
+        "--speech-encoder",
+        help="the speech encoder's card (default: the one the projector records)",
+    )
+    parser.add_argument(
+        "--asset-dir",
+        action="append",
+        default=[],
+        type=Path,
+        help="a directory of asset cards to register (repeatable)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="default: 127.0.0.1 (this machine only)"
+    )
+    parser.add_argument("--device", help="default: CUDA if available, else CPU")
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default="float32",
+        help="of the projector and the LLM",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=256,
+        help="the most tokens an answer (or a segment's answer) may have"
+        + (f" ({max_new_tokens_note})" if max_new_tokens_note else ""),
+    )
+    parser.add_argument(
+        "--segmenter",
+        choices=("fixed", "vad"),
+        default="fixed",
+        help="how audio longer than the models take is cut: fixed windows or "
+        "speech regions (Silero VAD)",
+    )
+    parser.add_argument(
+        "--segment-seconds",
+        type=float,
+        default=30.0,
+        help="longest segment (lowered to what the projector and LLM take)",
+    )
 
 
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
