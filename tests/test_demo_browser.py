@@ -13,15 +13,10 @@ it, it is not skipped."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.support.audio import has_espeak, synthesize_speech
@@ -29,8 +24,8 @@ from tests.support.cards import SessionCards
 from tests.support.serving import (
     MAX_NEW_TOKENS,
     export_test_projector,
-    free_port,
     reference_pipeline,
+    serve,
 )
 
 pytestmark = pytest.mark.slow
@@ -73,57 +68,20 @@ def demo_url(
     """``speechmapper demo EXPORT`` until its page answers; stopped by pid."""
     root = tmp_path_factory.mktemp("demo_browser")
     export = export_test_projector(root / "export")
-    command = Path(sys.executable).with_name("speechmapper")
-    assert command.is_file(), "`pip install -e .` installs the `speechmapper` command"
-    port = free_port()
-    env = os.environ | {"OMP_NUM_THREADS": "1", "FAIRSEQ2_NO_PROGRESS": "1"}
-    log = root / "demo.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                str(command),
-                "demo",
-                str(export),
-                "--asset-dir",
-                str(test_cards.card_dir),
-                "--device",
-                "cpu",
-                "--max-new-tokens",
-                str(MAX_NEW_TOKENS),
-                "--port",
-                str(port),
-            ],
-            cwd=root,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(
-                    f"`speechmapper demo` exited ({process.returncode}):\n{log.read_text()[-3000:]}"
-                )
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"no page in {WAIT_S} s:\n{log.read_text()[-3000:]}"
-                )
-            time.sleep(0.3)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serve(
+        str(export),
+        "--asset-dir",
+        str(test_cards.card_dir),
+        "--device",
+        "cpu",
+        "--max-new-tokens",
+        str(MAX_NEW_TOKENS),
+        cwd=root,
+        timeout=WAIT_S,
+        module="speechmapper_plugin.demo",
+        ready_path="/",
+    ) as server:
+        yield f"{server.url}/"
 
 
 def test_upload_transcribe_translate_and_ask_in_chromium(

@@ -86,23 +86,23 @@ class Server:
 
 
 @contextmanager
-def serve(*args: str, cwd: Path, timeout: float = 120.0) -> Iterator[Server]:
-    """``python -m speechmapper_plugin.serving ARGS --port P`` until ``/health``
-    answers; stopped (by its pid) on exit."""
+def serve(
+    *args: str,
+    cwd: Path,
+    timeout: float = 120.0,
+    module: str = "speechmapper_plugin.serving",
+    ready_path: str = "/health",
+) -> Iterator[Server]:
+    """``python -m MODULE ARGS --port P`` (``speechmapper serve`` by default,
+    ``speechmapper_plugin.demo`` for the demo page) until ``ready_path``
+    answers 200; stopped (by its pid) on exit."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "SPEECHMAPPER_API_KEY"}
     env |= {"OMP_NUM_THREADS": "1", "FAIRSEQ2_NO_PROGRESS": "1"}
     log = cwd / "server.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "speechmapper_plugin.serving",
-                *args,
-                "--port",
-                str(port),
-            ],
+            [sys.executable, "-m", module, *args, "--port", str(port)],
             cwd=cwd,
             env=env,
             stdout=out,
@@ -114,16 +114,16 @@ def serve(*args: str, cwd: Path, timeout: float = 120.0) -> Iterator[Server]:
         while True:
             if process.poll() is not None:
                 raise AssertionError(
-                    f"the server exited ({process.returncode}):\n{log.read_text()[-3000:]}"
+                    f"`python -m {module}` exited ({process.returncode}):\n{log.read_text()[-3000:]}"
                 )
             try:
-                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                if httpx.get(url + ready_path, timeout=1.0).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"no /health in {timeout} s:\n{log.read_text()[-3000:]}"
+                    f"no {ready_path} in {timeout} s:\n{log.read_text()[-3000:]}"
                 )
             time.sleep(0.2)
         yield Server(url, process)
