@@ -23,6 +23,7 @@ from speechmapper_plugin.generation.config import RepetitionGuardConfig
 from speechmapper_plugin.llm import embed_token_ids
 from speechmapper_plugin.llm.tokens import create_text_decoder
 from speechmapper_plugin.speech_llm import (
+    AnswerStream,
     AudioInput,
     AudioInputError,
     PipelineResult,
@@ -32,17 +33,6 @@ from speechmapper_plugin.speech_llm import (
 from tests.support.audio import tone, write_wav
 
 GENERATION = GenerationConfig(max_new_tokens=8)
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> SpeechMapperPipeline:
-    return SpeechMapperPipeline.from_cards(
-        "test_sm4t_hf",
-        "test_projector_llama",
-        "test_llama",
-        device="cpu",
-        generation=GENERATION,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -432,6 +422,7 @@ def test_stream_gives_the_answer_piece_by_piece(
     (expected,) = pipeline.run(wavs[1], instruction)
 
     stream = pipeline.stream(wavs[1], instruction)
+    assert isinstance(stream, AnswerStream)  # exported with the pipeline
     pieces = list(stream)
 
     assert "".join(pieces) == expected.text
