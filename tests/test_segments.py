@@ -1,6 +1,6 @@
 """Segment rows (``offset`` + ``duration`` of a longer file) through reading,
 validation, decoding, the waveform reader, instruction files and extraction;
-MP3 and m4a input."""
+MP3 and m4a input; the VAD segmenter's padding before and after speech."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ import torch
 from fairseq2.gang import create_fake_gangs
 from fairseq2.models import load_model
 
-from speechmapper_plugin.audio import decode_audio, resample, to_mono
+from speechmapper_plugin.audio import decode_audio, load_audio, resample, to_mono
+from speechmapper_plugin.audio.segments import SegmenterConfig, VadSegmenter
+from speechmapper_plugin.audio.stream import stream_audio
 from speechmapper_plugin.data import read_manifest
 from speechmapper_plugin.data.feature_store import FeatureStore
 from speechmapper_plugin.data.instructions import (
@@ -443,3 +445,38 @@ def test_generate_recipe_answers_for_exactly_the_segment(
         assert records[name]["num_speech_positions"] == expected.num_speech_positions
     skipped = (out / "skipped.tsv").read_text().splitlines()[1].split("\t")
     assert skipped[1:3] == ["late", BAD_SEGMENT]
+
+
+@pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
+def test_vad_pads_after_speech_separately_from_before(tmp_path: Path) -> None:
+    """``speech_pad_end_ms`` moves only the regions' ends, by exactly its
+    samples (the unpadded regions as the reference); unset, the end takes
+    ``speech_pad_ms`` as before."""
+    speech = load_audio(
+        synthesize_speech(tmp_path / "u.wav", "The apple waits under the garden.")
+    ).numpy()
+    silence = np.zeros(16_000, np.float32)
+    path = write_wav(
+        tmp_path / "recording.wav",
+        np.concatenate([silence, speech, silence, speech, silence]),
+    )
+
+    def regions(**pads: int) -> list[tuple[int, int]]:
+        vad = VadSegmenter(SegmenterConfig(kind="vad", **pads))
+        return [(r.start, r.end) for r in vad.speech_regions(stream_audio(path))]
+
+    bare = regions(speech_pad_ms=0)
+    ms = 16
+    assert len(bare) == 2
+    assert regions(speech_pad_ms=30, speech_pad_end_ms=300) == [
+        (a - 30 * ms, b + 300 * ms) for a, b in bare
+    ]
+    assert regions(speech_pad_ms=30) == [(a - 30 * ms, b + 30 * ms) for a, b in bare]
+
+
+def test_vad_end_padding_must_stay_inside_the_pause() -> None:
+    with pytest.raises(ValueError, match="speech_pad_end_ms.*min_silence_ms"):
+        SegmenterConfig(kind="vad", speech_pad_end_ms=400).check()
+    with pytest.raises(ValueError, match="negative"):
+        SegmenterConfig(kind="vad", speech_pad_end_ms=-1).check()
+    SegmenterConfig(kind="vad", speech_pad_ms=0, speech_pad_end_ms=300).check()

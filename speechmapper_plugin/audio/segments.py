@@ -72,6 +72,13 @@ class SegmenterConfig:
     speech_pad_ms: int = 100
     """Added on each side of a region (not beyond its pauses)."""
 
+    speech_pad_end_ms: int | None = None
+    """Added after a region instead of ``speech_pad_ms`` (``None``: the
+    same). A model trained on single utterances saw almost no silence
+    before the speech but the synthesiser's or recorder's quiet tail after
+    it: a short lead and a longer tail reproduce that (see the README's
+    "Long recordings")."""
+
     def check(self) -> None:
         if self.kind not in ("fixed", "vad"):
             raise ValueError(f"`kind` must be 'fixed' or 'vad', but is {self.kind!r}.")
@@ -83,12 +90,23 @@ class SegmenterConfig:
             raise ValueError(
                 f"`vad_threshold` must be in (0.15, 1), but is {self.vad_threshold}."
             )
-        if self.min_speech_ms < 0 or self.min_silence_ms < 0 or self.speech_pad_ms < 0:
+        pads = {"speech_pad_ms": self.speech_pad_ms}
+        if self.speech_pad_end_ms is not None:
+            pads["speech_pad_end_ms"] = self.speech_pad_end_ms
+        if min(self.min_speech_ms, self.min_silence_ms, *pads.values()) < 0:
             raise ValueError("The VAD's durations must not be negative.")
-        if self.speech_pad_ms > self.min_silence_ms:
-            raise ValueError(
-                f"`speech_pad_ms` ({self.speech_pad_ms}) must not exceed `min_silence_ms` ({self.min_silence_ms}): padding would reach into the next region."
-            )
+        for name, pad in pads.items():
+            if pad > self.min_silence_ms:
+                raise ValueError(
+                    f"`{name}` ({pad}) must not exceed `min_silence_ms` ({self.min_silence_ms}): padding would reach into the next region."
+                )
+
+    @property
+    def end_pad_ms(self) -> int:
+        """The padding after a region."""
+        if self.speech_pad_end_ms is None:
+            return self.speech_pad_ms
+        return self.speech_pad_end_ms
 
 
 class Segmenter(Protocol):
@@ -155,6 +173,7 @@ class VadSegmenter:
         min_speech = config.min_speech_ms * ms
         min_silence = config.min_silence_ms * ms
         pad = config.speech_pad_ms * ms
+        pad_end = config.end_pad_ms * ms
         on = config.vad_threshold
         off = on - 0.15
 
@@ -169,7 +188,7 @@ class VadSegmenter:
             nonlocal last_end
             if end - begin < min_speech:
                 return None
-            padded = Segment(max(begin - pad, last_end), end + pad)
+            padded = Segment(max(begin - pad, last_end), end + pad_end)
             last_end = padded.end
             return padded
 
