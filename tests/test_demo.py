@@ -11,9 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-import torch
 
-from speechmapper_plugin.audio import load_audio
 from speechmapper_plugin.audio.segments import SegmenterConfig
 from speechmapper_plugin.data.instructions.prompts import LANGUAGE_NAMES
 from speechmapper_plugin.demo import DemoAnswer, DemoInputError, run_task
@@ -21,7 +19,11 @@ from speechmapper_plugin.demo.page import answer_updates, build_page
 from speechmapper_plugin.demo.tasks import language_choices
 from speechmapper_plugin.speech_llm import SpeechMapperPipeline
 from tests.support.audio import tone, write_corrupt, write_too_short, write_wav
-from tests.support.serving import reference_pipeline
+from tests.support.serving import (
+    long_recording,
+    reference_pipeline,
+    window_results,
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,23 +80,10 @@ def test_long_audio_gives_the_segment_table(
 ) -> None:
     """34 s is more than the tiny LLM's context takes whole (32.8 s): 15 s
     windows, each answered as the reference answers the hand-cut window."""
-    audio = torch.cat(
-        [
-            torch.from_numpy(tone(17.0, freq=f, seed=i))
-            for i, f in enumerate((150.0, 260.0))
-        ]
-    )
-    path = write_wav(tmp_path / "long.wav", audio.numpy())
-    waveform = load_audio(path)
+    path = tmp_path / "long.wav"
+    waveform = long_recording(path, reference, seconds=17.0, freqs=[150.0, 260.0])
     instruction = reference.prompts.transcription()
-    with pytest.raises(ValueError):
-        reference.check_audio(waveform.numel(), instruction)
-
-    window = 15 * 16_000
-    expected = [
-        reference.run(waveform[a : a + window], instruction)[0].text
-        for a in range(0, waveform.numel(), window)
-    ]
+    expected = [r.text for r in window_results(reference, waveform, instruction)]
     segmenter = SegmenterConfig(kind="fixed", max_seconds=15.0)
     *_, (text, table) = answer_updates(
         demo, str(path), "transcribe", None, None, segmenter

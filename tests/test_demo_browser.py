@@ -23,6 +23,7 @@ from tests.support.audio import has_espeak, synthesize_speech
 from tests.support.cards import SessionCards
 from tests.support.serving import (
     MAX_NEW_TOKENS,
+    export_arguments,
     export_test_projector,
     reference_pipeline,
     serve,
@@ -69,11 +70,7 @@ def demo_url(
     root = tmp_path_factory.mktemp("demo_browser")
     export = export_test_projector(root / "export")
     with serve(
-        str(export),
-        "--asset-dir",
-        str(test_cards.card_dir),
-        "--device",
-        "cpu",
+        *export_arguments(export, test_cards.card_dir),
         "--max-new-tokens",
         str(MAX_NEW_TOKENS),
         cwd=root,
@@ -97,6 +94,7 @@ def test_upload_transcribe_translate_and_ask_in_chromium(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
     from selenium.webdriver.support.ui import WebDriverWait
 
     wav = synthesize_speech(
@@ -140,6 +138,25 @@ def test_upload_transcribe_translate_and_ask_in_chromium(
                 f"no {what} in {WAIT_S} s; the answer box holds {answer()!r} (screenshot: {tmp_path / 'page.png'})"
             ) from None
 
+    def first(
+        selector: str,
+        what: str,
+        keep: Callable[[WebElement], bool] = lambda e: e.is_displayed(),
+    ) -> WebElement:
+        """The first element of ``selector`` that ``keep`` keeps, once there is one."""
+        found = until(
+            lambda b: [
+                e for e in b.find_elements(By.CSS_SELECTOR, selector) if keep(e)
+            ],
+            what,
+        )
+        return found[0]  # type: ignore[index]
+
+    def choose_task(label: str) -> None:
+        browser.find_element(
+            By.XPATH, f"//*[@id='task']//label[contains(., '{label}')]"
+        ).click()
+
     try:
         browser.get(demo_url)
         until(lambda b: b.find_elements(By.ID, "run"), "page")
@@ -172,28 +189,14 @@ def test_upload_transcribe_translate_and_ask_in_chromium(
         browser.find_element(By.ID, "run").click()
         until(lambda b: answer() == transcript, "transcript")
 
-        browser.find_element(
-            By.XPATH, "//*[@id='task']//label[contains(., 'Translate')]"
-        ).click()
-        field = until(
-            lambda b: [
-                e
-                for e in b.find_elements(By.CSS_SELECTOR, "#language input")
-                if e.is_displayed()
-            ],
-            "language field",
-        )[0]  # type: ignore[index]
+        choose_task("Translate")
+        field = first("#language input", "language field")
         field.click()
         field.send_keys(Keys.CONTROL, "a")
         field.send_keys("French")
-        until(
-            lambda b: [
-                e
-                for e in b.find_elements(By.CSS_SELECTOR, "[role=listbox] li")
-                if e.text == "French (fr)"
-            ],
-            "French in the list",
-        )[0].click()  # type: ignore[index]
+        first(
+            "[role=listbox] li", "French in the list", lambda e: e.text == "French (fr)"
+        ).click()
         assert field.get_attribute("value") == "French (fr)"
 
         browser.find_element(By.ID, "run").click()
@@ -201,17 +204,8 @@ def test_upload_transcribe_translate_and_ask_in_chromium(
 
         # The question box appears after a translation has run (Gradio 6.17
         # did not render a field hidden with visible=False: see page.HIDDEN).
-        browser.find_element(
-            By.XPATH, "//*[@id='task']//label[contains(., 'Ask a question')]"
-        ).click()
-        box = until(
-            lambda b: [
-                e
-                for e in b.find_elements(By.CSS_SELECTOR, "#question textarea")
-                if e.is_displayed()
-            ],
-            "question box",
-        )[0]  # type: ignore[index]
+        choose_task("Ask a question")
+        box = first("#question textarea", "question box")
         box.send_keys(QUESTION)
         browser.find_element(By.ID, "run").click()
         until(lambda b: answer() == reply, "answer to the question")

@@ -31,13 +31,18 @@ from speechmapper_plugin.serving import (
 )
 from speechmapper_plugin.speech_llm import PipelineResult, SpeechMapperPipeline
 from tests.support.audio import tone, write_corrupt, write_too_short, write_wav
+from tests.support.serving import long_recording, window_results
 
 MODEL = "served"
 KEY = "test-key"
 
 
-def _pipeline(prompt_cache_size: int = 4096) -> SpeechMapperPipeline:
-    return SpeechMapperPipeline.from_cards(
+def _pipeline(
+    prompt_cache_size: int = 4096,
+    kind: type[SpeechMapperPipeline] = SpeechMapperPipeline,
+) -> SpeechMapperPipeline:
+    """The tiny models (``kind``: a pipeline that fails on purpose)."""
+    return kind.from_cards(
         "test_sm4t_hf",
         "test_projector_llama",
         "test_llama",
@@ -47,6 +52,11 @@ def _pipeline(prompt_cache_size: int = 4096) -> SpeechMapperPipeline:
     )
 
 
+def _engine(pipeline: SpeechMapperPipeline) -> SpeechEngine:
+    """Batches of up to 4 requests that wait 300 ms for each other."""
+    return SpeechEngine(pipeline, model_id=MODEL, max_batch_size=4, max_wait_ms=300.0)
+
+
 @pytest.fixture(scope="module")
 def reference() -> SpeechMapperPipeline:
     return _pipeline()
@@ -54,9 +64,7 @@ def reference() -> SpeechMapperPipeline:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[SpeechEngine]:
-    engine = SpeechEngine(
-        _pipeline(), model_id=MODEL, max_batch_size=4, max_wait_ms=300.0
-    )
+    engine = _engine(_pipeline())
     yield engine
     engine.close()
 
@@ -574,14 +582,7 @@ def test_a_request_failing_after_its_first_tokens_is_not_retried(
 ) -> None:
     """Its batchmate that streamed nothing is answered alone; over HTTP the
     failure after the first tokens is an ``error`` event in the stream."""
-    pipeline = _FailsMidAnswer.from_cards(
-        "test_sm4t_hf",
-        "test_projector_llama",
-        "test_llama",
-        device="cpu",
-        generation=GenerationConfig(max_new_tokens=8),
-    )
-    engine = SpeechEngine(pipeline, model_id=MODEL, max_batch_size=4, max_wait_ms=300.0)
+    engine = _engine(_pipeline(kind=_FailsMidAnswer))
     try:
         sent: list[int] = []
         failing = engine.submit(
@@ -614,14 +615,7 @@ def test_a_request_failing_after_its_first_tokens_is_not_retried(
 def test_a_failing_batch_fails_only_the_request_that_causes_it(
     reference: SpeechMapperPipeline, wavs: list[Path]
 ) -> None:
-    pipeline = _FailingPipeline.from_cards(
-        "test_sm4t_hf",
-        "test_projector_llama",
-        "test_llama",
-        device="cpu",
-        generation=GenerationConfig(max_new_tokens=8),
-    )
-    engine = SpeechEngine(pipeline, model_id=MODEL, max_batch_size=4, max_wait_ms=300.0)
+    engine = _engine(_pipeline(kind=_FailingPipeline))
     try:
         instructions = [INSTRUCTIONS[0], "FAIL\n<speech>", INSTRUCTIONS[1]]
         futures = [
@@ -674,23 +668,11 @@ def test_long_audio_is_cut_and_answered_per_segment(
     """40 s is more than the tiny LLM's context takes whole (32.8 s): the
     server cuts 15 s windows and joins their answers; the segments, with
     their times, are in ``verbose_json``, ``srt`` and ``vtt``."""
-    audio = torch.cat(
-        [
-            torch.from_numpy(tone(10.0, freq=f, seed=i))
-            for i, f in enumerate((150.0, 220.0, 300.0, 180.0))
-        ]
+    path = tmp_path / "long.wav"
+    waveform = long_recording(
+        path, reference, seconds=10.0, freqs=[150.0, 220.0, 300.0, 180.0]
     )
-    path = write_wav(tmp_path / "long.wav", audio.numpy())
-    waveform = load_audio(path)
-    instruction = reference.prompts.transcription()
-    with pytest.raises(ValueError):
-        reference.check_audio(waveform.numel(), instruction)
-
-    window = 15 * 16_000
-    expected = [
-        reference.run(waveform[a : a + window], instruction)[0]
-        for a in range(0, waveform.numel(), window)
-    ]
+    expected = window_results(reference, waveform, reference.prompts.transcription())
     app = create_app(
         engine,
         limits=AudioLimits(max_bytes=2_000_000, max_seconds=60.0),

@@ -27,6 +27,7 @@ from tests.support.serving import (
     MAX_NEW_TOKENS,
     Server,
     b64,
+    export_arguments,
     export_test_projector,
     reference_pipeline,
     serve,
@@ -57,11 +58,7 @@ def export(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def server(root: Path, export: Path, test_cards: SessionCards) -> Iterator[Server]:
     with serve(
-        str(export),
-        "--asset-dir",
-        str(test_cards.card_dir),
-        "--device",
-        "cpu",
+        *export_arguments(export, test_cards.card_dir),
         "--api-key",
         KEY,
         "--max-batch-size",

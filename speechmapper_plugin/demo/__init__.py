@@ -9,6 +9,5 @@ from __future__ import annotations
 from speechmapper_plugin.demo.tasks import TASKS as TASKS
 from speechmapper_plugin.demo.tasks import DemoAnswer as DemoAnswer
 from speechmapper_plugin.demo.tasks import DemoInputError as DemoInputError
-from speechmapper_plugin.demo.tasks import SegmentRow as SegmentRow
 from speechmapper_plugin.demo.tasks import instruction_for as instruction_for
 from speechmapper_plugin.demo.tasks import run_task as run_task

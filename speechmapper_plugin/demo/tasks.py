@@ -23,6 +23,7 @@ from speechmapper_plugin.speech_llm import (
     AudioInputError,
     SpeechMapperPipeline,
     SpeechTooLongError,
+    TimedSegment,
     run_long_form,
 )
 from speechmapper_plugin.speech_llm.audio_inputs import load_input
@@ -48,18 +49,9 @@ class DemoInputError(ValueError):
 
 
 @dataclass(frozen=True)
-class SegmentRow:
-    start: float
-    """Seconds from the start of the audio."""
-
-    end: float
-    text: str
-
-
-@dataclass(frozen=True)
 class DemoAnswer:
     text: str
-    segments: list[SegmentRow] = field(default_factory=list)
+    segments: list[TimedSegment] = field(default_factory=list)
     """Empty when the audio was answered whole; else one row per segment
     (a segment the models cannot take, a short tail, has empty text)."""
 
@@ -143,10 +135,7 @@ def run_task(
         long_form = run_long_form(pipeline, waveform, instruction, segmenter=segmenter)
     except (ValueError, AudioInputError) as ex:
         raise DemoInputError(str(ex)) from None
-    yield DemoAnswer(
-        long_form.text,
-        [SegmentRow(s.start, s.end, s.text) for s in long_form.segments],
-    )
+    yield DemoAnswer(long_form.text, list(long_form.segments))
 
 
 def _streamed(

@@ -18,13 +18,15 @@ import httpx
 import torch
 from fairseq2.models import load_model
 
+from speechmapper_plugin.audio import load_audio
 from speechmapper_plugin.export.projector import (
     ProjectorProvenance,
     SpeechEncoderProvenance,
     export_projector,
 )
 from speechmapper_plugin.generation import GenerationConfig
-from speechmapper_plugin.speech_llm import SpeechMapperPipeline
+from speechmapper_plugin.speech_llm import PipelineResult, SpeechMapperPipeline
+from tests.support.audio import tone, write_wav
 
 PROJECTOR_CARD = "test_projector_llama"  # tiny arch, target_llm test_llama
 SFM = SpeechEncoderProvenance(
@@ -65,6 +67,44 @@ def reference_pipeline() -> SpeechMapperPipeline:
         sfm_layer_norm=SFM.layer_norm,
         generation=GenerationConfig(max_new_tokens=MAX_NEW_TOKENS),
     )
+
+
+def export_arguments(export: Path, card_dir: Path) -> tuple[str, ...]:
+    """``EXPORT --asset-dir CARDS --device cpu``: the export on the session's
+    test cards, as ``speechmapper serve`` and ``speechmapper demo`` take it."""
+    return (str(export), "--asset-dir", str(card_dir), "--device", "cpu")
+
+
+def long_recording(
+    path: Path, pipeline: SpeechMapperPipeline, *, seconds: float, freqs: list[float]
+) -> torch.Tensor:
+    """Tones of ``seconds`` each, one per frequency, written to ``path``: a
+    recording the tiny models cannot take in one call (checked); as loaded."""
+    audio = torch.cat(
+        [torch.from_numpy(tone(seconds, freq=f, seed=i)) for i, f in enumerate(freqs)]
+    )
+    waveform = load_audio(write_wav(path, audio.numpy()))
+    try:
+        pipeline.check_audio(waveform.numel(), pipeline.prompts.transcription())
+    except ValueError:
+        return waveform
+    raise AssertionError(f"{path} is not too long for one call")
+
+
+def window_results(
+    pipeline: SpeechMapperPipeline,
+    waveform: torch.Tensor,
+    instruction: str,
+    *,
+    seconds: float = 15.0,
+) -> list[PipelineResult]:
+    """The reference for fixed-window long-form answers: each window of
+    ``seconds``, cut by hand, answered alone."""
+    window = int(seconds * 16_000)
+    return [
+        pipeline.run(waveform[a : a + window], instruction)[0]
+        for a in range(0, waveform.numel(), window)
+    ]
 
 
 def b64(path: Path) -> str:
