@@ -21,6 +21,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from speechmapper_plugin.generation.config import GenerationConfig  # noqa: E402
+from speechmapper_plugin.speech_llm import SpeechMapperPipeline  # noqa: E402
 from tests.support.cards import SessionCards, build_test_cards  # noqa: E402
 from tests.support.corpus import SpeechCorpus  # noqa: E402
 
@@ -70,3 +72,20 @@ def stage1_run(
     from tests.support.corpus import run_stage1
 
     return run_stage1(tmp_path_factory.mktemp("stage1_run"), speech_corpus, test_cards)
+
+
+@pytest.fixture(scope="module")
+def pipeline(request: pytest.FixtureRequest) -> SpeechMapperPipeline:
+    """The test cards' pipeline (tiny SeamlessM4T-v2 HF encoder, projector,
+    Llama), once per module; decoding as the module's ``GENERATION`` says
+    (4 new tokens where it has none)."""
+    generation = getattr(
+        request.module, "GENERATION", GenerationConfig(max_new_tokens=4)
+    )
+    return SpeechMapperPipeline.from_cards(
+        "test_sm4t_hf",
+        "test_projector_llama",
+        "test_llama",
+        device="cpu",
+        generation=generation,
+    )

@@ -73,17 +73,6 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return manifest
 
 
-@pytest.fixture(scope="module")
-def pipeline() -> SpeechMapperPipeline:
-    return SpeechMapperPipeline.from_cards(
-        "test_sm4t_hf",
-        "test_projector_llama",
-        "test_llama",
-        device="cpu",
-        generation=GENERATION,
-    )
-
-
 def generate_args(cards: SessionCards, *overrides: str) -> list[str]:
     return [
         "--config-file",

@@ -21,7 +21,6 @@ from speechmapper_plugin.audio.segments import (
     cut,
 )
 from speechmapper_plugin.audio.stream import is_streamable, stream_audio
-from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.speech_llm import (
     SkippedInput,
     SpeechMapperPipeline,
@@ -173,17 +172,6 @@ def test_vad_segments_join_whole_utterances_up_to_the_maximum(
         ]
         assert len(holders) == 1
     assert len(truth) / 3 < len(segments) < len(truth)
-
-
-@pytest.fixture(scope="module")
-def pipeline() -> SpeechMapperPipeline:
-    return SpeechMapperPipeline.from_cards(
-        "test_sm4t_hf",
-        "test_projector_llama",
-        "test_llama",
-        device="cpu",
-        generation=GenerationConfig(max_new_tokens=4),
-    )
 
 
 def test_long_form_equals_each_segment_decoded_alone(

@@ -46,17 +46,6 @@ from tests.support.audio import tone, write_corrupt, write_too_short, write_wav
 TRANSCRIBE = "Transcribe the audio.\n<speech>"
 
 
-@pytest.fixture(scope="module")
-def pipeline() -> SpeechMapperPipeline:
-    return SpeechMapperPipeline.from_cards(
-        "test_sm4t_hf",
-        "test_projector_llama",
-        "test_llama",
-        device="cpu",
-        generation=GenerationConfig(max_new_tokens=4),
-    )
-
-
 @pytest.fixture
 def forward_calls(pipeline: SpeechMapperPipeline) -> Iterator[list[str]]:
     """The names of the models whose forward ran during the test."""
