@@ -641,8 +641,11 @@ def add_plans(s: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     from benchmarks.memory_plan import measure_import_baseline, rehearsal_plans
 
+    # Step files of older runs have no batch figures: no plan for them.
     done = {
-        r["step"]: r for r in rows if r.get("ok") and r["step"] in ("stage1", "stage2")
+        r["step"]: r
+        for r in rows
+        if r.get("ok") and r["step"] in ("stage1", "stage2") and "batch" in r["figures"]
     }
     if not done:
         return {}
@@ -654,10 +657,6 @@ def add_plans(s: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
         init_fairseq2()
     baseline = measure_import_baseline()
     stage2 = None
-    # Step files of older runs have no batch figures: no plan for them.
-    done = {k: r for k, r in done.items() if "batch" in r["figures"]}
-    if not done:
-        return {}
     if "stage2" in done:
         batch = done["stage2"]["figures"]["batch"]
         stage2 = {
