@@ -22,6 +22,12 @@ Whisper's English normaliser). The peak resident memory of long-form
 transcription through the pipeline is measured on a 2- and a 20-minute
 recording in one fresh process. Writes ``figures.json`` and ``figures.md``
 (and the recordings and recipe runs) into ``QUICKSTART_OUT/long_form/``.
+
+``--tune`` chooses a VAD setting instead (:func:`tune`): a greedy sweep on
+a recording built the same way from the dev split (dev sentences, dev
+voice), the segments' edges compared with the true utterance spans; the
+chosen setting and the defaults are then scored once on the test
+recordings. Writes ``tuning.json`` and ``tuning.md``.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import sys
 import time
 import wave
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +60,7 @@ from speechmapper_plugin.quickstart.commands import find_repo_root, yaml_value
 from speechmapper_plugin.quickstart.layout import QuickstartLayout
 from speechmapper_plugin.quickstart.steps import subprocess_env
 from speechmapper_plugin.speech_llm import SkippedInput, SpeechMapperPipeline
-from speechmapper_plugin.speech_llm.long_form import run_long_form
+from speechmapper_plugin.speech_llm.long_form import LongFormResult, run_long_form
 
 OUT_DIR = "long_form"
 
@@ -232,13 +238,10 @@ def compare(
     }
 
 
-def _pipeline_runs(
-    pipeline: SpeechMapperPipeline,
-    recordings: Sequence[Recording],
-    configs: dict[str, SegmenterConfig],
-) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
-    """Per-utterance hypotheses by id, and each recording's long-form text
-    and timing per segmenter."""
+def _per_utterance(
+    pipeline: SpeechMapperPipeline, recordings: Sequence[Recording]
+) -> dict[str, str]:
+    """The recordings' distinct utterances transcribed one by one, by id."""
     instruction = pipeline.prompts.transcription()
     distinct = {u.id: u.audio for r in recordings for u in r.utterances}
     ids = list(distinct)
@@ -246,33 +249,55 @@ def _pipeline_runs(
     results = pipeline.run(
         [distinct[i] for i in ids], instruction, on_error="skip", batch_size=16
     )
-    per_utterance = {
-        i: "" if isinstance(r, SkippedInput) else r.text
-        for i, r in zip(ids, results, strict=True)
-    }
     print(
         f"per-utterance: {len(ids)} utterances in {time.monotonic() - start:.1f} s",
         flush=True,
     )
+    return {
+        i: "" if isinstance(r, SkippedInput) else r.text
+        for i, r in zip(ids, results, strict=True)
+    }
 
+
+def _long_form_run(
+    pipeline: SpeechMapperPipeline,
+    recording: Recording,
+    kind: str,
+    config: SegmenterConfig,
+) -> tuple[dict[str, Any], LongFormResult]:
+    """One recording transcribed long-form: its text and timing, and the
+    result (with the segments' edges)."""
+    start = time.monotonic()
+    result = run_long_form(
+        pipeline, recording.path, pipeline.prompts.transcription(), segmenter=config
+    )
+    seconds = time.monotonic() - start
+    print(
+        f"{recording.name} pipeline {kind}: {len(result.segments)} segments in {seconds:.1f} s",
+        flush=True,
+    )
+    values = {
+        "text": result.text,
+        "num_segments": len(result.segments),
+        "num_skipped_segments": result.skipped,
+        "seconds": round(seconds, 1),
+    }
+    return values, result
+
+
+def _pipeline_runs(
+    pipeline: SpeechMapperPipeline,
+    recordings: Sequence[Recording],
+    configs: dict[str, SegmenterConfig],
+) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Per-utterance hypotheses by id, and each recording's long-form text
+    and timing per segmenter."""
+    per_utterance = _per_utterance(pipeline, recordings)
     long: dict[str, dict[str, Any]] = {}
     for recording in recordings:
         for kind, config in configs.items():
-            start = time.monotonic()
-            result = run_long_form(
-                pipeline, recording.path, instruction, segmenter=config
-            )
-            seconds = time.monotonic() - start
-            long[f"{recording.name}/pipeline/{kind}"] = {
-                "text": result.text,
-                "num_segments": len(result.segments),
-                "num_skipped_segments": result.skipped,
-                "seconds": round(seconds, 1),
-            }
-            print(
-                f"{recording.name} pipeline {kind}: {len(result.segments)} segments in {seconds:.1f} s",
-                flush=True,
-            )
+            values, _ = _long_form_run(pipeline, recording, kind, config)
+            long[f"{recording.name}/pipeline/{kind}"] = values
     return per_utterance, long
 
 
@@ -443,6 +468,209 @@ def render(figures: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+TUNING_PADS = (100, 50, 30, 10, 0)
+"""``speech_pad_ms`` swept first on the dev recording (100 is the default)."""
+
+TUNING_END_PADS = (100, 200, 300)
+"""``speech_pad_end_ms`` tried next, longer than the best ``speech_pad_ms``
+(the training utterances end in 0.2-0.5 s of quiet tail; 300 is the
+default ``min_silence_ms``, the most a pad may take)."""
+
+TUNING_THRESHOLDS = (0.3, 0.7)
+"""``vad_threshold`` tried last around the default 0.5, with ..."""
+
+TUNING_MIN_SILENCE_MS = (100,)
+"""... a shorter ``min_silence_ms`` than the default 300 (where the pads
+allow) and segments of up to 30 s."""
+
+
+def tuning_label(config: SegmenterConfig) -> str:
+    """A VAD setting in a table row."""
+    return (
+        f"vad ≤{config.max_seconds:g} s, pad {config.speech_pad_ms}/{config.end_pad_ms} ms, "
+        f"threshold {config.vad_threshold:g}, min silence {config.min_silence_ms} ms"
+    )
+
+
+def edge_errors(recording: Recording, result: LongFormResult) -> dict[str, Any]:
+    """How the segments' edges compare to the utterances' true spans: each
+    utterance is matched to the segment overlapping it most; onset/offset
+    errors are that segment's start/end minus the utterance's (ms; the
+    utterance's span is its whole wav, with the synthesiser's ~15 ms of
+    lead-in and its quiet tail). ``shared``: utterances whose segment holds
+    another utterance too; ``missed``: utterances no segment overlaps."""
+    onsets: list[float] = []
+    offsets: list[float] = []
+    owners: list[int] = []
+    for u in recording.utterances:
+        overlaps = [min(s.end, u.end) - max(s.start, u.start) for s in result.segments]
+        best = int(np.argmax(overlaps)) if overlaps else -1
+        if best < 0 or overlaps[best] <= 0:
+            owners.append(-1)
+            continue
+        owners.append(best)
+        onsets.append(1000 * (result.segments[best].start - u.start))
+        offsets.append(1000 * (result.segments[best].end - u.end))
+    counts = np.bincount([o for o in owners if o >= 0], minlength=1)
+
+    def mean(values: list[float]) -> float | None:
+        return round(float(np.mean(values)), 1) if values else None
+
+    return {
+        "onset_mae_ms": mean([abs(v) for v in onsets]),
+        "onset_mean_ms": mean(onsets),
+        "offset_mae_ms": mean([abs(v) for v in offsets]),
+        "offset_mean_ms": mean(offsets),
+        "shared": int(sum(counts[o] > 1 for o in owners if o >= 0)),
+        "missed": owners.count(-1),
+    }
+
+
+def _tuning_run(
+    pipeline: SpeechMapperPipeline,
+    recording: Recording,
+    per_utterance: dict[str, str],
+    kind: str,
+    config: SegmenterConfig,
+) -> dict[str, Any]:
+    values, result = _long_form_run(pipeline, recording, kind, config)
+    hyps = [per_utterance[u.id] for u in recording.utterances]
+    return {
+        "segmenter": asdict(config),
+        **compare(recording, values.pop("text"), hyps),
+        **edge_errors(recording, result),
+        **values,
+    }
+
+
+def tune(
+    pipeline: SpeechMapperPipeline,
+    dev: Recording,
+    tests: Sequence[Recording],
+    short_seconds: float,
+) -> dict[str, Any]:
+    """Chooses a VAD setting on the dev recording, then scores it and the
+    defaults (:func:`segmenters`) once on the test recordings.
+
+    Dev sweep, greedy, each step from the lowest whole-recording WER so far
+    (ties: the first run): ``speech_pad_ms`` over :data:`TUNING_PADS`
+    (segments up to ``short_seconds``: one utterance each, as the model
+    was trained); a longer ``speech_pad_end_ms`` (:data:`TUNING_END_PADS`);
+    the VAD threshold, a shorter ``min_silence_ms`` and 30 s segments. The
+    chosen setting is the sweep's lowest whole-recording WER."""
+    per_utterance = _per_utterance(pipeline, [dev, *tests])
+
+    dev_runs: dict[str, dict[str, Any]] = {}
+
+    def sweep(configs: Sequence[SegmenterConfig]) -> SegmenterConfig:
+        """Runs the new candidates; the best setting so far."""
+        for config in configs:
+            label = tuning_label(config)
+            if label not in dev_runs:
+                dev_runs[label] = _tuning_run(
+                    pipeline, dev, per_utterance, label, config
+                )
+        best = min(dev_runs.values(), key=lambda v: v["whole_recording_wer"])
+        return SegmenterConfig(**best["segmenter"])
+
+    def valid(config: SegmenterConfig) -> bool:
+        try:
+            config.check()
+        except ValueError:
+            return False
+        return True
+
+    base = SegmenterConfig(kind="vad", max_seconds=short_seconds)
+    best = sweep([replace(base, speech_pad_ms=p) for p in TUNING_PADS])
+    best = sweep(
+        [
+            replace(best, speech_pad_end_ms=e)
+            for e in TUNING_END_PADS
+            if e > best.speech_pad_ms
+        ]
+    )
+    third = [replace(best, vad_threshold=t) for t in TUNING_THRESHOLDS]
+    third += [replace(best, min_silence_ms=m) for m in TUNING_MIN_SILENCE_MS]
+    third.append(replace(best, max_seconds=SegmenterConfig().max_seconds))
+    chosen_config = sweep([c for c in third if valid(c)])
+    chosen = tuning_label(chosen_config)
+
+    test_runs: dict[str, dict[str, dict[str, Any]]] = {}
+    for recording in tests:
+        configs = {f"chosen: {chosen}": chosen_config, **segmenters(short_seconds)}
+        test_runs[recording.name] = {
+            label: _tuning_run(pipeline, recording, per_utterance, label, config)
+            for label, config in configs.items()
+        }
+
+    def describe(recording: Recording) -> dict[str, Any]:
+        return {
+            "path": str(recording.path),
+            "seconds": recording.seconds,
+            "num_utterances": len(recording.utterances),
+        }
+
+    return {
+        "dev": {**describe(dev), "runs": dev_runs},
+        "chosen": chosen,
+        "test": {r.name: {**describe(r), "runs": test_runs[r.name]} for r in tests},
+    }
+
+
+def render_tuning(tuning: dict[str, Any]) -> str:
+    """The tuning as markdown tables (dev: every candidate; test: the
+    chosen one and the defaults)."""
+    header = [
+        "| recording | run | segments | whole-recording WER | per-utterance WER | long − per-utt. [95 % CI] | within 2 pts | onset err. (mean abs / mean, ms) | offset err. (mean abs / mean, ms) | shared / missed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def rows(name: str, recording: dict[str, Any]) -> list[str]:
+        lines = []
+        for run, v in recording["runs"].items():
+            d = v["difference"]
+            lines.append(
+                f"| {name} ({recording['num_utterances']} utt.) | {run} | {v['num_segments']} "
+                f"| {v['whole_recording_wer']:.2f} | {v['per_utterance_wer']:.2f} "
+                f"| {d['value']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] "
+                f"| {'yes' if v['within_2_points'] else 'no'} "
+                f"| {v['onset_mae_ms']} / {v['onset_mean_ms']} "
+                f"| {v['offset_mae_ms']} / {v['offset_mean_ms']} "
+                f"| {v['shared']} / {v['missed']} |"
+            )
+        return lines
+
+    lines = [
+        "# Long-form segmentation tuned on the dev split",
+        "",
+        f"Command: `{tuning['command']}`",
+        "",
+        "Recordings built as in `figures.md` (0.5-2 s pauses), from the dev",
+        "split's utterances (dev sentences, dev voice) for the sweep and the",
+        "test split's for the check. `vad-short`: VAD segments up to the",
+        f"longest training utterance ({tuning['short_seconds']} s); `vad`: up to 30 s;",
+        "`fixed`: 30 s windows. Chosen: the dev sweep's lowest whole-recording WER.",
+        "WER in % (Whisper's English normaliser); difference: re-segmented",
+        "long-form − per-utterance, paired bootstrap over utterances.",
+        "Edge errors: the segment overlapping an utterance most, its start/end",
+        "minus the utterance wav's (which has ~15 ms of lead-in and a quiet tail).",
+        "",
+        "## Dev (every candidate)",
+        "",
+        *header,
+        *rows(Path(tuning["dev"]["path"]).stem, tuning["dev"]),
+        "",
+        f"Chosen on dev: **{tuning['chosen']}**.",
+        "",
+        "## Test (the chosen setting and the defaults, once)",
+        "",
+        *header,
+    ]
+    for name, recording in tuning["test"].items():
+        lines += rows(name, recording)
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m speechmapper_plugin.quickstart.long_form",
@@ -463,6 +691,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--no-recipes", action="store_true", help="the pipeline only (faster)"
+    )
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="choose the VAD setting on a 3-minute dev recording, score it and the"
+        " defaults on test recordings of --minutes; writes tuning.{json,md}",
+    )
+    parser.add_argument(
+        "--tune-dev-minutes",
+        type=float,
+        default=3.0,
+        help="the dev recording of --tune (3)",
     )
     parser.add_argument("--sfm", default=SFM_CARD, help=argparse.SUPPRESS)
     parser.add_argument("--llm", default=LLM_CARD, help=argparse.SUPPRESS)
@@ -493,6 +733,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = layout.root / OUT_DIR
     rows = [(r.id, r.audio, r.transcript) for r in read_manifest(manifest).rows]
+
+    if args.tune:
+        return _tune_main(args, layout, components, rows)
 
     recordings = [
         build_recording(rows, out / f"recording_{m:g}min.wav", m, seed=args.seed + i)
@@ -599,6 +842,50 @@ def main(argv: list[str] | None = None) -> int:
     (out / "figures.md").write_text(text, encoding="utf-8")
     print(text)
     print(f"Figures in {out / 'figures.json'} and {out / 'figures.md'}.")
+    return 0
+
+
+def _tune_main(
+    args: argparse.Namespace,
+    layout: QuickstartLayout,
+    components: Components,
+    test_rows: list[tuple[str, Path, str]],
+) -> int:
+    """``--tune``: :func:`tune` on a dev recording (3 minutes) and the test
+    recordings (the same seeds as the figures' recordings, so the same
+    audio), written to ``tuning.{json,md}``."""
+    dev_manifest = layout.manifest("dev")
+    if not dev_manifest.is_file():
+        raise SystemExit(f"{dev_manifest} is missing: --tune needs the dev split.")
+    out = layout.root / OUT_DIR
+    dev_rows = [(r.id, r.audio, r.transcript) for r in read_manifest(dev_manifest).rows]
+    minutes = args.tune_dev_minutes
+    dev = build_recording(
+        dev_rows, out / f"tuning_dev_{minutes:g}min.wav", minutes, seed=args.seed
+    )
+    tests = [
+        build_recording(
+            test_rows, out / f"tuning_test_{m:g}min.wav", m, seed=args.seed + i
+        )
+        for i, m in enumerate(args.minutes)
+    ]
+    train = layout.manifest("train")
+    short_seconds = longest_utterance(train if train.is_file() else dev_manifest)
+    pipeline = components.load(GenerationConfig(max_new_tokens=MAX_NEW_TOKENS))
+    tuning = {
+        "command": " ".join(
+            ["python -m speechmapper_plugin.quickstart.long_form", *sys.argv[1:]]
+        ),
+        "short_seconds": short_seconds,
+        **tune(pipeline, dev, tests, short_seconds),
+    }
+    (out / "tuning.json").write_text(
+        json.dumps(tuning, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    text = render_tuning(tuning)
+    (out / "tuning.md").write_text(text, encoding="utf-8")
+    print(text)
+    print(f"Tuning in {out / 'tuning.json'} and {out / 'tuning.md'}.")
     return 0
 
 
