@@ -13,9 +13,14 @@ and in BENCHMARKS.md ("Memory plan for the paper's runs"):
   Recomputation in Large Transformer Models", Sec. 4.1, rewritten for each
   layer's own FFN and activation function, fused attention kernels, see
   :func:`projector_layer_bytes` and :func:`llama_layer_bytes`). They are not
-  measured here; issue 19's rehearsal is to measure them and correct these;
+  measured here; :func:`measure_projector_saved_bytes` measures the
+  projector's on the CPU (BENCHMARKS.md, "Dress rehearsal");
 - a fixed reserve per GPU for the CUDA context, NCCL buffers and allocator
   fragmentation (:data:`RESERVE_GB`, an assumption).
+
+The dress rehearsal runs on a CPU, so :func:`rehearsal_plans` writes the same
+arithmetic for its own processes (stage 1; one FSDP rank of stage 2) plus the
+measured resident baseline of a process that imported torch and fairseq2.
 
     python -m benchmarks.memory_plan     # results/memory_plan.json and .md
 """
