@@ -6,10 +6,13 @@ for the 64-d toy LLM), a second toy LLM of another width is trained on the
 same text, and stage 1 for it runs twice with the same seed, data and
 schedule: from scratch (the control), and warm-started from the quickstart's
 projector (``warm_start.checkpoint``). Both are validated on the held-out
-voice (the test split). The table (``QUICKSTART_OUT/retarget/retarget.md``,
-and ``retarget.json``) gives the held-out ``mse_word`` of both at each
-validated step and the steps each needs to reach the from-scratch run's final
-value. Not part of the quickstart's time budget: a command of its own.
+voice (the test split) and the dev voice. The tables
+(``QUICKSTART_OUT/retarget/<variant>.md``, and ``.json``) give the
+``mse_word`` of both at each validated step and the steps each needs to reach
+the from-scratch run's final value, held-out (test) first, then dev: choose
+between warm-start variants (``--variant`` with ``--freeze-loaded-steps`` /
+``--keep-fresh``, all against the one control) on dev and report test. Not
+part of the quickstart's time budget: a command of its own.
 """
 
 from __future__ import annotations
