@@ -24,14 +24,12 @@ from pathlib import Path
 from typing import Any, final
 
 import torch
-from fairseq2.datasets import DataReader
 from fairseq2.device import Device, SupportsDeviceTransfer
-from fairseq2.error import NotSupportedError
 from fairseq2.logging import log
 from fairseq2.metrics import MetricBag, Sum
 from fairseq2.recipe.generator import GeneratorUnit
 from fairseq2.utils.validation import ValidationResult
-from typing_extensions import Self, override
+from typing_extensions import override
 
 from speechmapper_plugin.audio.segments import SegmenterConfig
 from speechmapper_plugin.audio.stream import num_samples_16k
@@ -43,6 +41,7 @@ from speechmapper_plugin.generation_task.unit import (
     GenerateBatch,
     GenerateReader,
     GenerateUnit,
+    OnePassReader,
     make_record,
 )
 from speechmapper_plugin.speech_llm import (
@@ -161,14 +160,15 @@ AnyBatch = GenerateBatch | LongFormBatch
 
 
 @final
-class LongFormReader(DataReader[AnyBatch]):
+class LongFormReader(OnePassReader[AnyBatch]):
     """The generation reader's batches, then one batch per long row."""
 
     def __init__(self, inner: GenerateReader, long: Sequence[GenerateItem]) -> None:
         self._inner = inner
         self._long = list(long)
-        self._batches = self._read()
+        super().__init__()
 
+    @override
     def _read(self) -> Iterator[AnyBatch]:
         for batches in self._inner:
             yield from batches
@@ -176,34 +176,9 @@ class LongFormReader(DataReader[AnyBatch]):
             yield LongFormBatch(item)
 
     @override
-    def __iter__(self) -> Self:
-        return self
-
-    @override
-    def __next__(self) -> list[AnyBatch]:
-        return [next(self._batches)]
-
-    @override
     def reset(self) -> None:
         self._inner.reset()
-        self._batches = self._read()
-
-    @override
-    def state_dict(self) -> dict[str, object]:
-        raise NotSupportedError(
-            "A generate run resumes from its part files, not from a reader state."
-        )
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, object]) -> None:
-        raise NotSupportedError(
-            "A generate run resumes from its part files, not from a reader state."
-        )
-
-    @property
-    @override
-    def num_accumulate(self) -> int:
-        return 1
+        super().reset()
 
 
 @final

@@ -26,10 +26,11 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, final
+from typing import Any, Generic, Protocol, TypeVar, final
 
 import torch
 from fairseq2.datasets import DataReader
@@ -162,8 +163,53 @@ class GenerateBatch(SupportsDeviceTransfer):
         return len(self.items) + len(self.skipped)
 
 
+BatchT = TypeVar("BatchT", bound=SupportsDeviceTransfer)
+
+
+class OnePassReader(DataReader[BatchT], Generic[BatchT]):
+    """A generation reader: one batch per step from :meth:`_read`, read again
+    from the start on :meth:`reset`, no reader state (a generate run resumes
+    from its part files)."""
+
+    def __init__(self) -> None:
+        self._batches = self._read()
+
+    @abstractmethod
+    def _read(self) -> Iterator[BatchT]:
+        """This rank's batches, in order."""
+
+    @override
+    def __iter__(self) -> Self:
+        return self
+
+    @override
+    def __next__(self) -> list[BatchT]:
+        return [next(self._batches)]
+
+    @override
+    def reset(self) -> None:
+        self._batches = self._read()
+
+    @override
+    def state_dict(self) -> dict[str, object]:
+        raise NotSupportedError(
+            "A generate run resumes from its part files, not from a reader state."
+        )
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        raise NotSupportedError(
+            "A generate run resumes from its part files, not from a reader state."
+        )
+
+    @property
+    @override
+    def num_accumulate(self) -> int:
+        return 1
+
+
 @final
-class GenerateReader(DataReader[GenerateBatch]):
+class GenerateReader(OnePassReader[GenerateBatch]):
     """This rank's batches: its audio examples (decoded in parallel and
     batched by length by :func:`create_waveform_reader`), then its
     feature-store examples (longest first, ``max_batch_size`` at a time).
@@ -188,8 +234,9 @@ class GenerateReader(DataReader[GenerateBatch]):
         self._store = store
         self._options = options
         self._min_num_samples = min_num_samples
-        self._batches = self._read()
+        super().__init__()
 
+    @override
     def _read(self) -> Iterator[GenerateBatch]:
         if self._audio_items:
             yield from self._read_audio()
@@ -240,35 +287,6 @@ class GenerateReader(DataReader[GenerateBatch]):
         size = self._options.max_batch_size
         for start in range(0, len(found), size):
             yield GenerateBatch([item for item, _ in found[start : start + size]])
-
-    @override
-    def __iter__(self) -> Self:
-        return self
-
-    @override
-    def __next__(self) -> list[GenerateBatch]:
-        return [next(self._batches)]
-
-    @override
-    def reset(self) -> None:
-        self._batches = self._read()
-
-    @override
-    def state_dict(self) -> dict[str, object]:
-        raise NotSupportedError(
-            "A generate run resumes from its part files, not from a reader state."
-        )
-
-    @override
-    def load_state_dict(self, state_dict: dict[str, object]) -> None:
-        raise NotSupportedError(
-            "A generate run resumes from its part files, not from a reader state."
-        )
-
-    @property
-    @override
-    def num_accumulate(self) -> int:
-        return 1
 
 
 class RunScorer(Protocol):
