@@ -445,8 +445,6 @@ class GenerationRecipe(Recipe):
                 generate_unit,
                 pipeline=pipeline,
                 section=section,
-                output_dir=context.output_dir,
-                rank=context.gangs.dp.rank,
             )
             reader = LongFormReader(generate_reader, long)
 

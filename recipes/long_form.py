@@ -10,9 +10,8 @@ segments' answers joined, and ``segments`` lists each one's ``start``,
 
 The long rows are read and decoded by ``run_long_form`` itself (PCM WAV
 files streamed), one per batch, after this rank's other batches. Their
-records and skips go to part files of their own (rank number +
-:data:`LONG_FORM_PARTS_OFFSET`), which the generation unit's merge reads
-with every rank's parts, so resuming and merging work as for other rows.
+records and skips go to the generation unit's own part files
+(:meth:`GenerateUnit.append`), so resuming and merging work as for other rows.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, final
 
 import torch
@@ -36,7 +34,6 @@ from speechmapper_plugin.audio.stream import num_samples_16k
 from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.data.reasons import EMPTY_AUDIO
 from speechmapper_plugin.generation_task.inputs import GenerateItem
-from speechmapper_plugin.generation_task.parts import RankParts
 from speechmapper_plugin.generation_task.unit import (
     GenerateBatch,
     GenerateReader,
@@ -52,10 +49,6 @@ from speechmapper_plugin.speech_llm import (
 )
 from speechmapper_plugin.speech_llm.audio_inputs import AudioInputError
 from speechmapper_plugin.speech_llm.long_form import LongFormResult, run_long_form
-
-LONG_FORM_PARTS_OFFSET = 100_000
-"""Long rows' part files are ``rank_<rank + this>.jsonl``: apart from the
-unit's own (open at the same time), inside its merge's ``rank_*`` pattern."""
 
 
 @dataclass(kw_only=True)
@@ -184,7 +177,7 @@ class LongFormReader(OnePassReader[AnyBatch]):
 @final
 class LongFormUnit(GeneratorUnit[AnyBatch]):
     """The generation unit for its batches; long rows through
-    :func:`run_long_form`, appended to their own part files."""
+    :func:`run_long_form`, appended to the unit's part files."""
 
     def __init__(
         self,
@@ -192,13 +185,10 @@ class LongFormUnit(GeneratorUnit[AnyBatch]):
         *,
         pipeline: SpeechMapperPipeline,
         section: LongFormSection,
-        output_dir: Path,
-        rank: int,
     ) -> None:
         self._inner = inner
         self._pipeline = pipeline
         self._section = section
-        self._parts = RankParts(output_dir, rank + LONG_FORM_PARTS_OFFSET)
 
     @override
     def prepare_metric_bag(self, metric_bag: MetricBag) -> None:
@@ -251,12 +241,11 @@ class LongFormUnit(GeneratorUnit[AnyBatch]):
                     result.skipped,
                 )
 
-        self._parts.append(records, skipped)
+        self._inner.append(records, skipped)
         metric_bag.get("num_examples", Sum).update(torch.tensor(len(records)))
         metric_bag.get("num_skipped", Sum).update(torch.tensor(len(skipped)))
         metric_bag.get("num_long_form", Sum).update(torch.tensor(len(records)))
 
     @override
     def finalize(self, metric_bag: MetricBag) -> None:
-        self._parts.close()
         self._inner.finalize(metric_bag)

@@ -27,7 +27,7 @@ import json
 import shutil
 import time
 from abc import abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar, final
@@ -381,6 +381,11 @@ class GenerateUnit(GeneratorUnit[GenerateBatch]):
         metric_bag.get("num_skipped", Sum).update(torch.tensor(len(skipped)))
 
         self._log_progress(batch.num_examples)
+
+    def append(self, records: Iterable[dict[str, Any]], skipped: list[BadRow]) -> None:
+        """Adds records and skips made outside :meth:`process_batch` (a
+        long-form row) to this rank's parts, merged and resumed like the rest."""
+        self._parts.append(records, skipped)
 
     def _read_features(self, item: GenerateItem) -> Tensor:
         store = self._store
