@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from statistics import mean
 
 import pytest
 import torch
@@ -210,6 +211,10 @@ def test_retargeted_beats_from_scratch_at_equal_steps_on_heldout_speakers() -> N
     # At a third of the steps and at the end, the retargeted run is ahead.
     for step in checkpoints:
         assert gain("retargeted", step).low > 0.0, step
+    # The target in small: by a third of the steps the retargeted run
+    # is where the from-scratch run ends (measured: 0.46 at step 50, from
+    # scratch 0.67 at step 50 and 0.49 at step 150).
+    assert mean(runs["retargeted"][STEPS // 3]) <= mean(runs["scratch"][STEPS])
     # The control: a warm start from weights that know nothing is another
     # random init; its lead (if any: the paired interval covers the test
     # utterances, not the init) is far below the retargeted run's.
