@@ -16,11 +16,17 @@ and in BENCHMARKS.md ("Memory plan for the paper's runs"):
   measured here; :func:`measure_projector_saved_bytes` measures the
   projector's on the CPU (BENCHMARKS.md, "Dress rehearsal");
 - a fixed reserve per GPU for the CUDA context, NCCL buffers and allocator
-  fragmentation (:data:`RESERVE_GB`, an assumption).
+  fragmentation (:data:`RESERVE_GB`, an assumption);
+- stage 1's autocast weight copies on the GPU (:data:`AUTOCAST_COPY_BYTES`);
+- HOST RAM for fairseq2's checkpoint staging (:data:`CHECKPOINT_STAGING_BYTES`),
+  not GPU memory, per writing rank and per node.
 
 The dress rehearsal runs on a CPU, so :func:`rehearsal_plans` writes the same
-arithmetic for its own processes (stage 1; one FSDP rank of stage 2) plus the
-measured resident baseline of a process that imported torch and fairseq2.
+arithmetic for its own processes (stage 1; one FSDP rank of stage 2), with the
+checkpoint's host copy and autocast's weight copies, stage 1's activations at
+the figure MEASURED on the CPU (:data:`MEASURED_CPU_PROJECTOR_BYTES_PER_FRAME`),
+plus the measured resident baseline of a process that imported torch and
+fairseq2.
 
     python -m benchmarks.memory_plan     # results/memory_plan.json and .md
 """
@@ -63,6 +69,35 @@ RESPONSE_TOKENS: Final = 45
 SMALL_LLM: Final = "Llama-3.2-1B"
 """One GPU only: the size ``bench_gpu`` and the rehearsal measure, to check
 this arithmetic against."""
+
+CHECKPOINT_STAGING_BYTES: Final = 12
+"""Per trained parameter: fairseq2 0.8.1's ``CheckpointManager`` deep-copies
+the model and optimizer state dicts to host memory before writing
+(``_copy_state_dict_to_host``; fp32 weights 4 B + AdamW's two moments 8 B) and
+writes them from a background thread, so the copy lives while training goes
+on. Only replicated-DP rank 0 writes (``_record_model_state``): under DDP the
+whole state on rank 0, under FSDP each rank its shard (the rehearsal's stage-2
+files: 2 x 541.6 MB model + 2 x 1,083 MB optimizer shards for 270.7M parameters)."""
+
+AUTOCAST_COPY_BYTES: Final = 2
+"""Per parameter of the autocast-trained model (stage 1): autocast's cached
+16-bit copies of the weights, which the saved tensors keep until backward
+(measured on the CPU as the 531.6 MB intercept of
+:func:`measure_projector_saved_bytes`, within 2 % of 2 B x 270.7M)."""
+
+MEASURED_CPU_PROJECTOR_BYTES_PER_FRAME: Final = 290_446
+"""MEASURED activation bytes per feature frame of the paper projector (output
+2048), CPU, bf16 autocast, training mode (dropout 0.1):
+:func:`measure_projector_saved_bytes` at 2 x 64 and 2 x 128 frames. The
+analytic 16-bit estimate (:func:`projector_bytes_per_frame`) is 171 kB there:
+on a CPU autocast keeps the layer norms in fp32, and with dropout SDPA takes
+its math path, which keeps the fp32 attention probabilities. The GPU tables
+keep the analytic figure, not measured on a GPU: CUDA's fused attention kernels
+take dropout (no probabilities kept), but layer norms are on CUDA autocast's
+fp32 list too, so part of the CPU excess may remain there; ``make bench-gpu``
+is what measures it."""
+
+MEASURED_AT_OUTPUT_DIM: Final = 2048
 
 STAGE1_STEPS: Final = 2_000_000
 STAGE1_GLOBAL_FRAMES: Final = 4 * 8_000
@@ -201,6 +236,12 @@ class Row:
     fits: bool
     max_batch_that_fits: str
     hours: float | None
+    autocast_copies: float = 0.0
+    """GPU, in ``total``: stage 1's 16-bit weight copies."""
+    host_staging_rank0: float = 0.0
+    """HOST RAM, not in ``total``: checkpoint staging on the writing rank."""
+    host_staging_node: float = 0.0
+    """HOST RAM of the node (all its ranks; every table row is one node)."""
     notes: str = ""
 
 
@@ -215,15 +256,22 @@ def _row(
     optim: float,
     acts: float,
     capacity_gb: float,
+    autocast: float = 0.0,
+    staging_rank0: float = 0.0,
+    staging_node: float = 0.0,
     **described: Any,
 ) -> Row:
-    """A row from its byte counts: totals with the reserve, in GB, and the fit."""
-    total = weights + grads + optim + acts + RESERVE_GB * GB
+    """A row from its byte counts: GPU totals with the reserve, in GB, the
+    fit, and the host RAM the checkpoint staging takes (not in the total)."""
+    total = weights + grads + optim + acts + autocast + RESERVE_GB * GB
     return Row(
         weights=_gb(weights),
         gradients=_gb(grads),
         optimizer=_gb(optim),
         activations=_gb(acts),
+        autocast_copies=_gb(autocast),
+        host_staging_rank0=_gb(staging_rank0),
+        host_staging_node=_gb(staging_node),
         reserve=RESERVE_GB,
         total=_gb(total),
         capacity=capacity_gb,
@@ -246,9 +294,11 @@ def stage1_rows(config: SpeechMapperConfig, params: int, vocab: int) -> list[Row
         weights = 4 * params + table
         grads = 4 * params + (4 * params if n > 1 else 0)
         optim = 8 * params
-        fixed = weights + grads + optim + RESERVE_GB * GB
+        autocast = AUTOCAST_COPY_BYTES * params
+        fixed = weights + grads + optim + autocast + RESERVE_GB * GB
         acts = frames * per_frame
         capacity = gpu.memory_gb * GB
+        staging = CHECKPOINT_STAGING_BYTES * params  # rank 0 writes it all
         seconds = (
             STAGE1_STEPS
             * STAGE1_GLOBAL_FRAMES
@@ -262,6 +312,9 @@ def stage1_rows(config: SpeechMapperConfig, params: int, vocab: int) -> list[Row
                 optim=optim,
                 acts=acts,
                 capacity_gb=gpu.memory_gb,
+                autocast=autocast,
+                staging_rank0=staging,
+                staging_node=staging,
                 stage="stage 1",
                 model=f"projector paper ({params / 1e6:.1f}M)",
                 gpu=f"{gpu.name} {gpu.dtype}",
@@ -341,10 +394,13 @@ def stage2_rows(
                     weights = 2 * llm_params / n + 2 * embed + 4 * proj_params / n
                     grads = 4 * proj_params / n
                     optim = 8 * proj_params / n
+                    # Every rank writes its shard (the node holds them all).
+                    staging_rank0 = CHECKPOINT_STAGING_BYTES * proj_params / n
                 else:
                     weights = 2 * llm_params + 4 * proj_params
                     grads = 4 * proj_params * (2 if n > 1 else 1)
                     optim = 8 * proj_params
+                    staging_rank0 = CHECKPOINT_STAGING_BYTES * proj_params
                 if ac == "off":
                     per_token = llm.num_layers * layer
                     acts_llm = batch.llm_tokens * per_token
@@ -368,6 +424,8 @@ def stage2_rows(
                         optim=optim,
                         acts=acts,
                         capacity_gb=H100_80GB.memory_gb,
+                        staging_rank0=staging_rank0,
+                        staging_node=CHECKPOINT_STAGING_BYTES * proj_params,
                         stage="stage 2",
                         model=f"{name} ({llm_params / 1e9:.2f}B, bf16, frozen)",
                         gpu=f"{H100_80GB.name} bf16",
@@ -402,7 +460,8 @@ class RehearsalPlan:
     """Planned peak resident bytes of one rehearsal training process: the
     plan's terms for the batch the step actually ran, plus the resident
     baseline of a process that has imported torch + fairseq2 (MEASURED by
-    :func:`measure_import_baseline`, not planned)."""
+    :func:`measure_import_baseline`, not planned). ``arithmetic`` names each
+    term with how it was computed (written next to the numbers)."""
 
     step: str
     baseline: float
@@ -413,10 +472,22 @@ class RehearsalPlan:
     loading: float = 0.0
     """Bytes held while the model is assembled, before training starts (stage 2
     under FSDP: the whole bf16 LLM on every rank before it is sharded)."""
+    autocast_copies: float = 0.0
+    checkpoint_staging: float = 0.0
+    """fairseq2's host copy of the checkpointed state; the write runs in a
+    background thread, so it adds to what training holds."""
+    arithmetic: tuple[tuple[str, str], ...] = ()
 
     @property
     def training(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations
+        return (
+            self.weights
+            + self.autocast_copies
+            + self.gradients
+            + self.optimizer
+            + self.activations
+            + self.checkpoint_staging
+        )
 
     @property
     def total(self) -> float:
@@ -430,17 +501,43 @@ def stage1_rehearsal_plan(
     vocab: int,
     frames: float,
     baseline: float,
+    *,
+    bytes_per_frame: float | None = None,
 ) -> RehearsalPlan:
     """Stage 1 in one process, as :func:`stage1_rows` counts a single GPU:
-    fp32 weights, gradients and AdamW state, the bf16 target table, and
-    ``frames`` (the step's measured batch) of 16-bit activations."""
+    fp32 weights, gradients and AdamW state, the bf16 target table, autocast's
+    bf16 weight copies, the checkpoint's host copy, and ``frames`` (the step's
+    measured batch) of activations at ``bytes_per_frame`` (default: the
+    analytic estimate)."""
+    if bytes_per_frame is None:
+        per_frame, basis = projector_bytes_per_frame(config), "analytic estimate"
+    else:
+        per_frame, basis = bytes_per_frame, "measured on the CPU"
+    table = 2 * vocab * config.output_dim
     return RehearsalPlan(
         step="stage1",
         baseline=baseline,
-        weights=4 * params + 2 * vocab * config.output_dim,
+        weights=4 * params + table,
         gradients=4 * params,
         optimizer=8 * params,
-        activations=frames * projector_bytes_per_frame(config),
+        activations=frames * per_frame,
+        autocast_copies=AUTOCAST_COPY_BYTES * params,
+        checkpoint_staging=CHECKPOINT_STAGING_BYTES * params,
+        arithmetic=(
+            (
+                "weights",
+                f"4 B x {params:,} + bf16 table 2 B x {vocab:,} x {config.output_dim}",
+            ),
+            ("gradients", f"4 B x {params:,}"),
+            ("optimizer", f"AdamW 8 B x {params:,}"),
+            ("autocast_copies", f"{AUTOCAST_COPY_BYTES} B x {params:,}"),
+            ("activations", f"{frames:,.0f} frames x {per_frame:,.0f} B ({basis})"),
+            (
+                "checkpoint_staging",
+                f"host copy {CHECKPOINT_STAGING_BYTES} B x {params:,}",
+            ),
+            ("baseline", "measured: fresh process after import + init_fairseq2()"),
+        ),
     )
 
 
@@ -472,6 +569,7 @@ def stage2_rehearsal_plan(
     logits = response_tokens_per_rank * llm.vocab_size * (2 + 4 + 4)
     embed = 2 * llm.vocab_size * llm.model_dim
     n = num_ranks
+    per_frame = projector_bytes_per_frame(proj_config)
     return RehearsalPlan(
         step="stage2",
         baseline=baseline,
@@ -480,8 +578,33 @@ def stage2_rehearsal_plan(
         optimizer=8 * proj_params / n,
         activations=llm_tokens * llm.num_layers * layer
         + logits
-        + frames_per_rank * projector_bytes_per_frame(proj_config),
+        + frames_per_rank * per_frame,
         loading=2 * llm_params + 4 * proj_params,
+        checkpoint_staging=CHECKPOINT_STAGING_BYTES * proj_params / n,
+        arithmetic=(
+            (
+                "weights",
+                f"LLM shard 2 B x {llm_params:,} / {n} + two gathered bf16 tables "
+                f"2 x 2 B x {llm.vocab_size:,} x {llm.model_dim} "
+                f"+ projector 4 B x {proj_params:,} / {n}",
+            ),
+            ("gradients", f"4 B x {proj_params:,} / {n}"),
+            ("optimizer", f"AdamW 8 B x {proj_params:,} / {n}"),
+            (
+                "activations",
+                f"{llm_tokens:,.0f} LLM tokens x {llm.num_layers} layers x {layer:,} B "
+                f"+ logits {response_tokens_per_rank:,.0f} x {llm.vocab_size:,} x 10 B "
+                f"+ {frames_per_rank:,.0f} frames x {per_frame:,.0f} B "
+                "(analytic: static bf16, no autocast)",
+            ),
+            (
+                "checkpoint_staging",
+                f"host copy of this rank's shard {CHECKPOINT_STAGING_BYTES} B "
+                f"x {proj_params:,} / {n}",
+            ),
+            ("loading", f"whole bf16 LLM 2 B x {llm_params:,} + 4 B x {proj_params:,}"),
+            ("baseline", "measured: fresh process after import + init_fairseq2()"),
+        ),
     )
 
 
@@ -566,9 +689,17 @@ def rehearsal_plans(
         get_speechmapper_model_hub().get_arch_config("paper"), output_dim=output_dim
     )
     proj_params = projector_parameters(proj)
+    # Stage 1 runs under CPU autocast: the activations measured there, when
+    # the projector is the one they were measured for.
+    measured = MEASURED_CPU_PROJECTOR_BYTES_PER_FRAME
     plans = {
         "stage1": stage1_rehearsal_plan(
-            proj, proj_params, llm.vocab_size, stage1_frames, baseline
+            proj,
+            proj_params,
+            llm.vocab_size,
+            stage1_frames,
+            baseline,
+            bytes_per_frame=measured if output_dim == MEASURED_AT_OUTPUT_DIM else None,
         )
     }
     if stage2 is not None:
@@ -621,7 +752,30 @@ def build_plan() -> dict[str, Any]:
             c.model_dim // c.num_attn_heads * c.num_key_value_heads,
             llama_ffn_dim(c),
         )
+    staging = CHECKPOINT_STAGING_BYTES * proj_params
+    terms = {
+        "autocast weight copies (GPU, stage 1)": (
+            f"{AUTOCAST_COPY_BYTES} B x {proj_params:,} = "
+            f"{_gb(AUTOCAST_COPY_BYTES * proj_params)} GB per GPU"
+        ),
+        "checkpoint staging (HOST RAM, single GPU / DDP: rank 0)": (
+            f"{CHECKPOINT_STAGING_BYTES} B x {proj_params:,} = {_gb(staging)} GB "
+            "on rank 0, none on the others"
+        ),
+        "checkpoint staging (HOST RAM, FSDP on N GPUs: every rank)": (
+            f"{CHECKPOINT_STAGING_BYTES} B x {proj_params:,} / N = "
+            f"{_gb(staging / 4)} GB at N = 4, {_gb(staging / 8)} GB at N = 8; "
+            f"{_gb(staging)} GB per node when the node holds every rank"
+        ),
+        "projector activations per frame": (
+            f"analytic (16-bit, fused attention) {projector_bytes_per_frame(proj_config):,.0f} B "
+            "for the GPU rows; measured on the CPU under bf16 autocast "
+            f"{MEASURED_CPU_PROJECTOR_BYTES_PER_FRAME:,} B at output {MEASURED_AT_OUTPUT_DIM} "
+            "(the rehearsal's plan)"
+        ),
+    }
     return {
+        "terms": terms,
         "parameters": {
             "projector paper (output 4096)": proj_params,
             **llm_params,
@@ -651,18 +805,22 @@ def build_plan() -> dict[str, Any]:
 def markdown(plan: dict[str, Any]) -> str:
     head = (
         "| stage | model | GPUs | parallelism | LLM act. ckpt | batch | weights | grads "
-        "| AdamW | activations | total GB | fits | largest batch that fits | hours |\n"
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---|---|---:|\n"
+        "| AdamW | autocast copies | activations | total GB | fits "
+        "| largest batch that fits | hours | host RAM ckpt staging GB (rank 0 / node) |\n"
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|\n"
     )
     lines = [
         f"| {r['stage']} | {r['model']} | {r['num_gpus']}× {r['gpu']} | "
         f"{r['parallelism']} | {r['activation_checkpointing']} | {r['batch']} | "
-        f"{r['weights']} | {r['gradients']} | {r['optimizer']} | {r['activations']} | "
+        f"{r['weights']} | {r['gradients']} | {r['optimizer']} | "
+        f"{r['autocast_copies']} | {r['activations']} | "
         f"{r['total']} / {r['capacity']:g} | {'yes' if r['fits'] else 'NO'} | "
-        f"{r['max_batch_that_fits']} | {r['hours']} |"
+        f"{r['max_batch_that_fits']} | {r['hours']} | "
+        f"{r['host_staging_rank0']} / {r['host_staging_node']} |"
         for r in plan["rows"]
     ]
-    return head + "\n".join(lines) + "\n"
+    terms = [f"- {name}: {text}" for name, text in plan.get("terms", {}).items()]
+    return head + "\n".join(lines) + "\n\n" + "\n".join(terms) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -30,7 +30,8 @@ torchrun's workers included) and leaves ``DIR/steps/STEP.json``; a step that
 has one is skipped unless ``--force``, which removes the step's outputs first
 (a recipe would otherwise resume from its checkpoints). Without it the
 rehearsal resumes where it stopped.
-The table goes to ``benchmarks/results/rehearsal.{json,md}``.
+The table goes to ``benchmarks/results/rehearsal.{json,md}``; ``--replan``
+recomputes only its memory-plan columns from the recorded run.
 """
 
 from __future__ import annotations
@@ -142,25 +143,22 @@ def step_sm4t_check(s: Settings) -> dict[str, Any]:
 
 def step_llm(s: Settings) -> dict[str, Any]:
     from benchmarks.rehearsal_assets import write_llama3_llm
-    from speechmapper_plugin.tiny_assets.llama3_tiktoken import (
-        llama3_tiktoken_card_fields,
-        write_llama3_tiktoken,
-    )
     from speechmapper_plugin.tiny_assets.sentences import training_sentences
 
+    # Meta's layout: a tiktoken tokenizer.model of 128,000 ranks, so that each
+    # of the 128,256 rows a random LLM samples decodes (a tokenizer.json of a
+    # few hundred tokens made the generated text come out empty).
     llm = write_llama3_llm(
         s.out / "assets" / "llama3_2_1b",
         card_name=LLM_CARD,
         sentences=training_sentences(),
+        tokenizer="tiktoken",
     )
-    # Meta's layout: a tiktoken tokenizer.model of 128,000 ranks, so that each
-    # of the 128,256 rows a random LLM samples decodes (the writer's own
-    # tokenizer.json has a few hundred tokens: generated text came out empty).
-    tokenizer = write_llama3_tiktoken(
-        llm.directory / "tokenizer.model", training_sentences()
-    )
-    _add_cards(s, [{**llm.card, **llama3_tiktoken_card_fields(tokenizer)}])
-    return {"parameters": llm.num_parameters, "tokenizer": tokenizer.name}
+    _add_cards(s, [llm.card])
+    return {
+        "parameters": llm.num_parameters,
+        "tokenizer": Path(str(llm.card["tokenizer"])).name,
+    }
 
 
 def step_speech(s: Settings) -> dict[str, Any]:
@@ -633,12 +631,14 @@ def _settings_args(s: Settings) -> list[str]:
     ]
 
 
-def add_plans(s: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
+def add_plans(
+    s: Settings, rows: list[dict[str, Any]], *, baseline: float | None = None
+) -> dict[str, Any]:
     """The memory plan's peak RSS for the finished training steps
     (``benchmarks.memory_plan.rehearsal_plans``, for the batches they ran)
-    and measured/plan, written into ``rows``; returns the plan's terms."""
-    from dataclasses import asdict
-
+    and measured/plan, written into ``rows``; returns the plan's terms, each
+    with its arithmetic. ``baseline``: a recorded import baseline (bytes)
+    instead of measuring it again."""
     from benchmarks.memory_plan import measure_import_baseline, rehearsal_plans
 
     # Step files of older runs have no batch figures: no plan for them.
@@ -655,7 +655,8 @@ def add_plans(s: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
         from fairseq2 import init_fairseq2
 
         init_fairseq2()
-    baseline = measure_import_baseline()
+    if baseline is None:
+        baseline = measure_import_baseline()
     stage2 = None
     if "stage2" in done:
         batch = done["stage2"]["figures"]["batch"]
@@ -682,11 +683,62 @@ def add_plans(s: Settings, rows: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         row["plan_mib"] = round(plan.total / MIB)
         row["measured_over_plan"] = round(row["peak_rss_mib"] / row["plan_mib"], 2)
-        parts = {**asdict(plan), "training": plan.training, "total": plan.total}
-        terms[step] = {
-            f"{k}_mib": round(v / MIB) for k, v in parts.items() if k != "step"
+        parts = {
+            name: getattr(plan, name)
+            for name in (
+                "baseline",
+                "weights",
+                "autocast_copies",
+                "gradients",
+                "optimizer",
+                "activations",
+                "checkpoint_staging",
+                "loading",
+                "training",
+                "total",
+            )
         }
+        terms[step] = {f"{k}_mib": round(v / MIB) for k, v in parts.items()}
+        terms[step]["arithmetic"] = dict(plan.arithmetic)
     return terms
+
+
+def replan(s: Settings, results: Path) -> list[dict[str, Any]]:
+    """Rebuilds the plan columns of ``results``' table (``.json``, ``.md``,
+    ``_memory_plan.json``) from the recorded run: its peaks, batches and
+    import baseline, without rerunning a step."""
+    json_file = results.with_suffix(".json")
+    plan_file = results.with_name(results.name + "_memory_plan.json")
+    if not json_file.is_file() or not plan_file.is_file():
+        raise FileNotFoundError(
+            f"No recorded rehearsal at {json_file} and {plan_file}: run "
+            "`python -m benchmarks.rehearsal` first."
+        )
+    rows: list[dict[str, Any]] = json.loads(json_file.read_text())
+    recorded = json.loads(plan_file.read_text()).get("import_baseline_mib (measured)")
+    if recorded is None:
+        raise ValueError(
+            f"{plan_file} records no import baseline: rerun the rehearsal's "
+            "training steps (`--steps stage1,stage2 --force`)."
+        )
+    for row in rows:
+        row.pop("plan_mib", None)
+        row.pop("measured_over_plan", None)
+    terms = add_plans(s, rows, baseline=float(recorded) * MIB)
+    _write_results(results, rows, terms)
+    return rows
+
+
+def _write_results(
+    results: Path, rows: list[dict[str, Any]], plan_terms: dict[str, Any]
+) -> str:
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    plan_file = results.with_name(results.name + "_memory_plan.json")
+    plan_file.write_text(json.dumps(plan_terms, indent=2) + "\n")
+    table = write_table(rows)
+    results.with_suffix(".md").write_text(table)
+    return table
 
 
 MIB: Final = 2**20
@@ -738,6 +790,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a further stage-2 override (repeatable)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS / "rehearsal")
+    parser.add_argument(
+        "--replan",
+        action="store_true",
+        help="only recompute the memory plan's columns of --results from the "
+        "recorded run (its peaks, batches and import baseline); runs no step",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -754,6 +812,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.child:
         return run_child(s, args.child)
+    if args.replan:
+        rows = replan(s, args.results)
+        print(write_table(rows))
+        return 0
 
     steps = [x.strip() for x in args.steps.split(",") if x.strip()]
     unknown = [x for x in steps if x not in STEPS]
@@ -785,12 +847,7 @@ def main(argv: list[str] | None = None) -> int:
         if found is not None:
             ordered.append(found)
     plan_terms = add_plans(s, ordered)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.with_suffix(".json").write_text(json.dumps(ordered, indent=2) + "\n")
-    plan_file = args.results.with_name(args.results.name + "_memory_plan.json")
-    plan_file.write_text(json.dumps(plan_terms, indent=2) + "\n")
-    table = write_table(ordered)
-    args.results.with_suffix(".md").write_text(table)
+    table = _write_results(args.results, ordered, plan_terms)
     print(table)
     return 0 if all(r["ok"] for r in ordered) else 1
 

@@ -24,7 +24,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import torch
 from torch import Tensor
@@ -39,6 +39,11 @@ from speechmapper_plugin.tiny_assets.llama import (
 from speechmapper_plugin.tiny_assets.llama3_llm import (
     LLAMA3_CHAT_TEMPLATE,
     LLAMA3_ROPE_THETA,
+)
+from speechmapper_plugin.tiny_assets.llama3_tiktoken import (
+    LLAMA3_SPECIAL_IDS,
+    llama3_tiktoken_card_fields,
+    write_llama3_tiktoken,
 )
 from speechmapper_plugin.tiny_assets.llama3_tokenizer import (
     LLAMA3_BOS,
@@ -205,13 +210,22 @@ def write_llama3_llm(
     vocab_rows: int = LLAMA3_VOCAB_ROWS,
     dtype: torch.dtype = torch.bfloat16,
     max_shard_size: str = "1GB",
+    tokenizer: Literal["hg", "tiktoken"] = "hg",
 ) -> WrittenLLM:
     """A random untied Llama-3 decoder of ``dims`` with ``vocab_rows``
     embedding rows, saved in ``dtype`` as index-listed safetensors shards,
-    next to a Llama-3 tokenizer trained on ``sentences`` (the real special
-    tokens; the regular vocabulary is small, the table keeps its real size)."""
-    build_llama3_tokenizer(directory, sentences)
-    bos, eot = hf_token_id(directory, LLAMA3_BOS), hf_token_id(directory, LLAMA3_EOT)
+    next to a Llama-3 tokenizer trained on ``sentences`` with the real special
+    tokens: ``"hg"`` a Hugging Face ``tokenizer.json`` (a small regular
+    vocabulary, the table keeps its real size); ``"tiktoken"`` Meta's layout,
+    a ``tokenizer.model`` of 128,000 ranks with the specials at their released
+    ids (BOS 128000, EOT 128009, also in ``config.json``), so that every row of
+    the real-size table decodes."""
+    if tokenizer == "tiktoken":
+        bos, eot = LLAMA3_SPECIAL_IDS[LLAMA3_BOS], LLAMA3_SPECIAL_IDS[LLAMA3_EOT]
+    else:
+        build_llama3_tokenizer(directory, sentences)
+        bos = hf_token_id(directory, LLAMA3_BOS)
+        eot = hf_token_id(directory, LLAMA3_EOT)
     if max(bos, eot) >= vocab_rows:
         raise ValueError(
             f"The tokenizer's special tokens (ids up to {max(bos, eot)}) do not fit {vocab_rows} embedding rows."
@@ -236,15 +250,21 @@ def write_llama3_llm(
         directory, safe_serialization=True, max_shard_size=max_shard_size
     )
     num_parameters = sum(p.numel() for p in model.parameters())
+    tokenizer_fields: dict[str, object] = {
+        "tokenizer": str(directory),
+        "tokenizer_family": "llama",
+        "tokenizer_config": {"impl": "hg", "use_eot": True},
+    }
+    if tokenizer == "tiktoken":
+        path = write_llama3_tiktoken(directory / "tokenizer.model", sentences)
+        tokenizer_fields = llama3_tiktoken_card_fields(path)
 
     card: dict[str, Any] = {
         "name": card_name,
         "model_family": "llama",
         "model_config": fairseq2_llama_config(vocab_rows, LLAMA3_ROPE_THETA, dims),
         "checkpoint": str(directory),
-        "tokenizer": str(directory),
-        "tokenizer_family": "llama",
-        "tokenizer_config": {"impl": "hg", "use_eot": True},
+        **tokenizer_fields,
         PAD_TOKEN_FIELD: LLAMA3_PAD,
         CHAT_TEMPLATE_FIELD: LLAMA3_CHAT_TEMPLATE,
     }

@@ -133,6 +133,49 @@ def test_single_gpu_8b_row_by_hand(plan: dict[str, Any]) -> None:
     assert row["fits"] is True  # issue 19's target: the 8B stage 2 on one 80 GB GPU
 
 
+def test_autocast_copies_and_host_checkpoint_staging_by_hand(
+    plan: dict[str, Any],
+) -> None:
+    """Stage 1 adds autocast's bf16 weight copies to the GPU total; the
+    checkpoint's host copy (12 B per trained parameter) is host RAM, on
+    rank 0 under DDP and sharded over the ranks under FSDP."""
+    proj = 279_134_208
+
+    def row(stage: str, n: int, par: str, model: str = "") -> dict[str, Any]:
+        (found,) = [
+            r
+            for r in plan["rows"]
+            if r["stage"] == stage
+            and r["gpu"].startswith("H100")
+            and r["num_gpus"] == n
+            and r["parallelism"] == par
+            and r["activation_checkpointing"] == "off"
+            and r["model"].startswith(model)
+        ]
+        return found
+
+    one = row("stage 1", 1, "single")
+    assert one["autocast_copies"] == pytest.approx(2 * proj / 1e9, abs=0.01)  # 0.56
+    parts = sum(
+        one[k]
+        for k in ("weights", "gradients", "optimizer", "autocast_copies", "activations")
+    )
+    assert one["total"] == pytest.approx(parts + RESERVE_GB, abs=0.05)
+    assert one["host_staging_rank0"] == pytest.approx(12 * proj / 1e9, abs=0.01)
+
+    ddp = row("stage 1", 4, "DDP")
+    assert ddp["host_staging_rank0"] == ddp["host_staging_node"] == 3.35
+    fsdp = row("stage 2", 8, "FSDP", "Llama-3.1-8B")
+    assert fsdp["autocast_copies"] == 0  # static bf16
+    assert fsdp["host_staging_rank0"] == pytest.approx(12 * proj / 8 / 1e9, abs=0.01)
+    assert fsdp["host_staging_node"] == 3.35
+    # Host RAM is not GPU memory: the stage-2 total has no staging in it.
+    gpu = ("weights", "gradients", "optimizer", "activations")
+    assert fsdp["total"] == pytest.approx(
+        sum(fsdp[k] for k in gpu) + RESERVE_GB, abs=0.05
+    )
+
+
 def test_fsdp_shards_and_checkpointing_shrink_the_rows(plan: dict[str, Any]) -> None:
     def total(n: int, par: str, ac: str) -> float:
         (row,) = [
@@ -165,7 +208,19 @@ def test_rehearsal_plans_by_hand() -> None:
     # weights 4x1000 + bf16 table 2x100x64; grads 4,000; AdamW 8,000; 50 x 3,200
     assert (s1.weights, s1.gradients, s1.optimizer) == (16_800, 4_000, 8_000)
     assert s1.activations == 160_000
-    assert s1.total == 5 + 188_800
+    # autocast's bf16 copies 2 x 1,000; the checkpoint's host copy 12 x 1,000
+    # (fp32 weights + AdamW moments), alive while training goes on
+    assert (s1.autocast_copies, s1.checkpoint_staging) == (2_000, 12_000)
+    assert s1.total == 5 + 16_800 + 4_000 + 8_000 + 160_000 + 2_000 + 12_000
+    # A measured activation figure replaces the analytic one: 50 x 10 B.
+    m1 = stage1_rehearsal_plan(
+        tiny, 1000, 100, frames=50, baseline=5, bytes_per_frame=10
+    )
+    assert m1.activations == 500
+    assert m1.total == s1.total - 160_000 + 500
+    assert (
+        dict(m1.arithmetic)["activations"] == "50 frames x 10 B (measured on the CPU)"
+    )
 
     llm = replace(
         get_llama_model_hub().get_arch_config("llama3_2_1b"),
@@ -197,7 +252,9 @@ def test_rehearsal_plans_by_hand() -> None:
     # 184 x 2 x 1,920 + logits 10 x 100 x (2+4+4) + projector 400 x 3,200
     assert s2.activations == 706_560 + 10_000 + 1_280_000
     assert s2.loading == 2 * 10_000 + 4 * 1000
-    assert s2.total == 5 + 37_600 + 2_000 + 4_000 + 1_996_560
+    # Static bf16 (no autocast copies); each rank stages its shard: 12 x 1,000 / 2.
+    assert (s2.autocast_copies, s2.checkpoint_staging) == (0, 6_000)
+    assert s2.total == 5 + 37_600 + 2_000 + 4_000 + 1_996_560 + 6_000
 
     # A large LLM: every rank holds it whole (bf16) before sharding.
     big = stage2_rehearsal_plan(

@@ -199,3 +199,89 @@ def test_llama3_tiktoken_file_decodes_every_row(tmp_path: Path) -> None:
     encoded = raw(sentences[1])
     assert decoder(encoded) == sentences[1]
     assert len(encoded) < len(sentences[1].encode()) / 2
+
+
+def test_llm_writer_tiktoken_option_uses_the_released_special_ids(
+    tmp_path: Path,
+) -> None:
+    """``tokenizer="tiktoken"``: Meta's ``tokenizer.model`` next to the
+    shards, the card reading it, and BOS/EOS at 128000/128009 in the LLM's
+    ``config.json`` (the toy ``tokenizer.json``'s ids before)."""
+    from fairseq2.assets import AssetCard
+    from fairseq2.data.tokenizers import load_tokenizer
+
+    dims = TinyLlamaDims(model_dim=8, num_layers=1, intermediate_size=64)
+    kwargs: dict[str, Any] = {
+        "card_name": "rehearsal_tiny",
+        "sentences": training_sentences(),
+        "dims": dims,
+        "tokenizer": "tiktoken",
+    }
+    with pytest.raises(ValueError, match="ids up to 128009.*1024 embedding rows"):
+        write_llama3_llm(tmp_path / "small", vocab_rows=1024, **kwargs)
+
+    llm = write_llama3_llm(tmp_path / "llm", **kwargs)
+    config = json.loads((tmp_path / "llm" / "config.json").read_text())
+    assert (config["bos_token_id"], config["eos_token_id"]) == (128_000, 128_009)
+    assert not (tmp_path / "llm" / "tokenizer.json").exists()
+    card = llm.card
+    assert card["tokenizer"] == str(tmp_path / "llm" / "tokenizer.model")
+    assert card["tokenizer_config"] == {"impl": "tiktoken", "use_eot": True}
+    tokenizer = load_tokenizer(AssetCard("t", {"name": "t", **card}))
+    assert tokenizer.vocab_info.size == 128_256 == config["vocab_size"]
+
+
+def test_replan_rebuilds_the_plan_columns_from_the_recorded_run(
+    tmp_path: Path,
+) -> None:
+    """``--replan`` recomputes plan and measured/plan from a recorded table
+    (peaks, batches, import baseline) without running a step. Stage 1 worked
+    by hand: the paper projector at output 2048 has P = 270,743,552
+    parameters (tests/test_memory_plan.py's block formula, the last
+    projection 4096 -> 2048); 16 B x P of
+    weights, gradients and AdamW, the bf16 target table 2 x 128,256 x 2,048,
+    autocast's copies 2 B x P, the checkpoint's host copy 12 B x P, 2,297
+    frames x 290,446 B measured, and the recorded 754 MiB baseline."""
+    import benchmarks.rehearsal as rehearsal
+
+    def block(d_in: int, h: int, f: int, d_out: int) -> int:
+        layer = 4 * (h * h + h) + (h * f + f) + (f * h + h) + 4 * h
+        return d_in * h * 6 + h + 6 * layer + 2 * h + (h * d_out + d_out)
+
+    # output_dim changes the last projection only (4096 -> 2048)
+    p = block(1024, 1024, 1536, 2048) + block(2048, 2048, 3072, 4096)
+    p += 4096 * 2048 + 2048
+    assert p == 270_743_552
+    stage1 = 754 * 2**20 + 16 * p + 2 * 128_256 * 2048 + 2 * p + 12 * p + 2297 * 290_446
+
+    def row(step: str, peak: int, batch: dict[str, float] | None) -> dict[str, Any]:
+        figures: dict[str, Any] = {"steps": 2}
+        if batch is not None:
+            figures["batch"] = batch
+        return {"step": step, "ok": True, "peak_rss_mib": peak, "figures": figures}
+
+    rows = [
+        row("speech", 904, None),
+        row("stage1", 10_854, {"frames": 2297.0, "examples": 24.0}),
+        row("stage2", 8_004, {"frames": 0.0, "examples": 6.0, "response_tokens": 62.0}),
+    ]
+    rows[1]["plan_mib"] = 1  # a stale plan is replaced
+    results = tmp_path / "rehearsal"
+    results.with_suffix(".json").write_text(json.dumps(rows))
+    plan_file = tmp_path / "rehearsal_memory_plan.json"
+    plan_file.write_text(json.dumps({"import_baseline_mib (measured)": 754}))
+
+    assert rehearsal.main(["--replan", "--results", str(results)]) == 0
+    out = json.loads(results.with_suffix(".json").read_text())
+    assert "plan_mib" not in out[0]
+    assert out[1]["plan_mib"] == round(stage1 / 2**20) == 9637
+    assert out[1]["measured_over_plan"] == round(10_854 / 9637, 2) == 1.13
+    terms = json.loads(plan_file.read_text())
+    assert out[2]["plan_mib"] == terms["stage2"]["total_mib"]
+    # Stage 2's FSDP rank stages its shard of the checkpoint: 12 B x P / 2.
+    assert terms["stage2"]["checkpoint_staging_mib"] == round(6 * p / 2**20)
+    assert "| stage1 | yes |" in results.with_suffix(".md").read_text()
+
+    plan_file.unlink()
+    with pytest.raises(FileNotFoundError, match="run `python -m benchmarks.rehearsal`"):
+        rehearsal.main(["--replan", "--results", str(results)])
