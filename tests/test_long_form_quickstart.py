@@ -221,3 +221,4 @@ def test_tune_sweeps_dev_and_scores_the_choice_on_test(
             values["resegmented_wer"] - values["per_utterance_wer"]
         )
     assert "Chosen on dev" in (out / "tuning.md").read_text()
+    assert tuning["command"].endswith("--minutes 0.25")

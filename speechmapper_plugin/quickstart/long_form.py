@@ -734,8 +734,14 @@ def main(argv: list[str] | None = None) -> int:
     out = layout.root / OUT_DIR
     rows = [(r.id, r.audio, r.transcript) for r in read_manifest(manifest).rows]
 
+    command = " ".join(
+        [
+            "python -m speechmapper_plugin.quickstart.long_form",
+            *(sys.argv[1:] if argv is None else argv),
+        ]
+    )
     if args.tune:
-        return _tune_main(args, layout, components, rows)
+        return _tune_main(args, command, layout, components, rows)
 
     recordings = [
         build_recording(rows, out / f"recording_{m:g}min.wav", m, seed=args.seed + i)
@@ -799,11 +805,7 @@ def main(argv: list[str] | None = None) -> int:
             }
 
     figures: dict[str, Any] = {
-        "command": " ".join(
-            ["python -m speechmapper_plugin.quickstart.long_form", *sys.argv[1:]]
-            if argv is None
-            else ["python -m speechmapper_plugin.quickstart.long_form", *argv]
-        ),
+        "command": command,
         "max_new_tokens": MAX_NEW_TOKENS,
         "segmenters": {k: asdict(c) for k, c in configs.items()},
         "recordings": {},
@@ -847,6 +849,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _tune_main(
     args: argparse.Namespace,
+    command: str,
     layout: QuickstartLayout,
     components: Components,
     test_rows: list[tuple[str, Path, str]],
@@ -873,9 +876,7 @@ def _tune_main(
     short_seconds = longest_utterance(train if train.is_file() else dev_manifest)
     pipeline = components.load(GenerationConfig(max_new_tokens=MAX_NEW_TOKENS))
     tuning = {
-        "command": " ".join(
-            ["python -m speechmapper_plugin.quickstart.long_form", *sys.argv[1:]]
-        ),
+        "command": command,
         "short_seconds": short_seconds,
         **tune(pipeline, dev, tests, short_seconds),
     }
