@@ -176,6 +176,9 @@ def test_demo_and_serve_read_the_model_alike(
         "--max-new-tokens=7",
         "--segmenter=vad",
         "--segment-seconds=12",
+        "--vad-threshold=0.3",
+        "--vad-pad-ms=30",
+        "--vad-pad-end-ms=300",
     ]
     expected = ServeOptions(
         projector=str(tmp_path.resolve()),
@@ -185,7 +188,13 @@ def test_demo_and_serve_read_the_model_alike(
         device="cpu",
         dtype="bfloat16",
         max_new_tokens=7,
-        segmenter=SegmenterConfig(kind="vad", max_seconds=12.0),
+        segmenter=SegmenterConfig(
+            kind="vad",
+            max_seconds=12.0,
+            vad_threshold=0.3,
+            speech_pad_ms=30,
+            speech_pad_end_ms=300,
+        ),
     )
     demo_args = demo_parser().parse_args(argv)
     serve_args = serve_parser().parse_args([*argv, "--max-batch-size=3"])

@@ -61,7 +61,11 @@ class ServeOptions:
             dtype=args.dtype,
             max_new_tokens=args.max_new_tokens,
             segmenter=SegmenterConfig(
-                kind=args.segmenter, max_seconds=args.segment_seconds
+                kind=args.segmenter,
+                max_seconds=args.segment_seconds,
+                vad_threshold=args.vad_threshold,
+                speech_pad_ms=args.vad_pad_ms,
+                speech_pad_end_ms=args.vad_pad_end_ms,
             ),
         )
 
@@ -143,7 +147,8 @@ def add_model_arguments(
     """The model's arguments, read by :meth:`ServeOptions.model_options`:
     ``PROJECTOR``, ``--llm``, ``--speech-encoder``, ``--asset-dir``,
     ``--host``, ``--device``, ``--dtype``, ``--max-new-tokens``,
-    ``--segmenter`` and ``--segment-seconds`` (each command adds its own
+    ``--segmenter``, ``--segment-seconds`` and the VAD's ``--vad-threshold``,
+    ``--vad-pad-ms`` and ``--vad-pad-end-ms`` (each command adds its own
     ``--port``); ``max_new_tokens_note`` ends ``--max-new-tokens``'s help."""
     parser.add_argument(
         "projector",
@@ -192,6 +197,28 @@ def add_model_arguments(
         type=float,
         default=30.0,
         help="longest segment (lowered to what the projector and LLM take)",
+    )
+    vad = SegmenterConfig()
+    parser.add_argument(
+        "--vad-threshold",
+        type=float,
+        default=vad.vad_threshold,
+        help="with --segmenter vad: Silero VAD's speech probability threshold",
+    )
+    parser.add_argument(
+        "--vad-pad-ms",
+        type=int,
+        default=vad.speech_pad_ms,
+        help="with --segmenter vad: silence kept before each speech region "
+        "(and after it, unless --vad-pad-end-ms)",
+    )
+    parser.add_argument(
+        "--vad-pad-end-ms",
+        type=int,
+        default=vad.speech_pad_end_ms,
+        help="with --segmenter vad: silence kept after each speech region (README "
+        "'Long recordings': 30 before, 300 after suits models trained on single "
+        "utterances)",
     )
 
 
