@@ -269,3 +269,32 @@ def test_rehearsal_plans_by_hand() -> None:
         baseline=5,
     )
     assert big.total == 5 + 2 * 10**8 + 4_000
+
+
+@pytest.mark.slow
+def test_recorded_cpu_activations_and_autocast_copies_are_measured() -> None:
+    """The rehearsal's plan uses a recorded CPU measurement of the paper
+    projector (output 2048) and 2 B per parameter of autocast copies: both
+    reproduced here by ``saved_tensors_hooks`` on a real bf16-autocast forward
+    (about 10 s on a CPU)."""
+    from benchmarks.memory_plan import (
+        AUTOCAST_COPY_BYTES,
+        MEASURED_AT_OUTPUT_DIM,
+        MEASURED_CPU_PROJECTOR_BYTES_PER_FRAME,
+        measure_projector_saved_bytes,
+        projector_bytes_per_frame,
+    )
+
+    config = replace(
+        get_speechmapper_model_hub().get_arch_config("paper"),
+        output_dim=MEASURED_AT_OUTPUT_DIM,
+    )
+    torch.manual_seed(0)
+    measured = measure_projector_saved_bytes(config, [64, 128])
+    assert measured["bytes_per_frame"] == pytest.approx(
+        MEASURED_CPU_PROJECTOR_BYTES_PER_FRAME, rel=0.005
+    )
+    # The analytic 16-bit estimate is well below what a CPU keeps.
+    assert projector_bytes_per_frame(config) < 0.7 * measured["bytes_per_frame"]
+    copies = AUTOCAST_COPY_BYTES * projector_parameters(config)
+    assert measured["fixed_bytes"] == pytest.approx(copies, rel=0.03)
