@@ -23,7 +23,10 @@ from speechmapper_plugin.export.projector import (
     export_projector,
     read_export_summary,
 )
-from speechmapper_plugin.models.projector_base import SpeechFeaturesConfig
+from speechmapper_plugin.models.projector_base import (
+    SpeechFeaturesConfig,
+    WarmStartRecord,
+)
 from speechmapper_plugin.models.speechmapper import (
     SpeechMapperProjector,
     get_speechmapper_model_hub,
@@ -193,6 +196,28 @@ def test_export_loads_in_a_fresh_process(
     expected = _outputs(_projector())
     assert torch.equal(outputs["load_model"], expected)
     assert torch.equal(outputs["pipeline"], expected)
+
+
+def test_export_config_reads_the_warm_start_record_back_typed(tmp_path: Path) -> None:
+    """A retargeted projector's ``warm_started_from`` comes back from an
+    export's ``config.json`` as the record it was written from."""
+    model = _projector()
+    record = WarmStartRecord(
+        checkpoint="/runs/a/checkpoints/step_300/model/pp_00/tp_00/sdp_00.pt",
+        step=300,
+        target_llm="test_llama",
+        num_loaded_tensors=40,
+        fresh_tensors=["final_proj.weight", "final_proj.bias"],
+        keep_fresh=[r"blocks\.1\."],
+        freeze_loaded_steps=20,
+    )
+    model.config = replace(model.config, warm_started_from=record)
+    out = tmp_path / "out"
+    export_projector(model, out, name="retargeted")
+
+    config = export_config(read_export_summary(out))
+
+    assert config.warm_started_from == record
 
 
 def test_export_refuses_a_projector_without_target_llm(tmp_path: Path) -> None:

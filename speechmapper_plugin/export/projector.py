@@ -40,7 +40,10 @@ from speechmapper_plugin.models.adapters import (
     ProjectorConfig,
     projector_family,
 )
-from speechmapper_plugin.models.projector_base import SpeechFeaturesConfig
+from speechmapper_plugin.models.projector_base import (
+    SpeechFeaturesConfig,
+    WarmStartRecord,
+)
 from speechmapper_plugin.models.speechmapper.config import (
     SPEECHMAPPER_FAMILY,
     ProjectorBlockConfig,
@@ -324,6 +327,9 @@ def export_config(summary: Mapping[str, Any]) -> ProjectorConfig:
     features = data.get("speech_features")
     if isinstance(features, Mapping):
         data["speech_features"] = SpeechFeaturesConfig(**features)
+    warm_start = data.get("warm_started_from")
+    if isinstance(warm_start, Mapping):
+        data["warm_started_from"] = WarmStartRecord(**warm_start)
     if summary.get("model_family", SPEECHMAPPER_FAMILY) != SPEECHMAPPER_FAMILY:
         return AdapterConfig(**data)
     data["blocks"] = [ProjectorBlockConfig(**b) for b in data["blocks"]]

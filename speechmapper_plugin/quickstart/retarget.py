@@ -30,7 +30,7 @@ from typing import Any, Final
 from speechmapper_plugin.quickstart.assets import LLM_CARD
 from speechmapper_plugin.quickstart.commands import find_repo_root, yaml_value
 from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
-from speechmapper_plugin.quickstart.run import _threads_of_the_steps
+from speechmapper_plugin.quickstart.run import threads_of_the_steps
 from speechmapper_plugin.quickstart.steps import StepRunner, subprocess_env
 from speechmapper_plugin.quickstart.summary import HELDOUT_SPLIT, read_jsonl
 from speechmapper_plugin.quickstart.world import read_world
@@ -160,7 +160,7 @@ def run_retarget(options: RetargetOptions) -> dict[str, Any]:
         # As the quickstart trains its toy LLM: on the recipe steps' threads
         # (one unless chosen), not on every core (which spin against each
         # other on a shared machine: 20x slower measured).
-        with _threads_of_the_steps(env):
+        with threads_of_the_steps(env):
             runner.call(
                 "llm",
                 f"Training a second toy LLM, {options.width}-d, on the same text ({options.size.llm_steps} steps)",

@@ -71,7 +71,7 @@ def _check_resumable(layout: QuickstartLayout, record: dict[str, Any]) -> None:
 
 
 @contextmanager
-def _threads_of_the_steps(env: dict[str, str]) -> Iterator[None]:
+def threads_of_the_steps(env: dict[str, str]) -> Iterator[None]:
     """Run this process's own steps (toy LLM, references, EET) on as many
     threads as the recipe steps get (``OMP_NUM_THREADS`` of their
     environment, 1 unless chosen). PyTorch's CPU kernels may split a float
@@ -104,7 +104,7 @@ def run_quickstart(options: QuickstartOptions) -> dict[str, Any]:
         )
     repo = find_repo_root()
     env = subprocess_env(repo)
-    with _threads_of_the_steps(env):
+    with threads_of_the_steps(env):
         return _run(options, repo, env)
 
 
