@@ -35,6 +35,8 @@ _COUNT_METRICS: Final = (
     ("num_skipped_non_finite", 848),
     # The generate and evaluate recipes (alongside fairseq2's num_examples).
     ("num_skipped", 849),
+    # Of those, the recordings generated long form (``long_form.enabled``).
+    ("num_long_form", 850),
 )
 
 
