@@ -336,7 +336,7 @@ def test_max_length_is_tied_to_the_input_length(beam_size: int) -> None:
 def test_without_speech_positions_only_the_caps_apply() -> None:
     model = scripted_llama({1: 2, 2: 1, 9: 1})
     prompt = embed_token_ids(model, torch.tensor([[9]]))
-    config = GenerationConfig(max_new_tokens=8, repetition_guard=NO_GUARD)
+    config = GenerationConfig(max_new_tokens=7, repetition_guard=NO_GUARD)
 
     (result,) = generate_from_embeddings(
         model, prompt, [1], stop_token_ids=[0], config=config
