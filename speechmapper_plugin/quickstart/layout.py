@@ -18,6 +18,19 @@ SIGMAS: Final = {"sigma09": 0.9, "sigma0": 0.0}
 """The stage-2 runs: task-agnostic (σ = 0.9) and the paper's ablation (σ = 0)."""
 
 
+def write_result_files(
+    out_dir: Path, stem: str, data: object, markdown: str
+) -> tuple[Path, Path]:
+    """A result as ``STEM.json`` (for scripts) and ``STEM.md`` (for people),
+    side by side: what each of the quickstart's commands leaves behind."""
+    json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
+    json_path.write_text(
+        json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    md_path.write_text(markdown, encoding="utf-8")
+    return json_path, md_path
+
+
 class QuickstartError(Exception):
     """The quickstart cannot go on; the message says why and what to do."""
 

@@ -57,7 +57,10 @@ from speechmapper_plugin.generation import GenerationConfig
 from speechmapper_plugin.metrics.intervals import paired_bootstrap_estimate
 from speechmapper_plugin.quickstart.assets import LLM_CARD, SFM_CARD
 from speechmapper_plugin.quickstart.commands import find_repo_root, yaml_value
-from speechmapper_plugin.quickstart.layout import QuickstartLayout
+from speechmapper_plugin.quickstart.layout import (
+    QuickstartLayout,
+    write_result_files,
+)
 from speechmapper_plugin.quickstart.steps import subprocess_env
 from speechmapper_plugin.speech_llm import SkippedInput, SpeechMapperPipeline
 from speechmapper_plugin.speech_llm.long_form import LongFormResult, run_long_form
@@ -837,13 +840,10 @@ def main(argv: list[str] | None = None) -> int:
         figures["peak_rss"] = peaks
         figures["peak_rss_ratio"] = peaks[-1]["peak_kb"] / peaks[0]["peak_kb"]
 
-    (out / "figures.json").write_text(
-        json.dumps(figures, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
     text = render(figures)
-    (out / "figures.md").write_text(text, encoding="utf-8")
+    json_path, md_path = write_result_files(out, "figures", figures, text)
     print(text)
-    print(f"Figures in {out / 'figures.json'} and {out / 'figures.md'}.")
+    print(f"Figures in {json_path} and {md_path}.")
     return 0
 
 
@@ -880,13 +880,10 @@ def _tune_main(
         "short_seconds": short_seconds,
         **tune(pipeline, dev, tests, short_seconds),
     }
-    (out / "tuning.json").write_text(
-        json.dumps(tuning, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
     text = render_tuning(tuning)
-    (out / "tuning.md").write_text(text, encoding="utf-8")
+    json_path, md_path = write_result_files(out, "tuning", tuning, text)
     print(text)
-    print(f"Tuning in {out / 'tuning.json'} and {out / 'tuning.md'}.")
+    print(f"Tuning in {json_path} and {md_path}.")
     return 0
 
 

@@ -18,7 +18,6 @@ part of the quickstart's time budget: a command of its own.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -29,7 +28,11 @@ from typing import Any, Final
 
 from speechmapper_plugin.quickstart.assets import LLM_CARD
 from speechmapper_plugin.quickstart.commands import find_repo_root, yaml_value
-from speechmapper_plugin.quickstart.layout import QuickstartError, QuickstartLayout
+from speechmapper_plugin.quickstart.layout import (
+    QuickstartError,
+    QuickstartLayout,
+    write_result_files,
+)
 from speechmapper_plugin.quickstart.run import threads_of_the_steps
 from speechmapper_plugin.quickstart.steps import StepRunner, subprocess_env
 from speechmapper_plugin.quickstart.summary import HELDOUT_SPLIT, read_jsonl
@@ -207,8 +210,7 @@ def run_retarget(options: RetargetOptions) -> dict[str, Any]:
         "keep_fresh": list(options.keep_fresh),
         "seed": options.seed,
     }
-    (root / f"{options.variant}.json").write_text(json.dumps(result, indent=1) + "\n")
-    (root / f"{options.variant}.md").write_text(format_result(result) + "\n")
+    write_result_files(root, options.variant, result, format_result(result) + "\n")
     return result
 
 

@@ -18,7 +18,6 @@ two cores at the default sizes; ``--small`` for a quick look).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
@@ -27,13 +26,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from speechmapper_plugin.quickstart.evaluation import TARGET_LANGS
-from speechmapper_plugin.quickstart.layout import QuickstartError
+from speechmapper_plugin.quickstart.layout import QuickstartError, write_result_files
 from speechmapper_plugin.quickstart.options import parse_options
 
 DEFAULT_SEEDS: Final = (0, 1, 2)
 
-SEEDS_JSON: Final = "seeds.json"
-SEEDS_MD: Final = "seeds.md"
+SEEDS_STEM: Final = "seeds"
+SEEDS_JSON: Final = f"{SEEDS_STEM}.json"
+SEEDS_MD: Final = f"{SEEDS_STEM}.md"
 
 
 def seed_dir(out_dir: Path, seed: int) -> Path:
@@ -143,10 +143,7 @@ def format_seeds(aggregate: Mapping[str, Any]) -> str:
 
 
 def write_seeds(out_dir: Path, aggregate: Mapping[str, Any]) -> None:
-    (out_dir / SEEDS_JSON).write_text(
-        json.dumps(aggregate, indent=2) + "\n", encoding="utf-8"
-    )
-    (out_dir / SEEDS_MD).write_text(format_seeds(aggregate), encoding="utf-8")
+    write_result_files(out_dir, SEEDS_STEM, aggregate, format_seeds(aggregate))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
