@@ -9,8 +9,6 @@ edge errors against hand-worked values."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import jiwer
@@ -26,7 +24,7 @@ from speechmapper_plugin.speech_llm.long_form import LongFormResult, TimedSegmen
 from tests.support.audio import has_espeak, synthesize_corpus
 from tests.support.cards import SessionCards
 from tests.support.llm import training_sentences
-from tests.support.recipes import REPO, recipe_env
+from tests.support.recipes import run_module
 
 needs_espeak = pytest.mark.skipif(not has_espeak(), reason="needs espeak-ng and sox")
 
@@ -48,32 +46,22 @@ def test_the_figures_of_a_tiny_quickstart_like_run(
     synthesize_corpus(
         root / "corpus", training_sentences(400)[200:208], manifest_name="test.tsv"
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "speechmapper_plugin.quickstart.long_form",
-            str(root),
-            "--projector",
-            "test_projector_llama",
-            "--sfm",
-            "test_sm4t_hf",
-            "--llm",
-            "test_llama",
-            "--cards",
-            str(test_cards.card_dir),
-            "--minutes",
-            "0.75",
-            "--rss-minutes",
-            "--no-recipes",
-        ],
-        cwd=REPO,
-        env=recipe_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_module(
+        "speechmapper_plugin.quickstart.long_form",
+        str(root),
+        "--projector",
+        "test_projector_llama",
+        "--sfm",
+        "test_sm4t_hf",
+        "--llm",
+        "test_llama",
+        "--cards",
+        str(test_cards.card_dir),
+        "--minutes",
+        "0.75",
+        "--rss-minutes",
+        "--no-recipes",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
 
     out = root / "long_form"
     figures = json.loads((out / "figures.json").read_text())
@@ -172,23 +160,13 @@ def test_tune_sweeps_dev_and_scores_the_choice_on_test(
     sentences = training_sentences(400)
     synthesize_corpus(root / "corpus", sentences[200:204], manifest_name="test.tsv")
     synthesize_corpus(root / "corpus", sentences[210:214], manifest_name="dev.tsv")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "speechmapper_plugin.quickstart.long_form",
-            str(root),
-            *("--projector", "test_projector_llama", "--sfm", "test_sm4t_hf"),
-            *("--llm", "test_llama", "--cards", str(test_cards.card_dir)),
-            *("--tune", "--tune-dev-minutes", "0.25", "--minutes", "0.25"),
-        ],
-        cwd=REPO,
-        env=recipe_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_module(
+        "speechmapper_plugin.quickstart.long_form",
+        str(root),
+        *("--projector", "test_projector_llama", "--sfm", "test_sm4t_hf"),
+        *("--llm", "test_llama", "--cards", str(test_cards.card_dir)),
+        *("--tune", "--tune-dev-minutes", "0.25", "--minutes", "0.25"),
     )
-    assert done.returncode == 0, done.stderr[-3000:]
 
     out = root / "long_form"
     tuning = json.loads((out / "tuning.json").read_text())

@@ -46,6 +46,21 @@ def run_with_installed_plugin(script: str, *args: str, cwd: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+def run_module(module: str, *args: str, timeout: int = 300) -> None:
+    """``python -m MODULE ARGS`` from the repository root in a recipe's
+    environment; fails the test with the end of its stderr if it exits with
+    an error."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO,
+        env=recipe_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def recipe_command(recipe: str, out: Path, *args: str, nproc: int = 1) -> list[str]:
     """``python -m recipes.<recipe> OUT ARGS``, or under ``torchrun`` on
     ``nproc`` CPU processes (gloo)."""
