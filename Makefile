@@ -12,6 +12,8 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml setup.py scripts/install_system_packages.sh
 	bash scripts/install_system_packages.sh
+	# The venv holds ~8 GiB: fairseq2 pins torch 2.9.1, whose PyPI build is CUDA's.
+	$(PYTHON) scripts/require_free_disk.py 9 $(VENV) "Installing the venv" --counting $(VENV)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# One resolver run, so nothing upgrades fairseq2's pins afterwards.
@@ -61,4 +63,5 @@ bench-gpu: $(STAMP)
 # `--steps stage1,stage2 --force`). Not part of `make test`; see BENCHMARKS.md.
 .PHONY: rehearsal
 rehearsal: $(STAMP)
+	$(PYTHON) scripts/require_free_disk.py 20 build/rehearsal "The dress rehearsal (full-size checkpoints)" --counting build/rehearsal
 	OMP_NUM_THREADS=2 $(PY) -m benchmarks.rehearsal $(REHEARSAL_ARGS)
