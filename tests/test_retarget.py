@@ -302,3 +302,53 @@ def test_retarget_variant_result_has_dev_and_task_times(tmp_path: Path) -> None:
     )
     assert "(test voice)" in text and "(dev voice)" in text
     assert "from scratch 93 s, retargeted 90 s" in text
+
+
+def test_another_seed_runs_in_its_own_directory_and_shares_the_second_llm(
+    tmp_path: Path,
+) -> None:
+    from speechmapper_plugin.quickstart.layout import QuickstartLayout
+    from speechmapper_plugin.quickstart.retarget import parse_options, run_dirs
+
+    layout = QuickstartLayout(tmp_path)
+    seed0 = run_dirs(layout, parse_options([str(tmp_path)]))
+    seed1 = run_dirs(layout, parse_options([str(tmp_path), "--seed", "1"]))
+    assert seed0 == {
+        "scratch": tmp_path / "retarget" / "stage1_scratch",
+        "retargeted": tmp_path / "retarget" / "stage1_retargeted",
+    }
+    assert seed1 == {
+        "scratch": tmp_path / "retarget" / "seed1" / "stage1_scratch",
+        "retargeted": tmp_path / "retarget" / "seed1" / "stage1_retargeted",
+    }
+
+
+def test_a_run_made_with_other_options_is_not_reused(tmp_path: Path) -> None:
+    from speechmapper_plugin.quickstart.layout import QuickstartError
+    from speechmapper_plugin.quickstart.retarget import (
+        claim,
+        parse_options,
+        run_options,
+    )
+
+    record = tmp_path / "stage1_scratch.options.json"
+    first = run_options(parse_options([str(tmp_path), "--small"]), "scratch")
+    claim(record, first, "The stage-1 run")
+    (tmp_path / "stage1_scratch").mkdir()  # its outputs
+    claim(record, first, "The stage-1 run")  # the same options: reused
+
+    longer = run_options(
+        parse_options([str(tmp_path), "--small", "--stage1-steps", "800"]), "scratch"
+    )
+    with pytest.raises(QuickstartError, match=r"stage1_steps 400 \(this call: 800\)"):
+        claim(record, longer, "The stage-1 run")
+
+    # A variant differs from the control in its warm-start options too.
+    options = parse_options([str(tmp_path), "--keep-fresh", "x"])
+    assert run_options(options, "retargeted")["keep_fresh"] == ["x"]
+    assert "keep_fresh" not in run_options(options, "scratch")
+
+    # Outputs an older version made, without a record, are not adopted.
+    (tmp_path / "stage1_old").mkdir()
+    with pytest.raises(QuickstartError, match="no record of the options"):
+        claim(tmp_path / "stage1_old.options.json", first, "The stage-1 run")

@@ -11,13 +11,18 @@ voice (the test split) and the dev voice. The tables
 ``mse_word`` of both at each validated step and the steps each needs to reach
 the from-scratch run's final value, held-out (test) first, then dev: choose
 between warm-start variants (``--variant`` with ``--freeze-loaded-steps`` /
-``--keep-fresh``, all against the one control) on dev and report test. Not
-part of the quickstart's time budget: a command of its own.
+``--keep-fresh``, all against the one control) on dev and report test.
+``--seed N`` reruns both stage-1 runs with another seed into
+``retarget/seed<N>/`` (the second LLM is shared). A run made with other
+options is never reused as it is: each step records its options, and a call
+that differs stops with an error. Not part of the quickstart's time budget: a
+command of its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -106,7 +111,12 @@ def parse_options(argv: Sequence[str] | None = None) -> RetargetOptions:
         default="retargeted",
         help="name of the retargeted run (its directory and result files), to compare several warm starts with one control",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="common.seed of both stage-1 runs; not 0: their own directory retarget/seed<N>/",
+    )
     args = parser.parse_args(argv)
     size = SMALL_SIZE if args.small else DEFAULT_SIZE
     if args.llm_steps is not None:
@@ -147,6 +157,7 @@ def run_retarget(options: RetargetOptions) -> dict[str, Any]:
         )
     root = layout.root / "retarget"
     cards = root / "cards"
+    dirs = run_dirs(layout, options)
     repo = find_repo_root()
     echo = partial(print, flush=True)
     env = subprocess_env(repo)
@@ -159,6 +170,11 @@ def run_retarget(options: RetargetOptions) -> dict[str, Any]:
     )
 
     llm_file = cards / "second_llm.yaml"
+    claim(
+        root / "second_llm.options.json",
+        {"width": options.width, "llm_steps": options.size.llm_steps},
+        "The second toy LLM",
+    )
     if not llm_file.is_file():
         # As the quickstart trains its toy LLM: on the recipe steps' threads
         # (one unless chosen), not on every core (which spin against each
@@ -170,12 +186,13 @@ def run_retarget(options: RetargetOptions) -> dict[str, Any]:
                 lambda: _train_second_llm(layout, options, llm_file),
             )
 
-    dirs = {
-        "scratch": root / "stage1_scratch",
-        "retargeted": root / f"stage1_{options.variant}",
-    }
     for run in RUNS:
         out = dirs[run]
+        claim(
+            out.with_name(f"{out.name}.options.json"),
+            run_options(options, run),
+            f"The stage-1 run {out.name}",
+        )
         if (out / "metrics" / "valid" / f"{HELDOUT_SPLIT}.jsonl").is_file():
             continue
         what = (
@@ -210,8 +227,67 @@ def run_retarget(options: RetargetOptions) -> dict[str, Any]:
         "keep_fresh": list(options.keep_fresh),
         "seed": options.seed,
     }
-    write_result_files(root, options.variant, result, format_result(result) + "\n")
+    write_result_files(
+        dirs["scratch"].parent, options.variant, result, format_result(result) + "\n"
+    )
     return result
+
+
+def run_dirs(layout: QuickstartLayout, options: RetargetOptions) -> dict[str, Path]:
+    """The two stage-1 runs' output directories: ``retarget/`` for seed 0,
+    ``retarget/seed<N>/`` for another seed (with its result files); the
+    second LLM is shared by every seed (part of the world, as the first)."""
+    root = layout.root / "retarget"
+    if options.seed != 0:
+        root = root / f"seed{options.seed}"
+    return {
+        "scratch": root / "stage1_scratch",
+        "retargeted": root / f"stage1_{options.variant}",
+    }
+
+
+def run_options(options: RetargetOptions, run: str) -> dict[str, Any]:
+    """What makes a stage-1 run what it is: a finished (or interrupted) run
+    made with other values must not be taken for this one."""
+    made: dict[str, Any] = {
+        "seed": options.seed,
+        "width": options.width,
+        "llm_steps": options.size.llm_steps,
+        "stage1_steps": options.size.stage1_steps,
+    }
+    if run == "retargeted":
+        made["freeze_loaded_steps"] = options.freeze_loaded_steps
+        made["keep_fresh"] = list(options.keep_fresh)
+    return made
+
+
+def claim(record: Path, options: dict[str, Any], what: str) -> None:
+    """Record the options a step is made with before it runs, or check them
+    against the record of an earlier call (whose finished or interrupted
+    outputs this call would otherwise reuse as they are).
+
+    :raises QuickstartError: if the record differs from ``options``, or the
+        step's outputs exist without a record (an older version made them).
+    """
+    if record.is_file():
+        made = json.loads(record.read_text(encoding="utf-8"))
+        if made != options:
+            differences = ", ".join(
+                f"{key} {made.get(key)!r} (this call: {value!r})"
+                for key, value in options.items()
+                if made.get(key) != value
+            )
+            raise QuickstartError(
+                f"{what} was made with {differences} ({record}). Give the same options, another --variant or --seed, or remove {record.with_suffix('').with_suffix('')} and {record} to make it again."
+            )
+        return
+    outputs = record.with_suffix("").with_suffix("")
+    if outputs.exists():
+        raise QuickstartError(
+            f"{what} ({outputs}) has no record of the options it was made with (an older version made it); remove it to make it again."
+        )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(options) + "\n", encoding="utf-8")
 
 
 _TASK_TIME: Final = re.compile(r"Task finished in (\d+) second")
@@ -244,7 +320,7 @@ def _train_second_llm(
         layout.root / "retarget" / "second_llm",
         world.train,
         card_name=SECOND_LLM_CARD,
-        config=ToyLLMTrainingConfig(steps=options.size.llm_steps, seed=options.seed),
+        config=ToyLLMTrainingConfig(steps=options.size.llm_steps),
         dims=replace(TOY_LLM_DIMS, model_dim=options.width),
         log=lambda line: print(f"      {line}", flush=True),
         log_every=LLM_LOG_EVERY,
