@@ -11,6 +11,7 @@ from fairseq2.models.transformer import CausalAttentionBias
 from fairseq2.nn import BatchLayout
 
 from speechmapper_plugin.generation import (
+    DecodingStep,
     GenerationConfig,
     GenerationResult,
     RepetitionGuardConfig,
@@ -571,3 +572,96 @@ def test_beam_search_never_calls_the_step_callback() -> None:
     )
 
     assert steps == [] and all(r.tokens for r in results)
+
+
+def _row_steps(steps: list[DecodingStep]) -> int:
+    """The rows the decoder was fed, summed over the steps."""
+    return sum(len(step.examples) for step in steps)
+
+
+def test_a_cancelled_example_leaves_the_batch_with_the_tokens_it_had() -> None:
+    """Example 1 cancelled once 3 of its tokens were reported: it ends with
+    exactly those tokens and ``stop_reason="cancelled"``, is fed no more
+    (fewer row-steps than the uncancelled run), and the other examples'
+    answers are the uncancelled run's."""
+    model = tiny_llama(logit_scale=2.0)
+    prompt_lens = [3, 9, 6]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=6)
+    config = GenerationConfig(max_new_tokens=8, repetition_guard=NO_GUARD)
+    full_steps: list[DecodingStep] = []
+    full = generate_from_embeddings(
+        model,
+        prompts,
+        prompt_lens,
+        stop_token_ids=[96],
+        config=config,
+        on_step=full_steps.append,
+    )
+    assert len(full[1].tokens) > 3  # control: it had more to say
+
+    steps: list = []
+    seen: list[int] = []
+
+    def on_step(step: DecodingStep) -> None:
+        steps.append(step)
+        token = dict(zip(step.examples, step.tokens, strict=True)).get(1)
+        if token is not None:
+            seen.append(token)
+
+    results = generate_from_embeddings(
+        model,
+        prompts,
+        prompt_lens,
+        stop_token_ids=[96],
+        config=config,
+        on_step=on_step,
+        cancelled=lambda example: example == 1 and len(seen) >= 3,
+    )
+
+    assert results[1].stop_reason == "cancelled"
+    assert results[1].tokens == seen == full[1].tokens[:3]
+    assert results[1].best.token_log_probs == pytest.approx(
+        full[1].best.token_log_probs[:3], abs=1e-4
+    )
+    assert_same_results([results[0], results[2]], [full[0], full[2]])
+    assert "cancelled" not in {full[i].stop_reason for i in range(3)}
+    last = max(i for i, step in enumerate(steps) if 1 in step.examples)
+    assert all(1 not in step.examples for step in steps[last + 1 :])
+    assert last < len(steps) - 1  # the others went on without it
+    assert _row_steps(steps) < _row_steps(full_steps)
+
+
+@pytest.mark.parametrize("generator", ["greedy", "sampling"])
+def test_cancelling_every_example_ends_the_loop(generator: str) -> None:
+    """All examples cancelled after the second step: the loop ends there,
+    long before the budget, each answer the first two tokens it had."""
+    model = tiny_llama(logit_scale=2.0)
+    prompt_lens = [4, 7]
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=2)
+    # No stop token before the budget: each answer has 10 tokens to give.
+    config = GenerationConfig(
+        max_new_tokens=10, min_gen_len=11, repetition_guard=NO_GUARD
+    )
+    if generator == "sampling":
+        config = replace(config, generator="sampling")
+    torch.manual_seed(5)
+    full = generate_from_embeddings(
+        model, prompts, prompt_lens, stop_token_ids=[96], config=config
+    )
+    assert all(len(r.tokens) > 2 for r in full)  # control
+
+    steps: list = []
+    torch.manual_seed(5)
+    results = generate_from_embeddings(
+        model,
+        prompts,
+        prompt_lens,
+        stop_token_ids=[96],
+        config=config,
+        on_step=steps.append,
+        cancelled=lambda example: len(steps) >= 2,
+    )
+
+    assert len(steps) == 2 < config.max_new_tokens
+    assert [r.stop_reason for r in results] == ["cancelled"] * 2
+    assert [r.tokens for r in results] == [r.tokens[:2] for r in full]

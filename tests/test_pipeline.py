@@ -487,3 +487,26 @@ def test_run_reports_each_steps_tokens_by_input(
             streamed[index].append(token)
     assert [streamed[i] for i in range(len(wavs))] == [r.token_ids for r in results]
     assert max(len(step) for step in steps) > 1  # batched steps
+
+
+def test_run_asks_cancelled_by_input_index(
+    pipeline: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    """Input 3 is the last example of the first batch (inputs 1, 3, 0,
+    longest first, decoded in input order): cancelled from the start, it
+    stops after the first step with that step's token and
+    ``stop_reason="cancelled"``; the others are answered as without it."""
+    instruction = "Repeat what was said.\n<speech>"
+    expected = pipeline.run(list[AudioInput](wavs), instruction, batch_size=3)
+    results = pipeline.run(
+        list[AudioInput](wavs),
+        instruction,
+        batch_size=3,
+        cancelled=lambda index: index == 3,
+    )
+
+    assert results[3].stop_reason == "cancelled"
+    assert results[3].token_ids == expected[3].token_ids[:1]
+    assert len(expected[3].token_ids) > 1  # control: it had more to say
+    for i in (0, 1, 2):
+        assert_same_result(results[i], expected[i])

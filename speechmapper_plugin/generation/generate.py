@@ -16,6 +16,7 @@ from speechmapper_plugin.generation.config import GenerationConfig
 from speechmapper_plugin.generation.hypothesis import GenerationResult
 from speechmapper_plugin.generation.inputs import LengthsLike, prepare_inputs
 from speechmapper_plugin.generation.single import (
+    CancelCheck,
     OneHypothesisSearch,
     StepCallback,
     argmax,
@@ -33,6 +34,7 @@ def generate_from_embeddings(
     config: GenerationConfig | None = None,
     num_speech_positions: Sequence[int] | Tensor | None = None,
     on_step: StepCallback | None = None,
+    cancelled: CancelCheck | None = None,
 ) -> list[GenerationResult]:
     """Generate answers to prompts given as embeddings, one result per prompt.
 
@@ -60,6 +62,12 @@ def generate_from_embeddings(
         with the token each example added (:class:`DecodingStep`), e.g. to
         stream answers while they are generated. Beam search never calls it:
         which tokens survive is known only when it ends.
+    :param cancelled: Asked after every step of greedy decoding or sampling
+        (after ``on_step``) whether the caller still wants each example's
+        answer (:data:`CancelCheck`): a cancelled example leaves the batch at
+        once, so the others decode smaller steps and the loop ends when all
+        have stopped; its result has the tokens it had and
+        ``stop_reason="cancelled"``. Beam search never asks it.
     :raises ValueError: On a bad batch (empty, wrong width, bad lengths, NaN
         in a prompt, bad stop ids), a model in training mode, or an invalid
         config (:class:`fairseq2.utils.validation.ValidationError`).
@@ -79,10 +87,10 @@ def generate_from_embeddings(
     search: BeamSearch | OneHypothesisSearch
     if config.generator == "sampling":
         search = OneHypothesisSearch(
-            model, inputs, config, sampled(config.sampler), on_step
+            model, inputs, config, sampled(config.sampler), on_step, cancelled
         )
     elif config.beam_size == 1:
-        search = OneHypothesisSearch(model, inputs, config, argmax, on_step)
+        search = OneHypothesisSearch(model, inputs, config, argmax, on_step, cancelled)
     else:
         search = BeamSearch(model, inputs, config)
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, get_args
+from typing import Final, Literal, TypeAlias
 
-StopReason: TypeAlias = Literal["eos", "max_length", "repetition"]
-"""Why a hypothesis ended: a stop (end-of-turn) token, its token budget, or
-the repetition guard. Counting them over a test set makes the "loops until
-max length" failure of speech LLMs measurable."""
+StopReason: TypeAlias = Literal["eos", "max_length", "repetition", "cancelled"]
+"""Why a hypothesis ended: a stop (end-of-turn) token, its token budget, the
+repetition guard, or its caller cancelling it mid-generation (a server whose
+client went away: its tokens are a cut-off answer, never a complete one).
+Counting them over a test set makes the "loops until max length" failure of
+speech LLMs measurable."""
+
+SEARCH_STOP_REASONS: Final[tuple[StopReason, ...]] = ("eos", "max_length", "repetition")
+"""The reasons a search ends an answer by itself (all but ``"cancelled"``,
+which only a caller gives): the columns of a stop-reason count."""
 
 
 @dataclass(frozen=True)
@@ -98,12 +104,14 @@ class GenerationResult:
 
 
 def stop_reason_counts(results: Iterable[GenerationResult]) -> dict[StopReason, int]:
-    """How often the best hypotheses stopped for each reason (all reasons listed).
+    """How often the best hypotheses stopped for each reason: every reason a
+    search gives (:data:`SEARCH_STOP_REASONS`) listed, ``"cancelled"`` only
+    when some answer was cancelled (offline runs never cancel).
 
     A rising ``repetition`` or ``max_length`` share is the signature of a
     projector the LLM cannot follow.
     """
-    counts: dict[StopReason, int] = {reason: 0 for reason in get_args(StopReason)}
+    counts: dict[StopReason, int] = dict.fromkeys(SEARCH_STOP_REASONS, 0)
     for result in results:
-        counts[result.stop_reason] += 1
+        counts[result.stop_reason] = counts.get(result.stop_reason, 0) + 1
     return counts

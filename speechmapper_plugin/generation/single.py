@@ -5,6 +5,11 @@ step's distribution (its argmax, or a draw by one of fairseq2's samplers).
 Greedy decoding gives beam search's tokens with one beam, and is kept as its
 own path because it is measurably faster
 (``benchmarks/bench_greedy_vs_beam.py``).
+
+A caller can stop examples while they are generated (a server whose client
+went away): after every step the loop asks its :data:`CancelCheck` about each
+example still decoding, and a cancelled one leaves the batch at once, as a
+finished one does, with the tokens it had and ``stop_reason="cancelled"``.
 """
 
 from __future__ import annotations
@@ -56,12 +61,21 @@ class DecodingStep:
 
     finished: list[int]
     """The input-batch indices of the examples whose answer is complete
-    after this step (no token of theirs follows)."""
+    after this step (no token of theirs follows). An example cancelled after
+    this step (see :data:`CancelCheck`) is not listed: it is simply absent
+    from the next step."""
 
 
 StepCallback = Callable[[DecodingStep], None]
 """Called after every decoding step (greedy and sampling; beam search cannot
 tell which tokens stay before it ends, so it never calls it)."""
+
+CancelCheck = Callable[[int], bool]
+"""Whether the caller no longer wants example ``i``'s answer (input-batch
+index). Asked after every step of greedy decoding or sampling (after the
+:data:`StepCallback`, so the tokens a callback saw are exactly the cancelled
+answer's), for each example still decoding; it may turn true from another
+thread. Beam search never asks it: it runs to its end."""
 
 
 def make_sampler(section: SamplerSection) -> Sampler:
@@ -99,9 +113,11 @@ class OneHypothesisSearch:
         config: GenerationConfig,
         choose: TokenChooser,
         on_step: StepCallback | None = None,
+        cancelled: CancelCheck | None = None,
     ) -> None:
         self._inputs = inputs
         self._on_step = on_step
+        self._cancelled = cancelled
         self._config = config
         self._choose = choose
         self._periods = config.repetition_guard.periods()
@@ -172,15 +188,18 @@ class OneHypothesisSearch:
                 )
             )
 
-        if not finished:
-            return
-
         stopped = set(finished)
+        cancelled = self._cancelled_rows(stopped)
+        if not stopped and not cancelled:
+            return
 
         for index in finished:
             self._finish(
                 index, position, int(tokens[index]), float(token_lprobs[index])
             )
+        for index in cancelled:
+            self._cancel(index, position)
+        stopped.update(cancelled)
 
         keep = [i for i in range(len(state.examples)) if i not in stopped]
 
@@ -188,6 +207,25 @@ class OneHypothesisSearch:
         if state.examples:
             self._decoder.reorder(new_order)
             state.reorder_rows(new_order)
+
+    def _cancelled_rows(self, finished: set[int]) -> list[int]:
+        """The rows, not already ``finished``, whose example the caller cancelled."""
+        if self._cancelled is None:
+            return []
+        return [
+            index
+            for index, example in enumerate(self._state.examples)
+            if index not in finished and self._cancelled(example)
+        ]
+
+    def _cancel(self, index: int, position: int) -> None:
+        """Row ``index`` ends with the tokens it has, this step's included
+        (none for a row still reading its prompt)."""
+        state = self._state
+        tokens, lprobs = state.generated(index, position + 1)
+        self._hypotheses[state.examples[index]] = make_hypothesis(
+            tokens, lprobs, "cancelled", self._config
+        )
 
     def _finish(
         self, index: int, position: int, token: int, token_lprob: float

@@ -59,6 +59,7 @@ from speechmapper_plugin.generation import (
     generate_from_embeddings,
 )
 from speechmapper_plugin.generation.inputs import model_dtype_and_device
+from speechmapper_plugin.generation.single import CancelCheck
 from speechmapper_plugin.input_checks import is_finite
 from speechmapper_plugin.llm import (
     ChatTemplate,
@@ -496,6 +497,7 @@ class SpeechMapperPipeline:
         pre_averaged: bool = ...,
         names: Sequence[str] | None = ...,
         on_tokens: TokensCallback | None = ...,
+        cancelled: CancelCheck | None = ...,
         **options: Unpack[Raising],
     ) -> list[PipelineResult]: ...
 
@@ -509,6 +511,7 @@ class SpeechMapperPipeline:
         pre_averaged: bool = ...,
         names: Sequence[str] | None = ...,
         on_tokens: TokensCallback | None = ...,
+        cancelled: CancelCheck | None = ...,
         **options: Unpack[Skipping],
     ) -> list[PipelineResult | SkippedInput]: ...
 
@@ -522,6 +525,7 @@ class SpeechMapperPipeline:
         pre_averaged: bool = True,
         names: Sequence[str] | None = None,
         on_tokens: TokensCallback | None = None,
+        cancelled: CancelCheck | None = None,
         sample_rate: int | None = None,
         batch_size: int | None = None,
     ) -> list[PipelineResult] | list[PipelineResult | SkippedInput]:
@@ -547,6 +551,12 @@ class SpeechMapperPipeline:
             with the tokens it added to answers, by input index: streaming
             (see :meth:`stream`). Greedy decoding and sampling only: beam
             search knows which tokens stay only when it ends, and never calls it.
+        :param cancelled: Asked (in this thread) after every decoding step,
+            by input index, whether each input still decoding is still wanted
+            (a server's client may go away): a cancelled one stops at once
+            and its result has the tokens it had, ``stop_reason="cancelled"``;
+            the others go on in a smaller batch. Greedy decoding and sampling
+            only: beam search never asks it.
         """
         items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
         if not items:
@@ -603,6 +613,7 @@ class SpeechMapperPipeline:
                 features,
                 pre_averaged,
                 None if on_tokens is None else _by_input(chunk, on_tokens),
+                None if cancelled is None else partial(_cancelled, chunk, cancelled),
             )
             results.update(zip(chunk, outputs, strict=True))
 
@@ -791,6 +802,7 @@ class SpeechMapperPipeline:
         features: bool,
         pre_averaged: bool,
         on_step: StepCallback | None = None,
+        cancelled: CancelCheck | None = None,
     ) -> list[PipelineResult]:
         """One forward batch: speech encoder (for waveforms), projector, LLM."""
         with torch.inference_mode():
@@ -827,6 +839,7 @@ class SpeechMapperPipeline:
                 config=self.generation,
                 num_speech_positions=positions,
                 on_step=on_step,
+                cancelled=cancelled,
             )
 
         return [
@@ -887,6 +900,12 @@ def _by_input(indices: Sequence[int], on_tokens: TokensCallback) -> StepCallback
             on_tokens(tokens)
 
     return report
+
+
+def _cancelled(indices: Sequence[int], cancelled: CancelCheck, example: int) -> bool:
+    """``cancelled`` asked by input index (``indices[example]``): a batch's
+    :data:`CancelCheck`."""
+    return cancelled(indices[example])
 
 
 def _check_system_prompt(system_prompt: str | None) -> None:
