@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import glob
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ from speechmapper_plugin.tiny_assets.llama3_llm import write_tiny_llama3
 from tests.support.cards import SessionCards
 from tests.support.feature_store import Utterance, write_feature_store
 from tests.support.llm import training_sentences
-from tests.support.recipes import REPO, recipe_env, run_recipe
+from tests.support.recipes import REPO, run_module, run_recipe
 
 pytestmark = pytest.mark.slow
 
@@ -138,23 +136,13 @@ def test_retargeted_projector_through_export_stage2_and_evaluation(
 
     # Export.
     export_dir = tmp_path / "export"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "speechmapper_plugin.export",
-            str(retargeted),
-            str(export_dir),
-            "--name",
-            "retargeted",
-        ],
-        cwd=REPO,
-        env=recipe_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    run_module(
+        "speechmapper_plugin.export",
+        str(retargeted),
+        str(export_dir),
+        "--name",
+        "retargeted",
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((export_dir / "config.json").read_text())
     assert summary["target_llm"]["card"] == NARROW_LLM
     # What it was retargeted from travels with it: config.json and the card

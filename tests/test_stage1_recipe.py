@@ -10,7 +10,6 @@ import glob
 import math
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from tests.support.recipes import (
     read_metrics,
     recipe_command,
     recipe_env,
+    run_python,
     run_recipe,
 )
 
@@ -90,16 +90,7 @@ def test_stage1_fits_its_training_split(stage1_run: Path) -> None:
         "m = load_model('last_checkpoint', device=torch.device('cpu'))\n"
         "print(m.config.target_llm, sum(p.sum().item() for p in m.parameters()))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(out / "checkpoints")],
-        cwd=REPO,
-        env=recipe_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    llm, checksum = done.stdout.split()
+    llm, checksum = run_python("-c", script, str(out / "checkpoints")).split()
     assert llm == "test_llama"
     expected = sum(v.sum().item() for v in last_model_state(out, STAGE1_STEPS).values())
     assert float(checksum) == pytest.approx(expected, rel=1e-6)

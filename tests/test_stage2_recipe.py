@@ -6,8 +6,6 @@ from __future__ import annotations
 import glob
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from speechmapper_plugin.data.instructions import (
 from tests.support.audio import has_espeak
 from tests.support.cards import SessionCards
 from tests.support.corpus import STAGE1_STEPS, SpeechCorpus
-from tests.support.recipes import REPO, read_metrics, recipe_env, run_recipe
+from tests.support.recipes import REPO, read_metrics, run_python, run_recipe
 
 pytestmark = [
     pytest.mark.slow,
@@ -274,15 +272,7 @@ def test_two_processes_with_ddp_and_with_fsdp(
         "torch.save(m.state_dict(), sys.argv[2])\n"
     )
     merged = tmp_path / "fsdp_projector.pt"
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "fsdp/checkpoints"), str(merged)],
-        cwd=REPO,
-        env=recipe_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_python("-c", script, str(tmp_path / "fsdp/checkpoints"), str(merged))
     assert (
         len(list((tmp_path / "fsdp/checkpoints/step_10/model").glob("**/sdp_*.pt")))
         == 2

@@ -46,12 +46,12 @@ def run_with_installed_plugin(script: str, *args: str, cwd: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def run_module(module: str, *args: str, timeout: int = 300) -> None:
-    """``python -m MODULE ARGS`` from the repository root in a recipe's
-    environment; fails the test with the end of its stderr if it exits with
-    an error."""
+def run_python(*args: str, timeout: int = 300) -> str:
+    """``python ARGS`` (``-m MODULE ...`` or ``-c SCRIPT ...``) from the
+    repository root in a recipe's environment; its stdout. Fails the test
+    with the end of its stderr if it exits with an error."""
     done = subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [sys.executable, *args],
         cwd=REPO,
         env=recipe_env(),
         capture_output=True,
@@ -59,6 +59,12 @@ def run_module(module: str, *args: str, timeout: int = 300) -> None:
         timeout=timeout,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def run_module(module: str, *args: str, timeout: int = 300) -> str:
+    """``python -m MODULE ARGS`` as :func:`run_python` runs it."""
+    return run_python("-m", module, *args, timeout=timeout)
 
 
 def recipe_command(recipe: str, out: Path, *args: str, nproc: int = 1) -> list[str]:
