@@ -32,7 +32,6 @@ from tests.support.audio import (
     has_espeak,
     synthesize_speech,
     tone,
-    write_float_wav,
     write_wav,
 )
 
@@ -48,14 +47,6 @@ def test_streamed_chunks_join_to_the_decoded_audio(tmp_path: Path, rate: int) ->
     chunks = list(stream_audio(path, chunk_samples=7_000))
     assert all(c.numel() == 7_000 for c in chunks[:-1])
     torch.testing.assert_close(torch.cat(chunks), load_audio(path), atol=1e-6, rtol=0)
-
-
-def test_formats_wave_cannot_stream_are_decoded_whole(tmp_path: Path) -> None:
-    path = write_float_wav(tmp_path / "f.wav", tone(1.5))
-    assert not is_streamable(path)
-    torch.testing.assert_close(
-        torch.cat(list(stream_audio(path, chunk_samples=5_000))), load_audio(path)
-    )
 
 
 def test_fixed_windows_cover_the_audio_exactly() -> None:

@@ -43,6 +43,13 @@ class DecodedAudio:
         return self.waveform.size(0) / self.sample_rate
 
 
+def source_name(source: AudioSource) -> str:
+    """How errors name ``source``: its path, or ``<N bytes>``."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    return str(Path(source))
+
+
 def decode_audio(source: AudioSource) -> DecodedAudio:
     """Decode a file (path) or encoded bytes, keeping channels and sample rate.
 
@@ -50,12 +57,11 @@ def decode_audio(source: AudioSource) -> DecodedAudio:
     :raises OSError: if a path cannot be read (missing file, permissions).
     """
     hint = ""
+    name = source_name(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        name = f"<{len(source)} bytes>"
         data = bytes(source)
     else:
         path = Path(source)
-        name = str(path)
         data = path.read_bytes()
         if is_unsupported(path):
             hint = " " + conversion_hint(path)

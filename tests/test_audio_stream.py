@@ -1,0 +1,155 @@
+"""Streaming every format libsndfile reads (FLAC, MP3, Ogg/Vorbis, Opus,
+float, 24- and 8-bit WAV) from a path or bytes: the chunks equal the
+whole-file decode, memory does not grow with the recording, and bad files
+fail as they do whole."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from speechmapper_plugin.audio import AudioDecodeError, load_audio
+from speechmapper_plugin.audio.stream import (
+    is_streamable,
+    num_samples_16k,
+    stream_audio,
+)
+from tests.support.audio import tone
+
+# (suffix, libsndfile format, subtype, sample rate): Opus has no 44.1 kHz.
+FORMATS = {
+    "flac": (".flac", "FLAC", "PCM_16", 44_100),
+    "mp3": (".mp3", "MP3", "MPEG_LAYER_III", 44_100),
+    "vorbis": (".ogg", "OGG", "VORBIS", 44_100),
+    "opus": (".opus", "OGG", "OPUS", 48_000),
+    "float_wav": (".wav", "WAV", "FLOAT", 44_100),
+    "pcm24_wav": (".wav", "WAV", "PCM_24", 44_100),
+    "pcm_u8_wav": (".wav", "WAV", "PCM_U8", 22_050),
+}
+
+
+def write_stereo(path: Path, kind: str, seconds: float = 3.3) -> Path:
+    """Two different tones, one per channel, so a wrong downmix shows."""
+    _, fmt, subtype, rate = FORMATS[kind]
+    left, right = tone(seconds, rate, seed=1), tone(seconds, rate, freq=300.0)
+    soundfile.write(path, np.stack([left, right], 1), rate, subtype=subtype, format=fmt)
+    return path
+
+
+@pytest.mark.parametrize("from_bytes", [False, True], ids=["path", "bytes"])
+@pytest.mark.parametrize("kind", list(FORMATS))
+def test_every_format_streams_in_chunks_that_join_to_the_whole_decode(
+    tmp_path: Path, kind: str, from_bytes: bool
+) -> None:
+    """The reference is fairseq2's ``AudioDecoder`` (the system libsndfile)
+    on the whole file plus one-shot soxr; the stream's only difference is
+    the streaming resampler's (< 1e-6, as for PCM WAV in test_long_form)."""
+    path = write_stereo(tmp_path / f"a{FORMATS[kind][0]}", kind)
+    source: Path | bytes = path.read_bytes() if from_bytes else path
+    whole = load_audio(source)
+
+    assert is_streamable(source)
+    assert num_samples_16k(source) == whole.numel()
+    chunks = list(stream_audio(source, chunk_samples=7_000))
+    assert len(chunks) == -(-whole.numel() // 7_000)
+    assert all(c.numel() == 7_000 for c in chunks[:-1])
+    torch.testing.assert_close(torch.cat(chunks), whole, atol=1e-6, rtol=0)
+
+
+def _peak_numpy_bytes(path: Path) -> tuple[int, int]:
+    """Samples streamed from ``path`` and the peak of Python/numpy memory
+    (numpy reports its buffers to tracemalloc) while streaming them."""
+    tracemalloc.start()
+    try:
+        total = sum(chunk.numel() for chunk in stream_audio(path))
+        return total, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_streaming_flac_does_not_decode_it_whole(tmp_path: Path) -> None:
+    """8 minutes of 44.1 kHz stereo FLAC peak like 1 minute (a 30 s read
+    block, ~11 MB). Decoding it whole reads the file's bytes (~40 MB here)
+    and resamples all 8 minutes at once, so the peak grows ~8x."""
+    second = np.stack([tone(1.0, 44_100, seed=2), tone(1.0, 44_100, seed=3)], 1)
+    paths = {}
+    for minutes in (1, 8):
+        paths[minutes] = tmp_path / f"{minutes}.flac"
+        with soundfile.SoundFile(
+            paths[minutes], "w", 44_100, 2, "PCM_16", format="FLAC"
+        ) as out:
+            for _ in range(minutes * 60):
+                out.write(second)
+
+    short_samples, short_peak = _peak_numpy_bytes(paths[1])
+    long_samples, long_peak = _peak_numpy_bytes(paths[8])
+
+    assert (short_samples, long_samples) == (60 * 16_000, 8 * 60 * 16_000)
+    assert long_peak <= 1.25 * short_peak, (short_peak, long_peak)
+
+
+def _flac_bytes() -> bytes:
+    out = io.BytesIO()
+    soundfile.write(out, tone(3.0, 44_100), 44_100, subtype="PCM_16", format="FLAC")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(lambda: _flac_bytes()[: len(_flac_bytes()) // 2], id="cut_flac"),
+        pytest.param(lambda: b"not audio at all\n" * 200, id="text"),
+        pytest.param(lambda: b"", id="empty"),
+    ],
+)
+def test_bad_files_fail_streaming_as_they_fail_whole(
+    tmp_path: Path, content: object
+) -> None:
+    """Never a ``soundfile`` exception: the same ``AudioDecodeError`` (which
+    the server answers with a 400) naming the file, from a path or bytes."""
+    data: bytes = content()  # type: ignore[operator]
+    path = tmp_path / "speech.flac"
+    path.write_bytes(data)
+
+    for source, name in ((path, str(path)), (data, f"<{len(data)} bytes>")):
+        with pytest.raises(AudioDecodeError) as whole:
+            load_audio(source)
+        with pytest.raises(AudioDecodeError) as streamed:
+            list(stream_audio(source))
+        assert whole.value.source == streamed.value.source == name
+
+
+def test_a_cut_mp3_fails_where_the_stream_breaks_off(tmp_path: Path) -> None:
+    """libsndfile reads a truncated MP3 without error, just fewer frames than
+    its header states; the stream says so (as the whole decode refuses it)."""
+    data = write_stereo(tmp_path / "a.mp3", "mp3", seconds=6.0).read_bytes()
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(data[: len(data) // 2])
+
+    with pytest.raises(AudioDecodeError):
+        load_audio(cut)
+    chunks = []
+    with pytest.raises(AudioDecodeError, match=r"cut\.mp3.*ends after \d+ of"):
+        for chunk in stream_audio(cut, chunk_samples=8_000):
+            chunks.append(chunk)
+    assert chunks  # what came before the break was streamed
+
+
+def test_what_libsndfile_cannot_open_is_not_streamable(tmp_path: Path) -> None:
+    m4a = tmp_path / "speech.m4a"
+    m4a.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x00\x00" + bytes(64))
+
+    assert not is_streamable(m4a)
+    assert not is_streamable(tmp_path / "missing.flac")
+    assert not is_streamable(torch.zeros(16_000))
+    assert num_samples_16k(m4a) is None
+    with pytest.raises(AudioDecodeError, match="ffmpeg -i"):
+        list(stream_audio(m4a))
+    with pytest.raises(OSError):
+        list(stream_audio(tmp_path / "missing.flac"))
