@@ -182,6 +182,38 @@ def test_streamed_requests_in_one_batch_each_get_their_own_tokens(
     assert done_at_token == [True]
 
 
+def test_abandoned_requests_stop_costing_decoding_steps(
+    engine: SpeechEngine, reference: SpeechMapperPipeline, wavs: list[Path]
+) -> None:
+    """In one batch: a streamed request whose sink fails at its first token
+    (its client gone) stops after that step with exactly that token and
+    ``stop_reason="cancelled"``; one abandoned while queued is skipped; the
+    plain one is the pipeline's answer alone. Both count as cancelled."""
+    before = engine.stats.cancelled
+    sent: list[int] = []
+
+    def gone_after_one(token: int) -> None:
+        sent.append(token)
+        raise ConnectionError("the client went away")
+
+    plain = engine.submit(SpeechRequest(load_audio(wavs[1]), INSTRUCTIONS[1]))
+    gone = engine.submit(
+        SpeechRequest(load_audio(wavs[0]), INSTRUCTIONS[0]), on_token=gone_after_one
+    )
+    queued = engine.submit(SpeechRequest(load_audio(wavs[2]), INSTRUCTIONS[2]))
+    queued.abandon()
+
+    result = gone.result(timeout=60)
+    (alone,) = reference.run(wavs[0], INSTRUCTIONS[0])
+    assert len(alone.token_ids) > 1  # control: it had more to say
+    assert result.stop_reason == "cancelled"
+    assert result.token_ids == sent == alone.token_ids[:1]
+    (plain_alone,) = reference.run(wavs[1], INSTRUCTIONS[1])
+    assert_same(plain.result(timeout=60), plain_alone)
+    assert queued.cancelled()
+    assert engine.stats.cancelled == before + 2
+
+
 # -- the HTTP API --------------------------------------------------------------
 
 

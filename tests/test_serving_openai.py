@@ -294,3 +294,100 @@ def test_chunks_arrive_while_the_answer_is_generated(
     spread = arrivals[-1][0] - arrivals[0][0]
     # >= STEP_DELAY between pieces when streamed; ~0 when sent after decoding.
     assert spread >= 0.5 * STEP_DELAY * (len(arrivals) - 1), arrivals
+
+
+def _health(server: Server) -> dict[str, Any]:
+    return dict(httpx.get(f"{server.url}/health", timeout=10).json())
+
+
+def _wait_for_cancelled(server: Server, count: int) -> dict[str, Any]:
+    """``/health`` once it counts ``count`` cancelled requests (a batch
+    counts them when it ends)."""
+    deadline = time.monotonic() + 30
+    while (health := _health(server))["cancelled"] < count:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.02)
+    assert health["cancelled"] == count, health
+    return health
+
+
+def _until_first_piece(stream: Any) -> str:
+    """Reads ``stream`` up to its first chunk that adds text."""
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            return str(chunk.choices[0].delta.content)
+    raise AssertionError("the stream ended without text")
+
+
+def test_a_client_that_goes_away_stops_costing_decoding_steps(
+    client: openai.OpenAI,
+    server: Server,
+    reference: SpeechMapperPipeline,
+    wavs: list[Path],
+) -> None:
+    """A streamed request closed by its client after its first piece is
+    counted as cancelled (``/health``) and its batch ends some delayed steps
+    earlier than the same request read to its end (the control); closed in a
+    batch it shares with a plain request, the plain one still gets the
+    pipeline's full answer; a plain request whose client gives up (a timeout)
+    while it waits for that batch is counted as cancelled too."""
+    instruction = "Translate the audio into German."
+    messages = _audio_message(b64(wavs[1]), "wav", instruction)
+    (expected,) = reference.run(wavs[1], f"{instruction}\n<speech>")
+    assert len(expected.token_ids) == MAX_NEW_TOKENS  # control: 8 delayed steps
+    before = _health(server)
+
+    # The control: read to its end, alone in its batch.
+    start = time.monotonic()
+    whole = client.chat.completions.create(
+        model=EXPORT_NAME, messages=messages, stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in whole) == expected.text
+    full_time = time.monotonic() - start
+
+    # Closed after its first piece: its batch ends when it is cancelled.
+    start = time.monotonic()
+    with client.chat.completions.create(
+        model=EXPORT_NAME, messages=messages, stream=True
+    ) as stream:
+        _until_first_piece(stream)
+    _wait_for_cancelled(server, before["cancelled"] + 1)
+    cancelled_time = time.monotonic() - start
+    # Decoding on for nobody, it would take ~full_time; here >= 2 steps less
+    # (measured: 1.8 s against 1.1 s).
+    assert full_time - cancelled_time >= 2 * STEP_DELAY, (full_time, cancelled_time)
+
+    # Shared batch: while a streamed request runs, one to be closed and a
+    # plain one queue, and then share the next batch; a third gives up.
+    plain = _audio_message(b64(wavs[2]), "wav", instruction)
+    (expected_plain,) = reference.run(wavs[2], f"{instruction}\n<speech>")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        blocker = client.chat.completions.create(
+            model=EXPORT_NAME, messages=messages, stream=True
+        )
+        _until_first_piece(blocker)  # its batch runs
+        batches = _health(server)["batches"]
+
+        def close_early() -> str:
+            with client.chat.completions.create(
+                model=EXPORT_NAME, messages=messages, stream=True
+            ) as stream:
+                return _until_first_piece(stream)
+
+        closed = pool.submit(close_early)
+        answer = pool.submit(
+            client.chat.completions.create, model=EXPORT_NAME, messages=plain
+        )
+        impatient = client.with_options(timeout=0.3)
+        with pytest.raises(openai.APITimeoutError):
+            impatient.chat.completions.create(model=EXPORT_NAME, messages=plain)
+        rest = "".join(c.choices[0].delta.content or "" for c in blocker)
+        assert rest and closed.result(timeout=60)
+        result = answer.result(timeout=60)
+
+    assert result.choices[0].message.content == expected_plain.text
+    assert result.usage is not None
+    assert result.usage.completion_tokens == len(expected_plain.token_ids)
+    after = _wait_for_cancelled(server, before["cancelled"] + 3)
+    assert after["batches"] == batches + 1  # the two shared one batch
+    assert after["status"] == "ok"

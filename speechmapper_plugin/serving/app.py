@@ -16,6 +16,11 @@
   ``error`` event (the ``openai`` client raises it).
 - ``GET /v1/models``, ``GET /v1/models/{id}``, ``GET /health`` (no key needed).
 
+A client that disconnects before its answer is complete (a closed stream, a
+request given up) abandons its requests (:meth:`RequestFuture.abandon`): they
+stop at their batch's next decoding step instead of decoding for nobody, and
+``/health`` counts them (``cancelled``).
+
 Every refusal has OpenAI's error shape and status (400, 401, 404); an error
 the server did not foresee is a 500 in the same shape, and the worker lives on.
 """
@@ -27,10 +32,10 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -51,7 +56,12 @@ from speechmapper_plugin.serving.audio import (
     decode_base64_audio,
     decode_upload,
 )
-from speechmapper_plugin.serving.engine import Sampling, SpeechEngine, SpeechRequest
+from speechmapper_plugin.serving.engine import (
+    RequestFuture,
+    Sampling,
+    SpeechEngine,
+    SpeechRequest,
+)
 from speechmapper_plugin.serving.errors import (
     AUTHENTICATION,
     INVALID_REQUEST,
@@ -74,9 +84,17 @@ FINISH_REASONS: Final[dict[StopReason, str]] = {
     "eos": "stop",
     "max_length": "length",
     "repetition": "stop",
+    "cancelled": "stop",
 }
 """OpenAI's ``finish_reason`` for each stop reason (a loop the repetition
-guard cut is a stop: OpenAI has no name for it)."""
+guard cut is a stop: OpenAI has no name for it; a cancelled answer's client
+is gone and never sees one)."""
+
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was complete."""
 
 
 def create_app(
@@ -139,6 +157,11 @@ def create_app(
         )
         return JSONResponse(error_body(message, kind), status_code=error.status_code)
 
+    @app.exception_handler(ClientGone)
+    async def client_gone(request: Request, error: ClientGone) -> Response:
+        # Nobody reads it: nginx's "client closed request".
+        return Response(status_code=499)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:
         return JSONResponse(
@@ -167,10 +190,22 @@ def create_app(
                 code="model_not_found",
             )
 
-    async def answer(request: SpeechRequest) -> PipelineResult:
+    async def answers(
+        http: Request, requests: Sequence[SpeechRequest]
+    ) -> list[PipelineResult]:
+        """Submit ``requests`` and wait for their results (an unusable input
+        as a 400); if the client disconnects first they are abandoned."""
+        futures: list[RequestFuture] = []
         try:
-            future = engine.submit(request)
-            return await asyncio.wrap_future(future)
+            for request in requests:
+                futures.append(engine.submit(request))
+        except BaseException:
+            for future in futures:
+                future.abandon()
+            raise
+        waiting = asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        try:
+            return await unless_gone(http, waiting, futures)
         except AudioInputError as ex:
             raise bad_request(str(ex), code=ex.code) from None
 
@@ -182,8 +217,8 @@ def create_app(
             raise bad_request(str(ex), code=ex.code) from None
 
     async def first_token(
-        request: SpeechRequest,
-    ) -> tuple[int | None, asyncio.Queue[int | None], Future[PipelineResult]]:
+        http: Request, request: SpeechRequest
+    ) -> tuple[int | None, asyncio.Queue[int | None], RequestFuture]:
         """Submit ``request`` with its tokens going to a queue (``None``
         after the last) fed from the worker thread, and wait for the first
         item: a request that fails before its first token still gets its
@@ -196,7 +231,7 @@ def create_app(
 
         future = engine.submit(request, on_token=put)
         future.add_done_callback(lambda _: put(None))
-        first = await tokens.get()
+        first = await unless_gone(http, tokens.get(), [future])
         if first is None:
             outcome(future)
         return first, tokens, future
@@ -210,6 +245,7 @@ def create_app(
             "requests": engine.stats.requests,
             "batches": engine.stats.batches,
             "largest_batch": engine.stats.largest_batch,
+            "cancelled": engine.stats.cancelled,
         }
         return JSONResponse(body, status_code=200 if alive else 503)
 
@@ -284,7 +320,7 @@ def create_app(
             waveform, instruction, sampling=Sampling(temperature=temperature)
         )
         parts = await asyncio.to_thread(engine.split, speech, segmenter)
-        results = await asyncio.gather(*(answer(part) for _, part in parts))
+        results = await answers(request, [part for _, part in parts])
         segments = [
             _TimedText(s.start_seconds, s.end_seconds, r.text, r.token_ids)
             for (s, _), r in zip(parts, results, strict=True)
@@ -373,7 +409,7 @@ def create_app(
             return FINISH_REASONS.get(result.stop_reason, "stop")
 
         if not chat.stream:
-            result = await answer(speech)
+            (result,) = await answers(request, [speech])
             return JSONResponse(
                 {
                     "id": completion_id,
@@ -415,9 +451,18 @@ def create_app(
                 data["usage"] = None
             return f"data: {json.dumps(data)}\n\n"
 
-        token, tokens, future = await first_token(speech)
+        token, tokens, future = await first_token(request, speech)
 
         async def events() -> AsyncIterator[str]:
+            try:
+                async for event in answer_events():
+                    yield event
+            finally:
+                # Closed or cancelled by a disconnect before the answer ended.
+                if not future.done():
+                    future.abandon()
+
+        async def answer_events() -> AsyncIterator[str]:
             yield chunk({"role": "assistant", "content": ""}, None)
             deltas = engine.text_deltas()
             item = token
@@ -458,6 +503,42 @@ def create_app(
         return StreamingResponse(events(), media_type="text/event-stream")
 
     return app
+
+
+async def unless_gone(
+    http: Request, waiting: Awaitable[T], futures: Sequence[RequestFuture]
+) -> T:
+    """``await waiting``, unless the client of ``http`` (whose body was read)
+    disconnects first, or the handler is cancelled: then ``futures`` are
+    abandoned and :class:`ClientGone` is raised."""
+    task = asyncio.ensure_future(waiting)
+    gone = asyncio.ensure_future(_disconnect(http))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            for future in futures:
+                future.abandon()
+            task.cancel()
+            task.add_done_callback(_retrieved)
+    if not task.done():
+        raise ClientGone(f"{http.method} {http.url.path}: the client disconnected.")
+    return task.result()
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Marks the outcome of an abandoned wait as read (a cancelled
+    ``asyncio.gather`` ends with an exception nobody else reads)."""
+    if not task.cancelled():
+        task.exception()
+
+
+async def _disconnect(http: Request) -> None:
+    """Returns when the client disconnects (its request body already read:
+    what ``receive`` gives next is the disconnect)."""
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
 
 
 @dataclass(frozen=True)

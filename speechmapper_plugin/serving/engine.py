@@ -16,6 +16,12 @@ Streaming: a request submitted with ``on_token`` is given each token of its
 answer from the worker thread as the batch steps (greedy and sampling; beam
 search gives none, its answer is known at the end), before its future is
 done.
+
+A client that goes away stops costing decoding steps: :meth:`RequestFuture.abandon`
+cancels a queued request (its batch skips it) and stops a running one at its
+batch's next decoding step (greedy and sampling), so the rest of the batch
+decodes without it and a batch whose clients have all gone ends;
+:attr:`EngineStats.cancelled` counts both.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, final
 
 import torch
 from torch import Tensor
@@ -141,6 +147,34 @@ class EngineStats:
     batches: int = 0
     largest_batch: int = 0
     failures: int = 0
+    cancelled: int = 0
+    """Requests abandoned by their client before their answer was complete:
+    skipped before their batch ran, or stopped mid-decoding."""
+
+
+@final
+class RequestFuture(Future[PipelineResult]):
+    """A submitted request's result; :meth:`abandon` when nobody will read it.
+
+    ``Future.cancel`` cannot stop a request its batch already runs (nor can
+    cancelling ``asyncio.wrap_future(future)``): :meth:`abandon` can.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._abandoned = threading.Event()
+
+    def abandon(self) -> None:
+        """The client is gone: a queued request is cancelled (its batch skips
+        it); a running one stops at its batch's next decoding step (greedy
+        and sampling; beam search runs to its end), and its result then has
+        the tokens it had and ``stop_reason="cancelled"``."""
+        self._abandoned.set()
+        self.cancel()
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandoned.is_set()
 
 
 @dataclass
@@ -149,13 +183,13 @@ class _Job:
     pipeline: SpeechMapperPipeline
     key: tuple[str, str | None]
     on_token: TokenSink | None = None
-    future: Future[PipelineResult] = field(default_factory=Future)
+    future: RequestFuture = field(default_factory=RequestFuture)
     streamed: bool = False
     """Some of its tokens went to ``on_token``: it cannot be retried."""
 
     def give(self, token: int) -> None:
         """``token`` to the request's sink; a failing sink (its client gone)
-        is dropped, the answer still completes."""
+        is dropped and the request abandoned."""
         if self.on_token is None:
             return
         self.streamed = True
@@ -163,6 +197,7 @@ class _Job:
             self.on_token(token)
         except Exception:
             self.on_token = None
+            self.future.abandon()
 
 
 _STOP: Final = object()
@@ -265,8 +300,9 @@ class SpeechEngine:
 
     def submit(
         self, request: SpeechRequest, *, on_token: TokenSink | None = None
-    ) -> Future[PipelineResult]:
-        """Queue a request (checked first); the future holds its result.
+    ) -> RequestFuture:
+        """Queue a request (checked first); the future holds its result
+        (:meth:`RequestFuture.abandon` it when the client goes away).
 
         :param on_token: Takes each token of the answer as it is generated,
             in the worker thread (it must not block); all of them come before
@@ -382,7 +418,9 @@ class SpeechEngine:
     def _answer(self, jobs: list[_Job]) -> None:
         """One ``pipeline.run`` for ``jobs`` (same settings); a failure of the
         batch is retried one by one, so it only fails the request that causes it."""
-        jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        running = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        self.stats.cancelled += len(jobs) - len(running)
+        jobs = running
         if jobs:
             self._settle(jobs, retry_alone=len(jobs) > 1)
 
@@ -404,6 +442,8 @@ class SpeechEngine:
 
         for job, result in zip(jobs, results, strict=True):
             if isinstance(result, PipelineResult):
+                if result.stop_reason == "cancelled":
+                    self.stats.cancelled += 1
                 job.future.set_result(result)
             else:
                 self.stats.failures += 1
@@ -434,6 +474,7 @@ class SpeechEngine:
             on_error="skip",
             batch_size=len(jobs),
             on_tokens=on_tokens if streaming else None,
+            cancelled=lambda index: jobs[index].future.abandoned,
         )
 
 
