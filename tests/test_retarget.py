@@ -324,24 +324,27 @@ def test_another_seed_runs_in_its_own_directory_and_shares_the_second_llm(
 
 
 def test_a_run_made_with_other_options_is_not_reused(tmp_path: Path) -> None:
-    from speechmapper_plugin.quickstart.layout import QuickstartError
-    from speechmapper_plugin.quickstart.retarget import (
-        claim,
-        parse_options,
-        run_options,
-    )
+    from speechmapper_plugin.quickstart.layout import QuickstartError, claim_options
+    from speechmapper_plugin.quickstart.retarget import parse_options, run_options
 
     record = tmp_path / "stage1_scratch.options.json"
+    outputs = tmp_path / "stage1_scratch"
     first = run_options(parse_options([str(tmp_path), "--small"]), "scratch")
-    claim(record, first, "The stage-1 run")
-    (tmp_path / "stage1_scratch").mkdir()  # its outputs
-    claim(record, first, "The stage-1 run")  # the same options: reused
+
+    def claim(options: dict[str, object], out: Path = outputs) -> None:
+        claim_options(record, options, what="The run", remedy="fix it", outputs=out)
+
+    claim(first)
+    outputs.mkdir()
+    claim(first)  # the same options: its outputs are reused
 
     longer = run_options(
         parse_options([str(tmp_path), "--small", "--stage1-steps", "800"]), "scratch"
     )
-    with pytest.raises(QuickstartError, match=r"stage1_steps 400 \(this call: 800\)"):
-        claim(record, longer, "The stage-1 run")
+    with pytest.raises(
+        QuickstartError, match=r"other options \(stage1_steps 400, now 800\); fix it"
+    ):
+        claim(longer)
 
     # A variant differs from the control in its warm-start options too.
     options = parse_options([str(tmp_path), "--keep-fresh", "x"])
@@ -349,6 +352,6 @@ def test_a_run_made_with_other_options_is_not_reused(tmp_path: Path) -> None:
     assert "keep_fresh" not in run_options(options, "scratch")
 
     # Outputs an older version made, without a record, are not adopted.
-    (tmp_path / "stage1_old").mkdir()
+    record.unlink()
     with pytest.raises(QuickstartError, match="no record of the options"):
-        claim(tmp_path / "stage1_old.options.json", first, "The stage-1 run")
+        claim(first)

@@ -6,7 +6,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, final
+from typing import Any, Final, final
 
 MARKER: Final = ".speechmapper_quickstart"
 """Marks a directory the quickstart made, so a rerun may resume or replace it
@@ -33,6 +33,45 @@ def write_result_files(
 
 class QuickstartError(Exception):
     """The quickstart cannot go on; the message says why and what to do."""
+
+
+def claim_options(
+    record: Path,
+    options: dict[str, Any],
+    *,
+    what: str,
+    remedy: str,
+    outputs: Path | None = None,
+) -> None:
+    """Record the options a run (or one step of it) is made with, before it
+    runs; or check them against an earlier call's record, whose outputs,
+    finished or interrupted, this call would otherwise resume or reuse as
+    they are (mixing two runs, or reporting one as the other).
+
+    :param remedy: What to do instead, for the message.
+    :param outputs: The step's outputs: if they exist without a record (an
+        older version made them), they are not taken either.
+    :raises QuickstartError: if the record differs from ``options`` (the
+        message names what differs), or ``outputs`` exist without a record.
+    """
+    if record.is_file():
+        made = json.loads(record.read_text(encoding="utf-8"))
+        if made != options:
+            differences = ", ".join(
+                f"{key} {made.get(key)!r}, now {options.get(key)!r}"
+                for key in sorted(set(made) | set(options))
+                if made.get(key) != options.get(key)
+            )
+            raise QuickstartError(
+                f"{what} was made with other options ({differences}); {remedy}."
+            )
+        return
+    if outputs is not None and outputs.exists():
+        raise QuickstartError(
+            f"{what} ({outputs}) has no record of the options it was made with (an older version made it); {remedy}."
+        )
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(options) + "\n", encoding="utf-8")
 
 
 @final

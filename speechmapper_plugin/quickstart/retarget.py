@@ -22,7 +22,6 @@ command of its own.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from speechmapper_plugin.quickstart.commands import find_repo_root, yaml_value
 from speechmapper_plugin.quickstart.layout import (
     QuickstartError,
     QuickstartLayout,
+    claim_options,
     write_result_files,
 )
 from speechmapper_plugin.quickstart.run import threads_of_the_steps
@@ -170,10 +170,12 @@ def run_retarget(options: RetargetOptions) -> dict[str, Any]:
     )
 
     llm_file = cards / "second_llm.yaml"
-    claim(
+    claim_options(
         root / "second_llm.options.json",
         {"width": options.width, "llm_steps": options.size.llm_steps},
-        "The second toy LLM",
+        what="The second toy LLM",
+        remedy=f"give the same --width and --llm-steps, or remove {root} to start over",
+        outputs=root / "second_llm",
     )
     if not llm_file.is_file():
         # As the quickstart trains its toy LLM: on the recipe steps' threads
@@ -188,10 +190,13 @@ def run_retarget(options: RetargetOptions) -> dict[str, Any]:
 
     for run in RUNS:
         out = dirs[run]
-        claim(
-            out.with_name(f"{out.name}.options.json"),
+        record = out.with_name(f"{out.name}.options.json")
+        claim_options(
+            record,
             run_options(options, run),
-            f"The stage-1 run {out.name}",
+            what=f"The stage-1 run {out}",
+            remedy=f"give the same options, another --variant or --seed, or remove {out} and {record.name} to make it again",
+            outputs=out,
         )
         if (out / "metrics" / "valid" / f"{HELDOUT_SPLIT}.jsonl").is_file():
             continue
@@ -259,35 +264,6 @@ def run_options(options: RetargetOptions, run: str) -> dict[str, Any]:
         made["freeze_loaded_steps"] = options.freeze_loaded_steps
         made["keep_fresh"] = list(options.keep_fresh)
     return made
-
-
-def claim(record: Path, options: dict[str, Any], what: str) -> None:
-    """Record the options a step is made with before it runs, or check them
-    against the record of an earlier call (whose finished or interrupted
-    outputs this call would otherwise reuse as they are).
-
-    :raises QuickstartError: if the record differs from ``options``, or the
-        step's outputs exist without a record (an older version made them).
-    """
-    if record.is_file():
-        made = json.loads(record.read_text(encoding="utf-8"))
-        if made != options:
-            differences = ", ".join(
-                f"{key} {made.get(key)!r} (this call: {value!r})"
-                for key, value in options.items()
-                if made.get(key) != value
-            )
-            raise QuickstartError(
-                f"{what} was made with {differences} ({record}). Give the same options, another --variant or --seed, or remove {record.with_suffix('').with_suffix('')} and {record} to make it again."
-            )
-        return
-    outputs = record.with_suffix("").with_suffix("")
-    if outputs.exists():
-        raise QuickstartError(
-            f"{what} ({outputs}) has no record of the options it was made with (an older version made it); remove it to make it again."
-        )
-    record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(options) + "\n", encoding="utf-8")
 
 
 _TASK_TIME: Final = re.compile(r"Task finished in (\d+) second")

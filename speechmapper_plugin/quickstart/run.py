@@ -34,6 +34,7 @@ from speechmapper_plugin.quickstart.layout import (
     SPLITS,
     QuickstartError,
     QuickstartLayout,
+    claim_options,
     prepare_out_dir,
 )
 from speechmapper_plugin.quickstart.options import QuickstartOptions, parse_options
@@ -60,14 +61,12 @@ references, EET."""
 
 
 def _check_resumable(layout: QuickstartLayout, record: dict[str, Any]) -> None:
-    path = layout.root / "options.json"
-    if path.is_file():
-        earlier = json.loads(path.read_text())
-        if earlier != record:
-            raise QuickstartError(
-                f"{layout.root} holds a run with other options ({earlier}); rerun with `--fresh` to start over, or give the same options to resume it."
-            )
-    path.write_text(json.dumps(record) + "\n")
+    claim_options(
+        layout.root / "options.json",
+        record,
+        what=f"The run in {layout.root}",
+        remedy="rerun with `--fresh` to start over, or give the same options to resume it",
+    )
 
 
 @contextmanager
