@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
+from functools import partial
 
 import pytest
 import torch
@@ -588,18 +589,19 @@ def test_a_cancelled_example_leaves_the_batch_with_the_tokens_it_had() -> None:
     prompt_lens = [3, 9, 6]
     prompts = random_prompts(prompt_lens, model.model_dim, seed=6)
     config = GenerationConfig(max_new_tokens=8, repetition_guard=NO_GUARD)
-    full_steps: list[DecodingStep] = []
-    full = generate_from_embeddings(
+    generate = partial(
+        generate_from_embeddings,
         model,
         prompts,
         prompt_lens,
         stop_token_ids=[96],
         config=config,
-        on_step=full_steps.append,
     )
+    full_steps: list[DecodingStep] = []
+    full = generate(on_step=full_steps.append)
     assert len(full[1].tokens) > 3  # control: it had more to say
 
-    steps: list = []
+    steps: list[DecodingStep] = []
     seen: list[int] = []
 
     def on_step(step: DecodingStep) -> None:
@@ -608,14 +610,8 @@ def test_a_cancelled_example_leaves_the_batch_with_the_tokens_it_had() -> None:
         if token is not None:
             seen.append(token)
 
-    results = generate_from_embeddings(
-        model,
-        prompts,
-        prompt_lens,
-        stop_token_ids=[96],
-        config=config,
-        on_step=on_step,
-        cancelled=lambda example: example == 1 and len(seen) >= 3,
+    results = generate(
+        on_step=on_step, cancelled=lambda example: example == 1 and len(seen) >= 3
     )
 
     assert results[1].stop_reason == "cancelled"
@@ -644,23 +640,21 @@ def test_cancelling_every_example_ends_the_loop(generator: str) -> None:
     )
     if generator == "sampling":
         config = replace(config, generator="sampling")
-    torch.manual_seed(5)
-    full = generate_from_embeddings(
-        model, prompts, prompt_lens, stop_token_ids=[96], config=config
-    )
-    assert all(len(r.tokens) > 2 for r in full)  # control
-
-    steps: list = []
-    torch.manual_seed(5)
-    results = generate_from_embeddings(
+    generate = partial(
+        generate_from_embeddings,
         model,
         prompts,
         prompt_lens,
         stop_token_ids=[96],
         config=config,
-        on_step=steps.append,
-        cancelled=lambda example: len(steps) >= 2,
     )
+    torch.manual_seed(5)
+    full = generate()
+    assert all(len(r.tokens) > 2 for r in full)  # control
+
+    steps: list[DecodingStep] = []
+    torch.manual_seed(5)
+    results = generate(on_step=steps.append, cancelled=lambda example: len(steps) >= 2)
 
     assert len(steps) == 2 < config.max_new_tokens
     assert [r.stop_reason for r in results] == ["cancelled"] * 2
