@@ -75,7 +75,7 @@ def _peak_numpy_bytes(path: Path) -> tuple[int, int]:
 
 def test_streaming_flac_does_not_decode_it_whole(tmp_path: Path) -> None:
     """8 minutes of 44.1 kHz stereo FLAC peak like 1 minute (a 30 s read
-    block, ~11 MB). Decoding it whole reads the file's bytes (~40 MB here)
+    block, ~11 MB). Decoding it whole reads the file's bytes (~62 MB here)
     and resamples all 8 minutes at once, so the peak grows ~8x."""
     second = np.stack([tone(1.0, 44_100, seed=2), tone(1.0, 44_100, seed=3)], 1)
     paths = {}

@@ -4,9 +4,9 @@ Every format libsndfile reads (WAV of any sample format, FLAC, Ogg/Vorbis,
 Opus, MP3) is decoded block by block with ``soundfile``, from a path or from
 encoded bytes, downmixed like :func:`~speechmapper_plugin.audio.channels.to_mono`
 and resampled with a streaming soxr resampler: memory stays flat in the
-recording's length (``tests/test_audio_stream.py`` measures it; streaming
-10 minutes of 44.1 kHz stereo FLAC peaks at a few MB of Python/numpy memory,
-decoding it whole at over 100 MB). What ``soundfile`` cannot open goes through
+recording's length (an hour of 44.1 kHz stereo FLAC or MP3 adds ~60 MB of
+RSS streamed, 2.04 GB decoded whole; ``tests/test_audio_stream.py`` checks
+it on 1 and 8 minutes). What ``soundfile`` cannot open goes through
 :func:`~speechmapper_plugin.audio.decode.load_audio`, so undecodable input
 fails with the same :class:`AudioDecodeError` (and the AAC/``.m4a`` hint) as
 the whole-file path; in-memory waveforms are only cut.
