@@ -19,6 +19,9 @@ from speechmapper_plugin.generation.generate import (
     generate_from_embeddings as generate_from_embeddings,
 )
 from speechmapper_plugin.generation.hypothesis import (
+    SEARCH_STOP_REASONS as SEARCH_STOP_REASONS,
+)
+from speechmapper_plugin.generation.hypothesis import (
     GenerationResult as GenerationResult,
 )
 from speechmapper_plugin.generation.hypothesis import (
@@ -35,5 +38,6 @@ from speechmapper_plugin.generation.inputs import token_budgets as token_budgets
 from speechmapper_plugin.generation.repetition import (
     find_repetition_loop as find_repetition_loop,
 )
+from speechmapper_plugin.generation.single import CancelCheck as CancelCheck
 from speechmapper_plugin.generation.single import DecodingStep as DecodingStep
 from speechmapper_plugin.generation.single import StepCallback as StepCallback

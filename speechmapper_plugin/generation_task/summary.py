@@ -16,9 +16,9 @@ from typing import Any
 
 from speechmapper_plugin.data.manifest import BadRow
 from speechmapper_plugin.evaluation import reference_scores
-from speechmapper_plugin.generation import StopReason
+from speechmapper_plugin.generation import SEARCH_STOP_REASONS, StopReason
 
-STOP_REASONS: tuple[StopReason, ...] = ("eos", "max_length", "repetition")
+STOP_REASONS: tuple[StopReason, ...] = SEARCH_STOP_REASONS
 
 
 def summarize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from speechmapper_plugin.serving.app import create_app as create_app
 from speechmapper_plugin.serving.audio import AudioLimits as AudioLimits
+from speechmapper_plugin.serving.engine import RequestFuture as RequestFuture
 from speechmapper_plugin.serving.engine import Sampling as Sampling
 from speechmapper_plugin.serving.engine import SpeechEngine as SpeechEngine
 from speechmapper_plugin.serving.engine import SpeechRequest as SpeechRequest
