@@ -6,6 +6,7 @@ fail as they do whole."""
 from __future__ import annotations
 
 import io
+import re
 import tracemalloc
 from pathlib import Path
 
@@ -139,6 +140,66 @@ def test_a_cut_mp3_fails_where_the_stream_breaks_off(tmp_path: Path) -> None:
         for chunk in stream_audio(cut, chunk_samples=8_000):
             chunks.append(chunk)
     assert chunks  # what came before the break was streamed
+
+
+KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+"""MPEG-1 Layer III bit rates by header index."""
+
+
+def without_length_header(mp3: bytes) -> bytes:
+    """``mp3`` less its first frame, the Xing/Info header LAME writes (no
+    audio in it): how encoders without such a header leave the file."""
+    assert mp3[0] == 0xFF and mp3[1] & 0xE0 == 0xE0  # a frame, no ID3 tag
+    rate = (44_100, 48_000, 32_000)[(mp3[2] >> 2) & 3]
+    length = 144_000 * KBPS[mp3[2] >> 4] // rate + ((mp3[2] >> 1) & 1)
+    assert mp3[4:40].find(b"Xing") >= 0 or mp3[4:40].find(b"Info") >= 0
+    assert mp3[length] == 0xFF and mp3[length + 1] & 0xE0 == 0xE0
+    return mp3[length:]
+
+
+@pytest.mark.parametrize("bitrate_mode", ["CONSTANT", "VARIABLE"])
+def test_an_mp3_that_does_not_state_its_length_is_not_streamed(
+    tmp_path: Path, bitrate_mode: str
+) -> None:
+    """libsndfile estimates such a file's length from its size and reads no
+    further (a few frames too many at a constant bit rate: the stream would
+    end early with an error; far too few at a variable one: audio lost), so
+    it goes the whole-file way and fails or decodes exactly as that does
+    (Debian's libsndfile 1.2.0 finds no frames in it through fairseq2's
+    reader; soundfile's 1.2.2, if loaded first, counts them)."""
+    encoded = io.BytesIO()
+    stereo = np.stack([tone(6.0, 44_100, seed=1), tone(6.0, 44_100, freq=300.0)], 1)
+    with soundfile.SoundFile(
+        encoded,
+        "w",
+        44_100,
+        2,
+        format="MP3",
+        bitrate_mode=bitrate_mode,
+        compression_level=0.5,
+    ) as out:
+        out.write(stereo)
+    assert soundfile.info(io.BytesIO(encoded.getvalue())).frames == len(stereo)
+    path = tmp_path / "no_header.mp3"
+    path.write_bytes(without_length_header(encoded.getvalue()))
+    # The control: without the header, libsndfile's count is wrong: it
+    # delivers fewer frames than it states, or states fewer than encoded.
+    stated = soundfile.info(str(path)).frames
+    delivered = len(soundfile.read(str(path), dtype="float32")[0])
+    assert delivered < stated or stated < len(stereo), (stated, delivered)
+
+    for source in (path, path.read_bytes()):
+        assert not is_streamable(source)
+        try:
+            whole = load_audio(source)
+        except AudioDecodeError as ex:
+            with pytest.raises(AudioDecodeError, match=re.escape(ex.reason)):
+                list(stream_audio(source))
+            assert num_samples_16k(source) is None
+            continue
+        assert num_samples_16k(source) == whole.numel()
+        chunks = list(stream_audio(source, chunk_samples=7_000))
+        torch.testing.assert_close(torch.cat(chunks), whole, atol=0, rtol=0)
 
 
 def test_what_libsndfile_cannot_open_is_not_streamable(tmp_path: Path) -> None:

@@ -11,9 +11,11 @@ it on 1 and 8 minutes). What ``soundfile`` cannot open goes through
 fails with the same :class:`AudioDecodeError` (and the AAC/``.m4a`` hint) as
 the whole-file path; in-memory waveforms are only cut.
 
-``soundfile``'s wheels bring their own libsndfile (with MP3/Opus built in), next
-to the system one fairseq2's ``AudioDecoder`` links; both load in one process
-and decode the same samples (the tests compare them per format).
+``soundfile``'s wheels bring their own libsndfile (1.2.2, MP3/Opus built in).
+Imported after fairseq2 (as this package does), it loads beside the system
+one fairseq2's ``AudioDecoder`` links (Debian 12: 1.2.0); imported before,
+fairseq2n binds to it too (the same soname). Either way both decode the
+same samples (``tests/test_audio_stream.py`` compares them per format).
 """
 
 from __future__ import annotations
@@ -76,7 +78,8 @@ def stream_audio(
 
 def is_streamable(source: object) -> bool:
     """Whether :func:`stream_audio` reads ``source`` chunk by chunk (a path
-    or the bytes of any audio file libsndfile opens) rather than decoding it
+    or the bytes of any audio file libsndfile opens that states its length;
+    not an MP3 without a Xing/Info/VBRI header) rather than decoding it
     whole. Only the header is read."""
     if not isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview)):
         return False
@@ -90,9 +93,8 @@ def is_streamable(source: object) -> bool:
 def num_samples_16k(source: AudioSource) -> int | None:
     """The length :func:`stream_audio` and :func:`load_audio` give for
     ``source``, from the file's header where it states its frame count
-    (WAV, FLAC, Ogg; MP3 from its Xing/LAME header, else libsndfile's
-    estimate from the file size), else by decoding it; ``None`` if it
-    cannot be read."""
+    (WAV, FLAC, Ogg; MP3 in its Xing/Info or VBRI header), else by decoding
+    it; ``None`` if it cannot be read."""
     sound = _open(source)
     if sound is not None:
         with sound:
@@ -125,10 +127,42 @@ def _open(source: AudioSource) -> soundfile.SoundFile | None:
         return None  # not audio, a missing file, AAC, ...: load_audio says why
 
     # libsndfile's "length unknown" (a stream without a header count).
-    if sound.frames <= 0 or sound.frames >= 2**62:
+    if sound.frames <= 0 or sound.frames >= 2**62 or not _states_length(sound, source):
         sound.close()
         return None
     return sound
+
+
+_MP3_LENGTH_TAGS = (b"Xing", b"Info", b"VBRI")
+"""The headers in an MP3's first frame that state its length in frames."""
+
+
+def _states_length(sound: soundfile.SoundFile, source: AudioSource) -> bool:
+    """Whether libsndfile's frame count is the file's own: an MP3 states it
+    only in a Xing/Info (LAME, ffmpeg) or VBRI header; without one libsndfile
+    estimates it from the file size and reads no further, a few frames too
+    many for constant bitrate and far too few for variable bitrate. Those
+    rare files take the whole-file path, as before (which, with Debian's
+    libsndfile 1.2.0, refuses them: it finds no frames)."""
+    if sound.format != "MP3":
+        return True
+    head = _read(source, 0, 10)
+    start = 0
+    if head[:3] == b"ID3" and len(head) == 10:  # an ID3v2 tag comes first
+        start = 10 + sum(
+            (byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(head[6:])
+        )
+        start += 10 if head[5] & 0x10 else 0  # its footer
+    first_frame = _read(source, start, 256)
+    return any(tag in first_frame for tag in _MP3_LENGTH_TAGS)
+
+
+def _read(source: AudioSource, offset: int, size: int) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(memoryview(source)[offset : offset + size])
+    with open(source, "rb") as file:
+        file.seek(offset)
+        return file.read(size)
 
 
 def _stream(
