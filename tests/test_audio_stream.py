@@ -18,6 +18,7 @@ import torch
 from speechmapper_plugin.audio import AudioDecodeError, load_audio
 from speechmapper_plugin.audio.stream import (
     is_streamable,
+    load_streamed,
     num_samples_16k,
     stream_audio,
 )
@@ -61,6 +62,7 @@ def test_every_format_streams_in_chunks_that_join_to_the_whole_decode(
     assert len(chunks) == -(-whole.numel() // 7_000)
     assert all(c.numel() == 7_000 for c in chunks[:-1])
     torch.testing.assert_close(torch.cat(chunks), whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(load_streamed(source), whole, atol=1e-6, rtol=0)
 
 
 def _peak_numpy_bytes(path: Path) -> tuple[int, int]:
@@ -123,7 +125,10 @@ def test_bad_files_fail_streaming_as_they_fail_whole(
             load_audio(source)
         with pytest.raises(AudioDecodeError) as streamed:
             list(stream_audio(source))
+        with pytest.raises(AudioDecodeError) as joined:
+            load_streamed(source)
         assert whole.value.source == streamed.value.source == name
+        assert joined.value.source == name
 
 
 def test_a_cut_mp3_fails_where_the_stream_breaks_off(tmp_path: Path) -> None:
@@ -195,11 +200,14 @@ def test_an_mp3_that_does_not_state_its_length_is_not_streamed(
         except AudioDecodeError as ex:
             with pytest.raises(AudioDecodeError, match=re.escape(ex.reason)):
                 list(stream_audio(source))
+            with pytest.raises(AudioDecodeError, match=re.escape(ex.reason)):
+                load_streamed(source)
             assert num_samples_16k(source) is None
             continue
         assert num_samples_16k(source) == whole.numel()
         chunks = list(stream_audio(source, chunk_samples=7_000))
         torch.testing.assert_close(torch.cat(chunks), whole, atol=0, rtol=0)
+        torch.testing.assert_close(load_streamed(source), whole, atol=0, rtol=0)
 
 
 def test_what_libsndfile_cannot_open_is_not_streamable(tmp_path: Path) -> None:

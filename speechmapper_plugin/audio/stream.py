@@ -9,7 +9,9 @@ RSS streamed, 2.04 GB decoded whole; ``tests/test_audio_stream.py`` checks
 it on 1 and 8 minutes). What ``soundfile`` cannot open goes through
 :func:`~speechmapper_plugin.audio.decode.load_audio`, so undecodable input
 fails with the same :class:`AudioDecodeError` (and the AAC/``.m4a`` hint) as
-the whole-file path; in-memory waveforms are only cut.
+the whole-file path; in-memory waveforms are only cut. Where the whole
+waveform is needed, :func:`load_streamed` joins the chunks into one tensor
+(an hour of 44.1 kHz stereo FLAC: +276 MB RSS rather than +2.04 GB).
 
 ``soundfile``'s wheels bring their own libsndfile (1.2.2, MP3/Opus built in).
 Imported after fairseq2 (as this package does), it loads beside the system
@@ -74,6 +76,28 @@ def stream_audio(
 
     with sound:
         yield from _stream(sound, source_name(source), chunk_samples)
+
+
+def load_streamed(source: AudioSource) -> Tensor:
+    """What :func:`load_audio` gives (within the streaming resampler's 1e-6),
+    decoded chunk by chunk into one tensor of the header's length: the peak
+    is the 16 kHz result, not the decoded file (for when the whole waveform
+    is needed, e.g. an upload). Files that do not stream are decoded whole.
+
+    :raises AudioDecodeError: naming the file, if it is not decodable audio.
+    :raises OSError: if a path cannot be read.
+    """
+    length = num_samples_16k(source) if is_streamable(source) else None
+    if length is None:
+        return load_audio(source)
+
+    waveform = torch.empty(length, dtype=torch.float32)
+    end = 0
+    for chunk in stream_audio(source):
+        # The header's count is exact, so the chunks fit (torch says if not).
+        waveform[end : end + chunk.numel()] = chunk
+        end += chunk.numel()
+    return waveform[:end]
 
 
 def is_streamable(source: object) -> bool:
