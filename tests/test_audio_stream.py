@@ -147,6 +147,24 @@ def test_a_cut_mp3_fails_where_the_stream_breaks_off(tmp_path: Path) -> None:
     assert chunks  # what came before the break was streamed
 
 
+def test_an_mp3_behind_an_id3_tag_streams(tmp_path: Path) -> None:
+    """The Xing header is looked for after the ID3v2 tag (title, cover art)
+    most MP3s start with; 2 kB of it hide the header from a naive search."""
+    title = b"\x00A long recording"  # ISO-8859-1
+    frame = b"TIT2" + len(title).to_bytes(4, "big") + b"\x00\x00" + title
+    size = len(frame) + 2_000  # the tag's padding
+    synchsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    tag = b"ID3\x03\x00\x00" + synchsafe + frame + bytes(2_000)
+    mp3 = write_stereo(tmp_path / "a.mp3", "mp3").read_bytes()
+    path = tmp_path / "tagged.mp3"
+    path.write_bytes(tag + mp3)
+
+    assert is_streamable(path)
+    torch.testing.assert_close(
+        torch.cat(list(stream_audio(path))), load_audio(path), atol=1e-6, rtol=0
+    )
+
+
 KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
 """MPEG-1 Layer III bit rates by header index."""
 
