@@ -8,8 +8,8 @@ place that cuts, decodes and joins: its record's ``hypothesis`` is the
 segments' answers joined, and ``segments`` lists each one's ``start``,
 ``end`` (seconds) and ``text``. Shorter rows are generated as before.
 
-The long rows are read and decoded by ``run_long_form`` itself (PCM WAV
-files streamed), one per batch, after this rank's other batches. Their
+The long rows are read and decoded by ``run_long_form`` itself (streamed
+chunk by chunk), one per batch, after this rank's other batches. Their
 records and skips go to the generation unit's own part files
 (:meth:`GenerateUnit.append`), so resuming and merging work as for other rows.
 """

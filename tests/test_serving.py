@@ -763,3 +763,35 @@ def test_subtitle_formats_on_hand_worked_segments() -> None:
         "00:00:00.000 --> 00:00:01.500\nHello.\n\n"
         "00:01:01.250 --> 01:02:05.500\nBye\n\n"
     )
+
+
+def test_an_upload_longer_than_the_limit_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import speechmapper_plugin.serving.audio as serving_audio
+    from speechmapper_plugin.serving import AudioLimits
+    from speechmapper_plugin.serving.audio import decode_upload
+    from speechmapper_plugin.serving.errors import ApiError
+
+    limits = AudioLimits(max_seconds=5.0)
+    long = write_wav(tmp_path / "long.wav", tone(9.0)).read_bytes()
+    short = write_wav(tmp_path / "short.wav", tone(2.0)).read_bytes()
+
+    decoded: list[int] = []
+    load_input = serving_audio.load_input
+
+    def counting(data: bytes, **kwargs: Any) -> torch.Tensor:
+        decoded.append(len(data))
+        return load_input(data, **kwargs)
+
+    monkeypatch.setattr(serving_audio, "load_input", counting)
+    with pytest.raises(ApiError) as refused:
+        decode_upload(long, limits, param="file")
+    assert (refused.value.code, refused.value.status) == ("audio_too_long", 400)
+    assert "9.0 s long" in refused.value.message
+    assert decoded == []  # nothing decoded
+
+    # Within the limit: decoded (chunk by chunk) to what load_audio gives.
+    waveform = decode_upload(short, limits, param="file")
+    assert decoded == [len(short)]
+    torch.testing.assert_close(waveform, load_audio(short), atol=1e-5, rtol=0)

@@ -94,7 +94,11 @@ def load_streamed(source: AudioSource) -> Tensor:
     waveform = torch.empty(length, dtype=torch.float32)
     end = 0
     for chunk in stream_audio(source):
-        # The header's count is exact, so the chunks fit (torch says if not).
+        if end + chunk.numel() > length:  # never seen: the header's count is exact
+            raise AudioDecodeError(
+                source_name(source),
+                f"it holds more than the {length} samples (at 16 kHz) its header states.",
+            )
         waveform[end : end + chunk.numel()] = chunk
         end += chunk.numel()
     return waveform[:end]

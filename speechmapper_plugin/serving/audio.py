@@ -15,6 +15,7 @@ from torch import Tensor
 
 from speechmapper_plugin.audio import SAMPLE_RATE
 from speechmapper_plugin.audio.formats import conversion_hint, is_unsupported
+from speechmapper_plugin.audio.stream import is_streamable, num_samples_16k
 from speechmapper_plugin.serving.errors import ApiError, bad_request
 from speechmapper_plugin.speech_llm.audio_inputs import AudioInputError, load_input
 
@@ -60,20 +61,26 @@ def decode_upload(
         )
 
     where = f"`{param}`" + (f" ({filename})" if filename else "")
+    # From the header where the format states its length: nothing decoded.
+    stated = num_samples_16k(data) if is_streamable(data) else None
+    if stated is not None:
+        _check_length(stated, limits, where, param)
     try:
         waveform = load_input(data, where=where)
     except AudioInputError as ex:
         raise bad_request(str(ex), param=param, code=ex.code) from None
+    _check_length(waveform.numel(), limits, where, param)
+    return waveform
 
-    seconds = waveform.numel() / SAMPLE_RATE
+
+def _check_length(samples: int, limits: AudioLimits, where: str, param: str) -> None:
+    seconds = samples / SAMPLE_RATE
     if seconds > limits.max_seconds:
         raise bad_request(
             f"{where}: the audio is {seconds:.1f} s long; this server takes at most {limits.max_seconds:g} s.",
             param=param,
             code="audio_too_long",
         )
-
-    return waveform
 
 
 def decode_base64_audio(

@@ -6,8 +6,9 @@ The recording is read twice as a stream of chunks
 segmenter (fixed windows or Silero VAD, :class:`SegmenterConfig`), once to
 cut the segments' audio, ``batch_size`` segments at a time. Neither pass
 holds more than a chunk, the segments of one batch and the segment list, so
-memory does not grow with the recording (PCM WAV files are streamed from
-disk; other inputs are decoded whole first, see :mod:`.stream`).
+memory does not grow with the recording (files in any format libsndfile
+reads are streamed, from disk or their bytes; in-memory arrays are only
+cut; see :mod:`speechmapper_plugin.audio.stream`).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def run_long_form(
 ) -> LongFormResult:
     """``instruction`` answered on each segment of a recording of any length.
 
-    :param audio: A path (PCM WAV files are streamed), encoded bytes or a
+    :param audio: A path or encoded bytes (streamed), or a
         waveform (``sample_rate``, default 16 kHz).
     :param segmenter: How to cut (default: fixed 30 s windows); its
         ``max_seconds`` is lowered to what the models take.
