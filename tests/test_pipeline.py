@@ -450,7 +450,16 @@ def test_closing_a_stream_stops_generating(
     )
     with long.stream(wavs[0], "Repeat what was said.\n<speech>") as stream:
         next(stream)
+    # `stopped`: the generation itself ended cancelled, not at its 200 tokens.
     assert stream.stopped and stream.result is None and list(stream) == []
+
+    # Beam search never asks whether it was closed: it ends, not stopped.
+    beam = long.with_options(
+        generation=GenerationConfig(beam_size=2, max_new_tokens=4, min_gen_len=5)
+    )
+    with beam.stream(wavs[0], "Repeat what was said.\n<speech>") as beamed:
+        pass
+    assert not beamed.stopped and beamed.result is None
 
     with pipeline.stream(wavs[0], "Repeat what was said.\n<speech>") as whole:
         assert "".join(whole) == pipeline.generate(

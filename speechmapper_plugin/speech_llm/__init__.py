@@ -45,7 +45,4 @@ from speechmapper_plugin.speech_llm.pipeline_result import (
 )
 from speechmapper_plugin.speech_llm.task_prompts import TaskPrompts as TaskPrompts
 from speechmapper_plugin.speech_llm.text_stream import AnswerStream as AnswerStream
-from speechmapper_plugin.speech_llm.text_stream import (
-    StreamClosed as StreamClosed,
-)
 from speechmapper_plugin.speech_llm.text_stream import TextDeltas as TextDeltas

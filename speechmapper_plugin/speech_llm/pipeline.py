@@ -644,9 +644,13 @@ class SpeechMapperPipeline:
         speech = self._load(audio, where, False, sample_rate)
         ready = self._check(speech, instruction, where, False, False)
 
-        def generate(sink: TokenSink) -> PipelineResult:
+        def generate(sink: TokenSink, closed: Callable[[], bool]) -> PipelineResult:
             (result,) = self._generate(
-                [ready], False, False, _by_input([0], lambda t: sink(t[0]))
+                [ready],
+                False,
+                False,
+                _by_input([0], lambda t: sink(t[0])),
+                lambda _: closed(),
             )
             return result
 

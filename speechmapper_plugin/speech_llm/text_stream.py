@@ -66,9 +66,10 @@ TokenSink = Callable[[int], None]
 """Takes one token of the answer, as soon as it is generated."""
 
 
-class StreamClosed(Exception):
-    """Raised inside the generation of an :class:`AnswerStream` that was
-    closed: it stops generating for nobody."""
+StreamGenerate = Callable[[TokenSink, Callable[[], bool]], PipelineResult]
+"""Generates one answer, giving each token to the sink; it asks the second
+argument after every step whether the stream was closed, and then stops
+(its result's ``stop_reason`` is ``"cancelled"``)."""
 
 
 @dataclass(frozen=True)
@@ -83,19 +84,16 @@ class AnswerStream(Iterator[str]):
     answer's text); :attr:`result` holds the full result once iteration ends.
 
     ``generate`` runs in a thread: it is given a sink for the answer's
-    tokens and returns the result; an error it raises is raised by the
-    iteration. :meth:`close` (or leaving a ``with`` block) stops it at its
-    next token.
+    tokens and whether the stream is closed, and returns the result; an
+    error it raises is raised by the iteration. :meth:`close` (or leaving a
+    ``with`` block) stops it after its current decoding step (beam search,
+    which never asks, runs to its end).
     """
 
     stopped: bool
     """The generation was stopped by :meth:`close` before it ended."""
 
-    def __init__(
-        self,
-        generate: Callable[[TokenSink], PipelineResult],
-        deltas: TextDeltas,
-    ) -> None:
+    def __init__(self, generate: StreamGenerate, deltas: TextDeltas) -> None:
         self.result: PipelineResult | None = None
         self.stopped = False
         self._deltas = deltas
@@ -107,18 +105,16 @@ class AnswerStream(Iterator[str]):
         )
         self._thread.start()
 
-    def _work(self, generate: Callable[[TokenSink], PipelineResult]) -> None:
+    def _work(self, generate: StreamGenerate) -> None:
         try:
-            self._items.put(_Done(generate(self._sink), None))
-        except StreamClosed:
-            self.stopped = True
+            result = generate(self._items.put, self._closed.is_set)
         except BaseException as error:  # raised in the consumer's thread
             self._items.put(_Done(None, error))
-
-    def _sink(self, token: int) -> None:
-        if self._closed.is_set():
-            raise StreamClosed("The answer stream was closed.")
-        self._items.put(token)
+            return
+        if result.stop_reason == "cancelled":
+            self.stopped = True
+        else:
+            self._items.put(_Done(result, None))
 
     @override
     def __next__(self) -> str:
@@ -140,7 +136,7 @@ class AnswerStream(Iterator[str]):
         raise StopIteration
 
     def close(self) -> None:
-        """Stop the generation at its next token and end the iteration;
+        """Stop the generation after its current step and end the iteration;
         returns once the generation has ended (the models are free)."""
         self._closed.set()
         self._ended = True
