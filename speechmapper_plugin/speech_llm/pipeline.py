@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import (
+    Any,
     Final,
     Generic,
     Literal,
@@ -108,7 +109,11 @@ from speechmapper_plugin.speech_llm.text_stream import (
 Instructions = str | Sequence[str]
 """One instruction for every input, or one per input."""
 
-BatchInput = list[AudioInput] | tuple[AudioInput, ...]
+_Audio = TypeVar("_Audio", bound=AudioInput)
+
+BatchInput: TypeAlias = list[_Audio] | tuple[_Audio, ...]
+"""Several inputs: a list or tuple of one kind of :data:`AudioInput` or a mix
+(generic, so that ``list[Path]`` is one: a ``list`` is invariant)."""
 
 Answer: TypeAlias = str | SkippedInput
 """A text, or with ``on_error="skip"`` why an input has none."""
@@ -382,15 +387,15 @@ class SpeechMapperPipeline:
     def transcribe(self, audio: AudioInput, **options: Unpack[CallOptions]) -> str: ...
     @overload
     def transcribe(
-        self, audio: BatchInput, **options: Unpack[Raising]
+        self, audio: BatchInput[_Audio], **options: Unpack[Raising]
     ) -> list[str]: ...
     @overload
     def transcribe(
-        self, audio: BatchInput, **options: Unpack[Skipping]
+        self, audio: BatchInput[_Audio], **options: Unpack[Skipping]
     ) -> list[Answer]: ...
 
     def transcribe(
-        self, audio: AudioInput | BatchInput, **options: Unpack[TaskOptions]
+        self, audio: AudioInput | BatchInput[Any], **options: Unpack[TaskOptions]
     ) -> Texts:
         """What is said, with :attr:`prompts.asr` as the instruction."""
         return self._texts(audio, self.prompts.transcription(), options)
@@ -401,16 +406,16 @@ class SpeechMapperPipeline:
     ) -> str: ...
     @overload
     def translate(
-        self, audio: BatchInput, target_lang: str, **options: Unpack[Raising]
+        self, audio: BatchInput[_Audio], target_lang: str, **options: Unpack[Raising]
     ) -> list[str]: ...
     @overload
     def translate(
-        self, audio: BatchInput, target_lang: str, **options: Unpack[Skipping]
+        self, audio: BatchInput[_Audio], target_lang: str, **options: Unpack[Skipping]
     ) -> list[Answer]: ...
 
     def translate(
         self,
-        audio: AudioInput | BatchInput,
+        audio: AudioInput | BatchInput[Any],
         target_lang: str,
         **options: Unpack[TaskOptions],
     ) -> Texts:
@@ -428,16 +433,22 @@ class SpeechMapperPipeline:
     ) -> str: ...
     @overload
     def answer(
-        self, audio: BatchInput, question: Instructions, **options: Unpack[Raising]
+        self,
+        audio: BatchInput[_Audio],
+        question: Instructions,
+        **options: Unpack[Raising],
     ) -> list[str]: ...
     @overload
     def answer(
-        self, audio: BatchInput, question: Instructions, **options: Unpack[Skipping]
+        self,
+        audio: BatchInput[_Audio],
+        question: Instructions,
+        **options: Unpack[Skipping],
     ) -> list[Answer]: ...
 
     def answer(
         self,
-        audio: AudioInput | BatchInput,
+        audio: AudioInput | BatchInput[Any],
         question: Instructions,
         **options: Unpack[TaskOptions],
     ) -> Texts:
@@ -456,16 +467,22 @@ class SpeechMapperPipeline:
     ) -> str: ...
     @overload
     def generate(
-        self, audio: BatchInput, instruction: Instructions, **options: Unpack[Raising]
+        self,
+        audio: BatchInput[_Audio],
+        instruction: Instructions,
+        **options: Unpack[Raising],
     ) -> list[str]: ...
     @overload
     def generate(
-        self, audio: BatchInput, instruction: Instructions, **options: Unpack[Skipping]
+        self,
+        audio: BatchInput[_Audio],
+        instruction: Instructions,
+        **options: Unpack[Skipping],
     ) -> list[Answer]: ...
 
     def generate(
         self,
-        audio: AudioInput | BatchInput,
+        audio: AudioInput | BatchInput[Any],
         instruction: Instructions,
         **options: Unpack[TaskOptions],
     ) -> Texts:
@@ -475,7 +492,7 @@ class SpeechMapperPipeline:
 
     def _texts(
         self,
-        audio: AudioInput | BatchInput,
+        audio: AudioInput | BatchInput[Any],
         instructions: Instructions,
         options: TaskOptions,
     ) -> Texts:
@@ -490,7 +507,7 @@ class SpeechMapperPipeline:
     @overload
     def run(
         self,
-        inputs: AudioInput | BatchInput,
+        inputs: AudioInput | BatchInput[Any],
         instructions: Instructions,
         *,
         features: bool = ...,
@@ -504,7 +521,7 @@ class SpeechMapperPipeline:
     @overload
     def run(
         self,
-        inputs: AudioInput | BatchInput,
+        inputs: AudioInput | BatchInput[Any],
         instructions: Instructions,
         *,
         features: bool = ...,
@@ -517,7 +534,7 @@ class SpeechMapperPipeline:
 
     def run(
         self,
-        inputs: AudioInput | BatchInput,
+        inputs: AudioInput | BatchInput[Any],
         instructions: Instructions,
         *,
         on_error: OnError = "raise",
