@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
@@ -575,6 +576,23 @@ def test_beam_search_never_calls_the_step_callback() -> None:
     assert steps == [] and all(r.tokens for r in results)
 
 
+def _generation(
+    prompt_lens: list[int], config: GenerationConfig, *, seed: int
+) -> Callable[..., list[GenerationResult]]:
+    """``generate_from_embeddings`` on the tiny Llama with random prompts of
+    ``prompt_lens`` (stop token 96), open to the keywords a test varies."""
+    model = tiny_llama(logit_scale=2.0)
+    prompts = random_prompts(prompt_lens, model.model_dim, seed=seed)
+    return partial(
+        generate_from_embeddings,
+        model,
+        prompts,
+        prompt_lens,
+        stop_token_ids=[96],
+        config=config,
+    )
+
+
 def _row_steps(steps: list[DecodingStep]) -> int:
     """The rows the decoder was fed, summed over the steps."""
     return sum(len(step.examples) for step in steps)
@@ -585,17 +603,8 @@ def test_a_cancelled_example_leaves_the_batch_with_the_tokens_it_had() -> None:
     exactly those tokens and ``stop_reason="cancelled"``, is fed no more
     (fewer row-steps than the uncancelled run), and the other examples'
     answers are the uncancelled run's."""
-    model = tiny_llama(logit_scale=2.0)
-    prompt_lens = [3, 9, 6]
-    prompts = random_prompts(prompt_lens, model.model_dim, seed=6)
-    config = GenerationConfig(max_new_tokens=8, repetition_guard=NO_GUARD)
-    generate = partial(
-        generate_from_embeddings,
-        model,
-        prompts,
-        prompt_lens,
-        stop_token_ids=[96],
-        config=config,
+    generate = _generation(
+        [3, 9, 6], GenerationConfig(max_new_tokens=8, repetition_guard=NO_GUARD), seed=6
     )
     full_steps: list[DecodingStep] = []
     full = generate(on_step=full_steps.append)
@@ -631,23 +640,13 @@ def test_a_cancelled_example_leaves_the_batch_with_the_tokens_it_had() -> None:
 def test_cancelling_every_example_ends_the_loop(generator: str) -> None:
     """All examples cancelled after the second step: the loop ends there,
     long before the budget, each answer the first two tokens it had."""
-    model = tiny_llama(logit_scale=2.0)
-    prompt_lens = [4, 7]
-    prompts = random_prompts(prompt_lens, model.model_dim, seed=2)
     # No stop token before the budget: each answer has 10 tokens to give.
     config = GenerationConfig(
         max_new_tokens=10, min_gen_len=11, repetition_guard=NO_GUARD
     )
     if generator == "sampling":
         config = replace(config, generator="sampling")
-    generate = partial(
-        generate_from_embeddings,
-        model,
-        prompts,
-        prompt_lens,
-        stop_token_ids=[96],
-        config=config,
-    )
+    generate = _generation([4, 7], config, seed=2)
     torch.manual_seed(5)
     full = generate()
     assert all(len(r.tokens) > 2 for r in full)  # control
