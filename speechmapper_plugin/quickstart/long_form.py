@@ -62,6 +62,7 @@ from speechmapper_plugin.quickstart.layout import (
     write_result_files,
 )
 from speechmapper_plugin.quickstart.steps import subprocess_env
+from speechmapper_plugin.quickstart.summary import format_difference, format_interval
 from speechmapper_plugin.speech_llm import SkippedInput, SpeechMapperPipeline
 from speechmapper_plugin.speech_llm.long_form import LongFormResult, run_long_form
 
@@ -419,11 +420,6 @@ def measure_peak_rss(
 def render(figures: dict[str, Any]) -> str:
     """The figures as markdown tables."""
 
-    def ci(values: dict[str, Any] | None) -> str:
-        if values is None:
-            return "-"
-        return f"[{values['low']:.1f}, {values['high']:.1f}]"
-
     lines = [
         "# Long-form transcription on the quickstart's model",
         "",
@@ -442,14 +438,13 @@ def render(figures: dict[str, Any]) -> str:
     ]
     for name, recording in figures["recordings"].items():
         for run, values in recording["runs"].items():
-            diff = values["difference"]
             lines.append(
                 f"| {name} ({recording['seconds'] / 60:.1f} min) | {recording['num_utterances']} "
                 f"| {run} | {values.get('num_segments', '-')} "
                 f"| {values['whole_recording_wer']:.2f} "
-                f"| {values['resegmented_wer']:.2f} {ci(values['resegmented_wer_ci'])} "
-                f"| {values['per_utterance_wer']:.2f} {ci(values['per_utterance_wer_ci'])} "
-                f"| {diff['value']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}] "
+                f"| {values['resegmented_wer']:.2f} {format_interval(values['resegmented_wer_ci'])} "
+                f"| {values['per_utterance_wer']:.2f} {format_interval(values['per_utterance_wer_ci'])} "
+                f"| {format_difference(values['difference'], digits=2)} "
                 f"| {'yes' if values['within_2_points'] else 'no'} |"
             )
     peaks = figures.get("peak_rss")
@@ -631,11 +626,10 @@ def render_tuning(tuning: dict[str, Any]) -> str:
     def rows(name: str, recording: dict[str, Any]) -> list[str]:
         lines = []
         for run, v in recording["runs"].items():
-            d = v["difference"]
             lines.append(
                 f"| {name} ({recording['num_utterances']} utt.) | {run} | {v['num_segments']} "
                 f"| {v['whole_recording_wer']:.2f} | {v['per_utterance_wer']:.2f} "
-                f"| {d['value']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}] "
+                f"| {format_difference(v['difference'], digits=2)} "
                 f"| {'yes' if v['within_2_points'] else 'no'} "
                 f"| {v['onset_mae_ms']} / {v['onset_mean_ms']} "
                 f"| {v['offset_mae_ms']} / {v['offset_mean_ms']} "

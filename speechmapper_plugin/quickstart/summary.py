@@ -125,19 +125,21 @@ def _num(value: object, unit: str = "") -> str:
     return "-" if value is None else f"{float(value):.1f}{unit}"  # type: ignore[arg-type]
 
 
-def _interval(interval: Any, signed: bool = False) -> str:
-    """``[31.2, 36.9]`` (``[+0.4, +3.1]`` for a difference); ``-`` without."""
+def format_interval(interval: Any, signed: bool = False, digits: int = 1) -> str:
+    """``[31.2, 36.9]`` (``[+0.4, +3.1]`` for a difference) from a dict with
+    ``low`` and ``high``; ``-`` without."""
     if not isinstance(interval, dict):
         return "-"
-    form = "+.1f" if signed else ".1f"
+    form = f"{'+' if signed else ''}.{digits}f"
     return f"[{interval['low']:{form}}, {interval['high']:{form}}]"
 
 
-def _difference(interval: Any) -> str:
-    """``+2.7 [+1.1, +4.4]``: a paired difference and its interval."""
+def format_difference(interval: Any, digits: int = 1) -> str:
+    """``+2.7 [+1.1, +4.4]``: a paired difference (``value``) and its interval."""
     if not isinstance(interval, dict):
         return "-"
-    return f"{interval['value']:+.1f} {_interval(interval, signed=True)}"
+    value = f"{interval['value']:+.{digits}f}"
+    return f"{value} {format_interval(interval, signed=True, digits=digits)}"
 
 
 def format_table(summary: dict[str, Any]) -> str:
@@ -179,13 +181,13 @@ def format_table(summary: dict[str, Any]) -> str:
     ]
     for name, asr, st in rows:
         cells = [_num(None if asr is None else asr["wer"])]
-        ranges = [_interval(None if asr is None else asr.get("wer_ci"))]
+        ranges = [format_interval(None if asr is None else asr.get("wer_ci"))]
         for lang in TARGET_LANGS:
             entry = None if st is None else st.get(lang)
             for key in ("chrf", "bleu", "adherence"):
                 cells.append(_num(None if entry is None else entry[key]))
                 ranges.append(
-                    _interval(None if entry is None else entry.get(f"{key}_ci"))
+                    format_interval(None if entry is None else entry.get(f"{key}_ci"))
                 )
         lines.append(
             f"{name:47} {cells[0]:>8} " + " ".join(f"{c:>9}" for c in cells[1:])
@@ -205,11 +207,11 @@ def format_table(summary: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         "σ=0.9 − σ=0, paired bootstrap over the same utterances: ASR WER "
-        + _difference(asr_difference)
+        + format_difference(asr_difference)
         + "; "
         + "; ".join(
-            f"{lang} chrF {_difference((difference.get(lang) or {}).get('chrf'))}, "
-            f"BLEU {_difference((difference.get(lang) or {}).get('bleu'))}"
+            f"{lang} chrF {format_difference((difference.get(lang) or {}).get('chrf'))}, "
+            f"BLEU {format_difference((difference.get(lang) or {}).get('bleu'))}"
             for lang in TARGET_LANGS
         )
     )
