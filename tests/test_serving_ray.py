@@ -151,9 +151,16 @@ def test_two_replicas_both_answer_as_the_pipeline_alone(
     replicas: set[str] = set()
     with ThreadPoolExecutor(12) as pool:
         for _ in range(3):  # Ray's router picks at random: rounds until both seen
-            for wav, text, replica in pool.map(transcribe, wavs * 3):
-                assert text == expected[wav], wav.name
-                replicas.add(replica)
+            answers = list(pool.map(transcribe, wavs * 3))
+            # Every answer of the round in the message: which inputs and
+            # replicas differ (one CI run saw a1 differ once; see the note).
+            wrong = [
+                (wav.name, replica, text, expected[wav])
+                for wav, text, replica in answers
+                if text != expected[wav]
+            ]
+            assert not wrong, (wrong, [(w.name, r) for w, _, r in answers])
+            replicas.update(replica for _, _, replica in answers)
             if len(replicas) == 2:
                 break
     assert len(replicas) == 2, replicas
